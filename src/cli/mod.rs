@@ -1,0 +1,51 @@
+//! The `ers-bridge` command line (clap). Each subcommand's work lives in the library; this
+//! module parses arguments, sets up telemetry and maps errors to exit codes:
+//! 0 success, 1 runtime failure, 64 (`EX_USAGE`) for a configuration error.
+
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::telemetry::{self, LogFormat};
+
+/// Exit code for configuration and usage errors (sysexits `EX_USAGE`).
+pub const EX_USAGE: u8 = 64;
+
+/// Bridge between the NHS e-Referral Service and a PAS speaking HL7v2 over RabbitMQ.
+#[derive(Debug, Parser)]
+#[command(name = "ers-bridge", version, about)]
+pub struct Cli {
+    /// Log format on stderr; the level comes from RUST_LOG (default info).
+    #[arg(long, value_enum, default_value = "pretty", global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a configuration file offline; exits 64 naming the file, key and reason.
+    Validate(validate::ValidateArgs),
+}
+
+/// Parses the process arguments and runs the chosen subcommand.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match cli.command {
+        Command::Validate(args) => validate::run(&args),
+    }
+}
+
+/// Builds the multi-threaded runtime the async subcommands use.
+#[allow(dead_code)]
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+}

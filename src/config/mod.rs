@@ -1,0 +1,79 @@
+//! Configuration: one TOML file plus `ERS_BRIDGE__SECTION__KEY` environment overrides.
+//!
+//! Loading is two steps, as quickwit does it: [`load`] parses the file into the raw serde
+//! structs of [`raw`] (unknown keys are errors, every error names the file, the key and,
+//! where it can, the line), then [`raw::RawConfig::validate`] turns them into the typed
+//! [`Config`] and checks the rules that span several keys (for example the app-restricted
+//! worklist budget). Neither step touches the network: `ers-bridge validate` is offline.
+//! Secrets are held as [`secrecy::SecretString`] and never printed.
+
+mod env;
+mod error;
+mod locate;
+pub mod raw;
+
+pub use env::{Env, MapEnv, ProcessEnv, ENV_PREFIX};
+pub use error::ConfigError;
+pub use raw::{
+    AmqpConfig, AuthConfig, Config, ErsConfig, MonitorConfig, PollConfig, StoreConfig, WorklistKind,
+};
+
+use std::path::Path;
+
+/// Reads, overrides and validates the configuration file at `path`.
+pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        file: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    load_str(&path.display().to_string(), &text, env)
+}
+
+/// Like [`load`], for text already in memory; `file` names it in errors.
+pub fn load_str(file: &str, text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        ConfigError::Syntax {
+            file: file.to_string(),
+            line,
+            reason: e.message().trim().to_string(),
+        }
+    })?;
+    let overridden = env::apply_overrides(&mut table, env).map_err(|(key, reason)| {
+        ConfigError::Invalid {
+            file: file.to_string(),
+            key,
+            line: None,
+            reason,
+        }
+    })?;
+    let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+        .map_err(|e| {
+            let key = e.path().to_string();
+            let from_env = overridden.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+            let reason = e.inner().message().trim().to_string();
+            let (key, reason) = match from_env {
+                Some(var) => (key, format!("{reason} (set by environment variable {var})")),
+                None => (key, reason),
+            };
+            ConfigError::Invalid {
+                file: file.to_string(),
+                line: locate::line_of_key(text, &key),
+                key,
+                reason,
+            }
+        })?;
+    raw.validate().map_err(|(key, reason)| ConfigError::Invalid {
+        file: file.to_string(),
+        line: locate::line_of_key(text, &key),
+        key,
+        reason,
+    })
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,413 @@
+//! The configuration's serde structs (strict: unknown keys are errors) and the checks that
+//! span several keys. Units are in key names (`interval_secs`, `request_timeout_ms`).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The validated configuration.
+pub type Config = RawConfig;
+
+/// Top level of `ers-bridge.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// How to reach e-RS and authenticate.
+    pub ers: ErsConfig,
+    /// The RabbitMQ side.
+    #[serde(default)]
+    pub amqp: AmqpConfig,
+    /// The durable store (audit trail, versions seen, budgets).
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The health, metrics and dashboard server.
+    #[serde(default)]
+    pub monitor: MonitorConfig,
+    /// Where the mapping files live.
+    #[serde(default)]
+    pub mappings: MappingsConfig,
+    /// One entry per e-RS service whose worklists are polled.
+    #[serde(default)]
+    pub poll: Vec<PollConfig>,
+}
+
+/// `[ers]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErsConfig {
+    /// e.g. `https://api.service.nhs.uk/referrals/FHIR`, or the simulator's
+    /// `http://127.0.0.1:PORT/referrals/FHIR`; legacy mode: `https://…/ers-api`.
+    pub base_url: String,
+    /// Client-side limit shared by every call (the production limit is 10/s).
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit_per_sec: u32,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Worklist responses above this size are refused (the API platform fails above 10 MB).
+    #[serde(default = "default_max_worklist_bytes")]
+    pub max_worklist_bytes: u64,
+    /// Attachments are streamed and refused above this size.
+    #[serde(default = "default_max_attachment_bytes")]
+    pub max_attachment_bytes: u64,
+    /// App-restricted A008 budget per service per UTC day (the platform allows 2).
+    #[serde(default = "default_worklist_budget")]
+    pub worklist_calls_per_service_per_day: u32,
+    pub auth: AuthConfig,
+}
+
+/// `[ers.auth]`, selected by `mode`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AuthConfig {
+    /// OAuth2 client credentials with an RS512 signed JWT client assertion.
+    AppRestricted {
+        /// Defaults to `<scheme>://<host>/oauth2/token` of `base_url`.
+        token_url: Option<String>,
+        /// The application's API key (JWT `iss` and `sub`).
+        api_key: SecretString,
+        /// PEM RSA private key whose public half is registered under `kid`.
+        private_key_file: PathBuf,
+        kid: String,
+        /// Refresh the access token this long before it expires.
+        #[serde(default = "default_refresh_margin_secs")]
+        refresh_margin_secs: u64,
+    },
+    /// A CIS2-derived bearer token supplied by file or environment variable.
+    UserRestricted {
+        token_file: Option<PathBuf>,
+        token_env: Option<String>,
+        business_function: BusinessFunction,
+        ods_code: String,
+        /// SDS user id of the clinician an SPCA acts for; only with
+        /// `SERVICE_PROVIDER_CLINICIAN_ADMIN`, and required then.
+        on_behalf_of_user_id: Option<String>,
+    },
+    /// The deprecated HSCN professional-session API (A001/A002/A003).
+    LegacySession {
+        asid: String,
+        session_token_file: Option<PathBuf>,
+        session_token_env: Option<String>,
+        business_function: BusinessFunction,
+        ods_code: String,
+        client_cert_file: Option<PathBuf>,
+        client_key_file: Option<PathBuf>,
+    },
+    /// No authentication: only for the simulator.
+    None,
+}
+
+impl AuthConfig {
+    /// The mode's name as written in the file.
+    pub fn mode_name(&self) -> &'static str {
+        match self {
+            AuthConfig::AppRestricted { .. } => "app-restricted",
+            AuthConfig::UserRestricted { .. } => "user-restricted",
+            AuthConfig::LegacySession { .. } => "legacy-session",
+            AuthConfig::None => "none",
+        }
+    }
+}
+
+/// e-RS business functions a provider-side bridge may act in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BusinessFunction {
+    ServiceProviderClinician,
+    ServiceProviderClinicianAdmin,
+    ServiceProviderAdmin,
+}
+
+impl BusinessFunction {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BusinessFunction::ServiceProviderClinician => "SERVICE_PROVIDER_CLINICIAN",
+            BusinessFunction::ServiceProviderClinicianAdmin => "SERVICE_PROVIDER_CLINICIAN_ADMIN",
+            BusinessFunction::ServiceProviderAdmin => "SERVICE_PROVIDER_ADMIN",
+        }
+    }
+}
+
+/// `[amqp]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmqpConfig {
+    /// May carry a password, so it is a secret.
+    pub url: SecretString,
+    pub declare_topology: bool,
+    /// First part of every routing key: `<tenant>.<MSH-9.1>.<MSH-9.2>`.
+    pub tenant: String,
+    pub exchange: String,
+    pub pas_queue: String,
+    pub inbound_queue: String,
+    pub dead_letter_exchange: String,
+    pub dead_letter_queue: String,
+    pub prefetch: u16,
+    pub publish_timeout_ms: u64,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("amqp://127.0.0.1:5672/%2f"),
+            declare_topology: true,
+            tenant: "default".into(),
+            exchange: "ers.to-pas".into(),
+            pas_queue: "pas.referrals".into(),
+            inbound_queue: "ers.from-pas".into(),
+            dead_letter_exchange: "ers.dead-letter".into(),
+            dead_letter_queue: "ers.dead-letter".into(),
+            prefetch: 16,
+            publish_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `[store]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://FILE` or `postgres://…` (may carry a password).
+    pub url: SecretString,
+    /// Message payloads older than this are pruned; metadata stays.
+    pub retention_days: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("sqlite://ers-bridge.db"),
+            retention_days: 90,
+        }
+    }
+}
+
+/// `[monitor]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// `[mappings]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MappingsConfig {
+    /// Folder with the mapping files and code tables, relative to the working directory.
+    pub dir: PathBuf,
+}
+
+impl Default for MappingsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("mappings"),
+        }
+    }
+}
+
+/// `[[poll]]`: one e-RS service and the worklists polled for it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollConfig {
+    /// e-RS service id (digits).
+    pub service: String,
+    pub lists: Vec<WorklistKind>,
+    pub interval_secs: u64,
+    /// Optional A008 filters.
+    pub specialty: Option<String>,
+    pub clinician: Option<String>,
+}
+
+/// The provider worklists a bridge polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorklistKind {
+    ReferralsForReview,
+    AppointmentSlotIssues,
+}
+
+impl WorklistKind {
+    /// The `eRS-ReferralListSelector-1` code.
+    pub fn code(self) -> &'static str {
+        match self {
+            WorklistKind::ReferralsForReview => "REFERRALS_FOR_REVIEW",
+            WorklistKind::AppointmentSlotIssues => "APPOINTMENT_SLOT_ISSUES",
+        }
+    }
+}
+
+fn default_rate_limit() -> u32 {
+    10
+}
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+fn default_request_timeout_ms() -> u64 {
+    30_000
+}
+fn default_max_worklist_bytes() -> u64 {
+    10 * 1024 * 1024
+}
+fn default_max_attachment_bytes() -> u64 {
+    50 * 1024 * 1024
+}
+fn default_worklist_budget() -> u32 {
+    2
+}
+fn default_refresh_margin_secs() -> u64 {
+    60
+}
+
+const SECS_PER_DAY: u64 = 86_400;
+
+impl RawConfig {
+    /// Checks the rules that span keys; errors are `(dotted key, reason)`.
+    pub fn validate(self) -> Result<Config, (String, String)> {
+        let err = |k: &str, r: String| Err((k.to_string(), r));
+        let url = match reqwest::Url::parse(&self.ers.base_url) {
+            Ok(u) => u,
+            Err(e) => return err("ers.base_url", format!("not a url: {e}")),
+        };
+        if !matches!(url.scheme(), "http" | "https") {
+            return err("ers.base_url", "must be an http or https url".into());
+        }
+        if self.ers.rate_limit_per_sec == 0 {
+            return err("ers.rate_limit_per_sec", "must be at least 1".into());
+        }
+        if self.ers.request_timeout_ms == 0 || self.ers.connect_timeout_ms == 0 {
+            return err("ers.request_timeout_ms", "timeouts must be above 0".into());
+        }
+        self.validate_auth()?;
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in self.poll.iter().enumerate() {
+            let key = |k: &str| format!("poll[{i}].{k}");
+            if p.service.is_empty() || !p.service.bytes().all(|b| b.is_ascii_digit()) {
+                return err(&key("service"), "must be an e-RS service id (digits)".into());
+            }
+            if p.lists.is_empty() {
+                return err(&key("lists"), "must name at least one worklist".into());
+            }
+            if p.interval_secs == 0 {
+                return err(&key("interval_secs"), "must be above 0".into());
+            }
+            if !seen.insert(p.service.clone()) {
+                return err(&key("service"), format!("service {} is listed twice", p.service));
+            }
+            if let AuthConfig::AppRestricted { .. } = self.ers.auth {
+                let budget = u64::from(self.ers.worklist_calls_per_service_per_day);
+                let calls = p.lists.len() as u64 * SECS_PER_DAY.div_ceil(p.interval_secs);
+                if calls > budget {
+                    return err(
+                        &key("interval_secs"),
+                        format!(
+                            "app-restricted mode allows {budget} worklist calls per service per day; \
+                             polling {} list(s) every {}s makes {calls} (use at least {}s)",
+                            p.lists.len(),
+                            p.interval_secs,
+                            (SECS_PER_DAY * p.lists.len() as u64).div_ceil(budget.max(1))
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    fn validate_auth(&self) -> Result<(), (String, String)> {
+        let err = |k: &str, r: &str| Err((format!("ers.auth.{k}"), r.to_string()));
+        match &self.ers.auth {
+            AuthConfig::AppRestricted { kid, token_url, .. } => {
+                if kid.is_empty() {
+                    return err("kid", "must not be empty");
+                }
+                if let Some(u) = token_url {
+                    if reqwest::Url::parse(u).is_err() {
+                        return err("token_url", "not a url");
+                    }
+                }
+            }
+            AuthConfig::UserRestricted {
+                token_file,
+                token_env,
+                business_function,
+                on_behalf_of_user_id,
+                ods_code,
+            } => {
+                if token_file.is_none() == token_env.is_none() {
+                    return err("token_file", "set exactly one of token_file and token_env");
+                }
+                check_ods(ods_code)?;
+                check_obo(*business_function, on_behalf_of_user_id.as_deref())?;
+            }
+            AuthConfig::LegacySession {
+                session_token_file,
+                session_token_env,
+                client_cert_file,
+                client_key_file,
+                ods_code,
+                asid,
+                ..
+            } => {
+                if session_token_file.is_none() == session_token_env.is_none() {
+                    return err(
+                        "session_token_file",
+                        "set exactly one of session_token_file and session_token_env",
+                    );
+                }
+                if asid.is_empty() || !asid.bytes().all(|b| b.is_ascii_digit()) {
+                    return err("asid", "must be the numeric ASID issued for this system");
+                }
+                if client_cert_file.is_some() != client_key_file.is_some() {
+                    return err(
+                        "client_cert_file",
+                        "client_cert_file and client_key_file go together",
+                    );
+                }
+                check_ods(ods_code)?;
+            }
+            AuthConfig::None => {}
+        }
+        Ok(())
+    }
+}
+
+fn check_ods(ods: &str) -> Result<(), (String, String)> {
+    if ods.is_empty() || !ods.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err((
+            "ers.auth.ods_code".into(),
+            "must be an ODS organisation code such as R69".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_obo(bf: BusinessFunction, obo: Option<&str>) -> Result<(), (String, String)> {
+    let key = "ers.auth.on_behalf_of_user_id".to_string();
+    match (bf, obo) {
+        (BusinessFunction::ServiceProviderClinicianAdmin, None) => Err((
+            key,
+            "required with SERVICE_PROVIDER_CLINICIAN_ADMIN (the SDS user id acted for)".into(),
+        )),
+        (BusinessFunction::ServiceProviderClinicianAdmin, Some(id))
+            if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Err((key, "must be a 12-digit SDS user id".into()))
+        }
+        (BusinessFunction::ServiceProviderClinicianAdmin, Some(_)) | (_, None) => Ok(()),
+        (_, Some(_)) => Err((
+            key,
+            "only allowed with SERVICE_PROVIDER_CLINICIAN_ADMIN".into(),
+        )),
+    }
+}
