@@ -5,10 +5,14 @@
 //!
 //! - [`config`]: the TOML file, environment overrides and offline validation.
 //! - [`telemetry`]: `tracing` setup (pretty or JSON logs).
+//! - [`fhir`]: FHIR STU3 serde types for the e-RS resources and the typed request bodies.
+//! - [`ers`]: the e-RS API client (the only code that knows e-RS URLs, headers and auth).
 //! - [`cli`]: the `ers-bridge` command line; `main.rs` only calls [`cli::main`].
 //!
 //! `ARCHITECTURE.md` at the repository root has the code map and the invariants.
 
 pub mod cli;
 pub mod config;
+pub mod ers;
+pub mod fhir;
 pub mod telemetry;

@@ -55,7 +55,37 @@ pub struct ErsConfig {
     /// App-restricted A008 budget per service per UTC day (the platform allows 2).
     #[serde(default = "default_worklist_budget")]
     pub worklist_calls_per_service_per_day: u32,
+    /// Backoff and retry limits for failed calls.
+    #[serde(default)]
+    pub retry: RetryConfig,
     pub auth: AuthConfig,
+}
+
+/// `[ers.retry]`: when failed e-RS calls are retried (see `docs/ers-client.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+    /// First backoff delay; later ones double up to `max_delay_ms`, with jitter.
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+    /// A `Retry-After` longer than this fails the call instead of waiting.
+    pub max_retry_after_secs: u64,
+    /// Retries the whole process may spend before successes earn more (one per ten).
+    pub budget: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_delay_ms: 1_000,
+            max_delay_ms: 30_000,
+            max_retry_after_secs: 300,
+            budget: 100,
+        }
+    }
 }
 
 /// `[ers.auth]`, selected by `mode`.

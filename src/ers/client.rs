@@ -1,0 +1,570 @@
+//! [`ErsClient`] and its request pipeline: capability check, rate limit, auth headers,
+//! `X-Correlation-ID`, `If-Match`, size caps, and the retry loop (`Retry-After` on 429/503,
+//! jittered backoff otherwise, 5xx and timeouts retried only where repeating is safe).
+//! The typed operations built on [`ErsClient::execute`] are in [`super::ops`].
+
+use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use bytes::{Bytes, BytesMut};
+use reqwest::{
+    header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, IF_MATCH, RETRY_AFTER},
+    Method, StatusCode,
+};
+use secrecy::{ExposeSecret, SecretString};
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use super::{
+    auth::{self, Auth},
+    capability::{AuthMode, Operation},
+    error::{ApiError, ErsError},
+    ratelimit::RateLimiter,
+    retry::{parse_retry_after, RetryBudget, RetryPolicy},
+};
+use crate::config::{Env, ErsConfig};
+use crate::fhir::OperationOutcome;
+
+/// Header sent on every call and echoed by e-RS.
+pub const CORRELATION_ID: &str = "x-correlation-id";
+/// Response header: the e-RS transaction id.
+pub const REQUEST_ID: &str = "x-request-id";
+/// FHIR JSON media type.
+pub const FHIR_JSON: &str = "application/fhir+json";
+
+/// Error bodies are read up to this size; anything longer is cut.
+const MAX_ERROR_BODY: u64 = 64 * 1024;
+
+/// The e-RS API client. Cheap to clone; clones share the connection pool, the rate limiter,
+/// the retry budget and the credentials.
+#[derive(Clone)]
+pub struct ErsClient {
+    pub(crate) inner: Arc<Inner>,
+    /// Sent as `X-Correlation-ID` instead of a fresh UUID per call, when set.
+    correlation_id: Option<Uuid>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) http: reqwest::Client,
+    /// For A042 redirect targets: a separate client, so no e-RS header or credential can
+    /// reach the object store.
+    pub(crate) object_store: reqwest::Client,
+    /// `base_url` without a trailing slash.
+    pub(crate) base: String,
+    pub(crate) auth: Auth,
+    pub(crate) limiter: RateLimiter,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) budget: RetryBudget,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_json_bytes: u64,
+    pub(crate) max_attachment_bytes: u64,
+}
+
+impl fmt::Debug for ErsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErsClient")
+            .field("base", &self.inner.base)
+            .field("auth", &self.inner.auth)
+            .field("limiter", &self.inner.limiter)
+            .field("retry", &self.inner.retry)
+            .field("correlation_id", &self.correlation_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request body.
+pub(crate) enum Body {
+    /// `application/fhir+json`.
+    Fhir(serde_json::Value),
+    /// `application/json` (legacy session endpoints).
+    Json(serde_json::Value),
+}
+
+/// One call, as the operations describe it to the pipeline.
+pub(crate) struct Call {
+    pub op: Operation,
+    pub method: Method,
+    /// Relative to the base URL, e.g. `STU3/ReferralRequest/000000070000`.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Body>,
+    pub if_match: Option<u32>,
+    pub accept: &'static str,
+    pub max_bytes: u64,
+    /// A001/A002/A003 name the session explicitly.
+    pub session_key: Option<SecretString>,
+    /// Treat this status as success (A042's 307).
+    pub accept_status: Option<StatusCode>,
+}
+
+impl Call {
+    pub(crate) fn new(op: Operation, method: Method, path: String, max_bytes: u64) -> Self {
+        Self {
+            op,
+            method,
+            path,
+            query: Vec::new(),
+            body: None,
+            if_match: None,
+            accept: FHIR_JSON,
+            max_bytes,
+            session_key: None,
+            accept_status: None,
+        }
+    }
+}
+
+/// A successful response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// `X-Request-ID`, the e-RS transaction id.
+    pub request_id: Option<String>,
+    /// The `X-Correlation-ID` sent.
+    pub correlation_id: String,
+}
+
+impl Reply {
+    /// The version in `ETag: W/"n"`.
+    pub fn etag_version(&self) -> Option<u32> {
+        let v = self.headers.get(reqwest::header::ETAG)?.to_str().ok()?;
+        v.trim_start_matches("W/").trim_matches('"').parse().ok()
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+}
+
+impl ErsClient {
+    /// Builds the client from `[ers]`. Reads key files now (so a bad path fails at
+    /// start-up); tokens are read or fetched on first use.
+    pub fn new(cfg: &ErsConfig, env: Arc<dyn Env + Send + Sync>) -> Result<Self, ErsError> {
+        let base = cfg.base_url.trim_end_matches('/').to_string();
+        let url = reqwest::Url::parse(&base)
+            .map_err(|e| ErsError::Config(format!("ers.base_url is not a url: {e}")))?;
+        let token_url_default = format!("{}/oauth2/token", origin(&url));
+        let auth = Auth::from_config(&cfg.auth, env, token_url_default)?;
+        let connect = Duration::from_millis(cfg.connect_timeout_ms);
+        let request_timeout = Duration::from_millis(cfg.request_timeout_ms);
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(connect)
+            .timeout(request_timeout)
+            .user_agent(concat!("ers-bridge/", env!("CARGO_PKG_VERSION")));
+        if let crate::config::AuthConfig::LegacySession {
+            client_cert_file: Some(cert),
+            client_key_file: Some(key),
+            ..
+        } = &cfg.auth
+        {
+            let mut pem = std::fs::read(cert).map_err(|e| {
+                ErsError::Config(format!("cannot read ers.auth.client_cert_file {}: {e}", cert.display()))
+            })?;
+            pem.push(b'\n');
+            pem.extend(std::fs::read(key).map_err(|e| {
+                ErsError::Config(format!("cannot read ers.auth.client_key_file {}: {e}", key.display()))
+            })?);
+            let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                ErsError::Config(format!("ers.auth client certificate or key is not valid pem: {e}"))
+            })?;
+            builder = builder.identity(id);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ErsError::Config(format!("cannot build the http client: {e}")))?;
+        let object_store = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .connect_timeout(connect)
+            .timeout(request_timeout)
+            .build()
+            .map_err(|e| ErsError::Config(format!("cannot build the http client: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                object_store,
+                base,
+                auth,
+                limiter: RateLimiter::new(cfg.rate_limit_per_sec),
+                retry: RetryPolicy::from(&cfg.retry),
+                budget: RetryBudget::new(cfg.retry.budget, 0.1),
+                request_timeout,
+                max_json_bytes: cfg.max_worklist_bytes,
+                max_attachment_bytes: cfg.max_attachment_bytes,
+            }),
+            correlation_id: None,
+        })
+    }
+
+    /// A handle that sends `id` as `X-Correlation-ID` on every call (e.g. to trace one PAS
+    /// message through several e-RS calls).
+    pub fn with_correlation_id(&self, id: Uuid) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            correlation_id: Some(id),
+        }
+    }
+
+    /// The auth mode.
+    pub fn mode(&self) -> AuthMode {
+        self.inner.auth.mode()
+    }
+
+    /// Whether the auth mode allows `op`.
+    pub fn allows(&self, op: Operation) -> bool {
+        op.allowed_in(self.mode())
+    }
+
+    /// Access tokens fetched so far (app-restricted mode only).
+    pub fn token_fetch_count(&self) -> Option<u64> {
+        match &self.inner.auth {
+            Auth::App(a) => Some(a.fetch_count()),
+            _ => None,
+        }
+    }
+
+    /// `STU3/<rest>` on the API platform, `STU3/v1/<rest>` on the legacy API.
+    pub(crate) fn stu3(&self, rest: &str) -> String {
+        match self.mode() {
+            AuthMode::LegacySession => format!("STU3/v1/{rest}"),
+            _ => format!("STU3/{rest}"),
+        }
+    }
+
+    /// Runs one call through the pipeline. Boxed (and declared `Send`) because creating a
+    /// legacy session runs A001/A002 through this same pipeline.
+    pub(crate) fn execute(
+        &self,
+        call: Call,
+    ) -> Pin<Box<dyn Future<Output = Result<Reply, ErsError>> + Send + '_>> {
+        Box::pin(self.execute_inner(call))
+    }
+
+    async fn execute_inner(&self, call: Call) -> Result<Reply, ErsError> {
+        let op = call.op;
+        if !op.allowed_in(self.mode()) {
+            return Err(ErsError::NotAllowed {
+                operation: op,
+                mode: self.mode(),
+            });
+        }
+        let inner = &self.inner;
+        let cid = self.correlation_id.unwrap_or_else(Uuid::new_v4).to_string();
+        let _in_flight = match &inner.auth {
+            Auth::Legacy(l) if !matches!(op, Operation::A001 | Operation::A002 | Operation::A003) => {
+                Some(l.in_flight().await)
+            }
+            _ => None,
+        };
+        let url = format!("{}/{}", inner.base, call.path);
+        let mut attempt: u32 = 0;
+        let mut reauthenticated = false;
+        loop {
+            attempt += 1;
+            inner.limiter.acquire().await;
+            let headers = self.headers(&call, &cid).await?;
+            let mut req = inner.http.request(call.method.clone(), &url).headers(headers);
+            if !call.query.is_empty() {
+                req = req.query(&call.query);
+            }
+            match &call.body {
+                Some(Body::Fhir(v)) => {
+                    req = req.header(CONTENT_TYPE, FHIR_JSON).body(v.to_string());
+                }
+                Some(Body::Json(v)) => {
+                    req = req.header(CONTENT_TYPE, "application/json").body(v.to_string());
+                }
+                None => {}
+            }
+            let started = tokio::time::Instant::now();
+            let outcome = match req.send().await {
+                Ok(resp) => self.handle(resp, &call, &cid).await,
+                Err(e) => Err(transport_error(op, &e, inner.request_timeout)),
+            };
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let err = match outcome {
+                Ok(reply) => {
+                    info!(
+                        operation = op.id(),
+                        correlation_id = %cid,
+                        request_id = reply.request_id.as_deref().unwrap_or(""),
+                        status = reply.status,
+                        attempt,
+                        elapsed_ms,
+                        "e-rs call"
+                    );
+                    if attempt == 1 {
+                        inner.budget.earn();
+                    }
+                    return Ok(reply);
+                }
+                Err(e) => e,
+            };
+            let session_op = matches!(op, Operation::A001 | Operation::A002 | Operation::A003);
+            if err.status() == Some(401)
+                && !reauthenticated
+                && !session_op
+                && inner.auth.invalidate().await
+            {
+                reauthenticated = true;
+                warn!(operation = op.id(), correlation_id = %cid, "e-rs answered 401, refreshing credentials");
+                continue;
+            }
+            let Some(delay) = self.retry_delay(&err, op, attempt) else {
+                warn!(operation = op.id(), correlation_id = %cid, attempt, error = %err, "e-rs call failed");
+                return Err(err);
+            };
+            warn!(
+                operation = op.id(),
+                correlation_id = %cid,
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                error = %err,
+                "e-rs call failed, retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// How long to wait before retrying, or `None` to give up.
+    fn retry_delay(&self, err: &ErsError, op: Operation, attempt: u32) -> Option<Duration> {
+        let inner = &self.inner;
+        if attempt >= inner.retry.max_attempts {
+            return None;
+        }
+        let delay = match err {
+            // The request was not processed: safe for every operation.
+            ErsError::RateLimited(a) => a
+                .retry_after
+                .unwrap_or_else(|| inner.retry.backoff_random(attempt - 1)),
+            ErsError::Api(a) if a.status == 503 => a
+                .retry_after
+                .unwrap_or_else(|| inner.retry.backoff_random(attempt - 1)),
+            ErsError::Auth { retryable: true, .. } => inner.retry.backoff_random(attempt - 1),
+            // The outcome is unknown: only where a repeat cannot apply twice.
+            ErsError::Transport { .. } | ErsError::Timeout { .. } if op.is_safe_to_repeat() => {
+                inner.retry.backoff_random(attempt - 1)
+            }
+            ErsError::Api(a) if matches!(a.status, 500 | 502 | 504) && op.is_safe_to_repeat() => {
+                inner.retry.backoff_random(attempt - 1)
+            }
+            _ => return None,
+        };
+        if delay > inner.retry.max_retry_after || !inner.budget.try_spend() {
+            return None;
+        }
+        Some(delay)
+    }
+
+    async fn headers(&self, call: &Call, cid: &str) -> Result<HeaderMap, ErsError> {
+        let mut h = HeaderMap::new();
+        h.insert(
+            HeaderName::from_static(CORRELATION_ID),
+            HeaderValue::from_str(cid).expect("a uuid is a valid header value"),
+        );
+        h.insert(ACCEPT, HeaderValue::from_static(call.accept));
+        if let Some(v) = call.if_match {
+            h.insert(
+                IF_MATCH,
+                HeaderValue::from_str(&format!("W/\"{v}\"")).expect("a number is a valid header"),
+            );
+        }
+        match &self.inner.auth {
+            Auth::None => {}
+            Auth::App(a) => a.apply(&self.inner.http, &mut h).await?,
+            Auth::User(u) => u.apply(&mut h)?,
+            Auth::Legacy(l) => {
+                auth::plain(&mut h, auth::XAPI_ASID, l.asid())?;
+                let key = match (&call.session_key, call.op) {
+                    (_, Operation::A001) => None,
+                    (Some(k), _) => Some(k.clone()),
+                    (None, _) => Some(self.session_key().await?),
+                };
+                if let Some(k) = key {
+                    let mut v = HeaderValue::from_str(k.expose_secret()).map_err(|_| ErsError::Auth {
+                        reason: "the session key is not a valid header value".into(),
+                        retryable: false,
+                    })?;
+                    v.set_sensitive(true);
+                    h.insert(HeaderName::from_static(auth::SESSION_KEY), v);
+                }
+            }
+        }
+        Ok(h)
+    }
+
+    async fn handle(&self, resp: reqwest::Response, call: &Call, cid: &str) -> Result<Reply, ErsError> {
+        let op = call.op;
+        let status = resp.status();
+        let request_id = resp
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        debug!(operation = op.id(), correlation_id = %cid, request_id = request_id.as_deref().unwrap_or(""), status = status.as_u16(), "e-rs response");
+        if status.is_success() || Some(status) == call.accept_status {
+            let headers = resp.headers().clone();
+            let body = read_capped(resp, call.max_bytes, op, self.inner.request_timeout).await?;
+            return Ok(Reply {
+                status: status.as_u16(),
+                headers,
+                body,
+                request_id,
+                correlation_id: cid.to_string(),
+            });
+        }
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+        let body = read_capped(resp, MAX_ERROR_BODY, op, self.inner.request_timeout)
+            .await
+            .unwrap_or_default();
+        let mut api = api_error(op, status.as_u16(), &body, request_id, cid);
+        api.retry_after = retry_after;
+        if let (Some(d), 429 | 503) = (retry_after, status.as_u16()) {
+            // Everybody waits, not only this task.
+            self.inner.limiter.defer_until(tokio::time::Instant::now() + d);
+        }
+        Err(match status.as_u16() {
+            409 => ErsError::Conflict(api),
+            423 => ErsError::Locked(api),
+            429 => ErsError::RateLimited(api),
+            _ => ErsError::Api(api),
+        })
+    }
+
+    /// Fetches an absolute URL (an A042 object-store redirect target) with the plain client:
+    /// no e-RS headers, no credentials, no rate limit; the size cap still applies.
+    pub(crate) async fn fetch_object(&self, op: Operation, url: &str) -> Result<(HeaderMap, Bytes), ErsError> {
+        let resp = self
+            .inner
+            .object_store
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| transport_error(op, &e, self.inner.request_timeout))?;
+        if !resp.status().is_success() {
+            return Err(ErsError::Decode {
+                operation: op,
+                reason: format!("object store answered http {}", resp.status().as_u16()),
+            });
+        }
+        let headers = resp.headers().clone();
+        let body = read_capped(resp, self.inner.max_attachment_bytes, op, self.inner.request_timeout).await?;
+        Ok((headers, body))
+    }
+}
+
+/// Reads a body, refusing it as soon as it passes `limit` bytes.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    limit: u64,
+    op: Operation,
+    timeout: Duration,
+) -> Result<Bytes, ErsError> {
+    if resp.content_length().is_some_and(|l| l > limit) {
+        return Err(ErsError::TooLarge { operation: op, limit });
+    }
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(op, &e, timeout))? {
+        if (buf.len() + chunk.len()) as u64 > limit {
+            return Err(ErsError::TooLarge { operation: op, limit });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+fn transport_error(op: Operation, e: &reqwest::Error, timeout: Duration) -> ErsError {
+    if e.is_timeout() {
+        return ErsError::Timeout {
+            operation: op,
+            timeout,
+        };
+    }
+    // Without the url: it can carry a legacy session key.
+    let mut reason = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        reason = format!("{reason}: {s}");
+        src = s.source();
+    }
+    if let Some(url) = e.url() {
+        reason = reason.replace(url.as_str(), "<url>");
+    }
+    ErsError::Transport {
+        operation: op,
+        reason,
+    }
+}
+
+fn api_error(op: Operation, status: u16, body: &[u8], request_id: Option<String>, cid: &str) -> ApiError {
+    let outcome = serde_json::from_slice::<OperationOutcome>(body).ok().filter(|o| !o.issue.is_empty());
+    let (issue_code, ers_code, diagnostics) = match &outcome {
+        Some(o) => {
+            let i = o.first_issue();
+            (
+                i.and_then(|i| i.code.clone()),
+                o.ers_code().map(str::to_string),
+                i.and_then(|i| i.diagnostics.clone()),
+            )
+        }
+        None => {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            let diag = (!text.is_empty()).then(|| text.chars().take(300).collect::<String>());
+            (None, None, diag)
+        }
+    };
+    ApiError {
+        operation: op,
+        status,
+        issue_code,
+        ers_code,
+        diagnostics,
+        request_id,
+        correlation_id: cid.to_string(),
+        retry_after: None,
+    }
+}
+
+/// `scheme://host[:port]` of a url.
+fn origin(url: &reqwest::Url) -> String {
+    let mut s = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+    if let Some(p) = url.port() {
+        s.push_str(&format!(":{p}"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_keeps_port() {
+        let u = reqwest::Url::parse("http://127.0.0.1:8080/referrals/FHIR").unwrap();
+        assert_eq!(origin(&u), "http://127.0.0.1:8080");
+        let u = reqwest::Url::parse("https://api.service.nhs.uk/referrals/FHIR").unwrap();
+        assert_eq!(origin(&u), "https://api.service.nhs.uk");
+    }
+
+    #[test]
+    fn error_body_is_parsed_into_codes() {
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/ers-api/examples/stu3/STU3-OperationOutcome.json"
+        ))
+        .unwrap();
+        let a = api_error(Operation::A014, 422, &body, Some("r".into()), "c");
+        assert_eq!(a.ers_code.as_deref(), Some("UNEXPECTED_FIELD"));
+        assert_eq!(a.issue_code.as_deref(), Some("value"));
+        assert!(a.diagnostics.unwrap().contains("unknown parameter"));
+        let b = api_error(Operation::A014, 406, b"Not Acceptable", None, "c");
+        assert_eq!(b.diagnostics.as_deref(), Some("Not Acceptable"));
+    }
+}

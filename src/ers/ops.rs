@@ -1,0 +1,432 @@
+//! One typed async method per e-RS operation, on [`ErsClient`]. Each validates its inputs,
+//! describes the call (path, body, `If-Match`) and parses the reply; the pipeline in
+//! [`super::client`] does the rest. Paths follow ERS-API.md §6 (`STU3/v1/...` in legacy mode).
+
+use bytes::Bytes;
+use reqwest::{Method, StatusCode};
+
+use super::{
+    capability::{AuthMode, Operation},
+    client::{Body, Call, ErsClient, Reply},
+    error::ErsError,
+};
+use crate::fhir::{
+    self,
+    requests::{
+        CancelAppointmentActionLater, ConvertAdviceToReferral, FetchWorklist, RecordReviewOutcome,
+        RejectReferral, SendAdviceResponse,
+    },
+    worklist::ListSelector,
+    Bundle, CodeSystem, CommunicationRequest, List, Parameters, ReferralRequest, Resource,
+};
+
+/// A resource with the version from its `ETag` (falling back to `meta.versionId`).
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    pub resource: T,
+    /// The version to send in `If-Match` on the next write.
+    pub version: Option<u32>,
+    /// The e-RS transaction id of the reply.
+    pub request_id: Option<String>,
+}
+
+/// A downloaded file (attachment or clinical-information PDF).
+#[derive(Debug, Clone)]
+pub struct Binary {
+    pub content_type: Option<String>,
+    /// From `Content-Disposition`, when sent.
+    pub filename: Option<String>,
+    pub bytes: Bytes,
+    pub request_id: Option<String>,
+}
+
+/// The `_include`s A025 asks for (the spec's spelling, typo included).
+pub const CONVERSATION_INCLUDES: [&str; 3] = [
+    "Communication:requester-practitionerrole:PractitionerRole",
+    "Communication:sender-practitionerrole:PractionerRole",
+    "Communication:content-reference:DocumentReference",
+];
+
+impl ErsClient {
+    /// A004: reference data, e.g. `APPOINTMENT-CANCELLATION-REASON`.
+    pub async fn reference_data(&self, code_system_type: &str) -> Result<CodeSystem, ErsError> {
+        let op = Operation::A004;
+        if code_system_type.is_empty()
+            || !code_system_type
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+        {
+            return Err(invalid(op, format!("{code_system_type:?} is not a code system type (e.g. SPECIALTY)")));
+        }
+        let call = self.get(op, self.stu3(&format!("CodeSystem/{code_system_type}")));
+        parse(op, &self.execute(call).await?, "CodeSystem")
+    }
+
+    /// A005: a referral, the latest or (`version`) a check that it still is.
+    pub async fn referral(
+        &self,
+        ubrn: &str,
+        version: Option<u32>,
+    ) -> Result<Versioned<ReferralRequest>, ErsError> {
+        let op = Operation::A005;
+        check_ubrn(op, ubrn)?;
+        let call = self.get(op, self.stu3(&history("ReferralRequest", ubrn, version)));
+        versioned(op, self.execute(call).await?, "ReferralRequest", |r: &ReferralRequest| r.version())
+    }
+
+    /// A042: an attachment's bytes. Follows the 307 to the object store itself, with a
+    /// plain client that sends no e-RS header or credential there.
+    pub async fn attachment(&self, id: &str) -> Result<Binary, ErsError> {
+        let op = Operation::A042;
+        check_id(op, id)?;
+        let mut call = self.get(op, format!("R4/Binary/{id}"));
+        call.accept = "*/*";
+        call.max_bytes = self.inner.max_attachment_bytes;
+        call.accept_status = Some(StatusCode::TEMPORARY_REDIRECT);
+        let reply = self.execute(call).await?;
+        if reply.status != 307 {
+            return Ok(binary(reply));
+        }
+        let location = reply.header("location").ok_or_else(|| ErsError::Decode {
+            operation: op,
+            reason: "307 without a Location header".into(),
+        })?;
+        let base = reqwest::Url::parse(&format!("{}/R4/Binary/{id}", self.inner.base))
+            .map_err(|e| ErsError::Decode { operation: op, reason: e.to_string() })?;
+        let target = base.join(location).map_err(|e| ErsError::Decode {
+            operation: op,
+            reason: format!("bad redirect location: {e}"),
+        })?;
+        let (headers, bytes) = self.fetch_object(op, target.as_str()).await?;
+        Ok(Binary {
+            content_type: header_str(&headers, "content-type"),
+            filename: header_str(&headers, "content-disposition").as_deref().and_then(filename_of),
+            bytes,
+            request_id: reply.request_id,
+        })
+    }
+
+    /// A006 (deprecated, files up to 5 MB): an attachment's bytes from the STU3 endpoint.
+    pub async fn attachment_stu3(&self, id: &str) -> Result<Binary, ErsError> {
+        let op = Operation::A006;
+        check_id(op, id)?;
+        let mut call = self.get(op, self.stu3(&format!("Binary/{id}")));
+        call.accept = "*/*";
+        call.max_bytes = self.inner.max_attachment_bytes;
+        Ok(binary(self.execute(call).await?))
+    }
+
+    /// A007: the clinical referral information as a PDF.
+    pub async fn clinical_info(&self, ubrn: &str) -> Result<Binary, ErsError> {
+        let op = Operation::A007;
+        check_ubrn(op, ubrn)?;
+        let mut call = Call::new(
+            op,
+            Method::POST,
+            self.stu3(&format!("ReferralRequest/{ubrn}/$ers.generateCRI")),
+            self.inner.max_attachment_bytes,
+        );
+        call.accept = "application/pdf";
+        Ok(binary(self.execute(call).await?))
+    }
+
+    /// A008: a referral worklist. In app-restricted mode only the provider lists with a
+    /// service filter are allowed (and the platform allows 2 calls per service per day).
+    pub async fn worklist(&self, req: &FetchWorklist) -> Result<List, ErsError> {
+        let op = Operation::A008;
+        if req.list == ListSelector::AdviceAndGuidanceRequests {
+            return Err(invalid(op, "the A&G list is fetched with advice_worklist (A023)".into()));
+        }
+        if self.mode() == AuthMode::AppRestricted && (!req.list.is_provider_list() || req.service.is_none()) {
+            return Err(invalid(
+                op,
+                "app-restricted mode allows only referrals-for-review and appointment-slot-issues with a service filter".into(),
+            ));
+        }
+        self.fetch_list(op, "ReferralRequest/$ers.fetchworklist", req).await
+    }
+
+    /// A023: the A&G requests worklist (user-restricted only).
+    pub async fn advice_worklist(&self, service: Option<&str>) -> Result<List, ErsError> {
+        let mut req = FetchWorklist::new(ListSelector::AdviceAndGuidanceRequests);
+        req.service = service.map(str::to_string);
+        self.fetch_list(Operation::A023, "CommunicationRequest/$ers.fetchworklist", &req)
+            .await
+    }
+
+    async fn fetch_list(&self, op: Operation, path: &str, req: &FetchWorklist) -> Result<List, ErsError> {
+        let mut call = Call::new(op, Method::POST, self.stu3(path), self.inner.max_json_bytes);
+        call.body = Some(fhir_body(op, Ok(req.to_parameters()))?);
+        parse(op, &self.execute(call).await?, "List")
+    }
+
+    /// A013: accept a referral booked into a bookable service. No body; `If-Match`.
+    pub async fn accept(&self, ubrn: &str, version: u32) -> Result<Versioned<ReferralRequest>, ErsError> {
+        self.referral_action(Operation::A013, ubrn, version, "$ers.acceptReferral", None)
+            .await
+    }
+
+    /// A014: reject a referral (user-restricted only).
+    pub async fn reject(
+        &self,
+        ubrn: &str,
+        version: u32,
+        input: &RejectReferral,
+    ) -> Result<Versioned<ReferralRequest>, ErsError> {
+        let op = Operation::A014;
+        let body = input.to_parameters().map_err(|r| invalid(op, r))?;
+        self.referral_action(op, ubrn, version, "$ers.rejectReferral", Some(body))
+            .await
+    }
+
+    /// A022: cancel the appointment and action later (user-restricted only).
+    pub async fn cancel_action_later(
+        &self,
+        ubrn: &str,
+        version: u32,
+        input: &CancelAppointmentActionLater,
+    ) -> Result<Versioned<ReferralRequest>, ErsError> {
+        let op = Operation::A022;
+        let body = input.to_parameters().map_err(|r| invalid(op, r))?;
+        // The legacy documentation spells this operation with a capital C.
+        let name = match self.mode() {
+            AuthMode::LegacySession => "$ers.CancelAppointmentActionLater",
+            _ => "$ers.cancelAppointmentActionLater",
+        };
+        self.referral_action(op, ubrn, version, name, Some(body)).await
+    }
+
+    /// A028: record a triage (review) outcome.
+    pub async fn record_review_outcome(
+        &self,
+        ubrn: &str,
+        version: u32,
+        input: &RecordReviewOutcome,
+    ) -> Result<Versioned<ReferralRequest>, ErsError> {
+        let op = Operation::A028;
+        let body = input.to_parameters().map_err(|r| invalid(op, r))?;
+        self.referral_action(op, ubrn, version, "$ers.recordReviewOutcome", Some(body))
+            .await
+    }
+
+    async fn referral_action(
+        &self,
+        op: Operation,
+        ubrn: &str,
+        version: u32,
+        operation_name: &str,
+        body: Option<Parameters>,
+    ) -> Result<Versioned<ReferralRequest>, ErsError> {
+        check_ubrn(op, ubrn)?;
+        let mut call = Call::new(
+            op,
+            Method::POST,
+            self.stu3(&format!("ReferralRequest/{ubrn}/{operation_name}")),
+            self.inner.max_json_bytes,
+        );
+        call.if_match = Some(version);
+        if let Some(p) = body {
+            call.body = Some(fhir_body(op, Ok(p))?);
+        }
+        versioned(op, self.execute(call).await?, "ReferralRequest", |r: &ReferralRequest| r.version())
+    }
+
+    /// A024: an A&G request.
+    pub async fn advice_request(
+        &self,
+        ubrn: &str,
+        version: Option<u32>,
+    ) -> Result<Versioned<CommunicationRequest>, ErsError> {
+        let op = Operation::A024;
+        check_ubrn(op, ubrn)?;
+        let call = self.get(op, self.stu3(&history("CommunicationRequest", ubrn, version)));
+        versioned(op, self.execute(call).await?, "CommunicationRequest", |r: &CommunicationRequest| {
+            r.version()
+        })
+    }
+
+    /// A025: the A&G conversation of the request's latest `version`.
+    pub async fn advice_conversation(&self, ubrn: &str, version: u32) -> Result<Bundle, ErsError> {
+        let op = Operation::A025;
+        check_ubrn(op, ubrn)?;
+        let mut call = self.get(op, self.stu3("Communication"));
+        call.query.push((
+            "based-on".into(),
+            format!("CommunicationRequest/{ubrn}/_history/{version}"),
+        ));
+        for inc in CONVERSATION_INCLUDES {
+            call.query.push(("_include".into(), inc.into()));
+        }
+        parse(op, &self.execute(call).await?, "Bundle")
+    }
+
+    /// A026: send the A&G response (user-restricted only). Returns the `Parameters` with
+    /// `updatedCommunicationRequest` and `createdCommunication`.
+    pub async fn send_advice_response(
+        &self,
+        ubrn: &str,
+        version: u32,
+        input: &SendAdviceResponse,
+    ) -> Result<Parameters, ErsError> {
+        let op = Operation::A026;
+        check_ubrn(op, ubrn)?;
+        let body = input.to_parameters().map_err(|r| invalid(op, r))?;
+        let mut call = Call::new(
+            op,
+            Method::POST,
+            self.stu3(&format!("CommunicationRequest/{ubrn}/$ers.sendCommunicationToRequester")),
+            self.inner.max_json_bytes,
+        );
+        call.if_match = Some(version);
+        call.body = Some(fhir_body(op, Ok(body))?);
+        parse(op, &self.execute(call).await?, "Parameters")
+    }
+
+    /// A027: convert an A&G request into a referral (user-restricted only). Not retried on
+    /// an unknown outcome: there is no If-Match.
+    pub async fn convert_advice(
+        &self,
+        input: &ConvertAdviceToReferral,
+    ) -> Result<Versioned<ReferralRequest>, ErsError> {
+        let op = Operation::A027;
+        check_ubrn(op, &input.ubrn)?;
+        let body = input.to_parameters().map_err(|r| invalid(op, r))?;
+        let mut call = Call::new(
+            op,
+            Method::POST,
+            self.stu3("ReferralRequest/$ers.createFromCommunicationRequestActionLater"),
+            self.inner.max_json_bytes,
+        );
+        call.body = Some(fhir_body(op, Ok(body))?);
+        versioned(op, self.execute(call).await?, "ReferralRequest", |r: &ReferralRequest| r.version())
+    }
+
+    /// A029: the actions the user may take on the referral's latest `version`.
+    pub async fn available_actions(&self, ubrn: &str, version: u32) -> Result<Bundle, ErsError> {
+        let op = Operation::A029;
+        check_ubrn(op, ubrn)?;
+        let mut call = self.get(op, self.stu3("Task"));
+        call.query = vec![
+            ("focus".into(), format!("ReferralRequest/{ubrn}/_history/{version}")),
+            ("intent".into(), "proposal".into()),
+            ("status".into(), "ready".into()),
+        ];
+        parse(op, &self.execute(call).await?, "Bundle")
+    }
+
+    fn get(&self, op: Operation, path: String) -> Call {
+        Call::new(op, Method::GET, path, self.inner.max_json_bytes)
+    }
+}
+
+fn invalid(operation: Operation, reason: String) -> ErsError {
+    ErsError::InvalidInput { operation, reason }
+}
+
+fn history(ty: &str, ubrn: &str, version: Option<u32>) -> String {
+    match version {
+        Some(v) => format!("{ty}/{ubrn}/_history/{v}"),
+        None => format!("{ty}/{ubrn}"),
+    }
+}
+
+/// A UBRN is 12 digits; checking it also keeps it from changing the request path.
+fn check_ubrn(op: Operation, ubrn: &str) -> Result<(), ErsError> {
+    if ubrn.len() == 12 && ubrn.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(invalid(op, format!("{ubrn:?} is not a UBRN (12 digits)")))
+    }
+}
+
+/// Attachment ids are UUIDs or `att-...`; only path-safe characters are accepted.
+fn check_id(op: Operation, id: &str) -> Result<(), ErsError> {
+    if !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && id != "."
+        && id != ".."
+    {
+        Ok(())
+    } else {
+        Err(invalid(op, format!("{id:?} is not an attachment id")))
+    }
+}
+
+fn fhir_body(op: Operation, p: Result<Parameters, String>) -> Result<Body, ErsError> {
+    let p = p.map_err(|r| invalid(op, r))?;
+    serde_json::to_value(Resource::from(p))
+        .map(Body::Fhir)
+        .map_err(|e| invalid(op, format!("cannot serialise the body: {e}")))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(op: Operation, reply: &Reply, expected: &str) -> Result<T, ErsError> {
+    fhir::from_slice_checked(&reply.body, expected).map_err(|reason| ErsError::Decode { operation: op, reason })
+}
+
+fn versioned<T: serde::de::DeserializeOwned>(
+    op: Operation,
+    reply: Reply,
+    expected: &str,
+    meta_version: impl Fn(&T) -> Option<u32>,
+) -> Result<Versioned<T>, ErsError> {
+    let resource: T = parse(op, &reply, expected)?;
+    let version = reply.etag_version().or_else(|| meta_version(&resource));
+    Ok(Versioned {
+        resource,
+        version,
+        request_id: reply.request_id,
+    })
+}
+
+fn binary(reply: Reply) -> Binary {
+    Binary {
+        content_type: header_str(&reply.headers, "content-type"),
+        filename: header_str(&reply.headers, "content-disposition")
+            .as_deref()
+            .and_then(filename_of),
+        bytes: reply.body,
+        request_id: reply.request_id,
+    }
+}
+
+fn header_str(h: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    h.get(name)?.to_str().ok().map(str::to_string)
+}
+
+/// The `filename` of a `Content-Disposition` value, reduced to its last path component.
+fn filename_of(cd: &str) -> Option<String> {
+    let raw = cd
+        .split(';')
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("filename="))?
+        .trim_matches('"');
+    let name = raw.rsplit(['/', '\\']).next()?.trim();
+    (!name.is_empty() && name != "." && name != "..").then(|| name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(check_ubrn(Operation::A005, "000000070000").is_ok());
+        assert!(check_ubrn(Operation::A005, "00000007000").is_err());
+        assert!(check_ubrn(Operation::A005, "../../../etc").is_err());
+        assert!(check_id(Operation::A042, "c5d2d200-7613-4a4a-9b0d-5ab1d6e0e5a1").is_ok());
+        assert!(check_id(Operation::A042, "att-70000-70001").is_ok());
+        assert!(check_id(Operation::A042, "a/b").is_err());
+        assert!(check_id(Operation::A042, "..").is_err());
+    }
+
+    #[test]
+    fn content_disposition_filename() {
+        assert_eq!(
+            filename_of(r#"attachment; filename="000000070000_Clinical_Information_Summary.pdf""#).as_deref(),
+            Some("000000070000_Clinical_Information_Summary.pdf")
+        );
+        assert_eq!(filename_of(r#"attachment; filename="../../x.pdf""#).as_deref(), Some("x.pdf"));
+        assert_eq!(filename_of("inline"), None);
+    }
+}

@@ -1,0 +1,175 @@
+//! FHIR STU3 resource types for what the bridge reads from and sends to e-RS, with serde.
+//!
+//! These are boundary types: tolerant of unknown fields (e-RS adds elements over time),
+//! with accessors for the e-RS extensions the bridge relies on. Request bodies are built from
+//! the typed inputs in [`requests`], never from string templates; the contract tests check
+//! that they equal the official example requests as JSON. No IO happens here.
+//!
+//! - [`common`]: datatypes (`Coding`, `Reference`, `Extension` with `value[x]`, ...).
+//! - [`referral`]: `ReferralRequest` and its contained `Appointment`, `DocumentReference`, `List`.
+//! - [`worklist`]: the A008/A023 worklist `List` and its item extensions.
+//! - [`codesystem`]: A004 `CodeSystem` (reference data, rejection reasons).
+//! - [`advice`]: A&G `CommunicationRequest`, `Communication`, `Bundle`, `Task`.
+//! - [`parameters`]: `Parameters`; [`requests`]: typed request bodies built into it.
+//! - [`outcome`]: `OperationOutcome` (errors).
+//! - [`session`]: the legacy ProfessionalSession DTO (A001/A002; not FHIR, same boundary).
+
+pub mod advice;
+pub mod codesystem;
+pub mod common;
+pub mod outcome;
+pub mod parameters;
+pub mod referral;
+pub mod requests;
+pub mod session;
+pub mod worklist;
+
+use serde::{de::Error as _, Deserialize, Deserializer, Serialize, Serializer};
+
+pub use advice::{Bundle, Communication, CommunicationRequest, Task};
+pub use codesystem::CodeSystem;
+pub use common::{CodeableConcept, Coding, Extension, Identifier, Meta, Reference, Value};
+pub use outcome::OperationOutcome;
+pub use parameters::{Parameter, Parameters};
+pub use referral::{Appointment, DocumentReference, List, ReferralRequest};
+
+/// Any resource that can appear in `contained`, a `Bundle` entry or a `Parameters`
+/// `resource`, dispatched on `resourceType`. Types the bridge does not model are kept as
+/// JSON in [`Resource::Other`], so nothing is silently dropped when re-serialising.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resource {
+    ReferralRequest(Box<ReferralRequest>),
+    CommunicationRequest(Box<CommunicationRequest>),
+    Communication(Box<Communication>),
+    DocumentReference(Box<DocumentReference>),
+    Appointment(Box<Appointment>),
+    List(Box<List>),
+    Parameters(Box<Parameters>),
+    CodeSystem(Box<CodeSystem>),
+    OperationOutcome(Box<OperationOutcome>),
+    Bundle(Box<Bundle>),
+    Task(Box<Task>),
+    /// Any other resource type (Patient, Practitioner, PractitionerRole, ...), as received.
+    Other(serde_json::Value),
+}
+
+impl Resource {
+    /// The `resourceType`.
+    pub fn resource_type(&self) -> &str {
+        match self {
+            Resource::ReferralRequest(_) => "ReferralRequest",
+            Resource::CommunicationRequest(_) => "CommunicationRequest",
+            Resource::Communication(_) => "Communication",
+            Resource::DocumentReference(_) => "DocumentReference",
+            Resource::Appointment(_) => "Appointment",
+            Resource::List(_) => "List",
+            Resource::Parameters(_) => "Parameters",
+            Resource::CodeSystem(_) => "CodeSystem",
+            Resource::OperationOutcome(_) => "OperationOutcome",
+            Resource::Bundle(_) => "Bundle",
+            Resource::Task(_) => "Task",
+            Resource::Other(v) => v
+                .get("resourceType")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or(""),
+        }
+    }
+
+    /// The resource `id`, if present.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Resource::ReferralRequest(r) => r.id.as_deref(),
+            Resource::CommunicationRequest(r) => r.id.as_deref(),
+            Resource::Communication(r) => r.id.as_deref(),
+            Resource::DocumentReference(r) => r.id.as_deref(),
+            Resource::Appointment(r) => r.id.as_deref(),
+            Resource::List(r) => r.id.as_deref(),
+            Resource::Parameters(r) => r.id.as_deref(),
+            Resource::CodeSystem(r) => r.id.as_deref(),
+            Resource::OperationOutcome(r) => r.id.as_deref(),
+            Resource::Bundle(r) => r.id.as_deref(),
+            Resource::Task(r) => r.id.as_deref(),
+            Resource::Other(v) => v.get("id").and_then(serde_json::Value::as_str),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Resource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let ty = v
+            .get("resourceType")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        fn typed<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+            v: serde_json::Value,
+            ty: &str,
+        ) -> Result<Box<T>, E> {
+            serde_json::from_value(v)
+                .map(Box::new)
+                .map_err(|e| E::custom(format!("{ty}: {e}")))
+        }
+        Ok(match ty.as_str() {
+            "ReferralRequest" => Resource::ReferralRequest(typed(v, &ty)?),
+            "CommunicationRequest" => Resource::CommunicationRequest(typed(v, &ty)?),
+            "Communication" => Resource::Communication(typed(v, &ty)?),
+            "DocumentReference" => Resource::DocumentReference(typed(v, &ty)?),
+            "Appointment" => Resource::Appointment(typed(v, &ty)?),
+            "List" => Resource::List(typed(v, &ty)?),
+            "Parameters" => Resource::Parameters(typed(v, &ty)?),
+            "CodeSystem" => Resource::CodeSystem(typed(v, &ty)?),
+            "OperationOutcome" => Resource::OperationOutcome(typed(v, &ty)?),
+            "Bundle" => Resource::Bundle(typed(v, &ty)?),
+            "Task" => Resource::Task(typed(v, &ty)?),
+            "" => return Err(D::Error::custom("resource without resourceType")),
+            _ => Resource::Other(v),
+        })
+    }
+}
+
+impl Serialize for Resource {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let mut v = match self {
+            Resource::ReferralRequest(r) => serde_json::to_value(r),
+            Resource::CommunicationRequest(r) => serde_json::to_value(r),
+            Resource::Communication(r) => serde_json::to_value(r),
+            Resource::DocumentReference(r) => serde_json::to_value(r),
+            Resource::Appointment(r) => serde_json::to_value(r),
+            Resource::List(r) => serde_json::to_value(r),
+            Resource::Parameters(r) => serde_json::to_value(r),
+            Resource::CodeSystem(r) => serde_json::to_value(r),
+            Resource::OperationOutcome(r) => serde_json::to_value(r),
+            Resource::Bundle(r) => serde_json::to_value(r),
+            Resource::Task(r) => serde_json::to_value(r),
+            Resource::Other(v) => return v.serialize(s),
+        }
+        .map_err(S::Error::custom)?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert(
+                "resourceType".into(),
+                serde_json::Value::String(self.resource_type().to_string()),
+            );
+        }
+        v.serialize(s)
+    }
+}
+
+/// Deserialises a top-level resource and checks its `resourceType`, so a body of the wrong
+/// type (e.g. an OperationOutcome with status 200) is reported rather than half-parsed.
+pub fn from_slice_checked<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    expected: &str,
+) -> Result<T, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not json: {e}"))?;
+    let found = v
+        .get("resourceType")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("<none>");
+    if found != expected {
+        return Err(format!("expected a {expected}, got resourceType {found}"));
+    }
+    serde_path_to_error::deserialize(v).map_err(|e| format!("{expected} at {}: {}", e.path(), e.inner()))
+}
