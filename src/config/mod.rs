@@ -39,16 +39,15 @@ pub fn load_str(file: &str, text: &str, env: &dyn Env) -> Result<Config, ConfigE
             reason: e.message().trim().to_string(),
         }
     })?;
-    let overridden = env::apply_overrides(&mut table, env).map_err(|(key, reason)| {
-        ConfigError::Invalid {
+    let overridden =
+        env::apply_overrides(&mut table, env).map_err(|(key, reason)| ConfigError::Invalid {
             file: file.to_string(),
             key,
             line: None,
             reason,
-        }
-    })?;
-    let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
-        .map_err(|e| {
+        })?;
+    let raw: raw::RawConfig =
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
             let key = e.path().to_string();
             let from_env = overridden.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
             let reason = e.inner().message().trim().to_string();
@@ -63,12 +62,13 @@ pub fn load_str(file: &str, text: &str, env: &dyn Env) -> Result<Config, ConfigE
                 reason,
             }
         })?;
-    raw.validate().map_err(|(key, reason)| ConfigError::Invalid {
-        file: file.to_string(),
-        line: locate::line_of_key(text, &key),
-        key,
-        reason,
-    })
+    raw.validate()
+        .map_err(|(key, reason)| ConfigError::Invalid {
+            file: file.to_string(),
+            line: locate::line_of_key(text, &key),
+            key,
+            reason,
+        })
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

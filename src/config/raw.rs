@@ -323,7 +323,10 @@ impl RawConfig {
         for (i, p) in self.poll.iter().enumerate() {
             let key = |k: &str| format!("poll[{i}].{k}");
             if p.service.is_empty() || !p.service.bytes().all(|b| b.is_ascii_digit()) {
-                return err(&key("service"), "must be an e-RS service id (digits)".into());
+                return err(
+                    &key("service"),
+                    "must be an e-RS service id (digits)".into(),
+                );
             }
             if p.lists.is_empty() {
                 return err(&key("lists"), "must name at least one worklist".into());
@@ -332,7 +335,10 @@ impl RawConfig {
                 return err(&key("interval_secs"), "must be above 0".into());
             }
             if !seen.insert(p.service.clone()) {
-                return err(&key("service"), format!("service {} is listed twice", p.service));
+                return err(
+                    &key("service"),
+                    format!("service {} is listed twice", p.service),
+                );
             }
             if let AuthConfig::AppRestricted { .. } = self.ers.auth {
                 let budget = u64::from(self.ers.worklist_calls_per_service_per_day);

@@ -1,0 +1,174 @@
+//! Tests of configuration loading: the sample file, fixtures under `tests/fixtures/config/`
+//! (`*.wrong.toml` are deliberately broken, quickwit style) and environment overrides.
+
+use std::path::PathBuf;
+
+use secrecy::ExposeSecret;
+
+use super::*;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config")
+        .join(name)
+}
+
+fn load_fixture(name: &str) -> Result<Config, ConfigError> {
+    load(&fixture(name), &MapEnv::default())
+}
+
+fn error_text(name: &str) -> String {
+    load_fixture(name)
+        .expect_err("fixture should be rejected")
+        .to_string()
+}
+
+#[test]
+fn sample_config_is_valid() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/config/ers-bridge.toml");
+    let cfg = load(&path, &MapEnv::default()).expect("sample config loads");
+    assert_eq!(cfg.ers.rate_limit_per_sec, 10);
+    assert_eq!(cfg.ers.auth.mode_name(), "none");
+    assert_eq!(cfg.amqp.exchange, "ers.to-pas");
+    assert_eq!(cfg.poll.len(), 1);
+    assert_eq!(
+        cfg.poll[0].lists,
+        vec![
+            WorklistKind::ReferralsForReview,
+            WorklistKind::AppointmentSlotIssues
+        ]
+    );
+}
+
+#[test]
+fn minimal_config_takes_defaults() {
+    let cfg = load_fixture("minimal.toml").unwrap();
+    assert_eq!(cfg.ers.request_timeout_ms, 30_000);
+    assert_eq!(cfg.ers.max_worklist_bytes, 10 * 1024 * 1024);
+    assert_eq!(cfg.amqp.inbound_queue, "ers.from-pas");
+    assert_eq!(cfg.store.retention_days, 90);
+    assert_eq!(cfg.monitor.listen.port(), 9464);
+    assert!(cfg.poll.is_empty());
+}
+
+#[test]
+fn app_restricted_schedule_within_budget_is_accepted() {
+    let cfg = load_fixture("app-restricted.toml").unwrap();
+    match &cfg.ers.auth {
+        AuthConfig::AppRestricted { api_key, kid, .. } => {
+            assert_eq!(api_key.expose_secret(), "test-api-key");
+            assert_eq!(kid, "test-1");
+        }
+        other => panic!("unexpected auth {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let e = error_text("unknown-key.wrong.toml");
+    assert!(e.contains("unknown-key.wrong.toml:3:"), "{e}");
+    assert!(e.contains("key `ers.rate_limit`"), "{e}");
+    assert!(e.contains("unknown field `rate_limit`"), "{e}");
+}
+
+#[test]
+fn unknown_auth_mode_lists_the_valid_ones() {
+    let e = error_text("bad-mode.wrong.toml");
+    assert!(e.contains("key `ers.auth"), "{e}");
+    assert!(e.contains("smartcard"), "{e}");
+    assert!(e.contains("app-restricted"), "{e}");
+}
+
+#[test]
+fn schedule_over_the_daily_budget_is_refused() {
+    let e = error_text("budget.wrong.toml");
+    assert!(e.contains("key `poll[0].interval_secs`"), "{e}");
+    assert!(
+        e.contains("allows 2 worklist calls per service per day"),
+        "{e}"
+    );
+    assert!(e.contains("makes 576"), "{e}");
+    assert!(e.contains("budget.wrong.toml:13:"), "{e}");
+}
+
+#[test]
+fn on_behalf_of_only_with_clinician_admin() {
+    let e = error_text("obo.wrong.toml");
+    assert!(e.contains("key `ers.auth.on_behalf_of_user_id`"), "{e}");
+    assert!(
+        e.contains("only allowed with SERVICE_PROVIDER_CLINICIAN_ADMIN"),
+        "{e}"
+    );
+}
+
+#[test]
+fn syntax_error_names_the_line() {
+    let e = error_text("syntax.wrong.toml");
+    assert!(
+        e.starts_with(&format!("{}:2:", fixture("syntax.wrong.toml").display())),
+        "{e}"
+    );
+    assert!(e.contains("invalid toml"), "{e}");
+}
+
+#[test]
+fn wrong_type_names_key_and_expected_type() {
+    let e = error_text("wrong-type.wrong.toml");
+    assert!(e.contains("wrong-type.wrong.toml:3:"), "{e}");
+    assert!(e.contains("key `ers.rate_limit_per_sec`"), "{e}");
+    assert!(e.contains("invalid type"), "{e}");
+}
+
+#[test]
+fn missing_file_is_an_io_error() {
+    let e = error_text("does-not-exist.toml");
+    assert!(e.contains("does-not-exist.toml: cannot read config"), "{e}");
+}
+
+#[test]
+fn environment_overrides_replace_file_values() {
+    let env = MapEnv::from_pairs([
+        (
+            "ERS_BRIDGE__ERS__BASE_URL",
+            "http://127.0.0.1:9999/referrals/FHIR",
+        ),
+        ("ERS_BRIDGE__ERS__RATE_LIMIT_PER_SEC", "5"),
+        ("ERS_BRIDGE__AMQP__URL", "amqp://user:pw@mq:5672/%2f"),
+        ("UNRELATED", "x"),
+    ]);
+    let cfg = load(&fixture("minimal.toml"), &env).unwrap();
+    assert_eq!(cfg.ers.base_url, "http://127.0.0.1:9999/referrals/FHIR");
+    assert_eq!(cfg.ers.rate_limit_per_sec, 5);
+    assert_eq!(cfg.amqp.url.expose_secret(), "amqp://user:pw@mq:5672/%2f");
+}
+
+#[test]
+fn bad_environment_override_names_the_variable() {
+    let env = MapEnv::from_pairs([("ERS_BRIDGE__ERS__RATE_LIMIT_PER_SEC", "lots")]);
+    let e = load(&fixture("minimal.toml"), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `ers.rate_limit_per_sec`"), "{e}");
+    assert!(
+        e.contains("set by environment variable ERS_BRIDGE__ERS__RATE_LIMIT_PER_SEC"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_key_from_environment_is_an_error() {
+    let env = MapEnv::from_pairs([("ERS_BRIDGE__ERS__NO_SUCH_KEY", "1")]);
+    let e = load(&fixture("minimal.toml"), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown field `no_such_key`"), "{e}");
+}
+
+#[test]
+fn secrets_never_appear_in_debug_output() {
+    let env = MapEnv::from_pairs([("ERS_BRIDGE__AMQP__URL", "amqp://user:hunter2@mq/%2f")]);
+    let cfg = load(&fixture("app-restricted.toml"), &env).unwrap();
+    let dbg = format!("{cfg:?}");
+    assert!(!dbg.contains("hunter2"), "{dbg}");
+    assert!(!dbg.contains("test-api-key"), "{dbg}");
+}
