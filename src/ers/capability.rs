@@ -171,7 +171,9 @@ impl Operation {
     /// twice: reads, writes guarded by `If-Match` (a repeat after success gets 409), and the
     /// session select/delete. A001 (creates a session) and A027 (no If-Match) are not.
     pub fn is_safe_to_repeat(self) -> bool {
-        !self.is_write() || self.uses_if_match() || matches!(self, Operation::A002 | Operation::A003)
+        !self.is_write()
+            || self.uses_if_match()
+            || matches!(self, Operation::A002 | Operation::A003)
     }
 
     /// Whether `mode` may call this operation (ERS-API.md §4, §2.5).
@@ -211,7 +213,11 @@ mod tests {
 
     #[test]
     fn sessions_only_in_legacy_mode_and_r4_never_there() {
-        for m in [AuthMode::AppRestricted, AuthMode::UserRestricted, AuthMode::None] {
+        for m in [
+            AuthMode::AppRestricted,
+            AuthMode::UserRestricted,
+            AuthMode::None,
+        ] {
             assert!(!Operation::A001.allowed_in(m));
             assert!(Operation::A042.allowed_in(m) || m == AuthMode::LegacySession);
         }

@@ -161,14 +161,22 @@ impl ErsClient {
         } = &cfg.auth
         {
             let mut pem = std::fs::read(cert).map_err(|e| {
-                ErsError::Config(format!("cannot read ers.auth.client_cert_file {}: {e}", cert.display()))
+                ErsError::Config(format!(
+                    "cannot read ers.auth.client_cert_file {}: {e}",
+                    cert.display()
+                ))
             })?;
             pem.push(b'\n');
             pem.extend(std::fs::read(key).map_err(|e| {
-                ErsError::Config(format!("cannot read ers.auth.client_key_file {}: {e}", key.display()))
+                ErsError::Config(format!(
+                    "cannot read ers.auth.client_key_file {}: {e}",
+                    key.display()
+                ))
             })?);
             let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                ErsError::Config(format!("ers.auth client certificate or key is not valid pem: {e}"))
+                ErsError::Config(format!(
+                    "ers.auth client certificate or key is not valid pem: {e}"
+                ))
             })?;
             builder = builder.identity(id);
         }
@@ -253,7 +261,9 @@ impl ErsClient {
         let inner = &self.inner;
         let cid = self.correlation_id.unwrap_or_else(Uuid::new_v4).to_string();
         let _in_flight = match &inner.auth {
-            Auth::Legacy(l) if !matches!(op, Operation::A001 | Operation::A002 | Operation::A003) => {
+            Auth::Legacy(l)
+                if !matches!(op, Operation::A001 | Operation::A002 | Operation::A003) =>
+            {
                 Some(l.in_flight().await)
             }
             _ => None,
@@ -265,7 +275,10 @@ impl ErsClient {
             attempt += 1;
             inner.limiter.acquire().await;
             let headers = self.headers(&call, &cid).await?;
-            let mut req = inner.http.request(call.method.clone(), &url).headers(headers);
+            let mut req = inner
+                .http
+                .request(call.method.clone(), &url)
+                .headers(headers);
             if !call.query.is_empty() {
                 req = req.query(&call.query);
             }
@@ -274,7 +287,9 @@ impl ErsClient {
                     req = req.header(CONTENT_TYPE, FHIR_JSON).body(v.to_string());
                 }
                 Some(Body::Json(v)) => {
-                    req = req.header(CONTENT_TYPE, "application/json").body(v.to_string());
+                    req = req
+                        .header(CONTENT_TYPE, "application/json")
+                        .body(v.to_string());
                 }
                 None => {}
             }
@@ -342,7 +357,9 @@ impl ErsClient {
             ErsError::Api(a) if a.status == 503 => a
                 .retry_after
                 .unwrap_or_else(|| inner.retry.backoff_random(attempt - 1)),
-            ErsError::Auth { retryable: true, .. } => inner.retry.backoff_random(attempt - 1),
+            ErsError::Auth {
+                retryable: true, ..
+            } => inner.retry.backoff_random(attempt - 1),
             // The outcome is unknown: only where a repeat cannot apply twice.
             ErsError::Transport { .. } | ErsError::Timeout { .. } if op.is_safe_to_repeat() => {
                 inner.retry.backoff_random(attempt - 1)
@@ -383,10 +400,11 @@ impl ErsClient {
                     (None, _) => Some(self.session_key().await?),
                 };
                 if let Some(k) = key {
-                    let mut v = HeaderValue::from_str(k.expose_secret()).map_err(|_| ErsError::Auth {
-                        reason: "the session key is not a valid header value".into(),
-                        retryable: false,
-                    })?;
+                    let mut v =
+                        HeaderValue::from_str(k.expose_secret()).map_err(|_| ErsError::Auth {
+                            reason: "the session key is not a valid header value".into(),
+                            retryable: false,
+                        })?;
                     v.set_sensitive(true);
                     h.insert(HeaderName::from_static(auth::SESSION_KEY), v);
                 }
@@ -395,7 +413,12 @@ impl ErsClient {
         Ok(h)
     }
 
-    async fn handle(&self, resp: reqwest::Response, call: &Call, cid: &str) -> Result<Reply, ErsError> {
+    async fn handle(
+        &self,
+        resp: reqwest::Response,
+        call: &Call,
+        cid: &str,
+    ) -> Result<Reply, ErsError> {
         let op = call.op;
         let status = resp.status();
         let request_id = resp
@@ -427,7 +450,9 @@ impl ErsClient {
         api.retry_after = retry_after;
         if let (Some(d), 429 | 503) = (retry_after, status.as_u16()) {
             // Everybody waits, not only this task.
-            self.inner.limiter.defer_until(tokio::time::Instant::now() + d);
+            self.inner
+                .limiter
+                .defer_until(tokio::time::Instant::now() + d);
         }
         Err(match status.as_u16() {
             409 => ErsError::Conflict(api),
@@ -439,7 +464,11 @@ impl ErsClient {
 
     /// Fetches an absolute URL (an A042 object-store redirect target) with the plain client:
     /// no e-RS headers, no credentials, no rate limit; the size cap still applies.
-    pub(crate) async fn fetch_object(&self, op: Operation, url: &str) -> Result<(HeaderMap, Bytes), ErsError> {
+    pub(crate) async fn fetch_object(
+        &self,
+        op: Operation,
+        url: &str,
+    ) -> Result<(HeaderMap, Bytes), ErsError> {
         let resp = self
             .inner
             .object_store
@@ -454,7 +483,13 @@ impl ErsClient {
             });
         }
         let headers = resp.headers().clone();
-        let body = read_capped(resp, self.inner.max_attachment_bytes, op, self.inner.request_timeout).await?;
+        let body = read_capped(
+            resp,
+            self.inner.max_attachment_bytes,
+            op,
+            self.inner.request_timeout,
+        )
+        .await?;
         Ok((headers, body))
     }
 }
@@ -467,12 +502,22 @@ async fn read_capped(
     timeout: Duration,
 ) -> Result<Bytes, ErsError> {
     if resp.content_length().is_some_and(|l| l > limit) {
-        return Err(ErsError::TooLarge { operation: op, limit });
+        return Err(ErsError::TooLarge {
+            operation: op,
+            limit,
+        });
     }
     let mut buf = BytesMut::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(op, &e, timeout))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| transport_error(op, &e, timeout))?
+    {
         if (buf.len() + chunk.len()) as u64 > limit {
-            return Err(ErsError::TooLarge { operation: op, limit });
+            return Err(ErsError::TooLarge {
+                operation: op,
+                limit,
+            });
         }
         buf.extend_from_slice(&chunk);
     }
@@ -502,8 +547,16 @@ fn transport_error(op: Operation, e: &reqwest::Error, timeout: Duration) -> ErsE
     }
 }
 
-fn api_error(op: Operation, status: u16, body: &[u8], request_id: Option<String>, cid: &str) -> ApiError {
-    let outcome = serde_json::from_slice::<OperationOutcome>(body).ok().filter(|o| !o.issue.is_empty());
+fn api_error(
+    op: Operation,
+    status: u16,
+    body: &[u8],
+    request_id: Option<String>,
+    cid: &str,
+) -> ApiError {
+    let outcome = serde_json::from_slice::<OperationOutcome>(body)
+        .ok()
+        .filter(|o| !o.issue.is_empty());
     let (issue_code, ers_code, diagnostics) = match &outcome {
         Some(o) => {
             let i = o.first_issue();

@@ -52,10 +52,16 @@ impl fmt::Display for ApiError {
 pub enum ErsError {
     /// The configured auth mode may not call this operation; nothing was sent.
     #[error("{operation} is not allowed in {} mode", mode.name())]
-    NotAllowed { operation: Operation, mode: AuthMode },
+    NotAllowed {
+        operation: Operation,
+        mode: AuthMode,
+    },
     /// An argument is invalid (bad UBRN, over-long comment, ...); nothing was sent.
     #[error("invalid input for {operation}: {reason}")]
-    InvalidInput { operation: Operation, reason: String },
+    InvalidInput {
+        operation: Operation,
+        reason: String,
+    },
     /// 409: the `If-Match` version is not the latest; re-read and decide again.
     #[error("version conflict: {0}")]
     Conflict(ApiError),
@@ -78,7 +84,10 @@ pub enum ErsError {
     },
     /// The connection failed or broke.
     #[error("{operation}: connection failed: {reason}")]
-    Transport { operation: Operation, reason: String },
+    Transport {
+        operation: Operation,
+        reason: String,
+    },
     /// No response within the request timeout.
     #[error("{operation}: timed out after {timeout:?}")]
     Timeout {
@@ -91,7 +100,10 @@ pub enum ErsError {
     /// The response is not what the API documents (not JSON, wrong resource type, no
     /// redirect location, ...).
     #[error("{operation}: unexpected response: {reason}")]
-    Decode { operation: Operation, reason: String },
+    Decode {
+        operation: Operation,
+        reason: String,
+    },
     /// The client could not be built from the configuration.
     #[error("e-rs client configuration: {0}")]
     Config(String),

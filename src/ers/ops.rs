@@ -56,7 +56,10 @@ impl ErsClient {
                 .bytes()
                 .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
         {
-            return Err(invalid(op, format!("{code_system_type:?} is not a code system type (e.g. SPECIALTY)")));
+            return Err(invalid(
+                op,
+                format!("{code_system_type:?} is not a code system type (e.g. SPECIALTY)"),
+            ));
         }
         let call = self.get(op, self.stu3(&format!("CodeSystem/{code_system_type}")));
         parse(op, &self.execute(call).await?, "CodeSystem")
@@ -71,7 +74,12 @@ impl ErsClient {
         let op = Operation::A005;
         check_ubrn(op, ubrn)?;
         let call = self.get(op, self.stu3(&history("ReferralRequest", ubrn, version)));
-        versioned(op, self.execute(call).await?, "ReferralRequest", |r: &ReferralRequest| r.version())
+        versioned(
+            op,
+            self.execute(call).await?,
+            "ReferralRequest",
+            |r: &ReferralRequest| r.version(),
+        )
     }
 
     /// A042: an attachment's bytes. Follows the 307 to the object store itself, with a
@@ -91,8 +99,13 @@ impl ErsClient {
             operation: op,
             reason: "307 without a Location header".into(),
         })?;
-        let base = reqwest::Url::parse(&format!("{}/R4/Binary/{id}", self.inner.base))
-            .map_err(|e| ErsError::Decode { operation: op, reason: e.to_string() })?;
+        let base =
+            reqwest::Url::parse(&format!("{}/R4/Binary/{id}", self.inner.base)).map_err(|e| {
+                ErsError::Decode {
+                    operation: op,
+                    reason: e.to_string(),
+                }
+            })?;
         let target = base.join(location).map_err(|e| ErsError::Decode {
             operation: op,
             reason: format!("bad redirect location: {e}"),
@@ -100,7 +113,9 @@ impl ErsClient {
         let (headers, bytes) = self.fetch_object(op, target.as_str()).await?;
         Ok(Binary {
             content_type: header_str(&headers, "content-type"),
-            filename: header_str(&headers, "content-disposition").as_deref().and_then(filename_of),
+            filename: header_str(&headers, "content-disposition")
+                .as_deref()
+                .and_then(filename_of),
             bytes,
             request_id: reply.request_id,
         })
@@ -135,33 +150,52 @@ impl ErsClient {
     pub async fn worklist(&self, req: &FetchWorklist) -> Result<List, ErsError> {
         let op = Operation::A008;
         if req.list == ListSelector::AdviceAndGuidanceRequests {
-            return Err(invalid(op, "the A&G list is fetched with advice_worklist (A023)".into()));
+            return Err(invalid(
+                op,
+                "the A&G list is fetched with advice_worklist (A023)".into(),
+            ));
         }
-        if self.mode() == AuthMode::AppRestricted && (!req.list.is_provider_list() || req.service.is_none()) {
+        if self.mode() == AuthMode::AppRestricted
+            && (!req.list.is_provider_list() || req.service.is_none())
+        {
             return Err(invalid(
                 op,
                 "app-restricted mode allows only referrals-for-review and appointment-slot-issues with a service filter".into(),
             ));
         }
-        self.fetch_list(op, "ReferralRequest/$ers.fetchworklist", req).await
+        self.fetch_list(op, "ReferralRequest/$ers.fetchworklist", req)
+            .await
     }
 
     /// A023: the A&G requests worklist (user-restricted only).
     pub async fn advice_worklist(&self, service: Option<&str>) -> Result<List, ErsError> {
         let mut req = FetchWorklist::new(ListSelector::AdviceAndGuidanceRequests);
         req.service = service.map(str::to_string);
-        self.fetch_list(Operation::A023, "CommunicationRequest/$ers.fetchworklist", &req)
-            .await
+        self.fetch_list(
+            Operation::A023,
+            "CommunicationRequest/$ers.fetchworklist",
+            &req,
+        )
+        .await
     }
 
-    async fn fetch_list(&self, op: Operation, path: &str, req: &FetchWorklist) -> Result<List, ErsError> {
+    async fn fetch_list(
+        &self,
+        op: Operation,
+        path: &str,
+        req: &FetchWorklist,
+    ) -> Result<List, ErsError> {
         let mut call = Call::new(op, Method::POST, self.stu3(path), self.inner.max_json_bytes);
         call.body = Some(fhir_body(op, Ok(req.to_parameters()))?);
         parse(op, &self.execute(call).await?, "List")
     }
 
     /// A013: accept a referral booked into a bookable service. No body; `If-Match`.
-    pub async fn accept(&self, ubrn: &str, version: u32) -> Result<Versioned<ReferralRequest>, ErsError> {
+    pub async fn accept(
+        &self,
+        ubrn: &str,
+        version: u32,
+    ) -> Result<Versioned<ReferralRequest>, ErsError> {
         self.referral_action(Operation::A013, ubrn, version, "$ers.acceptReferral", None)
             .await
     }
@@ -193,7 +227,8 @@ impl ErsClient {
             AuthMode::LegacySession => "$ers.CancelAppointmentActionLater",
             _ => "$ers.cancelAppointmentActionLater",
         };
-        self.referral_action(op, ubrn, version, name, Some(body)).await
+        self.referral_action(op, ubrn, version, name, Some(body))
+            .await
     }
 
     /// A028: record a triage (review) outcome.
@@ -228,7 +263,12 @@ impl ErsClient {
         if let Some(p) = body {
             call.body = Some(fhir_body(op, Ok(p))?);
         }
-        versioned(op, self.execute(call).await?, "ReferralRequest", |r: &ReferralRequest| r.version())
+        versioned(
+            op,
+            self.execute(call).await?,
+            "ReferralRequest",
+            |r: &ReferralRequest| r.version(),
+        )
     }
 
     /// A024: an A&G request.
@@ -239,10 +279,16 @@ impl ErsClient {
     ) -> Result<Versioned<CommunicationRequest>, ErsError> {
         let op = Operation::A024;
         check_ubrn(op, ubrn)?;
-        let call = self.get(op, self.stu3(&history("CommunicationRequest", ubrn, version)));
-        versioned(op, self.execute(call).await?, "CommunicationRequest", |r: &CommunicationRequest| {
-            r.version()
-        })
+        let call = self.get(
+            op,
+            self.stu3(&history("CommunicationRequest", ubrn, version)),
+        );
+        versioned(
+            op,
+            self.execute(call).await?,
+            "CommunicationRequest",
+            |r: &CommunicationRequest| r.version(),
+        )
     }
 
     /// A025: the A&G conversation of the request's latest `version`.
@@ -274,7 +320,9 @@ impl ErsClient {
         let mut call = Call::new(
             op,
             Method::POST,
-            self.stu3(&format!("CommunicationRequest/{ubrn}/$ers.sendCommunicationToRequester")),
+            self.stu3(&format!(
+                "CommunicationRequest/{ubrn}/$ers.sendCommunicationToRequester"
+            )),
             self.inner.max_json_bytes,
         );
         call.if_match = Some(version);
@@ -298,7 +346,12 @@ impl ErsClient {
             self.inner.max_json_bytes,
         );
         call.body = Some(fhir_body(op, Ok(body))?);
-        versioned(op, self.execute(call).await?, "ReferralRequest", |r: &ReferralRequest| r.version())
+        versioned(
+            op,
+            self.execute(call).await?,
+            "ReferralRequest",
+            |r: &ReferralRequest| r.version(),
+        )
     }
 
     /// A029: the actions the user may take on the referral's latest `version`.
@@ -307,7 +360,10 @@ impl ErsClient {
         check_ubrn(op, ubrn)?;
         let mut call = self.get(op, self.stu3("Task"));
         call.query = vec![
-            ("focus".into(), format!("ReferralRequest/{ubrn}/_history/{version}")),
+            (
+                "focus".into(),
+                format!("ReferralRequest/{ubrn}/_history/{version}"),
+            ),
             ("intent".into(), "proposal".into()),
             ("status".into(), "ready".into()),
         ];
@@ -343,7 +399,9 @@ fn check_ubrn(op: Operation, ubrn: &str) -> Result<(), ErsError> {
 fn check_id(op: Operation, id: &str) -> Result<(), ErsError> {
     if !id.is_empty()
         && id.len() <= 128
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && id != "."
         && id != ".."
     {
@@ -360,8 +418,15 @@ fn fhir_body(op: Operation, p: Result<Parameters, String>) -> Result<Body, ErsEr
         .map_err(|e| invalid(op, format!("cannot serialise the body: {e}")))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(op: Operation, reply: &Reply, expected: &str) -> Result<T, ErsError> {
-    fhir::from_slice_checked(&reply.body, expected).map_err(|reason| ErsError::Decode { operation: op, reason })
+fn parse<T: serde::de::DeserializeOwned>(
+    op: Operation,
+    reply: &Reply,
+    expected: &str,
+) -> Result<T, ErsError> {
+    fhir::from_slice_checked(&reply.body, expected).map_err(|reason| ErsError::Decode {
+        operation: op,
+        reason,
+    })
 }
 
 fn versioned<T: serde::de::DeserializeOwned>(
@@ -423,10 +488,14 @@ mod tests {
     #[test]
     fn content_disposition_filename() {
         assert_eq!(
-            filename_of(r#"attachment; filename="000000070000_Clinical_Information_Summary.pdf""#).as_deref(),
+            filename_of(r#"attachment; filename="000000070000_Clinical_Information_Summary.pdf""#)
+                .as_deref(),
             Some("000000070000_Clinical_Information_Summary.pdf")
         );
-        assert_eq!(filename_of(r#"attachment; filename="../../x.pdf""#).as_deref(), Some("x.pdf"));
+        assert_eq!(
+            filename_of(r#"attachment; filename="../../x.pdf""#).as_deref(),
+            Some("x.pdf")
+        );
         assert_eq!(filename_of("inline"), None);
     }
 }

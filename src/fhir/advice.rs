@@ -4,9 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{
-    find_extension, CodeableConcept, Extension, Identifier, Meta, Reference,
-};
+use super::common::{find_extension, CodeableConcept, Extension, Identifier, Meta, Reference};
 use super::Resource;
 
 /// An A&G request. The `id` is its UBRN; `meta.versionId` goes into `If-Match` (A026) or

@@ -71,7 +71,11 @@ pub struct ConceptProperty {
 impl Concept {
     /// The value of property `code`.
     pub fn property(&self, code: &str) -> Option<&Value> {
-        self.property.iter().find(|p| p.code == code)?.value.as_ref()
+        self.property
+            .iter()
+            .find(|p| p.code == code)?
+            .value
+            .as_ref()
     }
 
     /// True when `at` (RFC 3339) lies within `effectiveFrom`..`effectiveTo` (either may be

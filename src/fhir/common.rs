@@ -347,7 +347,10 @@ mod tests {
         )
         .unwrap();
         assert!(e.value.is_none());
-        assert_eq!(e.sub("y").unwrap().value.as_ref().unwrap().as_str(), Some("s"));
+        assert_eq!(
+            e.sub("y").unwrap().value.as_ref().unwrap().as_str(),
+            Some("s")
+        );
     }
 
     #[test]

@@ -171,5 +171,6 @@ pub fn from_slice_checked<T: serde::de::DeserializeOwned>(
     if found != expected {
         return Err(format!("expected a {expected}, got resourceType {found}"));
     }
-    serde_path_to_error::deserialize(v).map_err(|e| format!("{expected} at {}: {}", e.path(), e.inner()))
+    serde_path_to_error::deserialize(v)
+        .map_err(|e| format!("{expected} at {}: {}", e.path(), e.inner()))
 }

@@ -102,7 +102,10 @@ impl ReferralRequest {
     pub fn additional_requirements(&self) -> Vec<&str> {
         self.extension
             .iter()
-            .filter(|e| e.url.ends_with("Extension-eRS-PatientAdditionalRequirement-1"))
+            .filter(|e| {
+                e.url
+                    .ends_with("Extension-eRS-PatientAdditionalRequirement-1")
+            })
             .filter_map(|e| e.value.as_ref()?.as_code())
             .collect()
     }

@@ -7,11 +7,11 @@ use std::str::FromStr;
 
 use chrono::{DateTime, FixedOffset};
 
+use super::common::Attachment;
 use super::common::{CodeableConcept, Coding, Identifier, Meta, Reference, Value};
 use super::parameters::{Parameter, Parameters};
 use super::referral::{DocumentContent, DocumentReference, CS_BASE, SD_BASE};
 use super::worklist::ListSelector;
-use super::common::Attachment;
 use super::Resource;
 
 /// Defines an enum over the codes of a static e-RS code system, with `code()`, `coding()`
@@ -160,7 +160,10 @@ impl FetchWorklist {
             ))),
         );
         if let Some(s) = &self.service {
-            p.push_value("service", Value::Identifier(Identifier::new(SERVICE_SYSTEM, s)));
+            p.push_value(
+                "service",
+                Value::Identifier(Identifier::new(SERVICE_SYSTEM, s)),
+            );
         }
         let indicator = |assigned: bool| {
             Value::CodeableConcept(CodeableConcept::from_coding(Coding::new(
@@ -176,18 +179,28 @@ impl FetchWorklist {
                     Value::CodeableConcept(CodeableConcept::from_coding(c.clone())),
                 );
             }
-            Some(Assigned::NotAssigned) => p.push_value("specialtyAssignedIndicator", indicator(false)),
+            Some(Assigned::NotAssigned) => {
+                p.push_value("specialtyAssignedIndicator", indicator(false))
+            }
             None => {}
         }
         if let Some(l) = &self.location {
-            p.push_value("location", Value::Identifier(Identifier::new(ODS_SYSTEM, l)));
+            p.push_value(
+                "location",
+                Value::Identifier(Identifier::new(ODS_SYSTEM, l)),
+            );
         }
         match &self.clinician {
             Some(Assigned::Assigned(id)) => {
                 p.push_value("clinicianAssignedIndicator", indicator(true));
-                p.push_value("clinician", Value::Identifier(Identifier::new(SDS_USER_SYSTEM, id)));
+                p.push_value(
+                    "clinician",
+                    Value::Identifier(Identifier::new(SDS_USER_SYSTEM, id)),
+                );
             }
-            Some(Assigned::NotAssigned) => p.push_value("clinicianAssignedIndicator", indicator(false)),
+            Some(Assigned::NotAssigned) => {
+                p.push_value("clinicianAssignedIndicator", indicator(false))
+            }
             None => {}
         }
         p
@@ -244,7 +257,11 @@ impl RejectReferral {
         if self.reason.code().is_empty() || self.reason.system.is_none() {
             return Err("rejectionReason needs a system and a code".into());
         }
-        check_len("rejectionComments", self.comments.as_deref(), MAX_COMMENT_CHARS)?;
+        check_len(
+            "rejectionComments",
+            self.comments.as_deref(),
+            MAX_COMMENT_CHARS,
+        )?;
         let mut p = Parameters::with_profile(profile::REJECT_REFERRAL);
         p.push_value("rejectionReason", Value::Coding(self.reason.clone()));
         if let Some(c) = &self.comments {
@@ -280,7 +297,8 @@ impl CancelAppointmentActionLater {
             p.push_value("appointmentCancelledInPAS", Value::Boolean(b));
         }
         for a in &self.attachments {
-            p.parameter.push(a.to_parameter("providerAttachmentFile", "PROVIDER"));
+            p.parameter
+                .push(a.to_parameter("providerAttachmentFile", "PROVIDER"));
         }
         Ok(p)
     }
@@ -307,7 +325,8 @@ impl RecordReviewOutcome {
         p.push_value("reviewOutcome", Value::Coding(self.outcome.coding()));
         p.push_value("reviewComments", Value::String(self.comments.clone()));
         for a in &self.attachments {
-            p.parameter.push(a.to_parameter("reviewAttachmentFile", "PROVIDER"));
+            p.parameter
+                .push(a.to_parameter("reviewAttachmentFile", "PROVIDER"));
         }
         Ok(p)
     }
@@ -342,9 +361,13 @@ impl SendAdviceResponse {
             p.push_value("guidanceIntendedRecommendation", Value::Coding(r.coding()));
         }
         p.push_value("guidance", Value::String(self.guidance.clone()));
-        p.push_value("updatedPriority", Value::Coding(self.updated_priority.coding()));
+        p.push_value(
+            "updatedPriority",
+            Value::Coding(self.updated_priority.coding()),
+        );
         for a in &self.attachments {
-            p.parameter.push(a.to_parameter("guidanceAttachmentFile", "GUIDANCE_RESPONSE"));
+            p.parameter
+                .push(a.to_parameter("guidanceAttachmentFile", "GUIDANCE_RESPONSE"));
         }
         Ok(p)
     }
@@ -379,13 +402,21 @@ impl ConvertAdviceToReferral {
             ))),
         );
         p.push_value("guidance", Value::String(self.guidance.clone()));
-        p.push_value("newReferralPriority", Value::Coding(self.new_priority.coding()));
-        p.push_value("reviewComments", Value::String(self.review_comments.clone()));
+        p.push_value(
+            "newReferralPriority",
+            Value::Coding(self.new_priority.coding()),
+        );
+        p.push_value(
+            "reviewComments",
+            Value::String(self.review_comments.clone()),
+        );
         for a in &self.guidance_attachments {
-            p.parameter.push(a.to_parameter("guidanceAttachmentFile", "GUIDANCE_RESPONSE"));
+            p.parameter
+                .push(a.to_parameter("guidanceAttachmentFile", "GUIDANCE_RESPONSE"));
         }
         for a in &self.review_attachments {
-            p.parameter.push(a.to_parameter("reviewAttachmentFile", "PROVIDER"));
+            p.parameter
+                .push(a.to_parameter("reviewAttachmentFile", "PROVIDER"));
         }
         Ok(p)
     }
@@ -413,7 +444,10 @@ mod tests {
 
     #[test]
     fn priority_parses_codes_loosely() {
-        assert_eq!("two-week-wait".parse::<Priority>(), Ok(Priority::TwoWeekWait));
+        assert_eq!(
+            "two-week-wait".parse::<Priority>(),
+            Ok(Priority::TwoWeekWait)
+        );
         assert!("SOON".parse::<Priority>().unwrap_err().contains("ROUTINE"));
     }
 

@@ -116,7 +116,11 @@ impl AppRestricted {
 
     /// Adds `Authorization: Bearer` with a valid access token, fetching one when the cache
     /// is empty or due for refresh. Concurrent callers wait for a single fetch.
-    pub async fn apply(&self, http: &reqwest::Client, headers: &mut HeaderMap) -> Result<(), ErsError> {
+    pub async fn apply(
+        &self,
+        http: &reqwest::Client,
+        headers: &mut HeaderMap,
+    ) -> Result<(), ErsError> {
         let mut cache = self.cache.lock().await;
         let fresh = cache.as_ref().filter(|c| Instant::now() < c.refresh_at);
         let token = match fresh {

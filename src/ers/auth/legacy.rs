@@ -87,7 +87,9 @@ impl ErsClient {
 
     /// The current session key, creating and role-selecting a session when there is none.
     pub(crate) async fn session_key(&self) -> Result<SecretString, ErsError> {
-        let l = self.legacy().ok_or_else(|| ErsError::Config("not in legacy-session mode".into()))?;
+        let l = self
+            .legacy()
+            .ok_or_else(|| ErsError::Config("not in legacy-session mode".into()))?;
         let mut session = l.session.lock().await;
         if let Some(k) = session.as_ref() {
             return Ok(k.clone());
@@ -117,10 +119,11 @@ impl ErsClient {
                 operation: Operation::A001,
                 reason: format!("not a professional session: {e}"),
             })?;
-        let view: SessionView = serde_json::from_value(session.clone()).map_err(|e| ErsError::Decode {
-            operation: Operation::A001,
-            reason: format!("not a professional session: {e}"),
-        })?;
+        let view: SessionView =
+            serde_json::from_value(session.clone()).map_err(|e| ErsError::Decode {
+                operation: Operation::A001,
+                reason: format!("not a professional session: {e}"),
+            })?;
         let key = SecretString::from(view.id);
         let wanted = Permission {
             business_function: l.business_function.as_str().to_string(),
@@ -128,9 +131,10 @@ impl ErsClient {
             org_name: None,
         };
         let held: Vec<Permission> = view.user.map(|u| u.permissions).unwrap_or_default();
-        let chosen = held
-            .iter()
-            .find(|p| p.business_function == wanted.business_function && p.org_identifier == wanted.org_identifier);
+        let chosen = held.iter().find(|p| {
+            p.business_function == wanted.business_function
+                && p.org_identifier == wanted.org_identifier
+        });
         if chosen.is_none() && !held.is_empty() {
             let roles: Vec<_> = held
                 .iter()

@@ -141,19 +141,24 @@ impl Auth {
 
 /// `Authorization: Bearer <token>`, marked sensitive.
 pub(crate) fn bearer(headers: &mut HeaderMap, token: &SecretString) -> Result<(), ErsError> {
-    let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).map_err(|_| {
-        ErsError::Auth {
-            reason: "the access token contains characters not allowed in a header".into(),
-            retryable: false,
-        }
-    })?;
+    let mut v =
+        HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).map_err(|_| {
+            ErsError::Auth {
+                reason: "the access token contains characters not allowed in a header".into(),
+                retryable: false,
+            }
+        })?;
     v.set_sensitive(true);
     headers.insert(AUTHORIZATION, v);
     Ok(())
 }
 
 /// Inserts a non-secret header whose value came from configuration.
-pub(crate) fn plain(headers: &mut HeaderMap, name: &'static str, value: &str) -> Result<(), ErsError> {
+pub(crate) fn plain(
+    headers: &mut HeaderMap,
+    name: &'static str,
+    value: &str,
+) -> Result<(), ErsError> {
     let v = HeaderValue::from_str(value)
         .map_err(|_| ErsError::Config(format!("value for header {name} is not valid")))?;
     headers.insert(HeaderName::from_static(name), v);

@@ -43,8 +43,14 @@ pub struct FileStamp {
 impl fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TokenSource::File { path, .. } => f.debug_struct("File").field("path", path).finish_non_exhaustive(),
-            TokenSource::Env { name, .. } => f.debug_struct("Env").field("name", name).finish_non_exhaustive(),
+            TokenSource::File { path, .. } => f
+                .debug_struct("File")
+                .field("path", path)
+                .finish_non_exhaustive(),
+            TokenSource::Env { name, .. } => f
+                .debug_struct("Env")
+                .field("name", name)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -80,7 +86,9 @@ impl TokenSource {
         match self {
             TokenSource::Env { name, env } => match env.var(name) {
                 Some(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim().to_string())),
-                _ => Err(err(format!("environment variable {name} is not set or empty"))),
+                _ => Err(err(format!(
+                    "environment variable {name} is not set or empty"
+                ))),
             },
             TokenSource::File { path, cache } => {
                 let meta = std::fs::metadata(path)
@@ -151,11 +159,17 @@ impl UserRestricted {
             });
         }
         super::bearer(headers, &token)?;
-        super::plain(headers, super::BUSINESS_FUNCTION, self.business_function.as_str())?;
+        super::plain(
+            headers,
+            super::BUSINESS_FUNCTION,
+            self.business_function.as_str(),
+        )?;
         super::plain(headers, super::ODS, &self.ods_code)?;
         if self.business_function == BusinessFunction::ServiceProviderClinicianAdmin {
             let obo = self.on_behalf_of.as_deref().ok_or_else(|| {
-                ErsError::Config("SERVICE_PROVIDER_CLINICIAN_ADMIN needs on_behalf_of_user_id".into())
+                ErsError::Config(
+                    "SERVICE_PROVIDER_CLINICIAN_ADMIN needs on_behalf_of_user_id".into(),
+                )
             })?;
             super::plain(headers, super::ON_BEHALF_OF, obo)?;
         }
@@ -198,7 +212,10 @@ mod tests {
         u.apply(&mut h).unwrap();
         assert_eq!(h["authorization"], "Bearer abc");
         assert!(h["authorization"].is_sensitive());
-        assert_eq!(h[super::super::BUSINESS_FUNCTION], "SERVICE_PROVIDER_CLINICIAN_ADMIN");
+        assert_eq!(
+            h[super::super::BUSINESS_FUNCTION],
+            "SERVICE_PROVIDER_CLINICIAN_ADMIN"
+        );
         assert_eq!(h[super::super::ODS], "R69");
         assert_eq!(h[super::super::ON_BEHALF_OF], "021600556514");
     }

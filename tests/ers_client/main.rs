@@ -1,0 +1,13 @@
+//! Tests of the e-RS client (`ers_bridge::ers`, `ers_bridge::fhir`) as one binary:
+//!
+//! - `contract`: the bodies built from typed inputs equal the official example requests,
+//!   and every official example response parses.
+//! - `wire`: paths and headers per auth mode, captured on a local stub server.
+//! - `limits`: rate limit, retry and `Retry-After` with tokio's paused clock.
+//! - `secrets`: secrets never reach `Debug` output or logs.
+
+mod contract;
+mod helpers;
+mod limits;
+mod secrets;
+mod wire;
