@@ -13,8 +13,15 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub struct RateLimiter {
     interval: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
     /// The earliest instant the next permit may be granted.
-    next: Mutex<Option<Instant>>,
+    next: Option<Instant>,
+    /// No permit before this instant, even for slots handed out earlier.
+    paused_until: Option<Instant>,
 }
 
 impl RateLimiter {
@@ -22,27 +29,37 @@ impl RateLimiter {
     pub fn new(per_sec: u32) -> Self {
         Self {
             interval: Duration::from_secs(1) / per_sec.max(1),
-            next: Mutex::new(None),
+            state: Mutex::new(State::default()),
         }
     }
 
-    /// Waits for a permit.
+    /// Waits for a permit. A task whose slot comes up while the limiter is paused (a
+    /// `Retry-After` arrived meanwhile) takes a new slot after the pause.
     pub async fn acquire(&self) {
-        let at = {
-            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let at = next.map_or(now, |n| n.max(now));
-            *next = Some(at + self.interval);
-            at
-        };
-        tokio::time::sleep_until(at).await;
+        loop {
+            let at = {
+                let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                let mut at = st.next.map_or(now, |n| n.max(now));
+                if let Some(p) = st.paused_until {
+                    at = at.max(p);
+                }
+                st.next = Some(at + self.interval);
+                at
+            };
+            tokio::time::sleep_until(at).await;
+            let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if st.paused_until.is_none_or(|p| p <= Instant::now()) {
+                return;
+            }
+        }
     }
 
     /// No permit is granted before `until` (e-RS asked everybody to wait).
     pub fn defer_until(&self, until: Instant) {
-        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-        if next.is_none_or(|n| n < until) {
-            *next = Some(until);
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.paused_until.is_none_or(|p| p < until) {
+            st.paused_until = Some(until);
         }
     }
 }

@@ -43,29 +43,56 @@ fn att(id: &str, description: &str, indexed: &str) -> AttachmentRef {
 fn worklist_requests_match_examples() {
     let dir = "retrieveWorklist/requests";
     for (file, list) in [
-        ("MinimalReferralsForReview", ListSelector::ReferralsForReview),
-        ("MinimalAppointmentSlotIssues", ListSelector::AppointmentSlotIssues),
-        ("MinimalRejectedTriageResponse", ListSelector::RejectedTriageResponse),
-        ("MinimalAssessmentReturnedCancelledDna", ListSelector::AssessmentReturnedCancelledDna),
+        (
+            "MinimalReferralsForReview",
+            ListSelector::ReferralsForReview,
+        ),
+        (
+            "MinimalAppointmentSlotIssues",
+            ListSelector::AppointmentSlotIssues,
+        ),
+        (
+            "MinimalRejectedTriageResponse",
+            ListSelector::RejectedTriageResponse,
+        ),
+        (
+            "MinimalAssessmentReturnedCancelledDna",
+            ListSelector::AssessmentReturnedCancelledDna,
+        ),
         ("MinimalAwaitingBooking", ListSelector::AwaitingBooking),
-        ("MinimalLettersOutstanding", ListSelector::LettersOutstanding),
+        (
+            "MinimalLettersOutstanding",
+            ListSelector::LettersOutstanding,
+        ),
     ] {
-        assert_body(&format!("{dir}/{file}.json"), FetchWorklist::new(list).to_parameters());
+        assert_body(
+            &format!("{dir}/{file}.json"),
+            FetchWorklist::new(list).to_parameters(),
+        );
     }
     let mut by_service = FetchWorklist::new(ListSelector::ReferralsForReview);
     by_service.service = Some("21012".into());
-    assert_body(&format!("{dir}/FilteringByService.json"), by_service.to_parameters());
+    assert_body(
+        &format!("{dir}/FilteringByService.json"),
+        by_service.to_parameters(),
+    );
 
     let mut by_specialty = FetchWorklist::new(ListSelector::ReferralsForReview);
     by_specialty.specialty = Some(Assigned::Assigned(Coding::new(
         "_baseUrl_/STU3/CodeSystem/SPECIALTY",
         "CARDIOLOGY",
     )));
-    assert_body(&format!("{dir}/FilteringBySpecialty.json"), by_specialty.to_parameters());
+    assert_body(
+        &format!("{dir}/FilteringBySpecialty.json"),
+        by_specialty.to_parameters(),
+    );
 
     let mut by_clinician = FetchWorklist::new(ListSelector::ReferralsForReview);
     by_clinician.clinician = Some(Assigned::Assigned("021600556514".into()));
-    assert_body(&format!("{dir}/FilteringByClinician.json"), by_clinician.to_parameters());
+    assert_body(
+        &format!("{dir}/FilteringByClinician.json"),
+        by_clinician.to_parameters(),
+    );
 
     assert_body(
         "retrieveAdviceAndGuidanceWorklist/requests/MinimalAdviceAndGuidanceRequests.json",
@@ -75,19 +102,30 @@ fn worklist_requests_match_examples() {
 
 #[test]
 fn reject_requests_match_examples() {
-    let reason = |code: &str| Coding::new("_baseurl_/STU3/CodeSystem/APPOINTMENT-CANCELLATION-REASON", code);
+    let reason = |code: &str| {
+        Coding::new(
+            "_baseurl_/STU3/CodeSystem/APPOINTMENT-CANCELLATION-REASON",
+            code,
+        )
+    };
     let dbs = RejectReferral {
         reason: reason("SERVICE_INAPPROPRIATE"),
         comments: Some("This is a short comment".into()),
         appointment_cancelled_in_pas: None,
     };
-    assert_body("rejectReferral/requests/BasicExampleDbs.json", dbs.to_parameters().unwrap());
+    assert_body(
+        "rejectReferral/requests/BasicExampleDbs.json",
+        dbs.to_parameters().unwrap(),
+    );
     let ibs = RejectReferral {
         reason: reason("OTHER"),
         comments: Some("This is a short comment".into()),
         appointment_cancelled_in_pas: Some(true),
     };
-    assert_body("rejectReferral/requests/BasicExampleIbs.json", ibs.to_parameters().unwrap());
+    assert_body(
+        "rejectReferral/requests/BasicExampleIbs.json",
+        ibs.to_parameters().unwrap(),
+    );
 }
 
 #[test]
@@ -99,12 +137,18 @@ fn cancel_action_later_requests_match_examples() {
         appointment_cancelled_in_pas: None,
         attachments: vec![],
     };
-    assert_body(&format!("{dir}/MinimalExampleDBS.json"), base.to_parameters().unwrap());
+    assert_body(
+        &format!("{dir}/MinimalExampleDBS.json"),
+        base.to_parameters().unwrap(),
+    );
     let ibs = CancelAppointmentActionLater {
         appointment_cancelled_in_pas: Some(true),
         ..base.clone()
     };
-    assert_body(&format!("{dir}/MinimalExampleIBS.json"), ibs.to_parameters().unwrap());
+    assert_body(
+        &format!("{dir}/MinimalExampleIBS.json"),
+        ibs.to_parameters().unwrap(),
+    );
     let with_files = CancelAppointmentActionLater {
         priority: Some(Priority::Urgent),
         attachments: vec![
@@ -136,14 +180,20 @@ fn record_review_outcome_requests_match_examples() {
         priority: Some(Priority::Urgent),
         attachments: vec![],
     };
-    assert_body(&format!("{dir}/AcceptReferBookLater.json"), accept.to_parameters().unwrap());
+    assert_body(
+        &format!("{dir}/AcceptReferBookLater.json"),
+        accept.to_parameters().unwrap(),
+    );
     let ret = RecordReviewOutcome {
         outcome: ReviewOutcome::ReturnToReferrerWithAdvice,
         comments: "Condition not serious. No further action needed".into(),
         priority: None,
         attachments: vec![],
     };
-    assert_body(&format!("{dir}/ReturnToReferrerWithAdvice.json"), ret.to_parameters().unwrap());
+    assert_body(
+        &format!("{dir}/ReturnToReferrerWithAdvice.json"),
+        ret.to_parameters().unwrap(),
+    );
     let with_file = RecordReviewOutcome {
         outcome: ReviewOutcome::ReturnToReferrerWithAdvice,
         comments: "Condition not serious. See attached document".into(),
@@ -154,7 +204,10 @@ fn record_review_outcome_requests_match_examples() {
             "2021-10-07T15:00:41.239Z",
         )],
     };
-    assert_body(&format!("{dir}/AttachmentIncluded.json"), with_file.to_parameters().unwrap());
+    assert_body(
+        &format!("{dir}/AttachmentIncluded.json"),
+        with_file.to_parameters().unwrap(),
+    );
 }
 
 #[test]
@@ -171,7 +224,10 @@ fn advice_response_requests_match_examples() {
             "2021-09-29T13:22:35.335+00:00",
         )],
     };
-    assert_body(&format!("{dir}/AttachmentIncluded.json"), with_file.to_parameters().unwrap());
+    assert_body(
+        &format!("{dir}/AttachmentIncluded.json"),
+        with_file.to_parameters().unwrap(),
+    );
     let further = SendAdviceResponse {
         outcome: GuidanceOutcome::RequireFurtherInformation,
         recommendation: None,
@@ -179,7 +235,10 @@ fn advice_response_requests_match_examples() {
         updated_priority: Priority::TwoWeekWait,
         attachments: vec![],
     };
-    assert_body(&format!("{dir}/RequireFurtherInformation.json"), further.to_parameters().unwrap());
+    assert_body(
+        &format!("{dir}/RequireFurtherInformation.json"),
+        further.to_parameters().unwrap(),
+    );
     let advice = SendAdviceResponse {
         outcome: GuidanceOutcome::ReturnToReferrerWithAdvice,
         recommendation: Some(GuidanceRecommendation::AdviceOnlyNoReferralRecommended),
@@ -187,7 +246,10 @@ fn advice_response_requests_match_examples() {
         updated_priority: Priority::Routine,
         attachments: vec![],
     };
-    assert_body(&format!("{dir}/ReturnToReferrerWithAdvice.json"), advice.to_parameters().unwrap());
+    assert_body(
+        &format!("{dir}/ReturnToReferrerWithAdvice.json"),
+        advice.to_parameters().unwrap(),
+    );
 }
 
 #[test]
@@ -198,14 +260,20 @@ fn convert_advice_requests_match_examples() {
         version: 3,
         guidance: "I have converted this to send the patient to one of our services".into(),
         new_priority: Priority::Routine,
-        review_comments: "Refer this patient to our 'xxx' service please as soon as possible".into(),
+        review_comments: "Refer this patient to our 'xxx' service please as soon as possible"
+            .into(),
         guidance_attachments: vec![],
         review_attachments: vec![],
     };
-    assert_body(&format!("{dir}/NoAttachments.json"), plain.to_parameters().unwrap());
+    assert_body(
+        &format!("{dir}/NoAttachments.json"),
+        plain.to_parameters().unwrap(),
+    );
     let with_files = ConvertAdviceToReferral {
-        guidance: "Patient booked into our service. See attachment for best initial medication".into(),
-        review_comments: "Book patient to 'xxx' service to include attached file as referral letter".into(),
+        guidance: "Patient booked into our service. See attachment for best initial medication"
+            .into(),
+        review_comments:
+            "Book patient to 'xxx' service to include attached file as referral letter".into(),
         guidance_attachments: vec![att(
             "badaf6fc-90f4-411d-999f-04ccd79fa166",
             "Initial medication",
@@ -218,7 +286,10 @@ fn convert_advice_requests_match_examples() {
         )],
         ..plain
     };
-    assert_body(&format!("{dir}/WithAttachments.json"), with_files.to_parameters().unwrap());
+    assert_body(
+        &format!("{dir}/WithAttachments.json"),
+        with_files.to_parameters().unwrap(),
+    );
 }
 
 /// Every JSON example response (and the samples) parses as its resource type.
@@ -238,10 +309,18 @@ fn every_example_response_parses() {
         } else {
             files.push(dir.clone());
         }
-        for f in files.into_iter().filter(|f| f.extension().is_some_and(|e| e == "json")) {
+        for f in files
+            .into_iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "json"))
+        {
             let text = std::fs::read_to_string(&f).unwrap();
-            let r: Resource = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-            assert!(!matches!(r, Resource::Other(_)), "{} parsed as an unknown resource", f.display());
+            let r: Resource =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            assert!(
+                !matches!(r, Resource::Other(_)),
+                "{} parsed as an unknown resource",
+                f.display()
+            );
             n += 1;
         }
     }
@@ -251,8 +330,10 @@ fn every_example_response_parses() {
 #[test]
 fn referral_accessors_read_the_extensions() {
     use ers_bridge::fhir::ReferralRequest;
-    let r: ReferralRequest =
-        serde_json::from_value(example_json("stu3/retrieveReferralRequest/responses/BookedDBS.json")).unwrap();
+    let r: ReferralRequest = serde_json::from_value(example_json(
+        "stu3/retrieveReferralRequest/responses/BookedDBS.json",
+    ))
+    .unwrap();
     assert_eq!(r.ubrn(), Some("000000070001"));
     assert_eq!(r.version(), Some(5));
     assert_eq!(r.state().unwrap().code(), "BOOKED");
@@ -262,11 +343,16 @@ fn referral_accessors_read_the_extensions() {
     assert_eq!(r.nhs_number(), Some("9912003888"));
     assert_eq!(r.appointment().unwrap().status.as_deref(), Some("booked"));
     let att = r.attachments().next().unwrap().attachment().unwrap();
-    assert_eq!(att.binary_id(), Some("719f6045-e791-4029-8e0f-1201c02b0a55"));
+    assert_eq!(
+        att.binary_id(),
+        Some("719f6045-e791-4029-8e0f-1201c02b0a55")
+    );
     assert_eq!(att.availability(), Some("AVAILABLE"));
 
-    let rejected: ReferralRequest =
-        serde_json::from_value(example_json("stu3/rejectReferral/responses/ExampleResponseIbs.json")).unwrap();
+    let rejected: ReferralRequest = serde_json::from_value(example_json(
+        "stu3/rejectReferral/responses/ExampleResponseIbs.json",
+    ))
+    .unwrap();
     assert_eq!(rejected.state().unwrap().code(), "REJECTED");
     assert!(rejected.state_reason().is_some());
 }
@@ -274,7 +360,10 @@ fn referral_accessors_read_the_extensions() {
 #[test]
 fn worklist_items_and_rejection_reasons() {
     use ers_bridge::fhir::{CodeSystem, List};
-    let l: List = serde_json::from_value(example_json("stu3/retrieveWorklist/responses/ReferralsForReview.json")).unwrap();
+    let l: List = serde_json::from_value(example_json(
+        "stu3/retrieveWorklist/responses/ReferralsForReview.json",
+    ))
+    .unwrap();
     let items = l.worklist_items();
     assert!(!items.is_empty());
     assert_eq!(items[0].ubrn, "000000070002");
@@ -285,14 +374,26 @@ fn worklist_items_and_rejection_reasons() {
     ))
     .unwrap();
     let it = &ag.worklist_items()[0];
-    assert_eq!((it.resource_type.as_str(), it.version), ("CommunicationRequest", Some(10)));
+    assert_eq!(
+        (it.resource_type.as_str(), it.version),
+        ("CommunicationRequest", Some(10))
+    );
 
     let cs: CodeSystem = serde_json::from_value(example_json(
         "stu3/getCodeSystem/responses/AppointmentCancellationReasonCodeSystem.json",
     ))
     .unwrap();
-    let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc();
-    let codes: Vec<_> = cs.rejection_reasons(now).iter().map(|c| c.code.as_str()).collect();
+    let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let codes: Vec<_> = cs
+        .rejection_reasons(now)
+        .iter()
+        .map(|c| c.code.as_str())
+        .collect();
     assert!(codes.contains(&"SERVICE_INAPPROPRIATE"), "{codes:?}");
-    assert!(!codes.contains(&"ADDITIONAL_REQ_NOT_AVAILABLE"), "{codes:?}");
+    assert!(
+        !codes.contains(&"ADDITIONAL_REQ_NOT_AVAILABLE"),
+        "{codes:?}"
+    );
 }

@@ -150,8 +150,8 @@ pub fn config_toml(base: &str, extra_ers: &str, auth: &str) -> String {
 
 /// Builds a client from TOML and an environment.
 pub fn client(toml: &str, env: MapEnv) -> ErsClient {
-    let cfg = config::load_str("test.toml", toml, &MapEnv::default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cfg =
+        config::load_str("test.toml", toml, &MapEnv::default()).unwrap_or_else(|e| panic!("{e}"));
     ErsClient::new(&cfg.ers, Arc::new(env)).unwrap_or_else(|e| panic!("{e}"))
 }
 

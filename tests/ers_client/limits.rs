@@ -1,1 +1,242 @@
-//! placeholder
+//! Rate limiting and retries with tokio's paused clock: the stub records the (virtual)
+//! instant of each request, so the assertions are about what e-RS would see.
+
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use ers_bridge::{config::MapEnv, ers::ErsError};
+use tokio::time::Instant;
+
+use crate::helpers::{client, config_toml, example_reply, Stub};
+
+const RETRY: &str = "rate_limit_per_sec = 10
+request_timeout_ms = 30000
+[ers.retry]
+max_attempts = 40
+base_delay_ms = 100
+max_delay_ms = 2000
+budget = 1000";
+
+fn none_client(stub: &Stub) -> ers_bridge::ers::ErsClient {
+    client(
+        &config_toml(&stub.base(), RETRY, "mode = \"none\""),
+        MapEnv::default(),
+    )
+}
+
+fn referral() -> Response {
+    example_reply(
+        "stu3/retrieveReferralRequest/responses/BookedDBS.json",
+        Some(5),
+    )
+}
+
+/// The most requests in any window `[t, t + 1s)`.
+fn max_per_second(mut times: Vec<Instant>) -> usize {
+    times.sort();
+    (0..times.len())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|t| **t - times[i] < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn hundred_concurrent_calls_stay_within_ten_per_second() {
+    let stub = Stub::spawn(|_, _| referral()).await;
+    let c = none_client(&stub);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.referral("000000070001", None).await })
+        })
+        .collect();
+    for t in tasks {
+        let r = t.await.unwrap().unwrap();
+        assert_eq!(r.version, Some(5));
+    }
+    let seen = stub.seen();
+    assert_eq!(seen.len(), 100);
+    let max = max_per_second(seen.iter().map(|s| s.at).collect());
+    assert!(max <= 10, "{max} requests in one second");
+    // And the limiter does not throttle far below the limit either.
+    assert!(Instant::now() - start < Duration::from_secs(11));
+}
+
+#[tokio::test(start_paused = true)]
+async fn storm_of_429_honours_retry_after_and_the_limit() {
+    // The first 15 requests are refused with Retry-After: 2.
+    let stub = Stub::spawn(|_, n| {
+        if n < 15 {
+            (
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "2")],
+                "",
+            )
+                .into_response()
+        } else {
+            referral()
+        }
+    })
+    .await;
+    let c = none_client(&stub);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.referral("000000070001", None).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let seen = stub.seen();
+    assert_eq!(seen.len(), 35);
+    assert!(max_per_second(seen.iter().map(|s| s.at).collect()) <= 10);
+    // After each 429, nothing new arrives until its Retry-After has passed.
+    for refused in &seen[..15] {
+        for later in seen.iter().filter(|s| s.at > refused.at) {
+            assert!(
+                later.at - refused.at >= Duration::from_secs(2),
+                "a request came {:?} after a 429 with Retry-After: 2",
+                later.at - refused.at
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_errors_retry_reads_but_not_unguarded_writes() {
+    let stub = Stub::spawn(|s, n| {
+        if s.path
+            .ends_with("createFromCommunicationRequestActionLater")
+            || n < 2
+        {
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        } else {
+            referral()
+        }
+    })
+    .await;
+    let c = none_client(&stub);
+    // A005: two 500s, then success.
+    c.referral("000000070001", None).await.unwrap();
+    assert_eq!(stub.seen().len(), 3);
+    // A027 has no If-Match: a 500 is not retried (the conversion may have happened).
+    let input = ers_bridge::fhir::requests::ConvertAdviceToReferral {
+        ubrn: "000000080000".into(),
+        version: 3,
+        guidance: "g".into(),
+        new_priority: ers_bridge::fhir::requests::Priority::Routine,
+        review_comments: "r".into(),
+        guidance_attachments: vec![],
+        review_attachments: vec![],
+    };
+    let err = c.convert_advice(&input).await.unwrap_err();
+    assert_eq!(err.status(), Some(500));
+    assert!(err.is_retryable());
+    assert_eq!(stub.seen().len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_retry_reads_and_are_typed() {
+    let stub = Stub::spawn(|_, n| {
+        if n == 0 {
+            // Never answered in time: the handler's reply is replaced by a hang below.
+            axum::http::StatusCode::IM_A_TEAPOT.into_response()
+        } else {
+            referral()
+        }
+    })
+    .await;
+    // A separate hanging server for the timeout itself.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _hang = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (sock, _) = listener.accept().await.unwrap();
+            held.push(sock);
+        }
+    });
+    let hang = client(
+        &config_toml(
+            &format!("http://{addr}/referrals/FHIR"),
+            "request_timeout_ms = 5000\n[ers.retry]\nmax_attempts = 3\nbase_delay_ms = 100",
+            "mode = \"none\"",
+        ),
+        MapEnv::default(),
+    );
+    let started = Instant::now();
+    let err = hang.referral("000000070001", None).await.unwrap_err();
+    assert!(matches!(err, ErsError::Timeout { .. }), "{err}");
+    assert!(err.is_retryable());
+    // Three attempts of 5 s each plus two short backoffs.
+    let took = Instant::now() - started;
+    assert!(
+        took >= Duration::from_secs(15) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
+    drop(stub);
+}
+
+#[tokio::test(start_paused = true)]
+async fn conflict_and_locked_are_distinct_and_not_retried_blindly() {
+    let stub = Stub::spawn(|s, _| {
+        let status = if s.path.contains("000000070001") {
+            409
+        } else {
+            423
+        };
+        crate::helpers::fhir(
+            status,
+            crate::helpers::example_json("stu3/STU3-OperationOutcome.json"),
+            None,
+        )
+    })
+    .await;
+    let c = client(
+        &config_toml(
+            &stub.base(),
+            "[ers.retry]\nmax_attempts = 3",
+            "mode = \"none\"",
+        ),
+        MapEnv::default(),
+    );
+    let e = c.accept("000000070001", 5).await.unwrap_err();
+    assert!(matches!(e, ErsError::Conflict(_)), "{e}");
+    assert_eq!(e.ers_code(), Some("UNEXPECTED_FIELD"));
+    assert_eq!(stub.seen().len(), 1, "409 is not retried");
+    let e = c.accept("000000070002", 5).await.unwrap_err();
+    assert!(matches!(e, ErsError::Locked(_)), "{e}");
+    assert!(e.is_retryable());
+    assert_eq!(
+        stub.seen().len(),
+        2,
+        "423 is left to the caller, who re-reads first"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_budget_stops_retries_during_an_outage() {
+    let stub =
+        Stub::spawn(|_, _| axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()).await;
+    let c = client(
+        &config_toml(
+            &stub.base(),
+            "[ers.retry]\nmax_attempts = 5\nbase_delay_ms = 10\nbudget = 3",
+            "mode = \"none\"",
+        ),
+        MapEnv::default(),
+    );
+    for _ in 0..3 {
+        let e = c.referral("000000070001", None).await.unwrap_err();
+        assert_eq!(e.status(), Some(503));
+    }
+    // 3 first attempts + 3 retries from the budget, not 3 x 5.
+    assert_eq!(stub.seen().len(), 6);
+}
