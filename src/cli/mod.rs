@@ -2,6 +2,8 @@
 //! module parses arguments, sets up telemetry and maps errors to exit codes:
 //! 0 success, 1 runtime failure, 64 (`EX_USAGE`) for a configuration error.
 
+mod check;
+mod ers;
 mod validate;
 
 use std::process::ExitCode;
@@ -29,6 +31,10 @@ pub struct Cli {
 pub enum Command {
     /// Check a configuration file offline; exits 64 naming the file, key and reason.
     Validate(validate::ValidateArgs),
+    /// Check the e-RS connection: authenticate and read reference data.
+    Check(check::CheckArgs),
+    /// Call one e-RS operation with the configured auth and print the FHIR JSON.
+    Ers(ers::ErsArgs),
 }
 
 /// Parses the process arguments and runs the chosen subcommand.
@@ -37,11 +43,12 @@ pub fn main() -> ExitCode {
     telemetry::init(cli.log_format);
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Check(args) => check::run(&args),
+        Command::Ers(args) => ers::run(args),
     }
 }
 
 /// Builds the multi-threaded runtime the async subcommands use.
-#[allow(dead_code)]
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context as _;
     tokio::runtime::Builder::new_multi_thread()

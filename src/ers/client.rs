@@ -455,10 +455,10 @@ impl ErsClient {
                 .defer_until(tokio::time::Instant::now() + d);
         }
         Err(match status.as_u16() {
-            409 => ErsError::Conflict(api),
-            423 => ErsError::Locked(api),
-            429 => ErsError::RateLimited(api),
-            _ => ErsError::Api(api),
+            409 => ErsError::Conflict(Box::new(api)),
+            423 => ErsError::Locked(Box::new(api)),
+            429 => ErsError::RateLimited(Box::new(api)),
+            _ => ErsError::Api(Box::new(api)),
         })
     }
 

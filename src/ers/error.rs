@@ -64,16 +64,16 @@ pub enum ErsError {
     },
     /// 409: the `If-Match` version is not the latest; re-read and decide again.
     #[error("version conflict: {0}")]
-    Conflict(ApiError),
+    Conflict(Box<ApiError>),
     /// 423: e-RS holds a lock on the resource; re-read and retry later.
     #[error("resource locked: {0}")]
-    Locked(ApiError),
+    Locked(Box<ApiError>),
     /// 429 after the retries allowed; `retry_after` is what e-RS last asked for.
     #[error("rate limited: {0}")]
-    RateLimited(ApiError),
+    RateLimited(Box<ApiError>),
     /// Any other error status.
     #[error("{0}")]
-    Api(ApiError),
+    Api(Box<ApiError>),
     /// Authentication failed before the call (token endpoint, token file, session).
     #[error("authentication failed: {reason}")]
     Auth {
@@ -134,7 +134,7 @@ impl ErsError {
             ErsError::Conflict(a)
             | ErsError::Locked(a)
             | ErsError::Api(a)
-            | ErsError::RateLimited(a) => Some(a),
+            | ErsError::RateLimited(a) => Some(a.as_ref()),
             _ => None,
         }
     }
@@ -169,10 +169,10 @@ mod tests {
 
     #[test]
     fn classification() {
-        assert!(!ErsError::Conflict(api(409)).is_retryable());
-        assert!(ErsError::Locked(api(423)).is_retryable());
-        assert!(ErsError::Api(api(503)).is_retryable());
-        assert!(!ErsError::Api(api(422)).is_retryable());
+        assert!(!ErsError::Conflict(Box::new(api(409))).is_retryable());
+        assert!(ErsError::Locked(Box::new(api(423))).is_retryable());
+        assert!(ErsError::Api(Box::new(api(503))).is_retryable());
+        assert!(!ErsError::Api(Box::new(api(422))).is_retryable());
         assert!(!ErsError::NotAllowed {
             operation: Operation::A014,
             mode: AuthMode::AppRestricted
@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn display_names_code_diagnostics_and_ids() {
-        let s = ErsError::Api(api(422)).to_string();
+        let s = ErsError::Api(Box::new(api(422))).to_string();
         assert_eq!(
             s,
             "A013 (accept referral) failed with http 422 INVALID_REQUEST_STATE (business-rule): \

@@ -174,3 +174,36 @@ pub fn from_slice_checked<T: serde::de::DeserializeOwned>(
     serde_path_to_error::deserialize(v)
         .map_err(|e| format!("{expected} at {}: {}", e.path(), e.inner()))
 }
+
+/// A resource struct and its `resourceType`. The structs do not carry the type as a field;
+/// [`FhirResource::to_json`] adds it when a resource is written out on its own.
+pub trait FhirResource: Serialize {
+    /// The `resourceType`.
+    const TYPE: &'static str;
+
+    /// The resource as JSON, with `resourceType`.
+    fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("resourceType".into(), Self::TYPE.into());
+        }
+        v
+    }
+}
+
+macro_rules! fhir_resource {
+    ($($t:ident),+) => { $(impl FhirResource for $t { const TYPE: &'static str = stringify!($t); })+ };
+}
+fhir_resource!(
+    ReferralRequest,
+    CommunicationRequest,
+    Communication,
+    DocumentReference,
+    Appointment,
+    List,
+    Parameters,
+    CodeSystem,
+    OperationOutcome,
+    Bundle,
+    Task
+);

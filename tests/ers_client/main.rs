@@ -4,8 +4,10 @@
 //!   and every official example response parses.
 //! - `wire`: paths and headers per auth mode, captured on a local stub server.
 //! - `limits`: rate limit, retry and `Retry-After` with tokio's paused clock.
+//! - `cli`: the operator CLI against a stub.
 //! - `secrets`: secrets never reach `Debug` output or logs.
 
+mod cli;
 mod contract;
 mod helpers;
 mod limits;

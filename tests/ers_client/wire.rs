@@ -28,7 +28,7 @@ use ers_bridge::{
 use crate::helpers::{client, config_toml, example_json, example_reply, fhir, jwt_key, Seen, Stub};
 
 /// Answers every e-RS path with a plausible official example.
-fn canned(s: &Seen) -> axum::response::Response {
+pub(crate) fn canned(s: &Seen) -> axum::response::Response {
     let p = s.path.as_str();
     let ex = |rel: &str, etag| example_reply(&format!("stu3/{rel}"), etag);
     if p.contains("/CodeSystem/") {

@@ -1,0 +1,459 @@
+//! `ers-bridge ers <operation>`: one subcommand per e-RS operation, with the configured auth,
+//! for integration teams troubleshooting a live connection. Prints the FHIR JSON on stdout
+//! (or saves a binary with `--out`); logs, with correlation and request ids, go to stderr.
+//! Errors print the e-RS error code and diagnostics and exit 1 (64 for configuration).
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::config::{self, ProcessEnv};
+use crate::ers::{Binary, ErsClient, ErsError};
+use crate::fhir::{
+    requests::{
+        Assigned, CancelAppointmentActionLater, ConvertAdviceToReferral, FetchWorklist,
+        GuidanceOutcome, GuidanceRecommendation, Priority, RecordReviewOutcome, RejectReferral,
+        ReviewOutcome, SendAdviceResponse,
+    },
+    worklist::ListSelector,
+    Coding, FhirResource,
+};
+
+/// Arguments of `ers`.
+#[derive(Debug, Args)]
+pub struct ErsArgs {
+    /// The configuration file (or set ERS_BRIDGE_CONFIG).
+    #[arg(long, short, env = "ERS_BRIDGE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub op: ErsOp,
+}
+
+/// The worklists, as named on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ListArg {
+    ReferralsForReview,
+    AppointmentSlotIssues,
+    RejectedTriageResponse,
+    AssessmentReturnedCancelledDna,
+    AwaitingBooking,
+    LettersOutstanding,
+}
+
+impl From<ListArg> for ListSelector {
+    fn from(l: ListArg) -> Self {
+        match l {
+            ListArg::ReferralsForReview => ListSelector::ReferralsForReview,
+            ListArg::AppointmentSlotIssues => ListSelector::AppointmentSlotIssues,
+            ListArg::RejectedTriageResponse => ListSelector::RejectedTriageResponse,
+            ListArg::AssessmentReturnedCancelledDna => ListSelector::AssessmentReturnedCancelledDna,
+            ListArg::AwaitingBooking => ListSelector::AwaitingBooking,
+            ListArg::LettersOutstanding => ListSelector::LettersOutstanding,
+        }
+    }
+}
+
+/// One subcommand per operation.
+#[derive(Debug, Subcommand)]
+pub enum ErsOp {
+    /// A008: fetch a referral worklist.
+    Worklist {
+        #[arg(long, value_enum)]
+        list: ListArg,
+        /// e-RS service id (mandatory in app-restricted mode).
+        #[arg(long)]
+        service: Option<String>,
+        /// Specialty code (e.g. CARDIOLOGY); its system is taken from A004 SPECIALTY.
+        #[arg(long, conflicts_with = "specialty_not_assigned")]
+        specialty: Option<String>,
+        #[arg(long)]
+        specialty_not_assigned: bool,
+        /// SDS user id of the assigned clinician.
+        #[arg(long, conflicts_with = "clinician_not_assigned")]
+        clinician: Option<String>,
+        #[arg(long)]
+        clinician_not_assigned: bool,
+        /// ODS code of a location.
+        #[arg(long)]
+        location: Option<String>,
+    },
+    /// A005: retrieve a referral.
+    Referral {
+        ubrn: String,
+        /// Check this is the latest version (`_history`).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// A042 (or A006 with --stu3): download an attachment.
+    Attachment {
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Use the deprecated STU3 endpoint (A006, files up to 5 MB).
+        #[arg(long)]
+        stu3: bool,
+    },
+    /// A007: download the clinical information PDF.
+    ClinicalInfo {
+        ubrn: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// A004: reference data, e.g. SPECIALTY or APPOINTMENT-CANCELLATION-REASON.
+    ReferenceData { code_system: String },
+    /// A013: accept a referral.
+    Accept {
+        ubrn: String,
+        #[arg(long)]
+        version: u32,
+    },
+    /// A014: reject a referral; the reason is checked against A004 rejection reasons.
+    Reject {
+        ubrn: String,
+        #[arg(long)]
+        version: u32,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        comments: Option<String>,
+        /// Mandatory for indirectly bookable services.
+        #[arg(long)]
+        appointment_cancelled_in_pas: Option<bool>,
+    },
+    /// A022: cancel the appointment, action later.
+    CancelActionLater {
+        ubrn: String,
+        #[arg(long)]
+        version: u32,
+        #[arg(long)]
+        comments: String,
+        #[arg(long)]
+        priority: Option<Priority>,
+        #[arg(long)]
+        appointment_cancelled_in_pas: Option<bool>,
+    },
+    /// A028: record a triage outcome (RETURN_TO_REFERRER_WITH_ADVICE | ACCEPT_REFER_BOOK_LATER).
+    RecordOutcome {
+        ubrn: String,
+        #[arg(long)]
+        version: u32,
+        #[arg(long)]
+        outcome: ReviewOutcome,
+        #[arg(long)]
+        comments: String,
+        #[arg(long)]
+        priority: Option<Priority>,
+    },
+    /// A029: actions available on a referral version.
+    AvailableActions {
+        ubrn: String,
+        #[arg(long)]
+        version: u32,
+    },
+    /// A023: the A&G requests worklist.
+    AgWorklist {
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// A024: an A&G request.
+    AgRequest {
+        ubrn: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// A025: the A&G conversation.
+    AgConversation {
+        ubrn: String,
+        #[arg(long)]
+        version: u32,
+    },
+    /// A026: respond to an A&G request.
+    AgRespond {
+        ubrn: String,
+        #[arg(long)]
+        version: u32,
+        #[arg(long)]
+        outcome: GuidanceOutcome,
+        /// Required with RETURN_TO_REFERRER_WITH_ADVICE.
+        #[arg(long)]
+        recommendation: Option<GuidanceRecommendation>,
+        #[arg(long)]
+        guidance: String,
+        #[arg(long)]
+        priority: Priority,
+    },
+    /// A027: convert an A&G request to a referral.
+    AgConvert {
+        ubrn: String,
+        #[arg(long)]
+        version: u32,
+        #[arg(long)]
+        guidance: String,
+        #[arg(long)]
+        priority: Priority,
+        #[arg(long)]
+        review_comments: String,
+    },
+}
+
+/// Runs `ers <op>`.
+pub fn run(args: ErsArgs) -> ExitCode {
+    let client = match build_client(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(super::EX_USAGE);
+        }
+    };
+    let rt = match super::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let result = execute(&client, args.op).await;
+        if let Err(e) = client.shutdown().await {
+            eprintln!("warning: {e}");
+        }
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                report(&e);
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Loads the configuration and builds the client (shared with `check`).
+pub(crate) fn build_client(path: Option<&std::path::Path>) -> anyhow::Result<ErsClient> {
+    let path = path.context("no configuration: pass --config FILE or set ERS_BRIDGE_CONFIG")?;
+    let cfg = config::load(path, &ProcessEnv)?;
+    Ok(ErsClient::new(&cfg.ers, Arc::new(ProcessEnv))?)
+}
+
+/// Prints an error with its e-RS code and diagnostics on stderr.
+pub(crate) fn report(e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
+    if let Some(ers) = e.downcast_ref::<ErsError>() {
+        if let Some(api) = ers.api() {
+            eprintln!("  http status:    {}", api.status);
+            eprintln!(
+                "  e-rs code:      {}",
+                api.ers_code.as_deref().unwrap_or("-")
+            );
+            eprintln!(
+                "  issue type:     {}",
+                api.issue_code.as_deref().unwrap_or("-")
+            );
+            eprintln!(
+                "  diagnostics:    {}",
+                api.diagnostics.as_deref().unwrap_or("-")
+            );
+            eprintln!("  correlation id: {}", api.correlation_id);
+            eprintln!(
+                "  request id:     {}",
+                api.request_id.as_deref().unwrap_or("-")
+            );
+        }
+        eprintln!(
+            "  retryable:      {}",
+            if ers.is_retryable() { "yes" } else { "no" }
+        );
+    }
+}
+
+fn print_json(v: &impl FhirResource) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(&v.to_json())?);
+    Ok(())
+}
+
+fn print_versioned<T: FhirResource>(v: &crate::ers::Versioned<T>) -> anyhow::Result<()> {
+    if let Some(n) = v.version {
+        eprintln!("version: {n}");
+    }
+    print_json(&v.resource)
+}
+
+fn save(bin: &Binary, out: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::write(out, &bin.bytes).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!(
+        "saved {} bytes ({}{}) to {}",
+        bin.bytes.len(),
+        bin.content_type.as_deref().unwrap_or("unknown type"),
+        bin.filename
+            .as_deref()
+            .map(|f| format!(", sent as {f}"))
+            .unwrap_or_default(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// The code system URL of a dynamic code system (echoed back exactly, as e-RS expects).
+async fn code_system(client: &ErsClient, ty: &str) -> anyhow::Result<crate::fhir::CodeSystem> {
+    Ok(client.reference_data(ty).await?)
+}
+
+async fn execute(c: &ErsClient, op: ErsOp) -> anyhow::Result<()> {
+    match op {
+        ErsOp::Worklist {
+            list,
+            service,
+            specialty,
+            specialty_not_assigned,
+            clinician,
+            clinician_not_assigned,
+            location,
+        } => {
+            let mut req = FetchWorklist::new(list.into());
+            req.service = service;
+            req.location = location;
+            req.clinician = match (clinician, clinician_not_assigned) {
+                (Some(id), _) => Some(Assigned::Assigned(id)),
+                (None, true) => Some(Assigned::NotAssigned),
+                (None, false) => None,
+            };
+            req.specialty = match (specialty, specialty_not_assigned) {
+                (Some(code), _) => {
+                    let cs = code_system(c, "SPECIALTY").await?;
+                    let system = cs.url.clone().context("A004 SPECIALTY has no url")?;
+                    anyhow::ensure!(
+                        cs.concept(&code).is_some(),
+                        "{code} is not in A004 SPECIALTY"
+                    );
+                    Some(Assigned::Assigned(Coding::new(system, code)))
+                }
+                (None, true) => Some(Assigned::NotAssigned),
+                (None, false) => None,
+            };
+            let list = c.worklist(&req).await?;
+            eprintln!("{} item(s)", list.entry.len());
+            print_json(&list)
+        }
+        ErsOp::Referral { ubrn, version } => print_versioned(&c.referral(&ubrn, version).await?),
+        ErsOp::Attachment { id, out, stu3 } => {
+            let bin = if stu3 {
+                c.attachment_stu3(&id).await?
+            } else {
+                c.attachment(&id).await?
+            };
+            save(&bin, &out)
+        }
+        ErsOp::ClinicalInfo { ubrn, out } => save(&c.clinical_info(&ubrn).await?, &out),
+        ErsOp::ReferenceData { code_system: ty } => print_json(&code_system(c, &ty).await?),
+        ErsOp::Accept { ubrn, version } => print_versioned(&c.accept(&ubrn, version).await?),
+        ErsOp::Reject {
+            ubrn,
+            version,
+            reason,
+            comments,
+            appointment_cancelled_in_pas,
+        } => {
+            let cs = code_system(c, "APPOINTMENT-CANCELLATION-REASON").await?;
+            let now = chrono::Utc::now();
+            let reasons = cs.rejection_reasons(now);
+            let Some(concept) = reasons.iter().find(|r| r.code == reason) else {
+                let codes: Vec<_> = reasons.iter().map(|r| r.code.as_str()).collect();
+                anyhow::bail!(
+                    "{reason} is not a current rejection reason; use one of {}",
+                    codes.join(", ")
+                );
+            };
+            anyhow::ensure!(
+                !concept.comment_is_mandatory() || comments.is_some(),
+                "rejection reason {reason} needs --comments"
+            );
+            let system = cs
+                .url
+                .clone()
+                .context("A004 APPOINTMENT-CANCELLATION-REASON has no url")?;
+            let input = RejectReferral {
+                reason: Coding::new(system, reason),
+                comments,
+                appointment_cancelled_in_pas,
+            };
+            print_versioned(&c.reject(&ubrn, version, &input).await?)
+        }
+        ErsOp::CancelActionLater {
+            ubrn,
+            version,
+            comments,
+            priority,
+            appointment_cancelled_in_pas,
+        } => {
+            let input = CancelAppointmentActionLater {
+                comments,
+                priority,
+                appointment_cancelled_in_pas,
+                attachments: vec![],
+            };
+            print_versioned(&c.cancel_action_later(&ubrn, version, &input).await?)
+        }
+        ErsOp::RecordOutcome {
+            ubrn,
+            version,
+            outcome,
+            comments,
+            priority,
+        } => {
+            let input = RecordReviewOutcome {
+                outcome,
+                comments,
+                priority,
+                attachments: vec![],
+            };
+            print_versioned(&c.record_review_outcome(&ubrn, version, &input).await?)
+        }
+        ErsOp::AvailableActions { ubrn, version } => {
+            let b = c.available_actions(&ubrn, version).await?;
+            eprintln!("actions: {}", b.task_codes().join(", "));
+            print_json(&b)
+        }
+        ErsOp::AgWorklist { service } => print_json(&c.advice_worklist(service.as_deref()).await?),
+        ErsOp::AgRequest { ubrn, version } => {
+            print_versioned(&c.advice_request(&ubrn, version).await?)
+        }
+        ErsOp::AgConversation { ubrn, version } => {
+            print_json(&c.advice_conversation(&ubrn, version).await?)
+        }
+        ErsOp::AgRespond {
+            ubrn,
+            version,
+            outcome,
+            recommendation,
+            guidance,
+            priority,
+        } => {
+            let input = SendAdviceResponse {
+                outcome,
+                recommendation,
+                guidance,
+                updated_priority: priority,
+                attachments: vec![],
+            };
+            print_json(&c.send_advice_response(&ubrn, version, &input).await?)
+        }
+        ErsOp::AgConvert {
+            ubrn,
+            version,
+            guidance,
+            priority,
+            review_comments,
+        } => {
+            let input = ConvertAdviceToReferral {
+                ubrn,
+                version,
+                guidance,
+                new_priority: priority,
+                review_comments,
+                guidance_attachments: vec![],
+                review_attachments: vec![],
+            };
+            print_versioned(&c.convert_advice(&input).await?)
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The operator CLI (`ers-bridge ers ...`, `ers-bridge check`) against a local stub: JSON on
+//! stdout, e-RS error code and diagnostics on stderr, exit codes.
+
+use std::process::Output;
+
+use crate::helpers::{config_toml, example_json, fhir, Stub};
+
+async fn bridge(config: &std::path::Path, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ers-bridge"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ERS_BRIDGE") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("ERS_BRIDGE_CONFIG", config)
+        .env("RUST_LOG", "warn")
+        .args(args);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn write_config(dir: &tempfile::TempDir, base: &str) -> std::path::PathBuf {
+    let path = dir.path().join("ers-bridge.toml");
+    std::fs::write(
+        &path,
+        config_toml(base, "[ers.retry]\nmax_attempts = 1", "mode = \"none\""),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn referral_worklist_and_check_print_json() {
+    let stub = Stub::spawn(|s, _| crate::wire::canned(s)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(&dir, &stub.base());
+
+    let out = bridge(&cfg, &["ers", "referral", "000000070001"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["resourceType"], "ReferralRequest");
+    assert_eq!(v["id"], "000000070001");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("version: 6"));
+
+    let out = bridge(
+        &cfg,
+        &[
+            "ers",
+            "worklist",
+            "--list",
+            "referrals-for-review",
+            "--service",
+            "21012",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["resourceType"], "List");
+    let sent = stub
+        .seen()
+        .into_iter()
+        .find(|s| s.path.ends_with("$ers.fetchworklist"))
+        .unwrap();
+    assert_eq!(
+        sent.json()["parameter"][1]["valueIdentifier"]["value"],
+        "21012"
+    );
+
+    let pdf = dir.path().join("cri.pdf");
+    let out = bridge(
+        &cfg,
+        &[
+            "ers",
+            "clinical-info",
+            "000000070001",
+            "--out",
+            pdf.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF"));
+
+    let out = bridge(&cfg, &["check"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("read reference data PRIORITY"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_show_the_ers_code_and_exit_non_zero() {
+    let stub = Stub::spawn(|s, _| {
+        if s.path.contains("/CodeSystem/") {
+            crate::helpers::example_reply(
+                "stu3/getCodeSystem/responses/AppointmentCancellationReasonCodeSystem.json",
+                None,
+            )
+        } else {
+            fhir(422, example_json("stu3/STU3-OperationOutcome.json"), None)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(&dir, &stub.base());
+    let out = bridge(&cfg, &["ers", "accept", "000000070001", "--version", "5"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("e-rs code:      UNEXPECTED_FIELD"), "{err}");
+    assert!(err.contains("unknown parameter name"), "{err}");
+
+    // The reason is checked against A004 before anything is written.
+    let out = bridge(
+        &cfg,
+        &[
+            "ers",
+            "reject",
+            "000000070001",
+            "--version",
+            "5",
+            "--reason",
+            "NOPE",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SERVICE_INAPPROPRIATE"), "{err}");
+    assert!(!stub
+        .seen()
+        .iter()
+        .any(|s| s.path.ends_with("$ers.rejectReferral")));
+
+    // A valid reason: the system is echoed exactly as A004 gave it.
+    let out = bridge(
+        &cfg,
+        &[
+            "ers",
+            "reject",
+            "000000070001",
+            "--version",
+            "5",
+            "--reason",
+            "SERVICE_INAPPROPRIATE",
+            "--comments",
+            "c",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let sent = stub
+        .seen()
+        .into_iter()
+        .find(|s| s.path.ends_with("$ers.rejectReferral"))
+        .unwrap();
+    assert_eq!(
+        sent.json()["parameter"][0]["valueCoding"]["system"],
+        "_baseurl_/STU3/CodeSystem/APPOINTMENT-CANCELLATION-REASON"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_config_is_a_usage_error() {
+    let out = bridge(
+        std::path::Path::new("/nonexistent/ers-bridge.toml"),
+        &["ers", "referral", "000000070001"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(64));
+}
