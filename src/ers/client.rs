@@ -5,31 +5,29 @@
 
 use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use bytes::{Bytes, BytesMut};
-use reqwest::{
-    header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, IF_MATCH, RETRY_AFTER},
-    Method, StatusCode,
+use bytes::Bytes;
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, IF_MATCH, RETRY_AFTER,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
+use super::call::{api_error, read_capped, transport_error};
+pub(crate) use super::call::{Body, Call, Reply, FHIR_JSON};
 use super::{
     auth::{self, Auth},
     capability::{AuthMode, Operation},
-    error::{ApiError, ErsError},
+    error::ErsError,
     ratelimit::RateLimiter,
     retry::{parse_retry_after, RetryBudget, RetryPolicy},
 };
 use crate::config::{Env, ErsConfig};
-use crate::fhir::OperationOutcome;
 
 /// Header sent on every call and echoed by e-RS.
 pub const CORRELATION_ID: &str = "x-correlation-id";
 /// Response header: the e-RS transaction id.
 pub const REQUEST_ID: &str = "x-request-id";
-/// FHIR JSON media type.
-pub const FHIR_JSON: &str = "application/fhir+json";
 
 /// Error bodies are read up to this size; anything longer is cut.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
@@ -68,73 +66,6 @@ impl fmt::Debug for ErsClient {
             .field("retry", &self.inner.retry)
             .field("correlation_id", &self.correlation_id)
             .finish_non_exhaustive()
-    }
-}
-
-/// A request body.
-pub(crate) enum Body {
-    /// `application/fhir+json`.
-    Fhir(serde_json::Value),
-    /// `application/json` (legacy session endpoints).
-    Json(serde_json::Value),
-}
-
-/// One call, as the operations describe it to the pipeline.
-pub(crate) struct Call {
-    pub op: Operation,
-    pub method: Method,
-    /// Relative to the base URL, e.g. `STU3/ReferralRequest/000000070000`.
-    pub path: String,
-    pub query: Vec<(String, String)>,
-    pub body: Option<Body>,
-    pub if_match: Option<u32>,
-    pub accept: &'static str,
-    pub max_bytes: u64,
-    /// A001/A002/A003 name the session explicitly.
-    pub session_key: Option<SecretString>,
-    /// Treat this status as success (A042's 307).
-    pub accept_status: Option<StatusCode>,
-}
-
-impl Call {
-    pub(crate) fn new(op: Operation, method: Method, path: String, max_bytes: u64) -> Self {
-        Self {
-            op,
-            method,
-            path,
-            query: Vec::new(),
-            body: None,
-            if_match: None,
-            accept: FHIR_JSON,
-            max_bytes,
-            session_key: None,
-            accept_status: None,
-        }
-    }
-}
-
-/// A successful response.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-    /// `X-Request-ID`, the e-RS transaction id.
-    pub request_id: Option<String>,
-    /// The `X-Correlation-ID` sent.
-    pub correlation_id: String,
-}
-
-impl Reply {
-    /// The version in `ETag: W/"n"`.
-    pub fn etag_version(&self) -> Option<u32> {
-        let v = self.headers.get(reqwest::header::ETAG)?.to_str().ok()?;
-        v.trim_start_matches("W/").trim_matches('"').parse().ok()
-    }
-
-    /// A header as text.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name)?.to_str().ok()
     }
 }
 
@@ -494,97 +425,6 @@ impl ErsClient {
     }
 }
 
-/// Reads a body, refusing it as soon as it passes `limit` bytes.
-async fn read_capped(
-    mut resp: reqwest::Response,
-    limit: u64,
-    op: Operation,
-    timeout: Duration,
-) -> Result<Bytes, ErsError> {
-    if resp.content_length().is_some_and(|l| l > limit) {
-        return Err(ErsError::TooLarge {
-            operation: op,
-            limit,
-        });
-    }
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| transport_error(op, &e, timeout))?
-    {
-        if (buf.len() + chunk.len()) as u64 > limit {
-            return Err(ErsError::TooLarge {
-                operation: op,
-                limit,
-            });
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
-}
-
-fn transport_error(op: Operation, e: &reqwest::Error, timeout: Duration) -> ErsError {
-    if e.is_timeout() {
-        return ErsError::Timeout {
-            operation: op,
-            timeout,
-        };
-    }
-    // Without the url: it can carry a legacy session key.
-    let mut reason = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        reason = format!("{reason}: {s}");
-        src = s.source();
-    }
-    if let Some(url) = e.url() {
-        reason = reason.replace(url.as_str(), "<url>");
-    }
-    ErsError::Transport {
-        operation: op,
-        reason,
-    }
-}
-
-fn api_error(
-    op: Operation,
-    status: u16,
-    body: &[u8],
-    request_id: Option<String>,
-    cid: &str,
-) -> ApiError {
-    let outcome = serde_json::from_slice::<OperationOutcome>(body)
-        .ok()
-        .filter(|o| !o.issue.is_empty());
-    let (issue_code, ers_code, diagnostics) = match &outcome {
-        Some(o) => {
-            let i = o.first_issue();
-            (
-                i.and_then(|i| i.code.clone()),
-                o.ers_code().map(str::to_string),
-                i.and_then(|i| i.diagnostics.clone()),
-            )
-        }
-        None => {
-            let text = String::from_utf8_lossy(body);
-            let text = text.trim();
-            let diag = (!text.is_empty()).then(|| text.chars().take(300).collect::<String>());
-            (None, None, diag)
-        }
-    };
-    ApiError {
-        operation: op,
-        status,
-        issue_code,
-        ers_code,
-        diagnostics,
-        request_id,
-        correlation_id: cid.to_string(),
-        retry_after: None,
-    }
-}
-
 /// `scheme://host[:port]` of a url.
 fn origin(url: &reqwest::Url) -> String {
     let mut s = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
@@ -604,20 +444,5 @@ mod tests {
         assert_eq!(origin(&u), "http://127.0.0.1:8080");
         let u = reqwest::Url::parse("https://api.service.nhs.uk/referrals/FHIR").unwrap();
         assert_eq!(origin(&u), "https://api.service.nhs.uk");
-    }
-
-    #[test]
-    fn error_body_is_parsed_into_codes() {
-        let body = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/ers-api/examples/stu3/STU3-OperationOutcome.json"
-        ))
-        .unwrap();
-        let a = api_error(Operation::A014, 422, &body, Some("r".into()), "c");
-        assert_eq!(a.ers_code.as_deref(), Some("UNEXPECTED_FIELD"));
-        assert_eq!(a.issue_code.as_deref(), Some("value"));
-        assert!(a.diagnostics.unwrap().contains("unknown parameter"));
-        let b = api_error(Operation::A014, 406, b"Not Acceptable", None, "c");
-        assert_eq!(b.diagnostics.as_deref(), Some("Not Acceptable"));
     }
 }

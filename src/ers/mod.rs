@@ -16,6 +16,7 @@
 //! `docs/ers-client.md` is the newcomer's guide (auth set-up, capability matrix, CLI).
 
 pub mod auth;
+pub mod call;
 pub mod capability;
 pub mod client;
 pub mod error;
@@ -23,7 +24,8 @@ pub mod ops;
 pub mod ratelimit;
 pub mod retry;
 
+pub use call::Reply;
 pub use capability::{AuthMode, Operation};
-pub use client::{ErsClient, Reply};
+pub use client::ErsClient;
 pub use error::{ApiError, ErsError};
 pub use ops::{Binary, Versioned};

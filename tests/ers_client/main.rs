@@ -2,11 +2,13 @@
 //!
 //! - `contract`: the bodies built from typed inputs equal the official example requests,
 //!   and every official example response parses.
-//! - `wire`: paths and headers per auth mode, captured on a local stub server.
+//! - `wire`: paths, headers, redirects and size caps, captured on a local stub.
+//! - `auth_modes`: the JWT and token cache, role headers, the legacy session flow.
 //! - `limits`: rate limit, retry and `Retry-After` with tokio's paused clock.
 //! - `cli`: the operator CLI against a stub.
 //! - `secrets`: secrets never reach `Debug` output or logs.
 
+mod auth_modes;
 mod cli;
 mod contract;
 mod helpers;

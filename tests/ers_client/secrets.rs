@@ -111,7 +111,10 @@ fn secrets_never_reach_debug_errors_or_logs() {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Global, not scoped: with a thread-local subscriber, callsites first hit by other tests
+    // running in parallel can keep a cached "never" interest and log nothing here. This is
+    // the only test in the binary that installs a subscriber.
+    tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -10,9 +10,8 @@ use ers_bridge::{
     ers::{ErsClient, ErsError, Operation},
     fhir::{
         requests::{
-            CancelAppointmentActionLater, ConvertAdviceToReferral, FetchWorklist,
-            GuidanceOutcome, Priority, RecordReviewOutcome, RejectReferral, ReviewOutcome,
-            SendAdviceResponse,
+            CancelAppointmentActionLater, ConvertAdviceToReferral, FetchWorklist, GuidanceOutcome,
+            Priority, RecordReviewOutcome, RejectReferral, ReviewOutcome, SendAdviceResponse,
         },
         worklist::ListSelector,
         Coding,
@@ -47,7 +46,10 @@ async fn recorded_writes(sim: &RunningSimulator) -> Vec<String> {
         .json()
         .await
         .unwrap();
-    calls.iter().filter_map(|c| c["operation"].as_str().map(str::to_string)).collect()
+    calls
+        .iter()
+        .filter_map(|c| c["operation"].as_str().map(str::to_string))
+        .collect()
 }
 
 fn user_auth(role: &str, obo: Option<&str>) -> String {
@@ -73,7 +75,10 @@ fn app_auth() -> String {
 
 /// A current rejection reason, with the system exactly as A004 gives it.
 async fn rejection_reason(c: &ErsClient) -> Coding {
-    let cs = c.reference_data("APPOINTMENT-CANCELLATION-REASON").await.unwrap();
+    let cs = c
+        .reference_data("APPOINTMENT-CANCELLATION-REASON")
+        .await
+        .unwrap();
     let r = cs.rejection_reasons(chrono::Utc::now())[0].code.clone();
     Coding::new(cs.url.clone().unwrap(), r)
 }
@@ -83,27 +88,71 @@ async fn every_operation(c: &ErsClient) -> Vec<(Operation, Result<String, ErsErr
     let mut out: Vec<(Operation, Result<String, ErsError>)> = Vec::new();
     let reason = match c.allows(Operation::A014) {
         true => rejection_reason(c).await,
-        false => Coding::new("_baseurl_/STU3/CodeSystem/APPOINTMENT-CANCELLATION-REASON", "OTHER"),
+        false => Coding::new(
+            "_baseurl_/STU3/CodeSystem/APPOINTMENT-CANCELLATION-REASON",
+            "OTHER",
+        ),
     };
     let v = |r: Result<ers_bridge::ers::Versioned<_>, ErsError>| {
-        r.map(|x: ers_bridge::ers::Versioned<ers_bridge::fhir::ReferralRequest>| format!("version {:?}", x.version))
+        r.map(
+            |x: ers_bridge::ers::Versioned<ers_bridge::fhir::ReferralRequest>| {
+                format!("version {:?}", x.version)
+            },
+        )
     };
-    out.push((Operation::A004, c.reference_data("SPECIALTY").await.map(|cs| format!("{} concepts", cs.concept.len()))));
-    out.push((Operation::A005, v(c.referral("000000070001", Some(5)).await)));
-    out.push((Operation::A006, c.attachment_stu3("719f6045-e791-4029-8e0f-1201c02b0a55").await.map(|b| format!("{} bytes", b.bytes.len()))));
-    out.push((Operation::A042, c.attachment("719f6045-e791-4029-8e0f-1201c02b0a55").await.map(|b| format!("{} bytes", b.bytes.len()))));
-    out.push((Operation::A007, c.clinical_info("000000070001").await.map(|b| format!("{:?}", b.content_type))));
+    out.push((
+        Operation::A004,
+        c.reference_data("SPECIALTY")
+            .await
+            .map(|cs| format!("{} concepts", cs.concept.len())),
+    ));
+    out.push((
+        Operation::A005,
+        v(c.referral("000000070001", Some(5)).await),
+    ));
+    out.push((
+        Operation::A006,
+        c.attachment_stu3("719f6045-e791-4029-8e0f-1201c02b0a55")
+            .await
+            .map(|b| format!("{} bytes", b.bytes.len())),
+    ));
+    out.push((
+        Operation::A042,
+        c.attachment("719f6045-e791-4029-8e0f-1201c02b0a55")
+            .await
+            .map(|b| format!("{} bytes", b.bytes.len())),
+    ));
+    out.push((
+        Operation::A007,
+        c.clinical_info("000000070001")
+            .await
+            .map(|b| format!("{:?}", b.content_type)),
+    ));
     let mut rfr = FetchWorklist::new(ListSelector::ReferralsForReview);
     rfr.service = Some("21012".into());
-    out.push((Operation::A008, c.worklist(&rfr).await.map(|l| format!("{} items", l.worklist_items().len()))));
-    out.push((Operation::A029, c.available_actions("000000070003", 5).await.map(|b| b.task_codes().join(","))));
+    out.push((
+        Operation::A008,
+        c.worklist(&rfr)
+            .await
+            .map(|l| format!("{} items", l.worklist_items().len())),
+    ));
+    out.push((
+        Operation::A029,
+        c.available_actions("000000070003", 5)
+            .await
+            .map(|b| b.task_codes().join(",")),
+    ));
     out.push((Operation::A013, v(c.accept("000000070001", 5).await)));
     out.push((
         Operation::A014,
         v(c.reject(
             "000000070002",
             5,
-            &RejectReferral { reason, comments: Some("not appropriate for this clinic".into()), appointment_cancelled_in_pas: Some(true) },
+            &RejectReferral {
+                reason,
+                comments: Some("not appropriate for this clinic".into()),
+                appointment_cancelled_in_pas: Some(true),
+            },
         )
         .await),
     ));
@@ -135,9 +184,24 @@ async fn every_operation(c: &ErsClient) -> Vec<(Operation, Result<String, ErsErr
         )
         .await),
     ));
-    out.push((Operation::A023, c.advice_worklist(None).await.map(|l| format!("{} items", l.entry.len()))));
-    out.push((Operation::A024, c.advice_request("000000080000", Some(5)).await.map(|r| format!("version {:?}", r.version))));
-    out.push((Operation::A025, c.advice_conversation("000000080000", 5).await.map(|b| format!("{} messages", b.communications().len()))));
+    out.push((
+        Operation::A023,
+        c.advice_worklist(None)
+            .await
+            .map(|l| format!("{} items", l.entry.len())),
+    ));
+    out.push((
+        Operation::A024,
+        c.advice_request("000000080000", Some(5))
+            .await
+            .map(|r| format!("version {:?}", r.version)),
+    ));
+    out.push((
+        Operation::A025,
+        c.advice_conversation("000000080000", 5)
+            .await
+            .map(|b| format!("{} messages", b.communications().len())),
+    ));
     out.push((
         Operation::A026,
         c.send_advice_response(
@@ -170,7 +234,11 @@ async fn every_operation(c: &ErsClient) -> Vec<(Operation, Result<String, ErsErr
     out
 }
 
-fn assert_all_ok(mode: &str, results: &[(Operation, Result<String, ErsError>)], refused: &[Operation]) {
+fn assert_all_ok(
+    mode: &str,
+    results: &[(Operation, Result<String, ErsError>)],
+    refused: &[Operation],
+) {
     for (op, r) in results {
         if refused.contains(op) {
             assert!(
@@ -187,17 +255,31 @@ fn assert_all_ok(mode: &str, results: &[(Operation, Result<String, ErsError>)], 
 #[tokio::test]
 async fn user_restricted_every_operation() {
     let sim = sim(true).await;
-    let c = client(&config_toml(&sim.fhir_base(), CLIENT, &user_auth("SERVICE_PROVIDER_CLINICIAN", None)), user_env());
+    let c = client(
+        &config_toml(
+            &sim.fhir_base(),
+            CLIENT,
+            &user_auth("SERVICE_PROVIDER_CLINICIAN", None),
+        ),
+        user_env(),
+    );
     let results = every_operation(&c).await;
     assert_all_ok("user-restricted", &results, &[]);
     // The write results carry the new versions; a stale If-Match is a typed conflict.
-    let accept = &results.iter().find(|(o, _)| *o == Operation::A013).unwrap().1;
+    let accept = &results
+        .iter()
+        .find(|(o, _)| *o == Operation::A013)
+        .unwrap()
+        .1;
     assert_eq!(accept.as_deref().unwrap(), "version Some(6)");
     let e = c.accept("000000070001", 5).await.unwrap_err();
     assert!(matches!(e, ErsError::Conflict(_)), "{e}");
     let writes = recorded_writes(&sim).await;
     for op in ["A013", "A014", "A022", "A026", "A027", "A028"] {
-        assert!(writes.iter().any(|w| w == op), "{op} not recorded: {writes:?}");
+        assert!(
+            writes.iter().any(|w| w == op),
+            "{op} not recorded: {writes:?}"
+        );
     }
 }
 
@@ -205,7 +287,11 @@ async fn user_restricted_every_operation() {
 async fn user_restricted_spca_on_behalf_of() {
     let sim = sim(true).await;
     let c = client(
-        &config_toml(&sim.fhir_base(), CLIENT, &user_auth("SERVICE_PROVIDER_CLINICIAN_ADMIN", Some("021600556514"))),
+        &config_toml(
+            &sim.fhir_base(),
+            CLIENT,
+            &user_auth("SERVICE_PROVIDER_CLINICIAN_ADMIN", Some("021600556514")),
+        ),
         user_env(),
     );
     let r = c.referral("000000070001", None).await.unwrap();
@@ -215,21 +301,36 @@ async fn user_restricted_spca_on_behalf_of() {
 #[tokio::test]
 async fn app_restricted_allowed_operations_work_and_the_rest_are_refused_unsent() {
     let sim = sim(true).await;
-    let c = client(&config_toml(&sim.fhir_base(), CLIENT, &app_auth()), MapEnv::default());
+    let c = client(
+        &config_toml(&sim.fhir_base(), CLIENT, &app_auth()),
+        MapEnv::default(),
+    );
     let results = every_operation(&c).await;
-    let refused = [Operation::A014, Operation::A022, Operation::A023, Operation::A026, Operation::A027];
+    let refused = [
+        Operation::A014,
+        Operation::A022,
+        Operation::A023,
+        Operation::A026,
+        Operation::A027,
+    ];
     assert_all_ok("app-restricted", &results, &refused);
     assert_eq!(c.token_fetch_count(), Some(1));
     let writes = recorded_writes(&sim).await;
     for op in refused {
-        assert!(!writes.iter().any(|w| w == op.id()), "{op} reached e-rs: {writes:?}");
+        assert!(
+            !writes.iter().any(|w| w == op.id()),
+            "{op} reached e-rs: {writes:?}"
+        );
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn app_restricted_token_is_refreshed_before_expiry() {
     let sim = sim(true).await;
-    let c = client(&config_toml(&sim.fhir_base(), CLIENT, &app_auth()), MapEnv::default());
+    let c = client(
+        &config_toml(&sim.fhir_base(), CLIENT, &app_auth()),
+        MapEnv::default(),
+    );
     c.referral("000000070001", None).await.unwrap();
     assert_eq!(c.token_fetch_count(), Some(1));
     // The simulator's tokens live 600 s; the client refreshes 60 s early.
@@ -238,7 +339,11 @@ async fn app_restricted_token_is_refreshed_before_expiry() {
     assert_eq!(c.token_fetch_count(), Some(1));
     tokio::time::advance(Duration::from_secs(15)).await;
     c.referral("000000070001", None).await.unwrap();
-    assert_eq!(c.token_fetch_count(), Some(2), "refreshed at 545 s, before the 600 s expiry");
+    assert_eq!(
+        c.token_fetch_count(),
+        Some(2),
+        "refreshed at 545 s, before the 600 s expiry"
+    );
     // Well past the first token's expiry the client still works, on the refreshed token.
     tokio::time::advance(Duration::from_secs(100)).await;
     c.referral("000000070001", None).await.unwrap();
@@ -266,7 +371,10 @@ async fn legacy_session_every_operation_then_deleted() {
 #[tokio::test]
 async fn no_auth_mode_against_an_open_simulator() {
     let sim = sim(false).await;
-    let c = client(&config_toml(&sim.fhir_base(), CLIENT, "mode = \"none\""), MapEnv::default());
+    let c = client(
+        &config_toml(&sim.fhir_base(), CLIENT, "mode = \"none\""),
+        MapEnv::default(),
+    );
     let results = every_operation(&c).await;
     assert_all_ok("none", &results, &[]);
 }
