@@ -385,9 +385,17 @@ impl Referral {
         self.service().1.to_lowercase().contains("indirect")
     }
 
-    /// The specialty coding.
+    /// The specialty coding: `specialty`, else the search criteria's specialty.
     pub fn specialty(&self) -> Value {
-        self.resource["specialty"]["coding"][0].clone()
+        let direct = &self.resource["specialty"]["coding"][0];
+        if direct.is_object() {
+            return direct.clone();
+        }
+        contained(&self.resource, "Parameters")
+            .flat_map(|p| p["parameter"].as_array().into_iter().flatten())
+            .find(|p| p["name"] == "specialty")
+            .map(|p| p["valueCoding"].clone())
+            .unwrap_or(Value::Null)
     }
 
     /// The patient's NHS number.

@@ -173,7 +173,7 @@ pub async fn reject(ctx: &Ctx<'_>, ubrn: &str) -> Reply {
 /// permitted for directly bookable ones.
 fn check_pas_flag(p: &validate::Params<'_>, r: &Referral) -> Result<(), Reject> {
     let flag = p.boolean("appointmentCancelledInPAS")?;
-    let booked = r.appointment_status().is_some();
+    let booked = r.appointment_status() == Some("booked");
     match (flag, r.is_indirect() && booked) {
         (None, true) => Err(Reject::unprocessable(
             "VALUE_IS_REQUIRED",

@@ -268,16 +268,18 @@ fn rfr_item(r: &Referral) -> Value {
         json!({"url": "specialty", "valueCodeableConcept": specialty_cc(r)}),
         json!({"url": "patient", "valueReference": {"reference": format!("#Patient-{}", r.nhs_number())}}),
     ];
-    if let Some(c) = r.clinician() {
-        subs.push(json!({"url": "namedClinician", "valueReference": {"reference": format!("#Practitioner-{c}")}}));
-    }
     subs.push(json!({"url": "eReferralPathwayStart", "valueDateTime": pathway_start(r)}));
     subs.push(json!({"url": "clinicalInfoPrinted", "valueBoolean": false}));
     subs.push(json!({"url": "requestContextStatus", "valueCodeableConcept": {"coding": [{
         "system": format!("{CS}eRS-RequestContextStatus-1"), "code": "NEVER_REVIEWED", "display": "Never Reviewed"}]}}));
-    if let Some(d) = r.date_ext("Extension-eRS-ClinicalInfoFirstSubmitted-1") {
-        subs.push(json!({"url": "clinicalInfoFirstSubmitted", "valueDateTime": d}));
-    }
+    let submitted = r
+        .date_ext("Extension-eRS-ClinicalInfoFirstSubmitted-1")
+        .unwrap_or_else(|| pathway_start(r));
+    subs.push(json!({"url": "clinicalInfoFirstSubmitted", "valueDateTime": submitted}));
+    let updated = r
+        .date_ext("Extension-eRS-ClinicalInfoLastUpdated-1")
+        .unwrap_or_else(|| submitted.clone());
+    subs.push(json!({"url": "clinicalInfoLastUpdated", "valueDateTime": updated}));
     let triage = r.state() == "AWAITING_TRIAGE";
     subs.push(
         json!({"url": "referralType", "valueCodeableConcept": cc(&format!("{CS}eRS-ReferralType-1"),
@@ -290,6 +292,9 @@ fn rfr_item(r: &Referral) -> Value {
         {
             subs.push(json!({"url": "appointmentStart", "valueDateTime": start}));
         }
+    }
+    if let Some(c) = r.clinician() {
+        subs.push(json!({"url": "allocatedClinician", "valueReference": {"reference": format!("#Practitioner-{c}")}}));
     }
     subs.push(json!({"url": "service", "valueReference": service_ref(&sid, &sname)}));
     subs.push(json!({"url": "referralRequestVersion", "valueInteger": r.version()}));
@@ -372,7 +377,11 @@ fn advice_item(a: &Advice) -> Value {
         .and_then(|c| c["sent"].as_str())
         .unwrap_or("2021-09-08T13:17:27.655Z")
         .to_owned();
-    let subs = vec![
+    let clinic_type = crate::simulator::state::contained(&a.resource, "Parameters")
+        .flat_map(|p| p["parameter"].as_array().into_iter().flatten())
+        .find(|p| p["name"] == "clinicType")
+        .map(|p| p["valueCoding"].clone());
+    let mut subs = vec![
         json!({"url": "priority", "valueCodeableConcept": cc(&format!("{CS}eRS-Priority-1"), a.priority())}),
         json!({"url": "specialty", "valueCodeableConcept": cc(spec["system"].as_str().unwrap_or("_baseUrl_/STU3/CodeSystem/SPECIALTY"), spec["code"].as_str().unwrap_or(""))}),
         json!({"url": "patient", "valueReference": {"identifier": a.resource["subject"]["identifier"].clone()}}),
@@ -381,8 +390,14 @@ fn advice_item(a: &Advice) -> Value {
         json!({"url": "adviceLastUpdated", "valueDateTime": last}),
         json!({"url": "referrer", "valueReference": {"identifier": {"system": "http://fhir.nhs.net/Id/sds-user-id", "value": referrer}}}),
         json!({"url": "service", "valueReference": {"identifier": {"system": "http://fhir.nhs.net/Id/ers-service", "value": a.service()}}}),
-        json!({"url": "communicationRequestVersion", "valueInteger": a.version()}),
     ];
+    if let Some(ct) = clinic_type {
+        subs.push(
+            json!({"url": "clinicType", "valueCodeableConcept": {"coding": [{
+            "system": "_baseUrl_/STU3/CodeSystem/CLINIC-TYPE", "code": ct["code"]}]}}),
+        );
+    }
+    subs.push(json!({"url": "communicationRequestVersion", "valueInteger": a.version()}));
     json!({
         "extension": [{"extension": subs, "url": format!("{SD}Extension-eRS-AdviceAndGuidanceRequests-WorkListItem-1")}],
         "item": {"reference": format!("CommunicationRequest/{}", a.ubrn())},
