@@ -25,8 +25,10 @@ pub mod faults;
 pub mod generate;
 pub mod outcome;
 pub mod pdf;
+pub mod resources;
 pub mod routes;
 pub mod seed;
+pub mod sessions;
 pub mod state;
 pub mod validate;
 
@@ -304,11 +306,11 @@ fn router(sim: Arc<Sim>) -> Router {
         .route("/_objectstore/{token}", get(routes::binary::object_store))
         .route(
             "/ers-api/v1/ProfessionalSession",
-            post(auth::create_session),
+            post(sessions::create_session),
         )
         .route(
             "/ers-api/v1/ProfessionalSession/{id}",
-            put(auth::select_role).merge(delete(auth::delete_session)),
+            put(sessions::select_role).merge(delete(sessions::delete_session)),
         )
         .route("/referrals/FHIR/{*rest}", any(routes::platform))
         .route("/ers-api/STU3/v1/{*rest}", any(routes::legacy))

@@ -93,7 +93,15 @@ async fn filters_by_service_specialty_and_clinician() {
         .await;
     let mut u = worklist_ubrns(&l);
     u.sort();
-    assert_eq!(u, vec!["000000070001", "000000070005", "000000070013"]);
+    assert_eq!(
+        u,
+        vec![
+            "000000070001",
+            "000000070005",
+            "000000070011",
+            "000000070013"
+        ]
+    );
     let (_, l) = t
         .post_json(
             A008,

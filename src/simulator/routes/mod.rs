@@ -9,7 +9,7 @@ pub mod reference;
 pub mod referrals;
 pub mod worklists;
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     body::Bytes,
@@ -372,9 +372,6 @@ pub fn check_history(version: Option<&str>, current: u64) -> Result<(), Reject> 
         )),
     }
 }
-
-/// Used by handlers that key maps by UBRN.
-pub type UbrnMap<T> = HashMap<String, T>;
 
 #[cfg(test)]
 mod tests {

@@ -100,9 +100,15 @@ fn state_error(r: &Referral, op: &str) -> Reject {
     )
 }
 
+/// Whether a referral is booked (state `BOOKED`, appointment not cancelled; some official
+/// examples carry no contained appointment).
+pub fn is_booked(r: &Referral) -> bool {
+    r.state() == "BOOKED" && r.appointment_status().is_none_or(|s| s == "booked")
+}
+
 /// Whether a referral is booked into a service and awaiting the provider's review.
 pub fn awaiting_booked_review(r: &Referral) -> bool {
-    r.state() == "BOOKED" && !r.accepted && r.appointment_status() == Some("booked")
+    is_booked(r) && !r.accepted
 }
 
 /// A013 `POST ReferralRequest/{ubrn}/$ers.acceptReferral` (no body).
@@ -206,7 +212,7 @@ pub async fn cancel_appointment(ctx: &Ctx<'_>, ubrn: &str) -> Reply {
     let priority = p.coding("priority", "/eRS-Priority-1", Some(PRIORITIES))?;
     check_pas_flag(&p, r)?;
     let docs = p.documents("providerAttachmentFile", "PROVIDER")?;
-    if !(r.state() == "BOOKED" && r.appointment_status() == Some("booked")) {
+    if !is_booked(r) {
         return Err(state_error(r, "cancelled (no booked appointment)"));
     }
     r.set_state(
