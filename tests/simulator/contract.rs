@@ -160,15 +160,11 @@ fn assert_same_structure(actual: &Value, expected: &Value, siblings: &[Value], w
                 state_of(expected),
                 "{what}: state and reason"
             );
-            for field in [
-                "status",
-                "intent",
-                "subject",
-                "specialty",
-                "identifier",
-                "meta",
-            ] {
+            for field in ["status", "intent", "subject", "identifier", "meta"] {
                 assert!(!actual[field].is_null(), "{what}: {field}");
+            }
+            if !expected["specialty"].is_null() {
+                assert!(!actual["specialty"].is_null(), "{what}: specialty");
             }
             assert!(actual["meta"]["versionId"].is_string(), "{what}: versionId");
             let types = |v: &Value| -> BTreeSet<String> {
@@ -267,6 +263,69 @@ fn assert_same_structure(actual: &Value, expected: &Value, siblings: &[Value], w
                 assert_eq!(ext_urls(a), ext_urls(e), "{what}: extension urls");
             }
         }
+        "CommunicationRequest" => {
+            assert_eq!(
+                ext_urls(actual),
+                ext_urls(expected),
+                "{what}: extension urls"
+            );
+            for field in [
+                "status",
+                "category",
+                "subject",
+                "recipient",
+                "sender",
+                "requester",
+                "identifier",
+            ] {
+                assert_eq!(
+                    actual[field].is_null(),
+                    expected[field].is_null(),
+                    "{what}: {field}"
+                );
+            }
+            assert!(actual["meta"]["versionId"].is_string(), "{what}: versionId");
+        }
+        "CodeSystem" => {
+            for field in ["id", "url", "content", "property"] {
+                assert_eq!(actual[field], expected[field], "{what}: {field}");
+            }
+        }
+        "Bundle" => {
+            assert_eq!(actual["type"], expected["type"], "{what}: type");
+            assert_eq!(actual["link"][0]["relation"], "self", "{what}: self link");
+            let types = |v: &Value| -> BTreeSet<String> {
+                v["entry"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| e["resource"]["resourceType"].as_str().unwrap().to_owned())
+                    .collect()
+            };
+            let (ta, te) = (types(actual), types(expected));
+            assert!(
+                ta.is_subset(&te),
+                "{what}: entry types {ta:?} not in {te:?}"
+            );
+            for e in actual["entry"].as_array().unwrap() {
+                let rt = e["resource"]["resourceType"].as_str().unwrap();
+                let model = expected["entry"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|x| x["resource"]["resourceType"] == rt)
+                    .unwrap();
+                assert_eq!(
+                    e["resource"]["meta"]["profile"], model["resource"]["meta"]["profile"],
+                    "{what}: {rt} profile"
+                );
+                assert_eq!(
+                    ext_urls(&e["resource"]),
+                    ext_urls(&model["resource"]),
+                    "{what}: {rt} extensions"
+                );
+            }
+        }
         other => panic!("{what}: no structure rule for {other}"),
     }
 }
@@ -337,4 +396,90 @@ async fn official_example_requests_are_accepted_with_matching_response_structure
         }
     }
     assert!(checked >= 20, "only {checked} example requests found");
+}
+
+#[tokio::test]
+async fn reads_have_the_structure_of_the_official_examples() {
+    let root = examples_dir();
+    let t = spawn().await;
+    let reads = [
+        (
+            "ReferralRequest/000000070000",
+            "retrieveReferralRequest/responses/Unbooked.json",
+        ),
+        (
+            "ReferralRequest/000000070001",
+            "retrieveReferralRequest/responses/BookedDBS.json",
+        ),
+        (
+            "ReferralRequest/000000070002",
+            "retrieveReferralRequest/responses/BookedIBS.json",
+        ),
+        (
+            "ReferralRequest/000000070003",
+            "retrieveReferralRequest/responses/DeferredToProvider.json",
+        ),
+        (
+            "ReferralRequest/000000070004",
+            "retrieveReferralRequest/responses/ConvertedFromAdviceAndGuidance.json",
+        ),
+        (
+            "ReferralRequest/000000070005",
+            "retrieveReferralRequest/responses/WithRelatedReferral.json",
+        ),
+        (
+            "ReferralRequest/000000070011",
+            "retrieveReferralRequest/responses/WithAdditionalRequirements.json",
+        ),
+        (
+            "ReferralRequest/000000070012",
+            "retrieveReferralRequest/responses/WithUnavailableAttachments.json",
+        ),
+        (
+            "CommunicationRequest/000000080000",
+            "retrieveAdviceAndGuidanceRequest/responses/MinimalExample.json",
+        ),
+        (
+            "CommunicationRequest/000000080001",
+            "retrieveAdviceAndGuidanceRequest/responses/WithAttachmentFileReference.json",
+        ),
+        (
+            "CommunicationRequest/000000080002",
+            "retrieveAdviceAndGuidanceRequest/responses/WithUnavailableAttachments.json",
+        ),
+        (
+            "CodeSystem/PRIORITY",
+            "getCodeSystem/responses/PriorityCodeSystem.json",
+        ),
+        (
+            "CodeSystem/SPECIALTY",
+            "getCodeSystem/responses/SpecialtyCodeSystem.json",
+        ),
+        (
+            "CodeSystem/CLINIC-TYPE",
+            "getCodeSystem/responses/ClinicTypeCodeSystem.json",
+        ),
+        (
+            "CodeSystem/REFERRAL-CANCELLATION-REASON",
+            "getCodeSystem/responses/ReferralCancellationReasonCodeSystem.json",
+        ),
+        (
+            "CodeSystem/APPOINTMENT-NON-ATTENDANCE-REASON",
+            "getCodeSystem/responses/AppointmentNonAttendanceReasonCodeSystem.json",
+        ),
+        (
+            "Task?focus=ReferralRequest/000000070013/_history/5&intent=proposal&status=ready",
+            "availableActionsForUserList/WithRecordReviewOutcome.json",
+        ),
+        (
+            "Communication?based-on=CommunicationRequest/000000080000/_history/5",
+            "retrieveAdviceAndGuidanceConversation/OneMessageEachWay.json",
+        ),
+    ];
+    for (path, example) in reads {
+        let (status, actual) = t.get_json(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {actual}");
+        let expected = load(&root.join(example));
+        assert_same_structure(&actual, &expected, &[], path);
+    }
 }
