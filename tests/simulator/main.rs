@@ -3,6 +3,7 @@
 
 mod advice;
 mod auth;
+mod cli;
 mod contract;
 mod faults;
 mod helpers;

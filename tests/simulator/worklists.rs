@@ -177,6 +177,14 @@ async fn worklist_request_errors() {
     assert_eq!(ers_code(&b), "MISSING_VALUE");
     let r = t.post(A008, None, None).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = t
+        .user(reqwest::Method::POST, A008)
+        .header("Content-Type", "text/plain")
+        .body(serde_json::to_vec(&worklist_body("REFERRALS_FOR_REVIEW", json!([]))).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
 
 #[tokio::test]
