@@ -92,6 +92,13 @@ pub enum InsertError {
     BadUbrn(String),
 }
 
+impl InsertError {
+    /// Never retryable: the resource itself is wrong.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
 impl World {
     /// Adds (or replaces) a referral and indexes its attachments.
     pub fn insert_referral(&mut self, mut resource: Value) -> Result<String, InsertError> {

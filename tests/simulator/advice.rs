@@ -203,3 +203,30 @@ async fn convert_creates_a_referral_with_the_advice_ubrn() {
     assert!(calls.iter().all(|c| c["operation"] == "A027"));
     assert_eq!(calls.last().unwrap()["ubrn"], "000000080001");
 }
+
+#[tokio::test]
+async fn admin_adds_an_advice_request_at_run_time() {
+    let t = spawn().await;
+    let mut request: Value = serde_json::from_str(
+        &std::fs::read_to_string(samples_dir().join("advice/minimal.json")).unwrap(),
+    )
+    .unwrap();
+    request["id"] = json!("000000089999");
+    let r = t
+        .http
+        .post(format!("{}/_admin/advice", t.sim.base_url()))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(t.advice_version("000000089999").await, 5);
+    let (_, l) = t
+        .post_json(
+            "CommunicationRequest/$ers.fetchworklist",
+            None,
+            Some(&worklist_body("ADVICE_AND_GUIDANCE_REQUESTS", json!([]))),
+        )
+        .await;
+    assert!(worklist_ubrns(&l).contains(&"000000089999".to_owned()));
+}

@@ -285,3 +285,43 @@ async fn generated_referrals_join_the_worklists() {
         "{nhs}"
     );
 }
+
+#[tokio::test]
+async fn generated_attachments_download_through_a042() {
+    let mut cfg = config();
+    cfg.generate = 20;
+    let t = spawn_with(cfg).await;
+    let mut downloaded = 0;
+    for n in 0..20 {
+        let (_, r) = t
+            .get_json(&format!("ReferralRequest/{:012}", 100_000 + n))
+            .await;
+        for c in r["contained"].as_array().unwrap() {
+            let Some(url) = c["content"][0]["attachment"]["url"].as_str() else {
+                continue;
+            };
+            let resp = t
+                .http
+                .get(format!("{}/R4/{url}", t.sim.fhir_base()))
+                .bearer_auth(USER_TOKEN)
+                .header("NHSD-eRS-Business-Function", SPC)
+                .header("NHSD-End-User-Organisation-ODS", "R69")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT, "{url}");
+            let location = resp.headers()["location"].to_str().unwrap().to_owned();
+            let file = t.http.get(location).send().await.unwrap();
+            assert_eq!(file.status(), StatusCode::OK);
+            assert_eq!(
+                file.headers()["content-type"],
+                c["content"][0]["attachment"]["contentType"]
+                    .as_str()
+                    .unwrap()
+            );
+            assert!(!file.bytes().await.unwrap().is_empty());
+            downloaded += 1;
+        }
+    }
+    assert!(downloaded > 5, "only {downloaded} generated attachments");
+}

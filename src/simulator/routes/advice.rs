@@ -263,6 +263,12 @@ pub async fn convert(ctx: &Ctx<'_>) -> Reply {
     let guidance_docs = p.documents("guidanceAttachmentFile", "GUIDANCE_RESPONSE")?;
     let review_docs = p.documents("reviewAttachmentFile", "PROVIDER")?;
     let mut w = ctx.sim.world.lock().await;
+    if w.referrals.contains_key(*ubrn) {
+        return Err(Reject::unprocessable(
+            "INVALID_REQUEST_STATE",
+            format!("a referral with UBRN {ubrn} already exists"),
+        ));
+    }
     let Some(a) = w.advice.get_mut(*ubrn) else {
         return Err(Reject::unprocessable(
             "REFERENCE_NOT_FOUND",
@@ -288,12 +294,6 @@ pub async fn convert(ctx: &Ctx<'_>) -> Reply {
     a.resource["status"] = json!("completed");
     let version = bump_version(&mut a.resource);
     let advice_json = a.resource.clone();
-    if w.referrals.contains_key(*ubrn) {
-        return Err(Reject::unprocessable(
-            "INVALID_REQUEST_STATE",
-            format!("a referral with UBRN {ubrn} already exists"),
-        ));
-    }
     let payload = add_docs(&mut w, ubrn, &guidance_docs);
     let mut comm = w.communication(ubrn, version, "RESPONDER", &guidance, &now());
     if !payload.is_empty() {
