@@ -5,10 +5,12 @@
 //!
 //! - [`config`]: the TOML file, environment overrides and offline validation.
 //! - [`telemetry`]: `tracing` setup (pretty or JSON logs).
+//! - [`simulator`]: the stateful e-RS stand-in behind `ers-bridge simulate` (docs/simulator.md).
 //! - [`cli`]: the `ers-bridge` command line; `main.rs` only calls [`cli::main`].
 //!
 //! `ARCHITECTURE.md` at the repository root has the code map and the invariants.
 
 pub mod cli;
 pub mod config;
+pub mod simulator;
 pub mod telemetry;

@@ -2,6 +2,7 @@
 //! module parses arguments, sets up telemetry and maps errors to exit codes:
 //! 0 success, 1 runtime failure, 64 (`EX_USAGE`) for a configuration error.
 
+mod simulate;
 mod validate;
 
 use std::process::ExitCode;
@@ -29,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Check a configuration file offline; exits 64 naming the file, key and reason.
     Validate(validate::ValidateArgs),
+    /// Run the stateful e-RS simulator (docs/simulator.md).
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Parses the process arguments and runs the chosen subcommand.
@@ -37,11 +40,11 @@ pub fn main() -> ExitCode {
     telemetry::init(cli.log_format);
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Simulate(args) => simulate::run(args),
     }
 }
 
 /// Builds the multi-threaded runtime the async subcommands use.
-#[allow(dead_code)]
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context as _;
     tokio::runtime::Builder::new_multi_thread()
