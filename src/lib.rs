@@ -7,6 +7,7 @@
 //! - [`telemetry`]: `tracing` setup (pretty or JSON logs).
 //! - [`fhir`]: FHIR STU3 serde types for the e-RS resources and the typed request bodies.
 //! - [`ers`]: the e-RS API client (the only code that knows e-RS URLs, headers and auth).
+//! - [`simulator`]: the stateful e-RS stand-in behind `ers-bridge simulate` (docs/simulator.md).
 //! - [`cli`]: the `ers-bridge` command line; `main.rs` only calls [`cli::main`].
 //!
 //! `ARCHITECTURE.md` at the repository root has the code map and the invariants.
@@ -15,4 +16,5 @@ pub mod cli;
 pub mod config;
 pub mod ers;
 pub mod fhir;
+pub mod simulator;
 pub mod telemetry;

@@ -4,6 +4,7 @@
 
 mod check;
 mod ers;
+mod simulate;
 mod validate;
 
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Call one e-RS operation with the configured auth and print the FHIR JSON.
     Ers(ers::ErsArgs),
+    /// Run the stateful e-RS simulator (docs/simulator.md).
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Parses the process arguments and runs the chosen subcommand.
@@ -45,6 +48,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Ers(args) => ers::run(args),
+        Command::Simulate(args) => simulate::run(args),
     }
 }
 

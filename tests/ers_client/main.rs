@@ -7,6 +7,7 @@
 //! - `limits`: rate limit, retry and `Retry-After` with tokio's paused clock.
 //! - `cli`: the operator CLI against a stub.
 //! - `secrets`: secrets never reach `Debug` output or logs.
+//! - `sim`: every operation in every auth mode against the simulator over HTTP.
 
 mod auth_modes;
 mod cli;
@@ -14,4 +15,5 @@ mod contract;
 mod helpers;
 mod limits;
 mod secrets;
+mod sim;
 mod wire;

@@ -1,0 +1,90 @@
+//! `ers-bridge simulate`: runs the e-RS simulator ([`crate::simulator`]) until Ctrl-C and
+//! prints `listening on http://ADDR` once bound.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+
+use crate::simulator::{self, SimAuth, SimConfig};
+
+/// Arguments of `simulate`.
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Folder with referrals/*.json and advice/*.json to seed from.
+    #[arg(long)]
+    pub seed_dir: Option<PathBuf>,
+    /// Number of extra synthetic referrals to generate.
+    #[arg(long, default_value_t = 0)]
+    pub generate: usize,
+    /// RS512 public key (PEM) verifying signed-JWT client assertions.
+    #[arg(long)]
+    pub jwt_public_key: Option<PathBuf>,
+    /// Expected JWT iss/sub (the application's API key).
+    #[arg(long, default_value = "sim-api-key")]
+    pub api_key: String,
+    /// Expected JWT header kid.
+    #[arg(long, default_value = "sim-kid")]
+    pub kid: String,
+    /// Bearer token accepted as user-restricted (repeatable; default sim-user-token).
+    #[arg(long = "user-token")]
+    pub user_tokens: Vec<String>,
+    /// Expected legacy XAPI_ASID.
+    #[arg(long, default_value = "200000000001")]
+    pub asid: String,
+    /// Accept requests without credentials as a user-restricted provider clinician.
+    #[arg(long)]
+    pub no_auth: bool,
+}
+
+/// Runs `simulate`.
+pub fn run(args: SimulateArgs) -> ExitCode {
+    match run_inner(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_inner(args: SimulateArgs) -> anyhow::Result<()> {
+    let public_key_pem = match &args.jwt_public_key {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read jwt public key {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let mut auth = SimAuth {
+        api_key: args.api_key,
+        public_key_pem,
+        kid: args.kid,
+        asid: args.asid,
+        require_auth: !args.no_auth,
+        ..SimAuth::default()
+    };
+    if !args.user_tokens.is_empty() {
+        auth.user_tokens = args.user_tokens;
+    }
+    let cfg = SimConfig {
+        listen: args.listen,
+        seed_dir: args.seed_dir,
+        generate: args.generate,
+        auth,
+        ..SimConfig::default()
+    };
+    super::runtime()?.block_on(async move {
+        let sim = simulator::spawn(cfg)
+            .await
+            .context("cannot start the simulator")?;
+        println!("listening on {}", sim.base_url());
+        tokio::select! {
+            _ = sim.wait() => {}
+            r = tokio::signal::ctrl_c() => r.context("cannot wait for ctrl-c")?,
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,177 @@
+//! Injected faults (latency, 500s, 503s with `Retry-After`, 429s, hung requests, attachments
+//! kept `PENDING`) set through `/_admin/faults`, and the per-client rate limit (more than
+//! `rate_limit_per_sec` requests in one second → 429) with per-second request counts for
+//! `/_admin/requests`. Time is tokio time so paused-clock tests can advance it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{outcome::Reject, Sim};
+
+/// Faults applied to every e-RS call (not to admin, token or object-store calls).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Fixed extra latency per request.
+    pub latency_ms: u64,
+    /// Random extra latency, uniform in `0..=latency_jitter_ms`.
+    pub latency_jitter_ms: u64,
+    /// Share of requests answered 500.
+    pub error_500_rate: f64,
+    /// Share of requests answered 503 with `Retry-After`.
+    pub error_503_rate: f64,
+    /// `Retry-After` seconds on injected 503s (0 is sent as 1).
+    pub retry_after_secs: u64,
+    /// Share of requests answered 429.
+    pub error_429_rate: f64,
+    /// Share of requests that hang (an hour) until the client gives up.
+    pub hang_rate: f64,
+    /// Attachments answer 422 `PENDING` for this many seconds after the faults are set.
+    pub attachments_pending_secs: u64,
+}
+
+/// Mutable traffic state: faults, rate-limit windows and counters.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// The faults in force.
+    pub faults: Faults,
+    /// When attachments stop being `PENDING` (set from `attachments_pending_secs`).
+    pub pending_until: Option<tokio::time::Instant>,
+    /// Per client: (second index, requests in that second).
+    windows: HashMap<String, (u64, u32)>,
+    /// Requests per second index since start, for `/_admin/requests`.
+    pub per_second: BTreeMap<u64, u32>,
+    /// App-restricted A008 calls per (day index, service id).
+    pub worklist_calls: HashMap<(u64, String), u32>,
+}
+
+impl Traffic {
+    /// Replaces the faults.
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.pending_until = (faults.attachments_pending_secs > 0).then(|| {
+            tokio::time::Instant::now() + Duration::from_secs(faults.attachments_pending_secs)
+        });
+        self.faults = faults;
+    }
+
+    /// Whether attachments are currently forced to `PENDING`.
+    pub fn attachments_pending(&self) -> bool {
+        self.pending_until
+            .is_some_and(|t| tokio::time::Instant::now() < t)
+    }
+}
+
+/// Counts the request and applies the per-client rate limit.
+pub fn check_rate(sim: &Sim, client: &str) -> Result<(), Reject> {
+    let second = sim.started.elapsed().as_secs();
+    let mut t = sim.traffic.lock().unwrap_or_else(|e| e.into_inner());
+    *t.per_second.entry(second).or_default() += 1;
+    while t.per_second.len() > 600 {
+        t.per_second.pop_first();
+    }
+    let w = t.windows.entry(client.to_owned()).or_insert((second, 0));
+    if w.0 != second {
+        *w = (second, 0);
+    }
+    w.1 += 1;
+    if w.1 > sim.cfg.rate_limit_per_sec {
+        return Err(Reject::too_many(format!(
+            "more than {} requests per second",
+            sim.cfg.rate_limit_per_sec
+        )));
+    }
+    Ok(())
+}
+
+/// Counts an app-restricted A008 call for `service` against the daily budget.
+pub fn check_worklist_budget(sim: &Sim, service: &str) -> Result<(), Reject> {
+    let day = sim.started.elapsed().as_secs() / 86_400;
+    let mut t = sim.traffic.lock().unwrap_or_else(|e| e.into_inner());
+    let n = t
+        .worklist_calls
+        .entry((day, service.to_owned()))
+        .or_default();
+    *n += 1;
+    if *n > sim.cfg.worklist_calls_per_service_per_day {
+        return Err(Reject::too_many(format!(
+            "application-restricted worklist limit of {} calls per day for service {service} exceeded",
+            sim.cfg.worklist_calls_per_service_per_day
+        )));
+    }
+    Ok(())
+}
+
+/// Applies latency and the random error faults to one request.
+pub async fn apply(sim: &Sim) -> Result<(), Reject> {
+    let f = {
+        let t = sim.traffic.lock().unwrap_or_else(|e| e.into_inner());
+        t.faults.clone()
+    };
+    if f == Faults::default() {
+        return Ok(());
+    }
+    let (jitter, roll) = {
+        let mut rng = rand::rng();
+        let jitter = if f.latency_jitter_ms > 0 {
+            rng.random_range(0..=f.latency_jitter_ms)
+        } else {
+            0
+        };
+        (jitter, rng.random::<f64>())
+    };
+    let delay = f.latency_ms + jitter;
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let mut edge = f.hang_rate;
+    if roll < edge {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        return Err(Reject::new(
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            "TIMEOUT",
+            "simulated hung request",
+        ));
+    }
+    edge += f.error_500_rate;
+    if roll < edge {
+        return Err(Reject::internal("simulated internal error"));
+    }
+    edge += f.error_503_rate;
+    if roll < edge {
+        return Err(Reject::unavailable(f.retry_after_secs.max(1)));
+    }
+    edge += f.error_429_rate;
+    if roll < edge {
+        return Err(Reject::too_many("simulated rate limit"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_parse_partially_and_reject_unknown_keys() {
+        let f: Faults = serde_json::from_str(r#"{"error_503_rate": 1.0}"#).unwrap();
+        assert_eq!(f.error_503_rate, 1.0);
+        assert_eq!(f.latency_ms, 0);
+        assert!(serde_json::from_str::<Faults>(r#"{"nope": 1}"#).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pending_window_expires() {
+        let mut t = Traffic::default();
+        t.set_faults(Faults {
+            attachments_pending_secs: 5,
+            ..Faults::default()
+        });
+        assert!(t.attachments_pending());
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(!t.attachments_pending());
+    }
+}
