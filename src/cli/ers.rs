@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::config::{self, ProcessEnv};
-use crate::ers::{Binary, ErsClient, ErsError};
+use crate::ers::{Binary, ErsClient, ErsError, Operation};
 use crate::fhir::{
     requests::{
         Assigned, CancelAppointmentActionLater, ConvertAdviceToReferral, FetchWorklist,
@@ -267,8 +267,13 @@ pub(crate) fn report(e: &anyhow::Error) {
 }
 
 fn print_json(v: &impl FhirResource) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(&v.to_json())?);
-    Ok(())
+    use std::io::Write as _;
+    let text = serde_json::to_string_pretty(&v.to_json())?;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        // `ers-bridge ers ... | head` closes the pipe early: not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
 }
 
 fn print_versioned<T: FhirResource>(v: &crate::ers::Versioned<T>) -> anyhow::Result<()> {
@@ -321,10 +326,9 @@ async fn execute(c: &ErsClient, op: ErsOp) -> anyhow::Result<()> {
                 (Some(code), _) => {
                     let cs = code_system(c, "SPECIALTY").await?;
                     let system = cs.url.clone().context("A004 SPECIALTY has no url")?;
-                    anyhow::ensure!(
-                        cs.concept(&code).is_some(),
-                        "{code} is not in A004 SPECIALTY"
-                    );
+                    if cs.concept(&code).is_none() {
+                        eprintln!("warning: {code} is not in A004 SPECIALTY; sending it anyway");
+                    }
                     Some(Assigned::Assigned(Coding::new(system, code)))
                 }
                 (None, true) => Some(Assigned::NotAssigned),
@@ -353,6 +357,14 @@ async fn execute(c: &ErsClient, op: ErsOp) -> anyhow::Result<()> {
             comments,
             appointment_cancelled_in_pas,
         } => {
+            // Refuse before the A004 look-up when the mode cannot reject at all.
+            if !c.allows(Operation::A014) {
+                return Err(ErsError::NotAllowed {
+                    operation: Operation::A014,
+                    mode: c.mode(),
+                }
+                .into());
+            }
             let cs = code_system(c, "APPOINTMENT-CANCELLATION-REASON").await?;
             let now = chrono::Utc::now();
             let reasons = cs.rejection_reasons(now);

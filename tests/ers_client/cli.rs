@@ -184,3 +184,37 @@ async fn missing_config_is_a_usage_error() {
     .await;
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn app_restricted_reject_is_refused_before_anything_is_sent() {
+    let stub = Stub::spawn(|s, _| crate::wire::canned(s)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.toml");
+    let auth = format!(
+        "mode = \"app-restricted\"\napi_key = \"k\"\nprivate_key_file = \"{}\"\nkid = \"kid\"",
+        crate::helpers::jwt_key("private.pem")
+    );
+    std::fs::write(&path, config_toml(&stub.base(), "", &auth)).unwrap();
+    let out = bridge(
+        &path,
+        &[
+            "ers",
+            "reject",
+            "000000070001",
+            "--version",
+            "5",
+            "--reason",
+            "OTHER",
+            "--comments",
+            "c",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("A014 (reject referral) is not allowed in app-restricted mode"),
+        "{err}"
+    );
+    assert!(stub.seen().is_empty(), "nothing may be sent");
+}
