@@ -378,3 +378,32 @@ async fn no_auth_mode_against_an_open_simulator() {
     let results = every_operation(&c).await;
     assert_all_ok("none", &results, &[]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn legacy_shutdown_waits_for_calls_in_flight() {
+    let sim = sim(true).await;
+    let auth = "mode = \"legacy-session\"\nasid = \"200000000001\"\nsession_token_env = \"SSO\"\nbusiness_function = \"SERVICE_PROVIDER_CLINICIAN\"\nods_code = \"R69\"";
+    let c = client(&config_toml(&sim.legacy_base(), CLIENT, auth), user_env());
+    c.referral("000000070001", None).await.unwrap();
+    // Every e-RS call now takes 2 s (virtual time).
+    let faults = reqwest::Client::new()
+        .post(format!("{}/_admin/faults", sim.base_url()))
+        .json(&serde_json::json!({"latency_ms": 2000}))
+        .send()
+        .await
+        .unwrap();
+    assert!(faults.status().is_success());
+    let slow = {
+        let c = c.clone();
+        tokio::spawn(async move { c.referral("000000070001", None).await })
+    };
+    // Let the call get under way (virtual time; nothing really sleeps).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!slow.is_finished());
+    let started = tokio::time::Instant::now();
+    c.shutdown().await.unwrap();
+    assert!(slow.is_finished(), "A003 ran while a call was in flight");
+    assert!(started.elapsed() >= Duration::from_millis(1900));
+    slow.await.unwrap().unwrap();
+    assert!(!c.has_session().await);
+}

@@ -93,7 +93,7 @@ impl AppRestricted {
                 private_key_file.display()
             ))
         })?;
-        Ok(Self {
+        let auth = Self {
             token_url,
             api_key,
             key,
@@ -101,7 +101,16 @@ impl AppRestricted {
             refresh_margin,
             cache: Mutex::new(None),
             fetches: AtomicU64::new(0),
-        })
+        };
+        // Some PEMs (a public key, say) load but cannot sign: find out now, not at the
+        // first call.
+        auth.client_assertion().map_err(|_| {
+            ErsError::Config(format!(
+                "ers.auth.private_key_file {} is not an RSA private key that can sign RS512",
+                private_key_file.display()
+            ))
+        })?;
+        Ok(auth)
     }
 
     /// The token endpoint used.
