@@ -5,10 +5,14 @@
 //!
 //! - [`config`]: the TOML file, environment overrides and offline validation.
 //! - [`telemetry`]: `tracing` setup (pretty or JSON logs).
+//! - [`hl7`]: HL7v2 model, writer, guarded reader, ACK/RRI readers, structure checks.
+//! - [`mapping`]: the mapping engine (TOML mappings over FHIR STU3 JSON → HL7v2) and
+//!   the inbound decision table.
 //! - [`cli`]: the `ers-bridge` command line; `main.rs` only calls [`cli::main`].
 //!
 //! `ARCHITECTURE.md` at the repository root has the code map and the invariants.
 
 pub mod cli;
 pub mod config;
+pub mod hl7;
 pub mod telemetry;
