@@ -15,4 +15,5 @@
 pub mod cli;
 pub mod config;
 pub mod hl7;
+pub mod mapping;
 pub mod telemetry;
