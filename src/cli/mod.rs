@@ -2,6 +2,8 @@
 //! module parses arguments, sets up telemetry and maps errors to exit codes:
 //! 0 success, 1 runtime failure, 64 (`EX_USAGE`) for a configuration error.
 
+mod render;
+mod test_mappings;
 mod validate;
 
 use std::process::ExitCode;
@@ -29,6 +31,10 @@ pub struct Cli {
 pub enum Command {
     /// Check a configuration file offline; exits 64 naming the file, key and reason.
     Validate(validate::ValidateArgs),
+    /// Map one referral with a mapping file and print the HL7 (offline).
+    Render(render::RenderArgs),
+    /// Run every mapping against its samples and show a diff for each mismatch.
+    TestMappings(test_mappings::TestMappingsArgs),
 }
 
 /// Parses the process arguments and runs the chosen subcommand.
@@ -37,6 +43,8 @@ pub fn main() -> ExitCode {
     telemetry::init(cli.log_format);
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Render(args) => render::run(&args),
+        Command::TestMappings(args) => test_mappings::run(&args),
     }
 }
 

@@ -81,6 +81,22 @@ pub fn compile_file(path: &Path) -> Result<CompiledMapping, MappingError> {
 
 /// Compiles mapping text; `file` names it in errors and `base` resolves table paths.
 pub fn compile_str(file: &str, text: &str, base: &Path) -> Result<CompiledMapping, MappingError> {
+    compile_inner(file, text, base, 0)
+}
+
+fn check_version(v: &Spanned<String>) -> Result<String, String> {
+    match v.get_ref().as_str() {
+        "2.4" | "2.5.1" => Ok(v.get_ref().clone()),
+        _ => Err("must be 2.4 or 2.5.1".into()),
+    }
+}
+
+fn compile_inner(
+    file: &str,
+    text: &str,
+    base: &Path,
+    depth: usize,
+) -> Result<CompiledMapping, MappingError> {
     let spec: MappingFile = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
     let err = |span: std::ops::Range<usize>, field: &str, reason: String| MappingError::Invalid {
         file: file.to_string(),
@@ -105,16 +121,70 @@ pub fn compile_str(file: &str, text: &str, base: &Path) -> Result<CompiledMappin
             "must be type^event^structure, e.g. REF^I12^REF_I12".into(),
         ));
     }
-    let version = spec.hl7_version.get_ref().as_str();
-    if version != "2.4" && version != "2.5.1" {
-        return Err(err(
-            spec.hl7_version.span(),
-            "hl7_version",
-            "must be 2.4 or 2.5.1".into(),
-        ));
+    let message_type = [
+        parts[0].to_string(),
+        parts[1].to_string(),
+        parts[2].to_string(),
+    ];
+    if let Some(ext) = &spec.extends {
+        if !spec.segments.is_empty() || !spec.tables.is_empty() {
+            return Err(err(
+                ext.span(),
+                "extends",
+                "a file that extends another has no segments or tables of its own".into(),
+            ));
+        }
+        if depth >= 4 {
+            return Err(err(
+                ext.span(),
+                "extends",
+                "chain of `extends` is too deep".into(),
+            ));
+        }
+        let base_path = base.join(ext.get_ref());
+        let base_text = std::fs::read_to_string(&base_path).map_err(|e| {
+            err(
+                ext.span(),
+                "extends",
+                format!("{}: {e}", base_path.display()),
+            )
+        })?;
+        let mut m = compile_inner(
+            &base_path.display().to_string(),
+            &base_text,
+            base_path.parent().unwrap_or(Path::new(".")),
+            depth + 1,
+        )?;
+        m.file = file.to_string();
+        m.message_type = message_type;
+        if let Some(d) = spec.description {
+            m.description = d;
+        }
+        if let Some(v) = &spec.hl7_version {
+            m.hl7_version = check_version(v).map_err(|r| err(v.span(), "hl7_version", r))?;
+        }
+        if let Some(c) = &spec.charset {
+            Charset::from_msh18(c.get_ref()).map_err(|r| err(c.span(), "charset", r))?;
+            m.charset = c.get_ref().clone();
+        }
+        if let Some(n) = spec.attachment_max_inline_bytes {
+            m.max_inline_bytes = n;
+        }
+        return Ok(m);
     }
-    Charset::from_msh18(spec.charset.get_ref())
-        .map_err(|r| err(spec.charset.span(), "charset", r))?;
+    let missing = |field: &str| MappingError::Invalid {
+        file: file.to_string(),
+        line: None,
+        field: field.to_string(),
+        reason: "missing (required unless the file uses `extends`)".into(),
+    };
+    let v = spec
+        .hl7_version
+        .as_ref()
+        .ok_or_else(|| missing("hl7_version"))?;
+    let version = check_version(v).map_err(|r| err(v.span(), "hl7_version", r))?;
+    let c = spec.charset.as_ref().ok_or_else(|| missing("charset"))?;
+    Charset::from_msh18(c.get_ref()).map_err(|r| err(c.span(), "charset", r))?;
 
     let mut tables = Tables::default();
     for (name, rel) in &spec.tables {
@@ -185,14 +255,12 @@ pub fn compile_str(file: &str, text: &str, base: &Path) -> Result<CompiledMappin
     Ok(CompiledMapping {
         file: file.to_string(),
         description: spec.description.unwrap_or_default(),
-        message_type: [
-            parts[0].to_string(),
-            parts[1].to_string(),
-            parts[2].to_string(),
-        ],
-        hl7_version: version.to_string(),
-        charset: spec.charset.get_ref().clone(),
-        max_inline_bytes: spec.attachment_max_inline_bytes,
+        message_type,
+        hl7_version: version,
+        charset: c.get_ref().clone(),
+        max_inline_bytes: spec
+            .attachment_max_inline_bytes
+            .unwrap_or(super::spec::DEFAULT_MAX_INLINE_BYTES),
         tables,
         segments,
     })

@@ -29,27 +29,31 @@ pub struct MappingFile {
     /// Format version; only 1 exists.
     pub version: Spanned<u32>,
     pub description: Option<String>,
+    /// Another mapping file (relative path) whose tables and segments this one reuses,
+    /// changing only the header: used for the v2.5.1 variants and REF^I13. A file that
+    /// extends another has no segments or tables of its own.
+    pub extends: Option<Spanned<String>>,
     /// MSH-9 as `type^event^structure`, e.g. `REF^I12^REF_I12`.
     pub message: Spanned<String>,
-    /// MSH-12: `2.4` or `2.5.1`.
-    pub hl7_version: Spanned<String>,
-    /// MSH-18 and the byte encoding: `ASCII`, `8859/1` or `UNICODE UTF-8`.
-    pub charset: Spanned<String>,
-    /// Attachments up to this size go inline (OBX ED base64); larger ones by reference.
-    #[serde(default = "default_inline")]
-    pub attachment_max_inline_bytes: usize,
+    /// MSH-12: `2.4` or `2.5.1` (required unless inherited through `extends`).
+    pub hl7_version: Option<Spanned<String>>,
+    /// MSH-18 and the byte encoding: `ASCII`, `8859/1` or `UNICODE UTF-8` (required
+    /// unless inherited).
+    pub charset: Option<Spanned<String>>,
+    /// Attachments up to this size go inline (OBX ED base64); larger ones by reference
+    /// (default 5 MiB, or inherited).
+    pub attachment_max_inline_bytes: Option<usize>,
     /// Code tables by name: CSV paths relative to the mapping file.
     #[serde(default)]
     pub tables: BTreeMap<String, Spanned<String>>,
     /// The segments in message order. Consecutive segments with the same `for_each`
     /// repeat together as a group.
-    #[serde(rename = "segment")]
+    #[serde(default, rename = "segment")]
     pub segments: Vec<SegmentSpec>,
 }
 
-fn default_inline() -> usize {
-    5 * 1024 * 1024
-}
+/// The default inline limit for attachments.
+pub const DEFAULT_MAX_INLINE_BYTES: usize = 5 * 1024 * 1024;
 
 /// One `[[segment]]`.
 #[derive(Debug, Deserialize)]
