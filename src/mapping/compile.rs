@@ -267,12 +267,13 @@ fn compile_inner(
 }
 
 type ErrFn<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> MappingError + 'a;
+type ParseFn<'a> = dyn Fn(&Spanned<String>, &str) -> Result<Expr, MappingError> + 'a;
 
 fn compile_set(
     seg: &str,
     set: &SetSpec,
     err: &ErrFn<'_>,
-    parse_expr: &dyn Fn(&Spanned<String>, &str) -> Result<Expr, MappingError>,
+    parse_expr: &ParseFn<'_>,
 ) -> Result<CompiledSet, MappingError> {
     let pos = parse_position(set.at.get_ref()).map_err(|r| err(set.at.span(), "at", r))?;
     let label = format!("{seg}-{}", set.at.get_ref());

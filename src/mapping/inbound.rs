@@ -213,9 +213,7 @@ impl DecisionTable {
             }
             for e in &msg.errors {
                 why.push_str(
-                    &format!("; ERR {} {} {} {}", e.location, e.code, e.text, e.message)
-                        .trim_end()
-                        .to_string(),
+                    format!("; ERR {} {} {} {}", e.location, e.code, e.text, e.message).trim_end(),
                 );
             }
             why
