@@ -217,3 +217,66 @@ fn apply_set<'a>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::compile_str;
+    use serde_json::json;
+    use std::path::Path;
+
+    const MAPPING: &str = r#"
+version = 1
+message = "REF^I12^REF_I12"
+hl7_version = "2.5.1"
+charset = "UNICODE UTF-8"
+[[segment]]
+id = "MSH"
+[[segment]]
+id = "NTE"
+for_each = "note"
+when = "text != 'skip'"
+[[segment.set]]
+at = "1"
+expr = "%index"
+[[segment.set]]
+at = "3"
+expr = "text"
+[[segment]]
+id = "ZZZ"
+[[segment.set]]
+at = "1"
+expr = "codes"
+repeat = true
+[[segment.set]]
+at = "2"
+expr = "missing"
+on_missing = "warn"
+name = "something optional"
+"#;
+
+    #[test]
+    fn groups_conditions_repeats_and_warnings() {
+        let m = compile_str("m.toml", MAPPING, Path::new(".")).unwrap();
+        let referral = json!({
+            "id": "000000070000", "meta": {"versionId": "7"},
+            "note": [{"text": "a|b"}, {"text": "skip"}, {"text": "Zoë"}],
+            "codes": ["x", "y"]
+        });
+        let control_id = m.control_id_for(&referral).unwrap();
+        assert_eq!(control_id.as_str(), "E000000070000-I12-7");
+        let input = ApplyInput {
+            referral: &referral,
+            control_id: &control_id,
+            timestamp: DateTime::parse_from_rfc3339("2024-01-15T10:30:00+01:00").unwrap(),
+            attachments: &Attachments::new(),
+        };
+        let (rendered, bytes) = m.render(&input).unwrap();
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            "MSH|^~\\&|||||20240115103000+0100||REF^I12^REF_I12|E000000070000-I12-7||2.5.1||||||UNICODE UTF-8\r\
+             NTE|1||a\\F\\b\rNTE|3||Zoë\rZZZ|x~y\r"
+        );
+        assert_eq!(rendered.warnings, vec!["ZZZ-2 (something optional): no value"]);
+    }
+}

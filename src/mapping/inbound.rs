@@ -276,3 +276,46 @@ impl DecisionTable {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hl7::{ack::summarise, read};
+
+    fn table(rules: &str) -> Result<DecisionTable, MappingError> {
+        let text = format!("version = 1\n[tables]\nreasons = \"tables/pas_rejection_reasons.csv\"\n{rules}");
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+        DecisionTable::parse("t.toml", &text, &base)
+    }
+
+    fn inbound(text: &str) -> Inbound {
+        summarise(&read(text.replace('\n', "\r").as_bytes()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn first_matching_rule_decides_and_ubrn_falls_back_to_msa_2() {
+        let t = table(
+            "[[rule]]\nname = \"acc\"\nmessage = [\"RRI\"]\nstatus = [\"A\"]\naction = \"accept\"\n\
+             [[rule]]\nname = \"any ack\"\nmessage = [\"ACK\"]\naction = \"accept\"\n",
+        )
+        .unwrap();
+        let rri = inbound("MSH|^~\\&|PAS||||2024||RRI^I12|X1|P|2.4\nRF1|A|||||000000070000^UBRN\n");
+        assert_eq!(t.decide(&rri), Action::Accept { ubrn: Ubrn::parse("000000070000").unwrap() });
+        let ack = inbound("MSH|^~\\&|PAS||||2024||ACK^I12|X2|P|2.4\nMSA|AA|E000000070009-I12-3\n");
+        assert_eq!(t.decide(&ack), Action::Accept { ubrn: Ubrn::parse("000000070009").unwrap() });
+        let other = inbound("MSH|^~\\&|PAS||||2024||RRI^I12|X3|P|2.4\nRF1|P|||||000000070000^UBRN\n");
+        assert!(matches!(t.decide(&other), Action::Review { .. }));
+    }
+
+    #[test]
+    fn rules_are_checked_when_loaded() {
+        let e = table("[[rule]]\nname = \"r\"\naction = \"record_review_outcome\"\n").unwrap_err();
+        assert!(e.to_string().contains("needs outcome"), "{e}");
+        let e = table("[[rule]]\nname = \"r\"\naction = \"reject\"\n").unwrap_err();
+        assert!(e.to_string().contains("reject needs reason_table"), "{e}");
+        let e = table("[[rule]]\nname = \"r\"\naction = \"explode\"\n").unwrap_err();
+        assert!(e.to_string().starts_with("t.toml:"), "{e}");
+        let e = table("[[rule]]\nname = \"r\"\naction = \"accept\"\nstatsu = [\"A\"]\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `statsu`"), "{e}");
+    }
+}

@@ -64,7 +64,7 @@ impl MappingError {
 
 /// The 1-based line of a byte offset in `text`.
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+    text.get(..offset).unwrap_or(text).matches('\n').count() + 1
 }
 
 /// Turns a TOML deserialisation error into [`MappingError::Invalid`] with the line and the
