@@ -136,7 +136,7 @@ impl CompiledMapping {
     fn build<'a>(
         &self,
         seg: &CompiledSegment,
-        focus: &Coll<'a>,
+        focus: &[Cow<'a, Value>],
         env: &Env<'a>,
         base: Option<Segment>,
     ) -> Result<Option<Segment>, MappingError> {
@@ -159,8 +159,8 @@ impl CompiledMapping {
 }
 
 fn apply_set<'a>(
-    set: &CompiledSet,
-    focus: &Coll<'a>,
+    set: &'a CompiledSet,
+    focus: &[Cow<'a, Value>],
     env: &Env<'a>,
     out: &mut Segment,
 ) -> Result<(), MappingError> {

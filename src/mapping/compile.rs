@@ -341,8 +341,8 @@ fn check_lookups(e: &Expr, tables: &Tables) -> Result<(), String> {
         if let Expr::Global(name, args) = x {
             if name == "lookup" && problem.is_none() {
                 problem = match args.first() {
-                    Some(Expr::Str(t)) if tables.contains(t) => None,
-                    Some(Expr::Str(t)) => Some(format!(
+                    Some(Expr::Lit(serde_json::Value::String(t))) if tables.contains(t) => None,
+                    Some(Expr::Lit(serde_json::Value::String(t))) => Some(format!(
                         "lookup uses table {t:?}, which [tables] does not declare"
                     )),
                     _ => Some(

@@ -40,25 +40,29 @@ pub struct Env<'a> {
 }
 
 /// Evaluates `e` with `focus` as `$this`.
-pub fn eval<'a>(e: &Expr, focus: &Coll<'a>, env: &Env<'a>) -> Result<Coll<'a>, String> {
+pub fn eval<'a>(e: &'a Expr, focus: &[Cow<'a, Value>], env: &Env<'a>) -> Result<Coll<'a>, String> {
     Ok(match e {
-        Expr::Str(s) => vec![Cow::Owned(Value::String(s.clone()))],
-        Expr::Num(n) => vec![Cow::Owned(Value::from(*n))],
-        Expr::Bool(b) => vec![Cow::Owned(Value::Bool(*b))],
-        Expr::This => focus.clone(),
+        Expr::Lit(v) => vec![Cow::Borrowed(v)],
+        Expr::This => focus.to_vec(),
         Expr::Var(v) => match v.as_str() {
             "resource" => vec![Cow::Borrowed(env.root)],
-            "context" => focus.clone(),
+            "context" => focus.to_vec(),
             "index" => vec![Cow::Owned(Value::from(env.index.get()))],
             "control_id" => vec![Cow::Owned(Value::String(env.control_id.to_string()))],
             "timestamp" => vec![Cow::Owned(Value::String(env.timestamp.to_string()))],
             other => return Err(format!("unknown variable %{other}")),
         },
         Expr::Member(base, name) => {
-            let base = eval(base, focus, env)?;
             let mut out = Vec::new();
-            for item in base {
-                member(item, name, &mut out);
+            if matches!(**base, Expr::This) {
+                // The common path start: navigate the focus without copying it first.
+                for item in focus {
+                    member(item.clone(), name, &mut out);
+                }
+            } else {
+                for item in eval(base, focus, env)? {
+                    member(item, name, &mut out);
+                }
             }
             out
         }
@@ -160,8 +164,8 @@ fn text_coll<'a>(s: String) -> Coll<'a> {
 fn method<'a>(
     base: Coll<'a>,
     name: &str,
-    args: &[Expr],
-    focus: &Coll<'a>,
+    args: &'a [Expr],
+    focus: &[Cow<'a, Value>],
     env: &Env<'a>,
 ) -> Result<Coll<'a>, String> {
     let arg_text = |i: usize| -> Result<String, String> {
@@ -188,9 +192,8 @@ fn method<'a>(
         "where" => {
             let mut out = Vec::new();
             for item in base {
-                let one = vec![item];
-                if truthy(&eval(&args[0], &one, env)?) {
-                    out.extend(one);
+                if truthy(&eval(&args[0], std::slice::from_ref(&item), env)?) {
+                    out.push(item);
                 }
             }
             out
@@ -201,7 +204,7 @@ fn method<'a>(
         "exists" => {
             let mut found = false;
             for item in base {
-                if truthy(&eval(&args[0], &vec![item], env)?) {
+                if truthy(&eval(&args[0], std::slice::from_ref(&item), env)?) {
                     found = true;
                     break;
                 }
@@ -321,7 +324,7 @@ mod tests {
             warnings: RefCell::new(Vec::new()),
         };
         let e = parse(expr)?;
-        Ok(eval(&e, &vec![Cow::Borrowed(v)], &env)?
+        Ok(eval(&e, &[Cow::Borrowed(v)], &env)?
             .into_iter()
             .map(Cow::into_owned)
             .collect())

@@ -30,8 +30,8 @@ fn text<'a>(s: String) -> Coll<'a> {
 /// Calls mapping function `name` (arity was checked by the parser).
 pub fn call<'a>(
     name: &str,
-    args: &[Expr],
-    focus: &Coll<'a>,
+    args: &'a [Expr],
+    focus: &[Cow<'a, Value>],
     env: &Env<'a>,
 ) -> Result<Coll<'a>, String> {
     let arg = |i: usize| eval(&args[i], focus, env);

@@ -13,9 +13,9 @@
 /// A parsed expression.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
-    Str(String),
-    Num(i64),
-    Bool(bool),
+    /// A literal: text, a whole number or a boolean (kept as JSON so evaluation can
+    /// borrow it instead of allocating).
+    Lit(serde_json::Value),
     /// `%name`.
     Var(String),
     /// `$this` or the implicit focus at the start of a path.
@@ -292,13 +292,13 @@ impl Parser {
         let t = self.peek().cloned().ok_or("expression ends too early")?;
         self.pos += 1;
         match t {
-            Tok::Str(s) => Ok(Expr::Str(s)),
-            Tok::Num(n) => Ok(Expr::Num(n)),
+            Tok::Str(s) => Ok(Expr::Lit(s.into())),
+            Tok::Num(n) => Ok(Expr::Lit(n.into())),
             Tok::This => Ok(Expr::This),
             Tok::Var(v) if VARS.contains(&v.as_str()) => Ok(Expr::Var(v)),
             Tok::Var(v) => Err(format!("unknown variable %{v}")),
-            Tok::Ident(w) if w == "true" => Ok(Expr::Bool(true)),
-            Tok::Ident(w) if w == "false" => Ok(Expr::Bool(false)),
+            Tok::Ident(w) if w == "true" => Ok(Expr::Lit(true.into())),
+            Tok::Ident(w) if w == "false" => Ok(Expr::Lit(false.into())),
             Tok::Ident(w) => self.call_or_member(Expr::This, w, true),
             Tok::Punct("(") => {
                 let e = self.or()?;
