@@ -21,7 +21,10 @@ fn benches(c: &mut Criterion) {
     let timestamp = chrono::DateTime::parse_from_rfc3339("2024-01-15T10:30:00+00:00").unwrap();
     let none = Attachments::new();
     let mut big = Attachments::new();
-    big.insert("80000".into(), (0..1_000_000u32).map(|i| (i % 251) as u8).collect());
+    big.insert(
+        "80000".into(),
+        (0..1_000_000u32).map(|i| (i % 251) as u8).collect(),
+    );
 
     let mut g = c.benchmark_group("map_encode");
     g.throughput(Throughput::Elements(1));
@@ -52,7 +55,9 @@ fn benches(c: &mut Criterion) {
     let rri = std::fs::read(path("bench/rri.hl7")).unwrap();
     let mut g = c.benchmark_group("parse");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("rri_i12_read", |b| b.iter(|| black_box(read(black_box(&rri)).unwrap().segments.len())));
+    g.bench_function("rri_i12_read", |b| {
+        b.iter(|| black_box(read(black_box(&rri)).unwrap().segments.len()))
+    });
     g.bench_function("rri_i12_read_inbound", |b| {
         b.iter(|| black_box(read_inbound(black_box(&rri), 1 << 20).unwrap().control_id))
     });

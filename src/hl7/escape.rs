@@ -45,6 +45,19 @@ impl Delimiters {
         .collect()
     }
 
+    /// True when every delimiter is ASCII (always so for a message that was read).
+    pub fn is_ascii(&self) -> bool {
+        [
+            self.field,
+            self.component,
+            self.repetition,
+            self.escape,
+            self.subcomponent,
+        ]
+        .iter()
+        .all(char::is_ascii)
+    }
+
     /// Checks the delimiters are five distinct printable ASCII punctuation characters.
     pub fn validate(&self) -> Result<(), String> {
         let all = [
@@ -79,15 +92,29 @@ pub fn encode(value: &str, d: &Delimiters) -> String {
 
 /// Like [`encode`], appending to `out` (the writer's hot path).
 pub fn encode_into(value: &str, d: &Delimiters, out: &mut String) {
-    let needs = value.chars().any(|c| {
-        c == d.escape
-            || c == d.field
-            || c == d.component
-            || c == d.repetition
-            || c == d.subcomponent
-            || c == '\r'
-            || c == '\n'
-    });
+    let needs = if d.is_ascii() {
+        // Fast path: delimiters are ASCII, so a byte scan finds them.
+        let special = [
+            d.escape as u8,
+            d.field as u8,
+            d.component as u8,
+            d.repetition as u8,
+            d.subcomponent as u8,
+            b'\r',
+            b'\n',
+        ];
+        value.bytes().any(|b| special.contains(&b))
+    } else {
+        value.chars().any(|c| {
+            c == d.escape
+                || c == d.field
+                || c == d.component
+                || c == d.repetition
+                || c == d.subcomponent
+                || c == '\r'
+                || c == '\n'
+        })
+    };
     if !needs {
         out.push_str(value);
         return;

@@ -115,7 +115,14 @@ impl Segment {
     }
 
     /// Sets one subcomponent (all positions 1-based), growing the segment as needed.
-    pub fn set(&mut self, field: usize, rep: usize, comp: usize, sub: usize, value: &str) {
+    pub fn set(
+        &mut self,
+        field: usize,
+        rep: usize,
+        comp: usize,
+        sub: usize,
+        value: impl Into<String>,
+    ) {
         let (field, rep, comp, sub) = (field.max(1), rep.max(1), comp.max(1), sub.max(1));
         if self.fields.len() < field {
             self.fields.resize_with(field, Vec::new);
@@ -132,7 +139,7 @@ impl Segment {
         if c.len() < sub {
             c.resize_with(sub, String::new);
         }
-        c[sub - 1] = value.to_string();
+        c[sub - 1] = value.into();
     }
 }
 
@@ -205,6 +212,7 @@ impl Message {
                         .iter()
                         .flatten()
                         .flatten()
+                        .filter(|s| !s.is_ascii())
                         .flat_map(|s| s.chars())
                         .find(|c| u32::from(*c) > limit)
                     {
@@ -222,6 +230,7 @@ impl Message {
         Ok(match charset {
             Charset::Utf8 | Charset::Ascii => text.into_bytes(),
             // Every char is at most U+00FF here, so the cast is exact.
+            Charset::Latin1 if text.is_ascii() => text.into_bytes(),
             Charset::Latin1 => text.chars().map(|c| c as u8).collect(),
         })
     }

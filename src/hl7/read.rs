@@ -209,7 +209,12 @@ fn segment_at(text: &str, offset: usize) -> (usize, String) {
     let before = text.get(..offset).unwrap_or(text);
     let index = before.matches('\r').count() + 1;
     let start = before.rfind('\r').map_or(0, |p| p + 1);
-    let line = text.get(start..).unwrap_or("").split('\r').next().unwrap_or("");
+    let line = text
+        .get(start..)
+        .unwrap_or("")
+        .split('\r')
+        .next()
+        .unwrap_or("");
     (index, line.chars().take(3).collect())
 }
 
@@ -232,7 +237,10 @@ fn parse_failure(text: &str, _base: usize, e: hl7_parser::parser::ParseError) ->
 }
 
 fn truncation(text: &str, parsed_len: usize, parsed_segments: usize) -> ReadError {
-    let rest = text.get(parsed_len..).unwrap_or("").trim_start_matches('\r');
+    let rest = text
+        .get(parsed_len..)
+        .unwrap_or("")
+        .trim_start_matches('\r');
     let line = rest.split('\r').next().unwrap_or("");
     let segment: String = line.chars().take(3).collect();
     let reason = if !valid_segment_id(&segment) {

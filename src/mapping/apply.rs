@@ -10,7 +10,7 @@ use chrono::{DateTime, FixedOffset};
 use serde_json::Value;
 
 use super::compile::{CompiledMapping, CompiledSegment, CompiledSet, Source};
-use super::eval::{eval, text_of, truthy, Attachments, Coll, Env};
+use super::eval::{eval, into_text, truthy, Attachments, Coll, Env};
 use super::spec::OnMissing;
 use super::MappingError;
 use crate::hl7::{ControlId, Delimiters, Message, Segment, Ubrn};
@@ -168,7 +168,7 @@ fn apply_set<'a>(
     let values: Vec<String> = match &set.source {
         Source::Const(parts) => {
             for (k, part) in parts.iter().enumerate() {
-                out.set(p.field, p.rep, p.comp + k, p.sub, part);
+                out.set(p.field, p.rep, p.comp + k, p.sub, part.as_str());
             }
             return Ok(());
         }
@@ -185,9 +185,9 @@ fn apply_set<'a>(
                     coll.len()
                 )));
             }
-            coll.iter()
+            coll.into_iter()
                 .map(|v| {
-                    text_of(v).ok_or_else(|| {
+                    into_text(v).ok_or_else(|| {
                         fail("expression yielded a complex element, not text".into())
                     })
                 })
@@ -212,7 +212,7 @@ fn apply_set<'a>(
             }
         }
     }
-    for (k, v) in values.iter().enumerate() {
+    for (k, v) in values.into_iter().enumerate() {
         out.set(p.field, p.rep + k, p.comp, p.sub, v);
     }
     Ok(())
@@ -277,6 +277,9 @@ name = "something optional"
             "MSH|^~\\&|||||20240115103000+0100||REF^I12^REF_I12|E000000070000-I12-7||2.5.1||||||UNICODE UTF-8\r\
              NTE|1||a\\F\\b\rNTE|3||Zoë\rZZZ|x~y\r"
         );
-        assert_eq!(rendered.warnings, vec!["ZZZ-2 (something optional): no value"]);
+        assert_eq!(
+            rendered.warnings,
+            vec!["ZZZ-2 (something optional): no value"]
+        );
     }
 }

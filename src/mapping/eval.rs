@@ -134,6 +134,15 @@ pub fn text_of(v: &Value) -> Option<String> {
     }
 }
 
+/// Like [`text_of`], taking ownership so an owned string (e.g. a base64 attachment) is
+/// moved rather than copied.
+pub fn into_text(v: Cow<'_, Value>) -> Option<String> {
+    match v {
+        Cow::Owned(Value::String(s)) => Some(s),
+        other => text_of(&other),
+    }
+}
+
 /// The single text value of a collection: `None` when empty, an error for several values
 /// or a non-primitive.
 pub fn single_text(c: &Coll<'_>, what: &str) -> Result<Option<String>, String> {

@@ -283,7 +283,9 @@ mod tests {
     use crate::hl7::{ack::summarise, read};
 
     fn table(rules: &str) -> Result<DecisionTable, MappingError> {
-        let text = format!("version = 1\n[tables]\nreasons = \"tables/pas_rejection_reasons.csv\"\n{rules}");
+        let text = format!(
+            "version = 1\n[tables]\nreasons = \"tables/pas_rejection_reasons.csv\"\n{rules}"
+        );
         let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
         DecisionTable::parse("t.toml", &text, &base)
     }
@@ -300,10 +302,21 @@ mod tests {
         )
         .unwrap();
         let rri = inbound("MSH|^~\\&|PAS||||2024||RRI^I12|X1|P|2.4\nRF1|A|||||000000070000^UBRN\n");
-        assert_eq!(t.decide(&rri), Action::Accept { ubrn: Ubrn::parse("000000070000").unwrap() });
+        assert_eq!(
+            t.decide(&rri),
+            Action::Accept {
+                ubrn: Ubrn::parse("000000070000").unwrap()
+            }
+        );
         let ack = inbound("MSH|^~\\&|PAS||||2024||ACK^I12|X2|P|2.4\nMSA|AA|E000000070009-I12-3\n");
-        assert_eq!(t.decide(&ack), Action::Accept { ubrn: Ubrn::parse("000000070009").unwrap() });
-        let other = inbound("MSH|^~\\&|PAS||||2024||RRI^I12|X3|P|2.4\nRF1|P|||||000000070000^UBRN\n");
+        assert_eq!(
+            t.decide(&ack),
+            Action::Accept {
+                ubrn: Ubrn::parse("000000070009").unwrap()
+            }
+        );
+        let other =
+            inbound("MSH|^~\\&|PAS||||2024||RRI^I12|X3|P|2.4\nRF1|P|||||000000070000^UBRN\n");
         assert!(matches!(t.decide(&other), Action::Review { .. }));
     }
 
@@ -315,7 +328,8 @@ mod tests {
         assert!(e.to_string().contains("reject needs reason_table"), "{e}");
         let e = table("[[rule]]\nname = \"r\"\naction = \"explode\"\n").unwrap_err();
         assert!(e.to_string().starts_with("t.toml:"), "{e}");
-        let e = table("[[rule]]\nname = \"r\"\naction = \"accept\"\nstatsu = [\"A\"]\n").unwrap_err();
+        let e =
+            table("[[rule]]\nname = \"r\"\naction = \"accept\"\nstatsu = [\"A\"]\n").unwrap_err();
         assert!(e.to_string().contains("unknown field `statsu`"), "{e}");
     }
 }
