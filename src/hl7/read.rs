@@ -8,6 +8,8 @@
 //! CRLF all end a segment and blank lines are skipped. The charset named by MSH-18 decides
 //! how the bytes become text. Every error names the segment and field where it can.
 
+use std::borrow::Cow;
+
 use super::escape::{self, Delimiters};
 use super::message::{Charset, Message, Segment};
 
@@ -176,7 +178,11 @@ fn decode_text(b: &[u8], charset: Charset) -> Result<String, ReadError> {
     }
 }
 
-fn normalise_line_ends(text: &str) -> String {
+fn normalise_line_ends(text: &str) -> Cow<'_, str> {
+    // Fast path: CR-only input without blank lines is already normal.
+    if !text.contains('\n') && !text.contains("\r\r") && !text.starts_with('\r') {
+        return Cow::Borrowed(text);
+    }
     let mut out = String::with_capacity(text.len());
     let mut last_was_cr = true;
     let mut chars = text.chars().peekable();
@@ -202,7 +208,7 @@ fn normalise_line_ends(text: &str) -> String {
             last_was_cr = false;
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 fn segment_at(text: &str, offset: usize) -> (usize, String) {
