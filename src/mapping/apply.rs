@@ -71,9 +71,9 @@ impl CompiledMapping {
             warnings: RefCell::new(Vec::new()),
         };
         let mut msh = Segment::new("MSH");
-        msh.set(1, 1, 1, 1, &delimiters.field.to_string());
-        msh.set(2, 1, 1, 1, &delimiters.encoding_characters());
-        msh.set(7, 1, 1, 1, &timestamp);
+        msh.set(1, 1, 1, 1, delimiters.field.to_string());
+        msh.set(2, 1, 1, 1, delimiters.encoding_characters());
+        msh.set(7, 1, 1, 1, timestamp.as_str());
         for (i, part) in self.message_type.iter().enumerate() {
             msh.set(9, 1, i + 1, 1, part);
         }
