@@ -318,6 +318,18 @@ mod tests {
     }
 
     #[test]
+    fn the_worked_a28_and_ack_examples_are_valid() {
+        let a28 = "MSH|^~\\&|ERS_BRIDGE|RXX|PAS|RXX|20240115103000||ADT^A28^ADT_A05|ERSB-A28-2|P|2.5.1|||AL|NE|GBR|UNICODE UTF-8\rEVN|A28|20240115103000\rPID|1||9434765919^^^NHS^NH||SMITH^JOHN^QUINCY^^MR^^L||19800101|M\rPD1|||LEEDS MEDICAL PRACTICE^^^^^NHS^ODS^^^B86001|G1234567^JONES^ANNE^^^DR^^^GMP\rPV1|1|N\r";
+        assert_eq!(validate(&read(a28.as_bytes()).unwrap()), Ok(()));
+        let ack24 = "MSH|^~\\&|PAS|RXX|ERS_BRIDGE|RXX|20240115103002||ACK^I12^ACK|PAS-778800|P|2.4\rMSA|AE|ERSB-000000070000-1|NHS number not traced\rERR|PID^1^3^204&Unknown key identifier&HL70357\r";
+        assert_eq!(validate(&read(ack24.as_bytes()).unwrap()), Ok(()));
+        let ack251 = "MSH|^~\\&|PAS|RXX|ERS_BRIDGE|RXX|20240115103002||ACK^I12^ACK|PAS-778800|P|2.5.1\rMSA|AE|ERSB-000000070000-1\rERR||PID^1^3^1^1|101^Required field missing^HL70357|E\r";
+        assert_eq!(validate(&read(ack251.as_bytes()).unwrap()), Ok(()));
+        let no_pv1 = a28.replace("PV1|1|N\r", "");
+        assert!(validate(&read(no_pv1.as_bytes()).unwrap()).is_err());
+    }
+
+    #[test]
     fn obx_without_obr_and_missing_prd_are_reported() {
         let no_obr = REF.replace(
             "OBR|1|000000070000^UBRN||REFLETTER^Referral letter^L|||20240115103000\r",

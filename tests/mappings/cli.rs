@@ -91,3 +91,62 @@ fn test_mappings_passes_on_the_default_set_and_shows_diffs() {
     assert!(stdout.contains("  - MSH|^~\\&|SOMETHING ELSE"), "{stdout}");
     assert!(stdout.contains("  + MSH|^~\\&|ERS_BRIDGE|RXX"), "{stdout}");
 }
+
+#[test]
+fn validate_compiles_every_mapping_and_names_the_broken_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = dir.path().join("mappings");
+    std::fs::create_dir(&mappings).unwrap();
+    for f in [
+        "ref_i12.v24.toml",
+        "ref_i13.v24.toml",
+        "ref_i14.v24.toml",
+        "inbound.toml",
+    ] {
+        std::fs::copy(super::root("mappings").join(f), mappings.join(f)).unwrap();
+    }
+    std::fs::create_dir(mappings.join("tables")).unwrap();
+    for entry in std::fs::read_dir(super::root("mappings/tables")).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, mappings.join("tables").join(p.file_name().unwrap())).unwrap();
+    }
+    let config = dir.path().join("bridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ers]\nbase_url = \"http://127.0.0.1:8080/referrals/FHIR\"\n[ers.auth]\nmode = \"none\"\n[mappings]\ndir = \"{}\"\n",
+            mappings.display()
+        ),
+    )
+    .unwrap();
+    let out = bridge()
+        .args(["validate", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("ok (4 mapping file(s) compiled)"),
+        "{stdout}"
+    );
+
+    std::fs::write(
+        mappings.join("zz_broken.toml"),
+        "version = 1\nmessage = \"REF^I12^REF_I12\"\nhl7_version = \"2.4\"\ncharset = \"8859/1\"\n[[segment]]\nid = \"MSH\"\n[[segment.set]]\nat = \"3\"\nexpr = \"first(\"\n",
+    )
+    .unwrap();
+    let out = bridge()
+        .args(["validate", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("zz_broken.toml:9: expr: expression ends too early"),
+        "{stderr}"
+    );
+}
