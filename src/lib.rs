@@ -8,6 +8,9 @@
 //! - [`fhir`]: FHIR STU3 serde types for the e-RS resources and the typed request bodies.
 //! - [`ers`]: the e-RS API client (the only code that knows e-RS URLs, headers and auth).
 //! - [`simulator`]: the stateful e-RS stand-in behind `ers-bridge simulate` (docs/simulator.md).
+//! - [`hl7`]: HL7v2 model, writer, guarded reader, ACK/RRI readers, structure checks.
+//! - [`mapping`]: the mapping engine (TOML mappings over FHIR STU3 JSON → HL7v2) and
+//!   the inbound decision table.
 //! - [`cli`]: the `ers-bridge` command line; `main.rs` only calls [`cli::main`].
 //!
 //! `ARCHITECTURE.md` at the repository root has the code map and the invariants.
@@ -16,5 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod ers;
 pub mod fhir;
+pub mod hl7;
+pub mod mapping;
 pub mod simulator;
 pub mod telemetry;

@@ -4,7 +4,9 @@
 
 mod check;
 mod ers;
+mod render;
 mod simulate;
+mod test_mappings;
 mod validate;
 
 use std::process::ExitCode;
@@ -38,6 +40,10 @@ pub enum Command {
     Ers(ers::ErsArgs),
     /// Run the stateful e-RS simulator (docs/simulator.md).
     Simulate(simulate::SimulateArgs),
+    /// Map one referral with a mapping file and print the HL7 (offline).
+    Render(render::RenderArgs),
+    /// Run every mapping against its samples and show a diff for each mismatch.
+    TestMappings(test_mappings::TestMappingsArgs),
 }
 
 /// Parses the process arguments and runs the chosen subcommand.
@@ -49,6 +55,8 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Ers(args) => ers::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Render(args) => render::run(&args),
+        Command::TestMappings(args) => test_mappings::run(&args),
     }
 }
 

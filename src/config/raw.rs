@@ -236,13 +236,45 @@ impl Default for MonitorConfig {
 pub struct MappingsConfig {
     /// Folder with the mapping files and code tables, relative to the working directory.
     pub dir: PathBuf,
+    /// The mapping for a new referral (REF^I12), relative to `dir`.
+    pub new_referral: String,
+    /// The mapping for a changed referral (REF^I13), relative to `dir`.
+    pub changed_referral: String,
+    /// The mapping for a cancelled referral (REF^I14), relative to `dir`.
+    pub cancelled_referral: String,
+    /// The mapping sent before a new referral when the PAS needs the patient first
+    /// (e.g. `adt_a28.v24.toml`); empty = none.
+    pub patient: String,
+    /// The inbound decision table, relative to `dir`.
+    pub inbound: String,
 }
 
 impl Default for MappingsConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("mappings"),
+            new_referral: "ref_i12.v24.toml".into(),
+            changed_referral: "ref_i13.v24.toml".into(),
+            cancelled_referral: "ref_i14.v24.toml".into(),
+            patient: String::new(),
+            inbound: "inbound.toml".into(),
         }
+    }
+}
+
+impl MappingsConfig {
+    /// The configured outbound mapping files as (purpose, path), skipping empty ones.
+    pub fn outbound_files(&self) -> Vec<(&'static str, PathBuf)> {
+        [
+            ("new_referral", &self.new_referral),
+            ("changed_referral", &self.changed_referral),
+            ("cancelled_referral", &self.cancelled_referral),
+            ("patient", &self.patient),
+        ]
+        .into_iter()
+        .filter(|(_, f)| !f.is_empty())
+        .map(|(k, f)| (k, self.dir.join(f)))
+        .collect()
     }
 }
 

@@ -1,0 +1,77 @@
+//! `ers-bridge render --mapping FILE --input REFERRAL.json [--attachments DIR]`: maps one
+//! referral offline and prints the HL7 (one segment per line) with warnings on stderr.
+//! The control id is the deterministic one for the referral; the time is now unless
+//! `--timestamp` fixes it.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+
+use crate::mapping::{compile_file, samples, ApplyInput, Attachments};
+
+/// Arguments of `render`.
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// The mapping file, e.g. `mappings/ref_i12.v24.toml`.
+    #[arg(long)]
+    pub mapping: PathBuf,
+    /// The ReferralRequest JSON (as A005 returns it).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// A folder of fetched attachments, each file named by its attachment id.
+    #[arg(long)]
+    pub attachments: Option<PathBuf>,
+    /// MSH-7 as RFC 3339 (default: now), for reproducible output.
+    #[arg(long)]
+    pub timestamp: Option<String>,
+}
+
+/// Runs `render`: exit 0 with the message on stdout, 64 for a bad mapping, 1 when the
+/// referral cannot be mapped.
+pub fn run(args: &RenderArgs) -> ExitCode {
+    let mapping = match compile_file(&args.mapping) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(super::EX_USAGE);
+        }
+    };
+    match render(args, &mapping) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn render(args: &RenderArgs, mapping: &crate::mapping::CompiledMapping) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(&args.input)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let referral: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not JSON", args.input.display()))?;
+    let attachments = match &args.attachments {
+        Some(dir) => samples::read_attachments(dir)?,
+        None => Attachments::new(),
+    };
+    let timestamp = match &args.timestamp {
+        Some(t) => {
+            chrono::DateTime::parse_from_rfc3339(t).context("--timestamp must be RFC 3339")?
+        }
+        None => chrono::Utc::now().fixed_offset(),
+    };
+    let control_id = mapping.control_id_for(&referral)?;
+    let (rendered, bytes) = mapping.render(&ApplyInput {
+        referral: &referral,
+        control_id: &control_id,
+        timestamp,
+        attachments: &attachments,
+    })?;
+    for w in &rendered.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(String::from_utf8_lossy(&samples::to_golden(&bytes)).into_owned())
+}

@@ -1,0 +1,250 @@
+//! Reading what the PAS sends back: ACK (both the v2.4 and v2.5.1 ERR layouts) and, via
+//! [`super::rri`], RRI^I12. [`read_inbound`] turns bytes into an [`Inbound`] summary that
+//! the decision table (`mapping::inbound`) works on.
+//!
+//! Tolerant by design (HL7V2.md §6): unknown segments (Z-segments) are ignored, MSH-9.3
+//! may be missing, and a bare `MSA` inside any message type is read.
+
+use serde::Serialize;
+
+use super::message::{Message, Segment};
+use super::read::{read_with_limit, ReadError};
+use super::rri::RriReferral;
+use super::types::ControlId;
+
+/// MSA-1 (table 0008).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AckCode {
+    AA,
+    AE,
+    AR,
+    CA,
+    CE,
+    CR,
+}
+
+impl AckCode {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "AA" => Self::AA,
+            "AE" => Self::AE,
+            "AR" => Self::AR,
+            "CA" => Self::CA,
+            "CE" => Self::CE,
+            "CR" => Self::CR,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::AA => "AA",
+            Self::AE => "AE",
+            Self::AR => "AR",
+            Self::CA => "CA",
+            Self::CE => "CE",
+            Self::CR => "CR",
+        }
+    }
+}
+
+/// One ERR segment, read from either layout.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ErrDetail {
+    /// Where the error is: `PID-3` (segment id and field position).
+    pub location: String,
+    /// Table 0357 code, e.g. `204`.
+    pub code: String,
+    /// The code's text, e.g. `Unknown key identifier`.
+    pub text: String,
+    /// ERR-4 severity (2.5.1 only): E, W or I.
+    pub severity: String,
+    /// ERR-7 diagnostic and ERR-8 user message (2.5.1 only), joined.
+    pub message: String,
+}
+
+/// A summary of one inbound message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Inbound {
+    /// MSH-9.1, e.g. `ACK` or `RRI`.
+    pub message_type: String,
+    /// MSH-9.2, e.g. `I12`.
+    pub event: String,
+    /// MSH-12.
+    pub version: String,
+    /// MSH-10 of this message (the de-duplication key).
+    pub control_id: ControlId,
+    /// MSA-1, when there is an MSA.
+    pub ack_code: Option<AckCode>,
+    /// MSA-2: the MSH-10 of our message being acknowledged.
+    pub acked_control_id: Option<ControlId>,
+    /// MSA-3 text.
+    pub ack_text: String,
+    pub errors: Vec<ErrDetail>,
+    /// RF1/PRD/PID/NTE content of an RRI.
+    pub referral: Option<RriReferral>,
+}
+
+/// Why an inbound message cannot be summarised.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InboundError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("{segment}-{field}: {reason}")]
+    Invalid {
+        segment: &'static str,
+        field: usize,
+        reason: String,
+    },
+}
+
+impl InboundError {
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
+/// Reads and summarises bytes from the PAS.
+pub fn read_inbound(bytes: &[u8], max_bytes: usize) -> Result<Inbound, InboundError> {
+    let msg = read_with_limit(bytes, max_bytes)?;
+    summarise(&msg)
+}
+
+/// Summarises an already-read message.
+pub fn summarise(msg: &Message) -> Result<Inbound, InboundError> {
+    let msh = msg.segment("MSH").ok_or(InboundError::Invalid {
+        segment: "MSH",
+        field: 0,
+        reason: "missing".into(),
+    })?;
+    let (message_type, event, _) = msg.message_type();
+    if message_type.is_empty() {
+        return Err(InboundError::Invalid {
+            segment: "MSH",
+            field: 9,
+            reason: "message type is empty".into(),
+        });
+    }
+    let control_id = ControlId::parse(msh.comp(10, 1)).map_err(|e| InboundError::Invalid {
+        segment: "MSH",
+        field: 10,
+        reason: e.to_string(),
+    })?;
+    let (mut ack_code, mut acked_control_id, mut ack_text) = (None, None, String::new());
+    if let Some(msa) = msg.segment("MSA") {
+        let code = msa.comp(1, 1);
+        ack_code = Some(AckCode::parse(code).ok_or_else(|| InboundError::Invalid {
+            segment: "MSA",
+            field: 1,
+            reason: format!("unknown acknowledgment code {code:?}"),
+        })?);
+        acked_control_id =
+            Some(
+                ControlId::parse(msa.comp(2, 1)).map_err(|e| InboundError::Invalid {
+                    segment: "MSA",
+                    field: 2,
+                    reason: e.to_string(),
+                })?,
+            );
+        ack_text = msa.comp(3, 1).to_string();
+    }
+    let errors = msg.segments_named("ERR").flat_map(read_err).collect();
+    let referral = if message_type == "RRI" || msg.segment("RF1").is_some() {
+        Some(RriReferral::read(msg))
+    } else {
+        None
+    };
+    Ok(Inbound {
+        message_type: message_type.to_string(),
+        event: event.to_string(),
+        version: msh.comp(12, 1).to_string(),
+        control_id,
+        ack_code,
+        acked_control_id,
+        ack_text,
+        errors,
+        referral,
+    })
+}
+
+/// Reads one ERR: the 2.5.1 layout when ERR-2 or ERR-3 is present, else the 2.4 ELD
+/// repetitions of ERR-1.
+fn read_err(err: &Segment) -> Vec<ErrDetail> {
+    if err.has(2) || err.has(3) {
+        let location = match (err.comp(2, 1), err.comp(2, 3)) {
+            ("", _) => String::new(),
+            (seg, "") => seg.to_string(),
+            (seg, field) => format!("{seg}-{field}"),
+        };
+        let message = [err.comp(7, 1), err.comp(8, 1)]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("; ");
+        return vec![ErrDetail {
+            location,
+            code: err.comp(3, 1).to_string(),
+            text: err.comp(3, 2).to_string(),
+            severity: err.comp(4, 1).to_string(),
+            message,
+        }];
+    }
+    (1..=err.repetitions(1))
+        .map(|r| {
+            let seg = err.get(1, r, 1, 1);
+            let field = err.get(1, r, 3, 1);
+            ErrDetail {
+                location: if field.is_empty() {
+                    seg.to_string()
+                } else {
+                    format!("{seg}-{field}")
+                },
+                code: err.get(1, r, 4, 1).to_string(),
+                text: err.get(1, r, 4, 2).to_string(),
+                ..ErrDetail::default()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hl7::read::DEFAULT_MAX_BYTES;
+
+    #[test]
+    fn reads_v24_err_layout() {
+        let m = "MSH|^~\\&|PAS|RXX|ERS_BRIDGE|RXX|20240115103002||ACK^I12^ACK|PAS-778800|P|2.4\rMSA|AE|E000000070000-I12-1|NHS number not traced\rERR|PID^1^3^204&Unknown key identifier&HL70357\r";
+        let a = read_inbound(m.as_bytes(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(a.ack_code, Some(AckCode::AE));
+        assert_eq!(a.acked_control_id.unwrap().as_str(), "E000000070000-I12-1");
+        assert_eq!(a.ack_text, "NHS number not traced");
+        assert_eq!(a.errors.len(), 1);
+        assert_eq!(a.errors[0].location, "PID-3");
+        assert_eq!(a.errors[0].code, "204");
+        assert_eq!(a.errors[0].text, "Unknown key identifier");
+        assert!(a.referral.is_none());
+    }
+
+    #[test]
+    fn reads_v251_err_layout_and_missing_msh_9_3() {
+        let m = "MSH|^~\\&|PAS|RXX|ERS_BRIDGE|RXX|20240115103002||ACK^I12|PAS-778800|P|2.5.1\rMSA|AE|E000000070000-I12-1\rERR||PID^1^3^1^1|101^Required field missing^HL70357|E||||Patient identifier list missing NHS number\rZXX|whatever\r";
+        let a = read_inbound(m.as_bytes(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(a.event, "I12");
+        assert_eq!(a.errors[0].location, "PID-3");
+        assert_eq!(a.errors[0].code, "101");
+        assert_eq!(a.errors[0].severity, "E");
+        assert_eq!(
+            a.errors[0].message,
+            "Patient identifier list missing NHS number"
+        );
+    }
+
+    #[test]
+    fn unknown_ack_code_names_the_field() {
+        let m = "MSH|^~\\&|PAS|RXX|||2024||ACK|X1|P|2.4\rMSA|ZZ|E1\r";
+        let e = read_inbound(m.as_bytes(), DEFAULT_MAX_BYTES).unwrap_err();
+        assert!(e.to_string().starts_with("MSA-1:"), "{e}");
+    }
+}

@@ -1,0 +1,105 @@
+//! The referral content of an RRI^I12 (return referral information): RF1 status, UBRN,
+//! reasons, NTE comments, the patient's NHS number and the providers named in PRD.
+//!
+//! Reading is tolerant: missing parts are empty, and deciding what is missing is the
+//! decision table's job (`mapping::inbound`), which sends such messages to review.
+
+use serde::Serialize;
+
+use super::message::Message;
+use super::types::{NhsNumber, Ubrn};
+
+/// What an RRI says about a referral.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RriReferral {
+    /// RF1-1.1 (table 0283: A, R, P, E).
+    pub status: String,
+    /// RF1-6.1, or the RF1-11 repetition whose namespace (component 2) is `UBRN`.
+    pub ubrn: Option<Ubrn>,
+    /// RF1-10 repetitions, component 1 (the PAS's reason codes).
+    pub reasons: Vec<String>,
+    /// RF1-10 repetitions, component 2 (their texts).
+    pub reason_texts: Vec<String>,
+    /// NTE-3 of every NTE, joined with line feeds.
+    pub comments: String,
+    /// The PID-3 repetition typed `NH`, when present and valid.
+    #[serde(skip)]
+    pub nhs_number: Option<NhsNumber>,
+    /// PRD-1.1 role and PRD-7.1 identifier of each PRD.
+    pub providers: Vec<(String, String)>,
+}
+
+impl RriReferral {
+    pub fn read(msg: &Message) -> Self {
+        let rf1 = msg.segment("RF1");
+        let get = |f: usize, r: usize, c: usize| rf1.map_or("", |s| s.get(f, r, c, 1));
+        let mut ubrn = Ubrn::parse(get(6, 1, 1)).ok();
+        if ubrn.is_none() {
+            let reps = rf1.map_or(0, |s| s.repetitions(11));
+            ubrn = (1..=reps)
+                .filter(|&r| get(11, r, 2) == "UBRN")
+                .find_map(|r| Ubrn::parse(get(11, r, 1)).ok());
+        }
+        let reps10 = rf1.map_or(0, |s| s.repetitions(10));
+        let reasons = (1..=reps10)
+            .map(|r| get(10, r, 1).to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let reason_texts = (1..=reps10)
+            .map(|r| get(10, r, 2).to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let comments = msg
+            .segments_named("NTE")
+            .flat_map(|n| (1..=n.repetitions(3)).map(move |r| n.get(3, r, 1, 1).to_string()))
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let nhs_number = msg.segment("PID").and_then(|pid| {
+            (1..=pid.repetitions(3))
+                .find(|&r| pid.get(3, r, 5, 1) == "NH")
+                .and_then(|r| NhsNumber::parse(pid.get(3, r, 1, 1)).ok())
+        });
+        let providers = msg
+            .segments_named("PRD")
+            .map(|p| (p.comp(1, 1).to_string(), p.comp(7, 1).to_string()))
+            .collect();
+        Self {
+            status: get(1, 1, 1).to_string(),
+            ubrn,
+            reasons,
+            reason_texts,
+            comments,
+            nhs_number,
+            providers,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hl7::read::read;
+
+    #[test]
+    fn reads_the_worked_example() {
+        let m = "MSH|^~\\&|PAS|RXX|ERS_BRIDGE|RXX|20240116091500||RRI^I12^RRI_I12|PAS-778899|P|2.4|||AL|NE\rMSA|AA|E000000070000-I12-1\rRF1|A^Accepted^HL70283||||O^Outpatient^HL70284|000000070000^UBRN|20240116091500\rPRD|RT^Referred to provider^HL70286|SMITH^ALAN^^^DR|||||C1234567^GMC\rPID|1||9434765919^^^NHS^NH~RXX1234567^^^RXX^MR||SMITH^JOHN\rNTE|1|L|Accepted for cardiology clinic\rNTE|2|L|Second line\r";
+        let r = RriReferral::read(&read(m.as_bytes()).unwrap());
+        assert_eq!(r.status, "A");
+        assert_eq!(r.ubrn.unwrap().as_str(), "000000070000");
+        assert_eq!(r.comments, "Accepted for cardiology clinic\nSecond line");
+        assert_eq!(r.nhs_number.unwrap().as_str(), "9434765919");
+        assert_eq!(
+            r.providers,
+            vec![("RT".to_string(), "C1234567".to_string())]
+        );
+    }
+
+    #[test]
+    fn falls_back_to_rf1_11_for_the_ubrn() {
+        let m = "MSH|^~\\&|PAS\rRF1|R|||||LOCAL1^PAS||||X1^Not ours~Y2|999^ZZ~000000070001^UBRN\r";
+        let r = RriReferral::read(&read(m.as_bytes()).unwrap());
+        assert_eq!(r.ubrn.unwrap().as_str(), "000000070001");
+        assert_eq!(r.reasons, vec!["X1", "Y2"]);
+    }
+}

@@ -1,0 +1,335 @@
+//! The inbound decision table (HL7V2.md §6): which ACK / RRI content means which bridge
+//! action. The rules live in a mapping file (`mappings/inbound.toml`), not in code; the
+//! first rule whose conditions all match decides. No match, or an action that needs data
+//! the message lacks (a UBRN, a rejection code), becomes [`Action::Review`], never a drop.
+//!
+//! ```toml
+//! version = 1
+//! [tables]
+//! rejection_reasons = "tables/pas_rejection_reasons.csv"
+//! [[rule]]
+//! name = "rri accepted"
+//! message = ["RRI"]   # MSH-9.1; omitted = any
+//! ack = ["AA"]        # MSA-1; omitted = any
+//! status = ["A"]      # RF1-1; omitted = any
+//! reason = []         # RF1-10.1, any repetition; omitted or empty = any
+//! action = "accept"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::tables::{Table, Tables};
+use super::{line_of, toml_error, MappingError};
+use crate::hl7::{Inbound, Ubrn};
+
+/// What the bridge should do about one inbound message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// A013 accept.
+    Accept { ubrn: Ubrn },
+    /// A014 reject, with the e-RS rejection reason from the code table.
+    Reject {
+        ubrn: Ubrn,
+        reason_code: String,
+        comments: String,
+        appointment_cancelled_in_pas: bool,
+    },
+    /// A022 cancel appointment, action later.
+    CancelActionLater { ubrn: Ubrn, comments: String },
+    /// A028 record review outcome.
+    RecordReviewOutcome {
+        ubrn: Ubrn,
+        outcome: String,
+        comments: String,
+    },
+    /// A026 A&G response.
+    AdviceResponse { ubrn: Ubrn, comments: String },
+    /// A027 convert A&G to a referral.
+    ConvertAdvice { ubrn: Ubrn, comments: String },
+    /// Nothing to do in e-RS (e.g. a commit ACK).
+    NoAction { why: String },
+    /// A person must look at it.
+    Review { why: String },
+}
+
+/// The kinds of action a rule may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Accept,
+    Reject,
+    CancelActionLater,
+    RecordReviewOutcome,
+    AdviceResponse,
+    ConvertAdvice,
+    NoAction,
+    Review,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSpec {
+    version: Spanned<u32>,
+    #[allow(dead_code)]
+    description: Option<String>,
+    #[serde(default)]
+    tables: BTreeMap<String, Spanned<String>>,
+    #[serde(rename = "rule")]
+    rules: Vec<Spanned<Rule>>,
+}
+
+/// One row of the decision table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub name: String,
+    #[serde(default)]
+    pub message: Vec<String>,
+    #[serde(default)]
+    pub ack: Vec<String>,
+    #[serde(default)]
+    pub status: Vec<String>,
+    #[serde(default)]
+    pub reason: Vec<String>,
+    pub action: ActionKind,
+    /// For `record_review_outcome`: `RETURN_TO_REFERRER_WITH_ADVICE` or
+    /// `ACCEPT_REFER_BOOK_LATER`.
+    pub outcome: Option<String>,
+    /// For `reject`: whether the PAS has already cancelled the appointment (IBS).
+    #[serde(default)]
+    pub appointment_cancelled_in_pas: bool,
+    /// For `reject`: the table mapping RF1-10 reasons to e-RS rejection codes.
+    pub reason_table: Option<String>,
+    /// For `no_action` / `review`: the explanation shown to people.
+    pub why: Option<String>,
+}
+
+/// A compiled decision table.
+#[derive(Debug)]
+pub struct DecisionTable {
+    pub file: String,
+    pub rules: Vec<Rule>,
+    pub tables: Tables,
+}
+
+impl DecisionTable {
+    pub fn load(path: &Path) -> Result<Self, MappingError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| MappingError::Io {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&file, &text, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    pub fn parse(file: &str, text: &str, base: &Path) -> Result<Self, MappingError> {
+        let spec: FileSpec = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
+        let err = |start: usize, field: &str, reason: String| MappingError::Invalid {
+            file: file.to_string(),
+            line: Some(line_of(text, start)),
+            field: field.to_string(),
+            reason,
+        };
+        if *spec.version.get_ref() != 1 {
+            return Err(err(
+                spec.version.span().start,
+                "version",
+                "only version 1 is supported".into(),
+            ));
+        }
+        let mut tables = Tables::default();
+        for (name, rel) in &spec.tables {
+            let table = Table::load(&base.join(rel.get_ref())).map_err(|e| match e {
+                MappingError::Io { reason, .. } => {
+                    err(rel.span().start, &format!("tables.{name}"), reason)
+                }
+                other => other,
+            })?;
+            tables.insert(name, table);
+        }
+        let mut rules = Vec::new();
+        for spanned in spec.rules {
+            let start = spanned.span().start;
+            let rule = spanned.into_inner();
+            match (rule.action, rule.outcome.as_deref()) {
+                (ActionKind::RecordReviewOutcome, Some("RETURN_TO_REFERRER_WITH_ADVICE" | "ACCEPT_REFER_BOOK_LATER")) => {}
+                (ActionKind::RecordReviewOutcome, _) => {
+                    return Err(err(start, "outcome", format!("rule {:?}: record_review_outcome needs outcome RETURN_TO_REFERRER_WITH_ADVICE or ACCEPT_REFER_BOOK_LATER", rule.name)))
+                }
+                (_, Some(_)) => return Err(err(start, "outcome", format!("rule {:?}: outcome is only for record_review_outcome", rule.name))),
+                _ => {}
+            }
+            if rule.action == ActionKind::Reject {
+                let t = rule.reason_table.as_deref().unwrap_or("");
+                if !tables.contains(t) {
+                    return Err(err(
+                        start,
+                        "reason_table",
+                        format!(
+                            "rule {:?}: reject needs reason_table naming a declared table",
+                            rule.name
+                        ),
+                    ));
+                }
+            }
+            rules.push(rule);
+        }
+        Ok(Self {
+            file: file.to_string(),
+            rules,
+            tables,
+        })
+    }
+
+    /// Decides the action for one inbound message.
+    pub fn decide(&self, msg: &Inbound) -> Action {
+        let referral = msg.referral.as_ref();
+        let status = referral.map_or("", |r| r.status.as_str());
+        let reasons: &[String] = referral.map_or(&[], |r| &r.reasons);
+        let ack = msg.ack_code.map_or("", |a| a.as_str());
+        let any = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
+        let Some(rule) = self.rules.iter().find(|r| {
+            any(&r.message, &msg.message_type)
+                && any(&r.ack, ack)
+                && any(&r.status, status)
+                && (r.reason.is_empty() || reasons.iter().any(|x| r.reason.contains(x)))
+        }) else {
+            return Action::Review {
+                why: format!(
+                    "no rule matches {} {} ack {ack:?} status {status:?}",
+                    msg.message_type, msg.event
+                ),
+            };
+        };
+        let why = || {
+            let mut why = rule.why.clone().unwrap_or_else(|| rule.name.clone());
+            if !msg.ack_text.is_empty() {
+                why.push_str(&format!("; MSA-3: {}", msg.ack_text));
+            }
+            for e in &msg.errors {
+                why.push_str(
+                    format!("; ERR {} {} {} {}", e.location, e.code, e.text, e.message).trim_end(),
+                );
+            }
+            why
+        };
+        let ubrn = referral.and_then(|r| r.ubrn.clone()).or_else(|| {
+            msg.acked_control_id
+                .as_ref()
+                .and_then(|c| c.outbound_parts())
+                .map(|(u, ..)| u)
+        });
+        let comments = referral
+            .map(|r| {
+                if r.comments.is_empty() {
+                    r.reason_texts.join("; ")
+                } else {
+                    r.comments.clone()
+                }
+            })
+            .unwrap_or_default();
+        let needs_ubrn = !matches!(rule.action, ActionKind::NoAction | ActionKind::Review);
+        let Some(ubrn) = ubrn.filter(|_| needs_ubrn) else {
+            return match rule.action {
+                ActionKind::NoAction => Action::NoAction { why: why() },
+                ActionKind::Review => Action::Review { why: why() },
+                _ => Action::Review {
+                    why: format!(
+                        "rule {:?} needs a UBRN, but RF1-6, RF1-11 and MSA-2 have none",
+                        rule.name
+                    ),
+                },
+            };
+        };
+        match rule.action {
+            ActionKind::Accept => Action::Accept { ubrn },
+            ActionKind::Reject => {
+                let table = rule.reason_table.as_deref().unwrap_or("");
+                let pas_reason = reasons.first().map(String::as_str).unwrap_or("");
+                match self.tables.lookup(table, pas_reason) {
+                    Some(code) => Action::Reject {
+                        ubrn,
+                        reason_code: code.to_string(),
+                        comments,
+                        appointment_cancelled_in_pas: rule.appointment_cancelled_in_pas,
+                    },
+                    None => Action::Review {
+                        why: format!("rule {:?}: table {table} has no e-RS rejection code for PAS reason {pas_reason:?}", rule.name),
+                    },
+                }
+            }
+            ActionKind::CancelActionLater => Action::CancelActionLater { ubrn, comments },
+            ActionKind::RecordReviewOutcome => Action::RecordReviewOutcome {
+                ubrn,
+                outcome: rule.outcome.clone().unwrap_or_default(),
+                comments,
+            },
+            ActionKind::AdviceResponse => Action::AdviceResponse { ubrn, comments },
+            ActionKind::ConvertAdvice => Action::ConvertAdvice { ubrn, comments },
+            ActionKind::NoAction => Action::NoAction { why: why() },
+            ActionKind::Review => Action::Review { why: why() },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hl7::{ack::summarise, read};
+
+    fn table(rules: &str) -> Result<DecisionTable, MappingError> {
+        let text = format!(
+            "version = 1\n[tables]\nreasons = \"tables/pas_rejection_reasons.csv\"\n{rules}"
+        );
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+        DecisionTable::parse("t.toml", &text, &base)
+    }
+
+    fn inbound(text: &str) -> Inbound {
+        summarise(&read(text.replace('\n', "\r").as_bytes()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn first_matching_rule_decides_and_ubrn_falls_back_to_msa_2() {
+        let t = table(
+            "[[rule]]\nname = \"acc\"\nmessage = [\"RRI\"]\nstatus = [\"A\"]\naction = \"accept\"\n\
+             [[rule]]\nname = \"any ack\"\nmessage = [\"ACK\"]\naction = \"accept\"\n",
+        )
+        .unwrap();
+        let rri = inbound("MSH|^~\\&|PAS||||2024||RRI^I12|X1|P|2.4\nRF1|A|||||000000070000^UBRN\n");
+        assert_eq!(
+            t.decide(&rri),
+            Action::Accept {
+                ubrn: Ubrn::parse("000000070000").unwrap()
+            }
+        );
+        let ack = inbound("MSH|^~\\&|PAS||||2024||ACK^I12|X2|P|2.4\nMSA|AA|E000000070009-I12-3\n");
+        assert_eq!(
+            t.decide(&ack),
+            Action::Accept {
+                ubrn: Ubrn::parse("000000070009").unwrap()
+            }
+        );
+        let other =
+            inbound("MSH|^~\\&|PAS||||2024||RRI^I12|X3|P|2.4\nRF1|P|||||000000070000^UBRN\n");
+        assert!(matches!(t.decide(&other), Action::Review { .. }));
+    }
+
+    #[test]
+    fn rules_are_checked_when_loaded() {
+        let e = table("[[rule]]\nname = \"r\"\naction = \"record_review_outcome\"\n").unwrap_err();
+        assert!(e.to_string().contains("needs outcome"), "{e}");
+        let e = table("[[rule]]\nname = \"r\"\naction = \"reject\"\n").unwrap_err();
+        assert!(e.to_string().contains("reject needs reason_table"), "{e}");
+        let e = table("[[rule]]\nname = \"r\"\naction = \"explode\"\n").unwrap_err();
+        assert!(e.to_string().starts_with("t.toml:"), "{e}");
+        let e =
+            table("[[rule]]\nname = \"r\"\naction = \"accept\"\nstatsu = [\"A\"]\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `statsu`"), "{e}");
+    }
+}

@@ -1,0 +1,231 @@
+//! The sample manifest (`mappings/samples.toml`): which referral renders through which
+//! mapping to which golden HL7 file, and which PAS message decodes to which actions. Both
+//! the golden tests (`tests/mappings`) and `ers-bridge test-mappings` run it, so there is
+//! one list of samples. With `update = true` (the tests set it from `UPDATE_EXPECT=1`)
+//! mismatching golden files are rewritten instead of reported.
+//!
+//! Golden HL7 files hold one segment per line (LF) for readable diffs; the wire uses CR.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use chrono::DateTime;
+use serde::Deserialize;
+
+use super::compile::{compile_file, CompiledMapping};
+use super::eval::Attachments;
+use super::inbound::DecisionTable;
+use super::{toml_error, ApplyInput, MappingError};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    version: u32,
+    /// RFC 3339; MSH-7 of every rendered sample.
+    timestamp: String,
+    /// Folder of attachment files named by attachment id.
+    attachments: Option<String>,
+    #[serde(default, rename = "case")]
+    cases: Vec<Case>,
+    #[serde(default)]
+    inbound: Vec<InboundCase>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    mapping: String,
+    input: String,
+    expected: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboundCase {
+    table: String,
+    input: String,
+    expected: String,
+}
+
+/// The outcome of one sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Updated,
+    Mismatch(String),
+    Failed(String),
+}
+
+/// One sample's name (its expected file) and outcome.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    pub name: String,
+    pub outcome: Outcome,
+}
+
+/// Reads every file in `dir` as an attachment keyed by file name.
+pub fn read_attachments(dir: &Path) -> Result<Attachments, MappingError> {
+    let io = |e: std::io::Error| MappingError::Io {
+        file: dir.display().to_string(),
+        reason: e.to_string(),
+    };
+    let mut out = HashMap::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        if entry.file_type().map_err(io)?.is_file() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            out.insert(name, std::fs::read(entry.path()).map_err(io)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Turns wire bytes into the golden form (one segment per line).
+pub fn to_golden(bytes: &[u8]) -> Vec<u8> {
+    bytes
+        .iter()
+        .map(|&b| if b == b'\r' { b'\n' } else { b })
+        .collect()
+}
+
+/// A readable line diff of two texts.
+pub fn diff(expected: &str, actual: &str) -> String {
+    let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
+    let mut out = String::new();
+    for i in 0..e.len().max(a.len()) {
+        let (x, y) = (e.get(i), a.get(i));
+        if x != y {
+            out.push_str(&format!("  line {}\n", i + 1));
+            if let Some(x) = x {
+                out.push_str(&format!("  - {x}\n"));
+            }
+            if let Some(y) = y {
+                out.push_str(&format!("  + {y}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// Runs every sample of the manifest at `path`.
+pub fn run_manifest(path: &Path, update: bool) -> Result<Vec<CaseResult>, MappingError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| MappingError::Io {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    let m: Manifest = toml::from_str(&text).map_err(|e| toml_error(&file, &text, &e))?;
+    if m.version != 1 {
+        return Err(MappingError::Invalid {
+            file,
+            line: None,
+            field: "version".into(),
+            reason: "only version 1 is supported".into(),
+        });
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let timestamp =
+        DateTime::parse_from_rfc3339(&m.timestamp).map_err(|e| MappingError::Invalid {
+            file: file.clone(),
+            line: None,
+            field: "timestamp".into(),
+            reason: e.to_string(),
+        })?;
+    let attachments = match &m.attachments {
+        Some(dir) => read_attachments(&base.join(dir))?,
+        None => Attachments::new(),
+    };
+    let mut mappings: HashMap<PathBuf, CompiledMapping> = HashMap::new();
+    let mut results = Vec::new();
+    for case in &m.cases {
+        let mapping_path = base.join(&case.mapping);
+        if !mappings.contains_key(&mapping_path) {
+            mappings.insert(mapping_path.clone(), compile_file(&mapping_path)?);
+        }
+        let mapping = &mappings[&mapping_path];
+        let outcome = (|| -> Result<Vec<u8>, String> {
+            let input = std::fs::read_to_string(base.join(&case.input))
+                .map_err(|e| format!("{}: {e}", case.input))?;
+            let referral: serde_json::Value =
+                serde_json::from_str(&input).map_err(|e| format!("{}: {e}", case.input))?;
+            let control_id = mapping
+                .control_id_for(&referral)
+                .map_err(|e| e.to_string())?;
+            let (_, bytes) = mapping
+                .render(&ApplyInput {
+                    referral: &referral,
+                    control_id: &control_id,
+                    timestamp,
+                    attachments: &attachments,
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(to_golden(&bytes))
+        })();
+        results.push(compare(&case.expected, base, outcome, update));
+    }
+    let mut tables: HashMap<PathBuf, DecisionTable> = HashMap::new();
+    for case in &m.inbound {
+        let table_path = base.join(&case.table);
+        if !tables.contains_key(&table_path) {
+            tables.insert(table_path.clone(), DecisionTable::load(&table_path)?);
+        }
+        let table = &tables[&table_path];
+        let outcome = (|| -> Result<Vec<u8>, String> {
+            let bytes = std::fs::read(base.join(&case.input))
+                .map_err(|e| format!("{}: {e}", case.input))?;
+            let action = match crate::hl7::read_inbound(&bytes, crate::hl7::read::DEFAULT_MAX_BYTES)
+            {
+                Ok(msg) => table.decide(&msg),
+                Err(e) => super::Action::Review {
+                    why: format!("unreadable message: {e}"),
+                },
+            };
+            let mut json = serde_json::to_string_pretty(&action).map_err(|e| e.to_string())?;
+            json.push('\n');
+            Ok(json.into_bytes())
+        })();
+        results.push(compare(&case.expected, base, outcome, update));
+    }
+    Ok(results)
+}
+
+fn compare(
+    expected: &str,
+    base: &Path,
+    actual: Result<Vec<u8>, String>,
+    update: bool,
+) -> CaseResult {
+    let path = base.join(expected);
+    let name = expected.to_string();
+    let actual = match actual {
+        Ok(a) => a,
+        Err(e) => {
+            return CaseResult {
+                name,
+                outcome: Outcome::Failed(e),
+            }
+        }
+    };
+    let current = std::fs::read(&path).ok();
+    let outcome = match current {
+        Some(c) if c == actual => Outcome::Pass,
+        _ if update => match path
+            .parent()
+            .map(std::fs::create_dir_all)
+            .transpose()
+            .and_then(|_| std::fs::write(&path, &actual))
+        {
+            Ok(()) => Outcome::Updated,
+            Err(e) => Outcome::Failed(format!("cannot write {}: {e}", path.display())),
+        },
+        Some(c) => Outcome::Mismatch(diff(
+            &String::from_utf8_lossy(&c),
+            &String::from_utf8_lossy(&actual),
+        )),
+        None => Outcome::Mismatch(format!(
+            "  {} does not exist (run with UPDATE_EXPECT=1 to create it)\n",
+            path.display()
+        )),
+    };
+    CaseResult { name, outcome }
+}

@@ -1,0 +1,152 @@
+//! The `render` and `test-mappings` commands as an integration team uses them.
+
+use std::process::Command;
+
+fn bridge() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ers-bridge"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+#[test]
+fn render_prints_the_golden_message() {
+    let out = bridge()
+        .args([
+            "render",
+            "--mapping",
+            "mappings/ref_i12.v24.toml",
+            "--input",
+            "samples/fhir/referrals/booked-dbs.json",
+            "--attachments",
+            "samples/attachments",
+            "--timestamp",
+            "2024-01-15T10:30:00+00:00",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let golden = std::fs::read(super::root("samples/hl7v2/booked-dbs.hl7")).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&golden)
+    );
+}
+
+#[test]
+fn render_reports_a_bad_mapping_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "version = 1\nmessage = \"REF^I12^REF_I12\"\nhl7_version = \"2.4\"\ncharset = \"8859/1\"\ncolour = \"blue\"\n").unwrap();
+    let out = bridge()
+        .args([
+            "render",
+            "--mapping",
+            bad.to_str().unwrap(),
+            "--input",
+            "samples/fhir/referrals/unbooked.json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.toml:5: colour: unknown field `colour`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn test_mappings_passes_on_the_default_set_and_shows_diffs() {
+    let out = bridge().args(["test-mappings"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+
+    // A manifest pointing at a wrong golden file shows the differing line.
+    let dir = tempfile::tempdir().unwrap();
+    let golden = dir.path().join("wrong.hl7");
+    std::fs::write(&golden, "MSH|^~\\&|SOMETHING ELSE\n").unwrap();
+    let manifest = dir.path().join("samples.toml");
+    let mappings = super::root("mappings");
+    std::fs::write(
+        &manifest,
+        format!(
+            "version = 1\ntimestamp = \"2024-01-15T10:30:00+00:00\"\n[[case]]\nmapping = \"{}/ref_i14.v24.toml\"\ninput = \"{}/../samples/fhir/referrals/unbooked.json\"\nexpected = \"wrong.hl7\"\n",
+            mappings.display(),
+            mappings.display()
+        ),
+    )
+    .unwrap();
+    let out = bridge()
+        .args(["test-mappings", "--manifest", manifest.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("MISMATCH wrong.hl7"), "{stdout}");
+    assert!(stdout.contains("  - MSH|^~\\&|SOMETHING ELSE"), "{stdout}");
+    assert!(stdout.contains("  + MSH|^~\\&|ERS_BRIDGE|RXX"), "{stdout}");
+}
+
+#[test]
+fn validate_compiles_every_mapping_and_names_the_broken_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = dir.path().join("mappings");
+    std::fs::create_dir(&mappings).unwrap();
+    for f in [
+        "ref_i12.v24.toml",
+        "ref_i13.v24.toml",
+        "ref_i14.v24.toml",
+        "inbound.toml",
+    ] {
+        std::fs::copy(super::root("mappings").join(f), mappings.join(f)).unwrap();
+    }
+    std::fs::create_dir(mappings.join("tables")).unwrap();
+    for entry in std::fs::read_dir(super::root("mappings/tables")).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, mappings.join("tables").join(p.file_name().unwrap())).unwrap();
+    }
+    let config = dir.path().join("bridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ers]\nbase_url = \"http://127.0.0.1:8080/referrals/FHIR\"\n[ers.auth]\nmode = \"none\"\n[mappings]\ndir = \"{}\"\n",
+            mappings.display()
+        ),
+    )
+    .unwrap();
+    let out = bridge()
+        .args(["validate", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("ok (4 mapping file(s) compiled)"),
+        "{stdout}"
+    );
+
+    std::fs::write(
+        mappings.join("zz_broken.toml"),
+        "version = 1\nmessage = \"REF^I12^REF_I12\"\nhl7_version = \"2.4\"\ncharset = \"8859/1\"\n[[segment]]\nid = \"MSH\"\n[[segment.set]]\nat = \"3\"\nexpr = \"first(\"\n",
+    )
+    .unwrap();
+    let out = bridge()
+        .args(["validate", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("zz_broken.toml:9: expr: expression ends too early"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,17 @@
+//! Integration tests of the HL7v2 layer and the mapping engine: golden samples (outbound
+//! HL7 and inbound decisions), structural validity of the published messages, robustness
+//! on third-party and malformed HL7, property tests, and the `render` / `test-mappings`
+//! commands.
+
+mod cli;
+mod goldens;
+mod props;
+mod robustness;
+mod structure;
+
+use std::path::PathBuf;
+
+/// A path relative to the crate root.
+pub fn root(rel: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/")).join(rel)
+}
