@@ -22,6 +22,11 @@ pub struct Referral {
     /// Set by A013: acceptance is invisible in the resource (state stays `BOOKED`) but
     /// takes the referral off the review worklist.
     pub accepted: bool,
+    /// Set by a referrer-side priority change (`POST /_admin/referrals/{ubrn}/change`):
+    /// the worklist item's `requestContextStatus` shows it.
+    pub priority_changed: bool,
+    /// Set by a referrer-side change of the clinical information (the referral letter).
+    pub letter_changed: bool,
 }
 
 /// One A&G request and its conversation (A025).
@@ -110,6 +115,8 @@ impl World {
             Referral {
                 resource,
                 accepted: false,
+                priority_changed: false,
+                letter_changed: false,
             },
         );
         Ok(ubrn)
