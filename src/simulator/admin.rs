@@ -122,7 +122,11 @@ async fn upsert(sim: &Sim, kind: Kind, body: &Bytes) -> Response {
             } else {
                 StatusCode::CREATED
             };
-            (status, Json(json!({"ubrn": ubrn, "replaced": current.is_some()}))).into_response()
+            (
+                status,
+                Json(json!({"ubrn": ubrn, "replaced": current.is_some()})),
+            )
+                .into_response()
         }
         Err(e) => (
             StatusCode::BAD_REQUEST,

@@ -104,7 +104,10 @@ pub async fn change(
         return error(StatusCode::NOT_FOUND, format!("no referral {ubrn}"));
     };
     if r.state() == "CANCELLED_REFERRAL" {
-        return error(StatusCode::CONFLICT, format!("referral {ubrn} is cancelled"));
+        return error(
+            StatusCode::CONFLICT,
+            format!("referral {ubrn} is cancelled"),
+        );
     }
     if let Some(p) = &change.priority {
         r.set_priority(p);

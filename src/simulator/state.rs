@@ -4,7 +4,7 @@
 //! shapes of the official examples; the helpers here read and change the few fields the
 //! simulator's behaviour depends on (version, state, priority, service, appointment).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 pub const SD: &str = "https://fhir.nhs.uk/STU3/StructureDefinition/";
 /// Base of the e-RS CodeSystem URLs.
 pub const CS: &str = "https://fhir.nhs.uk/STU3/CodeSystem/";
+
+/// How many write calls the call log keeps.
+pub const MAX_CALLS: usize = 100_000;
 
 /// One referral and the side facts e-RS keeps that the resource does not show.
 #[derive(Debug, Clone)]
@@ -73,8 +76,9 @@ pub struct World {
     pub advice: BTreeMap<String, Advice>,
     /// Attachments by binary id (the part after `Binary/`).
     pub binaries: HashMap<String, Binary>,
-    /// Write calls received, oldest first.
-    pub calls: Vec<CallRecord>,
+    /// Write calls received, oldest first; the oldest are dropped beyond [`MAX_CALLS`] so
+    /// long load runs do not grow without bound.
+    pub calls: VecDeque<CallRecord>,
     /// Object-store tokens issued by A042: token -> (binary id, expiry).
     pub object_links: HashMap<String, (String, tokio::time::Instant)>,
     /// Counter for ids of Communications created by A026/A027.
@@ -105,6 +109,14 @@ impl InsertError {
 }
 
 impl World {
+    /// Appends to the call log, dropping the oldest entry beyond [`MAX_CALLS`].
+    pub fn log_call(&mut self, call: CallRecord) {
+        if self.calls.len() >= MAX_CALLS {
+            self.calls.pop_front();
+        }
+        self.calls.push_back(call);
+    }
+
     /// Adds (or replaces) a referral and indexes its attachments.
     pub fn insert_referral(&mut self, mut resource: Value) -> Result<String, InsertError> {
         let ubrn = check_resource(&resource, "ReferralRequest")?;

@@ -310,7 +310,7 @@ async fn pipeline(
                     .and_then(|r| r.split('/').nth(1).map(str::to_owned))
             })
         });
-        sim.world.lock().await.calls.push(CallRecord {
+        sim.world.lock().await.log_call(CallRecord {
             operation: op.code().to_owned(),
             ubrn,
             if_match: auth::header(headers, "if-match"),

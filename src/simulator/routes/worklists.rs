@@ -303,9 +303,11 @@ fn rfr_item(r: &Referral) -> Value {
     subs.push(json!({"url": "eReferralPathwayStart", "valueDateTime": pathway_start(r)}));
     subs.push(json!({"url": "clinicalInfoPrinted", "valueBoolean": false}));
     let context = r.context_status();
-    subs.push(json!({"url": "requestContextStatus", "valueCodeableConcept": {"coding": [{
+    subs.push(
+        json!({"url": "requestContextStatus", "valueCodeableConcept": {"coding": [{
         "system": format!("{CS}eRS-RequestContextStatus-1"), "code": context,
-        "display": crate::simulator::referrer::context_display(context)}]}}));
+        "display": crate::simulator::referrer::context_display(context)}]}}),
+    );
     let submitted = r
         .date_ext("Extension-eRS-ClinicalInfoFirstSubmitted-1")
         .unwrap_or_else(|| pathway_start(r));
