@@ -56,12 +56,13 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
 }
 
-fn parse_body<T: for<'de> Deserialize<'de> + Default>(body: &Bytes) -> Result<T, Response> {
+/// Parses an optional JSON body (empty means all defaults); the error is the 400 reply.
+fn parse_body<T: for<'de> Deserialize<'de> + Default>(body: &Bytes) -> Result<T, Box<Response>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
     serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")))
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("invalid body: {e}"))))
 }
 
 fn summary(r: &Referral) -> Response {
@@ -83,7 +84,7 @@ pub async fn change(
 ) -> Response {
     let change: Change = match parse_body(&body) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if change.priority.is_none() && !change.letter_changed {
         return error(
@@ -135,7 +136,7 @@ pub async fn cancel(
 ) -> Response {
     let cancel: Cancel = match parse_body(&body) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut w = sim.world.lock().await;
     let Some(r) = w.referrals.get_mut(&ubrn) else {
