@@ -37,6 +37,9 @@ pub struct SimulateArgs {
     /// Accept requests without credentials as a user-restricted provider clinician.
     #[arg(long)]
     pub no_auth: bool,
+    /// Largest worklist response in bytes; bigger ones fail with 502 (the real limit is 10 MB).
+    #[arg(long, default_value_t = simulator::DEFAULT_MAX_WORKLIST_BYTES)]
+    pub max_worklist_bytes: usize,
 }
 
 /// Runs `simulate`.
@@ -73,6 +76,7 @@ fn run_inner(args: SimulateArgs) -> anyhow::Result<()> {
         listen: args.listen,
         seed_dir: args.seed_dir,
         generate: args.generate,
+        max_worklist_bytes: args.max_worklist_bytes,
         auth,
         ..SimConfig::default()
     };

@@ -2,7 +2,10 @@
 //!
 //! - `GET /` or `GET /_admin`: a plain-text page listing the UBRNs and their states.
 //! - `POST /_admin/referrals` (ReferralRequest JSON) and `POST /_admin/advice`
-//!   (CommunicationRequest JSON): add or replace a resource at run time (201).
+//!   (CommunicationRequest JSON): add a resource at run time (201), or replace one whose
+//!   UBRN exists when the new `meta.versionId` is higher (200; else 409).
+//! - `POST /_admin/referrals/{ubrn}/change|cancel`: referrer-side events ([`super::referrer`]).
+//! - `GET /_admin/stats`, `DELETE /_admin/stats`: request counters ([`super::stats`]).
 //! - `GET /_admin/calls`, `DELETE /_admin/calls`: the write calls received.
 //! - `POST /_admin/faults` (JSON [`Faults`]), `DELETE /_admin/faults`: injected faults.
 //! - `GET /_admin/requests`: requests per second, for rate checks.
@@ -18,7 +21,7 @@ use axum::{
 };
 use serde_json::{json, Value};
 
-use super::{faults::Faults, Sim};
+use super::{faults::Faults, state::version_of, Sim};
 
 /// `GET /`: what is seeded and how to use the hooks.
 pub async fn index(State(sim): State<Arc<Sim>>) -> Response {
@@ -54,7 +57,9 @@ pub async fn index(State(sim): State<Arc<Sim>>) -> Response {
     let _ = writeln!(
         page,
         "\nadmin: POST /_admin/referrals, POST /_admin/advice, GET|DELETE /_admin/calls, \
-         POST|DELETE /_admin/faults, GET /_admin/requests (see docs/simulator.md)"
+         POST|DELETE /_admin/faults, GET /_admin/requests, GET|DELETE /_admin/stats, \
+         POST /_admin/referrals/{{ubrn}}/change, POST /_admin/referrals/{{ubrn}}/cancel \
+         (see docs/simulator.md)"
     );
     page.into_response()
 }
@@ -71,14 +76,58 @@ fn parse(body: &Bytes) -> Result<Value, Box<Response>> {
     })
 }
 
-/// `POST /_admin/referrals`.
-pub async fn add_referral(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
-    let v = match parse(&body) {
+/// Which kind of resource an admin upsert is for.
+#[derive(Clone, Copy)]
+enum Kind {
+    Referral,
+    Advice,
+}
+
+/// Adds a resource, or replaces an existing one only when its `meta.versionId` is higher
+/// than the current version (a resource without a version counts as version 1).
+async fn upsert(sim: &Sim, kind: Kind, body: &Bytes) -> Response {
+    let v = match parse(body) {
         Ok(v) => v,
         Err(r) => return *r,
     };
-    match sim.world.lock().await.insert_referral(v) {
-        Ok(ubrn) => (StatusCode::CREATED, Json(json!({"ubrn": ubrn}))).into_response(),
+    let mut w = sim.world.lock().await;
+    let ubrn = v["id"].as_str().unwrap_or("").to_owned();
+    let new_version = match version_of(&v) {
+        0 => 1,
+        n => n,
+    };
+    let current = match kind {
+        Kind::Referral => w.referrals.get(&ubrn).map(|r| r.version()),
+        Kind::Advice => w.advice.get(&ubrn).map(|a| a.version()),
+    };
+    if let Some(current) = current {
+        if new_version <= current {
+            return (
+                StatusCode::CONFLICT,
+                Json(json!({"error": format!(
+                    "{ubrn} exists at version {current}; a replacement needs a higher meta.versionId, got {new_version}"
+                )})),
+            )
+                .into_response();
+        }
+    }
+    let inserted = match kind {
+        Kind::Referral => w.insert_referral(v),
+        Kind::Advice => w.insert_advice(v),
+    };
+    match inserted {
+        Ok(ubrn) => {
+            let status = if current.is_some() {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            (
+                status,
+                Json(json!({"ubrn": ubrn, "replaced": current.is_some()})),
+            )
+                .into_response()
+        }
         Err(e) => (
             StatusCode::BAD_REQUEST,
             Json(json!({"error": e.to_string()})),
@@ -87,20 +136,14 @@ pub async fn add_referral(State(sim): State<Arc<Sim>>, body: Bytes) -> Response 
     }
 }
 
+/// `POST /_admin/referrals`.
+pub async fn add_referral(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    upsert(&sim, Kind::Referral, &body).await
+}
+
 /// `POST /_admin/advice`.
 pub async fn add_advice(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
-    let v = match parse(&body) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    match sim.world.lock().await.insert_advice(v) {
-        Ok(ubrn) => (StatusCode::CREATED, Json(json!({"ubrn": ubrn}))).into_response(),
-        Err(e) => (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": e.to_string()})),
-        )
-            .into_response(),
-    }
+    upsert(&sim, Kind::Advice, &body).await
 }
 
 /// `GET /_admin/calls`.

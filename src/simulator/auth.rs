@@ -9,7 +9,7 @@
 //! - Legacy professional sessions (A001 create, A002 select role, A003 delete) with
 //!   `XAPI_ASID` and `HTTP_X_SESSION_KEY`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::{
@@ -53,8 +53,9 @@ const ROLES: &[&str] = &[
 pub struct AuthState {
     /// App-restricted access tokens and their expiry.
     pub app_tokens: HashMap<String, tokio::time::Instant>,
-    /// `jti` values already used (replay protection).
-    pub seen_jti: HashSet<String>,
+    /// `jti` values already used (replay protection) with their assertion's `exp`; pruned
+    /// once expired, since an expired assertion is refused anyway.
+    pub seen_jti: HashMap<String, i64>,
     /// Legacy professional sessions by id.
     pub sessions: HashMap<String, Session>,
 }
@@ -337,6 +338,8 @@ pub async fn token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes)
     let ttl = sim.cfg.auth.token_ttl_secs;
     {
         let mut auth = sim.auth.lock().unwrap_or_else(|e| e.into_inner());
+        let now = tokio::time::Instant::now();
+        auth.app_tokens.retain(|_, exp| *exp > now);
         auth.app_tokens.insert(
             access_token.clone(),
             tokio::time::Instant::now() + std::time::Duration::from_secs(ttl),
@@ -401,8 +404,10 @@ fn check_assertion(sim: &Sim, headers: &HeaderMap, jwt: &str) -> Result<(), Stri
         return Err("Missing 'jti' claim in client_assertion JWT".into());
     };
     let mut auth = sim.auth.lock().unwrap_or_else(|e| e.into_inner());
-    if !auth.seen_jti.insert(jti.to_owned()) {
+    if auth.seen_jti.contains_key(jti) {
         return Err("Non-unique 'jti' claim in client_assertion JWT".into());
     }
+    auth.seen_jti.retain(|_, e| *e >= now);
+    auth.seen_jti.insert(jti.to_owned(), exp);
     Ok(())
 }

@@ -2,6 +2,9 @@
 //! kept `PENDING`) set through `/_admin/faults`, and the per-client rate limit (more than
 //! `rate_limit_per_sec` requests in one second → 429) with per-second request counts for
 //! `/_admin/requests`. Time is tokio time so paused-clock tests can advance it.
+//!
+//! For long runs the per-client windows are pruned whenever a new second starts (only
+//! the current second's windows matter), and the A008 budget keeps only today's counts.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -31,6 +34,9 @@ pub struct Faults {
     pub hang_rate: f64,
     /// Attachments answer 422 `PENDING` for this many seconds after the faults are set.
     pub attachments_pending_secs: u64,
+    /// Share of writes (A013, A014, A022, A026, A027, A028) answered 423 Locked, as e-RS
+    /// does when another user or system is updating the same resource.
+    pub locked_rate: f64,
 }
 
 /// Mutable traffic state: faults, rate-limit windows and counters.
@@ -40,8 +46,11 @@ pub struct Traffic {
     pub faults: Faults,
     /// When attachments stop being `PENDING` (set from `attachments_pending_secs`).
     pub pending_until: Option<tokio::time::Instant>,
-    /// Per client: (second index, requests in that second).
+    /// Per client: (second index, requests in that second). Only windows of the current
+    /// second are kept ([`Traffic::prune`]).
     windows: HashMap<String, (u64, u32)>,
+    /// The second index windows were last pruned at.
+    pruned_at: u64,
     /// Requests per second index since start, for `/_admin/requests`.
     pub per_second: BTreeMap<u64, u32>,
     /// App-restricted A008 calls per (day index, service id).
@@ -55,6 +64,23 @@ impl Traffic {
             tokio::time::Instant::now() + Duration::from_secs(faults.attachments_pending_secs)
         });
         self.faults = faults;
+    }
+
+    /// Number of clients with a live rate-limit window (for `/_admin/stats`).
+    pub fn rate_windows(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// Drops rate-limit windows of past seconds and A008 budgets of past days, once per
+    /// new second.
+    pub fn prune(&mut self, second: u64) {
+        if second == self.pruned_at {
+            return;
+        }
+        self.pruned_at = second;
+        self.windows.retain(|_, w| w.0 == second);
+        let day = second / 86_400;
+        self.worklist_calls.retain(|(d, _), _| *d == day);
     }
 
     /// Whether attachments are currently forced to `PENDING`.
@@ -72,12 +98,15 @@ pub fn check_rate(sim: &Sim, client: &str) -> Result<(), Reject> {
     while t.per_second.len() > 600 {
         t.per_second.pop_first();
     }
+    t.prune(second);
     let w = t.windows.entry(client.to_owned()).or_insert((second, 0));
     if w.0 != second {
         *w = (second, 0);
     }
     w.1 += 1;
     if w.1 > sim.cfg.rate_limit_per_sec {
+        drop(t);
+        super::stats::note(sim, |s| s.rate_limited += 1);
         return Err(Reject::too_many(format!(
             "more than {} requests per second",
             sim.cfg.rate_limit_per_sec
@@ -96,6 +125,8 @@ pub fn check_worklist_budget(sim: &Sim, service: &str) -> Result<(), Reject> {
         .or_default();
     *n += 1;
     if *n > sim.cfg.worklist_calls_per_service_per_day {
+        drop(t);
+        super::stats::note(sim, |s| s.worklist_budget_exceeded += 1);
         return Err(Reject::too_many(format!(
             "application-restricted worklist limit of {} calls per day for service {service} exceeded",
             sim.cfg.worklist_calls_per_service_per_day
@@ -104,8 +135,9 @@ pub fn check_worklist_budget(sim: &Sim, service: &str) -> Result<(), Reject> {
     Ok(())
 }
 
-/// Applies latency and the random error faults to one request.
-pub async fn apply(sim: &Sim) -> Result<(), Reject> {
+/// Applies latency and the random error faults to one request; `write` says whether it
+/// is a write (only writes can be answered 423).
+pub async fn apply(sim: &Sim, write: bool) -> Result<(), Reject> {
     let f = {
         let t = sim.traffic.lock().unwrap_or_else(|e| e.into_inner());
         t.faults.clone()
@@ -148,6 +180,18 @@ pub async fn apply(sim: &Sim) -> Result<(), Reject> {
     if roll < edge {
         return Err(Reject::too_many("simulated rate limit"));
     }
+    if write {
+        edge += f.locked_rate;
+        if roll < edge {
+            super::stats::note(sim, |s| s.locked += 1);
+            return Err(Reject::new(
+                axum::http::StatusCode::LOCKED,
+                "lock-error",
+                "LOCKED",
+                "the resource is being updated by another user or system (simulated); fetch it again and retry later",
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -173,5 +217,22 @@ mod tests {
         assert!(t.attachments_pending());
         tokio::time::advance(Duration::from_secs(6)).await;
         assert!(!t.attachments_pending());
+    }
+
+    #[test]
+    fn windows_of_past_seconds_are_pruned() {
+        let mut t = Traffic::default();
+        for i in 0..1000 {
+            t.windows.insert(format!("client-{i}"), (3, 1));
+        }
+        t.worklist_calls.insert((0, "21012".into()), 2);
+        t.prune(3);
+        assert_eq!(t.rate_windows(), 1000, "same second: kept");
+        t.windows.insert("fresh".into(), (4, 1));
+        t.prune(4);
+        assert_eq!(t.rate_windows(), 1);
+        t.prune(86_400);
+        assert_eq!(t.rate_windows(), 0);
+        assert!(t.worklist_calls.is_empty(), "yesterday's budget dropped");
     }
 }

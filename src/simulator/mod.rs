@@ -9,7 +9,8 @@
 //!   platform paths; `{base}/ers-api/STU3/v1/...` and `{base}/ers-api/v1/ProfessionalSession`:
 //!   the legacy paths with professional sessions ([`routes`]).
 //! - `GET /_objectstore/{token}`: short-lived download links handed out by A042.
-//! - `/_admin/...`: test hooks (seed data, call log, faults), no auth ([`admin`]).
+//! - `/_admin/...`: test hooks (seed data, call log, faults, statistics, referrer-side
+//!   changes and cancellations), no auth ([`admin`], [`stats`], [`referrer`]).
 //! - `GET /`: a page listing the seeded UBRNs and the admin endpoints.
 //!
 //! # Layout
@@ -17,7 +18,8 @@
 //! [`state`] holds the world behind one tokio mutex; [`auth`] the token endpoint, access
 //! modes and legacy sessions; [`routes`] the e-RS operations; [`validate`] the Parameters
 //! bodies; [`faults`] injected faults and the rate limit; [`outcome`] OperationOutcome
-//! replies; [`pdf`] and [`generate`] synthetic documents and referrals.
+//! replies; [`pdf`] and [`generate`] synthetic documents and referrals; [`stats`] the
+//! request counters; [`referrer`] the referrer-side events.
 
 pub mod admin;
 pub mod auth;
@@ -25,11 +27,13 @@ pub mod faults;
 pub mod generate;
 pub mod outcome;
 pub mod pdf;
+pub mod referrer;
 pub mod resources;
 pub mod routes;
 pub mod seed;
 pub mod sessions;
 pub mod state;
+pub mod stats;
 pub mod validate;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
@@ -39,6 +43,9 @@ use axum::{
     Router,
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+/// The real API platform's limit on worklist responses: 10 MB.
+pub const DEFAULT_MAX_WORKLIST_BYTES: usize = 10 * 1024 * 1024;
 
 /// Configuration of one simulator instance.
 #[derive(Debug, Clone)]
@@ -55,6 +62,9 @@ pub struct SimConfig {
     pub rate_limit_per_sec: u32,
     /// App-restricted A008 calls allowed per service per (simulated) day.
     pub worklist_calls_per_service_per_day: u32,
+    /// Largest worklist (A008/A023) response body in bytes; bigger ones fail with 502 as
+    /// the real API platform does (default 10 MB, its limit).
+    pub max_worklist_bytes: usize,
 }
 
 /// Authentication settings of the simulator.
@@ -121,6 +131,7 @@ impl Default for SimConfig {
             auth: SimAuth::default(),
             rate_limit_per_sec: 10,
             worklist_calls_per_service_per_day: 2,
+            max_worklist_bytes: DEFAULT_MAX_WORKLIST_BYTES,
         }
     }
 }
@@ -176,6 +187,8 @@ pub struct Sim {
     pub auth: std::sync::Mutex<auth::AuthState>,
     /// Injected faults and rate-limit windows.
     pub traffic: std::sync::Mutex<faults::Traffic>,
+    /// Request counters for `/_admin/stats`.
+    pub stats: std::sync::Mutex<stats::Stats>,
     /// Clock origin for windows and days (tokio time, so paused-clock tests can advance it).
     pub started: tokio::time::Instant,
     /// The verification key built from `cfg.auth.public_key_pem`.
@@ -263,6 +276,7 @@ pub async fn spawn(cfg: SimConfig) -> Result<RunningSimulator, SimError> {
         world: tokio::sync::Mutex::new(world),
         auth: std::sync::Mutex::new(auth::AuthState::default()),
         traffic: std::sync::Mutex::new(faults::Traffic::default()),
+        stats: std::sync::Mutex::new(stats::Stats::default()),
         started: tokio::time::Instant::now(),
         decoding_key,
     });
@@ -302,6 +316,9 @@ fn router(sim: Arc<Sim>) -> Router {
             post(admin::set_faults).delete(admin::reset_faults),
         )
         .route("/_admin/requests", get(admin::requests))
+        .route("/_admin/stats", get(stats::get).delete(stats::reset))
+        .route("/_admin/referrals/{ubrn}/change", post(referrer::change))
+        .route("/_admin/referrals/{ubrn}/cancel", post(referrer::cancel))
         .route("/oauth2/token", post(auth::token))
         .route("/_objectstore/{token}", get(routes::binary::object_store))
         .route(
@@ -314,5 +331,9 @@ fn router(sim: Arc<Sim>) -> Router {
         )
         .route("/referrals/FHIR/{*rest}", any(routes::platform))
         .route("/ers-api/STU3/v1/{*rest}", any(routes::legacy))
+        .layer(axum::middleware::from_fn_with_state(
+            sim.clone(),
+            stats::count,
+        ))
         .with_state(sim)
 }

@@ -28,6 +28,8 @@ pub struct Reject {
     pub retry_after: Option<u64>,
     /// Whether to use the R4 shape (A042) rather than STU3.
     pub r4: bool,
+    /// Whether the reply is the diagnostics as `text/plain` (406, as the real API).
+    pub plain_text: bool,
 }
 
 impl Reject {
@@ -45,6 +47,7 @@ impl Reject {
             diagnostics: diagnostics.into(),
             retry_after: None,
             r4: false,
+            plain_text: false,
         }
     }
 
@@ -142,6 +145,18 @@ impl Reject {
         )
     }
 
+    /// 406 Not Acceptable: a `text/plain` body, as `responses/NotAcceptable.yaml`.
+    pub fn not_acceptable(diagnostics: impl Into<String>) -> Self {
+        let mut r = Self::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not-supported",
+            "NOT_ACCEPTABLE",
+            diagnostics,
+        );
+        r.plain_text = true;
+        r
+    }
+
     /// Switches the reply to the R4 `NHSDigital-OperationOutcome` shape.
     pub fn r4(mut self) -> Self {
         self.r4 = true;
@@ -192,6 +207,14 @@ fn display_of(code: &str) -> String {
 
 impl IntoResponse for Reject {
     fn into_response(self) -> Response {
+        if self.plain_text {
+            let mut resp = (self.status, self.diagnostics).into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain;charset=utf-8"),
+            );
+            return resp;
+        }
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut resp = (self.status, body).into_response();
         resp.headers_mut().insert(

@@ -4,7 +4,7 @@
 //! shapes of the official examples; the helpers here read and change the few fields the
 //! simulator's behaviour depends on (version, state, priority, service, appointment).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -14,6 +14,9 @@ pub const SD: &str = "https://fhir.nhs.uk/STU3/StructureDefinition/";
 /// Base of the e-RS CodeSystem URLs.
 pub const CS: &str = "https://fhir.nhs.uk/STU3/CodeSystem/";
 
+/// How many write calls the call log keeps.
+pub const MAX_CALLS: usize = 100_000;
+
 /// One referral and the side facts e-RS keeps that the resource does not show.
 #[derive(Debug, Clone)]
 pub struct Referral {
@@ -22,6 +25,11 @@ pub struct Referral {
     /// Set by A013: acceptance is invisible in the resource (state stays `BOOKED`) but
     /// takes the referral off the review worklist.
     pub accepted: bool,
+    /// Set by a referrer-side priority change (`POST /_admin/referrals/{ubrn}/change`):
+    /// the worklist item's `requestContextStatus` shows it.
+    pub priority_changed: bool,
+    /// Set by a referrer-side change of the clinical information (the referral letter).
+    pub letter_changed: bool,
 }
 
 /// One A&G request and its conversation (A025).
@@ -68,8 +76,9 @@ pub struct World {
     pub advice: BTreeMap<String, Advice>,
     /// Attachments by binary id (the part after `Binary/`).
     pub binaries: HashMap<String, Binary>,
-    /// Write calls received, oldest first.
-    pub calls: Vec<CallRecord>,
+    /// Write calls received, oldest first; the oldest are dropped beyond [`MAX_CALLS`] so
+    /// long load runs do not grow without bound.
+    pub calls: VecDeque<CallRecord>,
     /// Object-store tokens issued by A042: token -> (binary id, expiry).
     pub object_links: HashMap<String, (String, tokio::time::Instant)>,
     /// Counter for ids of Communications created by A026/A027.
@@ -100,6 +109,14 @@ impl InsertError {
 }
 
 impl World {
+    /// Appends to the call log, dropping the oldest entry beyond [`MAX_CALLS`].
+    pub fn log_call(&mut self, call: CallRecord) {
+        if self.calls.len() >= MAX_CALLS {
+            self.calls.pop_front();
+        }
+        self.calls.push_back(call);
+    }
+
     /// Adds (or replaces) a referral and indexes its attachments.
     pub fn insert_referral(&mut self, mut resource: Value) -> Result<String, InsertError> {
         let ubrn = check_resource(&resource, "ReferralRequest")?;
@@ -110,6 +127,8 @@ impl World {
             Referral {
                 resource,
                 accepted: false,
+                priority_changed: false,
+                letter_changed: false,
             },
         );
         Ok(ubrn)

@@ -7,5 +7,7 @@ mod cli;
 mod contract;
 mod faults;
 mod helpers;
+mod hooks;
 mod referrals;
+mod robustness;
 mod worklists;

@@ -5,6 +5,7 @@
 
 pub mod advice;
 pub mod binary;
+pub mod media;
 pub mod reference;
 pub mod referrals;
 pub mod worklists;
@@ -309,20 +310,21 @@ async fn pipeline(
                     .and_then(|r| r.split('/').nth(1).map(str::to_owned))
             })
         });
-        sim.world.lock().await.calls.push(CallRecord {
+        sim.world.lock().await.log_call(CallRecord {
             operation: op.code().to_owned(),
             ubrn,
             if_match: auth::header(headers, "if-match"),
             body: parsed,
         });
     }
-    faults::apply(sim).await?;
+    faults::apply(sim, op.write_ubrn().is_some()).await?;
     let access = match flavor {
         Flavor::Platform => auth::authenticate_platform(sim, headers)?,
         Flavor::Legacy => auth::authenticate_legacy(sim, headers)?,
     };
     auth::authorize(&access, &op)?;
-    check_content_type(&op, headers, body)?;
+    media::check_accept(&op, headers)?;
+    media::check_content_type(&op, headers, body)?;
     let query: Vec<(String, String)> = query
         .as_deref()
         .and_then(|q| serde_urlencoded::from_str(q).ok())
@@ -353,39 +355,6 @@ async fn pipeline(
         Op::ConvertAdvice => advice::convert(&ctx).await,
         Op::Binary(id) => binary::stu3(&ctx, &id).await,
         Op::BinaryR4(id) => binary::r4(&ctx, &id).await,
-    }
-}
-
-/// POST bodies must be JSON (`application/fhir+json` or `application/json`): 415 otherwise.
-fn check_content_type(op: &Op, headers: &HeaderMap, body: &Bytes) -> Result<(), Reject> {
-    let has_body_op = matches!(
-        op,
-        Op::FetchWorklist
-            | Op::FetchAdviceWorklist
-            | Op::Reject(_)
-            | Op::CancelAppointment(_)
-            | Op::RecordReviewOutcome(_)
-            | Op::SendAdvice(_)
-            | Op::ConvertAdvice
-    );
-    if !has_body_op || body.is_empty() {
-        return Ok(());
-    }
-    match auth::header(headers, "content-type") {
-        Some(ct)
-            if ct.starts_with("application/fhir+json") || ct.starts_with("application/json") =>
-        {
-            Ok(())
-        }
-        other => Err(Reject::new(
-            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "not-supported",
-            "UNSUPPORTED_MEDIA_TYPE",
-            format!(
-                "content-type {} is not supported, use application/fhir+json",
-                other.as_deref().unwrap_or("(none)")
-            ),
-        )),
     }
 }
 

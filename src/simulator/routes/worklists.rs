@@ -3,10 +3,14 @@
 //! the service/specialty/clinician filters; referrer lists answered empty) and A023
 //! `CommunicationRequest/$ers.fetchworklist` (A&G requests awaiting a provider response).
 //! App-restricted A008 needs the `service` filter and has a daily budget per service.
+//! A023 takes the same filters (service, specialty, clinician as a recipient practitioner).
+//! Responses larger than `SimConfig::max_worklist_bytes` (10 MB) fail with 502
+//! `RESPONSE_TOO_LARGE`: the spec says only that no successful response is returned, and
+//! the API platform's gateway answers oversized responses with a 502.
 
 use std::collections::BTreeSet;
 
-use axum::http::StatusCode;
+use axum::{http::StatusCode, response::IntoResponse};
 use serde_json::{json, Value};
 
 use super::{referrals::awaiting_booked_review, Ctx, Reply};
@@ -216,7 +220,35 @@ pub async fn referrals(ctx: &Ctx<'_>) -> Reply {
         .collect();
     contained.extend(patients.into_iter().map(|n| json!({"id": format!("Patient-{n}"), "meta": {"profile": [format!("{SD}eRS-Patient-1")]},
              "resourceType": "Patient", "identifier": [{"system": "http://fhir.nhs.net/Id/nhs-number", "value": n}]})));
-    Ok(fhir_json(StatusCode::OK, &list(contained, entries), None))
+    sized(ctx, &list(contained, entries))
+}
+
+/// The worklist reply, or 502 when it is bigger than the configured cap.
+fn sized(ctx: &Ctx<'_>, list: &Value) -> Reply {
+    let bytes = serde_json::to_vec(list).unwrap_or_default();
+    let max = ctx.sim.cfg.max_worklist_bytes;
+    if bytes.len() > max {
+        tracing::warn!(
+            bytes = bytes.len(),
+            max,
+            "worklist response too large, failing like the api platform"
+        );
+        return Err(Reject::new(
+            StatusCode::BAD_GATEWAY,
+            "too-costly",
+            "RESPONSE_TOO_LARGE",
+            format!(
+                "worklist response of {} bytes exceeds the {max}-byte limit; narrow it with filters",
+                bytes.len()
+            ),
+        ));
+    }
+    let mut resp = (StatusCode::OK, bytes).into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/fhir+json"),
+    );
+    Ok(resp)
 }
 
 fn matches_filters(r: &Referral, f: &Filters) -> bool {
@@ -270,8 +302,12 @@ fn rfr_item(r: &Referral) -> Value {
     ];
     subs.push(json!({"url": "eReferralPathwayStart", "valueDateTime": pathway_start(r)}));
     subs.push(json!({"url": "clinicalInfoPrinted", "valueBoolean": false}));
-    subs.push(json!({"url": "requestContextStatus", "valueCodeableConcept": {"coding": [{
-        "system": format!("{CS}eRS-RequestContextStatus-1"), "code": "NEVER_REVIEWED", "display": "Never Reviewed"}]}}));
+    let context = r.context_status();
+    subs.push(
+        json!({"url": "requestContextStatus", "valueCodeableConcept": {"coding": [{
+        "system": format!("{CS}eRS-RequestContextStatus-1"), "code": context,
+        "display": crate::simulator::referrer::context_display(context)}]}}),
+    );
     let submitted = r
         .date_ext("Extension-eRS-ClinicalInfoFirstSubmitted-1")
         .unwrap_or_else(|| pathway_start(r));
@@ -350,10 +386,51 @@ pub async fn advice(ctx: &Ctx<'_>) -> Reply {
         .advice
         .values()
         .filter(|a| a.category() == "PROVIDER_RESPONSE_REQUIRED")
-        .filter(|a| f.service.as_ref().is_none_or(|s| *s == a.service()))
+        .filter(|a| advice_matches(a, &f))
         .map(advice_item)
         .collect();
-    Ok(fhir_json(StatusCode::OK, &list(vec![], entries), None))
+    sized(ctx, &list(vec![], entries))
+}
+
+fn advice_specialty(a: &Advice) -> Option<&str> {
+    extension(&a.resource, "Extension-eRS-Specialty-1")
+        .and_then(|e| e["valueCoding"]["code"].as_str())
+}
+
+/// The SDS ids of practitioners among the request's recipients (the assigned clinician).
+fn advice_clinicians(a: &Advice) -> Vec<&str> {
+    a.resource["recipient"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let id = if r["identifier"].is_object() {
+                &r["identifier"]
+            } else {
+                &r["extension"][0]["valueReference"]["identifier"]
+            };
+            (id["system"] == "http://fhir.nhs.net/Id/sds-user-id")
+                .then(|| id["value"].as_str())
+                .flatten()
+        })
+        .collect()
+}
+
+fn advice_matches(a: &Advice, f: &Filters) -> bool {
+    if f.service.as_ref().is_some_and(|s| *s != a.service()) {
+        return false;
+    }
+    match &f.specialty {
+        Some(Some(code)) if advice_specialty(a) != Some(code.as_str()) => return false,
+        Some(None) if advice_specialty(a).is_some() => return false,
+        _ => {}
+    }
+    let clinicians = advice_clinicians(a);
+    match &f.clinician {
+        Some(Some(id)) => clinicians.contains(&id.as_str()),
+        Some(None) => clinicians.is_empty(),
+        None => true,
+    }
 }
 
 fn advice_item(a: &Advice) -> Value {
