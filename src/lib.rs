@@ -6,9 +6,13 @@
 //! - [`config`]: the TOML file, environment overrides and offline validation.
 //! - [`telemetry`]: `tracing` setup (pretty or JSON logs).
 //! - [`cli`]: the `ers-bridge` command line; `main.rs` only calls [`cli::main`].
+//! - [`amqp`]: RabbitMQ topology and confirmed publishing (the only lapin user).
+//! - [`store`]: the durable store (SQLite or PostgreSQL) and the delivery semantics.
 //!
 //! `ARCHITECTURE.md` at the repository root has the code map and the invariants.
 
+pub mod amqp;
 pub mod cli;
 pub mod config;
+pub mod store;
 pub mod telemetry;
