@@ -12,9 +12,12 @@
 //! - [`mapping`]: the mapping engine (TOML mappings over FHIR STU3 JSON → HL7v2) and
 //!   the inbound decision table.
 //! - [`cli`]: the `ers-bridge` command line; `main.rs` only calls [`cli::main`].
+//! - [`amqp`]: RabbitMQ topology and confirmed publishing (the only lapin user).
+//! - [`store`]: the durable store (SQLite or PostgreSQL) and the delivery semantics.
 //!
 //! `ARCHITECTURE.md` at the repository root has the code map and the invariants.
 
+pub mod amqp;
 pub mod cli;
 pub mod config;
 pub mod ers;
@@ -22,4 +25,5 @@ pub mod fhir;
 pub mod hl7;
 pub mod mapping;
 pub mod simulator;
+pub mod store;
 pub mod telemetry;

@@ -1,0 +1,26 @@
+//! RabbitMQ, through lapin: the only module that imports lapin.
+//!
+//! - [`topology`] declares the exchanges and quorum queues of DESIGN.md §3 (with the
+//!   dead-letter exchange set) when `declare_topology = true`.
+//! - [`publisher`] publishes HL7 messages with publisher confirms, the mandatory flag and
+//!   persistent delivery. A publish succeeds only when the broker acks it *and* did not
+//!   return it as unroutable; a nack, a return, a lost connection or a confirm timeout is
+//!   an [`AmqpError`] and the caller retries — nothing is counted as sent without a confirm.
+//!   On a lost connection the publisher reconnects with backoff on the next publish and
+//!   re-applies confirm mode.
+//!
+//! No patient identifiers go into AMQP headers or properties other than `correlation_id`
+//! (the UBRN, a referral id, not a patient id): the management UI shows them.
+
+mod error;
+pub mod publisher;
+pub mod topology;
+
+pub use error::AmqpError;
+pub use publisher::{OutboundMessage, Publisher, PublisherSettings};
+pub use topology::Topology;
+
+/// `content_type` of every HL7 message the bridge publishes.
+pub const HL7_CONTENT_TYPE: &str = "x-application/hl7-v2+er7";
+/// `app_id` of every message the bridge publishes.
+pub const APP_ID: &str = "ers-bridge";

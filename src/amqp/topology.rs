@@ -1,0 +1,145 @@
+//! The broker topology of DESIGN.md §3, declared idempotently:
+//!
+//! | thing | default |
+//! |---|---|
+//! | outbound exchange | `ers.to-pas` (topic, durable) |
+//! | outbound queue | `pas.referrals` (quorum) bound `#` |
+//! | inbound queue | `ers.from-pas` (quorum, delivery limit 5, dead-lettered) |
+//! | dead letter | exchange `ers.dead-letter` (fanout) → queue `ers.dead-letter` (quorum) |
+
+use lapin::{
+    options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+    types::{AMQPValue, FieldTable, ShortString},
+    Channel, ExchangeKind,
+};
+
+use super::AmqpError;
+use crate::config::AmqpConfig;
+
+/// Names of everything the bridge declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    pub exchange: String,
+    pub pas_queue: String,
+    pub inbound_queue: String,
+    pub dead_letter_exchange: String,
+    pub dead_letter_queue: String,
+    /// Redeliveries of an inbound message before the broker dead-letters it.
+    pub inbound_delivery_limit: i64,
+}
+
+impl Topology {
+    /// The topology named in the configuration.
+    pub fn from_config(cfg: &AmqpConfig) -> Self {
+        Self {
+            exchange: cfg.exchange.clone(),
+            pas_queue: cfg.pas_queue.clone(),
+            inbound_queue: cfg.inbound_queue.clone(),
+            dead_letter_exchange: cfg.dead_letter_exchange.clone(),
+            dead_letter_queue: cfg.dead_letter_queue.clone(),
+            inbound_delivery_limit: 5,
+        }
+    }
+
+    /// Declares exchanges, queues and bindings. Safe to call on every start.
+    pub async fn declare(&self, channel: &Channel) -> Result<(), AmqpError> {
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        declare_exchange(channel, &self.exchange, ExchangeKind::Topic, durable).await?;
+        declare_exchange(
+            channel,
+            &self.dead_letter_exchange,
+            ExchangeKind::Fanout,
+            durable,
+        )
+        .await?;
+
+        declare_queue(channel, &self.dead_letter_queue, quorum()).await?;
+        bind(
+            channel,
+            &self.dead_letter_queue,
+            &self.dead_letter_exchange,
+            "#",
+        )
+        .await?;
+
+        declare_queue(channel, &self.pas_queue, quorum()).await?;
+        bind(channel, &self.pas_queue, &self.exchange, "#").await?;
+
+        let mut inbound = quorum();
+        inbound.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(self.inbound_delivery_limit),
+        );
+        inbound.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(self.dead_letter_exchange.clone().into()),
+        );
+        declare_queue(channel, &self.inbound_queue, inbound).await?;
+        Ok(())
+    }
+}
+
+fn quorum() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args
+}
+
+async fn declare_exchange(
+    channel: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+    options: ExchangeDeclareOptions,
+) -> Result<(), AmqpError> {
+    channel
+        .exchange_declare(short(name), kind, options, FieldTable::default())
+        .await
+        .map_err(|source| AmqpError::Topology {
+            what: "exchange",
+            name: name.to_string(),
+            source,
+        })
+}
+
+async fn declare_queue(channel: &Channel, name: &str, args: FieldTable) -> Result<(), AmqpError> {
+    let options = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(short(name), options, args)
+        .await
+        .map(|_| ())
+        .map_err(|source| AmqpError::Topology {
+            what: "queue",
+            name: name.to_string(),
+            source,
+        })
+}
+
+async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), AmqpError> {
+    channel
+        .queue_bind(
+            short(queue),
+            short(exchange),
+            short(key),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|source| AmqpError::Topology {
+            what: "binding",
+            name: format!("{exchange} -> {queue}"),
+            source,
+        })
+}
+
+fn short(s: &str) -> ShortString {
+    s.into()
+}

@@ -1,0 +1,78 @@
+//! Schema migrations, written once in SQL that both SQLite and PostgreSQL accept.
+//!
+//! Each migration runs in its own transaction and is recorded in `schema_migrations`; a
+//! migration is never edited once released, only followed by a new one. Timestamps are
+//! integers (milliseconds since the Unix epoch) so both engines compare them the same way.
+
+use sqlx::{AnyPool, Row};
+
+use super::StoreError;
+
+/// `(version, statements)`, in order.
+const MIGRATIONS: &[(i64, &[&str])] = &[(
+    1,
+    &[
+        "CREATE TABLE referral_versions (
+            ubrn TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            outcome TEXT NOT NULL,
+            seen_at_ms BIGINT NOT NULL,
+            PRIMARY KEY (ubrn, version)
+        )",
+        "CREATE TABLE published_messages (
+            control_id TEXT PRIMARY KEY,
+            ubrn TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            message_type TEXT NOT NULL,
+            routing_key TEXT NOT NULL,
+            hl7 TEXT,
+            confirmed_at_ms BIGINT NOT NULL
+        )",
+        "CREATE INDEX published_messages_ubrn ON published_messages (ubrn)",
+        "CREATE INDEX published_messages_confirmed ON published_messages (confirmed_at_ms)",
+        "CREATE TABLE parked (
+            ubrn TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            reason TEXT NOT NULL,
+            parked_at_ms BIGINT NOT NULL,
+            PRIMARY KEY (ubrn, version)
+        )",
+        "CREATE TABLE worklist_budget (
+            service TEXT NOT NULL,
+            day TEXT NOT NULL,
+            calls BIGINT NOT NULL,
+            PRIMARY KEY (service, day)
+        )",
+    ],
+)];
+
+/// Applies every migration the database has not seen yet.
+pub(super) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
+        .fetch_one(pool)
+        .await?
+        .try_get("v")?;
+    for (version, statements) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        let wrap = |source| StoreError::Migrate {
+            version: *version,
+            source,
+        };
+        let mut tx = pool.begin().await.map_err(wrap)?;
+        for sql in *statements {
+            sqlx::query(*sql).execute(&mut *tx).await.map_err(wrap)?;
+        }
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)")
+            .bind(*version)
+            .bind(chrono::Utc::now().timestamp_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(wrap)?;
+        tx.commit().await.map_err(wrap)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! The publisher and topology against the real RabbitMQ, each test with its own names.
+
+use std::time::Duration;
+
+use ers_bridge::amqp::{AmqpError, OutboundMessage, Publisher, PublisherSettings, Topology};
+use lapin::{
+    options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions},
+    types::AMQPValue,
+};
+
+use crate::helpers;
+
+fn topology() -> Topology {
+    Topology {
+        exchange: helpers::unique("to-pas"),
+        pas_queue: helpers::unique("pas"),
+        inbound_queue: helpers::unique("from-pas"),
+        dead_letter_exchange: helpers::unique("dlx"),
+        dead_letter_queue: helpers::unique("dlq"),
+        inbound_delivery_limit: 5,
+    }
+}
+
+async fn cleanup(t: &Topology) {
+    let (conn, ch) = helpers::amqp_channel().await;
+    for q in [&t.pas_queue, &t.inbound_queue, &t.dead_letter_queue] {
+        let _ = ch
+            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    for e in [&t.exchange, &t.dead_letter_exchange] {
+        let _ = ch
+            .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+    let _ = conn.close(200, "done".into()).await;
+}
+
+fn message(n: usize) -> OutboundMessage {
+    OutboundMessage {
+        routing_key: "default.REF.I12".into(),
+        message_id: format!("ERS00000007000{n}V5I12"),
+        correlation_id: format!("00000007000{n}"),
+        message_type: "REF^I12".into(),
+        ers_version: "5".into(),
+        body: format!("MSH|^~\\&|ERS|...|{n}\r").into_bytes(),
+    }
+}
+
+fn publisher(t: &Topology, declare: bool) -> Publisher {
+    Publisher::new(PublisherSettings {
+        url: helpers::amqp_url(),
+        exchange: t.exchange.clone(),
+        confirm_timeout: Duration::from_secs(10),
+        topology: declare.then(|| t.clone()),
+    })
+}
+
+#[tokio::test]
+async fn confirmed_publish_reaches_the_pas_queue_with_design_properties() {
+    let t = topology();
+    let p = publisher(&t, true);
+    p.publish(&message(1)).await.unwrap();
+    p.publish(&message(2)).await.unwrap();
+
+    let (conn, ch) = helpers::amqp_channel().await;
+    let got = ch
+        .basic_get(
+            t.pas_queue.as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+        .expect("a message on the PAS queue");
+    let props = &got.delivery.properties;
+    assert_eq!(got.delivery.data, message(1).body);
+    assert_eq!(got.delivery.routing_key.as_str(), "default.REF.I12");
+    assert_eq!(
+        props.content_type().as_ref().unwrap().as_str(),
+        "x-application/hl7-v2+er7"
+    );
+    assert_eq!(*props.delivery_mode(), Some(2));
+    assert_eq!(
+        props.message_id().as_ref().unwrap().as_str(),
+        "ERS000000070001V5I12"
+    );
+    assert_eq!(
+        props.correlation_id().as_ref().unwrap().as_str(),
+        "000000070001"
+    );
+    assert_eq!(props.kind().as_ref().unwrap().as_str(), "REF^I12");
+    assert_eq!(props.app_id().as_ref().unwrap().as_str(), "ers-bridge");
+    let headers = props.headers().as_ref().unwrap();
+    assert_eq!(
+        headers.inner().get("x-ers-version"),
+        Some(&AMQPValue::LongString("5".into()))
+    );
+    // The broker may add its own `x-delivery-count` (quorum queues); we add nothing else.
+    let ours: Vec<_> = headers
+        .inner()
+        .keys()
+        .map(|k| k.as_str())
+        .filter(|k| *k != "x-delivery-count")
+        .collect();
+    assert_eq!(
+        ours,
+        vec!["x-ers-version"],
+        "no other headers (no patient data)"
+    );
+    let second = ch
+        .basic_get(
+            t.pas_queue.as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+        .expect("the second message");
+    assert_eq!(second.delivery.data, message(2).body);
+    let _ = conn.close(200, "done".into()).await;
+    p.close().await;
+    cleanup(&t).await;
+}
+
+#[tokio::test]
+async fn topology_declares_quorum_queues_and_is_idempotent() {
+    let t = topology();
+    let (conn, ch) = helpers::amqp_channel().await;
+    t.declare(&ch).await.unwrap();
+    t.declare(&ch).await.unwrap();
+    // A passive declare of a quorum queue as classic fails, proving its type.
+    let (_c2, ch2) = helpers::amqp_channel().await;
+    let err = ch2
+        .queue_declare(
+            t.inbound_queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("PRECONDITION_FAILED"), "{err}");
+    let _ = conn.close(200, "done".into()).await;
+    cleanup(&t).await;
+}
+
+#[tokio::test]
+async fn unroutable_message_is_an_error_not_a_success() {
+    let t = topology();
+    // Declare only the exchange, with no queue bound: the mandatory publish comes back.
+    let (conn, ch) = helpers::amqp_channel().await;
+    ch.exchange_declare(
+        t.exchange.as_str().into(),
+        lapin::ExchangeKind::Topic,
+        lapin::options::ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let p = publisher(&t, false);
+    let err = p.publish(&message(3)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AmqpError::Returned {
+                reply_code: 312,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.is_retryable());
+    let _ = conn.close(200, "done".into()).await;
+    p.close().await;
+    cleanup(&t).await;
+}
+
+#[tokio::test]
+async fn broker_unreachable_is_a_retryable_connection_error() {
+    let t = topology();
+    let p = Publisher::new(PublisherSettings {
+        url: secrecy::SecretString::from("amqp://guest:guest@127.0.0.1:1/%2f"),
+        exchange: t.exchange.clone(),
+        confirm_timeout: Duration::from_secs(1),
+        topology: None,
+    });
+    let err = p.publish(&message(4)).await.unwrap_err();
+    assert!(matches!(err, AmqpError::Connection(_)), "{err}");
+    assert!(err.is_retryable());
+    assert!(!p.is_connected().await);
+}

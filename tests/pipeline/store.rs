@@ -1,0 +1,201 @@
+//! The store against SQLite (a temporary file) and PostgreSQL (a fresh database): the same
+//! scenarios run on both.
+
+use ers_bridge::store::{PublishedMessage, Store};
+use secrecy::SecretString;
+
+use crate::helpers;
+
+fn message(control_id: &str, ubrn: &str, version: i64, at: i64) -> PublishedMessage {
+    PublishedMessage {
+        control_id: control_id.into(),
+        ubrn: ubrn.into(),
+        version,
+        message_type: "REF^I12".into(),
+        routing_key: "default.REF.I12".into(),
+        hl7: Some("MSH|^~\\&|...".into()),
+        confirmed_at_ms: at,
+    }
+}
+
+async fn scenario(store: &Store) {
+    // Versions seen.
+    assert!(!store.is_seen("000000070000", 5).await.unwrap());
+    assert_eq!(store.latest_seen("000000070000").await.unwrap(), None);
+    store
+        .mark_seen("000000070000", 5, "published", 1)
+        .await
+        .unwrap();
+    store
+        .mark_seen("000000070000", 6, "published", 2)
+        .await
+        .unwrap();
+    store
+        .mark_seen("000000070000", 6, "parked", 3)
+        .await
+        .unwrap();
+    assert!(store.is_seen("000000070000", 5).await.unwrap());
+    assert!(!store.is_seen("000000070000", 7).await.unwrap());
+    assert_eq!(store.latest_seen("000000070000").await.unwrap(), Some(6));
+
+    // Published messages: idempotent on control id, listed per referral.
+    let m1 = message("ERS000000070000V5I12", "000000070000", 5, 1_000);
+    store.record_published(&m1).await.unwrap();
+    store.record_published(&m1).await.unwrap();
+    let mut m2 = message("ERS000000070000V6I13", "000000070000", 6, 2_000);
+    m2.message_type = "REF^I13".into();
+    store.record_published(&m2).await.unwrap();
+    assert!(store.is_published("ERS000000070000V5I12").await.unwrap());
+    assert!(!store.is_published("nope").await.unwrap());
+    assert_eq!(
+        store.messages_for("000000070000").await.unwrap(),
+        vec![m1.clone(), m2.clone()]
+    );
+    assert_eq!(
+        store.published_counts().await.unwrap(),
+        vec![("REF^I12".to_string(), 1), ("REF^I13".to_string(), 1)]
+    );
+
+    // Retention prunes payloads, keeps metadata.
+    assert_eq!(store.prune_payloads(1_500).await.unwrap(), 1);
+    assert_eq!(store.prune_payloads(1_500).await.unwrap(), 0);
+    let after = store.messages_for("000000070000").await.unwrap();
+    assert_eq!(after[0].hl7, None);
+    assert_eq!(after[0].control_id, m1.control_id);
+    assert_eq!(after[1].hl7, m2.hl7);
+
+    // Parking.
+    store
+        .park(
+            "000000070012",
+            5,
+            "missing required PID-3: no NHS number",
+            10,
+        )
+        .await
+        .unwrap();
+    store
+        .park(
+            "000000070012",
+            5,
+            "nhs number 9912003887 fails the modulus 11 check",
+            11,
+        )
+        .await
+        .unwrap();
+    let parked = store.parked().await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert!(parked[0].reason.contains("modulus 11"));
+    assert_eq!(store.unpark("000000070012").await.unwrap(), 1);
+    assert!(store.parked().await.unwrap().is_empty());
+
+    // Worklist budget: two calls a day per service, counted durably.
+    assert!(store
+        .take_worklist_call("21012", "2026-11-24", 2)
+        .await
+        .unwrap());
+    assert!(store
+        .take_worklist_call("21012", "2026-11-24", 2)
+        .await
+        .unwrap());
+    assert!(!store
+        .take_worklist_call("21012", "2026-11-24", 2)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.worklist_calls("21012", "2026-11-24").await.unwrap(),
+        2
+    );
+    assert!(store
+        .take_worklist_call("21012", "2026-11-25", 2)
+        .await
+        .unwrap());
+    assert!(store
+        .take_worklist_call("99999", "2026-11-24", 2)
+        .await
+        .unwrap());
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_store_keeps_state_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = SecretString::from(format!(
+        "sqlite://{}",
+        dir.path().join("bridge.db").display()
+    ));
+    let store = Store::connect(&url).await.unwrap();
+    scenario(&store).await;
+    store.close().await;
+
+    // Reopening runs no migration twice and keeps budget and versions.
+    let store = Store::connect(&url).await.unwrap();
+    assert!(store.is_seen("000000070000", 6).await.unwrap());
+    assert!(!store
+        .take_worklist_call("21012", "2026-11-24", 2)
+        .await
+        .unwrap());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_store_works() {
+    let store = Store::connect(&SecretString::from("sqlite::memory:"))
+        .await
+        .unwrap();
+    scenario(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_store_runs_the_same_scenario() {
+    let (name, url) = helpers::pg_database().await;
+    let store = Store::connect(&SecretString::from(url.clone()))
+        .await
+        .unwrap();
+    scenario(&store).await;
+    store.close().await;
+    let store = Store::connect(&SecretString::from(url)).await.unwrap();
+    assert_eq!(
+        store.worklist_calls("21012", "2026-11-24").await.unwrap(),
+        2
+    );
+    store.close().await;
+    helpers::drop_pg_database(&name).await;
+}
+
+#[tokio::test]
+async fn concurrent_budget_takers_never_exceed_the_limit() {
+    let (name, url) = helpers::pg_database().await;
+    let store = Store::connect(&SecretString::from(url)).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.take_worklist_call("21012", "2026-11-24", 2)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut granted = 0;
+    for t in tasks {
+        granted += usize::from(t.await.unwrap());
+    }
+    assert_eq!(granted, 2);
+    store.close().await;
+    helpers::drop_pg_database(&name).await;
+}
+
+#[tokio::test]
+async fn unreachable_database_is_a_retryable_error() {
+    let err = Store::connect_with_timeout(
+        &SecretString::from("postgres://postgres@127.0.0.1:1/nope"),
+        std::time::Duration::from_millis(500),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(
+        err.to_string().contains("cannot connect to the store"),
+        "{err}"
+    );
+}
