@@ -29,15 +29,50 @@ pub enum AmqpError {
     /// No confirm arrived in time; the message may or may not have been stored.
     #[error("no broker confirm for message {message_id} within {timeout_ms} ms")]
     ConfirmTimeout { message_id: String, timeout_ms: u64 },
+    /// Connecting (with confirm mode and the topology) took longer than the timeout.
+    #[error("connecting to the broker took longer than {timeout_ms} ms")]
+    ConnectTimeout { timeout_ms: u64 },
+    /// [`Publisher::publish_with_retry`](super::Publisher::publish_with_retry) stopped
+    /// retrying; the message was not confirmed and must be published again later.
+    #[error(
+        "gave up publishing message {message_id} after {attempts} attempts ({reason}): {last}"
+    )]
+    GaveUp {
+        message_id: String,
+        attempts: u32,
+        reason: GiveUpReason,
+        /// The error of the last attempt.
+        #[source]
+        last: Box<AmqpError>,
+    },
     /// Confirms were not enabled on the channel (a bug: publishing requires them).
     #[error("publisher confirms are not enabled on the channel")]
     ConfirmsNotEnabled,
 }
 
+/// Why retrying stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveUpReason {
+    /// The caller's shutdown future completed.
+    Shutdown,
+    /// The policy's `give_up_after` passed.
+    Deadline,
+}
+
+impl std::fmt::Display for GiveUpReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GiveUpReason::Shutdown => "shutting down",
+            GiveUpReason::Deadline => "deadline passed",
+        })
+    }
+}
+
 impl AmqpError {
     /// Whether the same operation may succeed later. Only a topology mismatch and a
     /// missing confirm mode are permanent; an unroutable message is retryable because
-    /// the PAS team may bind its queue later, and it must not be lost meanwhile.
+    /// the PAS team may bind its queue later, and it must not be lost meanwhile. Giving up
+    /// is retryable too: the message is still owed to the PAS.
     pub fn is_retryable(&self) -> bool {
         !matches!(
             self,

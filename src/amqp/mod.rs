@@ -6,18 +6,22 @@
 //!   persistent delivery. A publish succeeds only when the broker acks it *and* did not
 //!   return it as unroutable; a nack, a return, a lost connection or a confirm timeout is
 //!   an [`AmqpError`] and the caller retries — nothing is counted as sent without a confirm.
-//!   On a lost connection the publisher reconnects with backoff on the next publish and
-//!   re-applies confirm mode.
+//!   On a lost connection the publisher reconnects on the next publish (one reconnect at
+//!   a time) and re-applies confirm mode and the topology;
+//!   [`Publisher::publish_with_retry`] retries with jittered exponential backoff
+//!   ([`retry::RetryPolicy`]) until confirmed or shut down. See `docs/amqp.md`.
 //!
 //! No patient identifiers go into AMQP headers or properties other than `correlation_id`
 //! (the UBRN, a referral id, not a patient id): the management UI shows them.
 
 mod error;
 pub mod publisher;
+pub mod retry;
 pub mod topology;
 
-pub use error::AmqpError;
-pub use publisher::{OutboundMessage, Publisher, PublisherSettings};
+pub use error::{AmqpError, GiveUpReason};
+pub use publisher::{OutboundMessage, Published, Publisher, PublisherSettings, PublisherStats};
+pub use retry::RetryPolicy;
 pub use topology::Topology;
 
 /// `content_type` of every HL7 message the bridge publishes.

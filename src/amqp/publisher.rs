@@ -3,10 +3,21 @@
 //! One connection and one confirm-mode channel, shared by concurrent publishers (lapin
 //! channels are cheap clones; each publish waits for its own confirm). When the connection
 //! is lost, the cached channel is dropped and the next publish reconnects, re-enabling
-//! confirm mode (and re-declaring the topology when configured). Backoff between attempts
-//! is the caller's: the pipeline decides how long to keep a referral waiting.
+//! confirm mode (and re-declaring the topology when configured).
+//!
+//! [`Publisher::publish`] makes one attempt. [`Publisher::publish_with_retry`] retries
+//! retryable errors with jittered exponential backoff ([`RetryPolicy`]) until the message is
+//! confirmed, the policy's deadline passes or the caller's shutdown future completes.
+//!
+//! Reconnecting is single-flight: the connection state sits behind one async mutex, so one
+//! caller connects while the others wait for its result. Callers that queued behind a failed
+//! attempt share that failure instead of each hammering the broker in turn, and a publish
+//! that fails on an old connection only discards that connection (tracked by a generation
+//! number), never a newer one another caller has just opened.
 
-use std::time::Duration;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use lapin::{
     options::{BasicPublishOptions, ConfirmSelectOptions},
@@ -16,7 +27,7 @@ use lapin::{
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
-use super::{AmqpError, Topology, APP_ID, HL7_CONTENT_TYPE};
+use super::{AmqpError, GiveUpReason, RetryPolicy, Topology, APP_ID, HL7_CONTENT_TYPE};
 
 /// One HL7 message ready to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,23 +51,94 @@ pub struct OutboundMessage {
 pub struct PublisherSettings {
     pub url: SecretString,
     pub exchange: String,
+    /// How long to wait for a confirm, and for a (re)connect including the topology.
     pub confirm_timeout: Duration,
     /// Declared on every (re)connect when set.
     pub topology: Option<Topology>,
 }
 
+/// Counters for logs, metrics and tests; monotonic since the publisher was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublisherStats {
+    /// Connections opened (the first one included).
+    pub connects: u64,
+    /// Connection attempts that failed.
+    pub connect_failures: u64,
+    /// Messages confirmed by the broker.
+    pub confirmed: u64,
+    /// Publish attempts that failed (any reason, the connect included).
+    pub failed_attempts: u64,
+}
+
+/// What [`Publisher::publish_with_retry`] reports on success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Attempts made, 1 when the first one was confirmed.
+    pub attempts: u32,
+}
+
+/// The live connection and its confirm-mode channel.
+struct Live {
+    conn: Connection,
+    channel: Channel,
+    /// Which connect produced it; see [`Publisher::generation`].
+    generation: u64,
+}
+
+#[derive(Default)]
+struct ConnState {
+    live: Option<Live>,
+    /// The latest connect attempt's number and error when it failed, shared with callers
+    /// that waited behind it.
+    last_failure: Option<(u64, SharedFailure)>,
+}
+
+/// A connect failure in a form that can be handed to several callers.
+#[derive(Clone)]
+enum SharedFailure {
+    Connection(lapin::Error),
+    Timeout(u64),
+}
+
+impl SharedFailure {
+    fn from_error(e: &AmqpError) -> Option<Self> {
+        match e {
+            AmqpError::Connection(source) => Some(Self::Connection(source.clone())),
+            AmqpError::ConnectTimeout { timeout_ms } => Some(Self::Timeout(*timeout_ms)),
+            _ => None,
+        }
+    }
+
+    fn to_error(&self) -> AmqpError {
+        match self {
+            Self::Connection(source) => AmqpError::Connection(source.clone()),
+            Self::Timeout(timeout_ms) => AmqpError::ConnectTimeout {
+                timeout_ms: *timeout_ms,
+            },
+        }
+    }
+}
+
 /// A confirmed publisher that reconnects on demand.
 pub struct Publisher {
     settings: PublisherSettings,
-    /// The live connection and its confirm-mode channel; `None` until the first publish
-    /// and after the connection is lost.
-    state: Mutex<Option<(Connection, Channel)>>,
+    state: Mutex<ConnState>,
+    /// Connect attempts completed: incremented under the state lock when an attempt ends, and
+    /// read without the lock, so a caller can tell whether someone else tried while it
+    /// waited for the lock. Its value at a successful connect is that connection's
+    /// generation, which lets a failed publish discard only the connection it used.
+    generation: AtomicU64,
+    connects: AtomicU64,
+    connect_failures: AtomicU64,
+    confirmed: AtomicU64,
+    failed_attempts: AtomicU64,
 }
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Publisher")
             .field("exchange", &self.settings.exchange)
+            .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
@@ -66,7 +148,22 @@ impl Publisher {
     pub fn new(settings: PublisherSettings) -> Self {
         Self {
             settings,
-            state: Mutex::new(None),
+            state: Mutex::new(ConnState::default()),
+            generation: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+            connect_failures: AtomicU64::new(0),
+            confirmed: AtomicU64::new(0),
+            failed_attempts: AtomicU64::new(0),
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> PublisherStats {
+        PublisherStats {
+            connects: self.connects.load(Ordering::Relaxed),
+            connect_failures: self.connect_failures.load(Ordering::Relaxed),
+            confirmed: self.confirmed.load(Ordering::Relaxed),
+            failed_attempts: self.failed_attempts.load(Ordering::Relaxed),
         }
     }
 
@@ -77,54 +174,177 @@ impl Publisher {
 
     /// Whether a connection is currently open (for readiness).
     pub async fn is_connected(&self) -> bool {
-        match &*self.state.lock().await {
-            Some((conn, ch)) => conn.status().connected() && ch.status().connected(),
+        match &self.state.lock().await.live {
+            Some(live) => live.conn.status().connected() && live.channel.status().connected(),
             None => false,
         }
     }
 
-    async fn channel(&self) -> Result<Channel, AmqpError> {
+    /// The open channel and its generation, connecting when there is none.
+    async fn channel(&self) -> Result<(Channel, u64), AmqpError> {
+        // Read before queueing on the lock: if the generation moved while we waited, another
+        // caller made a connect attempt on our behalf.
+        let seen = self.generation.load(Ordering::Acquire);
         let mut state = self.state.lock().await;
-        if let Some((conn, ch)) = &*state {
-            if conn.status().connected() && ch.status().connected() {
-                return Ok(ch.clone());
+        if let Some(live) = &state.live {
+            if live.conn.status().connected() && live.channel.status().connected() {
+                return Ok((live.channel.clone(), live.generation));
+            }
+            tracing::warn!(exchange = %self.settings.exchange, "broker connection lost");
+        }
+        if let Some(old) = state.live.take() {
+            // Close in the background: the old connection is already broken and waiting for
+            // its close handshake would hold everyone up.
+            tokio::spawn(async move {
+                let _ = old.conn.close(200, "reconnecting".into()).await;
+            });
+        }
+        if let Some((attempt, failure)) = &state.last_failure {
+            if *attempt > seen {
+                return Err(failure.to_error());
             }
         }
-        *state = None;
-        let conn = Connection::connect(
-            self.settings.url.expose_secret(),
-            ConnectionProperties::default().with_connection_name("ers-bridge".into()),
-        )
-        .await
-        .map_err(AmqpError::Connection)?;
-        let ch = conn.create_channel().await.map_err(AmqpError::Connection)?;
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(AmqpError::Connection)?;
-        if let Some(t) = &self.settings.topology {
-            t.declare(&ch).await?;
+        let result = self.connect().await;
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        match result {
+            Ok((conn, channel)) => {
+                self.connects.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    exchange = %self.settings.exchange,
+                    generation,
+                    "connected to broker"
+                );
+                state.last_failure = None;
+                state.live = Some(Live {
+                    conn,
+                    channel: channel.clone(),
+                    generation,
+                });
+                Ok((channel, generation))
+            }
+            Err(e) => {
+                self.connect_failures.fetch_add(1, Ordering::Relaxed);
+                state.last_failure = SharedFailure::from_error(&e).map(|f| (generation, f));
+                Err(e)
+            }
         }
-        tracing::info!(exchange = %self.settings.exchange, "connected to broker");
-        *state = Some((conn, ch.clone()));
-        Ok(ch)
     }
 
-    async fn forget_connection(&self) {
+    /// Opens a connection and a confirm-mode channel and declares the topology, within the
+    /// confirm timeout (a broker that accepts TCP but never answers must not hang us).
+    async fn connect(&self) -> Result<(Connection, Channel), AmqpError> {
+        let attempt = async {
+            let conn = Connection::connect(
+                self.settings.url.expose_secret(),
+                ConnectionProperties::default().with_connection_name("ers-bridge".into()),
+            )
+            .await
+            .map_err(AmqpError::Connection)?;
+            let ch = conn.create_channel().await.map_err(AmqpError::Connection)?;
+            ch.confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(AmqpError::Connection)?;
+            if let Some(t) = &self.settings.topology {
+                t.declare(&ch).await?;
+            }
+            Ok((conn, ch))
+        };
+        let timeout = self.settings.confirm_timeout;
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(AmqpError::ConnectTimeout {
+                timeout_ms: timeout.as_millis() as u64,
+            }),
+        }
+    }
+
+    /// Discards the connection of `generation` if it is still the current one.
+    async fn forget_connection(&self, generation: u64) {
         let mut state = self.state.lock().await;
-        if let Some((conn, _)) = state.take() {
-            let _ = conn.close(200, "reconnecting".into()).await;
+        if state.live.as_ref().map(|l| l.generation) != Some(generation) {
+            return;
+        }
+        if let Some(old) = state.live.take() {
+            tokio::spawn(async move {
+                let _ = old.conn.close(200, "reconnecting".into()).await;
+            });
         }
     }
 
     /// Publishes one message and waits for the broker's confirm. `Ok` means the broker has
     /// taken responsibility for it; anything else means it must be retried.
     pub async fn publish(&self, msg: &OutboundMessage) -> Result<(), AmqpError> {
-        let ch = self.channel().await?;
-        let result = self.publish_on(&ch, msg).await;
-        if let Err(AmqpError::Connection(_) | AmqpError::ConfirmTimeout { .. }) = &result {
-            self.forget_connection().await;
-        }
+        let result = match self.channel().await {
+            Ok((ch, generation)) => {
+                let result = self.publish_on(&ch, msg).await;
+                if let Err(AmqpError::Connection(_) | AmqpError::ConfirmTimeout { .. }) = &result {
+                    self.forget_connection(generation).await;
+                }
+                result
+            }
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(()) => self.confirmed.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.failed_attempts.fetch_add(1, Ordering::Relaxed),
+        };
         result
+    }
+
+    /// Publishes until the broker confirms, retrying retryable errors with the policy's
+    /// jittered exponential backoff. Returns a permanent error at once, and
+    /// [`AmqpError::GaveUp`] when `shutdown` completes (checked between attempts: an attempt
+    /// in progress finishes first, bounded by the confirm timeout) or the policy's deadline
+    /// passes. On success the broker has confirmed the message; a retry after a lost confirm
+    /// may have stored it twice, with the same `message_id` (at-least-once).
+    pub async fn publish_with_retry<F>(
+        &self,
+        msg: &OutboundMessage,
+        policy: &RetryPolicy,
+        shutdown: F,
+    ) -> Result<Published, AmqpError>
+    where
+        F: Future<Output = ()>,
+    {
+        let started = Instant::now();
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut failures: u32 = 0;
+        loop {
+            let error = match self.publish(msg).await {
+                Ok(()) => {
+                    return Ok(Published {
+                        attempts: failures + 1,
+                    })
+                }
+                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) => e,
+            };
+            failures += 1;
+            let delay = policy.delay(failures, &mut rand::rng());
+            let give_up = |reason, last: AmqpError| AmqpError::GaveUp {
+                message_id: msg.message_id.clone(),
+                attempts: failures,
+                reason,
+                last: Box::new(last),
+            };
+            if let Some(limit) = policy.give_up_after {
+                if started.elapsed() + delay > limit {
+                    return Err(give_up(GiveUpReason::Deadline, error));
+                }
+            }
+            tracing::warn!(
+                message_id = %msg.message_id,
+                attempt = failures,
+                retry_in_ms = delay.as_millis() as u64,
+                error = %error,
+                "publish failed, will retry"
+            );
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return Err(give_up(GiveUpReason::Shutdown, error)),
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
     }
 
     async fn publish_on(&self, ch: &Channel, msg: &OutboundMessage) -> Result<(), AmqpError> {
@@ -169,9 +389,9 @@ impl Publisher {
 
     /// Closes the connection after outstanding confirms.
     pub async fn close(&self) {
-        if let Some((conn, ch)) = self.state.lock().await.take() {
-            let _ = ch.wait_for_confirms().await;
-            let _ = conn.close(200, "shutdown".into()).await;
+        if let Some(live) = self.state.lock().await.live.take() {
+            let _ = live.channel.wait_for_confirms().await;
+            let _ = live.conn.close(200, "shutdown".into()).await;
         }
     }
 }

@@ -100,11 +100,7 @@ async fn declare_exchange(
     channel
         .exchange_declare(short(name), kind, options, FieldTable::default())
         .await
-        .map_err(|source| AmqpError::Topology {
-            what: "exchange",
-            name: name.to_string(),
-            source,
-        })
+        .map_err(|source| declare_error("exchange", name.to_string(), source))
 }
 
 async fn declare_queue(channel: &Channel, name: &str, args: FieldTable) -> Result<(), AmqpError> {
@@ -116,11 +112,7 @@ async fn declare_queue(channel: &Channel, name: &str, args: FieldTable) -> Resul
         .queue_declare(short(name), options, args)
         .await
         .map(|_| ())
-        .map_err(|source| AmqpError::Topology {
-            what: "queue",
-            name: name.to_string(),
-            source,
-        })
+        .map_err(|source| declare_error("queue", name.to_string(), source))
 }
 
 async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), AmqpError> {
@@ -133,11 +125,20 @@ async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> Resu
             FieldTable::default(),
         )
         .await
-        .map_err(|source| AmqpError::Topology {
-            what: "binding",
-            name: format!("{exchange} -> {queue}"),
-            source,
-        })
+        .map_err(|source| declare_error("binding", format!("{exchange} -> {queue}"), source))
+}
+
+/// A broker refusal of the declaration itself (406 PRECONDITION_FAILED for a queue that
+/// exists with other arguments, 403 ACCESS_REFUSED, 404 NOT_FOUND, 405 RESOURCE_LOCKED) is a
+/// permanent [`AmqpError::Topology`]; anything else (the connection dropping mid-declare,
+/// the broker shutting down) is a retryable [`AmqpError::Connection`].
+fn declare_error(what: &'static str, name: String, source: lapin::Error) -> AmqpError {
+    match source.kind() {
+        lapin::ErrorKind::ProtocolError(e) if matches!(e.get_id(), 403..=406) => {
+            AmqpError::Topology { what, name, source }
+        }
+        _ => AmqpError::Connection(source),
+    }
 }
 
 fn short(s: &str) -> ShortString {

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use ers_bridge::amqp::{AmqpError, OutboundMessage, Publisher, PublisherSettings, Topology};
+use ers_bridge::amqp::{
+    AmqpError, GiveUpReason, OutboundMessage, Publisher, PublisherSettings, RetryPolicy, Topology,
+};
 use lapin::{
     options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions},
     types::AMQPValue,
@@ -192,4 +194,203 @@ async fn broker_unreachable_is_a_retryable_connection_error() {
     assert!(matches!(err, AmqpError::Connection(_)), "{err}");
     assert!(err.is_retryable());
     assert!(!p.is_connected().await);
+}
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        initial: Duration::from_millis(10),
+        max: Duration::from_millis(50),
+        give_up_after: None,
+    }
+}
+
+fn unreachable_publisher(t: &Topology) -> Publisher {
+    Publisher::new(PublisherSettings {
+        url: secrecy::SecretString::from("amqp://guest:guest@127.0.0.1:1/%2f"),
+        exchange: t.exchange.clone(),
+        confirm_timeout: Duration::from_secs(1),
+        topology: None,
+    })
+}
+
+#[tokio::test]
+async fn publish_with_retry_gives_up_only_at_shutdown_or_deadline() {
+    let t = topology();
+    let p = unreachable_publisher(&t);
+    let err = p
+        .publish_with_retry(&message(5), &fast_retry(), std::future::ready(()))
+        .await
+        .unwrap_err();
+    match &err {
+        AmqpError::GaveUp {
+            message_id,
+            attempts: 1,
+            reason: GiveUpReason::Shutdown,
+            last,
+        } => {
+            assert_eq!(message_id, "ERS000000070005V5I12");
+            assert!(matches!(**last, AmqpError::Connection(_)), "{last}");
+        }
+        other => panic!("expected a shutdown give-up, got {other}"),
+    }
+    assert!(err.is_retryable(), "the message is still owed");
+
+    let policy = RetryPolicy {
+        give_up_after: Some(Duration::ZERO),
+        ..fast_retry()
+    };
+    let err = p
+        .publish_with_retry(&message(5), &policy, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AmqpError::GaveUp {
+                attempts: 1,
+                reason: GiveUpReason::Deadline,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(p.stats().failed_attempts, 2);
+    assert_eq!(p.stats().confirmed, 0);
+}
+
+#[tokio::test]
+async fn publish_with_retry_returns_a_permanent_error_at_once() {
+    let t = topology();
+    // The PAS queue already exists as a classic queue: declaring it as quorum is refused.
+    let (conn, ch) = helpers::amqp_channel().await;
+    ch.queue_declare(
+        t.pas_queue.as_str().into(),
+        lapin::options::QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let p = publisher(&t, true);
+    let err = p
+        .publish_with_retry(&message(6), &fast_retry(), std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AmqpError::Topology { .. }), "{err}");
+    assert!(!err.is_retryable());
+    assert_eq!(
+        p.stats().failed_attempts,
+        1,
+        "no retry of a permanent error"
+    );
+    let _ = conn.close(200, "done".into()).await;
+    cleanup(&t).await;
+}
+
+#[tokio::test]
+async fn publish_with_retry_keeps_an_unroutable_message_until_a_queue_is_bound() {
+    let t = topology();
+    let (conn, ch) = helpers::amqp_channel().await;
+    ch.exchange_declare(
+        t.exchange.as_str().into(),
+        lapin::ExchangeKind::Topic,
+        lapin::options::ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let p = publisher(&t, false);
+    let bind_after_two_failures = async {
+        helpers::wait_until(Duration::from_secs(20), || p.stats().failed_attempts >= 2).await;
+        assert_eq!(p.stats().confirmed, 0, "nothing confirmed while unroutable");
+        ch.queue_declare(
+            t.pas_queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        ch.queue_bind(
+            t.pas_queue.as_str().into(),
+            t.exchange.as_str().into(),
+            "#".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    };
+    let (msg, policy) = (message(7), fast_retry());
+    let (published, ()) = tokio::join!(
+        p.publish_with_retry(&msg, &policy, std::future::pending()),
+        bind_after_two_failures
+    );
+    let published = published.unwrap();
+    assert!(published.attempts >= 3, "{published:?}");
+    let got = ch
+        .basic_get(
+            t.pas_queue.as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+        .expect("the message once bound");
+    assert_eq!(got.delivery.data, message(7).body);
+    let again = ch
+        .basic_get(
+            t.pas_queue.as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap();
+    assert!(again.is_none(), "returned attempts were not stored");
+    let _ = conn.close(200, "done".into()).await;
+    p.close().await;
+    cleanup(&t).await;
+}
+
+/// Concurrent publishers that find no connection make one connect attempt between them: the
+/// callers queued behind a failed attempt share its error instead of each trying in turn.
+#[tokio::test]
+async fn concurrent_publishers_share_one_reconnect_attempt() {
+    // A "broker" that accepts TCP and never answers, counting connections.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let t = topology();
+    let p = Publisher::new(PublisherSettings {
+        url: secrecy::SecretString::from(format!("amqp://guest:guest@127.0.0.1:{port}/%2f")),
+        exchange: t.exchange.clone(),
+        confirm_timeout: Duration::from_millis(300),
+        topology: None,
+    });
+    let messages: Vec<_> = (0..10).map(message).collect();
+    let results = futures_util::future::join_all(messages.iter().map(|m| p.publish(m))).await;
+    for r in &results {
+        assert!(
+            matches!(r, Err(AmqpError::ConnectTimeout { timeout_ms: 300 })),
+            "{r:?}"
+        );
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let stats = p.stats();
+    assert_eq!(stats.connect_failures, 1);
+    assert_eq!(stats.failed_attempts, 10);
+    server.abort();
 }

@@ -51,3 +51,16 @@ pub async fn drop_pg_database(name: &str) {
         .await;
     }
 }
+
+/// Polls `done` every 10 ms until it holds, failing the test after `limit`. For waiting on
+/// progress in another task, never for asserting timing.
+pub async fn wait_until(limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
