@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use ers_bridge::amqp::{OutboundMessage, Publisher, PublisherSettings, Topology};
 use ers_bridge::mapping::{compile_file, ApplyInput, Attachments};
-use futures_util::{stream::FuturesUnordered, StreamExt};
+use futures_util::StreamExt;
 use lapin::{
     options::{
         BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions,
@@ -120,36 +120,35 @@ fn properties(m: &OutboundMessage) -> BasicProperties {
         .with_headers(headers)
 }
 
-/// lapin alone: publish on one confirm-mode channel, at most `in_flight` unconfirmed.
+/// lapin alone: publish on one confirm-mode channel, at most `in_flight` unconfirmed. The
+/// publishes themselves are issued concurrently too: awaiting each `basic_publish` before
+/// sending the next would serialise on lapin's write path.
 async fn raw(
     ch: &lapin::Channel,
     exchange: &str,
     msgs: &[OutboundMessage],
     in_flight: usize,
 ) -> anyhow::Result<()> {
-    let mut pending = FuturesUnordered::new();
-    for m in msgs {
-        while pending.len() >= in_flight {
-            check(pending.next().await.expect("pending is not empty")?)?;
-        }
-        let confirm = ch
-            .basic_publish(
-                exchange.into(),
-                m.routing_key.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                &m.body,
-                properties(m),
-            )
-            .await?;
-        pending.push(confirm);
-    }
-    while let Some(c) = pending.next().await {
-        check(c?)?;
-    }
-    Ok(())
+    let results: Vec<anyhow::Result<()>> = futures_util::stream::iter(msgs)
+        .map(|m| async move {
+            let confirm = ch
+                .basic_publish(
+                    exchange.into(),
+                    m.routing_key.as_str().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    &m.body,
+                    properties(m),
+                )
+                .await?;
+            check(confirm.await?)
+        })
+        .buffer_unordered(in_flight)
+        .collect()
+        .await;
+    results.into_iter().collect()
 }
 
 fn check(c: Confirmation) -> anyhow::Result<()> {
