@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# End-to-end numbers of the outbound pipeline (issue 5), in one run:
+#
+#   1. the broker's limit: confirmed publishes/s of real REF^I12 messages with lapin alone
+#      (examples/raw_publish.rs), and the same through the bridge's Publisher;
+#   2. throughput: `ers-bridge demo --generate N` (simulator at zero latency, N referrals to
+#      HL7 on RabbitMQ), referrals/s from the wall time and peak RSS from /usr/bin/time -v;
+#   3. rate limit: the simulator as its own process at 50 ms latency (limit 10 requests/s),
+#      `ers-bridge run` against it with a backlog, e-RS calls/s over a window and the 429s
+#      provoked, from the simulator's GET /_admin/stats.
+#
+# Usage: bench/e2e.sh            (N=10000 BACKLOG=1000 WINDOW_SECS=60 by default)
+#        N=2000 SKIP_BUILD=1 bench/e2e.sh
+# Needs RabbitMQ on 127.0.0.1:5672 (guest/guest), curl, python3 and /usr/bin/time
+# (apt-get install time). Builds in release with `nice` unless SKIP_BUILD=1.
+set -euo pipefail
+
+N=${N:-10000}
+BACKLOG=${BACKLOG:-1000}
+WINDOW_SECS=${WINDOW_SECS:-60}
+WARMUP_SECS=${WARMUP_SECS:-10}
+AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+BIN=target/release/ers-bridge
+RAW=target/release/examples/raw_publish
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "== machine"
+echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "nproc: $(nproc)"
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+echo "mem: $(grep MemTotal /proc/meminfo | awk '{print $2/1024 " MiB"}')"
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "rabbitmq: $(rabbitmqctl version 2>/dev/null || echo unknown)"
+echo "rustc: $(rustc --version)"
+
+if [[ -z "${SKIP_BUILD:-}" ]]; then
+    echo "== build (release, nice)"
+    nice cargo build --release --bin ers-bridge --example raw_publish
+fi
+
+echo "== 1. broker limit: $N confirmed publishes of rendered REF^I12 (best of 3)"
+best_raw=0
+for _ in 1 2 3; do
+    line=$("$RAW" --count "$N" --in-flight 1000 --url "$AMQP_URL" --mode raw)
+    echo "$line"
+    rate=$(sed -E 's/.*confirmed_msgs_per_s=([0-9]+).*/\1/' <<<"$line")
+    (( rate > best_raw )) && best_raw=$rate
+done
+line=$("$RAW" --count "$N" --in-flight 1000 --url "$AMQP_URL" --mode publisher)
+echo "$line"
+echo "RESULT raw_lapin_confirmed_msgs_per_s=$best_raw"
+
+echo "== 2. end to end: ers-bridge demo --generate $N (simulator at zero latency)"
+if ! "$BIN" demo --help >/dev/null 2>&1; then
+    echo "RESULT e2e=pending (ers-bridge has no demo command in this build)"
+else
+    /usr/bin/time -v "$BIN" demo --generate "$N" >"$WORK/demo.out" 2>"$WORK/demo.err" || {
+        tail -20 "$WORK/demo.err"
+        exit 1
+    }
+    tail -5 "$WORK/demo.out"
+    wall=$(grep 'Elapsed (wall clock)' "$WORK/demo.err" | awk '{print $NF}')
+    rss_kb=$(grep 'Maximum resident set size' "$WORK/demo.err" | awk '{print $NF}')
+    secs=$(python3 -c "
+p='$wall'.split(':'); s=0.0
+for x in p: s=s*60+float(x)
+print(s)")
+    rate=$(python3 -c "print(round($N/$secs))")
+    pct=$(python3 -c "print(round(100*$rate/$best_raw))")
+    echo "RESULT e2e_referrals_per_s=$rate (wall ${secs}s incl. start-up) peak_rss_mb=$((rss_kb / 1024)) of_broker_limit=${pct}%"
+fi
+
+echo "== 3. rate limit: simulator at 50 ms latency, limit 10/s, backlog of $BACKLOG referrals"
+if ! "$BIN" run --help >/dev/null 2>&1; then
+    echo "RESULT rate_limit=pending (ers-bridge has no run command in this build)"
+    exit 0
+fi
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$BIN" simulate --listen "127.0.0.1:$port" --no-auth --generate "$BACKLOG" >"$WORK/sim.out" 2>&1 &
+PIDS+=($!)
+SIM="http://127.0.0.1:$port"
+for _ in $(seq 1 100); do curl -fs "$SIM/" >/dev/null && break; sleep 0.1; done
+curl -fs -X POST "$SIM/_admin/faults" -H 'content-type: application/json' -d '{"latency_ms":50}' >/dev/null
+suffix=$(date +%s%N)
+cat >"$WORK/bridge.toml" <<EOF
+[ers]
+base_url = "$SIM/referrals/FHIR"
+rate_limit_per_sec = 10
+[ers.auth]
+mode = "none"
+[amqp]
+url = "$AMQP_URL"
+exchange = "bench-$suffix-to-pas"
+pas_queue = "bench-$suffix-pas"
+inbound_queue = "bench-$suffix-from-pas"
+dead_letter_exchange = "bench-$suffix-dlx"
+dead_letter_queue = "bench-$suffix-dlq"
+[store]
+url = "sqlite://$WORK/bridge.db"
+[monitor]
+listen = "127.0.0.1:0"
+[mappings]
+dir = "$ROOT/mappings"
+EOF
+# The generated referrals are spread over services 21012-21015.
+for service in 21012 21013 21014 21015; do
+    printf '[[poll]]\nservice = "%s"\nlists = ["referrals-for-review", "appointment-slot-issues"]\ninterval_secs = 5\n' \
+        "$service" >>"$WORK/bridge.toml"
+done
+"$BIN" validate --config "$WORK/bridge.toml"
+"$BIN" run --config "$WORK/bridge.toml" >"$WORK/run.out" 2>&1 &
+PIDS+=($!)
+stats() { curl -fs "$SIM/_admin/stats"; }
+sleep "$WARMUP_SECS"
+s0=$(stats); t0=$(date +%s.%N)
+sleep "$WINDOW_SECS"
+s1=$(stats); t1=$(date +%s.%N)
+python3 - "$s0" "$s1" "$t0" "$t1" <<'EOF'
+import json, sys
+s0, s1 = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+dt = float(sys.argv[4]) - float(sys.argv[3])
+calls = s1["total"] - s0["total"]
+print("by operation in the window:", {k: v - s0["by_operation"].get(k, 0) for k, v in s1["by_operation"].items()})
+print(f"RESULT ers_calls_per_s={calls/dt:.2f} over {dt:.0f}s rate_limited_429s={s1['rate_limited']} all_429s={s1['too_many_requests']} (target >= 9.5/s, 0 rate_limited)")
+EOF
+for q in pas from-pas dlq; do rabbitmqctl delete_queue "bench-$suffix-$q" >/dev/null 2>&1 || true; done
