@@ -45,6 +45,12 @@ pub enum AmqpError {
         #[source]
         last: Box<AmqpError>,
     },
+    /// An ack or reject could not be delivered: the channel the message came on is gone. The
+    /// broker requeues such a message by itself and delivers it again.
+    #[error(
+        "ack for inbound message {message_id} failed (channel closed); it will be redelivered"
+    )]
+    AckFailed { message_id: String },
     /// Confirms were not enabled on the channel (a bug: publishing requires them).
     #[error("publisher confirms are not enabled on the channel")]
     ConfirmsNotEnabled,

@@ -10,15 +10,19 @@
 //!   a time) and re-applies confirm mode and the topology;
 //!   [`Publisher::publish_with_retry`] retries with jittered exponential backoff
 //!   ([`retry::RetryPolicy`]) until confirmed or shut down. See `docs/amqp.md`.
+//! - [`consumer`] consumes a queue with manual acks and a prefetch, re-applied on every
+//!   reconnect.
 //!
 //! No patient identifiers go into AMQP headers or properties other than `correlation_id`
 //! (the UBRN, a referral id, not a patient id): the management UI shows them.
 
+pub mod consumer;
 mod error;
 pub mod publisher;
 pub mod retry;
 pub mod topology;
 
+pub use consumer::{Consumer, ConsumerSettings, InboundDelivery};
 pub use error::{AmqpError, GiveUpReason};
 pub use publisher::{OutboundMessage, Published, Publisher, PublisherSettings, PublisherStats};
 pub use retry::RetryPolicy;

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use ers_bridge::amqp::{
-    AmqpError, GiveUpReason, OutboundMessage, Publisher, PublisherSettings, RetryPolicy, Topology,
+    AmqpError, Consumer, ConsumerSettings, GiveUpReason, OutboundMessage, Publisher,
+    PublisherSettings, RetryPolicy, Topology,
 };
 use lapin::{
     options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions},
@@ -393,4 +394,100 @@ async fn concurrent_publishers_share_one_reconnect_attempt() {
     assert_eq!(stats.connect_failures, 1);
     assert_eq!(stats.failed_attempts, 10);
     server.abort();
+}
+
+async fn send_to_queue(ch: &lapin::Channel, queue: &str, n: usize) {
+    let m = message(n);
+    let confirm = ch
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            Default::default(),
+            &m.body,
+            lapin::BasicProperties::default()
+                .with_message_id(m.message_id.as_str().into())
+                .with_delivery_mode(2),
+        )
+        .await
+        .unwrap();
+    confirm.await.unwrap();
+}
+
+fn consumer(t: &Topology, declare: bool) -> Consumer {
+    Consumer::new(ConsumerSettings {
+        url: helpers::amqp_url(),
+        queue: t.inbound_queue.clone(),
+        prefetch: 2,
+        connect_timeout: Duration::from_secs(10),
+        topology: declare.then(|| t.clone()),
+    })
+}
+
+#[tokio::test]
+async fn consumer_acks_manually_and_unacked_deliveries_come_back() {
+    let t = topology();
+    let mut c = consumer(&t, true);
+    let first = c.next(&fast_retry(), std::future::ready(())).await.unwrap();
+    assert!(first.is_none(), "shutdown before any delivery");
+    let (conn, ch) = helpers::amqp_channel().await;
+    t.declare(&ch).await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    for n in 1..=3 {
+        send_to_queue(&ch, &t.inbound_queue, n).await;
+    }
+    let pending = std::future::pending;
+    let d1 = c.next(&fast_retry(), pending()).await.unwrap().unwrap();
+    assert_eq!(d1.message_id.as_deref(), Some("ERS000000070001V5I12"));
+    assert_eq!(d1.body, message(1).body);
+    assert!(!d1.redelivered);
+    d1.ack().await.unwrap();
+    let d2 = c.next(&fast_retry(), pending()).await.unwrap().unwrap();
+    assert_eq!(d2.message_id.as_deref(), Some("ERS000000070002V5I12"));
+    // Closing without acking d2 gives it back to the queue.
+    c.close().await;
+    assert!(matches!(d2.ack().await, Err(AmqpError::AckFailed { .. })));
+
+    let mut c = consumer(&t, false);
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let d = c.next(&fast_retry(), pending()).await.unwrap().unwrap();
+        got.push((d.message_id.clone().unwrap(), d.redelivered));
+        d.ack().await.unwrap();
+    }
+    got.sort();
+    // With a prefetch of 2 the broker had also sent message 3 ahead to the first consumer,
+    // so it comes back as redelivered too.
+    assert_eq!(
+        got,
+        vec![
+            ("ERS000000070002V5I12".to_string(), true),
+            ("ERS000000070003V5I12".to_string(), true)
+        ]
+    );
+    c.close().await;
+    let left = ch
+        .basic_get(
+            t.inbound_queue.as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap();
+    assert!(left.is_none(), "everything acked");
+    let _ = conn.close(200, "done".into()).await;
+    cleanup(&t).await;
+}
+
+#[tokio::test]
+async fn consuming_a_missing_queue_is_a_permanent_error() {
+    let t = topology();
+    let mut c = consumer(&t, false);
+    let err = c
+        .next(&fast_retry(), std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AmqpError::Topology { name, .. } if *name == t.inbound_queue),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
 }
