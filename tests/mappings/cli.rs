@@ -1,12 +1,6 @@
 //! The `render` and `test-mappings` commands as an integration team uses them.
 
-use std::process::Command;
-
-fn bridge() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ers-bridge"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-    cmd
-}
+use crate::common::{assert_exit, bridge};
 
 #[test]
 fn render_prints_the_golden_message() {
@@ -51,12 +45,7 @@ fn render_reports_a_bad_mapping_with_file_and_line() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("bad.toml:5: colour: unknown field `colour`"),
-        "{stderr}"
-    );
+    assert_exit(&out, 64, "bad.toml:5: colour: unknown field `colour`");
 }
 
 #[test]
@@ -143,10 +132,9 @@ fn validate_compiles_every_mapping_and_names_the_broken_one() {
         .args(["validate", "--config", config.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("zz_broken.toml:9: expr: expression ends too early"),
-        "{stderr}"
+    assert_exit(
+        &out,
+        64,
+        "zz_broken.toml:9: expr: expression ends too early",
     );
 }
