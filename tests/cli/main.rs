@@ -4,7 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use common::{assert_exit, bridge};
+use common::{assert_exit, assert_success, bridge};
 
 #[test]
 fn validate_accepts_the_sample_config() {
@@ -12,12 +12,7 @@ fn validate_accepts_the_sample_config() {
         .args(["validate", "--config", "samples/config/ers-bridge.toml"])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = assert_success(&out);
     assert!(
         stdout.contains("ok (auth mode none, 1 polled service(s))"),
         "{stdout}"

@@ -18,6 +18,17 @@ pub fn bridge() -> Command {
     cmd
 }
 
+/// Asserts that a run succeeded (showing its output otherwise); returns the stdout.
+pub fn assert_success(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Asserts that a run exited with `code` and said `needle` on stderr; returns the stderr.
 pub fn assert_exit(out: &Output, code: i32, needle: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -3,7 +3,7 @@
 
 use std::process::Output;
 
-use crate::common::assert_exit;
+use crate::common::{assert_exit, assert_success};
 use crate::helpers::{config_toml, example_json, fhir, Stub};
 
 async fn bridge(config: &std::path::Path, args: &[&str]) -> Output {
@@ -33,11 +33,7 @@ async fn referral_worklist_and_check_print_json() {
     let cfg = write_config(&dir, &stub.base());
 
     let out = bridge(&cfg, &["ers", "referral", "000000070001"]).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["resourceType"], "ReferralRequest");
     assert_eq!(v["id"], "000000070001");
@@ -55,11 +51,7 @@ async fn referral_worklist_and_check_print_json() {
         ],
     )
     .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["resourceType"], "List");
     let sent = stub
@@ -84,19 +76,11 @@ async fn referral_worklist_and_check_print_json() {
         ],
     )
     .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF"));
 
     let out = bridge(&cfg, &["check"]).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("read reference data PRIORITY"));
 }
 

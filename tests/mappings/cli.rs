@@ -1,6 +1,6 @@
 //! The `render` and `test-mappings` commands as an integration team uses them.
 
-use crate::common::{assert_exit, bridge};
+use crate::common::{assert_exit, assert_success, bridge};
 
 #[test]
 fn render_prints_the_golden_message() {
@@ -18,11 +18,7 @@ fn render_prints_the_golden_message() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let golden = std::fs::read(super::root("samples/hl7v2/booked-dbs.hl7")).unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -51,8 +47,7 @@ fn render_reports_a_bad_mapping_with_file_and_line() {
 #[test]
 fn test_mappings_passes_on_the_default_set_and_shows_diffs() {
     let out = bridge().args(["test-mappings"]).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let stdout = assert_success(&out);
     assert!(stdout.contains(" 0 failed"), "{stdout}");
 
     // A manifest pointing at a wrong golden file shows the differing line.
@@ -112,12 +107,7 @@ fn validate_compiles_every_mapping_and_names_the_broken_one() {
         .args(["validate", "--config", config.to_str().unwrap()])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = assert_success(&out);
     assert!(
         stdout.contains("ok (4 mapping file(s) compiled)"),
         "{stdout}"

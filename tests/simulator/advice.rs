@@ -70,15 +70,13 @@ async fn read_request_and_conversation() {
 async fn send_response_moves_request_to_referrer() {
     let t = spawn().await;
     let path = "CommunicationRequest/000000080000/$ers.sendCommunicationToRequester";
-    let (s, b) = t
-        .post_json(
-            path,
-            Some("W/\"5\""),
-            Some(&send_body("RETURN_TO_REFERRER_WITH_ADVICE", None)),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&b), "MISSING_VALUE");
+    t.post_rejected(
+        path,
+        Some("W/\"5\""),
+        &send_body("RETURN_TO_REFERRER_WITH_ADVICE", None),
+        "MISSING_VALUE",
+    )
+    .await;
     let (s, _) = t
         .post_json(
             path,
@@ -153,17 +151,13 @@ async fn convert_creates_a_referral_with_the_advice_ubrn() {
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
-    let (s, b) = t
-        .post_json(
-            path,
-            None,
-            Some(&convert_body(
-                "CommunicationRequest/000000089999/_history/1",
-            )),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&b), "REFERENCE_NOT_FOUND");
+    t.post_rejected(
+        path,
+        None,
+        &convert_body("CommunicationRequest/000000089999/_history/1"),
+        "REFERENCE_NOT_FOUND",
+    )
+    .await;
     let r = t
         .post(
             path,
@@ -188,17 +182,13 @@ async fn convert_creates_a_referral_with_the_advice_ubrn() {
     assert_eq!(s, StatusCode::OK);
     let (_, a) = t.get_json("CommunicationRequest/000000080001").await;
     assert_eq!(a["category"][0]["coding"][0]["code"], "ADVICE_CONVERTED");
-    let (s, b) = t
-        .post_json(
-            path,
-            None,
-            Some(&convert_body(
-                "CommunicationRequest/000000080001/_history/6",
-            )),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&b), "INVALID_REQUEST_STATE");
+    t.post_rejected(
+        path,
+        None,
+        &convert_body("CommunicationRequest/000000080001/_history/6"),
+        "INVALID_REQUEST_STATE",
+    )
+    .await;
     let calls = t.admin_calls().await;
     assert!(calls.iter().all(|c| c["operation"] == "A027"));
     assert_eq!(calls.last().unwrap()["ubrn"], "000000080001");

@@ -151,6 +151,19 @@ impl TestSim {
         (s, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// POSTs `body` and asserts a 422 whose OperationOutcome carries e-RS code `code`.
+    pub async fn post_rejected(
+        &self,
+        path: &str,
+        if_match: Option<&str>,
+        body: &Value,
+        code: &str,
+    ) {
+        let (s, out) = self.post_json(path, if_match, Some(body)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {out}");
+        assert_eq!(ers_code(&out), code, "{path}");
+    }
+
     /// The current version of referral `ubrn`.
     pub async fn version(&self, ubrn: &str) -> u64 {
         let (s, v) = self.get_json(&format!("ReferralRequest/{ubrn}")).await;

@@ -224,42 +224,33 @@ async fn cancel_appointment_action_later() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(ers_code(&out), "INVALID_REQUEST_STATE");
     let no_comments = parameters("eRS-cancelAppointmentActionLater-Parameters-1", json!([]));
-    let (s, out) = t
-        .post_json(
-            "ReferralRequest/000000070005/$ers.cancelAppointmentActionLater",
-            Some("W/\"5\""),
-            Some(&no_comments),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&out), "MISSING_VALUE");
+    t.post_rejected(
+        "ReferralRequest/000000070005/$ers.cancelAppointmentActionLater",
+        Some("W/\"5\""),
+        &no_comments,
+        "MISSING_VALUE",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn record_review_outcome_on_triage_and_deferred_referrals() {
     let t = spawn().await;
     let triage = "ReferralRequest/000000070013/$ers.recordReviewOutcome";
-    let (s, out) = t
-        .post_json(
-            triage,
-            Some("W/\"5\""),
-            Some(&review_body(
-                "RETURN_TO_REFERRER_WITH_ADVICE",
-                Some("URGENT"),
-            )),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&out), "PRIORITY_NOT_CURRENT");
-    let (s, out) = t
-        .post_json(
-            triage,
-            Some("W/\"5\""),
-            Some(&review_body("REFER_BOOK_NOW", None)),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&out), "INVALID_CODE");
+    t.post_rejected(
+        triage,
+        Some("W/\"5\""),
+        &review_body("RETURN_TO_REFERRER_WITH_ADVICE", Some("URGENT")),
+        "PRIORITY_NOT_CURRENT",
+    )
+    .await;
+    t.post_rejected(
+        triage,
+        Some("W/\"5\""),
+        &review_body("REFER_BOOK_NOW", None),
+        "INVALID_CODE",
+    )
+    .await;
     let (s, out) = t
         .post_json(
             triage,
