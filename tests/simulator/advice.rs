@@ -197,19 +197,10 @@ async fn convert_creates_a_referral_with_the_advice_ubrn() {
 #[tokio::test]
 async fn admin_adds_an_advice_request_at_run_time() {
     let t = spawn().await;
-    let mut request: Value = serde_json::from_str(
-        &std::fs::read_to_string(samples_dir().join("advice/minimal.json")).unwrap(),
-    )
-    .unwrap();
+    let mut request = sample_advice();
     request["id"] = json!("000000089999");
-    let r = t
-        .http
-        .post(format!("{}/_admin/advice", t.sim.base_url()))
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+    let (s, _) = t.admin_post("advice", Some(request)).await;
+    assert_eq!(s, StatusCode::CREATED);
     assert_eq!(t.advice_version("000000089999").await, 5);
     let (_, l) = t
         .post_json(
