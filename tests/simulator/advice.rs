@@ -118,15 +118,13 @@ async fn send_response_moves_request_to_referrer() {
         .get_json("Communication?based-on=CommunicationRequest/000000080000/_history/6")
         .await;
     assert_eq!(conv["total"], 2);
-    let (s, b) = t
-        .post_json(
-            path,
-            Some("W/\"6\""),
-            Some(&send_body("REQUIRE_FURTHER_INFORMATION", None)),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&b), "INVALID_REQUEST_STATE");
+    t.post_rejected(
+        path,
+        Some("W/\"6\""),
+        &send_body("REQUIRE_FURTHER_INFORMATION", None),
+        "INVALID_REQUEST_STATE",
+    )
+    .await;
     let (_, l) = t
         .post_json(
             "CommunicationRequest/$ers.fetchworklist",

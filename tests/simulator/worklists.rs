@@ -166,15 +166,13 @@ async fn worklist_request_errors() {
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    let (s, b) = t
-        .post_json(
-            A008,
-            None,
-            Some(&parameters("eRS-FetchWorklist-Parameters-1", json!([]))),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&b), "MISSING_VALUE");
+    t.post_rejected(
+        A008,
+        None,
+        &parameters("eRS-FetchWorklist-Parameters-1", json!([])),
+        "MISSING_VALUE",
+    )
+    .await;
     let r = t.post(A008, None, None).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let r = t
