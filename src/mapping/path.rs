@@ -66,6 +66,8 @@ pub const GLOBALS: &[(&str, usize, usize)] = &[
     ("attachment_inline", 1, 1),
     ("nhs_number", 1, 1),
     ("ubrn", 1, 1),
+    ("decimal", 2, 2),
+    ("divide", 3, 3),
 ];
 
 const VARS: &[&str] = &["resource", "index", "control_id", "timestamp", "context"];
