@@ -1,0 +1,64 @@
+//! Simulator faults (500s, 503 with Retry-After, 429s, latency, PENDING attachments): every
+//! referral is eventually published exactly once, and the client never goes over its rate
+//! limit (the simulator counts 429s caused by going too fast separately).
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use ers_bridge::pipeline::Shutdown;
+
+use crate::helpers::{Harness, Opts};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_referral_is_published_despite_faults_and_pending_attachments() {
+    let n = 60;
+    let h = Harness::start(Opts {
+        generate: n,
+        client_rate: 90,
+        sim_rate: 100,
+        ..Opts::default()
+    })
+    .await;
+    let faults = |pending: u64| {
+        serde_json::json!({
+            "error_500_rate": 0.08,
+            "error_503_rate": 0.03,
+            "retry_after_secs": 1,
+            "error_429_rate": 0.03,
+            "latency_ms": 2,
+            "latency_jitter_ms": 3,
+            "attachments_pending_secs": pending,
+        })
+    };
+    h.admin("faults", faults(3600)).await;
+    let app = h.app(Shutdown::new()).await;
+    let p = app.pipeline();
+
+    // While e-RS still scans attachments, referrals with attachments wait; the others flow.
+    let first = p.poll_once(Utc::now()).await.expect("first pass");
+    assert!(first.deferred > 0, "{first:?}");
+    assert!(first.published > 0, "{first:?}");
+    let early = h.take_messages().await;
+    assert_eq!(early.len(), first.messages);
+
+    // Scanning done (the error faults stay): everything else arrives.
+    h.admin("faults", faults(0)).await;
+    let summary = app.drain(30).await.expect("drain");
+    assert_eq!(summary.parked.len(), 0, "{:?}", summary.parked);
+    let rest = h.take_messages().await;
+    let ubrns: HashSet<_> = early.iter().chain(&rest).map(|m| m.ubrn()).collect();
+    assert_eq!(ubrns.len(), n, "every referral published");
+    assert_eq!(early.len() + rest.len(), n, "each exactly once");
+
+    let stats = h.stats().await;
+    assert_eq!(
+        stats["rate_limited"], 0,
+        "client exceeded its rate limit: {stats}"
+    );
+    assert!(
+        stats["by_status"]["500"].as_u64().unwrap_or(0) > 0,
+        "faults were injected: {stats}"
+    );
+    app.close().await;
+    h.cleanup().await;
+}
