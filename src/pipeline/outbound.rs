@@ -72,6 +72,13 @@ pub enum Event {
         version: i64,
         reason: String,
     },
+    /// A publish failed (no confirm) and will be retried after `retry_in`.
+    PublishRetry {
+        ubrn: String,
+        control_id: String,
+        error: String,
+        retry_in: Duration,
+    },
 }
 
 /// Counts of one pass.
@@ -544,6 +551,12 @@ impl Pipeline {
                     let jitter = delay.mul_f64(rand::random::<f64>() * 0.25);
                     let wait = delay + jitter;
                     tracing::warn!(ubrn = %msg.correlation_id, control_id = %msg.message_id, error = %e, retry_in_ms = wait.as_millis() as u64, "publish failed, retrying");
+                    let _ = self.events.send(Event::PublishRetry {
+                        ubrn: msg.correlation_id.clone(),
+                        control_id: msg.message_id.clone(),
+                        error: e.to_string(),
+                        retry_in: wait,
+                    });
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = self.shutdown.wait() => return Err(PipelineError::ShuttingDown),

@@ -31,6 +31,11 @@ pub struct Opts {
     pub client_rate: u32,
     /// The simulator's per-client limit (429 above it).
     pub sim_rate: u32,
+    /// Authenticate app-restricted (JWT client credentials) with the daily A008 budget;
+    /// otherwise `none`.
+    pub app_restricted: bool,
+    /// The broker the bridge publishes to (the tests still read the local one).
+    pub amqp_url: &'static str,
 }
 
 impl Default for Opts {
@@ -41,6 +46,8 @@ impl Default for Opts {
             store: StoreKind::Sqlite,
             client_rate: 500,
             sim_rate: 1000,
+            app_restricted: false,
+            amqp_url: AMQP_URL,
         }
     }
 }
@@ -65,7 +72,8 @@ impl Harness {
                 .then(|| concat!(env!("CARGO_MANIFEST_DIR"), "/samples/fhir").into()),
             generate: opts.generate,
             auth: SimAuth {
-                require_auth: false,
+                require_auth: opts.app_restricted,
+                public_key_pem: Some(include_str!("../fixtures/jwt/public.pem").to_string()),
                 ..SimAuth::default()
             },
             rate_limit_per_sec: opts.sim_rate,
@@ -86,17 +94,34 @@ impl Harness {
             }
         };
         let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let auth = if opts.app_restricted {
+            format!(
+                "mode = \"app-restricted\"\napi_key = \"sim-api-key\"\nkid = \"sim-kid\"\n\
+                 private_key_file = {}\ntoken_url = {}\n",
+                q(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/jwt/private.pem"
+                )),
+                q(&sim.token_url()),
+            )
+        } else {
+            "mode = \"none\"\n".to_string()
+        };
+        // App-restricted mode allows two worklist calls per service per day: poll both
+        // lists once a day.
+        let interval = if opts.app_restricted { 86_400 } else { 60 };
         let mut text = format!(
             "[ers]\nbase_url = {}\nrate_limit_per_sec = {}\n\
              [ers.retry]\nbase_delay_ms = 10\nmax_delay_ms = 100\nmax_retry_after_secs = 5\nbudget = 10000\n\
-             [ers.auth]\nmode = \"none\"\n\
+             [ers.auth]\n{}\
              [amqp]\nurl = {}\ntenant = \"test\"\nexchange = {}\npas_queue = {}\ninbound_queue = {}\n\
              dead_letter_exchange = {}\ndead_letter_queue = {}\n\
              [store]\nurl = {}\n[mappings]\ndir = {}\n\
              [pipeline]\nconcurrency = 8\npublish_retry_base_delay_ms = 20\npublish_retry_max_delay_ms = 200\n",
             q(&sim.fhir_base()),
             opts.client_rate,
-            q(AMQP_URL),
+            auth,
+            q(opts.amqp_url),
             q(&format!("{prefix}-x")),
             q(&format!("{prefix}-pas")),
             q(&format!("{prefix}-in")),
@@ -107,7 +132,7 @@ impl Harness {
         );
         for s in SERVICES.iter().chain(["11016", "11010"].iter()) {
             text.push_str(&format!(
-                "[[poll]]\nservice = \"{s}\"\nlists = [\"referrals-for-review\", \"appointment-slot-issues\"]\ninterval_secs = 60\n"
+                "[[poll]]\nservice = \"{s}\"\nlists = [\"referrals-for-review\", \"appointment-slot-issues\"]\ninterval_secs = {interval}\n"
             ));
         }
         let config_path = dir.path().join("ers-bridge.toml");
@@ -136,6 +161,15 @@ impl Harness {
     /// A bridge on this harness's store (a new one each call, like a process restart).
     pub async fn app(&self, shutdown: Shutdown) -> App {
         App::build_with_env(&self.config(), Arc::new(MapEnv::default()), shutdown)
+            .await
+            .expect("app builds")
+    }
+
+    /// A bridge whose configuration text differs by replacing `from` with `to`.
+    pub async fn app_with(&self, from: &str, to: &str, shutdown: Shutdown) -> App {
+        let text = self.config_text.replace(from, to);
+        let cfg = config::load_str("<test>", &text, &MapEnv::default()).expect("test config");
+        App::build_with_env(&cfg, Arc::new(MapEnv::default()), shutdown)
             .await
             .expect("app builds")
     }

@@ -3,9 +3,12 @@
 //! exchanges and queues per test, and a fresh SQLite file (or PostgreSQL database) per test.
 //! The tests drive the pipeline with `poll_once`/`drain` instead of timers.
 
+mod broker;
+mod budget;
 mod cli;
 mod faults;
 mod flow;
 mod helpers;
 mod parked;
 mod restart;
+mod run;
