@@ -8,6 +8,7 @@
 //! - [`mapset`]: the compiled mappings by event and the mapping-folder hash.
 //! - [`fetch`]: the referral's attachments, clinical information and related documents.
 //! - [`schedule`]: one timer per configured service and list, and the app-restricted budget.
+//! - [`report`]: [`Outcome`], [`PassReport`] and the [`Event`]s observers subscribe to.
 //! - [`refdata`]: the A004 reference data cache, refreshed daily.
 //! - [`shutdown`]: the [`Shutdown`] signal shared by every task.
 //! - [`app`]: [`App::build`] (all set-up, failing early) and [`App::run_until_stopped`].
@@ -28,11 +29,13 @@ pub mod fetch;
 pub mod mapset;
 pub mod outbound;
 pub mod refdata;
+pub mod report;
 pub mod schedule;
 pub mod shutdown;
 
 pub use app::{App, AppError, DrainSummary};
-pub use outbound::{Event, Mappings, Outcome, PassReport, Pipeline, PipelineSettings, PollTarget};
+pub use outbound::{Mappings, Pipeline, PipelineSettings, PollTarget};
+pub use report::{Event, Outcome, PassReport};
 pub use shutdown::Shutdown;
 
 use crate::amqp::AmqpError;
