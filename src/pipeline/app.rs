@@ -105,6 +105,8 @@ impl App {
                     service: c.service.clone(),
                     list: *l,
                     interval: Duration::from_secs(c.interval_secs),
+                    specialty: c.specialty.clone(),
+                    clinician: c.clinician.clone(),
                 })
             })
             .collect();

@@ -15,12 +15,14 @@ use tokio::sync::broadcast;
 
 use super::fetch::{self, FetchOptions};
 pub use super::mapset::{EventKind, Mappings};
+use super::refdata::RefDataCache;
 pub use super::report::{Event, Outcome, PassReport};
 use super::{PipelineError, Shutdown};
 use crate::amqp::{OutboundMessage, Publisher};
 use crate::config::WorklistKind;
 use crate::ers::{AuthMode, ErsClient};
-use crate::fhir::requests::FetchWorklist;
+use crate::fhir::requests::{Assigned, FetchWorklist};
+use crate::fhir::Coding;
 use crate::mapping::ApplyInput;
 use crate::store::{PublishedMessage, Store};
 
@@ -44,6 +46,10 @@ pub struct PollTarget {
     pub service: String,
     pub list: WorklistKind,
     pub interval: Duration,
+    /// Optional A008 specialty filter (an A004 SPECIALTY code).
+    pub specialty: Option<String>,
+    /// Optional A008 clinician filter (SDS user id).
+    pub clinician: Option<String>,
 }
 
 /// The outbound pipeline: shared by the schedulers; every method takes `&self`.
@@ -55,6 +61,8 @@ pub struct Pipeline {
     pub(super) settings: PipelineSettings,
     pub(super) targets: Vec<PollTarget>,
     pub(super) shutdown: Shutdown,
+    /// A004 code systems (the specialty filter's system), refreshed daily.
+    refdata: RefDataCache,
     events: broadcast::Sender<Event>,
     /// When each (UBRN, version) was first deferred for a pending attachment. In memory: a
     /// restart restarts the wait, which only delays the message.
@@ -88,6 +96,7 @@ impl Pipeline {
             settings,
             targets,
             shutdown,
+            refdata: RefDataCache::new(),
             events: broadcast::channel(1024).0,
             deferred_since: Mutex::new(HashMap::new()),
         }
@@ -154,6 +163,24 @@ impl Pipeline {
     ) -> Result<PassReport, PipelineError> {
         let mut report = PassReport::default();
         let list = t.list.code();
+        let mut req = FetchWorklist::new(t.list.into());
+        req.service = Some(t.service.clone());
+        req.clinician = t.clinician.clone().map(Assigned::Assigned);
+        if let Some(code) = &t.specialty {
+            // Resolved before the budget is taken, so a failure costs no worklist call.
+            let system = match self.refdata.get(&self.ers, "SPECIALTY").await {
+                Ok(cs) => cs.url.clone(),
+                Err(e) => {
+                    tracing::warn!(service = %t.service, list, error = %e, "a004 specialty look-up failed, skipping poll");
+                    None
+                }
+            };
+            let Some(system) = system else {
+                report.worklist_errors += 1;
+                return Ok(report);
+            };
+            req.specialty = Some(Assigned::Assigned(Coding::new(system, code.clone())));
+        }
         if self.ers.mode() == AuthMode::AppRestricted {
             let day = now.format("%Y-%m-%d").to_string();
             let budget = self.settings.worklist_budget;
@@ -167,8 +194,6 @@ impl Pipeline {
                 return Ok(report);
             }
         }
-        let mut req = FetchWorklist::new(t.list.into());
-        req.service = Some(t.service.clone());
         let items = match self.ers.worklist(&req).await {
             Ok(l) => l.worklist_items(),
             Err(source) => {

@@ -7,6 +7,7 @@ mod broker;
 mod budget;
 mod cli;
 mod faults;
+mod filters;
 mod flow;
 mod helpers;
 mod parked;
