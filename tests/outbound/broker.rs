@@ -1,5 +1,6 @@
 //! The broker side as the pipeline sees it: with no broker, publishing is retried with
 //! backoff and nothing is recorded as published; once a broker is there, everything flows.
+//! An unroutable (returned) message is retried too, never marked done.
 //! (Broker restarts mid-run are covered by the amqp tests.)
 
 use chrono::Utc;
@@ -44,5 +45,83 @@ async fn without_a_broker_nothing_is_marked_published_and_all_flows_once_it_is_u
     assert_eq!(summary.report.published, n);
     assert_eq!(h.take_messages().await.len(), n);
     up.close().await;
+    h.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unroutable_message_is_retried_until_a_queue_is_bound() {
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+
+    let n = 5;
+    let h = Harness::start(Opts {
+        generate: n,
+        ..Opts::default()
+    })
+    .await;
+    // The PAS team owns the topology: the exchange exists, no queue is bound yet.
+    let conn = lapin::Connection::connect(AMQP_URL, Default::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let exchange = format!("{}-x", h.prefix);
+    ch.exchange_declare(
+        exchange.as_str().into(),
+        lapin::ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let app = h
+        .app_with(
+            "[amqp]\n",
+            "[amqp]\ndeclare_topology = false\n",
+            Shutdown::new(),
+        )
+        .await;
+    let mut events = app.pipeline().subscribe();
+    let p = app.pipeline().clone();
+    let pass = tokio::spawn(async move { p.poll_once(Utc::now()).await });
+    loop {
+        if let Ok(Event::PublishRetry { error, .. }) = events.recv().await {
+            assert!(error.contains("unroutable"), "{error}");
+            break;
+        }
+    }
+    assert!(app
+        .pipeline()
+        .store()
+        .published_counts()
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The queue appears: the retries go through, each referral once.
+    ch.queue_declare(
+        h.pas_queue().as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    ch.queue_bind(
+        h.pas_queue().as_str().into(),
+        exchange.as_str().into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let report = pass.await.unwrap().expect("pass");
+    assert_eq!(report.published, n);
+    assert_eq!(h.take_messages().await.len(), n);
+    app.close().await;
     h.cleanup().await;
 }
