@@ -99,3 +99,79 @@ async fn parked_lists_the_parked_referrals() {
     );
     h.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_publishes_until_sigterm_then_exits_cleanly_and_replay_republishes() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+
+    let n = 8;
+    let h = Harness::start(Opts {
+        generate: n,
+        ..Opts::default()
+    })
+    .await;
+    let config = h.config_path.clone();
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ers-bridge"))
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut log = Vec::new();
+        let mut published = 0;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if line.contains("\"message published\"") {
+                published += 1;
+            }
+            log.push(line);
+            if published == n {
+                break;
+            }
+        }
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        log.extend(lines.map_while(Result::ok));
+        (child.wait().unwrap(), log)
+    })
+    .await
+    .unwrap();
+    let log = log.join("\n");
+    assert!(status.success(), "run exited with {status}:\n{log}");
+    assert!(log.contains("shutdown requested"), "{log}");
+    assert!(log.contains("scheduler stopped"), "{log}");
+    let msgs = h.take_messages().await;
+    assert_eq!(msgs.len(), n);
+
+    // `replay` re-sends one referral with the same MSH-10.
+    let ubrn = msgs[0].ubrn();
+    let config = h.config_path.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_ers-bridge"))
+            .args(["replay", "--config"])
+            .arg(&config)
+            .arg(&ubrn)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("published {}", msgs[0].ubrn())),
+        "{stdout}"
+    );
+    let again = h.take_messages().await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].message_id, msgs[0].message_id);
+    h.cleanup().await;
+}
