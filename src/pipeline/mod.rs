@@ -93,3 +93,27 @@ impl PipelineError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        let bad = PipelineError::BadReferral {
+            ubrn: "000000070000".into(),
+            reason: "no version".into(),
+        };
+        assert!(!bad.is_retryable());
+        assert!(PipelineError::ShuttingDown.is_retryable());
+        let nacked = PipelineError::Amqp(AmqpError::Nacked {
+            message_id: "x".into(),
+        });
+        assert!(nacked.is_retryable(), "a nack is retried");
+        let mapping = PipelineError::Mapping(MappingError::Missing {
+            field: "PID-3".into(),
+            name: "NHS number".into(),
+        });
+        assert!(!mapping.is_retryable(), "bad data is parked, not retried");
+    }
+}

@@ -79,3 +79,25 @@ impl PassReport {
         self.budget_exhausted += o.budget_exhausted;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_is_idle_only_when_nothing_happened_or_failed() {
+        let mut r = PassReport {
+            worklist_items: 10,
+            budget_exhausted: 2,
+            ..PassReport::default()
+        };
+        assert!(r.is_idle(), "reading seen items and skipping polls is idle");
+        r.deferred = 1;
+        assert!(!r.is_idle());
+        let mut total = PassReport::default();
+        total.add(&r);
+        total.add(&r);
+        assert_eq!(total.deferred, 2);
+        assert_eq!(total.worklist_items, 20);
+    }
+}

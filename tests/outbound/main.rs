@@ -13,3 +13,4 @@ mod helpers;
 mod parked;
 mod restart;
 mod run;
+mod store_ext;
