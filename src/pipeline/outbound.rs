@@ -4,8 +4,8 @@
 //! [`Pipeline::process_referral`], [`Pipeline::replay`]) let tests drive the loop without
 //! timers; [`Pipeline::drain`] repeats passes until nothing is left to do.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -64,9 +64,6 @@ pub struct Pipeline {
     /// A004 code systems (the specialty filter's system), refreshed daily.
     refdata: RefDataCache,
     events: broadcast::Sender<Event>,
-    /// When each (UBRN, version) was first deferred for a pending attachment. In memory: a
-    /// restart restarts the wait, which only delays the message.
-    deferred_since: Mutex<HashMap<(String, i64), DateTime<Utc>>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -98,7 +95,6 @@ impl Pipeline {
             shutdown,
             refdata: RefDataCache::new(),
             events: broadcast::channel(1024).0,
-            deferred_since: Mutex::new(HashMap::new()),
         }
     }
 
@@ -396,14 +392,14 @@ impl Pipeline {
         };
         let docs = fetch::fetch_documents(&self.ers, ubrn, json, self.settings.fetch).await?;
         if !docs.pending.is_empty() {
-            let key = (ubrn.to_string(), version);
-            let since = *self
-                .deferred_since
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(key)
-                .or_insert(now);
-            let waited = (now - since).to_std().unwrap_or_default();
+            // The wait is counted in the store, so a restart does not restart it.
+            let since_ms = self
+                .store
+                .defer(ubrn, version, now.timestamp_millis())
+                .await?;
+            let waited = Duration::from_millis(
+                u64::try_from(now.timestamp_millis() - since_ms).unwrap_or(0),
+            );
             if waited < self.settings.pending_max_wait {
                 tracing::info!(
                     ubrn,
@@ -481,10 +477,7 @@ impl Pipeline {
             .mark_seen(ubrn, version, "published", now.timestamp_millis())
             .await?;
         self.store.unpark(ubrn).await?;
-        self.deferred_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(ubrn.to_string(), version));
+        self.store.clear_deferred(ubrn).await?;
         Ok(Outcome::Published(ids))
     }
 

@@ -339,6 +339,35 @@ impl Store {
         Ok(())
     }
 
+    /// Records that a referral version waits for pending attachments (first call wins) and
+    /// returns since when it has waited, in milliseconds.
+    pub async fn defer(&self, ubrn: &str, version: i64, now_ms: i64) -> Result<i64, StoreError> {
+        sqlx::query(
+            "INSERT INTO deferred (ubrn, version, since_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (ubrn, version) DO NOTHING",
+        )
+        .bind(ubrn)
+        .bind(version)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT since_ms FROM deferred WHERE ubrn = $1 AND version = $2")
+            .bind(ubrn)
+            .bind(version)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("since_ms")?)
+    }
+
+    /// Forgets the waits of a referral (once a version of it is published).
+    pub async fn clear_deferred(&self, ubrn: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM deferred WHERE ubrn = $1")
+            .bind(ubrn)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// A named value kept across restarts (e.g. the hash of the mapping files).
     pub async fn state_value(&self, name: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT value FROM pipeline_state WHERE name = $1")

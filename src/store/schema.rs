@@ -62,6 +62,13 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             name TEXT PRIMARY KEY,
             value TEXT NOT NULL
         )",
+            // Since when a referral version has waited for attachments e-RS still scans.
+            "CREATE TABLE deferred (
+            ubrn TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            since_ms BIGINT NOT NULL,
+            PRIMARY KEY (ubrn, version)
+        )",
             "CREATE INDEX published_messages_ubrn_version ON published_messages (ubrn, version)",
         ],
     ),

@@ -64,3 +64,54 @@ async fn every_referral_is_published_despite_faults_and_pending_attachments() {
     app.close().await;
     h.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_pending_too_long_are_sent_by_reference_and_the_wait_survives_a_restart() {
+    let n = 10;
+    let h = Harness::start(Opts {
+        generate: n,
+        ..Opts::default()
+    })
+    .await;
+    h.admin(
+        "faults",
+        serde_json::json!({"attachments_pending_secs": 86_400}),
+    )
+    .await;
+    let t0 = Utc::now();
+    let app = h.app(Shutdown::new()).await;
+    let first = app.pipeline().poll_once(t0).await.expect("pass");
+    assert!(first.deferred > 0, "{first:?}");
+    app.close().await;
+
+    // Restarted half an hour later: still within the default hour, still waiting.
+    let app = h.app(Shutdown::new()).await;
+    let later = app
+        .pipeline()
+        .poll_once(t0 + chrono::Duration::minutes(30))
+        .await
+        .expect("pass");
+    assert_eq!(later.deferred, first.deferred, "{later:?}");
+    assert_eq!(later.published, 0);
+
+    // Past the hour counted from the first wait: published without the attachment bytes.
+    let late = app
+        .pipeline()
+        .poll_once(t0 + chrono::Duration::minutes(61))
+        .await
+        .expect("pass");
+    assert_eq!(late.deferred, 0, "{late:?}");
+    assert_eq!(late.published, first.deferred);
+    let msgs = h.take_messages().await;
+    assert_eq!(msgs.len(), n);
+    for m in &msgs {
+        assert!(
+            m.message
+                .segments_named("OBX")
+                .all(|obx| obx.get(2, 1, 1, 1) != "ED"),
+            "no attachment was inline"
+        );
+    }
+    app.close().await;
+    h.cleanup().await;
+}

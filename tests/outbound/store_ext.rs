@@ -44,6 +44,12 @@ async fn exercise(store: &Store) {
         Some("b")
     );
 
+    // Deferrals keep their first time until cleared.
+    assert_eq!(store.defer("000000000003", 5, 100).await.unwrap(), 100);
+    assert_eq!(store.defer("000000000003", 5, 900).await.unwrap(), 100);
+    store.clear_deferred("000000000003").await.unwrap();
+    assert_eq!(store.defer("000000000003", 5, 900).await.unwrap(), 900);
+
     // The latest confirmed version of a UBRN.
     assert_eq!(
         store
