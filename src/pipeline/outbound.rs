@@ -378,14 +378,20 @@ impl Pipeline {
         json: &Value,
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
-        let published_before = self
-            .store
-            .latest_published_version(ubrn)
-            .await?
-            .is_some_and(|p| p < version);
+        let latest = self.store.latest_published_version(ubrn).await?;
         let kind = if fetch::is_cancelled(json) {
+            if latest.is_none() {
+                // The PAS never heard of it (e.g. it was parked): nothing to cancel there.
+                tracing::info!(ubrn, version, "cancelled before any message was published");
+                let now_ms = now.timestamp_millis();
+                self.store
+                    .mark_seen(ubrn, version, "cancelled-unpublished", now_ms)
+                    .await?;
+                self.store.unpark(ubrn).await?;
+                return Ok(Outcome::Skipped);
+            }
             EventKind::Cancelled
-        } else if published_before {
+        } else if latest.is_some_and(|p| p < version) {
             EventKind::Changed
         } else {
             EventKind::New

@@ -106,3 +106,26 @@ async fn parked_referrals_are_retried_when_the_mappings_change() {
     app.close().await;
     h.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_referral_cancelled_before_any_message_sends_nothing_and_is_unparked() {
+    let h = Harness::start(Opts::default()).await;
+    h.admin("referrals", referral_with_nhs("9912003889", "5"))
+        .await;
+    let app = h.app(Shutdown::new()).await;
+    assert_eq!(app.drain(5).await.expect("drain").parked.len(), 1);
+    h.admin(
+        &format!("referrals/{BAD_UBRN}/cancel"),
+        serde_json::json!({}),
+    )
+    .await;
+    let summary = app.drain(5).await.expect("drain");
+    assert_eq!(summary.report.published, 0, "{:?}", summary.report);
+    assert!(summary.parked.is_empty(), "{:?}", summary.parked);
+    assert!(
+        h.take_messages().await.is_empty(),
+        "no REF^I14 for a referral the PAS never had"
+    );
+    app.close().await;
+    h.cleanup().await;
+}
