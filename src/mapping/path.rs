@@ -6,7 +6,8 @@
 //! `empty`, `count`, `not`, `extension(url)`, `resolve`, and the string functions
 //! `upper lower trim substring replace startsWith endsWith contains length join toString`)
 //! and the mapping functions of [`super::functions`] (`date`, `default`, `concat`,
-//! `lookup`, `iif`, `attachment_base64`, `attachment_inline`, `nhs_number`, `ubrn`), called
+//! `lookup`, `iif`, `attachment_base64`, `attachment_inline`, `nhs_number`, `ubrn`,
+//! `decimal`, `divide`), called
 //! without a receiver.
 //! Evaluation is in [`super::eval`].
 
