@@ -14,6 +14,7 @@
 //! - [`cli`]: the `ers-bridge` command line; `main.rs` only calls [`cli::main`].
 //! - [`amqp`]: RabbitMQ topology and confirmed publishing (the only lapin user).
 //! - [`store`]: the durable store (SQLite or PostgreSQL) and the delivery semantics.
+//! - [`pipeline`]: the outbound main job (poll, fetch, map, publish, record) and [`pipeline::App`].
 //!
 //! `ARCHITECTURE.md` at the repository root has the code map and the invariants.
 
@@ -24,6 +25,7 @@ pub mod ers;
 pub mod fhir;
 pub mod hl7;
 pub mod mapping;
+pub mod pipeline;
 pub mod simulator;
 pub mod store;
 pub mod telemetry;

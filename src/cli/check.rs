@@ -15,19 +15,9 @@ pub struct CheckArgs {
 /// Runs `check`: prints one line per step; exits 0 when all pass, 1 otherwise, 64 for a
 /// configuration error.
 pub fn run(args: &CheckArgs) -> ExitCode {
-    let client = match super::ers::build_client(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(super::EX_USAGE);
-        }
-    };
-    let rt = match super::runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::FAILURE;
-        }
+    let (client, rt) = match super::ers::client_and_runtime(args.config.as_deref()) {
+        Ok(both) => both,
+        Err(code) => return code,
     };
     rt.block_on(async {
         println!("e-rs auth mode: {}", client.mode().name());

@@ -199,19 +199,9 @@ pub enum ErsOp {
 
 /// Runs `ers <op>`.
 pub fn run(args: ErsArgs) -> ExitCode {
-    let client = match build_client(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(super::EX_USAGE);
-        }
-    };
-    let rt = match super::runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::FAILURE;
-        }
+    let (client, rt) = match client_and_runtime(args.config.as_deref()) {
+        Ok(both) => both,
+        Err(code) => return code,
     };
     rt.block_on(async {
         let result = execute(&client, args.op).await;
@@ -235,35 +225,41 @@ pub(crate) fn build_client(path: Option<&std::path::Path>) -> anyhow::Result<Ers
     Ok(ErsClient::new(&cfg.ers, Arc::new(ProcessEnv))?)
 }
 
+/// The client (a configuration error prints and gives exit code 64) and the tokio runtime
+/// (failing gives exit code 1), shared with `check`.
+pub(crate) fn client_and_runtime(
+    path: Option<&std::path::Path>,
+) -> Result<(ErsClient, tokio::runtime::Runtime), ExitCode> {
+    let client = build_client(path).map_err(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(super::EX_USAGE)
+    })?;
+    let rt = super::runtime().map_err(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })?;
+    Ok((client, rt))
+}
+
 /// Prints an error with its e-RS code and diagnostics on stderr.
 pub(crate) fn report(e: &anyhow::Error) {
     eprintln!("error: {e:#}");
     if let Some(ers) = e.downcast_ref::<ErsError>() {
         if let Some(api) = ers.api() {
-            eprintln!("  http status:    {}", api.status);
-            eprintln!(
-                "  e-rs code:      {}",
-                api.ers_code.as_deref().unwrap_or("-")
-            );
-            eprintln!(
-                "  issue type:     {}",
-                api.issue_code.as_deref().unwrap_or("-")
-            );
-            eprintln!(
-                "  diagnostics:    {}",
-                api.diagnostics.as_deref().unwrap_or("-")
-            );
-            eprintln!("  correlation id: {}", api.correlation_id);
-            eprintln!(
-                "  request id:     {}",
-                api.request_id.as_deref().unwrap_or("-")
-            );
+            detail("http status", api.status);
+            detail("e-rs code", api.ers_code.as_deref().unwrap_or("-"));
+            detail("issue type", api.issue_code.as_deref().unwrap_or("-"));
+            detail("diagnostics", api.diagnostics.as_deref().unwrap_or("-"));
+            detail("correlation id", &api.correlation_id);
+            detail("request id", api.request_id.as_deref().unwrap_or("-"));
         }
-        eprintln!(
-            "  retryable:      {}",
-            if ers.is_retryable() { "yes" } else { "no" }
-        );
+        detail("retryable", if ers.is_retryable() { "yes" } else { "no" });
     }
+}
+
+/// One indented `label: value` line of [`report`], values aligned in one column.
+fn detail(label: &str, value: impl std::fmt::Display) {
+    eprintln!("  {:<16}{value}", format!("{label}:"));
 }
 
 fn print_json(v: &impl FhirResource) -> anyhow::Result<()> {

@@ -3,8 +3,12 @@
 //! 0 success, 1 runtime failure, 64 (`EX_USAGE`) for a configuration error.
 
 mod check;
+mod demo;
 mod ers;
+mod parked;
 mod render;
+mod replay;
+mod run;
 mod simulate;
 mod test_mappings;
 mod validate;
@@ -32,6 +36,14 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the bridge: poll e-RS, publish to RabbitMQ, until SIGINT/SIGTERM.
+    Run(run::RunArgs),
+    /// Run the bridge against an in-process simulator and the local RabbitMQ until drained.
+    Demo(demo::DemoArgs),
+    /// List the referrals parked because they could not be mapped.
+    Parked(parked::ParkedArgs),
+    /// Re-process one referral (e.g. a parked one after fixing its mapping).
+    Replay(replay::ReplayArgs),
     /// Check a configuration file offline; exits 64 naming the file, key and reason.
     Validate(validate::ValidateArgs),
     /// Check the e-RS connection: authenticate and read reference data.
@@ -51,6 +63,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     match cli.command {
+        Command::Run(args) => run::run(&args),
+        Command::Demo(args) => demo::run(&args),
+        Command::Parked(args) => parked::run(&args),
+        Command::Replay(args) => replay::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Ers(args) => ers::run(args),

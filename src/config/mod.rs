@@ -15,7 +15,8 @@ pub mod raw;
 pub use env::{Env, MapEnv, ProcessEnv, ENV_PREFIX};
 pub use error::ConfigError;
 pub use raw::{
-    AmqpConfig, AuthConfig, Config, ErsConfig, MonitorConfig, PollConfig, StoreConfig, WorklistKind,
+    AmqpConfig, AuthConfig, Config, ErsConfig, MonitorConfig, PipelineConfig, PollConfig,
+    StoreConfig, WorklistKind,
 };
 
 use std::path::Path;

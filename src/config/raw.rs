@@ -30,6 +30,42 @@ pub struct RawConfig {
     /// One entry per e-RS service whose worklists are polled.
     #[serde(default)]
     pub poll: Vec<PollConfig>,
+    /// How the outbound pipeline fetches, maps and publishes (docs/pipeline.md).
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+}
+
+/// `[pipeline]`: the outbound main job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Referrals fetched, mapped and published at the same time (all share the e-RS rate limit).
+    pub concurrency: usize,
+    /// Fetch the clinical referral information PDF (A007) for each referral version and hand
+    /// it to the mapping as the attachment `clinical-info`.
+    pub fetch_clinical_info: bool,
+    /// Fetch the AVAILABLE attachments of related referrals (`supportingInfo`) too.
+    pub fetch_related_attachments: bool,
+    /// A referral whose attachment stays PENDING this long is published without it (the
+    /// mapping then sends it by reference); until then the referral waits for the next poll.
+    pub pending_attachment_max_wait_secs: u64,
+    /// First delay between publish attempts while the broker is unavailable; doubles up to
+    /// `publish_retry_max_delay_ms`. Publishing is retried until it succeeds or shutdown.
+    pub publish_retry_base_delay_ms: u64,
+    pub publish_retry_max_delay_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            fetch_clinical_info: false,
+            fetch_related_attachments: false,
+            pending_attachment_max_wait_secs: 3_600,
+            publish_retry_base_delay_ms: 200,
+            publish_retry_max_delay_ms: 30_000,
+        }
+    }
 }
 
 /// `[ers]`
@@ -351,6 +387,17 @@ impl RawConfig {
             return err("ers.request_timeout_ms", "timeouts must be above 0".into());
         }
         self.validate_auth()?;
+        if self.pipeline.concurrency == 0 {
+            return err("pipeline.concurrency", "must be at least 1".into());
+        }
+        if self.pipeline.publish_retry_base_delay_ms == 0
+            || self.pipeline.publish_retry_max_delay_ms < self.pipeline.publish_retry_base_delay_ms
+        {
+            return err(
+                "pipeline.publish_retry_base_delay_ms",
+                "must be above 0 and at most publish_retry_max_delay_ms".into(),
+            );
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, p) in self.poll.iter().enumerate() {
             let key = |k: &str| format!("poll[{i}].{k}");

@@ -82,6 +82,24 @@ impl ErsClient {
         )
     }
 
+    /// A005 as raw JSON: the referral exactly as e-RS sent it (every field, including the
+    /// ones [`ReferralRequest`] does not model), for the mapping engine.
+    pub async fn referral_json(
+        &self,
+        ubrn: &str,
+        version: Option<u32>,
+    ) -> Result<Versioned<serde_json::Value>, ErsError> {
+        let op = Operation::A005;
+        check_ubrn(op, ubrn)?;
+        let call = self.get(op, self.stu3(&history("ReferralRequest", ubrn, version)));
+        versioned(
+            op,
+            self.execute(call).await?,
+            "ReferralRequest",
+            |r: &serde_json::Value| r.pointer("/meta/versionId")?.as_str()?.parse().ok(),
+        )
+    }
+
     /// A042: an attachment's bytes. Follows the 307 to the object store itself, with a
     /// plain client that sends no e-RS header or credential there.
     pub async fn attachment(&self, id: &str) -> Result<Binary, ErsError> {

@@ -23,32 +23,28 @@ fn sft(v251: bool) -> Node {
     Seg("SFT", 0, if v251 { MANY } else { 0 })
 }
 
-fn ref_i12(v251: bool) -> Vec<Node> {
-    vec![
-        Seg("MSH", 1, 1),
-        sft(v251),
+/// MSH to PROVIDER_CONTACT of REF_I12 and RRI_I12 (only RRI has the `MSA`).
+fn referral_head(v251: bool, msa: bool) -> Vec<Node> {
+    let mut nodes = vec![Seg("MSH", 1, 1), sft(v251)];
+    if msa {
+        nodes.push(Seg("MSA", 0, 1));
+    }
+    nodes.extend([
         Seg("RF1", 0, 1),
-        Group(
-            "AUTHORIZATION_CONTACT",
-            0,
-            1,
-            vec![Seg("AUT", 1, 1), Seg("CTD", 0, 1)],
-        ),
+        authorization_contact(),
         Group(
             "PROVIDER_CONTACT",
             1,
             MANY,
             vec![Seg("PRD", 1, 1), Seg("CTD", 0, MANY)],
         ),
-        Seg("PID", 1, 1),
-        Seg("NK1", 0, MANY),
-        Seg("GT1", 0, MANY),
-        Group(
-            "INSURANCE",
-            0,
-            MANY,
-            vec![Seg("IN1", 1, 1), Seg("IN2", 0, 1), Seg("IN3", 0, 1)],
-        ),
+    ]);
+    nodes
+}
+
+/// ACC to the final NTE, shared by REF_I12 and RRI_I12.
+fn referral_tail() -> Vec<Node> {
+    vec![
         Seg("ACC", 0, 1),
         Seg("DG1", 0, MANY),
         Seg("DRG", 0, MANY),
@@ -65,20 +61,38 @@ fn ref_i12(v251: bool) -> Vec<Node> {
     ]
 }
 
+fn ref_i12(v251: bool) -> Vec<Node> {
+    let mut nodes = referral_head(v251, false);
+    nodes.extend([
+        Seg("PID", 1, 1),
+        Seg("NK1", 0, MANY),
+        Seg("GT1", 0, MANY),
+        Group(
+            "INSURANCE",
+            0,
+            MANY,
+            vec![Seg("IN1", 1, 1), Seg("IN2", 0, 1), Seg("IN3", 0, 1)],
+        ),
+    ]);
+    nodes.extend(referral_tail());
+    nodes
+}
+
+fn authorization_contact() -> Node {
+    Group(
+        "AUTHORIZATION_CONTACT",
+        0,
+        1,
+        vec![Seg("AUT", 1, 1), Seg("CTD", 0, 1)],
+    )
+}
+
 fn procedure() -> Node {
     Group(
         "PROCEDURE",
         0,
         MANY,
-        vec![
-            Seg("PR1", 1, 1),
-            Group(
-                "AUTHORIZATION_CONTACT",
-                0,
-                1,
-                vec![Seg("AUT", 1, 1), Seg("CTD", 0, 1)],
-            ),
-        ],
+        vec![Seg("PR1", 1, 1), authorization_contact()],
     )
 }
 
@@ -101,38 +115,10 @@ fn observation() -> Node {
 }
 
 fn rri_i12(v251: bool) -> Vec<Node> {
-    vec![
-        Seg("MSH", 1, 1),
-        sft(v251),
-        Seg("MSA", 0, 1),
-        Seg("RF1", 0, 1),
-        Group(
-            "AUTHORIZATION_CONTACT",
-            0,
-            1,
-            vec![Seg("AUT", 1, 1), Seg("CTD", 0, 1)],
-        ),
-        Group(
-            "PROVIDER_CONTACT",
-            1,
-            MANY,
-            vec![Seg("PRD", 1, 1), Seg("CTD", 0, MANY)],
-        ),
-        Seg("PID", 1, 1),
-        Seg("ACC", 0, 1),
-        Seg("DG1", 0, MANY),
-        Seg("DRG", 0, MANY),
-        Seg("AL1", 0, MANY),
-        procedure(),
-        observation(),
-        Group(
-            "PATIENT_VISIT",
-            0,
-            1,
-            vec![Seg("PV1", 1, 1), Seg("PV2", 0, 1)],
-        ),
-        Seg("NTE", 0, MANY),
-    ]
+    let mut nodes = referral_head(v251, true);
+    nodes.push(Seg("PID", 1, 1));
+    nodes.extend(referral_tail());
+    nodes
 }
 
 fn adt(v251: bool, a01: bool) -> Vec<Node> {

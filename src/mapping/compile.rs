@@ -71,11 +71,7 @@ pub struct CompiledMapping {
 
 /// Compiles the mapping file at `path`; tables are relative to its folder.
 pub fn compile_file(path: &Path) -> Result<CompiledMapping, MappingError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| MappingError::Io {
-        file: file.clone(),
-        reason: e.to_string(),
-    })?;
+    let (file, text) = super::read_text(path)?;
     compile_str(&file, &text, path.parent().unwrap_or(Path::new(".")))
 }
 

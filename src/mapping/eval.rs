@@ -380,4 +380,27 @@ mod tests {
             .unwrap_err()
             .contains("expects one value, got 2"));
     }
+
+    #[test]
+    fn decimal_functions_are_exact_and_round_half_away_from_zero() {
+        let v = json!({"size": 1536, "text": "2.345", "neg": "-2.345", "tiny": 0.1});
+        assert_eq!(run("decimal(text, 2)", &v).unwrap(), vec![json!("2.35")]);
+        assert_eq!(run("decimal(neg, 2)", &v).unwrap(), vec![json!("-2.35")]);
+        assert_eq!(run("decimal(tiny, 3)", &v).unwrap(), vec![json!("0.100")]);
+        assert_eq!(
+            run("divide(size, 1024, 1)", &v).unwrap(),
+            vec![json!("1.5")]
+        );
+        assert_eq!(run("divide(size, 1000, 0)", &v).unwrap(), vec![json!("2")]);
+        assert_eq!(run("decimal(missing, 2)", &v).unwrap(), Vec::<Value>::new());
+        assert!(run("divide(size, 0, 1)", &v)
+            .unwrap_err()
+            .contains("cannot divide 1536 by 0"));
+        assert!(run("decimal('abc', 1)", &v)
+            .unwrap_err()
+            .contains("\"abc\" is not a decimal number"));
+        assert!(run("decimal(text, 'x')", &v)
+            .unwrap_err()
+            .contains("places must be a whole number"));
+    }
 }

@@ -12,11 +12,14 @@
 //! | `attachment_inline(id)` | whether `attachment_base64(id)` would give a value |
 //! | `nhs_number(x)` | `x` if it is a valid NHS number (modulus 11), else an error; empty stays empty |
 //! | `ubrn(x)` | `x` if it is a 12-digit UBRN, else an error; empty stays empty |
+//! | `decimal(x, places)` | the FHIR decimal `x` rounded half away from zero to `places` decimals (`'2.345'`, 2 → `2.35`); exact, never through binary floating point |
+//! | `divide(x, y, places)` | `x / y` as an exact decimal rounded to `places` (e.g. an attachment `size` in KB: `divide(size, 1024, 1)`); dividing by zero is an error |
 
 use std::borrow::Cow;
 
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDate};
+use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
 
 use super::eval::{bool_val, eval, single_text, truthy, Coll, Env};
@@ -119,8 +122,44 @@ pub fn call<'a>(
                 .map(|u| text(u.to_string()))
                 .map_err(|e| e.to_string()),
         },
+        "decimal" | "divide" => {
+            let Some(x) = arg_text(0)? else {
+                return Ok(Vec::new());
+            };
+            let x = parse_decimal(name, &x)?;
+            let (value, places_arg) = if name == "divide" {
+                let y = arg_text(1)?.ok_or("divide: the divisor is empty")?;
+                let y = parse_decimal(name, &y)?;
+                let q = x
+                    .checked_div(y)
+                    .ok_or_else(|| format!("divide: cannot divide {x} by {y}"))?;
+                (q, 2)
+            } else {
+                (x, 1)
+            };
+            let places = arg_text(places_arg)?
+                .and_then(|p| p.parse::<u32>().ok())
+                .filter(|p| *p <= 28)
+                .ok_or_else(|| format!("{name}: places must be a whole number from 0 to 28"))?;
+            Ok(text(round(value, places)))
+        }
         other => Err(format!("unknown function `{other}`")),
     }
+}
+
+/// Parses a FHIR decimal (JSON number or text) exactly.
+fn parse_decimal(name: &str, s: &str) -> Result<Decimal, String> {
+    s.trim()
+        .parse::<Decimal>()
+        .or_else(|_| Decimal::from_scientific(s.trim()))
+        .map_err(|_| format!("{name}: {s:?} is not a decimal number"))
+}
+
+/// Rounds half away from zero and prints exactly `places` decimals.
+pub fn round(value: Decimal, places: u32) -> String {
+    let mut r = value.round_dp_with_strategy(places, RoundingStrategy::MidpointAwayFromZero);
+    r.rescale(places);
+    r.to_string()
 }
 
 /// Formats a FHIR date, dateTime or instant.

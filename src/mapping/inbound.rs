@@ -119,11 +119,7 @@ pub struct DecisionTable {
 
 impl DecisionTable {
     pub fn load(path: &Path) -> Result<Self, MappingError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| MappingError::Io {
-            file: file.clone(),
-            reason: e.to_string(),
-        })?;
+        let (file, text) = super::read_text(path)?;
         Self::parse(&file, &text, path.parent().unwrap_or(Path::new(".")))
     }
 

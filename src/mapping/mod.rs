@@ -62,6 +62,19 @@ impl MappingError {
     }
 }
 
+/// Reads a mapping, table, decision or manifest file: its display name (for errors) and
+/// its text; failing is [`MappingError::Io`] naming the file.
+pub(crate) fn read_text(path: &std::path::Path) -> Result<(String, String), MappingError> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((file, text)),
+        Err(e) => Err(MappingError::Io {
+            file,
+            reason: e.to_string(),
+        }),
+    }
+}
+
 /// The 1-based line of a byte offset in `text`.
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset).unwrap_or(text).matches('\n').count() + 1

@@ -6,7 +6,8 @@
 //! `empty`, `count`, `not`, `extension(url)`, `resolve`, and the string functions
 //! `upper lower trim substring replace startsWith endsWith contains length join toString`)
 //! and the mapping functions of [`super::functions`] (`date`, `default`, `concat`,
-//! `lookup`, `iif`, `attachment_base64`, `attachment_inline`, `nhs_number`, `ubrn`), called
+//! `lookup`, `iif`, `attachment_base64`, `attachment_inline`, `nhs_number`, `ubrn`,
+//! `decimal`, `divide`), called
 //! without a receiver.
 //! Evaluation is in [`super::eval`].
 
@@ -66,6 +67,8 @@ pub const GLOBALS: &[(&str, usize, usize)] = &[
     ("attachment_inline", 1, 1),
     ("nhs_number", 1, 1),
     ("ubrn", 1, 1),
+    ("decimal", 2, 2),
+    ("divide", 3, 3),
 ];
 
 const VARS: &[&str] = &["resource", "index", "control_id", "timestamp", "context"];

@@ -109,11 +109,7 @@ pub fn diff(expected: &str, actual: &str) -> String {
 
 /// Runs every sample of the manifest at `path`.
 pub fn run_manifest(path: &Path, update: bool) -> Result<Vec<CaseResult>, MappingError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| MappingError::Io {
-        file: file.clone(),
-        reason: e.to_string(),
-    })?;
+    let (file, text) = super::read_text(path)?;
     let m: Manifest = toml::from_str(&text).map_err(|e| toml_error(&file, &text, &e))?;
     if m.version != 1 {
         return Err(MappingError::Invalid {

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    state::{bump_version, set_extension, Referral, SD},
+    state::{bump_version, now_instant, set_extension, Referral, World, SD},
     Sim,
 };
 
@@ -63,6 +63,28 @@ fn parse_body<T: for<'de> Deserialize<'de> + Default>(body: &Bytes) -> Result<T,
     }
     serde_json::from_slice(body)
         .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("invalid body: {e}"))))
+}
+
+/// The referral `ubrn` unless it is unknown (404) or cancelled (409, "referral {ubrn}
+/// {cancelled}"); the error is the reply.
+fn live_referral<'w>(
+    w: &'w mut World,
+    ubrn: &str,
+    cancelled: &str,
+) -> Result<&'w mut Referral, Box<Response>> {
+    let Some(r) = w.referrals.get_mut(ubrn) else {
+        return Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            format!("no referral {ubrn}"),
+        )));
+    };
+    if r.state() == "CANCELLED_REFERRAL" {
+        return Err(Box::new(error(
+            StatusCode::CONFLICT,
+            format!("referral {ubrn} {cancelled}"),
+        )));
+    }
+    Ok(r)
 }
 
 fn summary(r: &Referral) -> Response {
@@ -101,22 +123,17 @@ pub async fn change(
         }
     }
     let mut w = sim.world.lock().await;
-    let Some(r) = w.referrals.get_mut(&ubrn) else {
-        return error(StatusCode::NOT_FOUND, format!("no referral {ubrn}"));
+    let r = match live_referral(&mut w, &ubrn, "is cancelled") {
+        Ok(r) => r,
+        Err(resp) => return *resp,
     };
-    if r.state() == "CANCELLED_REFERRAL" {
-        return error(
-            StatusCode::CONFLICT,
-            format!("referral {ubrn} is cancelled"),
-        );
-    }
     if let Some(p) = &change.priority {
         r.set_priority(p);
         r.priority_changed = true;
     }
     if change.letter_changed {
         r.letter_changed = true;
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let now = now_instant();
         set_extension(
             &mut r.resource,
             "Extension-eRS-ClinicalInfoLastUpdated-1",
@@ -139,15 +156,10 @@ pub async fn cancel(
         Err(r) => return *r,
     };
     let mut w = sim.world.lock().await;
-    let Some(r) = w.referrals.get_mut(&ubrn) else {
-        return error(StatusCode::NOT_FOUND, format!("no referral {ubrn}"));
+    let r = match live_referral(&mut w, &ubrn, "is already cancelled") {
+        Ok(r) => r,
+        Err(resp) => return *resp,
     };
-    if r.state() == "CANCELLED_REFERRAL" {
-        return error(
-            StatusCode::CONFLICT,
-            format!("referral {ubrn} is already cancelled"),
-        );
-    }
     r.set_state("CANCELLED_REFERRAL", None, cancel.reason.as_deref());
     r.resource["status"] = Value::from("cancelled");
     if r.appointment_status().is_some() {

@@ -15,6 +15,11 @@ pub fn version_of(resource: &Value) -> u64 {
         .unwrap_or(0)
 }
 
+/// Now as a FHIR instant with milliseconds (`2024-05-08T09:54:23.167Z`).
+pub fn now_instant() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// Increments `meta.versionId` and returns the new version.
 pub fn bump_version(resource: &mut Value) -> u64 {
     let v = version_of(resource) + 1;
@@ -24,20 +29,25 @@ pub fn bump_version(resource: &mut Value) -> u64 {
 
 /// The extension of `v` whose URL ends with `/name`.
 pub fn extension<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    v["extension"].as_array()?.iter().find(|e| {
-        e["url"]
-            .as_str()
-            .is_some_and(|u| u.rsplit('/').next() == Some(name))
-    })
+    v["extension"]
+        .as_array()?
+        .iter()
+        .find(|e| url_names(e, name))
 }
 
 /// Mutable access to the extension of `v` whose URL ends with `/name`.
 pub fn extension_mut<'a>(v: &'a mut Value, name: &str) -> Option<&'a mut Value> {
-    v["extension"].as_array_mut()?.iter_mut().find(|e| {
-        e["url"]
-            .as_str()
-            .is_some_and(|u| u.rsplit('/').next() == Some(name))
-    })
+    v["extension"]
+        .as_array_mut()?
+        .iter_mut()
+        .find(|e| url_names(e, name))
+}
+
+/// Whether extension `e`'s URL ends with `/name`.
+fn url_names(e: &Value, name: &str) -> bool {
+    e["url"]
+        .as_str()
+        .is_some_and(|u| u.rsplit('/').next() == Some(name))
 }
 
 /// Sets (adding if needed) the extension `name` of `v` to `ext` (which carries its URL).
@@ -63,6 +73,23 @@ pub fn contained<'a>(v: &'a Value, ty: &'a str) -> impl Iterator<Item = &'a Valu
         .filter(move |c| c["resourceType"] == ty)
 }
 
+/// The priority code of a referral or A&G request (`ROUTINE` when absent).
+fn priority_of(resource: &Value) -> &str {
+    extension(resource, "Extension-eRS-ReferralPriority-1")
+        .and_then(|e| e["valueCodeableConcept"]["coding"][0]["code"].as_str())
+        .unwrap_or("ROUTINE")
+}
+
+/// Sets the priority extension of a referral or A&G request.
+fn set_priority_of(resource: &mut Value, code: &str) {
+    set_extension(
+        resource,
+        "Extension-eRS-ReferralPriority-1",
+        json!({"url": format!("{SD}Extension-eRS-ReferralPriority-1"),
+               "valueCodeableConcept": {"coding": [priority_coding(code)]}}),
+    );
+}
+
 /// A priority coding of `eRS-Priority-1`.
 pub fn priority_coding(code: &str) -> Value {
     let display = match code {
@@ -86,18 +113,19 @@ impl Referral {
 
     /// The referral state code (`BOOKED`, `AWAITING_TRIAGE`, …).
     pub fn state(&self) -> &str {
-        extension(&self.resource, "Extension-eRS-ReferralState-1")
-            .and_then(|s| s["extension"].as_array())
-            .and_then(|subs| subs.iter().find(|x| x["url"] == "state"))
-            .and_then(|x| x["valueCoding"]["code"].as_str())
-            .unwrap_or("")
+        self.state_part("state").unwrap_or("")
     }
 
     /// The `reason` sub-extension code of the state, if any.
     pub fn state_reason(&self) -> Option<&str> {
+        self.state_part("reason")
+    }
+
+    /// The coding code of the referral-state sub-extension `part` (`state`, `reason`).
+    fn state_part(&self, part: &str) -> Option<&str> {
         extension(&self.resource, "Extension-eRS-ReferralState-1")
             .and_then(|s| s["extension"].as_array())
-            .and_then(|subs| subs.iter().find(|x| x["url"] == "reason"))
+            .and_then(|subs| subs.iter().find(|x| x["url"] == part))
             .and_then(|x| x["valueCoding"]["code"].as_str())
     }
 
@@ -121,19 +149,12 @@ impl Referral {
 
     /// The priority code.
     pub fn priority(&self) -> &str {
-        extension(&self.resource, "Extension-eRS-ReferralPriority-1")
-            .and_then(|e| e["valueCodeableConcept"]["coding"][0]["code"].as_str())
-            .unwrap_or("ROUTINE")
+        priority_of(&self.resource)
     }
 
     /// Changes the priority.
     pub fn set_priority(&mut self, code: &str) {
-        set_extension(
-            &mut self.resource,
-            "Extension-eRS-ReferralPriority-1",
-            json!({"url": format!("{SD}Extension-eRS-ReferralPriority-1"),
-                   "valueCodeableConcept": {"coding": [priority_coding(code)]}}),
-        );
+        set_priority_of(&mut self.resource, code);
     }
 
     /// The e-RS service the referral belongs to: the booked appointment's service, else the
@@ -287,19 +308,12 @@ impl Advice {
 
     /// The priority code.
     pub fn priority(&self) -> &str {
-        extension(&self.resource, "Extension-eRS-ReferralPriority-1")
-            .and_then(|e| e["valueCodeableConcept"]["coding"][0]["code"].as_str())
-            .unwrap_or("ROUTINE")
+        priority_of(&self.resource)
     }
 
     /// Changes the priority.
     pub fn set_priority(&mut self, code: &str) {
-        set_extension(
-            &mut self.resource,
-            "Extension-eRS-ReferralPriority-1",
-            json!({"url": format!("{SD}Extension-eRS-ReferralPriority-1"),
-                   "valueCodeableConcept": {"coding": [priority_coding(code)]}}),
-        );
+        set_priority_of(&mut self.resource, code);
     }
 
     /// The recipient e-RS service id.

@@ -251,7 +251,7 @@ fn ensure_version(resource: &mut Value) {
 }
 
 pub use super::resources::{
-    bump_version, contained, extension, extension_mut, priority_coding, set_extension,
+    bump_version, contained, extension, extension_mut, now_instant, priority_coding, set_extension,
     state_display, version_of,
 };
 

@@ -40,6 +40,15 @@ pub fn params(body: &Value) -> Result<Params<'_>, Reject> {
     })
 }
 
+/// Reads a `Parameters` body of the profile `profile` whose parameter names are all in
+/// `allowed`: [`params`], then [`Params::expect_profile`], then [`Params::allow_only`].
+pub fn request<'a>(body: &'a Value, profile: &str, allowed: &[&str]) -> Result<Params<'a>, Reject> {
+    let p = params(body)?;
+    p.expect_profile(profile)?;
+    p.allow_only(allowed)?;
+    Ok(p)
+}
+
 impl<'a> Params<'a> {
     /// Checks `meta.profile` names `https://fhir.nhs.uk/STU3/StructureDefinition/<name>`.
     pub fn expect_profile(&self, name: &str) -> Result<(), Reject> {

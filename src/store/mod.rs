@@ -285,6 +285,114 @@ impl Store {
         Ok(r.rows_affected())
     }
 
+    /// The highest version of this referral with a confirmed message, if any. The pipeline
+    /// sends REF^I13 rather than REF^I12 once one exists.
+    pub async fn latest_published_version(&self, ubrn: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MAX(version) AS v FROM published_messages WHERE ubrn = $1")
+            .bind(ubrn)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("v")?)
+    }
+
+    /// The UBRNs on `list` of `service` at its last recorded poll.
+    pub async fn worklist_members(
+        &self,
+        service: &str,
+        list: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ubrn FROM worklist_members WHERE service = $1 AND list = $2 ORDER BY ubrn",
+        )
+        .bind(service)
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("ubrn")?)).collect()
+    }
+
+    /// Replaces the recorded members of `list` of `service` in one transaction.
+    pub async fn set_worklist_members(
+        &self,
+        service: &str,
+        list: &str,
+        ubrns: &[String],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM worklist_members WHERE service = $1 AND list = $2")
+            .bind(service)
+            .bind(list)
+            .execute(&mut *tx)
+            .await?;
+        for ubrn in ubrns {
+            sqlx::query(
+                "INSERT INTO worklist_members (service, list, ubrn) VALUES ($1, $2, $3) \
+                 ON CONFLICT (service, list, ubrn) DO NOTHING",
+            )
+            .bind(service)
+            .bind(list)
+            .bind(ubrn)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that a referral version waits for pending attachments (first call wins) and
+    /// returns since when it has waited, in milliseconds.
+    pub async fn defer(&self, ubrn: &str, version: i64, now_ms: i64) -> Result<i64, StoreError> {
+        sqlx::query(
+            "INSERT INTO deferred (ubrn, version, since_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (ubrn, version) DO NOTHING",
+        )
+        .bind(ubrn)
+        .bind(version)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT since_ms FROM deferred WHERE ubrn = $1 AND version = $2")
+            .bind(ubrn)
+            .bind(version)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("since_ms")?)
+    }
+
+    /// Forgets the waits of a referral (once a version of it is published).
+    pub async fn clear_deferred(&self, ubrn: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM deferred WHERE ubrn = $1")
+            .bind(ubrn)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A named value kept across restarts (e.g. the hash of the mapping files).
+    pub async fn state_value(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT value FROM pipeline_state WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("value")?),
+            None => None,
+        })
+    }
+
+    /// Sets a named value (see [`Store::state_value`]).
+    pub async fn set_state_value(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO pipeline_state (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Cheap liveness probe for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").fetch_one(&self.pool).await?;

@@ -9,17 +9,18 @@ use sqlx::{AnyPool, Row};
 use super::StoreError;
 
 /// `(version, statements)`, in order.
-const MIGRATIONS: &[(i64, &[&str])] = &[(
-    1,
-    &[
-        "CREATE TABLE referral_versions (
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1,
+        &[
+            "CREATE TABLE referral_versions (
             ubrn TEXT NOT NULL,
             version BIGINT NOT NULL,
             outcome TEXT NOT NULL,
             seen_at_ms BIGINT NOT NULL,
             PRIMARY KEY (ubrn, version)
         )",
-        "CREATE TABLE published_messages (
+            "CREATE TABLE published_messages (
             control_id TEXT PRIMARY KEY,
             ubrn TEXT NOT NULL,
             version BIGINT NOT NULL,
@@ -28,23 +29,50 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             hl7 TEXT,
             confirmed_at_ms BIGINT NOT NULL
         )",
-        "CREATE INDEX published_messages_ubrn ON published_messages (ubrn)",
-        "CREATE INDEX published_messages_confirmed ON published_messages (confirmed_at_ms)",
-        "CREATE TABLE parked (
+            "CREATE INDEX published_messages_ubrn ON published_messages (ubrn)",
+            "CREATE INDEX published_messages_confirmed ON published_messages (confirmed_at_ms)",
+            "CREATE TABLE parked (
             ubrn TEXT NOT NULL,
             version BIGINT NOT NULL,
             reason TEXT NOT NULL,
             parked_at_ms BIGINT NOT NULL,
             PRIMARY KEY (ubrn, version)
         )",
-        "CREATE TABLE worklist_budget (
+            "CREATE TABLE worklist_budget (
             service TEXT NOT NULL,
             day TEXT NOT NULL,
             calls BIGINT NOT NULL,
             PRIMARY KEY (service, day)
         )",
-    ],
-)];
+        ],
+    ),
+    (
+        2,
+        &[
+            // The UBRNs on each worklist at its last successful poll: a referral that leaves
+            // a list is re-read (A005) to notice cancellations.
+            "CREATE TABLE worklist_members (
+            service TEXT NOT NULL,
+            list TEXT NOT NULL,
+            ubrn TEXT NOT NULL,
+            PRIMARY KEY (service, list, ubrn)
+        )",
+            // Small named values the pipeline keeps across restarts (e.g. the mapping hash).
+            "CREATE TABLE pipeline_state (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        )",
+            // Since when a referral version has waited for attachments e-RS still scans.
+            "CREATE TABLE deferred (
+            ubrn TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            since_ms BIGINT NOT NULL,
+            PRIMARY KEY (ubrn, version)
+        )",
+            "CREATE INDEX published_messages_ubrn_version ON published_messages (ubrn, version)",
+        ],
+    ),
+];
 
 /// Applies every migration the database has not seen yet.
 pub(super) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

@@ -1,19 +1,10 @@
 //! Black-box tests of the `ers-bridge` binary's command line: exit codes and messages that
 //! operators and scripts depend on.
 
-use std::process::Command;
+#[path = "../common/mod.rs"]
+mod common;
 
-fn bridge() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ers-bridge"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-    // Overrides from the developer's shell must not leak into these tests.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ERS_BRIDGE__") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
+use common::{assert_exit, assert_success, bridge};
 
 #[test]
 fn validate_accepts_the_sample_config() {
@@ -21,12 +12,7 @@ fn validate_accepts_the_sample_config() {
         .args(["validate", "--config", "samples/config/ers-bridge.toml"])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = assert_success(&out);
     assert!(
         stdout.contains("ok (auth mode none, 1 polled service(s))"),
         "{stdout}"
@@ -43,11 +29,10 @@ fn validate_exits_64_with_file_key_and_reason() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("tests/fixtures/config/budget.wrong.toml:13: key `poll[0].interval_secs`"),
-        "{stderr}"
+    assert_exit(
+        &out,
+        64,
+        "tests/fixtures/config/budget.wrong.toml:13: key `poll[0].interval_secs`",
     );
 }
 
@@ -58,12 +43,7 @@ fn validate_applies_environment_overrides() {
         .env("ERS_BRIDGE__ERS__BASE_URL", "ftp://example")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("key `ers.base_url`: must be an http or https url"),
-        "{stderr}"
-    );
+    assert_exit(&out, 64, "key `ers.base_url`: must be an http or https url");
 }
 
 #[test]

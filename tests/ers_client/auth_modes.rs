@@ -361,17 +361,18 @@ async fn legacy_session_refuses_a_role_the_user_does_not_hold() {
     assert!(!e.to_string().contains("pro-xapi-session"), "{e}");
 }
 
+/// The error `ErsClient::new` gives for a config at `base` with the `[ers.auth]` lines `auth`.
+fn client_error(base: &str, auth: &str) -> ers_bridge::ers::ErsError {
+    let cfg =
+        ers_bridge::config::load_str("t.toml", &config_toml(base, "", auth), &MapEnv::default())
+            .unwrap();
+    ers_bridge::ers::ErsClient::new(&cfg.ers, std::sync::Arc::new(MapEnv::default())).unwrap_err()
+}
+
 #[test]
 fn legacy_client_certificate_problems_name_the_key() {
     let auth = "mode = \"legacy-session\"\nasid = \"200000000001\"\nsession_token_env = \"SSO\"\nbusiness_function = \"SERVICE_PROVIDER_CLINICIAN\"\nods_code = \"R69\"\nclient_cert_file = \"/nonexistent/client.crt\"\nclient_key_file = \"/nonexistent/client.key\"";
-    let cfg = ers_bridge::config::load_str(
-        "t.toml",
-        &config_toml("https://api.dev1.ers.ncrs.nhs.uk/ers-api", "", auth),
-        &MapEnv::default(),
-    )
-    .unwrap();
-    let e = ers_bridge::ers::ErsClient::new(&cfg.ers, std::sync::Arc::new(MapEnv::default()))
-        .unwrap_err();
+    let e = client_error("https://api.dev1.ers.ncrs.nhs.uk/ers-api", auth);
     assert!(e.to_string().contains("ers.auth.client_cert_file"), "{e}");
     // A file that is not PEM is refused too, naming the problem.
     let dir = tempfile::tempdir().unwrap();
@@ -381,38 +382,17 @@ fn legacy_client_certificate_problems_name_the_key() {
     let auth = auth
         .replace("/nonexistent/client.crt", crt.to_str().unwrap())
         .replace("/nonexistent/client.key", key.to_str().unwrap());
-    let cfg = ers_bridge::config::load_str(
-        "t.toml",
-        &config_toml("https://api.dev1.ers.ncrs.nhs.uk/ers-api", "", &auth),
-        &MapEnv::default(),
-    )
-    .unwrap();
-    let e = ers_bridge::ers::ErsClient::new(&cfg.ers, std::sync::Arc::new(MapEnv::default()))
-        .unwrap_err();
+    let e = client_error("https://api.dev1.ers.ncrs.nhs.uk/ers-api", &auth);
     assert!(e.to_string().contains("client certificate or key"), "{e}");
 }
 
 #[test]
 fn app_restricted_key_problems_name_the_key() {
     let auth = "mode = \"app-restricted\"\napi_key = \"k\"\nprivate_key_file = \"/nonexistent/jwt.pem\"\nkid = \"kid\"";
-    let cfg = ers_bridge::config::load_str(
-        "t.toml",
-        &config_toml("https://api.service.nhs.uk/referrals/FHIR", "", auth),
-        &MapEnv::default(),
-    )
-    .unwrap();
-    let e = ers_bridge::ers::ErsClient::new(&cfg.ers, std::sync::Arc::new(MapEnv::default()))
-        .unwrap_err();
+    let e = client_error("https://api.service.nhs.uk/referrals/FHIR", auth);
     assert!(e.to_string().contains("ers.auth.private_key_file"), "{e}");
     let auth = auth.replace("/nonexistent/jwt.pem", &jwt_key("public.pem"));
-    let cfg = ers_bridge::config::load_str(
-        "t.toml",
-        &config_toml("https://api.service.nhs.uk/referrals/FHIR", "", &auth),
-        &MapEnv::default(),
-    )
-    .unwrap();
-    let e = ers_bridge::ers::ErsClient::new(&cfg.ers, std::sync::Arc::new(MapEnv::default()))
-        .unwrap_err();
+    let e = client_error("https://api.service.nhs.uk/referrals/FHIR", &auth);
     assert!(e.to_string().contains("not an RSA private key"), "{e}");
     assert!(e.to_string().contains("public.pem"), "{e}");
 }

@@ -3,15 +3,11 @@
 
 use std::process::Output;
 
+use crate::common::{assert_exit, assert_success};
 use crate::helpers::{config_toml, example_json, fhir, Stub};
 
 async fn bridge(config: &std::path::Path, args: &[&str]) -> Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ers-bridge"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ERS_BRIDGE") {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = crate::common::bridge();
     cmd.env("ERS_BRIDGE_CONFIG", config)
         .env("RUST_LOG", "warn")
         .args(args);
@@ -37,11 +33,7 @@ async fn referral_worklist_and_check_print_json() {
     let cfg = write_config(&dir, &stub.base());
 
     let out = bridge(&cfg, &["ers", "referral", "000000070001"]).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["resourceType"], "ReferralRequest");
     assert_eq!(v["id"], "000000070001");
@@ -59,11 +51,7 @@ async fn referral_worklist_and_check_print_json() {
         ],
     )
     .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["resourceType"], "List");
     let sent = stub
@@ -88,19 +76,11 @@ async fn referral_worklist_and_check_print_json() {
         ],
     )
     .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF"));
 
     let out = bridge(&cfg, &["check"]).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("read reference data PRIORITY"));
 }
 
@@ -120,9 +100,7 @@ async fn errors_show_the_ers_code_and_exit_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(&dir, &stub.base());
     let out = bridge(&cfg, &["ers", "accept", "000000070001", "--version", "5"]).await;
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("e-rs code:      UNEXPECTED_FIELD"), "{err}");
+    let err = assert_exit(&out, 1, "e-rs code:      UNEXPECTED_FIELD");
     assert!(err.contains("unknown parameter name"), "{err}");
 
     // The reason is checked against A004 before anything is written.
@@ -139,9 +117,7 @@ async fn errors_show_the_ers_code_and_exit_non_zero() {
         ],
     )
     .await;
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("SERVICE_INAPPROPRIATE"), "{err}");
+    assert_exit(&out, 1, "SERVICE_INAPPROPRIATE");
     assert!(!stub
         .seen()
         .iter()
@@ -210,11 +186,10 @@ async fn app_restricted_reject_is_refused_before_anything_is_sent() {
         ],
     )
     .await;
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("A014 (reject referral) is not allowed in app-restricted mode"),
-        "{err}"
+    assert_exit(
+        &out,
+        1,
+        "A014 (reject referral) is not allowed in app-restricted mode",
     );
     assert!(stub.seen().is_empty(), "nothing may be sent");
 }

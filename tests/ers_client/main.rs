@@ -11,6 +11,8 @@
 
 mod auth_modes;
 mod cli;
+#[path = "../common/mod.rs"]
+mod common;
 mod contract;
 mod helpers;
 mod limits;

@@ -1,12 +1,6 @@
 //! The `render` and `test-mappings` commands as an integration team uses them.
 
-use std::process::Command;
-
-fn bridge() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ers-bridge"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-    cmd
-}
+use crate::common::{assert_exit, assert_success, bridge};
 
 #[test]
 fn render_prints_the_golden_message() {
@@ -24,11 +18,7 @@ fn render_prints_the_golden_message() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let golden = std::fs::read(super::root("samples/hl7v2/booked-dbs.hl7")).unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -51,19 +41,13 @@ fn render_reports_a_bad_mapping_with_file_and_line() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("bad.toml:5: colour: unknown field `colour`"),
-        "{stderr}"
-    );
+    assert_exit(&out, 64, "bad.toml:5: colour: unknown field `colour`");
 }
 
 #[test]
 fn test_mappings_passes_on_the_default_set_and_shows_diffs() {
     let out = bridge().args(["test-mappings"]).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let stdout = assert_success(&out);
     assert!(stdout.contains(" 0 failed"), "{stdout}");
 
     // A manifest pointing at a wrong golden file shows the differing line.
@@ -123,12 +107,7 @@ fn validate_compiles_every_mapping_and_names_the_broken_one() {
         .args(["validate", "--config", config.to_str().unwrap()])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = assert_success(&out);
     assert!(
         stdout.contains("ok (4 mapping file(s) compiled)"),
         "{stdout}"
@@ -143,10 +122,9 @@ fn validate_compiles_every_mapping_and_names_the_broken_one() {
         .args(["validate", "--config", config.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("zz_broken.toml:9: expr: expression ends too early"),
-        "{stderr}"
+    assert_exit(
+        &out,
+        64,
+        "zz_broken.toml:9: expr: expression ends too early",
     );
 }

@@ -4,6 +4,8 @@
 //! commands.
 
 mod cli;
+#[path = "../common/mod.rs"]
+mod common;
 mod goldens;
 mod props;
 mod robustness;

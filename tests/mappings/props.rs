@@ -6,7 +6,9 @@
 use std::sync::OnceLock;
 
 use ers_bridge::hl7::{escape, normalise, read, Delimiters, Message, Segment};
-use ers_bridge::mapping::{compile_file, ApplyInput, Attachments, CompiledMapping, MappingError};
+use ers_bridge::mapping::{
+    compile_file, ApplyInput, Attachments, CompiledMapping, MappingError, Rendered,
+};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -182,30 +184,26 @@ fn mapping() -> &'static CompiledMapping {
     M.get_or_init(|| compile_file(&root("mappings/ref_i12.v24.toml")).unwrap())
 }
 
+/// Applies `m` to `referral` at the golden timestamp, without fetched attachments (the
+/// control id must derive).
+fn apply(m: &CompiledMapping, referral: &Value) -> Result<Rendered, MappingError> {
+    let control_id = m.control_id_for(referral).unwrap();
+    m.apply(&ApplyInput {
+        referral,
+        control_id: &control_id,
+        timestamp: chrono::DateTime::parse_from_rfc3339("2024-01-15T10:30:00+00:00").unwrap(),
+        attachments: &Attachments::new(),
+    })
+}
+
 #[test]
 fn a_missing_nhs_number_is_a_named_error() {
     let mut referral = template().clone();
     referral.as_object_mut().unwrap().remove("subject");
-    let m = mapping();
-    let control_id = m.control_id_for(&referral).unwrap();
-    let e = m
-        .apply(&ApplyInput {
-            referral: &referral,
-            control_id: &control_id,
-            timestamp: chrono::DateTime::parse_from_rfc3339("2024-01-15T10:30:00+00:00").unwrap(),
-            attachments: &Attachments::new(),
-        })
-        .unwrap_err();
+    let e = apply(mapping(), &referral).unwrap_err();
     assert_eq!(e.to_string(), "PID-3.1 (NHS number): required data missing");
     referral["subject"] = serde_json::json!({"identifier": {"system": "http://fhir.nhs.net/Id/nhs-number", "value": "9434765918"}});
-    let e = m
-        .apply(&ApplyInput {
-            referral: &referral,
-            control_id: &control_id,
-            timestamp: chrono::DateTime::parse_from_rfc3339("2024-01-15T10:30:00+00:00").unwrap(),
-            attachments: &Attachments::new(),
-        })
-        .unwrap_err();
+    let e = apply(mapping(), &referral).unwrap_err();
     assert_eq!(
         e.to_string(),
         "PID-3.1 (NHS number): nhs number fails the modulus 11 check"
@@ -217,15 +215,7 @@ fn lookup_misses_are_warned_and_counted() {
     let mut referral = template().clone();
     set_priority(&mut referral, "NOT_A_PRIORITY");
     let m = compile_file(&root("mappings/ref_i12.v24.toml")).unwrap();
-    let control_id = m.control_id_for(&referral).unwrap();
-    let rendered = m
-        .apply(&ApplyInput {
-            referral: &referral,
-            control_id: &control_id,
-            timestamp: chrono::DateTime::parse_from_rfc3339("2024-01-15T10:30:00+00:00").unwrap(),
-            attachments: &Attachments::new(),
-        })
-        .unwrap();
+    let rendered = apply(&m, &referral).unwrap();
     assert!(
         rendered
             .warnings

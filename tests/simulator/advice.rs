@@ -70,15 +70,13 @@ async fn read_request_and_conversation() {
 async fn send_response_moves_request_to_referrer() {
     let t = spawn().await;
     let path = "CommunicationRequest/000000080000/$ers.sendCommunicationToRequester";
-    let (s, b) = t
-        .post_json(
-            path,
-            Some("W/\"5\""),
-            Some(&send_body("RETURN_TO_REFERRER_WITH_ADVICE", None)),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&b), "MISSING_VALUE");
+    t.post_rejected(
+        path,
+        Some("W/\"5\""),
+        &send_body("RETURN_TO_REFERRER_WITH_ADVICE", None),
+        "MISSING_VALUE",
+    )
+    .await;
     let (s, _) = t
         .post_json(
             path,
@@ -120,15 +118,13 @@ async fn send_response_moves_request_to_referrer() {
         .get_json("Communication?based-on=CommunicationRequest/000000080000/_history/6")
         .await;
     assert_eq!(conv["total"], 2);
-    let (s, b) = t
-        .post_json(
-            path,
-            Some("W/\"6\""),
-            Some(&send_body("REQUIRE_FURTHER_INFORMATION", None)),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&b), "INVALID_REQUEST_STATE");
+    t.post_rejected(
+        path,
+        Some("W/\"6\""),
+        &send_body("REQUIRE_FURTHER_INFORMATION", None),
+        "INVALID_REQUEST_STATE",
+    )
+    .await;
     let (_, l) = t
         .post_json(
             "CommunicationRequest/$ers.fetchworklist",
@@ -153,17 +149,13 @@ async fn convert_creates_a_referral_with_the_advice_ubrn() {
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
-    let (s, b) = t
-        .post_json(
-            path,
-            None,
-            Some(&convert_body(
-                "CommunicationRequest/000000089999/_history/1",
-            )),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&b), "REFERENCE_NOT_FOUND");
+    t.post_rejected(
+        path,
+        None,
+        &convert_body("CommunicationRequest/000000089999/_history/1"),
+        "REFERENCE_NOT_FOUND",
+    )
+    .await;
     let r = t
         .post(
             path,
@@ -188,17 +180,13 @@ async fn convert_creates_a_referral_with_the_advice_ubrn() {
     assert_eq!(s, StatusCode::OK);
     let (_, a) = t.get_json("CommunicationRequest/000000080001").await;
     assert_eq!(a["category"][0]["coding"][0]["code"], "ADVICE_CONVERTED");
-    let (s, b) = t
-        .post_json(
-            path,
-            None,
-            Some(&convert_body(
-                "CommunicationRequest/000000080001/_history/6",
-            )),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&b), "INVALID_REQUEST_STATE");
+    t.post_rejected(
+        path,
+        None,
+        &convert_body("CommunicationRequest/000000080001/_history/6"),
+        "INVALID_REQUEST_STATE",
+    )
+    .await;
     let calls = t.admin_calls().await;
     assert!(calls.iter().all(|c| c["operation"] == "A027"));
     assert_eq!(calls.last().unwrap()["ubrn"], "000000080001");
@@ -207,19 +195,10 @@ async fn convert_creates_a_referral_with_the_advice_ubrn() {
 #[tokio::test]
 async fn admin_adds_an_advice_request_at_run_time() {
     let t = spawn().await;
-    let mut request: Value = serde_json::from_str(
-        &std::fs::read_to_string(samples_dir().join("advice/minimal.json")).unwrap(),
-    )
-    .unwrap();
+    let mut request = sample_advice();
     request["id"] = json!("000000089999");
-    let r = t
-        .http
-        .post(format!("{}/_admin/advice", t.sim.base_url()))
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+    let (s, _) = t.admin_post("advice", Some(request)).await;
+    assert_eq!(s, StatusCode::CREATED);
     assert_eq!(t.advice_version("000000089999").await, 5);
     let (_, l) = t
         .post_json(

@@ -153,57 +153,48 @@ async fn user_restricted_needs_role_headers_and_obo_rules() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let body: Value = r.json().await.unwrap();
     assert_eq!(ers_code(&body), "MISSING_HEADER");
-    // SPCA without OBO, SPC with OBO: both 403.
-    let r = t
-        .user_as(
-            Method::GET,
-            "ReferralRequest/000000070001",
-            "SERVICE_PROVIDER_CLINICIAN_ADMIN",
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = t
-        .user(Method::GET, "ReferralRequest/000000070001")
-        .header("NHSD-eRS-On-Behalf-Of-User-ID", "021600556514")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = t
-        .user_as(
-            Method::GET,
-            "ReferralRequest/000000070001",
-            "SERVICE_PROVIDER_CLINICIAN_ADMIN",
-        )
-        .header("NHSD-eRS-On-Behalf-Of-User-ID", "021600556514")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    // A referrer may read but not accept.
-    let r = t
-        .user_as(
+    let (read, accept) = (
+        "ReferralRequest/000000070001",
+        "ReferralRequest/000000070001/$ers.acceptReferral",
+    );
+    let (spca, referrer, app) = (
+        "SERVICE_PROVIDER_CLINICIAN_ADMIN",
+        "REFERRING_CLINICIAN",
+        "PROVIDER_AUTHORISED_APPLICATION",
+    );
+    let (obo, v5) = (Some("021600556514"), Some("W/\"5\""));
+    // (method, path, role, on-behalf-of user, If-Match, expected status).
+    let cases = [
+        // SPCA without OBO, SPC with OBO: both 403; SPCA with OBO is allowed.
+        (Method::GET, read, spca, None, None, StatusCode::FORBIDDEN),
+        (Method::GET, read, SPC, obo, None, StatusCode::FORBIDDEN),
+        (Method::GET, read, spca, obo, None, StatusCode::OK),
+        // A referrer may read but not accept.
+        (
             Method::POST,
-            "ReferralRequest/000000070001/$ers.acceptReferral",
-            "REFERRING_CLINICIAN",
-        )
-        .header("If-Match", "W/\"5\"")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = t
-        .user_as(
-            Method::GET,
-            "ReferralRequest/000000070001",
-            "PROVIDER_AUTHORISED_APPLICATION",
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+            accept,
+            referrer,
+            None,
+            v5,
+            StatusCode::FORBIDDEN,
+        ),
+        (Method::GET, read, app, None, None, StatusCode::FORBIDDEN),
+    ];
+    for (method, path, role, obo, if_match, expected) in cases {
+        let mut req = t.user_as(method.clone(), path, role);
+        if let Some(user) = obo {
+            req = req.header("NHSD-eRS-On-Behalf-Of-User-ID", user);
+        }
+        if let Some(v) = if_match {
+            req = req.header("If-Match", v);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(
+            r.status(),
+            expected,
+            "{method} {path} as {role} (obo {obo:?})"
+        );
+    }
 }
 
 #[tokio::test]

@@ -22,6 +22,12 @@ pub fn samples_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/fhir"))
 }
 
+/// The minimal A&G request sample (`samples/fhir/advice/minimal.json`).
+pub fn sample_advice() -> Value {
+    let text = std::fs::read_to_string(samples_dir().join("advice/minimal.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 pub fn examples_dir() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -151,29 +157,70 @@ impl TestSim {
         (s, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// POSTs `body` and asserts a 422 whose OperationOutcome carries e-RS code `code`.
+    pub async fn post_rejected(
+        &self,
+        path: &str,
+        if_match: Option<&str>,
+        body: &Value,
+        code: &str,
+    ) {
+        let (s, out) = self.post_json(path, if_match, Some(body)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {out}");
+        assert_eq!(ers_code(&out), code, "{path}");
+    }
+
     /// The current version of referral `ubrn`.
     pub async fn version(&self, ubrn: &str) -> u64 {
-        let (s, v) = self.get_json(&format!("ReferralRequest/{ubrn}")).await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        v["meta"]["versionId"].as_str().unwrap().parse().unwrap()
+        self.version_at(&format!("ReferralRequest/{ubrn}")).await
     }
 
     /// The current version of A&G request `ubrn`.
     pub async fn advice_version(&self, ubrn: &str) -> u64 {
-        let (s, v) = self.get_json(&format!("CommunicationRequest/{ubrn}")).await;
+        self.version_at(&format!("CommunicationRequest/{ubrn}"))
+            .await
+    }
+
+    /// `meta.versionId` of the resource read at `path` (which must answer 200).
+    async fn version_at(&self, path: &str) -> u64 {
+        let (s, v) = self.get_json(path).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         v["meta"]["versionId"].as_str().unwrap().parse().unwrap()
     }
 
+    /// `GET /_admin/calls`: the write calls received.
     pub async fn admin_calls(&self) -> Vec<Value> {
+        self.admin_get("calls").await
+    }
+
+    /// `GET /_admin/stats`: the request statistics.
+    pub async fn stats(&self) -> Value {
+        self.admin_get("stats").await
+    }
+
+    /// The JSON answer of `GET /_admin/{path}`.
+    async fn admin_get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         self.http
-            .get(format!("{}/_admin/calls", self.sim.base_url()))
+            .get(format!("{}/_admin/{path}", self.sim.base_url()))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap()
+    }
+
+    /// `POST /_admin/{path}` with an optional JSON body: the status and JSON answer.
+    pub async fn admin_post(&self, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/_admin/{path}", self.sim.base_url()));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let s = r.status();
+        (s, r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn set_faults(&self, faults: Value) {

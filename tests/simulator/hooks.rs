@@ -9,29 +9,6 @@ use crate::helpers::*;
 const A008: &str = "ReferralRequest/$ers.fetchworklist";
 
 impl TestSim {
-    async fn admin_post(&self, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .post(format!("{}/_admin/{path}", self.sim.base_url()));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let s = r.status();
-        (s, r.json().await.unwrap_or(Value::Null))
-    }
-
-    pub async fn stats(&self) -> Value {
-        self.http
-            .get(format!("{}/_admin/stats", self.sim.base_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
     /// The worklist item sub-extensions of `ubrn` on `list`, if it is on it.
     async fn worklist_item(&self, list: &str, ubrn: &str) -> Option<Value> {
         let (s, l) = self
@@ -322,10 +299,7 @@ async fn admin_replaces_a_referral_only_with_a_higher_version() {
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(b["replaced"], false);
 
-    let mut advice: Value = serde_json::from_str(
-        &std::fs::read_to_string(samples_dir().join("advice/minimal.json")).unwrap(),
-    )
-    .unwrap();
+    let mut advice = sample_advice();
     let (s, _) = t.admin_post("advice", Some(advice.clone())).await;
     assert_eq!(s, StatusCode::CONFLICT, "advice follows the same rule");
     advice["meta"]["versionId"] = json!("6");

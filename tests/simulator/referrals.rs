@@ -179,15 +179,13 @@ async fn reject_validates_reason_comments_and_ibs_flag() {
         .find(|c| c["resourceType"] == "Appointment")
         .unwrap();
     assert_eq!(appt["status"], "cancelled");
-    let (s, body) = t
-        .post_json(
-            ibs,
-            Some("W/\"6\""),
-            Some(&reject_body("OTHER", Some("again"), Some(true))),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&body), "INVALID_REQUEST_STATE");
+    t.post_rejected(
+        ibs,
+        Some("W/\"6\""),
+        &reject_body("OTHER", Some("again"), Some(true)),
+        "INVALID_REQUEST_STATE",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -214,52 +212,41 @@ async fn cancel_appointment_action_later() {
         )
     );
     assert_eq!(out["meta"]["versionId"], "6");
-    let (s, out) = t
-        .post_json(
-            "ReferralRequest/000000070000/$ers.cancelAppointmentActionLater",
-            Some("W/\"5\""),
-            Some(&body),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&out), "INVALID_REQUEST_STATE");
+    t.post_rejected(
+        "ReferralRequest/000000070000/$ers.cancelAppointmentActionLater",
+        Some("W/\"5\""),
+        &body,
+        "INVALID_REQUEST_STATE",
+    )
+    .await;
     let no_comments = parameters("eRS-cancelAppointmentActionLater-Parameters-1", json!([]));
-    let (s, out) = t
-        .post_json(
-            "ReferralRequest/000000070005/$ers.cancelAppointmentActionLater",
-            Some("W/\"5\""),
-            Some(&no_comments),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&out), "MISSING_VALUE");
+    t.post_rejected(
+        "ReferralRequest/000000070005/$ers.cancelAppointmentActionLater",
+        Some("W/\"5\""),
+        &no_comments,
+        "MISSING_VALUE",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn record_review_outcome_on_triage_and_deferred_referrals() {
     let t = spawn().await;
     let triage = "ReferralRequest/000000070013/$ers.recordReviewOutcome";
-    let (s, out) = t
-        .post_json(
-            triage,
-            Some("W/\"5\""),
-            Some(&review_body(
-                "RETURN_TO_REFERRER_WITH_ADVICE",
-                Some("URGENT"),
-            )),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&out), "PRIORITY_NOT_CURRENT");
-    let (s, out) = t
-        .post_json(
-            triage,
-            Some("W/\"5\""),
-            Some(&review_body("REFER_BOOK_NOW", None)),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&out), "INVALID_CODE");
+    t.post_rejected(
+        triage,
+        Some("W/\"5\""),
+        &review_body("RETURN_TO_REFERRER_WITH_ADVICE", Some("URGENT")),
+        "PRIORITY_NOT_CURRENT",
+    )
+    .await;
+    t.post_rejected(
+        triage,
+        Some("W/\"5\""),
+        &review_body("REFER_BOOK_NOW", None),
+        "INVALID_CODE",
+    )
+    .await;
     let (s, out) = t
         .post_json(
             triage,
@@ -290,15 +277,13 @@ async fn record_review_outcome_on_triage_and_deferred_referrals() {
         .find(|e| e["url"].as_str().unwrap().ends_with("ReferralPriority-1"))
         .unwrap();
     assert_eq!(prio["valueCodeableConcept"]["coding"][0]["code"], "ROUTINE");
-    let (s, out) = t
-        .post_json(
-            "ReferralRequest/000000070001/$ers.recordReviewOutcome",
-            Some("W/\"5\""),
-            Some(&review_body("ACCEPT_REFER_BOOK_LATER", None)),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&out), "INVALID_REQUEST_STATE");
+    t.post_rejected(
+        "ReferralRequest/000000070001/$ers.recordReviewOutcome",
+        Some("W/\"5\""),
+        &review_body("ACCEPT_REFER_BOOK_LATER", None),
+        "INVALID_REQUEST_STATE",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -133,10 +133,7 @@ async fn worklists_over_the_size_cap_fail_with_502() {
 #[tokio::test]
 async fn advice_worklist_filters_by_specialty_and_clinician() {
     let t = spawn().await;
-    let mut request: Value = serde_json::from_str(
-        &std::fs::read_to_string(samples_dir().join("advice/minimal.json")).unwrap(),
-    )
-    .unwrap();
+    let mut request = sample_advice();
     request["id"] = json!("000000089998");
     for e in request["extension"].as_array_mut().unwrap() {
         if e["url"]
@@ -151,14 +148,8 @@ async fn advice_worklist_filters_by_specialty_and_clinician() {
         .as_array_mut()
         .unwrap()
         .push(json!({"identifier": {"system": "http://fhir.nhs.net/Id/sds-user-id", "value": "021600556514"}}));
-    let r = t
-        .http
-        .post(format!("{}/_admin/advice", t.sim.base_url()))
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+    let (s, _) = t.admin_post("advice", Some(request)).await;
+    assert_eq!(s, StatusCode::CREATED);
 
     let tr = &t;
     let fetch = |filters: Value| {

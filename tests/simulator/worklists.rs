@@ -139,25 +139,25 @@ async fn filters_by_service_specialty_and_clinician() {
     assert_eq!(s, StatusCode::OK);
     assert!(worklist_ubrns(&l).is_empty());
     let bad = json!([{"name": "specialty", "valueCodeableConcept": {"coding": [{"system": "x", "code": "ALLERGY"}]}}]);
-    let (s, b) = t
-        .post_json(
-            A008,
-            None,
-            Some(&worklist_body("REFERRALS_FOR_REVIEW", bad)),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&b), "MISSING_VALUE");
+    t.post_rejected(
+        A008,
+        None,
+        &worklist_body("REFERRALS_FOR_REVIEW", bad),
+        "MISSING_VALUE",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn worklist_request_errors() {
     let t = spawn().await;
-    let (s, b) = t
-        .post_json(A008, None, Some(&worklist_body("NOT_A_LIST", json!([]))))
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&b), "INVALID_CODE");
+    t.post_rejected(
+        A008,
+        None,
+        &worklist_body("NOT_A_LIST", json!([])),
+        "INVALID_CODE",
+    )
+    .await;
     let (s, b) = t
         .post_json(
             A008,
@@ -166,15 +166,13 @@ async fn worklist_request_errors() {
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    let (s, b) = t
-        .post_json(
-            A008,
-            None,
-            Some(&parameters("eRS-FetchWorklist-Parameters-1", json!([]))),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&b), "MISSING_VALUE");
+    t.post_rejected(
+        A008,
+        None,
+        &parameters("eRS-FetchWorklist-Parameters-1", json!([])),
+        "MISSING_VALUE",
+    )
+    .await;
     let r = t.post(A008, None, None).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let r = t
@@ -248,15 +246,13 @@ async fn advice_worklist_lists_requests_awaiting_a_response() {
         .as_str()
         .unwrap()
         .ends_with("AdviceAndGuidanceRequests-WorkListItem-1"));
-    let (s, b) = t
-        .post_json(
-            path,
-            None,
-            Some(&worklist_body("REFERRALS_FOR_REVIEW", json!([]))),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(ers_code(&b), "INVALID_CODE");
+    t.post_rejected(
+        path,
+        None,
+        &worklist_body("REFERRALS_FOR_REVIEW", json!([])),
+        "INVALID_CODE",
+    )
+    .await;
 }
 
 #[tokio::test]

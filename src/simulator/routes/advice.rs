@@ -6,11 +6,13 @@
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
-use super::{check_history, check_if_match, Ctx, Reply};
+use super::{check_history, check_if_match, searchset, split_versioned, Ctx, Reply};
 use crate::simulator::{
     outcome::{fhir_json, Reject},
     routes::referrals::review_outcome,
-    state::{bump_version, contained, extension, priority_coding, Advice, World, CS, SD},
+    state::{
+        bump_version, contained, extension, now_instant, priority_coding, Advice, World, CS, SD,
+    },
     validate,
 };
 
@@ -44,8 +46,7 @@ pub async fn conversation(ctx: &Ctx<'_>) -> Reply {
             "based-on is required",
         ));
     };
-    let parts: Vec<&str> = based_on.split('/').collect();
-    let ["CommunicationRequest", ubrn, "_history", version] = parts.as_slice() else {
+    let Some((ubrn, version)) = split_versioned(based_on, "CommunicationRequest") else {
         return Err(Reject::bad_request(
             "INVALID_VALUE",
             "based-on must be CommunicationRequest/{ubrn}/_history/{version}",
@@ -102,21 +103,12 @@ pub async fn conversation(ctx: &Ctx<'_>) -> Reply {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("&");
-    let bundle = json!({
-        "id": uuid::Uuid::new_v4().to_string(),
-        "meta": {"lastUpdated": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                 "profile": ["http://hl7.org/fhir/STU3/StructureDefinition/Bundle"]},
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": total,
-        "link": [{"relation": "self", "url": format!("{base}/Communication?{query}")}],
-        "entry": entries,
-    });
+    let bundle = searchset(
+        format!("{base}/Communication?{query}"),
+        entries,
+        Some(total),
+    );
     Ok(fhir_json(StatusCode::OK, &bundle, Some(a.version())))
-}
-
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Adds A&G response attachments to a request's contained resources.
@@ -147,15 +139,17 @@ pub async fn send(ctx: &Ctx<'_>, ubrn: &str) -> Reply {
     let a = find(&mut w, ubrn)?;
     check_if_match(ctx.headers, a.version())?;
     let body = body?;
-    let p = validate::params(&body)?;
-    p.expect_profile("eRS-SendCommunicationToRequester-Request-Parameters-1")?;
-    p.allow_only(&[
-        "guidanceOutcome",
-        "guidanceIntendedRecommendation",
-        "guidance",
-        "updatedPriority",
-        "guidanceAttachmentFile",
-    ])?;
+    let p = validate::request(
+        &body,
+        "eRS-SendCommunicationToRequester-Request-Parameters-1",
+        &[
+            "guidanceOutcome",
+            "guidanceIntendedRecommendation",
+            "guidance",
+            "updatedPriority",
+            "guidanceAttachmentFile",
+        ],
+    )?;
     let outcome = p.required_coding(
         "guidanceOutcome",
         "/eRS-GuidanceResponseOutcome-1",
@@ -214,7 +208,7 @@ pub async fn send(ctx: &Ctx<'_>, ubrn: &str) -> Reply {
     a.set_priority(&priority);
     let version = bump_version(&mut a.resource);
     let payload = add_docs(&mut w, ubrn, &docs);
-    let mut comm = w.communication(ubrn, version, "RESPONDER", &guidance, &now());
+    let mut comm = w.communication(ubrn, version, "RESPONDER", &guidance, &now_instant());
     if !payload.is_empty() {
         comm["payload"] = json!(payload);
     }
@@ -234,24 +228,25 @@ pub async fn send(ctx: &Ctx<'_>, ubrn: &str) -> Reply {
 /// A027 `POST ReferralRequest/$ers.createFromCommunicationRequestActionLater`.
 pub async fn convert(ctx: &Ctx<'_>) -> Reply {
     let body = ctx.json_body()?;
-    let p = validate::params(&body)?;
-    p.expect_profile("eRS-CreateFromCommunicationRequestActionLater-Request-Parameters-1")?;
-    p.allow_only(&[
-        "createFrom",
-        "guidance",
-        "newReferralPriority",
-        "reviewComments",
-        "guidanceAttachmentFile",
-        "reviewAttachmentFile",
-    ])?;
+    let p = validate::request(
+        &body,
+        "eRS-CreateFromCommunicationRequestActionLater-Request-Parameters-1",
+        &[
+            "createFrom",
+            "guidance",
+            "newReferralPriority",
+            "reviewComments",
+            "guidanceAttachmentFile",
+            "reviewAttachmentFile",
+        ],
+    )?;
     let Some(from) = p.reference("createFrom") else {
         return Err(Reject::unprocessable(
             "MISSING_VALUE",
             "parameter createFrom is required",
         ));
     };
-    let parts: Vec<&str> = from.split('/').collect();
-    let ["CommunicationRequest", ubrn, "_history", version] = parts.as_slice() else {
+    let Some((ubrn, version)) = split_versioned(&from, "CommunicationRequest") else {
         return Err(Reject::unprocessable(
             "INVALID_VALUE",
             "createFrom must be CommunicationRequest/{ubrn}/_history/{version}",
@@ -263,13 +258,13 @@ pub async fn convert(ctx: &Ctx<'_>) -> Reply {
     let guidance_docs = p.documents("guidanceAttachmentFile", "GUIDANCE_RESPONSE")?;
     let review_docs = p.documents("reviewAttachmentFile", "PROVIDER")?;
     let mut w = ctx.sim.world.lock().await;
-    if w.referrals.contains_key(*ubrn) {
+    if w.referrals.contains_key(ubrn) {
         return Err(Reject::unprocessable(
             "INVALID_REQUEST_STATE",
             format!("a referral with UBRN {ubrn} already exists"),
         ));
     }
-    let Some(a) = w.advice.get_mut(*ubrn) else {
+    let Some(a) = w.advice.get_mut(ubrn) else {
         return Err(Reject::unprocessable(
             "REFERENCE_NOT_FOUND",
             format!("no advice and guidance request {ubrn}"),
@@ -295,17 +290,17 @@ pub async fn convert(ctx: &Ctx<'_>) -> Reply {
     let version = bump_version(&mut a.resource);
     let advice_json = a.resource.clone();
     let payload = add_docs(&mut w, ubrn, &guidance_docs);
-    let mut comm = w.communication(ubrn, version, "RESPONDER", &guidance, &now());
+    let mut comm = w.communication(ubrn, version, "RESPONDER", &guidance, &now_instant());
     if !payload.is_empty() {
         comm["payload"] = json!(payload);
     }
-    if let Some(a) = w.advice.get_mut(*ubrn) {
+    if let Some(a) = w.advice.get_mut(ubrn) {
         a.conversation.push(comm);
     }
     let referral = referral_from_advice(&advice_json, &priority, &comments, &review_docs);
     w.insert_referral(referral)
         .map_err(|e| Reject::internal(e.to_string()))?;
-    let r = &w.referrals[*ubrn];
+    let r = &w.referrals[ubrn];
     Ok(fhir_json(
         StatusCode::CREATED,
         &r.resource,
@@ -355,7 +350,7 @@ fn referral_from_advice(a: &Value, priority: &str, comments: &str, docs: &[Value
         "resourceType": "ReferralRequest",
         "extension": [
             {"url": format!("{SD}Extension-eRS-Appointment-1"), "valueReference": {"reference": "#appointment"}},
-            {"url": format!("{SD}Extension-eRS-ClinicalInfoFirstSubmitted-1"), "valueDateTime": now()},
+            {"url": format!("{SD}Extension-eRS-ClinicalInfoFirstSubmitted-1"), "valueDateTime": now_instant()},
             {"url": format!("{SD}Extension-eRS-ReferralPriority-1"), "valueCodeableConcept": {"coding": [priority_coding(priority)]}},
             {"url": format!("{SD}Extension-eRS-ReferralShortlist-1"), "valueReference": {"reference": "#shortlist"}},
             {"url": format!("{SD}Extension-eRS-Commissioning-Rule-Org-1"), "valueIdentifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "R69"}},

@@ -361,6 +361,33 @@ async fn pipeline(
 /// Shorthand for handler results.
 pub type Reply = Result<Response, Reject>;
 
+/// Splits a versioned reference `{resource_type}/{ubrn}/_history/{version}` into the UBRN
+/// and the version; `None` for any other shape.
+pub fn split_versioned<'a>(reference: &'a str, resource_type: &str) -> Option<(&'a str, &'a str)> {
+    let parts: Vec<&str> = reference.split('/').collect();
+    match parts.as_slice() {
+        [ty, ubrn, "_history", version] if *ty == resource_type => Some((ubrn, version)),
+        _ => None,
+    }
+}
+
+/// A `searchset` Bundle of `entries` with its `self` link (`total` when given).
+pub fn searchset(self_url: String, entries: Vec<Value>, total: Option<usize>) -> Value {
+    let mut bundle = serde_json::json!({
+        "id": uuid::Uuid::new_v4().to_string(),
+        "meta": {"lastUpdated": super::resources::now_instant(),
+                 "profile": ["http://hl7.org/fhir/STU3/StructureDefinition/Bundle"]},
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": [{"relation": "self", "url": self_url}],
+        "entry": entries,
+    });
+    if let Some(total) = total {
+        bundle["total"] = serde_json::json!(total);
+    }
+    bundle
+}
+
 /// Parses a `_history/{version}` segment and checks it is the latest (404
 /// `HISTORY_NOT_SUPPORTED` otherwise).
 pub fn check_history(version: Option<&str>, current: u64) -> Result<(), Reject> {

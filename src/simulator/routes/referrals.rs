@@ -9,7 +9,7 @@ use axum::{
 };
 use serde_json::{json, Value};
 
-use super::{check_history, check_if_match, Ctx, Reply};
+use super::{check_history, check_if_match, searchset, split_versioned, Ctx, Reply};
 use crate::simulator::{
     outcome::{fhir_json, Reject},
     pdf,
@@ -131,13 +131,15 @@ pub async fn reject(ctx: &Ctx<'_>, ubrn: &str) -> Reply {
     let r = find(&mut w, ubrn)?;
     check_if_match(ctx.headers, r.version())?;
     let body = body?;
-    let p = validate::params(&body)?;
-    p.expect_profile("eRS-RejectReferral-Parameters-1")?;
-    p.allow_only(&[
-        "rejectionReason",
-        "rejectionComments",
-        "appointmentCancelledInPAS",
-    ])?;
+    let p = validate::request(
+        &body,
+        "eRS-RejectReferral-Parameters-1",
+        &[
+            "rejectionReason",
+            "rejectionComments",
+            "appointmentCancelledInPAS",
+        ],
+    )?;
     let reason_system = p
         .one("rejectionReason")?
         .and_then(|x| x["valueCoding"]["system"].as_str())
@@ -200,14 +202,16 @@ pub async fn cancel_appointment(ctx: &Ctx<'_>, ubrn: &str) -> Reply {
     let r = find(&mut w, ubrn)?;
     check_if_match(ctx.headers, r.version())?;
     let body = body?;
-    let p = validate::params(&body)?;
-    p.expect_profile("eRS-cancelAppointmentActionLater-Parameters-1")?;
-    p.allow_only(&[
-        "comments",
-        "priority",
-        "appointmentCancelledInPAS",
-        "providerAttachmentFile",
-    ])?;
+    let p = validate::request(
+        &body,
+        "eRS-cancelAppointmentActionLater-Parameters-1",
+        &[
+            "comments",
+            "priority",
+            "appointmentCancelledInPAS",
+            "providerAttachmentFile",
+        ],
+    )?;
     let comments = p.required_string("comments", 2000)?;
     let priority = p.coding("priority", "/eRS-Priority-1", Some(PRIORITIES))?;
     check_pas_flag(&p, r)?;
@@ -266,14 +270,16 @@ pub async fn record_review_outcome(ctx: &Ctx<'_>, ubrn: &str) -> Reply {
     let r = find(&mut w, ubrn)?;
     check_if_match(ctx.headers, r.version())?;
     let body = body?;
-    let p = validate::params(&body)?;
-    p.expect_profile("eRS-RecordReviewOutcome-Parameters-1")?;
-    p.allow_only(&[
-        "reviewOutcome",
-        "reviewComments",
-        "reviewPriority",
-        "reviewAttachmentFile",
-    ])?;
+    let p = validate::request(
+        &body,
+        "eRS-RecordReviewOutcome-Parameters-1",
+        &[
+            "reviewOutcome",
+            "reviewComments",
+            "reviewPriority",
+            "reviewAttachmentFile",
+        ],
+    )?;
     let outcome = p.required_coding(
         "reviewOutcome",
         "/eRS-ReviewOutcome-1",
@@ -324,15 +330,14 @@ pub async fn available_actions(ctx: &Ctx<'_>) -> Reply {
             "focus, intent=proposal and status=ready are required",
         ));
     };
-    let parts: Vec<&str> = focus.split('/').collect();
-    let ["ReferralRequest", ubrn, "_history", version] = parts.as_slice() else {
+    let Some((ubrn, version)) = split_versioned(focus, "ReferralRequest") else {
         return Err(Reject::bad_request(
             "INVALID_VALUE",
             "focus must be ReferralRequest/{ubrn}/_history/{version}",
         ));
     };
     let w = ctx.sim.world.lock().await;
-    let Some(r) = w.referrals.get(*ubrn) else {
+    let Some(r) = w.referrals.get(ubrn) else {
         return Err(Reject::bad_request(
             "REFERENCE_NOT_FOUND",
             format!("no referral with UBRN {ubrn}"),
@@ -375,14 +380,10 @@ pub async fn available_actions(ctx: &Ctx<'_>) -> Reply {
             })
         })
         .collect();
-    let bundle = json!({
-        "id": uuid::Uuid::new_v4().to_string(),
-        "meta": {"lastUpdated": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                 "profile": ["http://hl7.org/fhir/STU3/StructureDefinition/Bundle"]},
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "link": [{"relation": "self", "url": format!("{base}/Task?focus={focus}&intent=proposal&status=ready")}],
-        "entry": entries,
-    });
+    let bundle = searchset(
+        format!("{base}/Task?focus={focus}&intent=proposal&status=ready"),
+        entries,
+        None,
+    );
     Ok(fhir_json(StatusCode::OK, &bundle, None))
 }

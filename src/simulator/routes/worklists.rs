@@ -142,14 +142,17 @@ fn list(contained: Vec<Value>, entries: Vec<Value>) -> Value {
     l
 }
 
+/// Reads an A008/A023 `eRS-FetchWorklist-Parameters-1` body (`listType` and the filters).
+fn fetch_params(body: &Value) -> Result<Params<'_>, Reject> {
+    let mut names = vec!["listType"];
+    names.extend_from_slice(FILTERS);
+    validate::request(body, "eRS-FetchWorklist-Parameters-1", &names)
+}
+
 /// A008 `POST ReferralRequest/$ers.fetchworklist`.
 pub async fn referrals(ctx: &Ctx<'_>) -> Reply {
     let body = ctx.json_body()?;
-    let p = validate::params(&body)?;
-    p.expect_profile("eRS-FetchWorklist-Parameters-1")?;
-    let mut names = vec!["listType"];
-    names.extend_from_slice(FILTERS);
-    p.allow_only(&names)?;
+    let p = fetch_params(&body)?;
     let all_lists: Vec<&str> = PROVIDER_LISTS
         .iter()
         .chain(REFERRER_LISTS)
@@ -370,11 +373,7 @@ fn asi_item(r: &Referral) -> Value {
 /// A023 `POST CommunicationRequest/$ers.fetchworklist`.
 pub async fn advice(ctx: &Ctx<'_>) -> Reply {
     let body = ctx.json_body()?;
-    let p = validate::params(&body)?;
-    p.expect_profile("eRS-FetchWorklist-Parameters-1")?;
-    let mut names = vec!["listType"];
-    names.extend_from_slice(FILTERS);
-    p.allow_only(&names)?;
+    let p = fetch_params(&body)?;
     list_type(
         &p,
         "/eRS-CommunicationListSelector-1",
@@ -442,18 +441,13 @@ fn advice_item(a: &Advice) -> Value {
         .and_then(|r| r.split('.').nth(1))
         .unwrap_or("021600556514")
         .to_owned();
-    let first = a
-        .conversation
-        .first()
-        .and_then(|c| c["sent"].as_str())
-        .unwrap_or("2021-09-08T13:17:27.655Z")
-        .to_owned();
-    let last = a
-        .conversation
-        .last()
-        .and_then(|c| c["sent"].as_str())
-        .unwrap_or("2021-09-08T13:17:27.655Z")
-        .to_owned();
+    let sent = |c: Option<&Value>| {
+        c.and_then(|c| c["sent"].as_str())
+            .unwrap_or("2021-09-08T13:17:27.655Z")
+            .to_owned()
+    };
+    let first = sent(a.conversation.first());
+    let last = sent(a.conversation.last());
     let clinic_type = crate::simulator::state::contained(&a.resource, "Parameters")
         .flat_map(|p| p["parameter"].as_array().into_iter().flatten())
         .find(|p| p["name"] == "clinicType")

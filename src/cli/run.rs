@@ -1,0 +1,51 @@
+//! `ers-bridge run --config FILE`: the main job. Polls the configured worklists, publishes
+//! to RabbitMQ and records in the store until SIGINT or SIGTERM, then stops gracefully.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+
+use crate::config::{self, ProcessEnv};
+use crate::pipeline::{App, Shutdown};
+
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The configuration file (or set ERS_BRIDGE_CONFIG).
+    #[arg(long, short, env = "ERS_BRIDGE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Loads the configuration (exit 64 when it is wrong), then runs until stopped.
+pub fn run(args: &RunArgs) -> ExitCode {
+    let cfg = match load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(super::EX_USAGE);
+        }
+    };
+    let result = super::runtime().and_then(|rt| {
+        rt.block_on(async {
+            let shutdown = Shutdown::new();
+            let app = App::build(&cfg, shutdown.clone())
+                .await
+                .context("cannot start the bridge")?;
+            shutdown.trigger_on_signals();
+            app.run_until_stopped().await.context("the bridge failed")
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads and validates the configuration file (shared by `parked` and `replay`).
+pub(crate) fn load(path: Option<&std::path::Path>) -> anyhow::Result<config::Config> {
+    let path = path.context("no configuration: pass --config FILE or set ERS_BRIDGE_CONFIG")?;
+    Ok(config::load(path, &ProcessEnv)?)
+}

@@ -1,0 +1,517 @@
+//! One pass over the worklists and the handling of one referral version: decide the event,
+//! fetch, map, publish with confirms (retrying with backoff until the broker confirms or the
+//! bridge stops), then record. Single-step functions ([`Pipeline::poll_once`],
+//! [`Pipeline::process_referral`], [`Pipeline::replay`]) let tests drive the loop without
+//! timers; [`Pipeline::drain`] repeats passes until nothing is left to do.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::stream::{self, StreamExt};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use super::fetch::{self, FetchOptions};
+pub use super::mapset::{EventKind, Mappings};
+use super::refdata::RefDataCache;
+pub use super::report::{Event, Outcome, PassReport};
+use super::{PipelineError, Shutdown};
+use crate::amqp::{OutboundMessage, Publisher};
+use crate::config::WorklistKind;
+use crate::ers::{AuthMode, ErsClient};
+use crate::fhir::requests::{Assigned, FetchWorklist};
+use crate::fhir::Coding;
+use crate::mapping::ApplyInput;
+use crate::store::{PublishedMessage, Store};
+
+/// The pipeline's knobs (from `[pipeline]`, `[amqp] tenant` and `[ers]`).
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    /// First part of every routing key.
+    pub tenant: String,
+    pub concurrency: usize,
+    pub fetch: FetchOptions,
+    pub pending_max_wait: Duration,
+    pub publish_base_delay: Duration,
+    pub publish_max_delay: Duration,
+    /// App-restricted A008 calls per service per UTC day.
+    pub worklist_budget: u32,
+}
+
+/// One worklist of one service, polled every `interval`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollTarget {
+    pub service: String,
+    pub list: WorklistKind,
+    pub interval: Duration,
+    /// Optional A008 specialty filter (an A004 SPECIALTY code).
+    pub specialty: Option<String>,
+    /// Optional A008 clinician filter (SDS user id).
+    pub clinician: Option<String>,
+}
+
+/// The outbound pipeline: shared by the schedulers; every method takes `&self`.
+pub struct Pipeline {
+    pub(super) ers: ErsClient,
+    pub(super) store: Store,
+    pub(super) publisher: Arc<Publisher>,
+    pub(super) mappings: Arc<Mappings>,
+    pub(super) settings: PipelineSettings,
+    pub(super) targets: Vec<PollTarget>,
+    pub(super) shutdown: Shutdown,
+    /// A004 code systems (the specialty filter's system), refreshed daily.
+    refdata: RefDataCache,
+    events: broadcast::Sender<Event>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("targets", &self.targets)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// Wires the parts together; no IO.
+    pub fn new(
+        ers: ErsClient,
+        store: Store,
+        publisher: Arc<Publisher>,
+        mappings: Arc<Mappings>,
+        settings: PipelineSettings,
+        targets: Vec<PollTarget>,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self {
+            ers,
+            store,
+            publisher,
+            mappings,
+            settings,
+            targets,
+            shutdown,
+            refdata: RefDataCache::new(),
+            events: broadcast::channel(1024).0,
+        }
+    }
+
+    /// Events from now on (lagging receivers lose the oldest).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn targets(&self) -> &[PollTarget] {
+        &self.targets
+    }
+
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// One pass over every configured worklist, now.
+    pub async fn poll_once(&self, now: DateTime<Utc>) -> Result<PassReport, PipelineError> {
+        let mut report = PassReport::default();
+        for t in &self.targets {
+            if self.shutdown.is_triggered() {
+                break;
+            }
+            report.add(&self.poll_target(t, now).await?);
+        }
+        Ok(report)
+    }
+
+    /// Repeats passes until one finds nothing to do, at most `max_passes`; waits `retry_delay`
+    /// (tokio time) before a pass that follows one with only failures or deferrals.
+    pub async fn drain(
+        &self,
+        max_passes: usize,
+        retry_delay: Duration,
+    ) -> Result<(PassReport, usize), PipelineError> {
+        let mut total = PassReport::default();
+        for pass in 1..=max_passes {
+            let r = self.poll_once(Utc::now()).await?;
+            total.add(&r);
+            if r.is_idle() || self.shutdown.is_triggered() {
+                return Ok((total, pass));
+            }
+            if r.published == 0 && r.parked == 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(retry_delay) => {}
+                    _ = self.shutdown.wait() => return Ok((total, pass)),
+                }
+            }
+        }
+        Ok((total, max_passes))
+    }
+
+    /// Polls one worklist and processes what is new on it (and what left it).
+    pub async fn poll_target(
+        &self,
+        t: &PollTarget,
+        now: DateTime<Utc>,
+    ) -> Result<PassReport, PipelineError> {
+        let mut report = PassReport::default();
+        let list = t.list.code();
+        let mut req = FetchWorklist::new(t.list.into());
+        req.service = Some(t.service.clone());
+        req.clinician = t.clinician.clone().map(Assigned::Assigned);
+        if let Some(code) = &t.specialty {
+            // Resolved before the budget is taken, so a failure costs no worklist call.
+            let system = match self.refdata.get(&self.ers, "SPECIALTY").await {
+                Ok(cs) => cs.url.clone(),
+                Err(e) => {
+                    tracing::warn!(service = %t.service, list, error = %e, "a004 specialty look-up failed, skipping poll");
+                    None
+                }
+            };
+            let Some(system) = system else {
+                report.worklist_errors += 1;
+                return Ok(report);
+            };
+            req.specialty = Some(Assigned::Assigned(Coding::new(system, code.clone())));
+        }
+        if self.ers.mode() == AuthMode::AppRestricted {
+            let day = now.format("%Y-%m-%d").to_string();
+            let budget = self.settings.worklist_budget;
+            if !self
+                .store
+                .take_worklist_call(&t.service, &day, budget)
+                .await?
+            {
+                tracing::warn!(service = %t.service, list, "worklist budget for today used up, skipping poll");
+                report.budget_exhausted += 1;
+                return Ok(report);
+            }
+        }
+        let items = match self.ers.worklist(&req).await {
+            Ok(l) => l.worklist_items(),
+            Err(source) => {
+                let e = PipelineError::Worklist {
+                    service: t.service.clone(),
+                    list,
+                    source,
+                };
+                tracing::warn!(error = %e, retryable = e.is_retryable(), "worklist poll failed");
+                report.worklist_errors += 1;
+                return Ok(report);
+            }
+        };
+        let items: Vec<_> = items
+            .into_iter()
+            .filter(|i| i.resource_type == "ReferralRequest")
+            .collect();
+        report.worklist_items = items.len();
+        let current: BTreeSet<String> = items.iter().map(|i| i.ubrn.clone()).collect();
+        let mut work = Vec::new();
+        for item in &items {
+            if let Some(v) = item.version {
+                if self.store.is_seen(&item.ubrn, i64::from(v)).await? {
+                    continue;
+                }
+            }
+            work.push((item.ubrn.clone(), false));
+        }
+        let previous = self.store.worklist_members(&t.service, list).await?;
+        work.extend(
+            previous
+                .into_iter()
+                .filter(|u| !current.contains(u))
+                .map(|u| (u, true)),
+        );
+        tracing::info!(service = %t.service, list, items = items.len(), to_check = work.len(), "worklist polled");
+
+        let results: Vec<_> = stream::iter(work)
+            .map(|(ubrn, left)| async move {
+                let r = self.process_referral(&ubrn, left, now).await;
+                (ubrn, left, r)
+            })
+            .buffer_unordered(self.settings.concurrency)
+            .collect()
+            .await;
+        let mut members = current;
+        for (ubrn, left, r) in results {
+            let keep = match r {
+                Ok(Outcome::Published(ids)) => {
+                    report.published += 1;
+                    report.messages += ids.len();
+                    false
+                }
+                Ok(Outcome::Parked(_)) => {
+                    report.parked += 1;
+                    false
+                }
+                Ok(Outcome::Deferred) => {
+                    report.deferred += 1;
+                    true
+                }
+                Ok(Outcome::Skipped) => false,
+                Err(PipelineError::ShuttingDown) => true,
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(ubrn = %ubrn, error = %e, "referral failed, will retry");
+                    report.failed += 1;
+                    true
+                }
+                Err(e) => return Err(e),
+            };
+            // A referral that left the list but could not be checked yet stays a member,
+            // so the next pass checks it again.
+            if left && keep {
+                members.insert(ubrn);
+            }
+        }
+        let members: Vec<String> = members.into_iter().collect();
+        self.store
+            .set_worklist_members(&t.service, list, &members)
+            .await?;
+        Ok(report)
+    }
+
+    /// Reads the referral's latest version and handles it. `left_list` says it disappeared
+    /// from a worklist: then only a cancellation produces a message.
+    pub async fn process_referral(
+        &self,
+        ubrn: &str,
+        left_list: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, PipelineError> {
+        if self.shutdown.is_triggered() {
+            return Err(PipelineError::ShuttingDown);
+        }
+        let referral = match self.read(ubrn).await {
+            Ok(r) => r,
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => return self.park(ubrn, 0, &e.to_string(), now).await,
+        };
+        let (version, json) = referral;
+        if self.store.is_seen(ubrn, version).await? {
+            return Ok(Outcome::Skipped);
+        }
+        if left_list && !fetch::is_cancelled(&json) {
+            return Ok(Outcome::Skipped);
+        }
+        self.handle_version(ubrn, version, &json, now).await
+    }
+
+    /// Re-processes the latest version of a referral even if it was handled (parked or
+    /// published) before: `ers-bridge replay`, and parked items after the mappings change.
+    pub async fn replay(&self, ubrn: &str, now: DateTime<Utc>) -> Result<Outcome, PipelineError> {
+        let (version, json) = self.read(ubrn).await?;
+        self.handle_version(ubrn, version, &json, now).await
+    }
+
+    /// Replays every parked referral when the mapping files differ from those recorded at
+    /// the last start, then records the current hash. Returns how many were replayed.
+    pub async fn retry_parked_if_mappings_changed(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<usize, PipelineError> {
+        const KEY: &str = "mappings_hash";
+        let current = &self.mappings.hash;
+        let stored = self.store.state_value(KEY).await?;
+        let mut replayed = 0;
+        if stored.as_deref().is_some_and(|s| s != current) {
+            for item in self.store.parked().await? {
+                tracing::info!(ubrn = %item.ubrn, "mappings changed, retrying parked referral");
+                match self.replay(&item.ubrn, now).await {
+                    Ok(_) => replayed += 1,
+                    Err(e) => {
+                        tracing::warn!(ubrn = %item.ubrn, error = %e, "retrying parked referral failed")
+                    }
+                }
+            }
+        }
+        if stored.as_deref() != Some(current) {
+            self.store.set_state_value(KEY, current).await?;
+        }
+        Ok(replayed)
+    }
+
+    async fn read(&self, ubrn: &str) -> Result<(i64, Value), PipelineError> {
+        let r = self
+            .ers
+            .referral_json(ubrn, None)
+            .await
+            .map_err(|source| PipelineError::Ers {
+                ubrn: ubrn.to_string(),
+                source,
+            })?;
+        let version = r.version.ok_or_else(|| PipelineError::BadReferral {
+            ubrn: ubrn.to_string(),
+            reason: "no version (ETag or meta.versionId)".into(),
+        })?;
+        Ok((i64::from(version), r.resource))
+    }
+
+    async fn park(
+        &self,
+        ubrn: &str,
+        version: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, PipelineError> {
+        let now_ms = now.timestamp_millis();
+        tracing::warn!(ubrn, version, reason, "referral parked");
+        self.store.park(ubrn, version, reason, now_ms).await?;
+        self.store
+            .mark_seen(ubrn, version, "parked", now_ms)
+            .await?;
+        let _ = self.events.send(Event::Parked {
+            ubrn: ubrn.to_string(),
+            version,
+            reason: reason.to_string(),
+        });
+        Ok(Outcome::Parked(reason.to_string()))
+    }
+
+    /// Fetch, map, publish and record one referral version.
+    async fn handle_version(
+        &self,
+        ubrn: &str,
+        version: i64,
+        json: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, PipelineError> {
+        let latest = self.store.latest_published_version(ubrn).await?;
+        let kind = if fetch::is_cancelled(json) {
+            if latest.is_none() {
+                // The PAS never heard of it (e.g. it was parked): nothing to cancel there.
+                tracing::info!(ubrn, version, "cancelled before any message was published");
+                let now_ms = now.timestamp_millis();
+                self.store
+                    .mark_seen(ubrn, version, "cancelled-unpublished", now_ms)
+                    .await?;
+                self.store.unpark(ubrn).await?;
+                return Ok(Outcome::Skipped);
+            }
+            EventKind::Cancelled
+        } else if latest.is_some_and(|p| p < version) {
+            EventKind::Changed
+        } else {
+            EventKind::New
+        };
+        let docs = fetch::fetch_documents(&self.ers, ubrn, json, self.settings.fetch).await?;
+        if !docs.pending.is_empty() {
+            // The wait is counted in the store, so a restart does not restart it.
+            let since_ms = self
+                .store
+                .defer(ubrn, version, now.timestamp_millis())
+                .await?;
+            let waited = Duration::from_millis(
+                u64::try_from(now.timestamp_millis() - since_ms).unwrap_or(0),
+            );
+            if waited < self.settings.pending_max_wait {
+                tracing::info!(
+                    ubrn,
+                    version,
+                    pending = docs.pending.len(),
+                    "attachments pending, waiting for a later poll"
+                );
+                return Ok(Outcome::Deferred);
+            }
+            tracing::warn!(
+                ubrn,
+                version,
+                "attachments still pending, publishing without them"
+            );
+        }
+
+        let timestamp = now.fixed_offset();
+        let mut messages = Vec::new();
+        for m in self.mappings.for_event(kind) {
+            let rendered = m.control_id_for(json).and_then(|control_id| {
+                let input = ApplyInput {
+                    referral: json,
+                    control_id: &control_id,
+                    timestamp,
+                    attachments: &docs.attachments,
+                };
+                m.render(&input).map(|(_, bytes)| (control_id, bytes))
+            });
+            match rendered {
+                Ok((control_id, body)) => messages.push((m, control_id, body)),
+                Err(e) if e.is_retryable() => return Err(PipelineError::Mapping(e)),
+                Err(e) => {
+                    return self
+                        .park(ubrn, version, &format!("{}: {e}", m.file), now)
+                        .await
+                }
+            }
+        }
+
+        let mut ids = Vec::new();
+        for (m, control_id, body) in messages {
+            let [t1, t2, _] = &m.message_type;
+            let message_type = format!("{t1}^{t2}");
+            let msg = OutboundMessage {
+                routing_key: format!("{}.{t1}.{t2}", self.settings.tenant),
+                message_id: control_id.as_str().to_string(),
+                correlation_id: ubrn.to_string(),
+                message_type: message_type.clone(),
+                ers_version: version.to_string(),
+                body,
+            };
+            self.publish_confirmed(&msg).await?;
+            let hl7 = String::from_utf8_lossy(&msg.body).into_owned();
+            self.store
+                .record_published(&PublishedMessage {
+                    control_id: msg.message_id.clone(),
+                    ubrn: ubrn.to_string(),
+                    version,
+                    message_type: message_type.clone(),
+                    routing_key: msg.routing_key.clone(),
+                    hl7: Some(hl7),
+                    confirmed_at_ms: Utc::now().timestamp_millis(),
+                })
+                .await?;
+            tracing::info!(ubrn, version, control_id = %msg.message_id, message_type = %message_type, "message published");
+            let _ = self.events.send(Event::Published {
+                ubrn: ubrn.to_string(),
+                version,
+                control_id: msg.message_id.clone(),
+                message_type,
+            });
+            ids.push(msg.message_id);
+        }
+        self.store
+            .mark_seen(ubrn, version, "published", now.timestamp_millis())
+            .await?;
+        self.store.unpark(ubrn).await?;
+        self.store.clear_deferred(ubrn).await?;
+        Ok(Outcome::Published(ids))
+    }
+
+    /// Publishes until the broker confirms, backing off between attempts; gives up only on a
+    /// permanent broker error or when the bridge stops (then nothing is recorded).
+    async fn publish_confirmed(&self, msg: &OutboundMessage) -> Result<(), PipelineError> {
+        let mut delay = self.settings.publish_base_delay;
+        loop {
+            match self.publisher.publish(msg).await {
+                Ok(()) => return Ok(()),
+                Err(e) if !e.is_retryable() => return Err(e.into()),
+                Err(e) => {
+                    let jitter = delay.mul_f64(rand::random::<f64>() * 0.25);
+                    let wait = delay + jitter;
+                    tracing::warn!(ubrn = %msg.correlation_id, control_id = %msg.message_id, error = %e, retry_in_ms = wait.as_millis() as u64, "publish failed, retrying");
+                    let _ = self.events.send(Event::PublishRetry {
+                        ubrn: msg.correlation_id.clone(),
+                        control_id: msg.message_id.clone(),
+                        error: e.to_string(),
+                        retry_in: wait,
+                    });
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.shutdown.wait() => return Err(PipelineError::ShuttingDown),
+                    }
+                    delay = (delay * 2).min(self.settings.publish_max_delay);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The commands: `ers-bridge demo` end to end, and `parked` on a store with a parked item.
+
+use std::process::Command;
+
+use ers_bridge::pipeline::Shutdown;
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+
+use crate::helpers::{Harness, Opts, AMQP_URL};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_until_drained_and_prints_a_summary() {
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let out = tokio::task::spawn_blocking({
+        let prefix = prefix.clone();
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_ers-bridge"))
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .env("RUST_LOG", "warn")
+                .args(["demo", "--generate", "20", "--queue-prefix", &prefix])
+                .args(["--amqp-url", AMQP_URL])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let conn = lapin::Connection::connect(AMQP_URL, Default::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let pas = format!("{prefix}.pas.referrals");
+    let depth = ch
+        .queue_declare(
+            pas.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .map(|q| q.message_count());
+    for q in ["pas.referrals", "from-pas", "dead-letter"] {
+        let _ = ch
+            .queue_delete(
+                format!("{prefix}.{q}").as_str().into(),
+                QueueDeleteOptions::default(),
+            )
+            .await;
+    }
+    for x in ["to-pas", "dead-letter"] {
+        let _ = ch
+            .exchange_delete(
+                format!("{prefix}.{x}").as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await;
+    }
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 20 generated plus the 6 seeded referrals that are on a provider worklist.
+    assert!(stdout.contains("referrals published:  26"), "{stdout}");
+    assert!(stdout.contains("REF^I12"), "{stdout}");
+    assert!(stdout.contains("e-rs calls:"), "{stdout}");
+    assert_eq!(depth.expect("pas queue exists"), 26);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_lists_the_parked_referrals() {
+    let h = Harness::start(Opts::default()).await;
+    let app = h.app(Shutdown::new()).await;
+    app.pipeline()
+        .store()
+        .park("000000012345", 3, "PID-3 (NHS number): bad check digit", 0)
+        .await
+        .unwrap();
+    app.close().await;
+    let config = h.config_path.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_ers-bridge"))
+            .args(["parked", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(
+            "000000012345\tv3\t1970-01-01T00:00:00Z\tPID-3 (NHS number): bad check digit"
+        ),
+        "{stdout}"
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_publishes_until_sigterm_then_exits_cleanly_and_replay_republishes() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+
+    let n = 8;
+    let h = Harness::start(Opts {
+        generate: n,
+        ..Opts::default()
+    })
+    .await;
+    let config = h.config_path.clone();
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ers-bridge"))
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut log = Vec::new();
+        let mut published = 0;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if line.contains("\"message published\"") {
+                published += 1;
+            }
+            log.push(line);
+            if published == n {
+                break;
+            }
+        }
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        log.extend(lines.map_while(Result::ok));
+        (child.wait().unwrap(), log)
+    })
+    .await
+    .unwrap();
+    let log = log.join("\n");
+    assert!(status.success(), "run exited with {status}:\n{log}");
+    assert!(log.contains("shutdown requested"), "{log}");
+    assert!(log.contains("scheduler stopped"), "{log}");
+    let msgs = h.take_messages().await;
+    assert_eq!(msgs.len(), n);
+
+    // `replay` re-sends one referral with the same MSH-10.
+    let ubrn = msgs[0].ubrn();
+    let config = h.config_path.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_ers-bridge"))
+            .args(["replay", "--config"])
+            .arg(&config)
+            .arg(&ubrn)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("published {}", msgs[0].ubrn())),
+        "{stdout}"
+    );
+    let again = h.take_messages().await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].message_id, msgs[0].message_id);
+    h.cleanup().await;
+}

@@ -1,0 +1,117 @@
+//! Simulator faults (500s, 503 with Retry-After, 429s, latency, PENDING attachments): every
+//! referral is eventually published exactly once, and the client never goes over its rate
+//! limit (the simulator counts 429s caused by going too fast separately).
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use ers_bridge::pipeline::Shutdown;
+
+use crate::helpers::{Harness, Opts};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_referral_is_published_despite_faults_and_pending_attachments() {
+    let n = 40;
+    let h = Harness::start(Opts {
+        generate: n,
+        client_rate: 90,
+        sim_rate: 100,
+        ..Opts::default()
+    })
+    .await;
+    let faults = |pending: u64| {
+        serde_json::json!({
+            "error_500_rate": 0.1,
+            "error_503_rate": 0.015,
+            "retry_after_secs": 1,
+            "error_429_rate": 0.01,
+            "latency_ms": 2,
+            "latency_jitter_ms": 3,
+            "attachments_pending_secs": pending,
+        })
+    };
+    // Each 503 or 429 pauses the client's shared limiter for its Retry-After (1 s), so
+    // their rates are kept low to keep the test quick.
+    h.admin("faults", faults(3600)).await;
+    let app = h.app(Shutdown::new()).await;
+    let p = app.pipeline();
+
+    // While e-RS still scans attachments, referrals with attachments wait; the others flow.
+    let first = p.poll_once(Utc::now()).await.expect("first pass");
+    assert!(first.deferred > 0, "{first:?}");
+    assert!(first.published > 0, "{first:?}");
+    let early = h.take_messages().await;
+    assert_eq!(early.len(), first.messages);
+
+    // Scanning done (the error faults stay): everything else arrives.
+    h.admin("faults", faults(0)).await;
+    let summary = app.drain(30).await.expect("drain");
+    assert_eq!(summary.parked.len(), 0, "{:?}", summary.parked);
+    let rest = h.take_messages().await;
+    let ubrns: HashSet<_> = early.iter().chain(&rest).map(|m| m.ubrn()).collect();
+    assert_eq!(ubrns.len(), n, "every referral published");
+    assert_eq!(early.len() + rest.len(), n, "each exactly once");
+
+    let stats = h.stats().await;
+    assert_eq!(
+        stats["rate_limited"], 0,
+        "client exceeded its rate limit: {stats}"
+    );
+    assert!(
+        stats["by_status"]["500"].as_u64().unwrap_or(0) > 0,
+        "faults were injected: {stats}"
+    );
+    app.close().await;
+    h.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_pending_too_long_are_sent_by_reference_and_the_wait_survives_a_restart() {
+    let n = 10;
+    let h = Harness::start(Opts {
+        generate: n,
+        ..Opts::default()
+    })
+    .await;
+    h.admin(
+        "faults",
+        serde_json::json!({"attachments_pending_secs": 86_400}),
+    )
+    .await;
+    let t0 = Utc::now();
+    let app = h.app(Shutdown::new()).await;
+    let first = app.pipeline().poll_once(t0).await.expect("pass");
+    assert!(first.deferred > 0, "{first:?}");
+    app.close().await;
+
+    // Restarted half an hour later: still within the default hour, still waiting.
+    let app = h.app(Shutdown::new()).await;
+    let later = app
+        .pipeline()
+        .poll_once(t0 + chrono::Duration::minutes(30))
+        .await
+        .expect("pass");
+    assert_eq!(later.deferred, first.deferred, "{later:?}");
+    assert_eq!(later.published, 0);
+
+    // Past the hour counted from the first wait: published without the attachment bytes.
+    let late = app
+        .pipeline()
+        .poll_once(t0 + chrono::Duration::minutes(61))
+        .await
+        .expect("pass");
+    assert_eq!(late.deferred, 0, "{late:?}");
+    assert_eq!(late.published, first.deferred);
+    let msgs = h.take_messages().await;
+    assert_eq!(msgs.len(), n);
+    for m in &msgs {
+        assert!(
+            m.message
+                .segments_named("OBX")
+                .all(|obx| obx.get(2, 1, 1, 1) != "ED"),
+            "no attachment was inline"
+        );
+    }
+    app.close().await;
+    h.cleanup().await;
+}

@@ -1,0 +1,62 @@
+//! Configuration options: the `[[poll]]` specialty filter, resolved through the A004 cache
+//! (one SPECIALTY read however many passes), and the optional fetches of `[pipeline]`.
+
+use ers_bridge::pipeline::Shutdown;
+
+use crate::helpers::{Harness, Opts};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn specialty_filter_narrows_the_worklist_and_reads_a004_once() {
+    let n = 30;
+    let h = Harness::start(Opts {
+        generate: n,
+        ..Opts::default()
+    })
+    .await;
+    // Service 21012 is cardiology: filtering it on allergy leaves its referrals out.
+    let plain = "service = \"21012\"\n";
+    let filtered = "service = \"21012\"\nspecialty = \"ALLERGY\"\n";
+    let app = h.app_with(plain, filtered, Shutdown::new()).await;
+    let first = app.drain(5).await.expect("drain");
+    assert!(first.passes >= 2);
+    let left_out = n - first.report.published;
+    assert!(left_out > 0, "{:?}", first.report);
+    let stats = h.stats().await;
+    assert_eq!(stats["by_operation"]["A004"], 1, "{stats}");
+    app.close().await;
+
+    // Without the filter the cardiology referrals arrive too, and only they.
+    let app = h.app(Shutdown::new()).await;
+    let second = app.drain(5).await.expect("drain");
+    assert_eq!(second.report.published, left_out);
+    assert_eq!(h.take_messages().await.len(), n);
+    app.close().await;
+    h.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clinical_information_is_fetched_when_configured() {
+    let h = Harness::start(Opts {
+        seed: true,
+        ..Opts::default()
+    })
+    .await;
+    let app = h
+        .app_with(
+            "[pipeline]\n",
+            "[pipeline]\nfetch_clinical_info = true\nfetch_related_attachments = true\n",
+            Shutdown::new(),
+        )
+        .await;
+    // Related referrals' documents are fetched too (000000070005 refers to 000000070004);
+    // they must not hold anything back.
+    let summary = app.drain(5).await.expect("drain");
+    let published = summary.report.published;
+    assert!(published > 0 && summary.parked.is_empty(), "{summary:?}");
+    let stats = h.stats().await;
+    // One clinical information PDF per referral version published.
+    assert_eq!(stats["by_operation"]["A007"], published, "{stats}");
+    assert_eq!(h.take_messages().await.len(), published);
+    app.close().await;
+    h.cleanup().await;
+}

@@ -1,0 +1,16 @@
+//! End-to-end tests of the outbound pipeline (`ers-bridge run`'s main job): the e-RS
+//! simulator over HTTP on port 0, the real RabbitMQ on 127.0.0.1:5672 with `test-<uuid>`
+//! exchanges and queues per test, and a fresh SQLite file (or PostgreSQL database) per test.
+//! The tests drive the pipeline with `poll_once`/`drain` instead of timers.
+
+mod broker;
+mod budget;
+mod cli;
+mod faults;
+mod filters;
+mod flow;
+mod helpers;
+mod parked;
+mod restart;
+mod run;
+mod store_ext;

@@ -1,0 +1,33 @@
+//! `App::run_until_stopped`: the schedulers poll on their own, and a shutdown stops them,
+//! lets in-flight work finish and closes everything.
+
+use ers_bridge::pipeline::{Event, Shutdown};
+
+use crate::helpers::{Harness, Opts};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_until_stopped_then_shuts_down_cleanly() {
+    let n = 10;
+    let h = Harness::start(Opts {
+        generate: n,
+        ..Opts::default()
+    })
+    .await;
+    let shutdown = Shutdown::new();
+    let app = h.app(shutdown.clone()).await;
+    let store = app.pipeline().store().clone();
+    let mut events = app.pipeline().subscribe();
+    let running = tokio::spawn(app.run_until_stopped());
+    let mut published = 0;
+    while published < n {
+        if let Ok(Event::Published { .. }) = events.recv().await {
+            published += 1;
+        }
+    }
+    shutdown.trigger();
+    running.await.unwrap().expect("stops cleanly");
+    // The store was closed by the shutdown.
+    assert!(store.ping().await.is_err());
+    assert_eq!(h.take_messages().await.len(), n);
+    h.cleanup().await;
+}
