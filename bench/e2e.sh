@@ -62,20 +62,28 @@ echo "== 2. end to end: ers-bridge demo --generate $N (simulator at zero latency
 if ! "$BIN" demo --help >/dev/null 2>&1; then
     echo "RESULT e2e=pending (ers-bridge has no demo command in this build)"
 else
-    /usr/bin/time -v "$BIN" demo --generate "$N" >"$WORK/demo.out" 2>"$WORK/demo.err" || {
+    # The demo's simulator allows 1000 e-RS requests/s; the bridge is allowed the same.
+    prefix="bench-$(date +%s%N)"
+    /usr/bin/time -v "$BIN" demo --generate "$N" --queue-prefix "$prefix" \
+        --rate-limit-per-sec "${DEMO_RATE:-1000}" --amqp-url "$AMQP_URL" \
+        >"$WORK/demo.out" 2>"$WORK/demo.err" || {
         tail -20 "$WORK/demo.err"
         exit 1
     }
-    tail -5 "$WORK/demo.out"
+    cat "$WORK/demo.out"
+    published=$(grep 'referrals published:' "$WORK/demo.out" | awk '{print $NF}')
     wall=$(grep 'Elapsed (wall clock)' "$WORK/demo.err" | awk '{print $NF}')
     rss_kb=$(grep 'Maximum resident set size' "$WORK/demo.err" | awk '{print $NF}')
     secs=$(python3 -c "
-p='$wall'.split(':'); s=0.0
-for x in p: s=s*60+float(x)
+s=0.0
+for x in '$wall'.split(':'): s=s*60+float(x)
 print(s)")
-    rate=$(python3 -c "print(round($N/$secs))")
+    rate=$(python3 -c "print(round($published/$secs))")
     pct=$(python3 -c "print(round(100*$rate/$best_raw))")
-    echo "RESULT e2e_referrals_per_s=$rate (wall ${secs}s incl. start-up) peak_rss_mb=$((rss_kb / 1024)) of_broker_limit=${pct}%"
+    echo "RESULT e2e_referrals_per_s=$rate ($published referrals, wall ${secs}s incl. start-up and simulator seeding) peak_rss_mb=$((rss_kb / 1024)) of_broker_limit=${pct}%"
+    for q in pas.referrals from-pas dead-letter; do
+        rabbitmqctl delete_queue "$prefix.$q" >/dev/null 2>&1 || true
+    done
 fi
 
 echo "== 3. rate limit: simulator at 50 ms latency, limit 10/s, backlog of $BACKLOG referrals"
@@ -127,8 +135,14 @@ python3 - "$s0" "$s1" "$t0" "$t1" <<'EOF'
 import json, sys
 s0, s1 = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 dt = float(sys.argv[4]) - float(sys.argv[3])
+ops = {k: v - s0["by_operation"].get(k, 0) for k, v in s1["by_operation"].items()}
+print("by operation in the window:", ops)
+# OBJECT_STORE (A042's pre-signed download) and TOKEN are not API-platform calls: the 10/s
+# limit is on the rest.
+api = sum(v for k, v in ops.items() if k not in ("OBJECT_STORE", "TOKEN"))
 calls = s1["total"] - s0["total"]
-print("by operation in the window:", {k: v - s0["by_operation"].get(k, 0) for k, v in s1["by_operation"].items()})
-print(f"RESULT ers_calls_per_s={calls/dt:.2f} over {dt:.0f}s rate_limited_429s={s1['rate_limited']} all_429s={s1['too_many_requests']} (target >= 9.5/s, 0 rate_limited)")
+print(f"RESULT ers_api_calls_per_s={api/dt:.2f} (all requests {calls/dt:.2f}/s) over {dt:.0f}s rate_limited_429s={s1['rate_limited']} all_429s={s1['too_many_requests']} (target >= 9.5/s, 0 rate_limited)")
 EOF
+run_pid=${PIDS[-1]}
+echo "RESULT run_peak_rss_mb=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$run_pid/status") (ers-bridge run, backlog $BACKLOG)"
 for q in pas from-pas dlq; do rabbitmqctl delete_queue "bench-$suffix-$q" >/dev/null 2>&1 || true; done

@@ -101,8 +101,9 @@ impl InboundDelivery {
 
 struct Live {
     conn: Connection,
-    /// Kept so the channel lives as long as its consumer stream.
-    _channel: Channel,
+    /// Kept so the channel lives as long as its consumer stream, and to tell whether a
+    /// buffered delivery can still be acked.
+    channel: Channel,
     stream: lapin::Consumer,
 }
 
@@ -197,6 +198,12 @@ impl Consumer {
                 item = live.stream.next() => item,
             };
             match item {
+                Some(Ok(d)) if !live.channel.status().connected() || !d.acker.usable() => {
+                    // Buffered before the channel died: it can no longer be acked, and the
+                    // broker delivers it again on the next channel.
+                    tracing::debug!(queue = %self.settings.queue, "dropping a delivery from a lost channel");
+                    self.drop_live();
+                }
                 Some(Ok(d)) => {
                     let props = &d.properties;
                     return Ok(Some(InboundDelivery {
@@ -265,7 +272,7 @@ impl Consumer {
                 })?;
             Ok(Live {
                 conn,
-                _channel: channel,
+                channel,
                 stream,
             })
         };

@@ -1,6 +1,9 @@
 //! The publisher against a broker that goes away: `rabbitmqctl stop_app` before the publisher
 //! starts, and in the middle of a stream of publishes, then `start_app`.
 //!
+//! Scenario C does the same to a manual-ack consumer, and scenario D to the whole outbound
+//! pipeline draining a simulator backlog.
+//!
 //! These tests stop the shared RabbitMQ on this machine, so they live in their own test binary
 //! and run as ONE test, scenario after scenario. A guard runs `rabbitmqctl start_app` when the
 //! test ends (also on panic), and the test starts with `start_app` in case an earlier run was
@@ -13,7 +16,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ers_bridge::amqp::{OutboundMessage, Publisher, PublisherSettings, RetryPolicy, Topology};
+use ers_bridge::amqp::{
+    AmqpError, Consumer, ConsumerSettings, OutboundMessage, Publisher, PublisherSettings,
+    RetryPolicy, Topology,
+};
 use futures_util::StreamExt;
 use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 
@@ -314,10 +320,238 @@ async fn broker_restarted_mid_stream() {
     cleanup(&t).await;
 }
 
+/// `rabbitmqctl list_consumers` for one queue: (ack_required, prefetch_count) per consumer.
+fn consumers_of(queue: &str) -> Vec<(String, String)> {
+    let out = Command::new("rabbitmqctl")
+        .args([
+            "list_consumers",
+            "-q",
+            "--no-table-headers",
+            "queue_name",
+            "ack_required",
+            "prefetch_count",
+        ])
+        .output()
+        .expect("rabbitmqctl list_consumers");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let cols: Vec<_> = l.split('\t').collect();
+            (cols.len() == 3 && cols[0] == queue)
+                .then(|| (cols[1].to_string(), cols[2].to_string()))
+        })
+        .collect()
+}
+
+/// Scenario C: a consumer with prefetch 3 holds an unacked delivery when the broker stops.
+/// Its ack then fails, and after `start_app` the consumer reconnects by itself, with manual
+/// acks and the prefetch applied again, and every message (the unacked one redelivered)
+/// arrives and is acked.
+async fn consumer_survives_restart() {
+    const N: usize = 5;
+    let t = topology();
+    let publisher = publisher(&t);
+    publisher.ensure_connected().await.unwrap();
+    // Straight to the inbound queue through the default exchange.
+    let conn = lapin::Connection::connect(AMQP_URL, Default::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    for n in 0..N {
+        let m = message(n);
+        ch.basic_publish(
+            "".into(),
+            t.inbound_queue.as_str().into(),
+            Default::default(),
+            &m.body,
+            lapin::BasicProperties::default()
+                .with_message_id(m.message_id.as_str().into())
+                .with_delivery_mode(2),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    let _ = conn.close(200, "done".into()).await;
+    publisher.close().await;
+
+    let mut c = Consumer::new(ConsumerSettings {
+        url: AMQP_URL.into(),
+        queue: t.inbound_queue.clone(),
+        prefetch: 3,
+        connect_timeout: Duration::from_secs(5),
+        topology: Some(t.clone()),
+    });
+    let pending = std::future::pending;
+    let held = c.next(&policy(), pending()).await.unwrap().unwrap();
+    assert_eq!(
+        consumers_of(&t.inbound_queue),
+        vec![("true".to_string(), "3".to_string())]
+    );
+
+    stop_broker().await;
+    assert!(matches!(held.ack().await, Err(AmqpError::AckFailed { .. })));
+    let retry = policy();
+    let (first, ()) = tokio::join!(c.next(&retry, pending()), start_broker());
+    let mut seen = BTreeMap::new();
+    let mut delivery = first.unwrap().unwrap();
+    loop {
+        match delivery.ack().await {
+            Ok(()) => {
+                *seen
+                    .entry(delivery.message_id.clone().unwrap())
+                    .or_insert(0) += 1
+            }
+            // The channel died between delivery and ack: it comes again.
+            Err(AmqpError::AckFailed { .. }) => {}
+            Err(e) => panic!("ack failed: {e}"),
+        }
+        if seen.len() == N {
+            break;
+        }
+        delivery = tokio::time::timeout(BROKER_START_LIMIT, c.next(&policy(), pending()))
+            .await
+            .expect("the rest of the messages")
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(c.connects(), 2, "{c:?}");
+    assert_eq!(
+        consumers_of(&t.inbound_queue),
+        vec![("true".to_string(), "3".to_string())],
+        "prefetch and manual acks re-applied"
+    );
+    c.close().await;
+    let expected: BTreeMap<_, _> = (0..N).map(|n| (message(n).message_id, 1)).collect();
+    assert_eq!(seen, expected);
+    cleanup(&t).await;
+}
+
+/// Messages on a queue right now (a passive declare on a fresh connection).
+async fn depth(queue: &str) -> u32 {
+    let Ok(conn) = lapin::Connection::connect(AMQP_URL, Default::default()).await else {
+        return 0;
+    };
+    let ch = conn.create_channel().await.unwrap();
+    let n = ch
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .map(|q| q.message_count())
+        .unwrap_or(0);
+    let _ = conn.close(200, "done".into()).await;
+    n
+}
+
+/// Scenario D, end to end: the pipeline drains a simulator backlog (1000 generated
+/// referrals, the bridge limited to 100 e-RS calls/s) into RabbitMQ, and the broker is
+/// stopped once some messages are on the queue and started again. The drain finishes, and
+/// every message the store records as published is on the queue (duplicates only with the
+/// same message_id).
+async fn pipeline_survives_restart() {
+    use ers_bridge::config::{self, MapEnv};
+    use ers_bridge::pipeline::{App, Shutdown};
+    use ers_bridge::simulator::{self, SimAuth, SimConfig};
+
+    let sim = simulator::spawn(SimConfig {
+        generate: 1000,
+        auth: SimAuth {
+            require_auth: false,
+            ..SimAuth::default()
+        },
+        rate_limit_per_sec: 1000,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique("e2e");
+    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let mut text = format!(
+        "[ers]\nbase_url = {}\nrate_limit_per_sec = 100\n[ers.retry]\nbase_delay_ms = 100\nmax_delay_ms = 1000\n\
+         [ers.auth]\nmode = \"none\"\n\
+         [amqp]\nurl = {}\ntenant = \"default\"\nexchange = {}\npas_queue = {}\ninbound_queue = {}\n\
+         dead_letter_exchange = {}\ndead_letter_queue = {}\npublish_timeout_ms = 5000\n\
+         [store]\nurl = {}\n[mappings]\ndir = {}\n\
+         [pipeline]\nconcurrency = 8\npublish_retry_base_delay_ms = 50\npublish_retry_max_delay_ms = 1000\n",
+        q(&sim.fhir_base()),
+        q(AMQP_URL),
+        q(&format!("{prefix}.to-pas")),
+        q(&format!("{prefix}.pas")),
+        q(&format!("{prefix}.from-pas")),
+        q(&format!("{prefix}.dlx")),
+        q(&format!("{prefix}.dlq")),
+        q(&format!("sqlite://{}", dir.path().join("bridge.db").display())),
+        q(concat!(env!("CARGO_MANIFEST_DIR"), "/mappings")),
+    );
+    for service in ["21012", "21013", "21014", "21015"] {
+        text.push_str(&format!(
+            "[[poll]]\nservice = \"{service}\"\nlists = [\"referrals-for-review\", \"appointment-slot-issues\"]\ninterval_secs = 60\n"
+        ));
+    }
+    let cfg = config::load_str("<broker_restart>", &text, &MapEnv::default()).unwrap();
+    let app = App::build(&cfg, Shutdown::new()).await.unwrap();
+    let pas_queue = format!("{prefix}.pas");
+
+    let controller = async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        let mut at_stop = depth(&pas_queue).await;
+        while at_stop < 50 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no messages published"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            at_stop = depth(&pas_queue).await;
+        }
+        stop_broker().await;
+        start_broker().await;
+        at_stop
+    };
+    let (summary, at_stop) = tokio::join!(app.drain(50), controller);
+    let summary = summary.unwrap();
+    app.close().await;
+
+    let recorded: i64 = summary.published_by_type.iter().map(|(_, n)| n).sum();
+    let seen = drain(&pas_queue).await;
+    let total: usize = seen.values().sum();
+    eprintln!(
+        "pipeline across a broker restart: {recorded} messages recorded published, {} distinct and {total} in all on the queue, {at_stop} there at stop_app, {} parked",
+        seen.len(),
+        summary.parked.len()
+    );
+    assert!(
+        (at_stop as i64) < recorded,
+        "the broker stopped mid-run ({at_stop} of {recorded})"
+    );
+    assert_eq!(
+        seen.len() as i64,
+        recorded,
+        "every recorded message on the queue, nothing else"
+    );
+    let mut t = topology();
+    t.exchange = format!("{prefix}.to-pas");
+    t.pas_queue = pas_queue;
+    t.inbound_queue = format!("{prefix}.from-pas");
+    t.dead_letter_exchange = format!("{prefix}.dlx");
+    t.dead_letter_queue = format!("{prefix}.dlq");
+    cleanup(&t).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_survives_broker_stop_and_start() {
     let _guard = BrokerGuard;
     start_broker().await;
     broker_down_at_start().await;
     broker_restarted_mid_stream().await;
+    consumer_survives_restart().await;
+    pipeline_survives_restart().await;
 }
