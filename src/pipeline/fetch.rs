@@ -27,6 +27,9 @@ pub struct Fetched {
     pub pending: Vec<String>,
     /// Attachment ids left out, with the reason (not available, download refused).
     pub unavailable: Vec<(String, String)>,
+    /// DocumentReferences to add to the referral the mapping sees: the clinical information
+    /// PDF and related referrals' documents (see [`enrich`]).
+    pub extra_documents: Vec<Value>,
 }
 
 /// One attachment of a referral: its id and e-RS availability status.
@@ -123,6 +126,77 @@ pub fn is_cancelled(referral: &Value) -> bool {
         })
 }
 
+/// The contained DocumentReferences of a related referral, as a `{"contained": [...]}`
+/// object whose resource and attachment ids are prefixed `<related ubrn>-`.
+fn related_documents(related: &str, referral: &Value) -> Value {
+    let docs: Vec<Value> = referral
+        .get("contained")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("DocumentReference"))
+        .map(|d| {
+            let mut d = d.clone();
+            if let Some(id) = d.get("id").and_then(Value::as_str) {
+                d["id"] = Value::String(format!("{related}-{id}"));
+            }
+            if let Some(content) = d.get_mut("content").and_then(Value::as_array_mut) {
+                for c in content {
+                    if let Some(id) = c.pointer("/attachment/id").and_then(Value::as_str) {
+                        c["attachment"]["id"] = Value::String(format!("{related}-{id}"));
+                    }
+                }
+            }
+            d
+        })
+        .collect();
+    serde_json::json!({ "contained": docs })
+}
+
+/// A DocumentReference standing for the clinical information PDF (A007), whose bytes are in
+/// the attachments under [`CLINICAL_INFO_KEY`].
+fn clinical_info_document(ubrn: &str, size: usize) -> Value {
+    serde_json::json!({
+        "resourceType": "DocumentReference",
+        "id": CLINICAL_INFO_KEY,
+        "status": "current",
+        "type": { "coding": [{ "code": "CLINICAL_INFORMATION", "display": "Clinical Information Summary" }] },
+        "description": "e-RS clinical information summary (A007)",
+        "content": [{ "attachment": {
+            "id": CLINICAL_INFO_KEY,
+            "contentType": "application/pdf",
+            "size": size,
+            "title": format!("{ubrn}_Clinical_Information_Summary.pdf"),
+            "url": format!("ReferralRequest/{ubrn}/$ers.generateCRI"),
+        }}],
+    })
+}
+
+/// The referral as the mapping sees it: the A005 resource plus the extra documents, each
+/// added to `contained` and referenced from `supportingInfo` (`#<id>`), so the mappings
+/// render them like the referral's own attachments. Returns `None` when there are none.
+pub fn enrich(referral: &Value, extra: &[Value]) -> Option<Value> {
+    if extra.is_empty() {
+        return None;
+    }
+    let mut r = referral.clone();
+    let obj = r.as_object_mut()?;
+    for doc in extra {
+        let Some(id) = doc.get("id").and_then(Value::as_str).map(str::to_string) else {
+            continue;
+        };
+        obj.entry("contained")
+            .or_insert_with(|| Value::Array(Vec::new()))
+            .as_array_mut()?
+            .push(doc.clone());
+        obj.entry("supportingInfo")
+            .or_insert_with(|| Value::Array(Vec::new()))
+            .as_array_mut()?
+            .push(serde_json::json!({ "reference": format!("#{id}") }));
+    }
+    Some(r)
+}
+
 /// What to fetch besides the attachments.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FetchOptions {
@@ -153,10 +227,15 @@ pub async fn fetch_documents(
             match r {
                 Ok(r) => {
                     // A related referral's documents are extras: a pending one does not hold
-                    // this referral back.
+                    // this referral back. Their ids are prefixed with the related UBRN, as
+                    // attachment ids are only unique within one referral.
+                    let docs = related_documents(&related, &r.resource);
                     let mut extra = Fetched::default();
-                    fetch_attachments(ers, ubrn, &attachment_refs(&r.resource), &mut extra).await?;
+                    fetch_attachments(ers, ubrn, &attachment_refs(&docs), &mut extra).await?;
                     out.attachments.extend(extra.attachments);
+                    if let Some(list) = docs.get("contained").and_then(Value::as_array) {
+                        out.extra_documents.extend(list.iter().cloned());
+                    }
                 }
                 Err(e) if e.is_retryable() => return Err(e),
                 Err(e) => {
@@ -170,6 +249,8 @@ pub async fn fetch_documents(
             Ok(pdf) => {
                 out.attachments
                     .insert(CLINICAL_INFO_KEY.to_string(), pdf.bytes.to_vec());
+                out.extra_documents
+                    .push(clinical_info_document(ubrn, pdf.bytes.len()));
             }
             Err(e) if e.is_retryable() => {
                 return Err(PipelineError::Ers {

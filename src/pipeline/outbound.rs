@@ -423,11 +423,13 @@ impl Pipeline {
         }
 
         let timestamp = now.fixed_offset();
+        let enriched = fetch::enrich(json, &docs.extra_documents);
+        let mapped = enriched.as_ref().unwrap_or(json);
         let mut messages = Vec::new();
         for m in self.mappings.for_event(kind) {
             let rendered = m.control_id_for(json).and_then(|control_id| {
                 let input = ApplyInput {
-                    referral: json,
+                    referral: mapped,
                     control_id: &control_id,
                     timestamp,
                     attachments: &docs.attachments,

@@ -56,7 +56,41 @@ async fn clinical_information_is_fetched_when_configured() {
     let stats = h.stats().await;
     // One clinical information PDF per referral version published.
     assert_eq!(stats["by_operation"]["A007"], published, "{stats}");
-    assert_eq!(h.take_messages().await.len(), published);
+    let messages = h.take_messages().await;
+    assert_eq!(messages.len(), published);
+    // Every message carries the clinical information PDF inline, as its own OBR/OBX group.
+    for m in &messages {
+        let obr: Vec<_> = m.message.segments_named("OBR").collect();
+        assert!(
+            obr.iter().any(|s| s.comp(4, 1) == "CLINICAL_INFORMATION"),
+            "{} has no clinical information OBR",
+            m.ubrn()
+        );
+        assert!(m
+            .message
+            .segments_named("OBX")
+            .any(|s| s.comp(4, 1) == "clinical-info" && s.get(2, 1, 1, 1) == "ED"));
+    }
+    // The referral with a related referral also carries the related referral's documents.
+    let related = messages
+        .iter()
+        .find(|m| m.ubrn() == "000000070005")
+        .expect("000000070005 published");
+    let titles: Vec<String> = related
+        .message
+        .segments_named("OBR")
+        .map(|s| s.comp(4, 2).to_string())
+        .collect();
+    assert!(
+        titles
+            .iter()
+            .any(|t| t == "Advice and guidance conversation - 000000070004.pdf"),
+        "{titles:?}"
+    );
+    assert!(related
+        .message
+        .segments_named("OBX")
+        .any(|s| s.get(4, 1, 1, 1).starts_with("000000070004-")));
     app.close().await;
     h.cleanup().await;
 }
