@@ -40,6 +40,10 @@ pub struct SimulateArgs {
     /// Largest worklist response in bytes; bigger ones fail with 502 (the real limit is 10 MB).
     #[arg(long, default_value_t = simulator::DEFAULT_MAX_WORKLIST_BYTES)]
     pub max_worklist_bytes: usize,
+    /// Requests per second per client before 429 (the production limit is 10); raise it for
+    /// load tests of the bridge.
+    #[arg(long, default_value_t = 10)]
+    pub rate_limit_per_sec: u32,
 }
 
 /// Runs `simulate`.
@@ -77,6 +81,7 @@ fn run_inner(args: SimulateArgs) -> anyhow::Result<()> {
         seed_dir: args.seed_dir,
         generate: args.generate,
         max_worklist_bytes: args.max_worklist_bytes,
+        rate_limit_per_sec: args.rate_limit_per_sec,
         auth,
         ..SimConfig::default()
     };

@@ -24,6 +24,8 @@ async fn simulate_prints_its_address_and_serves_the_seed() {
                 "--generate",
                 "3",
                 "--no-auth",
+                "--rate-limit-per-sec",
+                "1000",
             ])
             .arg("--seed-dir")
             .arg(crate::helpers::samples_dir())
@@ -59,4 +61,16 @@ async fn simulate_prints_its_address_and_serves_the_seed() {
     .await
     .unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::OK);
+    // The raised limit applies: a burst well above the default 10/s is served.
+    let client = reqwest::Client::new();
+    for _ in 0..30 {
+        let r = client
+            .get(format!(
+                "{base}/referrals/FHIR/STU3/ReferralRequest/000000070013"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::OK);
+    }
 }
