@@ -11,6 +11,7 @@ mod env;
 mod error;
 mod locate;
 pub mod raw;
+mod validate;
 
 pub use env::{Env, MapEnv, ProcessEnv, ENV_PREFIX};
 pub use error::ConfigError;

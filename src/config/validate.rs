@@ -1,0 +1,165 @@
+//! The configuration rules that span several keys (the app-restricted worklist budget, auth
+//! mode requirements, on-behalf-of rules). They run after the strict serde parse of
+//! [`super::raw`] and do no IO: `ers-bridge validate` stays offline.
+
+use super::raw::{AuthConfig, BusinessFunction, Config, RawConfig};
+
+const SECS_PER_DAY: u64 = 86_400;
+
+impl RawConfig {
+    /// Checks the rules that span keys; errors are `(dotted key, reason)`.
+    pub fn validate(self) -> Result<Config, (String, String)> {
+        let err = |k: &str, r: String| Err((k.to_string(), r));
+        let url = match reqwest::Url::parse(&self.ers.base_url) {
+            Ok(u) => u,
+            Err(e) => return err("ers.base_url", format!("not a url: {e}")),
+        };
+        if !matches!(url.scheme(), "http" | "https") {
+            return err("ers.base_url", "must be an http or https url".into());
+        }
+        if self.ers.rate_limit_per_sec == 0 {
+            return err("ers.rate_limit_per_sec", "must be at least 1".into());
+        }
+        if self.ers.request_timeout_ms == 0 || self.ers.connect_timeout_ms == 0 {
+            return err("ers.request_timeout_ms", "timeouts must be above 0".into());
+        }
+        self.validate_auth()?;
+        if self.pipeline.concurrency == 0 {
+            return err("pipeline.concurrency", "must be at least 1".into());
+        }
+        if self.pipeline.publish_retry_base_delay_ms == 0
+            || self.pipeline.publish_retry_max_delay_ms < self.pipeline.publish_retry_base_delay_ms
+        {
+            return err(
+                "pipeline.publish_retry_base_delay_ms",
+                "must be above 0 and at most publish_retry_max_delay_ms".into(),
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in self.poll.iter().enumerate() {
+            let key = |k: &str| format!("poll[{i}].{k}");
+            if p.service.is_empty() || !p.service.bytes().all(|b| b.is_ascii_digit()) {
+                return err(
+                    &key("service"),
+                    "must be an e-RS service id (digits)".into(),
+                );
+            }
+            if p.lists.is_empty() {
+                return err(&key("lists"), "must name at least one worklist".into());
+            }
+            if p.interval_secs == 0 {
+                return err(&key("interval_secs"), "must be above 0".into());
+            }
+            if !seen.insert(p.service.clone()) {
+                return err(
+                    &key("service"),
+                    format!("service {} is listed twice", p.service),
+                );
+            }
+            if let AuthConfig::AppRestricted { .. } = self.ers.auth {
+                let budget = u64::from(self.ers.worklist_calls_per_service_per_day);
+                let calls = p.lists.len() as u64 * SECS_PER_DAY.div_ceil(p.interval_secs);
+                if calls > budget {
+                    return err(
+                        &key("interval_secs"),
+                        format!(
+                            "app-restricted mode allows {budget} worklist calls per service per day; \
+                             polling {} list(s) every {}s makes {calls} (use at least {}s)",
+                            p.lists.len(),
+                            p.interval_secs,
+                            (SECS_PER_DAY * p.lists.len() as u64).div_ceil(budget.max(1))
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    fn validate_auth(&self) -> Result<(), (String, String)> {
+        let err = |k: &str, r: &str| Err((format!("ers.auth.{k}"), r.to_string()));
+        match &self.ers.auth {
+            AuthConfig::AppRestricted { kid, token_url, .. } => {
+                if kid.is_empty() {
+                    return err("kid", "must not be empty");
+                }
+                if let Some(u) = token_url {
+                    if reqwest::Url::parse(u).is_err() {
+                        return err("token_url", "not a url");
+                    }
+                }
+            }
+            AuthConfig::UserRestricted {
+                token_file,
+                token_env,
+                business_function,
+                on_behalf_of_user_id,
+                ods_code,
+            } => {
+                if token_file.is_none() == token_env.is_none() {
+                    return err("token_file", "set exactly one of token_file and token_env");
+                }
+                check_ods(ods_code)?;
+                check_obo(*business_function, on_behalf_of_user_id.as_deref())?;
+            }
+            AuthConfig::LegacySession {
+                session_token_file,
+                session_token_env,
+                client_cert_file,
+                client_key_file,
+                ods_code,
+                asid,
+                ..
+            } => {
+                if session_token_file.is_none() == session_token_env.is_none() {
+                    return err(
+                        "session_token_file",
+                        "set exactly one of session_token_file and session_token_env",
+                    );
+                }
+                if asid.is_empty() || !asid.bytes().all(|b| b.is_ascii_digit()) {
+                    return err("asid", "must be the numeric ASID issued for this system");
+                }
+                if client_cert_file.is_some() != client_key_file.is_some() {
+                    return err(
+                        "client_cert_file",
+                        "client_cert_file and client_key_file go together",
+                    );
+                }
+                check_ods(ods_code)?;
+            }
+            AuthConfig::None => {}
+        }
+        Ok(())
+    }
+}
+
+fn check_ods(ods: &str) -> Result<(), (String, String)> {
+    if ods.is_empty() || !ods.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err((
+            "ers.auth.ods_code".into(),
+            "must be an ODS organisation code such as R69".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_obo(bf: BusinessFunction, obo: Option<&str>) -> Result<(), (String, String)> {
+    let key = "ers.auth.on_behalf_of_user_id".to_string();
+    match (bf, obo) {
+        (BusinessFunction::ServiceProviderClinicianAdmin, None) => Err((
+            key,
+            "required with SERVICE_PROVIDER_CLINICIAN_ADMIN (the SDS user id acted for)".into(),
+        )),
+        (BusinessFunction::ServiceProviderClinicianAdmin, Some(id))
+            if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Err((key, "must be a 12-digit SDS user id".into()))
+        }
+        (BusinessFunction::ServiceProviderClinicianAdmin, Some(_)) | (_, None) => Ok(()),
+        (_, Some(_)) => Err((
+            key,
+            "only allowed with SERVICE_PROVIDER_CLINICIAN_ADMIN".into(),
+        )),
+    }
+}
