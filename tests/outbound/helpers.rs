@@ -11,7 +11,6 @@ use ers_bridge::simulator::{self, RunningSimulator, SimAuth, SimConfig};
 use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// Every service the generated referrals belong to.
 pub const SERVICES: [&str; 4] = ["21012", "21013", "21014", "21015"];
 
@@ -306,30 +305,6 @@ pub fn by_type(ms: &[Delivered]) -> HashMap<String, usize> {
     m
 }
 
-/// A fresh PostgreSQL database for one test.
-pub async fn pg_database() -> (String, String) {
-    use sqlx::Connection as _;
-    let name = format!("ers_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(PG_ADMIN_URL)
-        .await
-        .expect("postgresql must run on 127.0.0.1:5432 with trust auth for user postgres");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    (
-        name.clone(),
-        format!("postgres://postgres@127.0.0.1:5432/{name}"),
-    )
-}
-
-pub async fn drop_pg_database(name: &str) {
-    use sqlx::Connection as _;
-    if let Ok(mut admin) = sqlx::PgConnection::connect(PG_ADMIN_URL).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut admin)
-        .await;
-    }
-}
+#[path = "../common/postgres.rs"]
+mod postgres;
+pub use postgres::{drop_pg_database, pg_database};

@@ -4,7 +4,6 @@
 use secrecy::SecretString;
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// A name no other test uses, e.g. `test-3f2a…-pas`.
 pub fn unique(prefix: &str) -> String {
@@ -24,34 +23,6 @@ pub async fn amqp_channel() -> (lapin::Connection, lapin::Channel) {
     (conn, ch)
 }
 
-/// A fresh PostgreSQL database for one test; dropped by [`drop_pg_database`].
-pub async fn pg_database() -> (String, String) {
-    use sqlx::Connection as _;
-    let name = format!("ers_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(PG_ADMIN_URL)
-        .await
-        .expect("postgresql must run on 127.0.0.1:5432 with trust auth for user postgres");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    (
-        name.clone(),
-        format!("postgres://postgres@127.0.0.1:5432/{name}"),
-    )
-}
-
-pub async fn drop_pg_database(name: &str) {
-    use sqlx::Connection as _;
-    if let Ok(mut admin) = sqlx::PgConnection::connect(PG_ADMIN_URL).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut admin)
-        .await;
-    }
-}
-
 /// Polls `done` every 10 ms until it holds, failing the test after `limit`. For waiting on
 /// progress in another task, never for asserting timing.
 pub async fn wait_until(limit: std::time::Duration, mut done: impl FnMut() -> bool) {
@@ -64,3 +35,7 @@ pub async fn wait_until(limit: std::time::Duration, mut done: impl FnMut() -> bo
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+#[path = "../common/postgres.rs"]
+mod postgres;
+pub use postgres::{drop_pg_database, pg_database};
