@@ -306,6 +306,23 @@ impl Publisher {
     where
         F: Future<Output = ()>,
     {
+        self.publish_with_retry_observed(msg, policy, shutdown, |_, _| {})
+            .await
+    }
+
+    /// [`Publisher::publish_with_retry`], calling `on_retry(error, delay)` before each wait so
+    /// the caller can report the retry (the pipeline turns it into an event).
+    pub async fn publish_with_retry_observed<F, R>(
+        &self,
+        msg: &OutboundMessage,
+        policy: &RetryPolicy,
+        shutdown: F,
+        mut on_retry: R,
+    ) -> Result<Published, AmqpError>
+    where
+        F: Future<Output = ()>,
+        R: FnMut(&AmqpError, Duration),
+    {
         let started = Instant::now();
         let mut shutdown = std::pin::pin!(shutdown);
         let mut failures: u32 = 0;
@@ -339,6 +356,7 @@ impl Publisher {
                 error = %error,
                 "publish failed, will retry"
             );
+            on_retry(&error, delay);
             tokio::select! {
                 biased;
                 () = &mut shutdown => return Err(give_up(GiveUpReason::Shutdown, error)),

@@ -18,7 +18,7 @@ pub use super::mapset::{EventKind, Mappings};
 use super::refdata::RefDataCache;
 pub use super::report::{Event, Outcome, PassReport};
 use super::{PipelineError, Shutdown};
-use crate::amqp::{OutboundMessage, Publisher};
+use crate::amqp::{AmqpError, OutboundMessage, Publisher, RetryPolicy};
 use crate::config::WorklistKind;
 use crate::ers::{AuthMode, ErsClient};
 use crate::fhir::requests::{Assigned, FetchWorklist};
@@ -492,28 +492,27 @@ impl Pipeline {
     /// Publishes until the broker confirms, backing off between attempts; gives up only on a
     /// permanent broker error or when the bridge stops (then nothing is recorded).
     async fn publish_confirmed(&self, msg: &OutboundMessage) -> Result<(), PipelineError> {
-        let mut delay = self.settings.publish_base_delay;
-        loop {
-            match self.publisher.publish(msg).await {
-                Ok(()) => return Ok(()),
-                Err(e) if !e.is_retryable() => return Err(e.into()),
-                Err(e) => {
-                    let jitter = delay.mul_f64(rand::random::<f64>() * 0.25);
-                    let wait = delay + jitter;
-                    tracing::warn!(ubrn = %msg.correlation_id, control_id = %msg.message_id, error = %e, retry_in_ms = wait.as_millis() as u64, "publish failed, retrying");
-                    let _ = self.events.send(Event::PublishRetry {
-                        ubrn: msg.correlation_id.clone(),
-                        control_id: msg.message_id.clone(),
-                        error: e.to_string(),
-                        retry_in: wait,
-                    });
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = self.shutdown.wait() => return Err(PipelineError::ShuttingDown),
-                    }
-                    delay = (delay * 2).min(self.settings.publish_max_delay);
-                }
-            }
+        let policy = RetryPolicy {
+            initial: self.settings.publish_base_delay,
+            max: self.settings.publish_max_delay,
+            give_up_after: None,
+        };
+        let on_retry = |e: &AmqpError, wait: Duration| {
+            let _ = self.events.send(Event::PublishRetry {
+                ubrn: msg.correlation_id.clone(),
+                control_id: msg.message_id.clone(),
+                error: e.to_string(),
+                retry_in: wait,
+            });
+        };
+        match self
+            .publisher
+            .publish_with_retry_observed(msg, &policy, self.shutdown.wait(), on_retry)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(AmqpError::GaveUp { .. }) => Err(PipelineError::ShuttingDown),
+            Err(e) => Err(e.into()),
         }
     }
 }
