@@ -71,15 +71,8 @@ impl ErsClient {
         ubrn: &str,
         version: Option<u32>,
     ) -> Result<Versioned<ReferralRequest>, ErsError> {
-        let op = Operation::A005;
-        check_ubrn(op, ubrn)?;
-        let call = self.get(op, self.stu3(&history("ReferralRequest", ubrn, version)));
-        versioned(
-            op,
-            self.execute(call).await?,
-            "ReferralRequest",
-            |r: &ReferralRequest| r.version(),
-        )
+        self.read_referral(ubrn, version, |r: &ReferralRequest| r.version())
+            .await
     }
 
     /// A005 as raw JSON: the referral exactly as e-RS sent it (every field, including the
@@ -89,6 +82,19 @@ impl ErsClient {
         ubrn: &str,
         version: Option<u32>,
     ) -> Result<Versioned<serde_json::Value>, ErsError> {
+        self.read_referral(ubrn, version, |r: &serde_json::Value| {
+            r.pointer("/meta/versionId")?.as_str()?.parse().ok()
+        })
+        .await
+    }
+
+    /// The one A005 call behind [`Self::referral`] and [`Self::referral_json`].
+    async fn read_referral<T: serde::de::DeserializeOwned>(
+        &self,
+        ubrn: &str,
+        version: Option<u32>,
+        meta_version: impl Fn(&T) -> Option<u32>,
+    ) -> Result<Versioned<T>, ErsError> {
         let op = Operation::A005;
         check_ubrn(op, ubrn)?;
         let call = self.get(op, self.stu3(&history("ReferralRequest", ubrn, version)));
@@ -96,7 +102,7 @@ impl ErsClient {
             op,
             self.execute(call).await?,
             "ReferralRequest",
-            |r: &serde_json::Value| r.pointer("/meta/versionId")?.as_str()?.parse().ok(),
+            meta_version,
         )
     }
 
