@@ -189,9 +189,10 @@ async fn advice_worklist_filters_by_specialty_and_clinician() {
 }
 
 #[tokio::test]
-async fn rate_limit_state_stays_bounded_per_client() {
+async fn requests_with_unknown_tokens_are_rejected_and_counted() {
+    // Pruning of the per-client rate windows is tested deterministically by the unit test
+    // `windows_of_past_seconds_are_pruned`; over real HTTP only the counting is checked.
     let t = spawn().await;
-    // Fifty distinct clients in (at most) a couple of seconds.
     for i in 0..50 {
         let r = t
             .http
@@ -203,10 +204,5 @@ async fn rate_limit_state_stays_bounded_per_client() {
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
     let s = t.stats().await;
-    let clients = s["rate_limit_clients"].as_u64().unwrap();
-    assert!(
-        (1..=50).contains(&clients),
-        "only clients of the current second are kept: {s}"
-    );
     assert_eq!(s["by_status"]["401"], 50);
 }
