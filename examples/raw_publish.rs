@@ -3,6 +3,10 @@
 //! `--count` of them to a fresh topic exchange bound to a fresh quorum queue, persistent and
 //! mandatory, with publisher confirms, keeping up to `--in-flight` unconfirmed at once.
 //!
+//! With `--from-store URL` the messages are instead those a bridge run recorded in its store
+//! (`published_messages.hl7`, oldest first), so the limit is measured on exactly the messages
+//! of that run, attachments included; `--count` then defaults to all of them.
+//!
 //! `--mode raw` uses lapin alone on one channel (the ceiling); `--mode publisher` sends the
 //! same messages through the bridge's [`Publisher`] from `--in-flight` concurrent callers,
 //! each awaiting its own confirm (what the pipeline gets). Prints one line of results and
@@ -32,6 +36,7 @@ struct Args {
     in_flight: usize,
     url: String,
     mode: String,
+    from_store: Option<String>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -40,22 +45,31 @@ fn args() -> anyhow::Result<Args> {
         in_flight: 1_000,
         url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
         mode: "raw".into(),
+        from_store: None,
     };
+    let mut count_given = false;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--count" => a.count = value()?.parse()?,
+            "--count" => {
+                a.count = value()?.parse()?;
+                count_given = true;
+            }
+            "--from-store" => a.from_store = Some(value()?),
             "--in-flight" => a.in_flight = value()?.parse()?,
             "--url" => a.url = value()?,
             "--mode" => a.mode = value()?,
             other => bail!(
-                "unknown argument {other} (--count N --in-flight N --url U --mode raw|publisher)"
+                "unknown argument {other} (--count N --in-flight N --url U --mode raw|publisher --from-store URL)"
             ),
         }
     }
     if a.in_flight == 0 {
         bail!("--in-flight must be at least 1");
+    }
+    if a.from_store.is_some() && !count_given {
+        a.count = 0;
     }
     Ok(a)
 }
@@ -88,6 +102,22 @@ fn sample_messages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     }
     if out.is_empty() {
         bail!("no sample referral rendered");
+    }
+    Ok(out)
+}
+
+/// The messages a bridge run confirmed, from its store, as bodies with their MSH-10.
+async fn stored_messages(url: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let store = ers_bridge::store::Store::connect(&url.to_string().into()).await?;
+    let out: Vec<_> = store
+        .published_messages(i64::MAX)
+        .await?
+        .into_iter()
+        .filter_map(|m| Some((m.control_id, m.hl7?.into_bytes())))
+        .collect();
+    store.close().await;
+    if out.is_empty() {
+        bail!("the store at --from-store holds no message payloads");
     }
     Ok(out)
 }
@@ -189,8 +219,14 @@ async fn through_publisher(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let a = args()?;
-    let samples = sample_messages()?;
+    let mut a = args()?;
+    let samples = match &a.from_store {
+        Some(url) => stored_messages(url).await?,
+        None => sample_messages()?,
+    };
+    if a.count == 0 {
+        a.count = samples.len();
+    }
     let msgs: Vec<_> = (0..a.count).map(|n| message(&samples, n)).collect();
     let bytes: usize = msgs.iter().map(|m| m.body.len()).sum();
 

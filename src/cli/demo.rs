@@ -4,12 +4,16 @@
 //! a summary (referrals, messages by type, parked items, e-RS calls by operation) and exits
 //! 0, or 1 when something failed. The store is a temporary SQLite file.
 
-use std::{path::PathBuf, process::ExitCode, time::Instant};
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 
 use crate::config::{self, MapEnv};
-use crate::pipeline::{App, Shutdown};
+use crate::pipeline::{App, DrainSummary, Shutdown};
 use crate::simulator::{self, SimAuth, SimConfig};
 
 /// Services the simulator's seeded and generated referrals belong to.
@@ -90,12 +94,28 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
     let summary = summary?;
-    let r = &summary.report;
     println!(
         "ers-bridge demo: {} seeded + {} generated referrals",
         count_seed(&args.seed_dir),
         args.generate
     );
+    print_summary(&summary, Some(&stats), started.elapsed());
+    println!(
+        "  published to:         exchange {p}.to-pas, queue {p}.pas.referrals",
+        p = args.queue_prefix
+    );
+    let r = &summary.report;
+    Ok(r.failed == 0 && r.worklist_errors == 0 && r.published > 0)
+}
+
+/// Prints what a drain did (shared with `run --until-drained`); `sim_stats` is the
+/// simulator's `/_admin/stats` when there is one.
+pub(crate) fn print_summary(
+    summary: &DrainSummary,
+    sim_stats: Option<&serde_json::Value>,
+    took: Duration,
+) {
+    let r = &summary.report;
     println!("  worklist passes:      {}", summary.passes);
     println!("  referrals published:  {}", r.published);
     for (t, n) in &summary.published_by_type {
@@ -106,23 +126,21 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
         println!("    {} v{}: {}", p.ubrn, p.version, p.reason);
     }
     println!("  failed (retryable):   {}", r.failed + r.worklist_errors);
-    if let Some(ops) = stats.get("by_operation").and_then(|v| v.as_object()) {
+    if let Some(ops) = sim_stats
+        .and_then(|s| s.get("by_operation"))
+        .and_then(|v| v.as_object())
+    {
         let calls: Vec<String> = ops.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!("  e-rs calls:           {}", calls.join(" "));
         println!(
             "  rate limited (429):   {}",
-            stats.get("rate_limited").cloned().unwrap_or_default()
+            sim_stats
+                .and_then(|s| s.get("rate_limited"))
+                .cloned()
+                .unwrap_or_default()
         );
     }
-    println!(
-        "  published to:         exchange {p}.to-pas, queue {p}.pas.referrals",
-        p = args.queue_prefix
-    );
-    println!(
-        "  took:                 {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(r.failed == 0 && r.worklist_errors == 0 && r.published > 0)
+    println!("  took:                 {:.1}s", took.as_secs_f64());
 }
 
 fn count_seed(dir: &std::path::Path) -> usize {

@@ -46,7 +46,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
             println!("published {}: {}", args.ubrn, ids.join(", "));
             ExitCode::SUCCESS
         }
-        Ok(Outcome::Skipped) => {
+        Ok(Outcome::Skipped | Outcome::InProgress) => {
             println!("nothing to publish for {}", args.ubrn);
             ExitCode::SUCCESS
         }

@@ -1,5 +1,7 @@
 //! `ers-bridge run --config FILE`: the main job. Polls the configured worklists, publishes
 //! to RabbitMQ and records in the store until SIGINT or SIGTERM, then stops gracefully.
+//! With `--until-drained` it instead runs passes until one finds nothing new, prints the
+//! summary `demo` prints and exits (a one-shot catch-up, and the bridge-only benchmark).
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -14,6 +16,10 @@ pub struct RunArgs {
     /// The configuration file (or set ERS_BRIDGE_CONFIG).
     #[arg(long, short, env = "ERS_BRIDGE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Run passes over every worklist until one finds nothing new (at most 50), print a
+    /// summary and exit: 0 when nothing failed, 1 otherwise.
+    #[arg(long)]
+    pub until_drained: bool,
 }
 
 /// Loads the configuration (exit 64 when it is wrong), then runs until stopped.
@@ -32,11 +38,21 @@ pub fn run(args: &RunArgs) -> ExitCode {
                 .await
                 .context("cannot start the bridge")?;
             shutdown.trigger_on_signals();
-            app.run_until_stopped().await.context("the bridge failed")
+            if args.until_drained {
+                let started = std::time::Instant::now();
+                let summary = app.drain(50).await;
+                app.close().await;
+                let summary = summary.context("the bridge failed")?;
+                super::demo::print_summary(&summary, None, started.elapsed());
+                return Ok(summary.report.failed == 0 && summary.report.worklist_errors == 0);
+            }
+            app.run_until_stopped().await.context("the bridge failed")?;
+            Ok(true)
         })
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -162,17 +162,23 @@ pub fn from_slice_checked<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     expected: &str,
 ) -> Result<T, String> {
-    let v: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("not json: {e}"))?;
-    let found = v
-        .get("resourceType")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("<none>");
+    /// Only the type; serde skips the rest without building it.
+    #[derive(Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "resourceType", borrow, default)]
+        resource_type: Option<std::borrow::Cow<'a, str>>,
+    }
+    let kind: Kind = serde_json::from_slice(bytes).map_err(|e| format!("not json: {e}"))?;
+    let found = kind.resource_type.as_deref().unwrap_or("<none>");
     if found != expected {
         return Err(format!("expected a {expected}, got resourceType {found}"));
     }
-    serde_path_to_error::deserialize(v)
-        .map_err(|e| format!("{expected} at {}: {}", e.path(), e.inner()))
+    // Straight from the bytes into `T`: no intermediate `Value` tree (a worklist is MBs).
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| format!("{expected} at {}: {}", e.path(), e.inner()))?;
+    de.end().map_err(|e| format!("not json: {e}"))?;
+    Ok(value)
 }
 
 /// A resource struct and its `resourceType`. The structs do not carry the type as a field;

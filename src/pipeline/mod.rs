@@ -3,8 +3,12 @@
 //! clinical information PDF with A007), map it through the configured mapping and publish it
 //! to RabbitMQ with publisher confirms, recording it in the store only after the confirm.
 //!
-//! - [`outbound`]: [`Pipeline`], one pass over the worklists ([`Pipeline::poll_once`]), the
-//!   handling of one referral version, [`Pipeline::drain`] and [`Pipeline::replay`].
+//! - [`outbound`]: [`Pipeline`], the handling of one referral version and
+//!   [`Pipeline::replay`].
+//! - [`poll`]: one pass over the worklists ([`Pipeline::poll_once`], lists concurrently,
+//!   referrals as tasks under one concurrency limit, one task per UBRN) and
+//!   [`Pipeline::drain`].
+//! - [`recorder`]: group commit of confirmed versions, one store transaction per batch.
 //! - [`mapset`]: the compiled mappings by event and the mapping-folder hash.
 //! - [`fetch`]: the referral's attachments, clinical information and related documents.
 //! - [`schedule`]: one timer per configured service and list, and the app-restricted budget.
@@ -28,6 +32,8 @@ pub mod app;
 pub mod fetch;
 pub mod mapset;
 pub mod outbound;
+pub mod poll;
+pub mod recorder;
 pub mod refdata;
 pub mod report;
 pub mod schedule;
@@ -76,6 +82,9 @@ pub enum PipelineError {
     /// Work was abandoned because the bridge is stopping; it is redone on the next start.
     #[error("shutting down")]
     ShuttingDown,
+    /// The task handling one referral panicked or was cancelled; the referral is retried.
+    #[error("{0}")]
+    TaskFailed(String),
 }
 
 impl PipelineError {
@@ -89,7 +98,7 @@ impl PipelineError {
             PipelineError::Mapping(e) => e.is_retryable(),
             PipelineError::Amqp(e) => e.is_retryable(),
             PipelineError::BadReferral { .. } => false,
-            PipelineError::ShuttingDown => true,
+            PipelineError::ShuttingDown | PipelineError::TaskFailed(_) => true,
         }
     }
 }

@@ -1,30 +1,28 @@
-//! One pass over the worklists and the handling of one referral version: decide the event,
-//! fetch, map, publish with confirms (retrying with backoff until the broker confirms or the
-//! bridge stops), then record. Single-step functions ([`Pipeline::poll_once`],
-//! [`Pipeline::process_referral`], [`Pipeline::replay`]) let tests drive the loop without
-//! timers; [`Pipeline::drain`] repeats passes until nothing is left to do.
+//! The pipeline and the handling of one referral version: decide the event, fetch, map,
+//! publish with confirms (retrying with backoff until the broker confirms or the bridge
+//! stops), then record through the group commit. Single-step functions
+//! ([`Pipeline::process_referral`], [`Pipeline::replay`], and in `poll.rs`
+//! [`Pipeline::poll_once`]) let tests drive the loop without timers.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Semaphore};
 
 use super::fetch::{self, FetchOptions};
 pub use super::mapset::{EventKind, Mappings};
+use super::recorder::Recorder;
 use super::refdata::RefDataCache;
 pub use super::report::{Event, Outcome, PassReport};
 use super::{PipelineError, Shutdown};
 use crate::amqp::{AmqpError, OutboundMessage, Publisher, RetryPolicy};
 use crate::config::WorklistKind;
-use crate::ers::{AuthMode, ErsClient};
-use crate::fhir::requests::{Assigned, FetchWorklist};
-use crate::fhir::Coding;
+use crate::ers::ErsClient;
 use crate::mapping::ApplyInput;
-use crate::store::{PublishedMessage, Store};
+use crate::store::{PublishedMessage, Store, VersionRecord};
 
 /// The pipeline's knobs (from `[pipeline]`, `[amqp] tenant` and `[ers]`).
 #[derive(Debug, Clone)]
@@ -62,7 +60,13 @@ pub struct Pipeline {
     pub(super) targets: Vec<PollTarget>,
     pub(super) shutdown: Shutdown,
     /// A004 code systems (the specialty filter's system), refreshed daily.
-    refdata: RefDataCache,
+    pub(super) refdata: RefDataCache,
+    /// Group commit of confirmed versions.
+    recorder: Recorder,
+    /// Referral tasks running at once, across all lists and schedulers.
+    pub(super) permits: Arc<Semaphore>,
+    /// UBRNs a task is handling now.
+    pub(super) in_flight: Mutex<HashSet<String>>,
     events: broadcast::Sender<Event>,
 }
 
@@ -87,6 +91,9 @@ impl Pipeline {
     ) -> Self {
         Self {
             ers,
+            recorder: Recorder::new(store.clone()),
+            permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            in_flight: Mutex::new(HashSet::new()),
             store,
             publisher,
             mappings,
@@ -115,164 +122,6 @@ impl Pipeline {
         &self.shutdown
     }
 
-    /// One pass over every configured worklist, now.
-    pub async fn poll_once(&self, now: DateTime<Utc>) -> Result<PassReport, PipelineError> {
-        let mut report = PassReport::default();
-        for t in &self.targets {
-            if self.shutdown.is_triggered() {
-                break;
-            }
-            report.add(&self.poll_target(t, now).await?);
-        }
-        Ok(report)
-    }
-
-    /// Repeats passes until one finds nothing to do, at most `max_passes`; waits `retry_delay`
-    /// (tokio time) before a pass that follows one with only failures or deferrals.
-    pub async fn drain(
-        &self,
-        max_passes: usize,
-        retry_delay: Duration,
-    ) -> Result<(PassReport, usize), PipelineError> {
-        let mut total = PassReport::default();
-        for pass in 1..=max_passes {
-            let r = self.poll_once(Utc::now()).await?;
-            total.add(&r);
-            if r.is_idle() || self.shutdown.is_triggered() {
-                return Ok((total, pass));
-            }
-            if r.published == 0 && r.parked == 0 {
-                tokio::select! {
-                    _ = tokio::time::sleep(retry_delay) => {}
-                    _ = self.shutdown.wait() => return Ok((total, pass)),
-                }
-            }
-        }
-        Ok((total, max_passes))
-    }
-
-    /// Polls one worklist and processes what is new on it (and what left it).
-    pub async fn poll_target(
-        &self,
-        t: &PollTarget,
-        now: DateTime<Utc>,
-    ) -> Result<PassReport, PipelineError> {
-        let mut report = PassReport::default();
-        let list = t.list.code();
-        let mut req = FetchWorklist::new(t.list.into());
-        req.service = Some(t.service.clone());
-        req.clinician = t.clinician.clone().map(Assigned::Assigned);
-        if let Some(code) = &t.specialty {
-            // Resolved before the budget is taken, so a failure costs no worklist call.
-            let system = match self.refdata.get(&self.ers, "SPECIALTY").await {
-                Ok(cs) => cs.url.clone(),
-                Err(e) => {
-                    tracing::warn!(service = %t.service, list, error = %e, "a004 specialty look-up failed, skipping poll");
-                    None
-                }
-            };
-            let Some(system) = system else {
-                report.worklist_errors += 1;
-                return Ok(report);
-            };
-            req.specialty = Some(Assigned::Assigned(Coding::new(system, code.clone())));
-        }
-        if self.ers.mode() == AuthMode::AppRestricted {
-            let day = now.format("%Y-%m-%d").to_string();
-            let budget = self.settings.worklist_budget;
-            if !self
-                .store
-                .take_worklist_call(&t.service, &day, budget)
-                .await?
-            {
-                tracing::warn!(service = %t.service, list, "worklist budget for today used up, skipping poll");
-                report.budget_exhausted += 1;
-                return Ok(report);
-            }
-        }
-        let items = match self.ers.worklist(&req).await {
-            Ok(l) => l.worklist_items(),
-            Err(source) => {
-                let e = PipelineError::Worklist {
-                    service: t.service.clone(),
-                    list,
-                    source,
-                };
-                tracing::warn!(error = %e, retryable = e.is_retryable(), "worklist poll failed");
-                report.worklist_errors += 1;
-                return Ok(report);
-            }
-        };
-        let items: Vec<_> = items
-            .into_iter()
-            .filter(|i| i.resource_type == "ReferralRequest")
-            .collect();
-        report.worklist_items = items.len();
-        let current: BTreeSet<String> = items.iter().map(|i| i.ubrn.clone()).collect();
-        let mut work = Vec::new();
-        for item in &items {
-            if let Some(v) = item.version {
-                if self.store.is_seen(&item.ubrn, i64::from(v)).await? {
-                    continue;
-                }
-            }
-            work.push((item.ubrn.clone(), false));
-        }
-        let previous = self.store.worklist_members(&t.service, list).await?;
-        work.extend(
-            previous
-                .into_iter()
-                .filter(|u| !current.contains(u))
-                .map(|u| (u, true)),
-        );
-        tracing::info!(service = %t.service, list, items = items.len(), to_check = work.len(), "worklist polled");
-
-        let results: Vec<_> = stream::iter(work)
-            .map(|(ubrn, left)| async move {
-                let r = self.process_referral(&ubrn, left, now).await;
-                (ubrn, left, r)
-            })
-            .buffer_unordered(self.settings.concurrency)
-            .collect()
-            .await;
-        let mut members = current;
-        for (ubrn, left, r) in results {
-            let keep = match r {
-                Ok(Outcome::Published(ids)) => {
-                    report.published += 1;
-                    report.messages += ids.len();
-                    false
-                }
-                Ok(Outcome::Parked(_)) => {
-                    report.parked += 1;
-                    false
-                }
-                Ok(Outcome::Deferred) => {
-                    report.deferred += 1;
-                    true
-                }
-                Ok(Outcome::Skipped) => false,
-                Err(PipelineError::ShuttingDown) => true,
-                Err(e) if e.is_retryable() => {
-                    tracing::warn!(ubrn = %ubrn, error = %e, "referral failed, will retry");
-                    report.failed += 1;
-                    true
-                }
-                Err(e) => return Err(e),
-            };
-            // A referral that left the list but could not be checked yet stays a member,
-            // so the next pass checks it again.
-            if left && keep {
-                members.insert(ubrn);
-            }
-        }
-        let members: Vec<String> = members.into_iter().collect();
-        self.store
-            .set_worklist_members(&t.service, list, &members)
-            .await?;
-        Ok(report)
-    }
-
     /// Reads the referral's latest version and handles it. `left_list` says it disappeared
     /// from a worklist: then only a cancellation produces a message.
     pub async fn process_referral(
@@ -290,20 +139,24 @@ impl Pipeline {
             Err(e) => return self.park(ubrn, 0, &e.to_string(), now).await,
         };
         let (version, json) = referral;
-        if self.store.is_seen(ubrn, version).await? {
+        let state = self.store.version_state(ubrn, version).await?;
+        if state.seen {
             return Ok(Outcome::Skipped);
         }
         if left_list && !fetch::is_cancelled(&json) {
             return Ok(Outcome::Skipped);
         }
-        self.handle_version(ubrn, version, &json, now).await
+        self.handle_version(ubrn, version, &json, state.latest_published, now)
+            .await
     }
 
     /// Re-processes the latest version of a referral even if it was handled (parked or
     /// published) before: `ers-bridge replay`, and parked items after the mappings change.
     pub async fn replay(&self, ubrn: &str, now: DateTime<Utc>) -> Result<Outcome, PipelineError> {
         let (version, json) = self.read(ubrn).await?;
-        self.handle_version(ubrn, version, &json, now).await
+        let state = self.store.version_state(ubrn, version).await?;
+        self.handle_version(ubrn, version, &json, state.latest_published, now)
+            .await
     }
 
     /// Replays every parked referral when the mapping files differ from those recorded at
@@ -370,15 +223,16 @@ impl Pipeline {
         Ok(Outcome::Parked(reason.to_string()))
     }
 
-    /// Fetch, map, publish and record one referral version.
+    /// Fetch, map, publish and record one referral version; `latest` is the highest version
+    /// of this UBRN with a confirmed message.
     async fn handle_version(
         &self,
         ubrn: &str,
         version: i64,
         json: &Value,
+        latest: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
-        let latest = self.store.latest_published_version(ubrn).await?;
         let kind = if fetch::is_cancelled(json) {
             if latest.is_none() {
                 // The PAS never heard of it (e.g. it was parked): nothing to cancel there.
@@ -447,45 +301,52 @@ impl Pipeline {
             }
         }
 
-        let mut ids = Vec::new();
+        let mut published = Vec::with_capacity(messages.len());
         for (m, control_id, body) in messages {
             let [t1, t2, _] = &m.message_type;
-            let message_type = format!("{t1}^{t2}");
             let msg = OutboundMessage {
                 routing_key: format!("{}.{t1}.{t2}", self.settings.tenant),
                 message_id: control_id.as_str().to_string(),
                 correlation_id: ubrn.to_string(),
-                message_type: message_type.clone(),
+                message_type: format!("{t1}^{t2}"),
                 ers_version: version.to_string(),
                 body,
             };
             self.publish_confirmed(&msg).await?;
-            let hl7 = String::from_utf8_lossy(&msg.body).into_owned();
-            self.store
-                .record_published(&PublishedMessage {
-                    control_id: msg.message_id.clone(),
-                    ubrn: ubrn.to_string(),
-                    version,
-                    message_type: message_type.clone(),
-                    routing_key: msg.routing_key.clone(),
-                    hl7: Some(hl7),
-                    confirmed_at_ms: Utc::now().timestamp_millis(),
-                })
-                .await?;
-            tracing::info!(ubrn, version, control_id = %msg.message_id, message_type = %message_type, "message published");
+            published.push(PublishedMessage {
+                hl7: Some(String::from_utf8_lossy(&msg.body).into_owned()),
+                control_id: msg.message_id,
+                ubrn: ubrn.to_string(),
+                version,
+                message_type: msg.message_type,
+                routing_key: msg.routing_key,
+                confirmed_at_ms: Utc::now().timestamp_millis(),
+            });
+        }
+        // Recorded only now that the broker confirmed every message of this version.
+        let sent: Vec<(String, String)> = published
+            .iter()
+            .map(|p| (p.control_id.clone(), p.message_type.clone()))
+            .collect();
+        self.recorder
+            .record(VersionRecord {
+                ubrn: ubrn.to_string(),
+                version,
+                messages: published,
+                now_ms: now.timestamp_millis(),
+            })
+            .await?;
+        let mut ids = Vec::with_capacity(sent.len());
+        for (control_id, message_type) in sent {
+            tracing::info!(ubrn, version, control_id = %control_id, message_type = %message_type, "message published");
             let _ = self.events.send(Event::Published {
                 ubrn: ubrn.to_string(),
                 version,
-                control_id: msg.message_id.clone(),
+                control_id: control_id.clone(),
                 message_type,
             });
-            ids.push(msg.message_id);
+            ids.push(control_id);
         }
-        self.store
-            .mark_seen(ubrn, version, "published", now.timestamp_millis())
-            .await?;
-        self.store.unpark(ubrn).await?;
-        self.store.clear_deferred(ubrn).await?;
         Ok(Outcome::Published(ids))
     }
 

@@ -14,6 +14,8 @@ pub enum Outcome {
     Parked(String),
     /// Waiting for attachments e-RS has not released yet; tried again on the next poll.
     Deferred,
+    /// Another task was already handling this UBRN; nothing was done.
+    InProgress,
 }
 
 /// Something that happened, for observers (tests, the monitor).

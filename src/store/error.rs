@@ -18,6 +18,17 @@ pub enum StoreError {
     /// A query failed.
     #[error("store query failed: {0}")]
     Query(#[from] sqlx::Error),
+    /// A group-committed write failed; every version in the batch gets this copy of the
+    /// cause (see [`StoreError::for_batch`]).
+    #[error("recording a batch of {versions} version(s) failed: {reason}")]
+    Batch {
+        versions: usize,
+        reason: String,
+        retryable: bool,
+    },
+    /// The task writing batches has stopped (the runtime is shutting down).
+    #[error("the store writer has stopped")]
+    WriterGone,
 }
 
 impl StoreError {
@@ -25,9 +36,20 @@ impl StoreError {
         StoreError::Connect(e)
     }
 
+    /// The error each caller of a failed batch of `versions` sees.
+    pub fn for_batch(&self, versions: usize) -> Self {
+        StoreError::Batch {
+            versions,
+            reason: self.to_string(),
+            retryable: self.is_retryable(),
+        }
+    }
+
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
+            StoreError::Batch { retryable, .. } => *retryable,
+            StoreError::WriterGone => true,
             StoreError::Connect(_) => true,
             StoreError::Migrate { .. } => false,
             StoreError::Query(e) => matches!(

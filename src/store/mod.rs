@@ -16,6 +16,16 @@
 //! The worklist budget ([`Store::take_worklist_call`]) is counted here, not in memory, so a
 //! restart cannot reset the app-restricted limit of calls per service per day.
 //!
+//! # Durability
+//!
+//! SQLite runs in WAL mode with `synchronous = NORMAL`: a commit survives a crash of the
+//! bridge, and only a power failure or OS crash can lose the last commits. Losing one is
+//! the same case as a crash between confirm and record above: the version is published again
+//! with the same MSH-10. A referral version's messages, its "seen" row and the clearing of
+//! its parked item and waits are written in one transaction
+//! ([`Store::record_versions_published`], which the pipeline calls
+//! for a batch of versions at once).
+//!
 //! Retention ([`Store::prune_payloads`]) clears HL7 payloads older than the configured age;
 //! the metadata rows (who, what, when, control id) stay as the audit trail.
 
@@ -24,8 +34,31 @@ mod schema;
 
 pub use error::StoreError;
 
+use std::collections::HashSet;
+
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{any::AnyPoolOptions, AnyPool, Row};
+use sqlx::{any::AnyPoolOptions, AnyPool, AssertSqlSafe, Executor, Row};
+
+/// Bind parameters per batched statement: well under SQLite's (32,766) and PostgreSQL's
+/// (65,535) limits.
+const BATCH_ROWS: usize = 900;
+
+const UPSERT_SEEN: &str =
+    "INSERT INTO referral_versions (ubrn, version, outcome, seen_at_ms) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (ubrn, version) DO UPDATE SET outcome = excluded.outcome, seen_at_ms = excluded.seen_at_ms";
+
+const INSERT_PUBLISHED: &str = "INSERT INTO published_messages \
+     (control_id, ubrn, version, message_type, routing_key, hl7, confirmed_at_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (control_id) DO NOTHING";
+
+/// `$1, $2, …, $n`. (sqlx's `QueryBuilder` writes `?` for the Any driver, which PostgreSQL
+/// rejects, so batched statements number their placeholders here.)
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// One published message, as recorded after its broker confirm.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +71,25 @@ pub struct PublishedMessage {
     /// `None` once retention has pruned it.
     pub hl7: Option<String>,
     pub confirmed_at_ms: i64,
+}
+
+/// One referral version whose messages were all confirmed, to record as published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRecord {
+    pub ubrn: String,
+    pub version: i64,
+    pub messages: Vec<PublishedMessage>,
+    /// When the version was handled (its "seen" time).
+    pub now_ms: i64,
+}
+
+/// See [`Store::version_state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionState {
+    /// The version was handled before (published, parked or skipped).
+    pub seen: bool,
+    /// The highest version of the UBRN with a confirmed message.
+    pub latest_published: Option<i64>,
 }
 
 /// A referral version that could not be processed, with the reason shown to operators.
@@ -80,12 +132,126 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(timeout)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // Per connection: in WAL mode a commit need not wait for fsync (see
+                    // "Durability" above).
+                    if conn.backend_name() == "SQLite" {
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await
             .map_err(StoreError::connect)?;
+        if url.starts_with("sqlite:") && !url.contains(":memory:") {
+            // Kept in the database file: set once, before any other connection writes.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+        }
         let store = Self { pool };
         schema::migrate(&store.pool).await?;
         Ok(store)
+    }
+
+    /// Which of these (UBRN, version) pairs have been seen, in one round trip per
+    /// [`BATCH_ROWS`] UBRNs (a worklist pass asks for thousands at once).
+    pub async fn seen_versions(
+        &self,
+        items: &[(&str, i64)],
+    ) -> Result<HashSet<(String, i64)>, StoreError> {
+        let mut seen = HashSet::new();
+        for chunk in items.chunks(BATCH_ROWS) {
+            // Only numbered placeholders are formatted into the SQL; the values are bound.
+            let sql = format!(
+                "SELECT ubrn, version FROM referral_versions WHERE ubrn IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (ubrn, _) in chunk {
+                q = q.bind(*ubrn);
+            }
+            let wanted: HashSet<(&str, i64)> = chunk.iter().copied().collect();
+            for row in q.fetch_all(&self.pool).await? {
+                let ubrn: String = row.try_get("ubrn")?;
+                let version: i64 = row.try_get("version")?;
+                if wanted.contains(&(ubrn.as_str(), version)) {
+                    seen.insert((ubrn, version));
+                }
+            }
+        }
+        Ok(seen)
+    }
+
+    /// Records referral versions as done, all in one transaction (the pipeline's group
+    /// commit), after every message of each was confirmed: the messages, each version as seen
+    /// with `outcome = "published"`, and each referral's parked item and waits cleared.
+    pub async fn record_versions_published(
+        &self,
+        versions: &[VersionRecord],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for v in versions {
+            for m in &v.messages {
+                sqlx::query(INSERT_PUBLISHED)
+                    .bind(&m.control_id)
+                    .bind(&m.ubrn)
+                    .bind(m.version)
+                    .bind(&m.message_type)
+                    .bind(&m.routing_key)
+                    .bind(m.hl7.as_deref())
+                    .bind(m.confirmed_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(UPSERT_SEEN)
+                .bind(&v.ubrn)
+                .bind(v.version)
+                .bind("published")
+                .bind(v.now_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Cleared per batch of UBRNs rather than per version: two statements in all.
+        let ubrns: Vec<&str> = versions.iter().map(|v| v.ubrn.as_str()).collect();
+        for chunk in ubrns.chunks(BATCH_ROWS) {
+            for table in ["parked", "deferred"] {
+                let sql = format!(
+                    "DELETE FROM {table} WHERE ubrn IN ({})",
+                    placeholders(chunk.len())
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for ubrn in chunk {
+                    q = q.bind(*ubrn);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// What the pipeline needs to know of a referral version before handling it, in one
+    /// query: whether it was seen, and the highest version with a confirmed message.
+    pub async fn version_state(
+        &self,
+        ubrn: &str,
+        version: i64,
+    ) -> Result<VersionState, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM referral_versions WHERE ubrn = $1 AND version = $2) AS seen, \
+             (SELECT MAX(version) FROM published_messages WHERE ubrn = $1) AS latest",
+        )
+        .bind(ubrn)
+        .bind(version)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(VersionState {
+            seen: row.try_get::<i64, _>("seen")? > 0,
+            latest_published: row.try_get("latest")?,
+        })
     }
 
     /// Whether this referral version has been seen (queued for publishing) before.
@@ -115,36 +281,29 @@ impl Store {
         outcome: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO referral_versions (ubrn, version, outcome, seen_at_ms) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (ubrn, version) DO UPDATE SET outcome = excluded.outcome, seen_at_ms = excluded.seen_at_ms",
-        )
-        .bind(ubrn)
-        .bind(version)
-        .bind(outcome)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(UPSERT_SEEN)
+            .bind(ubrn)
+            .bind(version)
+            .bind(outcome)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Records a confirmed publish. Call only after the broker confirmed the message.
     /// Recording the same control id twice keeps the first row (the PAS saw that one).
     pub async fn record_published(&self, m: &PublishedMessage) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO published_messages \
-             (control_id, ubrn, version, message_type, routing_key, hl7, confirmed_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (control_id) DO NOTHING",
-        )
-        .bind(&m.control_id)
-        .bind(&m.ubrn)
-        .bind(m.version)
-        .bind(&m.message_type)
-        .bind(&m.routing_key)
-        .bind(m.hl7.as_deref())
-        .bind(m.confirmed_at_ms)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(INSERT_PUBLISHED)
+            .bind(&m.control_id)
+            .bind(&m.ubrn)
+            .bind(m.version)
+            .bind(&m.message_type)
+            .bind(&m.routing_key)
+            .bind(m.hl7.as_deref())
+            .bind(m.confirmed_at_ms)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -164,6 +323,22 @@ impl Store {
              FROM published_messages WHERE ubrn = $1 ORDER BY confirmed_at_ms, control_id",
         )
         .bind(ubrn)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(published_from_row).collect()
+    }
+
+    /// Up to `limit` published messages, oldest confirm first (audit listings, and the
+    /// benchmark that republishes a run's messages).
+    pub async fn published_messages(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<PublishedMessage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT control_id, ubrn, version, message_type, routing_key, hl7, confirmed_at_ms \
+             FROM published_messages ORDER BY confirmed_at_ms, control_id LIMIT $1",
+        )
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(published_from_row).collect()
@@ -324,16 +499,20 @@ impl Store {
             .bind(list)
             .execute(&mut *tx)
             .await?;
-        for ubrn in ubrns {
-            sqlx::query(
-                "INSERT INTO worklist_members (service, list, ubrn) VALUES ($1, $2, $3) \
+        for chunk in ubrns.chunks(BATCH_ROWS / 3) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                .collect();
+            let sql = format!(
+                "INSERT INTO worklist_members (service, list, ubrn) VALUES {} \
                  ON CONFLICT (service, list, ubrn) DO NOTHING",
-            )
-            .bind(service)
-            .bind(list)
-            .bind(ubrn)
-            .execute(&mut *tx)
-            .await?;
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for ubrn in chunk {
+                q = q.bind(service).bind(list).bind(ubrn);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -1,4 +1,5 @@
-//! The store methods the pipeline added (migration 2), on SQLite and on PostgreSQL.
+//! The store methods the pipeline added (migration 2) and its batched writes, on SQLite and
+//! on PostgreSQL.
 
 use ers_bridge::store::{PublishedMessage, Store};
 use secrecy::SecretString;
@@ -81,13 +82,83 @@ async fn exercise(store: &Store) {
     );
 }
 
+/// The batched calls a worklist pass makes: more rows than one statement binds.
+async fn batched(store: &Store) {
+    let ubrns: Vec<String> = (0..2_500).map(|i| format!("{:012}", 500_000 + i)).collect();
+    store
+        .set_worklist_members("21013", "RFR", &ubrns)
+        .await
+        .unwrap();
+    assert_eq!(store.worklist_members("21013", "RFR").await.unwrap(), ubrns);
+
+    // Every third UBRN seen at version 1; asking for version 1 and 2 of each finds exactly
+    // those at version 1, across the statement chunks.
+    for u in ubrns.iter().step_by(3) {
+        store.mark_seen(u, 1, "published", 1).await.unwrap();
+    }
+    let asked: Vec<(&str, i64)> = ubrns
+        .iter()
+        .flat_map(|u| [(u.as_str(), 1), (u.as_str(), 2)])
+        .collect();
+    let seen = store.seen_versions(&asked).await.unwrap();
+    assert_eq!(seen.len(), ubrns.len().div_ceil(3));
+    assert!(seen.contains(&(ubrns[0].clone(), 1)));
+    assert!(!seen.contains(&(ubrns[0].clone(), 2)));
+    assert!(!seen.contains(&(ubrns[1].clone(), 1)));
+    assert!(store.seen_versions(&[]).await.unwrap().is_empty());
+
+    // One version's outcome in one transaction: messages, seen, parked and waits cleared.
+    let ubrn = "000000600001";
+    store.park(ubrn, 3, "bad nhs number", 10).await.unwrap();
+    store.defer(ubrn, 3, 10).await.unwrap();
+    let msgs: Vec<PublishedMessage> = ["REF^I12", "ADT^A28"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| PublishedMessage {
+            control_id: format!("E{ubrn}-{i}-4"),
+            ubrn: ubrn.into(),
+            version: 4,
+            message_type: (*t).into(),
+            routing_key: "default.REF.I12".into(),
+            hl7: Some(format!("MSH|{i}")),
+            confirmed_at_ms: 20 + i as i64,
+        })
+        .collect();
+    store
+        .record_version_published(ubrn, 4, &msgs, 30)
+        .await
+        .unwrap();
+    assert!(store.is_seen(ubrn, 4).await.unwrap());
+    assert!(store.parked().await.unwrap().is_empty());
+    assert_eq!(store.defer(ubrn, 4, 99).await.unwrap(), 99, "waits cleared");
+    assert_eq!(store.messages_for(ubrn).await.unwrap(), msgs);
+    assert_eq!(store.latest_published_version(ubrn).await.unwrap(), Some(4));
+    // The whole list, oldest confirm first, limited.
+    let all = store.published_messages(10).await.unwrap();
+    assert_eq!(all.last(), msgs.last());
+    assert_eq!(store.published_messages(1).await.unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn pipeline_store_methods_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("s.db").display());
     let store = Store::connect(&SecretString::from(url)).await.unwrap();
     exercise(&store).await;
+    batched(&store).await;
     store.close().await;
+    // A file store runs in WAL mode (commits without waiting for fsync; see store/mod.rs).
+    assert_eq!(journal_mode(&dir.path().join("s.db")), "wal");
+}
+
+/// The journal mode recorded in a SQLite file's header (bytes 18 and 19 are 2 for WAL).
+fn journal_mode(path: &std::path::Path) -> &'static str {
+    let header = std::fs::read(path).unwrap();
+    if header[18] == 2 && header[19] == 2 {
+        "wal"
+    } else {
+        "rollback"
+    }
 }
 
 #[tokio::test]
@@ -95,6 +166,7 @@ async fn pipeline_store_methods_on_postgresql() {
     let (name, url) = pg_database().await;
     let store = Store::connect(&SecretString::from(url)).await.unwrap();
     exercise(&store).await;
+    batched(&store).await;
     store.close().await;
     drop_pg_database(&name).await;
 }
