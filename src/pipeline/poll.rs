@@ -268,3 +268,25 @@ impl Drop for Claim<'_> {
         s.remove(&self.ubrn);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ubrn_is_claimed_once_until_released() {
+        let set = Mutex::new(HashSet::new());
+        let first = Claim::take(&set, "000000070000").expect("free");
+        assert!(
+            Claim::take(&set, "000000070000").is_none(),
+            "already claimed"
+        );
+        let other = Claim::take(&set, "000000070001");
+        assert!(other.is_some(), "another UBRN is independent");
+        drop(first);
+        assert!(
+            Claim::take(&set, "000000070000").is_some(),
+            "released on drop"
+        );
+    }
+}

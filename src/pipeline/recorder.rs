@@ -65,3 +65,52 @@ async fn write_batches(store: Store, mut rx: mpsc::Receiver<Request>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+    use std::sync::Arc;
+
+    fn record(i: usize) -> VersionRecord {
+        VersionRecord {
+            ubrn: format!("{:012}", 700_000 + i),
+            version: 1,
+            messages: vec![],
+            now_ms: 1,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_callers_are_all_recorded_and_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("r.db").display());
+        let store = Store::connect(&SecretString::from(url)).await.unwrap();
+        let rec = Arc::new(Recorder::new(store.clone()));
+        let tasks: Vec<_> = (0..300)
+            .map(|i| {
+                let rec = rec.clone();
+                tokio::spawn(async move { rec.record(record(i)).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().expect("recorded");
+        }
+        let asked: Vec<(String, i64)> = (0..300).map(|i| (record(i).ubrn, 1)).collect();
+        let asked: Vec<(&str, i64)> = asked.iter().map(|(u, v)| (u.as_str(), *v)).collect();
+        assert_eq!(store.seen_versions(&asked).await.unwrap().len(), 300);
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_reaches_every_caller_as_retryable() {
+        let store = Store::connect(&SecretString::from("sqlite::memory:"))
+            .await
+            .unwrap();
+        let rec = Recorder::new(store.clone());
+        rec.record(record(0)).await.expect("recorded while open");
+        store.close().await;
+        let err = rec.record(record(1)).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("batch of 1 version"), "{err}");
+    }
+}

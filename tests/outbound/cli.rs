@@ -1,4 +1,5 @@
-//! The commands: `ers-bridge demo` end to end, and `parked` on a store with a parked item.
+//! The commands: `ers-bridge demo` end to end, `run` until SIGTERM and `--until-drained`,
+//! `replay`, and `parked` on a store with a parked item.
 
 use std::process::Command;
 
@@ -173,5 +174,43 @@ async fn run_publishes_until_sigterm_then_exits_cleanly_and_replay_republishes()
     let again = h.take_messages().await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].message_id, msgs[0].message_id);
+    h.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_until_drained_publishes_everything_prints_the_summary_and_exits() {
+    let n = 12;
+    let h = Harness::start(Opts {
+        generate: n,
+        ..Opts::default()
+    })
+    .await;
+    let config = h.config_path.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_ers-bridge"))
+            .args(["run", "--until-drained", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("referrals published:  {n}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("messages REF^I12      {n}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("failed (retryable):   0"), "{stdout}");
+    assert_eq!(h.take_messages().await.len(), n);
     h.cleanup().await;
 }

@@ -95,3 +95,27 @@ async fn two_hundred_referrals_then_a_change_and_a_cancellation() {
 async fn the_same_flow_on_postgresql() {
     new_changed_cancelled(StoreKind::Postgres, 200).await;
 }
+
+/// Two passes over the same lists at once (overlapping schedulers, or a UBRN on two lists)
+/// still send each referral once: one task per UBRN, the other pass leaves it alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_passes_publish_each_referral_once() {
+    let n = 60;
+    let h = Harness::start(Opts {
+        generate: n,
+        ..Opts::default()
+    })
+    .await;
+    let app = h.app(Shutdown::new()).await;
+    let p = app.pipeline().clone();
+    let now = chrono::Utc::now();
+    let (a, b) = tokio::join!(p.poll_once(now), p.poll_once(now));
+    let (a, b) = (a.expect("first pass"), b.expect("second pass"));
+    assert_eq!(a.published + b.published, n, "{a:?} {b:?}");
+    let msgs = h.take_messages().await;
+    let ubrns: HashSet<_> = msgs.iter().map(|m| m.ubrn()).collect();
+    assert_eq!(msgs.len(), n, "no duplicate publishes");
+    assert_eq!(ubrns.len(), n);
+    app.close().await;
+    h.cleanup().await;
+}

@@ -1,7 +1,7 @@
 //! The store methods the pipeline added (migration 2) and its batched writes, on SQLite and
 //! on PostgreSQL.
 
-use ers_bridge::store::{PublishedMessage, Store};
+use ers_bridge::store::{PublishedMessage, Store, VersionRecord, VersionState};
 use secrecy::SecretString;
 
 use crate::helpers::{drop_pg_database, pg_database};
@@ -124,11 +124,39 @@ async fn batched(store: &Store) {
             confirmed_at_ms: 20 + i as i64,
         })
         .collect();
+    let before = store.version_state(ubrn, 4).await.unwrap();
+    assert!(!before.seen);
+    assert_eq!(before.latest_published, None);
+    let other = VersionRecord {
+        ubrn: "000000600002".into(),
+        version: 1,
+        messages: vec![],
+        now_ms: 30,
+    };
     store
-        .record_version_published(ubrn, 4, &msgs, 30)
+        .record_versions_published(&[
+            VersionRecord {
+                ubrn: ubrn.into(),
+                version: 4,
+                messages: msgs.clone(),
+                now_ms: 30,
+            },
+            other,
+        ])
         .await
         .unwrap();
     assert!(store.is_seen(ubrn, 4).await.unwrap());
+    assert!(store.is_seen("000000600002", 1).await.unwrap());
+    let after = store.version_state(ubrn, 4).await.unwrap();
+    assert!(after.seen);
+    assert_eq!(after.latest_published, Some(4));
+    assert_eq!(
+        store.version_state(ubrn, 5).await.unwrap(),
+        VersionState {
+            seen: false,
+            latest_published: Some(4)
+        }
+    );
     assert!(store.parked().await.unwrap().is_empty());
     assert_eq!(store.defer(ubrn, 4, 99).await.unwrap(), 99, "waits cleared");
     assert_eq!(store.messages_for(ubrn).await.unwrap(), msgs);
