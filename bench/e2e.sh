@@ -100,8 +100,12 @@ wait_http "$SIM/"
 name="bench-$(date +%s%N)"
 bridge_config "$SIM" "$WORK/e2e.db" "$name" 1000000 3600 >"$WORK/e2e.toml"
 "$BIN" validate --config "$WORK/e2e.toml" >/dev/null
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+BEAM_PID=$(pgrep -f beam.smp | head -1 || true)
+sim0=$(cpu_ticks "$SIM_PID"); beam0=$(cpu_ticks "${BEAM_PID:-0}")
 /usr/bin/time -v "$BIN" run --config "$WORK/e2e.toml" --until-drained \
     >"$WORK/e2e.out" 2>"$WORK/e2e.err" || { tail -20 "$WORK/e2e.err"; exit 1; }
+sim1=$(cpu_ticks "$SIM_PID"); beam1=$(cpu_ticks "${BEAM_PID:-0}")
 cat "$WORK/e2e.out"
 curl -fs "$SIM/_admin/stats" | python3 -c 'import json,sys; s=json.load(sys.stdin); print("simulator requests:", s["total"], s["by_operation"], "429s:", s["too_many_requests"])'
 kill "$SIM_PID" 2>/dev/null || true
@@ -112,6 +116,19 @@ rss_kb=$(grep 'Maximum resident set size' "$WORK/e2e.err" | awk '{print $NF}')
 cpu=$(grep 'Percent of CPU' "$WORK/e2e.err" | awk '{print $NF}')
 e2e_rate=$(python3 -c "print(round($published/$wall))")
 echo "RESULT e2e_referrals_per_s=$e2e_rate ($published referrals, $messages messages, wall ${wall}s incl. start-up) bridge_peak_rss_mb=$((rss_kb / 1024)) bridge_cpu=$cpu"
+# Where the CPU went, per referral: the three processes share the machine's cores.
+bridge_s=$(python3 -c "print($(grep 'User time' "$WORK/e2e.err" | awk '{print $NF}') + $(grep 'System time' "$WORK/e2e.err" | awk '{print $NF}'))")
+tck=$(getconf CLK_TCK)
+python3 - "$published" "$bridge_s" "$((sim1 - sim0))" "$((beam1 - beam0))" "$tck" "$(nproc)" <<'PY'
+import sys
+n, bridge, sim, beam, tck, cores = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+sim, beam = sim / tck, beam / tck
+us = lambda s: round(1e6 * s / n)
+total = bridge + sim + beam
+print(f"RESULT cpu_per_referral_us bridge={us(bridge)} simulator={us(sim)} rabbitmq={us(beam)} total={us(total)}"
+      f" -> ceiling on {cores} cores at this cost: {round(cores * n / total)} referrals/s;"
+      f" simulator alone at {cores} cores: {round(cores * n / sim) if sim else 'n/a'}/s")
+PY
 delete_queues "$name"
 
 echo "== 2. broker limit on the same $messages messages (from the step 1 store; best of 3)"
