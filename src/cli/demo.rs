@@ -44,9 +44,13 @@ pub struct DemoArgs {
     /// `<prefix>.pas.referrals`, ...), so the demo never touches a real topology.
     #[arg(long, default_value = "demo")]
     pub queue_prefix: String,
-    /// e-RS calls per second the bridge allows itself (the simulator allows 1000).
+    /// e-RS calls per second the bridge allows itself (the simulator allows this or 1000,
+    /// whichever is higher).
     #[arg(long, default_value_t = 200)]
     pub rate_limit_per_sec: u32,
+    /// Referrals handled at once (`[pipeline] concurrency`).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
 }
 
 /// Runs `demo`.
@@ -70,7 +74,8 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
             require_auth: false,
             ..SimAuth::default()
         },
-        rate_limit_per_sec: 1000,
+        // The simulator allows at least what the bridge allows itself.
+        rate_limit_per_sec: args.rate_limit_per_sec.max(1000),
         ..SimConfig::default()
     })
     .await
@@ -155,7 +160,7 @@ fn demo_config(args: &DemoArgs, base_url: &str, db: &std::path::Path) -> String 
          [ers.auth]\nmode = \"none\"\n\
          [amqp]\nurl = {}\ndeclare_topology = true\ntenant = \"demo\"\nexchange = {}\npas_queue = {}\n\
          inbound_queue = {}\ndead_letter_exchange = {}\ndead_letter_queue = {}\n\
-         [store]\nurl = {}\n[mappings]\ndir = {}\n[pipeline]\nconcurrency = 8\n",
+         [store]\nurl = {}\n[mappings]\ndir = {}\n[pipeline]\nconcurrency = {}\n",
         q(base_url),
         args.rate_limit_per_sec,
         q(&args.amqp_url),
@@ -166,6 +171,7 @@ fn demo_config(args: &DemoArgs, base_url: &str, db: &std::path::Path) -> String 
         q(&format!("{p}.dead-letter")),
         q(&format!("sqlite://{}", db.display())),
         q(&args.mappings_dir.display().to_string()),
+        args.concurrency,
     );
     for s in DEMO_SERVICES {
         text.push_str(&format!(

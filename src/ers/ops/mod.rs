@@ -1,6 +1,10 @@
 //! One typed async method per e-RS operation, on [`ErsClient`]. Each validates its inputs,
 //! describes the call (path, body, `If-Match`) and parses the reply; the pipeline in
 //! [`super::client`] does the rest. Paths follow ERS-API.md §6 (`STU3/v1/...` in legacy mode).
+//! This file has the reads (A004–A008, A029) and the helpers; [`actions`] the referral
+//! actions (A013, A014, A022, A028) and Advice & Guidance (A024–A027).
+
+mod actions;
 
 use bytes::Bytes;
 use reqwest::{Method, StatusCode};
@@ -11,13 +15,8 @@ use super::{
     error::ErsError,
 };
 use crate::fhir::{
-    self,
-    requests::{
-        CancelAppointmentActionLater, ConvertAdviceToReferral, FetchWorklist, RecordReviewOutcome,
-        RejectReferral, SendAdviceResponse,
-    },
-    worklist::ListSelector,
-    Bundle, CodeSystem, CommunicationRequest, List, Parameters, ReferralRequest, Resource,
+    self, requests::FetchWorklist, worklist::ListSelector, Bundle, CodeSystem, List, Parameters,
+    ReferralRequest, Resource,
 };
 
 /// A resource with the version from its `ETag` (falling back to `meta.versionId`).
@@ -212,170 +211,6 @@ impl ErsClient {
         let mut call = Call::new(op, Method::POST, self.stu3(path), self.inner.max_json_bytes);
         call.body = Some(fhir_body(op, Ok(req.to_parameters()))?);
         parse(op, &self.execute(call).await?, "List")
-    }
-
-    /// A013: accept a referral booked into a bookable service. No body; `If-Match`.
-    pub async fn accept(
-        &self,
-        ubrn: &str,
-        version: u32,
-    ) -> Result<Versioned<ReferralRequest>, ErsError> {
-        self.referral_action(Operation::A013, ubrn, version, "$ers.acceptReferral", None)
-            .await
-    }
-
-    /// A014: reject a referral (user-restricted only).
-    pub async fn reject(
-        &self,
-        ubrn: &str,
-        version: u32,
-        input: &RejectReferral,
-    ) -> Result<Versioned<ReferralRequest>, ErsError> {
-        let op = Operation::A014;
-        let body = input.to_parameters().map_err(|r| invalid(op, r))?;
-        self.referral_action(op, ubrn, version, "$ers.rejectReferral", Some(body))
-            .await
-    }
-
-    /// A022: cancel the appointment and action later (user-restricted only).
-    pub async fn cancel_action_later(
-        &self,
-        ubrn: &str,
-        version: u32,
-        input: &CancelAppointmentActionLater,
-    ) -> Result<Versioned<ReferralRequest>, ErsError> {
-        let op = Operation::A022;
-        let body = input.to_parameters().map_err(|r| invalid(op, r))?;
-        // The legacy documentation spells this operation with a capital C.
-        let name = match self.mode() {
-            AuthMode::LegacySession => "$ers.CancelAppointmentActionLater",
-            _ => "$ers.cancelAppointmentActionLater",
-        };
-        self.referral_action(op, ubrn, version, name, Some(body))
-            .await
-    }
-
-    /// A028: record a triage (review) outcome.
-    pub async fn record_review_outcome(
-        &self,
-        ubrn: &str,
-        version: u32,
-        input: &RecordReviewOutcome,
-    ) -> Result<Versioned<ReferralRequest>, ErsError> {
-        let op = Operation::A028;
-        let body = input.to_parameters().map_err(|r| invalid(op, r))?;
-        self.referral_action(op, ubrn, version, "$ers.recordReviewOutcome", Some(body))
-            .await
-    }
-
-    async fn referral_action(
-        &self,
-        op: Operation,
-        ubrn: &str,
-        version: u32,
-        operation_name: &str,
-        body: Option<Parameters>,
-    ) -> Result<Versioned<ReferralRequest>, ErsError> {
-        check_ubrn(op, ubrn)?;
-        let mut call = Call::new(
-            op,
-            Method::POST,
-            self.stu3(&format!("ReferralRequest/{ubrn}/{operation_name}")),
-            self.inner.max_json_bytes,
-        );
-        call.if_match = Some(version);
-        if let Some(p) = body {
-            call.body = Some(fhir_body(op, Ok(p))?);
-        }
-        versioned(
-            op,
-            self.execute(call).await?,
-            "ReferralRequest",
-            |r: &ReferralRequest| r.version(),
-        )
-    }
-
-    /// A024: an A&G request.
-    pub async fn advice_request(
-        &self,
-        ubrn: &str,
-        version: Option<u32>,
-    ) -> Result<Versioned<CommunicationRequest>, ErsError> {
-        let op = Operation::A024;
-        check_ubrn(op, ubrn)?;
-        let call = self.get(
-            op,
-            self.stu3(&history("CommunicationRequest", ubrn, version)),
-        );
-        versioned(
-            op,
-            self.execute(call).await?,
-            "CommunicationRequest",
-            |r: &CommunicationRequest| r.version(),
-        )
-    }
-
-    /// A025: the A&G conversation of the request's latest `version`.
-    pub async fn advice_conversation(&self, ubrn: &str, version: u32) -> Result<Bundle, ErsError> {
-        let op = Operation::A025;
-        check_ubrn(op, ubrn)?;
-        let mut call = self.get(op, self.stu3("Communication"));
-        call.query.push((
-            "based-on".into(),
-            format!("CommunicationRequest/{ubrn}/_history/{version}"),
-        ));
-        for inc in CONVERSATION_INCLUDES {
-            call.query.push(("_include".into(), inc.into()));
-        }
-        parse(op, &self.execute(call).await?, "Bundle")
-    }
-
-    /// A026: send the A&G response (user-restricted only). Returns the `Parameters` with
-    /// `updatedCommunicationRequest` and `createdCommunication`.
-    pub async fn send_advice_response(
-        &self,
-        ubrn: &str,
-        version: u32,
-        input: &SendAdviceResponse,
-    ) -> Result<Parameters, ErsError> {
-        let op = Operation::A026;
-        check_ubrn(op, ubrn)?;
-        let body = input.to_parameters().map_err(|r| invalid(op, r))?;
-        let mut call = Call::new(
-            op,
-            Method::POST,
-            self.stu3(&format!(
-                "CommunicationRequest/{ubrn}/$ers.sendCommunicationToRequester"
-            )),
-            self.inner.max_json_bytes,
-        );
-        call.if_match = Some(version);
-        call.body = Some(fhir_body(op, Ok(body))?);
-        parse(op, &self.execute(call).await?, "Parameters")
-    }
-
-    /// A027: convert an A&G request into a referral (user-restricted only). Not retried on
-    /// an unknown outcome: there is no If-Match.
-    pub async fn convert_advice(
-        &self,
-        input: &ConvertAdviceToReferral,
-    ) -> Result<Versioned<ReferralRequest>, ErsError> {
-        let op = Operation::A027;
-        check_ubrn(op, &input.ubrn)?;
-        let body = input.to_parameters().map_err(|r| invalid(op, r))?;
-        let mut call = Call::new(
-            op,
-            Method::POST,
-            self.stu3("ReferralRequest/$ers.createFromCommunicationRequestActionLater"),
-            self.inner.max_json_bytes,
-        );
-        call.body = Some(fhir_body(op, Ok(body))?);
-        versioned(
-            op,
-            self.execute(call).await?,
-            "ReferralRequest",
-            |r: &ReferralRequest| r.version(),
-        )
     }
 
     /// A029: the actions the user may take on the referral's latest `version`.
