@@ -133,12 +133,15 @@ delete_queues "$name"
 
 echo "== 2. broker limit on the same $messages messages (from the step 1 store; best of 3)"
 best_raw=0
+beam0=$(cpu_ticks "${BEAM_PID:-0}")
 for _ in 1 2 3; do
     line=$("$RAW" --from-store "sqlite://$WORK/e2e.db" --in-flight 1000 --url "$AMQP_URL" --mode raw)
     echo "$line"
     rate=$(sed -E 's/.*confirmed_msgs_per_s=([0-9]+).*/\1/' <<<"$line")
     (( rate > best_raw )) && best_raw=$rate
 done
+beam1=$(cpu_ticks "${BEAM_PID:-0}")
+echo "RESULT rabbitmq_cpu_per_raw_message_us=$(python3 -c "print(round(1e6 * ($beam1 - $beam0) / $tck / (3 * $messages)))") (lapin alone, 1000 in flight)"
 "$RAW" --from-store "sqlite://$WORK/e2e.db" --in-flight 1000 --url "$AMQP_URL" --mode publisher
 pct=$(python3 -c "print(round(100*$e2e_rate/$best_raw))")
 echo "RESULT raw_lapin_confirmed_msgs_per_s=$best_raw e2e_of_broker_limit=${pct}% (target >= 50%)"
