@@ -40,7 +40,8 @@ pub struct RawConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
-    /// Referrals fetched, mapped and published at the same time (all share the e-RS rate limit).
+    /// Referral tasks at the same time across every list and scheduler (all share the e-RS
+    /// rate limit).
     pub concurrency: usize,
     /// Fetch the clinical referral information PDF (A007) for each referral version and hand
     /// it to the mapping as the attachment `clinical-info`.
