@@ -168,8 +168,13 @@ pub fn from_slice_checked<T: serde::de::DeserializeOwned>(
         #[serde(rename = "resourceType", borrow, default)]
         resource_type: Option<std::borrow::Cow<'a, str>>,
     }
-    let kind: Kind = serde_json::from_slice(bytes).map_err(|e| format!("not json: {e}"))?;
-    let found = kind.resource_type.as_deref().unwrap_or("<none>");
+    let kind = match serde_json::from_slice::<Kind>(bytes) {
+        Ok(k) => k.resource_type,
+        // Valid JSON that is not an object (e.g. `[]`) has no resourceType either.
+        Err(e) if e.is_data() => None,
+        Err(e) => return Err(format!("not json: {e}")),
+    };
+    let found = kind.as_deref().unwrap_or("<none>");
     if found != expected {
         return Err(format!("expected a {expected}, got resourceType {found}"));
     }
@@ -213,3 +218,46 @@ fhir_resource!(
     Bundle,
     Task
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, String> {
+        from_slice_checked(body.as_bytes(), "ReferralRequest")
+    }
+
+    #[test]
+    fn checks_the_resource_type_before_reading() {
+        let v: serde_json::Value =
+            read(r#"{"resourceType":"ReferralRequest","id":"000000070000"}"#).unwrap();
+        assert_eq!(v["id"], "000000070000");
+        let e = read::<serde_json::Value>(r#"{"resourceType":"OperationOutcome","issue":[]}"#)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "expected a ReferralRequest, got resourceType OperationOutcome"
+        );
+        for not_an_object in ["[]", "5", r#"{"resourceType":5}"#] {
+            let e = read::<serde_json::Value>(not_an_object).unwrap_err();
+            assert!(
+                e.ends_with("got resourceType <none>"),
+                "{not_an_object}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn reports_bad_json_and_the_path_of_a_bad_field() {
+        assert!(read::<serde_json::Value>("{")
+            .unwrap_err()
+            .starts_with("not json"));
+        let trailing = r#"{"resourceType":"ReferralRequest"} x"#;
+        assert!(read::<serde_json::Value>(trailing)
+            .unwrap_err()
+            .starts_with("not json"));
+        let e =
+            read::<ReferralRequest>(r#"{"resourceType":"ReferralRequest","meta":5}"#).unwrap_err();
+        assert!(e.starts_with("ReferralRequest at meta:"), "{e}");
+    }
+}

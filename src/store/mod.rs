@@ -51,6 +51,29 @@ const INSERT_PUBLISHED: &str = "INSERT INTO published_messages \
      (control_id, ubrn, version, message_type, routing_key, hl7, confirmed_at_ms) \
      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (control_id) DO NOTHING";
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Marks a referral version seen with `outcome` (idempotent; the latest outcome wins).
+fn upsert_seen<'q>(ubrn: &'q str, version: i64, outcome: &'q str, now_ms: i64) -> AnyQuery<'q> {
+    sqlx::query(UPSERT_SEEN)
+        .bind(ubrn)
+        .bind(version)
+        .bind(outcome)
+        .bind(now_ms)
+}
+
+/// Inserts a confirmed message; the first row for a control id wins.
+fn insert_published(m: &PublishedMessage) -> AnyQuery<'_> {
+    sqlx::query(INSERT_PUBLISHED)
+        .bind(&m.control_id)
+        .bind(&m.ubrn)
+        .bind(m.version)
+        .bind(&m.message_type)
+        .bind(&m.routing_key)
+        .bind(m.hl7.as_deref())
+        .bind(m.confirmed_at_ms)
+}
+
 /// `$1, $2, …, $n`. (sqlx's `QueryBuilder` writes `?` for the Any driver, which PostgreSQL
 /// rejects, so batched statements number their placeholders here.)
 fn placeholders(n: usize) -> String {
@@ -195,22 +218,9 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         for v in versions {
             for m in &v.messages {
-                sqlx::query(INSERT_PUBLISHED)
-                    .bind(&m.control_id)
-                    .bind(&m.ubrn)
-                    .bind(m.version)
-                    .bind(&m.message_type)
-                    .bind(&m.routing_key)
-                    .bind(m.hl7.as_deref())
-                    .bind(m.confirmed_at_ms)
-                    .execute(&mut *tx)
-                    .await?;
+                insert_published(m).execute(&mut *tx).await?;
             }
-            sqlx::query(UPSERT_SEEN)
-                .bind(&v.ubrn)
-                .bind(v.version)
-                .bind("published")
-                .bind(v.now_ms)
+            upsert_seen(&v.ubrn, v.version, "published", v.now_ms)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -281,11 +291,7 @@ impl Store {
         outcome: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(UPSERT_SEEN)
-            .bind(ubrn)
-            .bind(version)
-            .bind(outcome)
-            .bind(now_ms)
+        upsert_seen(ubrn, version, outcome, now_ms)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -294,16 +300,7 @@ impl Store {
     /// Records a confirmed publish. Call only after the broker confirmed the message.
     /// Recording the same control id twice keeps the first row (the PAS saw that one).
     pub async fn record_published(&self, m: &PublishedMessage) -> Result<(), StoreError> {
-        sqlx::query(INSERT_PUBLISHED)
-            .bind(&m.control_id)
-            .bind(&m.ubrn)
-            .bind(m.version)
-            .bind(&m.message_type)
-            .bind(&m.routing_key)
-            .bind(m.hl7.as_deref())
-            .bind(m.confirmed_at_ms)
-            .execute(&self.pool)
-            .await?;
+        insert_published(m).execute(&self.pool).await?;
         Ok(())
     }
 
