@@ -380,8 +380,8 @@ pub fn searchset(self_url: String, entries: Vec<Value>, total: Option<usize>) ->
         "resourceType": "Bundle",
         "type": "searchset",
         "link": [{"relation": "self", "url": self_url}],
-        "entry": entries,
     });
+    bundle["entry"] = Value::Array(entries); // moved, not deep-copied by `json!`
     if let Some(total) = total {
         bundle["total"] = serde_json::json!(total);
     }

@@ -134,10 +134,11 @@ fn list(contained: Vec<Value>, entries: Vec<Value>) -> Value {
         "resourceType": "List",
         "status": "current",
         "mode": "snapshot",
-        "entry": entries,
     });
+    // Moved in, not through `json!`, which would deep-copy every item (`to_value`).
+    l["entry"] = Value::Array(entries);
     if !contained.is_empty() {
-        l["contained"] = json!(contained);
+        l["contained"] = Value::Array(contained);
     }
     l
 }
