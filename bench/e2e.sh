@@ -4,6 +4,8 @@
 #   1. throughput, bridge alone: the simulator as its own process at zero latency with N
 #      generated referrals, `ers-bridge run --until-drained` against it under
 #      /usr/bin/time -v: referrals/s from the run's wall time, peak RSS of the bridge process;
+#  1b. the ceiling on the same simulator and broker: examples/ceiling.rs does only the
+#      unavoidable HTTP calls and one confirmed publish per referral (no mapping, no store);
 #   2. the broker's limit on the same messages: the messages step 1 confirmed, read back from
 #      its store and published again with lapin alone (examples/raw_publish.rs --from-store,
 #      best of 3), and once through the bridge's Publisher; step 1 as a % of that limit;
@@ -28,6 +30,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 BIN=target/release/ers-bridge
 RAW=target/release/examples/raw_publish
+CEILING=target/release/examples/ceiling
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -47,7 +50,7 @@ echo "rustc: $(rustc --version)"
 
 if [[ -z "${SKIP_BUILD:-}" ]]; then
     echo "== build (release, nice)"
-    nice cargo build --release --bin ers-bridge --example raw_publish
+    nice cargo build --release --bin ers-bridge --example raw_publish --example ceiling
 fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -108,6 +111,10 @@ sim0=$(cpu_ticks "$SIM_PID"); beam0=$(cpu_ticks "${BEAM_PID:-0}")
 sim1=$(cpu_ticks "$SIM_PID"); beam1=$(cpu_ticks "${BEAM_PID:-0}")
 cat "$WORK/e2e.out"
 curl -fs "$SIM/_admin/stats" | python3 -c 'import json,sys; s=json.load(sys.stdin); print("simulator requests:", s["total"], s["by_operation"], "429s:", s["too_many_requests"])'
+echo "== 1b. ceiling: a client doing only the unavoidable part (A008, A005, A042 + object store, one confirmed publish each; examples/ceiling.rs) against the same simulator"
+ceiling_line=$("$CEILING" --sim "$SIM" --amqp "$AMQP_URL" --in-flight 64)
+echo "$ceiling_line"
+ceiling=$(sed -E 's/.*ceiling_referrals_per_s=([0-9]+).*/\1/' <<<"$ceiling_line")
 kill "$SIM_PID" 2>/dev/null || true
 published=$(grep 'referrals published:' "$WORK/e2e.out" | awk '{print $NF}')
 messages=$(grep -E '^  messages ' "$WORK/e2e.out" | awk '{s+=$NF} END {print s}')
@@ -129,6 +136,7 @@ print(f"RESULT cpu_per_referral_us bridge={us(bridge)} simulator={us(sim)} rabbi
       f" -> ceiling on {cores} cores at this cost: {round(cores * n / total)} referrals/s;"
       f" simulator alone at {cores} cores: {round(cores * n / sim) if sim else 'n/a'}/s")
 PY
+echo "RESULT ceiling_referrals_per_s=$ceiling bridge_of_ceiling=$(python3 -c "print(round(100*$e2e_rate/$ceiling))")%"
 delete_queues "$name"
 
 echo "== 2. broker limit on the same $messages messages (from the step 1 store; best of 3)"

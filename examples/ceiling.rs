@@ -1,0 +1,188 @@
+//! The ceiling any bridge could reach on this machine: a client that does only the
+//! unavoidable part of the outbound job, against the same simulator and broker as
+//! `bench/e2e.sh` step 1. It reads the worklists (A008, with the bridge's client), then for
+//! every referral: A005 (parsed to JSON, as the attachment list is inside), A042 for each
+//! attachment following the 307 to the object store, and one confirmed, persistent,
+//! mandatory publish of the A005 body to a fresh quorum queue (lapin alone, `--in-flight`
+//! referrals at once). No mapping, no store, no retries, no logging.
+//!
+//! Whatever rate this reaches bounds the end-to-end rate of the real bridge on the same
+//! cores from above. Prints one line of results.
+//!
+//! ```sh
+//! cargo run --release --example ceiling -- --sim http://127.0.0.1:8099 --in-flight 64
+//! ```
+
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use ers_bridge::amqp::Topology;
+use ers_bridge::config::{self, MapEnv, WorklistKind};
+use ers_bridge::ers::ErsClient;
+use ers_bridge::fhir::requests::FetchWorklist;
+use ers_bridge::pipeline::fetch::attachment_refs;
+use futures_util::StreamExt;
+use lapin::{
+    options::{
+        BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions,
+    },
+    BasicProperties, Confirmation, Connection,
+};
+
+/// The services `ers-bridge simulate --generate N` spreads referrals over.
+const SERVICES: [&str; 7] = [
+    "21012", "21013", "21014", "21015", "11016", "11010", "11014",
+];
+
+struct Args {
+    sim: String,
+    amqp: String,
+    in_flight: usize,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        sim: String::new(),
+        amqp: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+        in_flight: 64,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--sim" => a.sim = value()?,
+            "--amqp" => a.amqp = value()?,
+            "--in-flight" => a.in_flight = value()?.parse()?,
+            other => bail!("unknown argument {other} (--sim URL --amqp URL --in-flight N)"),
+        }
+    }
+    if a.sim.is_empty() || a.in_flight == 0 {
+        bail!("--sim URL is required and --in-flight must be at least 1");
+    }
+    Ok(a)
+}
+
+/// One referral: A005, its attachments (A042 + object store), one confirmed publish.
+async fn one(
+    http: &reqwest::Client,
+    fhir: &str,
+    ch: &lapin::Channel,
+    exchange: &str,
+    ubrn: &str,
+) -> anyhow::Result<usize> {
+    let body = http
+        .get(format!("{fhir}/STU3/ReferralRequest/{ubrn}"))
+        .header("accept", "application/fhir+json")
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    let referral: serde_json::Value = serde_json::from_slice(&body)?;
+    let mut requests = 1;
+    for a in attachment_refs(&referral) {
+        // reqwest follows the 307 to the object store by itself: two requests.
+        http.get(format!("{fhir}/R4/Binary/{}", a.binary_id))
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        requests += 2;
+    }
+    let confirm = ch
+        .basic_publish(
+            exchange.into(),
+            "bench.REF.I12".into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            &body,
+            BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_message_id(ubrn.into()),
+        )
+        .await?
+        .await?;
+    match confirm {
+        Confirmation::Ack(None) => Ok(requests),
+        other => bail!("not confirmed: {other:?}"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = args()?;
+    let fhir = format!("{}/referrals/FHIR", a.sim.trim_end_matches('/'));
+    let cfg = config::load_str(
+        "<ceiling>",
+        &format!(
+            "[ers]\nbase_url = \"{fhir}\"\nrate_limit_per_sec = 1000000\n[ers.auth]\nmode = \"none\"\n\
+             [amqp]\nurl = \"{}\"\n[store]\nurl = \"sqlite::memory:\"\n[mappings]\ndir = \"{}/mappings\"\n",
+            a.amqp,
+            env!("CARGO_MANIFEST_DIR")
+        ),
+        &MapEnv::default(),
+    )?;
+    let ers = ErsClient::new(&cfg.ers, std::sync::Arc::new(MapEnv::default()))?;
+
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let t = Topology {
+        exchange: format!("ceiling-{suffix}-to-pas"),
+        pas_queue: format!("ceiling-{suffix}-pas"),
+        inbound_queue: format!("ceiling-{suffix}-from-pas"),
+        dead_letter_exchange: format!("ceiling-{suffix}-dlx"),
+        dead_letter_queue: format!("ceiling-{suffix}-dlq"),
+        inbound_delivery_limit: 5,
+    };
+    let conn = Connection::connect(&a.amqp, Default::default()).await?;
+    let ch = conn.create_channel().await?;
+    t.declare(&ch).await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    let http = reqwest::Client::new();
+
+    let started = Instant::now();
+    let mut ubrns = Vec::new();
+    for service in SERVICES {
+        for list in [
+            WorklistKind::ReferralsForReview,
+            WorklistKind::AppointmentSlotIssues,
+        ] {
+            let mut req = FetchWorklist::new(list.into());
+            req.service = Some(service.to_string());
+            let items = ers.worklist(&req).await?.worklist_items();
+            ubrns.extend(items.into_iter().map(|i| i.ubrn));
+        }
+    }
+    let results: Vec<anyhow::Result<usize>> = futures_util::stream::iter(&ubrns)
+        .map(|u| one(&http, &fhir, &ch, &t.exchange, u))
+        .buffer_unordered(a.in_flight)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let requests: usize = results
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .iter()
+        .sum();
+
+    for q in [&t.pas_queue, &t.inbound_queue, &t.dead_letter_queue] {
+        ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await?;
+    }
+    for e in [&t.exchange, &t.dead_letter_exchange] {
+        ch.exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
+            .await?;
+    }
+    let _ = conn.close(200, "done".into()).await;
+    println!(
+        "referrals={} http_requests={} in_flight={} elapsed_s={:.3} ceiling_referrals_per_s={:.0}",
+        ubrns.len(),
+        requests,
+        a.in_flight,
+        elapsed.as_secs_f64(),
+        ubrns.len() as f64 / elapsed.as_secs_f64()
+    );
+    Ok(())
+}
