@@ -1,0 +1,203 @@
+//! The store's bookkeeping for the pipeline: parked items, the app-restricted worklist call
+//! budget, each worklist's members at its last poll, attachment waits, and small named
+//! values kept across restarts.
+
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{ParkedItem, Store, StoreError, BATCH_ROWS};
+
+impl Store {
+    /// Parks a referral version with its reason; parking again updates the reason.
+    pub async fn park(
+        &self,
+        ubrn: &str,
+        version: i64,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO parked (ubrn, version, reason, parked_at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (ubrn, version) DO UPDATE SET reason = excluded.reason, parked_at_ms = excluded.parked_at_ms",
+        )
+        .bind(ubrn)
+        .bind(version)
+        .bind(reason)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a parked item (after a successful replay).
+    pub async fn unpark(&self, ubrn: &str) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM parked WHERE ubrn = $1")
+            .bind(ubrn)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Every parked item, oldest first.
+    pub async fn parked(&self) -> Result<Vec<ParkedItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ubrn, version, reason, parked_at_ms FROM parked ORDER BY parked_at_ms, ubrn",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ParkedItem {
+                    ubrn: r.try_get("ubrn")?,
+                    version: r.try_get("version")?,
+                    reason: r.try_get("reason")?,
+                    parked_at_ms: r.try_get("parked_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Takes one worklist call from the budget of `service` on `day` (e.g. `2026-11-24`).
+    /// Returns `false`, taking nothing, when `limit` calls have already been made that day.
+    /// Atomic across processes sharing the store.
+    pub async fn take_worklist_call(
+        &self,
+        service: &str,
+        day: &str,
+        limit: u32,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO worklist_budget (service, day, calls) VALUES ($1, $2, 0) \
+             ON CONFLICT (service, day) DO NOTHING",
+        )
+        .bind(service)
+        .bind(day)
+        .execute(&mut *tx)
+        .await?;
+        let r = sqlx::query(
+            "UPDATE worklist_budget SET calls = calls + 1 WHERE service = $1 AND day = $2 AND calls < $3",
+        )
+        .bind(service)
+        .bind(day)
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Worklist calls made for `service` on `day`.
+    pub async fn worklist_calls(&self, service: &str, day: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT calls FROM worklist_budget WHERE service = $1 AND day = $2")
+            .bind(service)
+            .bind(day)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get("calls")?,
+            None => 0,
+        })
+    }
+
+    /// The UBRNs on `list` of `service` at its last recorded poll.
+    pub async fn worklist_members(
+        &self,
+        service: &str,
+        list: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ubrn FROM worklist_members WHERE service = $1 AND list = $2 ORDER BY ubrn",
+        )
+        .bind(service)
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("ubrn")?)).collect()
+    }
+
+    /// Replaces the recorded members of `list` of `service` in one transaction.
+    pub async fn set_worklist_members(
+        &self,
+        service: &str,
+        list: &str,
+        ubrns: &[String],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM worklist_members WHERE service = $1 AND list = $2")
+            .bind(service)
+            .bind(list)
+            .execute(&mut *tx)
+            .await?;
+        for chunk in ubrns.chunks(BATCH_ROWS / 3) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                .collect();
+            let sql = format!(
+                "INSERT INTO worklist_members (service, list, ubrn) VALUES {} \
+                 ON CONFLICT (service, list, ubrn) DO NOTHING",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for ubrn in chunk {
+                q = q.bind(service).bind(list).bind(ubrn);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that a referral version waits for pending attachments (first call wins) and
+    /// returns since when it has waited, in milliseconds.
+    pub async fn defer(&self, ubrn: &str, version: i64, now_ms: i64) -> Result<i64, StoreError> {
+        sqlx::query(
+            "INSERT INTO deferred (ubrn, version, since_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (ubrn, version) DO NOTHING",
+        )
+        .bind(ubrn)
+        .bind(version)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT since_ms FROM deferred WHERE ubrn = $1 AND version = $2")
+            .bind(ubrn)
+            .bind(version)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("since_ms")?)
+    }
+
+    /// Forgets the waits of a referral (once a version of it is published).
+    pub async fn clear_deferred(&self, ubrn: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM deferred WHERE ubrn = $1")
+            .bind(ubrn)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A named value kept across restarts (e.g. the hash of the mapping files).
+    pub async fn state_value(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT value FROM pipeline_state WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("value")?),
+            None => None,
+        })
+    }
+
+    /// Sets a named value (see [`Store::state_value`]).
+    pub async fn set_state_value(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO pipeline_state (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,222 @@
+//! The referral versions the pipeline has seen and the messages it has published: the
+//! per-pass batched look-ups, the group-committed records of confirmed versions, the audit
+//! queries over published messages, and payload retention.
+
+use std::collections::HashSet;
+
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{
+    insert_published, placeholders, upsert_seen, PublishedMessage, Store, StoreError,
+    VersionRecord, VersionState, BATCH_ROWS,
+};
+
+impl Store {
+    /// Which of these (UBRN, version) pairs have been seen, in one round trip per
+    /// [`BATCH_ROWS`] UBRNs (a worklist pass asks for thousands at once).
+    pub async fn seen_versions(
+        &self,
+        items: &[(&str, i64)],
+    ) -> Result<HashSet<(String, i64)>, StoreError> {
+        let mut seen = HashSet::new();
+        for chunk in items.chunks(BATCH_ROWS) {
+            // Only numbered placeholders are formatted into the SQL; the values are bound.
+            let sql = format!(
+                "SELECT ubrn, version FROM referral_versions WHERE ubrn IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (ubrn, _) in chunk {
+                q = q.bind(*ubrn);
+            }
+            let wanted: HashSet<(&str, i64)> = chunk.iter().copied().collect();
+            for row in q.fetch_all(&self.pool).await? {
+                let ubrn: String = row.try_get("ubrn")?;
+                let version: i64 = row.try_get("version")?;
+                if wanted.contains(&(ubrn.as_str(), version)) {
+                    seen.insert((ubrn, version));
+                }
+            }
+        }
+        Ok(seen)
+    }
+
+    /// Records referral versions as done, all in one transaction (the pipeline's group
+    /// commit), after every message of each was confirmed: the messages, each version as seen
+    /// with `outcome = "published"`, and each referral's parked item and waits cleared.
+    pub async fn record_versions_published(
+        &self,
+        versions: &[VersionRecord],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for v in versions {
+            for m in &v.messages {
+                insert_published(m).execute(&mut *tx).await?;
+            }
+            upsert_seen(&v.ubrn, v.version, "published", v.now_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Cleared per batch of UBRNs rather than per version: two statements in all.
+        let ubrns: Vec<&str> = versions.iter().map(|v| v.ubrn.as_str()).collect();
+        for chunk in ubrns.chunks(BATCH_ROWS) {
+            for table in ["parked", "deferred"] {
+                let sql = format!(
+                    "DELETE FROM {table} WHERE ubrn IN ({})",
+                    placeholders(chunk.len())
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for ubrn in chunk {
+                    q = q.bind(*ubrn);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// What the pipeline needs to know of a referral version before handling it, in one
+    /// query: whether it was seen, and the highest version with a confirmed message.
+    pub async fn version_state(
+        &self,
+        ubrn: &str,
+        version: i64,
+    ) -> Result<VersionState, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM referral_versions WHERE ubrn = $1 AND version = $2) AS seen, \
+             (SELECT MAX(version) FROM published_messages WHERE ubrn = $1) AS latest",
+        )
+        .bind(ubrn)
+        .bind(version)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(VersionState {
+            seen: row.try_get::<i64, _>("seen")? > 0,
+            latest_published: row.try_get("latest")?,
+        })
+    }
+
+    /// Whether this referral version has been seen (queued for publishing) before.
+    pub async fn is_seen(&self, ubrn: &str, version: i64) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM referral_versions WHERE ubrn = $1 AND version = $2")
+            .bind(ubrn)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// The highest version of this referral seen so far, if any.
+    pub async fn latest_seen(&self, ubrn: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MAX(version) AS v FROM referral_versions WHERE ubrn = $1")
+            .bind(ubrn)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("v")?)
+    }
+
+    /// Records that a referral version has been handled (published or deliberately skipped).
+    pub async fn mark_seen(
+        &self,
+        ubrn: &str,
+        version: i64,
+        outcome: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        upsert_seen(ubrn, version, outcome, now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a confirmed publish. Call only after the broker confirmed the message.
+    /// Recording the same control id twice keeps the first row (the PAS saw that one).
+    pub async fn record_published(&self, m: &PublishedMessage) -> Result<(), StoreError> {
+        insert_published(m).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether a message with this control id has been confirmed.
+    pub async fn is_published(&self, control_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM published_messages WHERE control_id = $1")
+            .bind(control_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// The messages published for one referral, oldest first (the referral's timeline).
+    pub async fn messages_for(&self, ubrn: &str) -> Result<Vec<PublishedMessage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT control_id, ubrn, version, message_type, routing_key, hl7, confirmed_at_ms \
+             FROM published_messages WHERE ubrn = $1 ORDER BY confirmed_at_ms, control_id",
+        )
+        .bind(ubrn)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(published_from_row).collect()
+    }
+
+    /// Up to `limit` published messages, oldest confirm first (audit listings, and the
+    /// benchmark that republishes a run's messages).
+    pub async fn published_messages(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<PublishedMessage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT control_id, ubrn, version, message_type, routing_key, hl7, confirmed_at_ms \
+             FROM published_messages ORDER BY confirmed_at_ms, control_id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(published_from_row).collect()
+    }
+
+    /// Counts published messages by message type (for summaries).
+    pub async fn published_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT message_type, COUNT(*) AS n FROM published_messages GROUP BY message_type ORDER BY message_type",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("message_type")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    /// Clears HL7 payloads confirmed before `cutoff_ms`; returns how many were pruned.
+    /// Metadata rows stay.
+    pub async fn prune_payloads(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "UPDATE published_messages SET hl7 = NULL WHERE confirmed_at_ms < $1 AND hl7 IS NOT NULL",
+        )
+        .bind(cutoff_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// The highest version of this referral with a confirmed message, if any. The pipeline
+    /// sends REF^I13 rather than REF^I12 once one exists.
+    pub async fn latest_published_version(&self, ubrn: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MAX(version) AS v FROM published_messages WHERE ubrn = $1")
+            .bind(ubrn)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("v")?)
+    }
+}
+
+fn published_from_row(r: &sqlx::any::AnyRow) -> Result<PublishedMessage, StoreError> {
+    Ok(PublishedMessage {
+        control_id: r.try_get("control_id")?,
+        ubrn: r.try_get("ubrn")?,
+        version: r.try_get("version")?,
+        message_type: r.try_get("message_type")?,
+        routing_key: r.try_get("routing_key")?,
+        hl7: r.try_get("hl7")?,
+        confirmed_at_ms: r.try_get("confirmed_at_ms")?,
+    })
+}
