@@ -13,21 +13,19 @@
 //! cargo run --release --example ceiling -- --sim http://127.0.0.1:8099 --in-flight 64
 //! ```
 
+#[path = "support/topology.rs"]
+mod topology;
+use topology::BenchTopology;
+
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use ers_bridge::amqp::Topology;
 use ers_bridge::config::{self, MapEnv, WorklistKind};
 use ers_bridge::ers::ErsClient;
 use ers_bridge::fhir::requests::FetchWorklist;
 use ers_bridge::pipeline::fetch::attachment_refs;
 use futures_util::StreamExt;
-use lapin::{
-    options::{
-        BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions,
-    },
-    BasicProperties, Confirmation, Connection,
-};
+use lapin::{options::BasicPublishOptions, BasicProperties, Confirmation};
 
 /// The services `ers-bridge simulate --generate N` spreads referrals over.
 const SERVICES: [&str; 7] = [
@@ -127,19 +125,8 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let ers = ErsClient::new(&cfg.ers, std::sync::Arc::new(MapEnv::default()))?;
 
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let t = Topology {
-        exchange: format!("ceiling-{suffix}-to-pas"),
-        pas_queue: format!("ceiling-{suffix}-pas"),
-        inbound_queue: format!("ceiling-{suffix}-from-pas"),
-        dead_letter_exchange: format!("ceiling-{suffix}-dlx"),
-        dead_letter_queue: format!("ceiling-{suffix}-dlq"),
-        inbound_delivery_limit: 5,
-    };
-    let conn = Connection::connect(&a.amqp, Default::default()).await?;
-    let ch = conn.create_channel().await?;
-    t.declare(&ch).await?;
-    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    let bench = BenchTopology::declare(&a.amqp, "ceiling").await?;
+    let (ch, t) = (&bench.ch, &bench.t);
     let http = reqwest::Client::new();
 
     let started = Instant::now();
@@ -156,7 +143,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let results: Vec<anyhow::Result<usize>> = futures_util::stream::iter(&ubrns)
-        .map(|u| one(&http, &fhir, &ch, &t.exchange, u))
+        .map(|u| one(&http, &fhir, ch, &t.exchange, u))
         .buffer_unordered(a.in_flight)
         .collect()
         .await;
@@ -167,15 +154,7 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .sum();
 
-    for q in [&t.pas_queue, &t.inbound_queue, &t.dead_letter_queue] {
-        ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-            .await?;
-    }
-    for e in [&t.exchange, &t.dead_letter_exchange] {
-        ch.exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
-            .await?;
-    }
-    let _ = conn.close(200, "done".into()).await;
+    bench.delete().await?;
     println!(
         "referrals={} http_requests={} in_flight={} elapsed_s={:.3} ceiling_referrals_per_s={:.0}",
         ubrns.len(),

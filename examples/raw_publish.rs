@@ -16,6 +16,10 @@
 //! cargo run --release --example raw_publish -- --count 10000 --in-flight 1000
 //! ```
 
+#[path = "support/topology.rs"]
+mod topology;
+use topology::BenchTopology;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,11 +28,9 @@ use ers_bridge::amqp::{OutboundMessage, Publisher, PublisherSettings, Topology};
 use ers_bridge::mapping::{compile_file, ApplyInput, Attachments};
 use futures_util::StreamExt;
 use lapin::{
-    options::{
-        BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions,
-    },
+    options::BasicPublishOptions,
     types::{AMQPValue, FieldTable},
-    BasicProperties, Confirmation, Connection,
+    BasicProperties, Confirmation,
 };
 
 struct Args {
@@ -230,24 +232,13 @@ async fn main() -> anyhow::Result<()> {
     let msgs: Vec<_> = (0..a.count).map(|n| message(&samples, n)).collect();
     let bytes: usize = msgs.iter().map(|m| m.body.len()).sum();
 
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let t = Topology {
-        exchange: format!("bench-{suffix}-to-pas"),
-        pas_queue: format!("bench-{suffix}-pas"),
-        inbound_queue: format!("bench-{suffix}-from-pas"),
-        dead_letter_exchange: format!("bench-{suffix}-dlx"),
-        dead_letter_queue: format!("bench-{suffix}-dlq"),
-        inbound_delivery_limit: 5,
-    };
-    let conn = Connection::connect(&a.url, Default::default()).await?;
-    let ch = conn.create_channel().await?;
-    t.declare(&ch).await?;
-    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    let bench = BenchTopology::declare(&a.url, "bench").await?;
+    let (ch, t) = (&bench.ch, &bench.t);
 
     let started = Instant::now();
     match a.mode.as_str() {
-        "raw" => raw(&ch, &t.exchange, &msgs, a.in_flight).await?,
-        "publisher" => through_publisher(&t, &a.url, msgs, a.in_flight).await?,
+        "raw" => raw(ch, &t.exchange, &msgs, a.in_flight).await?,
+        "publisher" => through_publisher(t, &a.url, msgs, a.in_flight).await?,
         other => bail!("unknown mode {other} (raw or publisher)"),
     }
     let elapsed = started.elapsed();
@@ -263,15 +254,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?
         .message_count();
-    for q in [&t.pas_queue, &t.inbound_queue, &t.dead_letter_queue] {
-        ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-            .await?;
-    }
-    for e in [&t.exchange, &t.dead_letter_exchange] {
-        ch.exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
-            .await?;
-    }
-    let _ = conn.close(200, "done".into()).await;
+    bench.delete().await?;
 
     println!(
         "mode={} count={} in_flight={} avg_body_bytes={} elapsed_s={:.3} confirmed_msgs_per_s={:.0} queue_depth={}",
