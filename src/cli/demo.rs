@@ -55,14 +55,7 @@ pub struct DemoArgs {
 
 /// Runs `demo`.
 pub fn run(args: &DemoArgs) -> ExitCode {
-    match super::runtime().and_then(|rt| rt.block_on(demo(args))) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    super::exit_code(super::runtime().and_then(|rt| rt.block_on(demo(args))))
 }
 
 async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {

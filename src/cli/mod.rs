@@ -77,6 +77,18 @@ pub fn main() -> ExitCode {
 }
 
 /// Builds the multi-threaded runtime the async subcommands use.
+/// 0 when the job succeeded, 1 when it finished with failures or failed (printed).
+fn exit_code(result: anyhow::Result<bool>) -> std::process::ExitCode {
+    match result {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context as _;
     tokio::runtime::Builder::new_multi_thread()

@@ -50,14 +50,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
             Ok(true)
         })
     });
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    super::exit_code(result)
 }
 
 /// Loads and validates the configuration file (shared by `parked` and `replay`).

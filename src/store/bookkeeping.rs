@@ -167,15 +167,6 @@ impl Store {
         Ok(row.try_get("since_ms")?)
     }
 
-    /// Forgets the waits of a referral (once a version of it is published).
-    pub async fn clear_deferred(&self, ubrn: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM deferred WHERE ubrn = $1")
-            .bind(ubrn)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// A named value kept across restarts (e.g. the hash of the mapping files).
     pub async fn state_value(&self, name: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT value FROM pipeline_state WHERE name = $1")

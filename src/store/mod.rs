@@ -6,8 +6,8 @@
 //!
 //! Outbound delivery is **at-least-once with a stable MSH-10**. For each referral version the
 //! pipeline (1) maps it with a control id derived only from (UBRN, version, message type),
-//! (2) publishes it and waits for the broker's confirm, then (3) calls
-//! [`Store::record_published`]. A message is "published" only once that row exists, and the
+//! (2) publishes it and waits for the broker's confirm, then (3) records it with
+//! [`Store::record_versions_published`] (through the pipeline's group commit). A message is "published" only once that row exists, and the
 //! row is written only after the confirm. The only duplicate window is a crash between the
 //! confirm and the write: on restart the version looks unpublished, is published again with
 //! the same MSH-10, and the PAS de-duplicates on it. A nack, a return or a lost connection

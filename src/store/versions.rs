@@ -197,16 +197,6 @@ impl Store {
         .await?;
         Ok(r.rows_affected())
     }
-
-    /// The highest version of this referral with a confirmed message, if any. The pipeline
-    /// sends REF^I13 rather than REF^I12 once one exists.
-    pub async fn latest_published_version(&self, ubrn: &str) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT MAX(version) AS v FROM published_messages WHERE ubrn = $1")
-            .bind(ubrn)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<Option<i64>, _>("v")?)
-    }
 }
 
 fn published_from_row(r: &sqlx::any::AnyRow) -> Result<PublishedMessage, StoreError> {

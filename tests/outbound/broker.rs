@@ -6,7 +6,7 @@
 use chrono::Utc;
 use ers_bridge::pipeline::{Event, Shutdown};
 
-use crate::helpers::{Harness, Opts, AMQP_URL};
+use crate::helpers::{wait_for_events, Harness, Opts, AMQP_URL};
 
 const NO_BROKER: &str = "amqp://guest:guest@127.0.0.1:1/%2f";
 
@@ -25,13 +25,14 @@ async fn without_a_broker_nothing_is_marked_published_and_all_flows_once_it_is_u
     let p = down.pipeline().clone();
     let pass = tokio::spawn(async move { p.poll_once(Utc::now()).await });
     // Wait until publishing has failed and been scheduled for a retry a few times.
-    let mut retries = 0;
-    while retries < 3 {
-        if let Ok(Event::PublishRetry { error, .. }) = events.recv().await {
+    wait_for_events(&mut events, 3, |e| match e {
+        Event::PublishRetry { error, .. } => {
             assert!(error.contains("connection"), "{error}");
-            retries += 1;
+            true
         }
-    }
+        _ => false,
+    })
+    .await;
     shutdown.trigger();
     let report = pass.await.unwrap().expect("pass ends on shutdown");
     assert_eq!(report.published, 0, "{report:?}");
@@ -85,12 +86,14 @@ async fn an_unroutable_message_is_retried_until_a_queue_is_bound() {
     let mut events = app.pipeline().subscribe();
     let p = app.pipeline().clone();
     let pass = tokio::spawn(async move { p.poll_once(Utc::now()).await });
-    loop {
-        if let Ok(Event::PublishRetry { error, .. }) = events.recv().await {
+    wait_for_events(&mut events, 1, |e| match e {
+        Event::PublishRetry { error, .. } => {
             assert!(error.contains("unroutable"), "{error}");
-            break;
+            true
         }
-    }
+        _ => false,
+    })
+    .await;
     assert!(app
         .pipeline()
         .store()

@@ -297,6 +297,29 @@ impl Delivered {
 }
 
 /// Counts messages by AMQP `type`.
+/// Waits for `n` events that `pick` accepts (it may also assert on them), failing after 60 s
+/// or if the pipeline's event channel closes, instead of hanging.
+pub async fn wait_for_events(
+    events: &mut tokio::sync::broadcast::Receiver<ers_bridge::pipeline::Event>,
+    n: usize,
+    mut pick: impl FnMut(&ers_bridge::pipeline::Event) -> bool,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let wait = async {
+        let mut seen = 0;
+        while seen < n {
+            match events.recv().await {
+                Ok(e) => seen += usize::from(pick(&e)),
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => panic!("event channel closed after {seen} of {n}"),
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {n} events"));
+}
+
 pub fn by_type(ms: &[Delivered]) -> HashMap<String, usize> {
     let mut m = HashMap::new();
     for d in ms {

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use ers_bridge::pipeline::{Event, Shutdown};
 
-use crate::helpers::{Harness, Opts};
+use crate::helpers::{wait_for_events, Harness, Opts};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_mid_run_then_restarted_publishes_each_referral_once() {
@@ -21,12 +21,7 @@ async fn stopped_mid_run_then_restarted_publishes_each_referral_once() {
     let mut events = first.pipeline().subscribe();
     let pipeline = first.pipeline().clone();
     let run = tokio::spawn(async move { pipeline.drain(10, std::time::Duration::ZERO).await });
-    let mut seen = 0;
-    while seen < 20 {
-        if let Ok(Event::Published { .. }) = events.recv().await {
-            seen += 1;
-        }
-    }
+    wait_for_events(&mut events, 20, |e| matches!(e, Event::Published { .. })).await;
     shutdown.trigger();
     run.await.unwrap().expect("first run stops cleanly");
     let before = h.take_messages().await;
@@ -68,12 +63,7 @@ async fn a_crash_mid_run_loses_nothing_and_duplicates_carry_the_same_control_id(
     let mut events = first.pipeline().subscribe();
     let pipeline = first.pipeline().clone();
     let run = tokio::spawn(async move { pipeline.drain(10, std::time::Duration::ZERO).await });
-    let mut seen = 0;
-    while seen < 15 {
-        if let Ok(Event::Published { .. }) = events.recv().await {
-            seen += 1;
-        }
-    }
+    wait_for_events(&mut events, 15, |e| matches!(e, Event::Published { .. })).await;
     // No graceful shutdown: the task is dropped wherever it is.
     run.abort();
     let _ = run.await;

@@ -48,15 +48,28 @@ async fn exercise(store: &Store) {
     // Deferrals keep their first time until cleared.
     assert_eq!(store.defer("000000000003", 5, 100).await.unwrap(), 100);
     assert_eq!(store.defer("000000000003", 5, 900).await.unwrap(), 100);
-    store.clear_deferred("000000000003").await.unwrap();
-    assert_eq!(store.defer("000000000003", 5, 900).await.unwrap(), 900);
+    store
+        .record_versions_published(&[VersionRecord {
+            ubrn: "000000000003".into(),
+            version: 5,
+            messages: vec![],
+            now_ms: 900,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.defer("000000000003", 5, 900).await.unwrap(),
+        900,
+        "waits cleared"
+    );
 
     // The latest confirmed version of a UBRN.
     assert_eq!(
         store
-            .latest_published_version("000000000001")
+            .version_state("000000000001", 1)
             .await
-            .unwrap(),
+            .unwrap()
+            .latest_published,
         None
     );
     for v in [5, 7] {
@@ -75,9 +88,10 @@ async fn exercise(store: &Store) {
     }
     assert_eq!(
         store
-            .latest_published_version("000000000001")
+            .version_state("000000000001", 1)
             .await
-            .unwrap(),
+            .unwrap()
+            .latest_published,
         Some(7)
     );
 }
@@ -160,7 +174,10 @@ async fn batched(store: &Store) {
     assert!(store.parked().await.unwrap().is_empty());
     assert_eq!(store.defer(ubrn, 4, 99).await.unwrap(), 99, "waits cleared");
     assert_eq!(store.messages_for(ubrn).await.unwrap(), msgs);
-    assert_eq!(store.latest_published_version(ubrn).await.unwrap(), Some(4));
+    assert_eq!(
+        store.version_state(ubrn, 4).await.unwrap().latest_published,
+        Some(4)
+    );
     // The whole list, oldest confirm first, limited.
     let all = store.published_messages(10).await.unwrap();
     assert_eq!(all.last(), msgs.last());
