@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+use crate::common::{assert_success, bridge};
+
 use ers_bridge::pipeline::Shutdown;
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 
@@ -14,8 +16,7 @@ async fn demo_runs_until_drained_and_prints_a_summary() {
     let out = tokio::task::spawn_blocking({
         let prefix = prefix.clone();
         move || {
-            Command::new(env!("CARGO_BIN_EXE_ers-bridge"))
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
+            bridge()
                 .env("RUST_LOG", "warn")
                 .args(["demo", "--generate", "20", "--queue-prefix", &prefix])
                 .args(["--amqp-url", AMQP_URL])
@@ -82,7 +83,7 @@ async fn parked_lists_the_parked_referrals() {
     app.close().await;
     let config = h.config_path.clone();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_ers-bridge"))
+        bridge()
             .args(["parked", "--config"])
             .arg(&config)
             .output()
@@ -90,8 +91,7 @@ async fn parked_lists_the_parked_referrals() {
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let stdout = assert_success(&out);
     assert!(
         stdout.contains(
             "000000012345\tv3\t1970-01-01T00:00:00Z\tPID-3 (NHS number): bad check digit"
@@ -114,7 +114,7 @@ async fn run_publishes_until_sigterm_then_exits_cleanly_and_replay_republishes()
     .await;
     let config = h.config_path.clone();
     let (status, log) = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ers-bridge"))
+        let mut child = bridge()
             .args(["--log-format", "json", "run", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info")
@@ -155,7 +155,7 @@ async fn run_publishes_until_sigterm_then_exits_cleanly_and_replay_republishes()
     let ubrn = msgs[0].ubrn();
     let config = h.config_path.clone();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_ers-bridge"))
+        bridge()
             .args(["replay", "--config"])
             .arg(&config)
             .arg(&ubrn)
@@ -165,8 +165,7 @@ async fn run_publishes_until_sigterm_then_exits_cleanly_and_replay_republishes()
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let stdout = assert_success(&out);
     assert!(
         stdout.contains(&format!("published {}", msgs[0].ubrn())),
         "{stdout}"
@@ -187,7 +186,7 @@ async fn run_until_drained_publishes_everything_prints_the_summary_and_exits() {
     .await;
     let config = h.config_path.clone();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_ers-bridge"))
+        bridge()
             .args(["run", "--until-drained", "--config"])
             .arg(&config)
             .env("RUST_LOG", "warn")
@@ -196,12 +195,7 @@ async fn run_until_drained_publishes_everything_prints_the_summary_and_exits() {
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = assert_success(&out);
     assert!(
         stdout.contains(&format!("referrals published:  {n}")),
         "{stdout}"

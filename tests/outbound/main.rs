@@ -6,6 +6,8 @@
 mod broker;
 mod budget;
 mod cli;
+#[path = "../common/mod.rs"]
+mod common;
 mod faults;
 mod filters;
 mod flow;
