@@ -211,10 +211,8 @@ impl Pipeline {
     ) -> Result<Outcome, PipelineError> {
         let now_ms = now.timestamp_millis();
         tracing::warn!(ubrn, version, reason, "referral parked");
+        // Parked and seen in one transaction.
         self.store.park(ubrn, version, reason, now_ms).await?;
-        self.store
-            .mark_seen(ubrn, version, "parked", now_ms)
-            .await?;
         let _ = self.events.send(Event::Parked {
             ubrn: ubrn.to_string(),
             version,

@@ -4,10 +4,11 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{ParkedItem, Store, StoreError, BATCH_ROWS};
+use super::{upsert_seen, ParkedItem, Store, StoreError, BATCH_ROWS};
 
 impl Store {
-    /// Parks a referral version with its reason; parking again updates the reason.
+    /// Parks a referral version with its reason and marks it seen with outcome `parked`, in
+    /// one transaction; parking again updates the reason.
     pub async fn park(
         &self,
         ubrn: &str,
@@ -15,6 +16,7 @@ impl Store {
         reason: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO parked (ubrn, version, reason, parked_at_ms) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (ubrn, version) DO UPDATE SET reason = excluded.reason, parked_at_ms = excluded.parked_at_ms",
@@ -23,8 +25,12 @@ impl Store {
         .bind(version)
         .bind(reason)
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        upsert_seen(ubrn, version, "parked", now_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 

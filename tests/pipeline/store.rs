@@ -85,6 +85,10 @@ async fn scenario(store: &Store) {
         .unwrap();
     let parked = store.parked().await.unwrap();
     assert_eq!(parked.len(), 1);
+    assert!(
+        store.is_seen("000000070012", 5).await.unwrap(),
+        "a parked version is seen in the same transaction"
+    );
     assert!(parked[0].reason.contains("modulus 11"));
     assert_eq!(store.unpark("000000070012").await.unwrap(), 1);
     assert!(store.parked().await.unwrap().is_empty());
