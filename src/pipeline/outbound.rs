@@ -312,7 +312,12 @@ impl Pipeline {
             };
             self.publish_confirmed(&msg).await?;
             published.push(PublishedMessage {
-                hl7: Some(String::from_utf8_lossy(&msg.body).into_owned()),
+                // The body is moved, not copied; only a non-UTF-8 body (an 8859/1 MSH-18) is
+                // stored lossily, as before.
+                hl7: Some(
+                    String::from_utf8(msg.body)
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                ),
                 control_id: msg.message_id,
                 ubrn: ubrn.to_string(),
                 version,

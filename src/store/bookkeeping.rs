@@ -156,20 +156,17 @@ impl Store {
     /// Records that a referral version waits for pending attachments (first call wins) and
     /// returns since when it has waited, in milliseconds.
     pub async fn defer(&self, ubrn: &str, version: i64, now_ms: i64) -> Result<i64, StoreError> {
-        sqlx::query(
+        // One statement: the no-op update on conflict makes RETURNING give the first time.
+        let row = sqlx::query(
             "INSERT INTO deferred (ubrn, version, since_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (ubrn, version) DO NOTHING",
+             ON CONFLICT (ubrn, version) DO UPDATE SET since_ms = deferred.since_ms \
+             RETURNING since_ms",
         )
         .bind(ubrn)
         .bind(version)
         .bind(now_ms)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        let row = sqlx::query("SELECT since_ms FROM deferred WHERE ubrn = $1 AND version = $2")
-            .bind(ubrn)
-            .bind(version)
-            .fetch_one(&self.pool)
-            .await?;
         Ok(row.try_get("since_ms")?)
     }
 
