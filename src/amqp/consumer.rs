@@ -229,9 +229,7 @@ impl Consumer {
 
     fn drop_live(&mut self) {
         if let Some(old) = self.live.take() {
-            tokio::spawn(async move {
-                let _ = old.conn.close(200, "reconnecting".into()).await;
-            });
+            super::close_in_background(old.conn);
         }
     }
 

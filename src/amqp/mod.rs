@@ -32,3 +32,11 @@ pub use topology::Topology;
 pub const HL7_CONTENT_TYPE: &str = "x-application/hl7-v2+er7";
 /// `app_id` of every message the bridge publishes.
 pub const APP_ID: &str = "ers-bridge";
+
+/// Closes a connection being replaced, in the background: it is usually already broken, and
+/// waiting for its close handshake would hold up the reconnect.
+fn close_in_background(conn: lapin::Connection) {
+    tokio::spawn(async move {
+        let _ = conn.close(200, "reconnecting".into()).await;
+    });
+}

@@ -193,11 +193,7 @@ impl Publisher {
             tracing::warn!(exchange = %self.settings.exchange, "broker connection lost");
         }
         if let Some(old) = state.live.take() {
-            // Close in the background: the old connection is already broken and waiting for
-            // its close handshake would hold everyone up.
-            tokio::spawn(async move {
-                let _ = old.conn.close(200, "reconnecting".into()).await;
-            });
+            super::close_in_background(old.conn);
         }
         if let Some((attempt, failure)) = &state.last_failure {
             if *attempt > seen {
@@ -265,9 +261,7 @@ impl Publisher {
             return;
         }
         if let Some(old) = state.live.take() {
-            tokio::spawn(async move {
-                let _ = old.conn.close(200, "reconnecting".into()).await;
-            });
+            super::close_in_background(old.conn);
         }
     }
 
