@@ -9,7 +9,7 @@ use crate::helpers::{wait_for_events, Harness, Opts};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_mid_run_then_restarted_publishes_each_referral_once() {
-    let n = 80;
+    let n = 150;
     let h = Harness::start(Opts {
         generate: n,
         ..Opts::default()
@@ -53,7 +53,7 @@ async fn stopped_mid_run_then_restarted_publishes_each_referral_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_mid_run_loses_nothing_and_duplicates_carry_the_same_control_id() {
-    let n = 60;
+    let n = 150;
     let h = Harness::start(Opts {
         generate: n,
         ..Opts::default()
@@ -66,7 +66,11 @@ async fn a_crash_mid_run_loses_nothing_and_duplicates_carry_the_same_control_id(
     wait_for_events(&mut events, 15, |e| matches!(e, Event::Published { .. })).await;
     // No graceful shutdown: the task is dropped wherever it is.
     run.abort();
-    let _ = run.await;
+    let crashed = run.await;
+    assert!(
+        crashed.is_err_and(|e| e.is_cancelled()),
+        "the first run must still be going when it is aborted"
+    );
     drop(first);
 
     let second = h.app(Shutdown::new()).await;
