@@ -78,6 +78,7 @@ pub fn read_with_limit(bytes: &[u8], max_bytes: usize) -> Result<Message, ReadEr
     let charset = read_charset(bytes, &delimiters)?;
     let text = decode_text(bytes, charset)?;
     let text = normalise_line_ends(&text);
+    let text = pad_bare_segments(text, delimiters.field);
     let parsed = hl7_parser::Message::parse(&text).map_err(|e| parse_failure(&text, 0, e))?;
     if parsed.raw_value().len() != text.len() {
         return Err(truncation(
@@ -211,6 +212,27 @@ fn normalise_line_ends(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A segment with no fields (`PID` alone: HL7 lets trailing empty fields be left out, so a
+/// segment may end at its id) gets a field separator, which `hl7-parser` needs to read it;
+/// the reader then trims the empty field again, so `PID` and `PID|` read the same.
+fn pad_bare_segments(text: Cow<'_, str>, field: char) -> Cow<'_, str> {
+    let bare = |line: &str| line.len() == 3 && valid_segment_id(line);
+    if !text.split('\r').any(bare) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, line) in text.split('\r').enumerate() {
+        if i > 0 {
+            out.push('\r');
+        }
+        out.push_str(line);
+        if bare(line) {
+            out.push(field);
+        }
+    }
+    Cow::Owned(out)
+}
+
 fn segment_at(text: &str, offset: usize) -> (usize, String) {
     let before = text.get(..offset).unwrap_or(text);
     let index = before.matches('\r').count() + 1;
@@ -251,8 +273,6 @@ fn truncation(text: &str, parsed_len: usize, parsed_segments: usize) -> ReadErro
     let segment: String = line.chars().take(3).collect();
     let reason = if !valid_segment_id(&segment) {
         "segment id must be three upper-case letters or digits".to_string()
-    } else if line.len() == 3 {
-        "segment has no fields".to_string()
     } else {
         "segment cannot be parsed".to_string()
     };
@@ -335,11 +355,31 @@ mod tests {
             e.to_string(),
             "segment 3 (P!D): segment id must be three upper-case letters or digits"
         );
-        let bad = "MSH|^~\\&|A\rPID\rNTE|1\r";
-        let e = read(bad.as_bytes()).unwrap_err();
-        assert_eq!(e.to_string(), "segment 2 (PID): segment has no fields");
+        let lower = "MSH|^~\\&|A\rpid\rNTE|1\r";
+        assert!(read(lower.as_bytes()).is_err());
         let lower = "MSH|^~\\&|A\rpid|1\r";
         assert!(read(lower.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_segment_without_fields_is_legal() {
+        // Trailing empty fields may be left out, down to none: the writer emits `PID` for a
+        // segment whose fields are all empty, and the reader takes it back.
+        let bare = read(b"MSH|^~\\&|A\rPID\rNTE|1\r").unwrap();
+        let ids: Vec<_> = bare.segments.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["MSH", "PID", "NTE"]);
+        assert!(bare.segment("PID").unwrap().fields.is_empty());
+        assert_eq!(bare, read(b"MSH|^~\\&|A\rPID|\rNTE|1\r").unwrap());
+        let last = read(b"MSH|^~\\&|A\rPID").unwrap();
+        assert_eq!(last.segments.len(), 2);
+        let mut msg = Message::new(Delimiters::default());
+        let mut msh = Segment::new("MSH");
+        msh.set(1, 1, 1, 1, "|");
+        msh.set(2, 1, 1, 1, "^~\\&");
+        msg.segments.push(msh);
+        msg.segments.push(Segment::new("PID"));
+        let written = msg.encode().unwrap();
+        assert_eq!(read(&written).unwrap(), msg);
     }
 
     #[test]
