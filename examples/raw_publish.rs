@@ -115,7 +115,7 @@ async fn stored_messages(url: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
         .published_messages(i64::MAX)
         .await?
         .into_iter()
-        .filter_map(|m| Some((m.control_id, m.hl7?.into_bytes())))
+        .filter_map(|m| Some((m.control_id.into_string(), m.hl7?.into_bytes())))
         .collect();
     store.close().await;
     if out.is_empty() {

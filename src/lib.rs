@@ -8,22 +8,33 @@
 //! - [`fhir`]: FHIR STU3 serde types for the e-RS resources and the typed request bodies.
 //! - [`ers`]: the e-RS API client (the only code that knows e-RS URLs, headers and auth).
 //! - [`simulator`]: the stateful e-RS stand-in behind `ers-bridge simulate` (docs/simulator.md).
+//! - [`ids`]: the identifiers every boundary shares (`Ubrn`, `Version`, `ControlId`,
+//!   `NhsNumber`), parsed once at the edge.
 //! - [`hl7`]: HL7v2 model, writer, guarded reader, ACK/RRI readers, structure checks.
 //! - [`mapping`]: the mapping engine (TOML mappings over FHIR STU3 JSON → HL7v2) and
 //!   the inbound decision table.
 //! - [`cli`]: the `ers-bridge` command line; `main.rs` only calls [`cli::main`].
 //! - [`amqp`]: RabbitMQ topology and confirmed publishing (the only lapin user).
 //! - [`store`]: the durable store (SQLite or PostgreSQL) and the delivery semantics.
-//! - [`pipeline`]: the outbound main job (poll, fetch, map, publish, record) and [`pipeline::App`].
+//! - [`app`]: [`app::App`], which builds and owns what both directions share
+//!   ([`app::Shared`]: clients, store, claims, shutdown, events) and runs them.
+//! - [`pipeline`]: the directions; [`pipeline::outbound`] is the main job (poll, fetch, map,
+//!   publish, record).
+//! - [`events`]: one struct per internal event, each writing its log line and its metrics.
+//! - [`backoff`]: the one jittered exponential backoff schedule every retry loop uses.
 //!
 //! `ARCHITECTURE.md` at the repository root has the code map and the invariants.
 
 pub mod amqp;
+pub mod app;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod ers;
+pub mod events;
 pub mod fhir;
 pub mod hl7;
+pub mod ids;
 pub mod mapping;
 pub mod pipeline;
 pub mod simulator;

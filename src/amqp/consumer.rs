@@ -174,7 +174,7 @@ impl Consumer {
                     Err(e) if !e.is_retryable() => return Err(e),
                     Err(e) => {
                         failures += 1;
-                        let delay = policy.delay(failures, &mut rand::rng());
+                        let delay = policy.backoff.delay_random(failures);
                         tracing::warn!(
                             queue = %self.settings.queue,
                             attempt = failures,

@@ -28,6 +28,9 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
 use super::{AmqpError, GiveUpReason, RetryPolicy, Topology, APP_ID, HL7_CONTENT_TYPE};
+use crate::events::{
+    BrokerConnectFailed, BrokerConnected, Events, MessageConfirmed, PublishAttemptFailed,
+};
 
 /// One HL7 message ready to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,10 +131,8 @@ pub struct Publisher {
     /// waited for the lock. Its value at a successful connect is that connection's
     /// generation, which lets a failed publish discard only the connection it used.
     generation: AtomicU64,
-    connects: AtomicU64,
-    connect_failures: AtomicU64,
-    confirmed: AtomicU64,
-    failed_attempts: AtomicU64,
+    /// Where connects, confirms and failed attempts are counted (and logged).
+    events: Events,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -144,26 +145,30 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    /// A publisher that connects on first use.
+    /// A publisher that connects on first use, counting into its own [`Events`].
     pub fn new(settings: PublisherSettings) -> Self {
+        Self::with_events(settings, Events::new())
+    }
+
+    /// A publisher whose events go to the bridge's shared hub.
+    pub fn with_events(settings: PublisherSettings, events: Events) -> Self {
         Self {
+            events,
             settings,
             state: Mutex::new(ConnState::default()),
             generation: AtomicU64::new(0),
-            connects: AtomicU64::new(0),
-            connect_failures: AtomicU64::new(0),
-            confirmed: AtomicU64::new(0),
-            failed_attempts: AtomicU64::new(0),
         }
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters (read from the event metrics; with a shared hub they
+    /// count every publisher on it).
     pub fn stats(&self) -> PublisherStats {
+        let m = self.events.metrics();
         PublisherStats {
-            connects: self.connects.load(Ordering::Relaxed),
-            connect_failures: self.connect_failures.load(Ordering::Relaxed),
-            confirmed: self.confirmed.load(Ordering::Relaxed),
-            failed_attempts: self.failed_attempts.load(Ordering::Relaxed),
+            connects: m.broker_connects.get(),
+            connect_failures: m.broker_connect_failures.get(),
+            confirmed: m.messages_confirmed.get(),
+            failed_attempts: m.publish_attempts_failed.get(),
         }
     }
 
@@ -204,12 +209,7 @@ impl Publisher {
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         match result {
             Ok((conn, channel)) => {
-                self.connects.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
-                    exchange = %self.settings.exchange,
-                    generation,
-                    "connected to broker"
-                );
+                self.events.emit(BrokerConnected { generation });
                 state.last_failure = None;
                 state.live = Some(Live {
                     conn,
@@ -219,7 +219,9 @@ impl Publisher {
                 Ok((channel, generation))
             }
             Err(e) => {
-                self.connect_failures.fetch_add(1, Ordering::Relaxed);
+                self.events.emit(BrokerConnectFailed {
+                    error: e.to_string(),
+                });
                 state.last_failure = SharedFailure::from_error(&e).map(|f| (generation, f));
                 Err(e)
             }
@@ -268,6 +270,7 @@ impl Publisher {
     /// Publishes one message and waits for the broker's confirm. `Ok` means the broker has
     /// taken responsibility for it; anything else means it must be retried.
     pub async fn publish(&self, msg: &OutboundMessage) -> Result<(), AmqpError> {
+        let started = Instant::now();
         let result = match self.channel().await {
             Ok((ch, generation)) => {
                 let result = self.publish_on(&ch, msg).await;
@@ -279,9 +282,11 @@ impl Publisher {
             Err(e) => Err(e),
         };
         match &result {
-            Ok(()) => self.confirmed.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.failed_attempts.fetch_add(1, Ordering::Relaxed),
-        };
+            Ok(()) => self.events.emit(MessageConfirmed {
+                latency: started.elapsed(),
+            }),
+            Err(_) => self.events.emit(PublishAttemptFailed),
+        }
         result
     }
 
@@ -331,7 +336,7 @@ impl Publisher {
                 Err(e) => e,
             };
             failures += 1;
-            let delay = policy.delay(failures, &mut rand::rng());
+            let delay = policy.backoff.delay_random(failures);
             let give_up = |reason, last: AmqpError| AmqpError::GaveUp {
                 message_id: msg.message_id.clone(),
                 attempts: failures,
@@ -343,7 +348,7 @@ impl Publisher {
                     return Err(give_up(GiveUpReason::Deadline, error));
                 }
             }
-            tracing::warn!(
+            tracing::debug!(
                 message_id = %msg.message_id,
                 attempt = failures,
                 retry_in_ms = delay.as_millis() as u64,

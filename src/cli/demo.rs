@@ -12,8 +12,8 @@ use std::{
 
 use anyhow::Context as _;
 
+use crate::app::{App, DrainSummary, Shutdown};
 use crate::config::{self, MapEnv};
-use crate::pipeline::{App, DrainSummary, Shutdown};
 use crate::simulator::{self, SimAuth, SimConfig};
 
 /// Services the simulator's seeded and generated referrals belong to.

@@ -9,16 +9,17 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::config::{self, ProcessEnv};
-use crate::ers::{Binary, ErsClient, ErsError, Operation};
+use crate::ers::{rejection_input, Binary, ErsClient, ErsError, RefDataCache};
 use crate::fhir::{
     requests::{
         Assigned, CancelAppointmentActionLater, ConvertAdviceToReferral, FetchWorklist,
-        GuidanceOutcome, GuidanceRecommendation, Priority, RecordReviewOutcome, RejectReferral,
-        ReviewOutcome, SendAdviceResponse,
+        GuidanceOutcome, GuidanceRecommendation, Priority, RecordReviewOutcome, ReviewOutcome,
+        SendAdviceResponse,
     },
     worklist::ListSelector,
     Coding, FhirResource,
 };
+use crate::ids::{Ubrn, Version};
 
 /// Arguments of `ers`.
 #[derive(Debug, Args)]
@@ -80,10 +81,10 @@ pub enum ErsOp {
     },
     /// A005: retrieve a referral.
     Referral {
-        ubrn: String,
+        ubrn: Ubrn,
         /// Check this is the latest version (`_history`).
         #[arg(long)]
-        version: Option<u32>,
+        version: Option<Version>,
     },
     /// A042 (or A006 with --stu3): download an attachment.
     Attachment {
@@ -96,7 +97,7 @@ pub enum ErsOp {
     },
     /// A007: download the clinical information PDF.
     ClinicalInfo {
-        ubrn: String,
+        ubrn: Ubrn,
         #[arg(long)]
         out: PathBuf,
     },
@@ -104,15 +105,15 @@ pub enum ErsOp {
     ReferenceData { code_system: String },
     /// A013: accept a referral.
     Accept {
-        ubrn: String,
+        ubrn: Ubrn,
         #[arg(long)]
-        version: u32,
+        version: Version,
     },
     /// A014: reject a referral; the reason is checked against A004 rejection reasons.
     Reject {
-        ubrn: String,
+        ubrn: Ubrn,
         #[arg(long)]
-        version: u32,
+        version: Version,
         #[arg(long)]
         reason: String,
         #[arg(long)]
@@ -123,9 +124,9 @@ pub enum ErsOp {
     },
     /// A022: cancel the appointment, action later.
     CancelActionLater {
-        ubrn: String,
+        ubrn: Ubrn,
         #[arg(long)]
-        version: u32,
+        version: Version,
         #[arg(long)]
         comments: String,
         #[arg(long)]
@@ -135,9 +136,9 @@ pub enum ErsOp {
     },
     /// A028: record a triage outcome (RETURN_TO_REFERRER_WITH_ADVICE | ACCEPT_REFER_BOOK_LATER).
     RecordOutcome {
-        ubrn: String,
+        ubrn: Ubrn,
         #[arg(long)]
-        version: u32,
+        version: Version,
         #[arg(long)]
         outcome: ReviewOutcome,
         #[arg(long)]
@@ -147,9 +148,9 @@ pub enum ErsOp {
     },
     /// A029: actions available on a referral version.
     AvailableActions {
-        ubrn: String,
+        ubrn: Ubrn,
         #[arg(long)]
-        version: u32,
+        version: Version,
     },
     /// A023: the A&G requests worklist.
     AgWorklist {
@@ -158,21 +159,21 @@ pub enum ErsOp {
     },
     /// A024: an A&G request.
     AgRequest {
-        ubrn: String,
+        ubrn: Ubrn,
         #[arg(long)]
-        version: Option<u32>,
+        version: Option<Version>,
     },
     /// A025: the A&G conversation.
     AgConversation {
-        ubrn: String,
+        ubrn: Ubrn,
         #[arg(long)]
-        version: u32,
+        version: Version,
     },
     /// A026: respond to an A&G request.
     AgRespond {
-        ubrn: String,
+        ubrn: Ubrn,
         #[arg(long)]
-        version: u32,
+        version: Version,
         #[arg(long)]
         outcome: GuidanceOutcome,
         /// Required with RETURN_TO_REFERRER_WITH_ADVICE.
@@ -185,9 +186,9 @@ pub enum ErsOp {
     },
     /// A027: convert an A&G request to a referral.
     AgConvert {
-        ubrn: String,
+        ubrn: Ubrn,
         #[arg(long)]
-        version: u32,
+        version: Version,
         #[arg(long)]
         guidance: String,
         #[arg(long)]
@@ -353,37 +354,16 @@ async fn execute(c: &ErsClient, op: ErsOp) -> anyhow::Result<()> {
             comments,
             appointment_cancelled_in_pas,
         } => {
-            // Refuse before the A004 look-up when the mode cannot reject at all.
-            if !c.allows(Operation::A014) {
-                return Err(ErsError::NotAllowed {
-                    operation: Operation::A014,
-                    mode: c.mode(),
-                }
-                .into());
-            }
-            let cs = code_system(c, "APPOINTMENT-CANCELLATION-REASON").await?;
-            let now = chrono::Utc::now();
-            let reasons = cs.rejection_reasons(now);
-            let Some(concept) = reasons.iter().find(|r| r.code == reason) else {
-                let codes: Vec<_> = reasons.iter().map(|r| r.code.as_str()).collect();
-                anyhow::bail!(
-                    "{reason} is not a current rejection reason; use one of {}",
-                    codes.join(", ")
-                );
-            };
-            anyhow::ensure!(
-                !concept.comment_is_mandatory() || comments.is_some(),
-                "rejection reason {reason} needs --comments"
-            );
-            let system = cs
-                .url
-                .clone()
-                .context("A004 APPOINTMENT-CANCELLATION-REASON has no url")?;
-            let input = RejectReferral {
-                reason: Coding::new(system, reason),
+            let refdata = RefDataCache::new();
+            let input = rejection_input(
+                c,
+                &refdata,
+                &reason,
                 comments,
                 appointment_cancelled_in_pas,
-            };
+                chrono::Utc::now(),
+            )
+            .await?;
             print_versioned(&c.reject(&ubrn, version, &input).await?)
         }
         ErsOp::CancelActionLater {

@@ -5,7 +5,9 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 
-use crate::pipeline::{App, Outcome, Shutdown};
+use crate::app::{App, Shutdown};
+use crate::ids::Ubrn;
+use crate::pipeline::outbound::Outcome;
 
 /// Arguments of `replay`.
 #[derive(Debug, clap::Args)]
@@ -14,7 +16,7 @@ pub struct ReplayArgs {
     #[arg(long, short, env = "ERS_BRIDGE_CONFIG")]
     pub config: Option<PathBuf>,
     /// The referral's UBRN (12 digits).
-    pub ubrn: String,
+    pub ubrn: Ubrn,
 }
 
 /// Prints what happened; exits 0 when published (or nothing to do), 1 when parked again or
@@ -33,7 +35,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
             shutdown.trigger_on_signals();
             let app = App::build(&cfg, shutdown).await.context("cannot start")?;
             let r = app
-                .pipeline()
+                .outbound()
                 .replay(&args.ubrn, chrono::Utc::now())
                 .await
                 .with_context(|| format!("replaying {}", args.ubrn));
@@ -43,6 +45,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     });
     match result {
         Ok(Outcome::Published(ids)) => {
+            let ids: Vec<_> = ids.iter().map(|c| c.as_str()).collect();
             println!("published {}: {}", args.ubrn, ids.join(", "));
             ExitCode::SUCCESS
         }

@@ -7,8 +7,8 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 
+use crate::app::{App, Shutdown};
 use crate::config::{self, ProcessEnv};
-use crate::pipeline::{App, Shutdown};
 
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]

@@ -47,11 +47,8 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
 
 /// Compiles every `*.toml` in the mappings folder (the decision table as such, the
 /// sample manifest skipped) and checks the configured files exist. Returns the count.
-pub fn check_mappings(m: &config::raw::MappingsConfig) -> Result<usize, MappingError> {
-    let io = |e: std::io::Error| MappingError::Io {
-        file: m.dir.display().to_string(),
-        reason: e.to_string(),
-    };
+pub fn check_mappings(m: &config::MappingFiles) -> Result<usize, MappingError> {
+    let io = |e: std::io::Error| MappingError::io(m.dir.display(), &e);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&m.dir)
         .map_err(io)?
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -2,23 +2,26 @@
 //!
 //! Loading is two steps, as quickwit does it: [`load`] parses the file into the raw serde
 //! structs of [`raw`] (unknown keys are errors, every error names the file, the key and,
-//! where it can, the line), then [`raw::RawConfig::validate`] turns them into the typed
-//! [`Config`] and checks the rules that span several keys (for example the app-restricted
+//! where it can, the line), then `RawConfig::validate` turns them into the typed
+//! [`Config`] (`validated.rs`) and checks the rules that span several keys (for example the app-restricted
 //! worklist budget). Neither step touches the network: `ers-bridge validate` is offline.
 //! Secrets are held as [`secrecy::SecretString`] and never printed.
 
 mod env;
 mod error;
 mod locate;
-pub mod raw;
+mod raw;
 mod validate;
+mod validated;
 
 pub use env::{Env, MapEnv, ProcessEnv, ENV_PREFIX};
 pub use error::ConfigError;
 pub use raw::{
-    AmqpConfig, AuthConfig, Config, ErsConfig, MonitorConfig, PipelineConfig, PollConfig,
-    StoreConfig, WorklistKind,
+    AmqpConfig, AuthConfig, BusinessFunction, ErsConfig, MonitorConfig, RetryConfig, StoreConfig,
+    WorklistKind,
 };
+pub use validate::Invalid;
+pub use validated::{Config, MappingFiles, PipelineTuning, Poll, PollTarget};
 
 use std::path::Path;
 
@@ -65,7 +68,7 @@ pub fn load_str(file: &str, text: &str, env: &dyn Env) -> Result<Config, ConfigE
             }
         })?;
     raw.validate()
-        .map_err(|(key, reason)| ConfigError::Invalid {
+        .map_err(|Invalid { key, reason }| ConfigError::Invalid {
             file: file.to_string(),
             line: locate::line_of_key(text, &key),
             key,

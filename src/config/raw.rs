@@ -7,9 +7,6 @@ use std::{net::SocketAddr, path::PathBuf};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-/// The validated configuration.
-pub type Config = RawConfig;
-
 /// Top level of `ers-bridge.toml`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -297,22 +294,6 @@ impl Default for MappingsConfig {
             patient: String::new(),
             inbound: "inbound.toml".into(),
         }
-    }
-}
-
-impl MappingsConfig {
-    /// The configured outbound mapping files as (purpose, path), skipping empty ones.
-    pub fn outbound_files(&self) -> Vec<(&'static str, PathBuf)> {
-        [
-            ("new_referral", &self.new_referral),
-            ("changed_referral", &self.changed_referral),
-            ("cancelled_referral", &self.cancelled_referral),
-            ("patient", &self.patient),
-        ]
-        .into_iter()
-        .filter(|(_, f)| !f.is_empty())
-        .map(|(k, f)| (k, self.dir.join(f)))
-        .collect()
     }
 }
 

@@ -1,15 +1,34 @@
-//! The configuration rules that span several keys (the app-restricted worklist budget, auth
-//! mode requirements, on-behalf-of rules). They run after the strict serde parse of
-//! [`super::raw`] and do no IO: `ers-bridge validate` stays offline.
+//! Validation: the raw file (after the strict serde parse of [`super::raw`]) becomes the
+//! typed [`Config`], checking the rules that span several keys (the app-restricted
+//! worklist budget, auth mode requirements, on-behalf-of rules) on the way. No IO:
+//! `ers-bridge validate` stays offline. Errors are [`Invalid`]: the dotted key and why.
 
-use super::raw::{AuthConfig, BusinessFunction, Config, RawConfig};
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use super::raw::{AuthConfig, BusinessFunction, RawConfig};
+use super::validated::{Config, MappingFiles, PipelineTuning, Poll};
+use crate::backoff::Backoff;
+
+/// A configuration value that breaks a rule: its dotted key (e.g. `poll[0].interval_secs`)
+/// and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub key: String,
+    pub reason: String,
+}
 
 const SECS_PER_DAY: u64 = 86_400;
 
 impl RawConfig {
-    /// Checks the rules that span keys; errors are `(dotted key, reason)`.
-    pub fn validate(self) -> Result<Config, (String, String)> {
-        let err = |k: &str, r: String| Err((k.to_string(), r));
+    /// Checks every rule and builds the typed configuration.
+    pub fn validate(self) -> Result<Config, Invalid> {
+        let err = |k: &str, r: String| {
+            Err(Invalid {
+                key: k.to_string(),
+                reason: r,
+            })
+        };
         let url = match reqwest::Url::parse(&self.ers.base_url) {
             Ok(u) => u,
             Err(e) => return err("ers.base_url", format!("not a url: {e}")),
@@ -23,10 +42,11 @@ impl RawConfig {
         if self.ers.request_timeout_ms == 0 || self.ers.connect_timeout_ms == 0 {
             return err("ers.request_timeout_ms", "timeouts must be above 0".into());
         }
-        self.validate_auth()?;
-        if self.pipeline.concurrency == 0 {
+        self.validate_auth()
+            .map_err(|(key, reason)| Invalid { key, reason })?;
+        let Some(concurrency) = NonZeroUsize::new(self.pipeline.concurrency) else {
             return err("pipeline.concurrency", "must be at least 1".into());
-        }
+        };
         if self.pipeline.publish_retry_base_delay_ms == 0
             || self.pipeline.publish_retry_max_delay_ms < self.pipeline.publish_retry_base_delay_ms
         {
@@ -73,7 +93,46 @@ impl RawConfig {
                 }
             }
         }
-        Ok(self)
+        let p = &self.pipeline;
+        let pipeline = PipelineTuning {
+            concurrency,
+            fetch_clinical_info: p.fetch_clinical_info,
+            fetch_related_attachments: p.fetch_related_attachments,
+            pending_attachment_max_wait: Duration::from_secs(p.pending_attachment_max_wait_secs),
+            publish_retry: Backoff {
+                initial: Duration::from_millis(p.publish_retry_base_delay_ms),
+                max: Duration::from_millis(p.publish_retry_max_delay_ms),
+            },
+        };
+        let m = self.mappings;
+        let mappings = MappingFiles {
+            dir: m.dir,
+            new_referral: m.new_referral,
+            changed_referral: m.changed_referral,
+            cancelled_referral: m.cancelled_referral,
+            patient: (!m.patient.is_empty()).then_some(m.patient),
+            inbound: m.inbound,
+        };
+        let poll = self
+            .poll
+            .into_iter()
+            .map(|p| Poll {
+                service: p.service,
+                lists: p.lists,
+                interval: Duration::from_secs(p.interval_secs),
+                specialty: p.specialty,
+                clinician: p.clinician,
+            })
+            .collect();
+        Ok(Config {
+            ers: self.ers,
+            amqp: self.amqp,
+            store: self.store,
+            monitor: self.monitor,
+            mappings,
+            poll,
+            pipeline,
+        })
     }
 
     fn validate_auth(&self) -> Result<(), (String, String)> {

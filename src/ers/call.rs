@@ -13,6 +13,7 @@ use super::{
     error::{ApiError, ErsError},
 };
 use crate::fhir::OperationOutcome;
+use crate::ids::Version;
 
 /// FHIR JSON media type.
 pub const FHIR_JSON: &str = "application/fhir+json";
@@ -33,7 +34,7 @@ pub(crate) struct Call {
     pub path: String,
     pub query: Vec<(String, String)>,
     pub body: Option<Body>,
-    pub if_match: Option<u32>,
+    pub if_match: Option<Version>,
     pub accept: &'static str,
     pub max_bytes: u64,
     /// A001/A002/A003 name the session explicitly.
@@ -73,9 +74,9 @@ pub struct Reply {
 
 impl Reply {
     /// The version in `ETag: W/"n"`.
-    pub fn etag_version(&self) -> Option<u32> {
+    pub fn etag_version(&self) -> Option<Version> {
         let v = self.headers.get(reqwest::header::ETAG)?.to_str().ok()?;
-        v.trim_start_matches("W/").trim_matches('"').parse().ok()
+        Version::parse(v.trim_start_matches("W/").trim_matches('"')).ok()
     }
 
     /// A header as text.

@@ -23,6 +23,7 @@ use super::{
     retry::{parse_retry_after, RetryBudget, RetryPolicy},
 };
 use crate::config::{Env, ErsConfig};
+use crate::events::{ErsCallFinished, Events};
 
 /// Header sent on every call and echoed by e-RS.
 pub const CORRELATION_ID: &str = "x-correlation-id";
@@ -39,6 +40,8 @@ pub struct ErsClient {
     pub(crate) inner: Arc<Inner>,
     /// Sent as `X-Correlation-ID` instead of a fresh UUID per call, when set.
     correlation_id: Option<Uuid>,
+    /// Where every call attempt is counted ([`ErsCallFinished`]).
+    events: Events,
 }
 
 pub(crate) struct Inner {
@@ -134,7 +137,14 @@ impl ErsClient {
                 max_attachment_bytes: cfg.max_attachment_bytes,
             }),
             correlation_id: None,
+            events: Events::new(),
         })
+    }
+
+    /// This client counting its calls into the bridge's shared event hub.
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
     }
 
     /// A handle that sends `id` as `X-Correlation-ID` on every call (e.g. to trace one PAS
@@ -143,6 +153,7 @@ impl ErsClient {
         Self {
             inner: self.inner.clone(),
             correlation_id: Some(id),
+            events: self.events.clone(),
         }
     }
 
@@ -229,7 +240,17 @@ impl ErsClient {
                 Ok(resp) => self.handle(resp, &call, &cid).await,
                 Err(e) => Err(transport_error(op, &e, inner.request_timeout)),
             };
-            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let elapsed = started.elapsed();
+            let elapsed_ms = elapsed.as_millis() as u64;
+            self.events.emit(ErsCallFinished {
+                operation: op.id(),
+                status: match &outcome {
+                    Ok(reply) => Some(reply.status),
+                    Err(ErsError::RateLimited(_)) => Some(429),
+                    Err(e) => e.status(),
+                },
+                latency: elapsed,
+            });
             let err = match outcome {
                 Ok(reply) => {
                     info!(
@@ -284,19 +305,19 @@ impl ErsClient {
             // The request was not processed: safe for every operation.
             ErsError::RateLimited(a) => a
                 .retry_after
-                .unwrap_or_else(|| inner.retry.backoff_random(attempt - 1)),
+                .unwrap_or_else(|| inner.retry.backoff.delay_random(attempt)),
             ErsError::Api(a) if a.status == 503 => a
                 .retry_after
-                .unwrap_or_else(|| inner.retry.backoff_random(attempt - 1)),
+                .unwrap_or_else(|| inner.retry.backoff.delay_random(attempt)),
             ErsError::Auth {
                 retryable: true, ..
-            } => inner.retry.backoff_random(attempt - 1),
+            } => inner.retry.backoff.delay_random(attempt),
             // The outcome is unknown: only where a repeat cannot apply twice.
             ErsError::Transport { .. } | ErsError::Timeout { .. } if op.is_safe_to_repeat() => {
-                inner.retry.backoff_random(attempt - 1)
+                inner.retry.backoff.delay_random(attempt)
             }
             ErsError::Api(a) if matches!(a.status, 500 | 502 | 504) && op.is_safe_to_repeat() => {
-                inner.retry.backoff_random(attempt - 1)
+                inner.retry.backoff.delay_random(attempt)
             }
             _ => return None,
         };

@@ -22,10 +22,14 @@ pub mod client;
 pub mod error;
 pub mod ops;
 pub mod ratelimit;
+pub mod refdata;
+pub mod rejection;
 pub mod retry;
 
 pub use call::Reply;
 pub use capability::{AuthMode, Operation};
 pub use client::ErsClient;
 pub use error::{ApiError, ErsError};
-pub use ops::{Binary, Versioned};
+pub use ops::{binary_id_of, clinical_info_path, Binary, Versioned};
+pub use refdata::RefDataCache;
+pub use rejection::{rejection_input, RejectionError};

@@ -1,4 +1,4 @@
-//! Retry policy: jittered exponential backoff with a cap, `Retry-After` parsing, and a
+//! Retry policy: attempts and the shared [`Backoff`] schedule, `Retry-After` parsing, and a
 //! shared retry budget so a failing e-RS cannot multiply the load by the attempt count.
 //!
 //! Which errors are retried at all is decided in the client from the status and
@@ -7,17 +7,17 @@
 
 use std::{sync::Mutex, time::Duration};
 
-use crate::config::raw::RetryConfig;
+use crate::backoff::Backoff;
+use crate::config::RetryConfig;
 
-/// When to retry.
+/// When to retry an e-RS call: how many attempts, the shared [`Backoff`] schedule, and the
+/// longest `Retry-After` worth waiting for.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Attempts per call, the first included.
     pub max_attempts: u32,
-    /// The first backoff delay, and the lower bound of every delay.
-    pub base_delay: Duration,
-    /// The upper bound of every backoff delay.
-    pub max_delay: Duration,
+    /// The wait between attempts (unless e-RS says `Retry-After`).
+    pub backoff: Backoff,
     /// A `Retry-After` longer than this is not waited for: the call fails instead.
     pub max_retry_after: Duration,
 }
@@ -26,30 +26,12 @@ impl From<&RetryConfig> for RetryPolicy {
     fn from(c: &RetryConfig) -> Self {
         Self {
             max_attempts: c.max_attempts.max(1),
-            base_delay: Duration::from_millis(c.base_delay_ms),
-            max_delay: Duration::from_millis(c.max_delay_ms.max(c.base_delay_ms)),
+            backoff: Backoff {
+                initial: Duration::from_millis(c.base_delay_ms),
+                max: Duration::from_millis(c.max_delay_ms.max(c.base_delay_ms)),
+            },
             max_retry_after: Duration::from_secs(c.max_retry_after_secs),
         }
-    }
-}
-
-impl RetryPolicy {
-    /// The delay before retry number `attempt` (0 = first retry): `base * 2^attempt`
-    /// capped at `max_delay`, then jittered into its upper half by `jitter` in `[0, 1]`,
-    /// and never below `base_delay`. Saturates instead of overflowing.
-    pub fn backoff(&self, attempt: u32, jitter: f64) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX))
-            .min(self.max_delay);
-        let half = exp / 2;
-        let jittered = half + half.mul_f64(jitter.clamp(0.0, 1.0));
-        jittered.clamp(self.base_delay.min(self.max_delay), self.max_delay)
-    }
-
-    /// [`Self::backoff`] with a random jitter.
-    pub fn backoff_random(&self, attempt: u32) -> Duration {
-        self.backoff(attempt, rand::random::<f64>())
     }
 }
 
@@ -108,38 +90,6 @@ impl RetryBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
-    fn policy(base_ms: u64, max_ms: u64) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(base_ms),
-            max_delay: Duration::from_millis(max_ms),
-            max_retry_after: Duration::from_secs(300),
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn backoff_stays_within_bounds(
-            base in 0u64..100_000, extra in 0u64..10_000_000, attempt in 0u32..=u32::MAX, jitter in -1.0f64..2.0
-        ) {
-            let p = policy(base, base + extra);
-            let d = p.backoff(attempt, jitter);
-            prop_assert!(d >= p.base_delay, "{d:?} < {:?}", p.base_delay);
-            prop_assert!(d <= p.max_delay, "{d:?} > {:?}", p.max_delay);
-        }
-    }
-
-    #[test]
-    fn backoff_grows_until_the_cap() {
-        let p = policy(1000, 8000);
-        assert_eq!(p.backoff(0, 1.0), Duration::from_secs(1));
-        assert_eq!(p.backoff(1, 1.0), Duration::from_secs(2));
-        assert_eq!(p.backoff(2, 1.0), Duration::from_secs(4));
-        assert_eq!(p.backoff(10, 1.0), Duration::from_secs(8));
-        assert_eq!(p.backoff(10, 0.0), Duration::from_secs(4));
-    }
 
     #[test]
     fn retry_after_seconds_and_dates() {

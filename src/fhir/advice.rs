@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::Version;
+
 use super::common::{find_extension, CodeableConcept, Extension, Identifier, Meta, Reference};
 use super::Resource;
 
@@ -42,8 +44,8 @@ pub struct CommunicationRequest {
 
 impl CommunicationRequest {
     /// `meta.versionId` as a number.
-    pub fn version(&self) -> Option<u32> {
-        self.meta.version_id.as_deref()?.parse().ok()
+    pub fn version(&self) -> Option<Version> {
+        Version::parse(self.meta.version_id.as_deref()?).ok()
     }
 
     /// The `eRS-AdviceAndGuidanceStatus-1` category code.

@@ -156,11 +156,6 @@ pub struct Attachment {
 }
 
 impl Attachment {
-    /// The binary id from `url` (`Binary/<id>`), if it has that shape.
-    pub fn binary_id(&self) -> Option<&str> {
-        self.url.as_deref()?.strip_prefix("Binary/")
-    }
-
     /// The `eRS-AvailabilityStatus-1` code (`AVAILABLE`, `PENDING`, ...).
     pub fn availability(&self) -> Option<&str> {
         find_extension(&self.extension, "Extension-eRS-AvailabilityStatus-1")?

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::Version;
+
 use super::common::{
     find_extension, Attachment, CodeableConcept, Coding, Extension, Identifier, Meta, OneOrMany,
     Reference,
@@ -54,8 +56,8 @@ impl ReferralRequest {
     }
 
     /// `meta.versionId` as a number.
-    pub fn version(&self) -> Option<u32> {
-        self.meta.version_id.as_deref()?.parse().ok()
+    pub fn version(&self) -> Option<Version> {
+        Version::parse(self.meta.version_id.as_deref()?).ok()
     }
 
     /// The NHS number from `subject.identifier`.
@@ -66,6 +68,12 @@ impl ReferralRequest {
     /// The referral state extension's `state` code (e.g. `BOOKED`, `REJECTED`).
     pub fn state(&self) -> Option<&Coding> {
         self.state_sub("state")?.value.as_ref()?.as_coding()
+    }
+
+    /// Whether the referral is cancelled (`status` or the e-RS state `CANCELLED_REFERRAL`).
+    pub fn is_cancelled(&self) -> bool {
+        self.status.as_deref() == Some("cancelled")
+            || self.state().map(Coding::code) == Some("CANCELLED_REFERRAL")
     }
 
     /// The state's `reason` coding (e.g. `eRS-ReviewOutcome-1|ACCEPT_REFER_BOOK_LATER`).

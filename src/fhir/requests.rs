@@ -13,6 +13,7 @@ use super::parameters::{Parameter, Parameters};
 use super::referral::{DocumentContent, DocumentReference, CS_BASE, SD_BASE};
 use super::worklist::ListSelector;
 use super::Resource;
+use crate::ids::{Ubrn, Version};
 
 /// Defines an enum over the codes of a static e-RS code system, with `code()`, `coding()`
 /// and `FromStr` (accepting the code, case-insensitively, with `-` for `_`).
@@ -377,9 +378,9 @@ impl SendAdviceResponse {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConvertAdviceToReferral {
     /// UBRN of the A&G request.
-    pub ubrn: String,
+    pub ubrn: Ubrn,
     /// Its latest version (the A027 concurrency check; there is no If-Match).
-    pub version: u32,
+    pub version: Version,
     pub guidance: String,
     pub new_priority: Priority,
     /// For the provider admins who book the new referral.

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::message::{Message, Segment};
 use super::read::{read_with_limit, ReadError};
 use super::rri::RriReferral;
-use super::types::ControlId;
+use crate::ids::ControlId;
 
 /// MSA-1 (table 0008).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

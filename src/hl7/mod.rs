@@ -5,7 +5,9 @@
 //! - [`message`]: [`Message`] (decoded text, 1-based positions) and its writer.
 //! - [`read`]: bytes → [`Message`] through `hl7-parser` behind a guard.
 //! - [`ack`], [`rri`]: typed views of an ACK and an RRI^I12 ([`Inbound`]).
-//! - [`types`]: [`NhsNumber`], [`Ubrn`], [`ControlId`].
+//!
+//! The identifier newtypes ([`NhsNumber`], [`Ubrn`], [`ControlId`]) live in [`crate::ids`]
+//! and are re-exported here.
 //! - [`structure`]: segment order/cardinality and required fields per message structure.
 //!
 //! Invariant: no input makes any function here panic; bad input is a [`ReadError`] naming
@@ -17,14 +19,13 @@ pub mod message;
 pub mod read;
 pub mod rri;
 pub mod structure;
-pub mod types;
 
+pub use crate::ids::{ControlId, IdError, NhsNumber, Ubrn};
 pub use ack::{read_inbound, AckCode, ErrDetail, Inbound, InboundError};
 pub use escape::Delimiters;
 pub use message::{Charset, Message, Segment, WriteError};
 pub use read::{read, read_with_limit, ReadError};
 pub use rri::RriReferral;
-pub use types::{ControlId, IdError, NhsNumber, Ubrn};
 
 /// Trims trailing empty subcomponents, components, repetitions and fields, so a written and
 /// re-read segment compares equal to the original.

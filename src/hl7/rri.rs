@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::message::Message;
-use super::types::{NhsNumber, Ubrn};
+use crate::ids::{NhsNumber, Ubrn};
 
 /// What an RRI says about a referral.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -13,7 +13,8 @@ use super::compile::{CompiledMapping, CompiledSegment, CompiledSet, Source};
 use super::eval::{eval, into_text, truthy, Attachments, Coll, Env};
 use super::spec::OnMissing;
 use super::MappingError;
-use crate::hl7::{ControlId, Delimiters, Message, Segment, Ubrn};
+use crate::hl7::{Delimiters, Message, Segment};
+use crate::ids::{ControlId, Ubrn, Version};
 
 /// The inputs of one application.
 pub struct ApplyInput<'a> {
@@ -32,6 +33,8 @@ pub struct ApplyInput<'a> {
 pub struct Rendered {
     pub message: Message,
     pub warnings: Vec<String>,
+    /// The code tables whose look-ups missed, once per miss (for the miss counters).
+    pub lookup_misses: Vec<String>,
 }
 
 impl CompiledMapping {
@@ -49,9 +52,8 @@ impl CompiledMapping {
             .pointer("/meta/versionId")
             .and_then(Value::as_str)
             .unwrap_or("");
-        if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(field("meta.versionId", "must be digits".into()));
-        }
+        let version = Version::parse(version)
+            .map_err(|_| field("meta.versionId", "must be digits".into()))?;
         ControlId::outbound(&ubrn, version, &self.message_type[1])
             .map_err(|e| field("control id", e.to_string()))
     }
@@ -69,6 +71,7 @@ impl CompiledMapping {
             attachments: input.attachments,
             max_inline_bytes: self.max_inline_bytes,
             warnings: RefCell::new(Vec::new()),
+            lookup_misses: RefCell::new(Vec::new()),
         };
         let mut msh = Segment::new("MSH");
         msh.set(1, 1, 1, 1, delimiters.field.to_string());
@@ -123,6 +126,7 @@ impl CompiledMapping {
         Ok(Rendered {
             message,
             warnings: env.warnings.into_inner(),
+            lookup_misses: env.lookup_misses.into_inner(),
         })
     }
 

@@ -4,8 +4,8 @@
 //! the empty collection, and functions that need one value say so when given several.
 //! Evaluation borrows from the input where it can ([`Cow`]), so applying a mapping does
 //! not copy the referral. It is pure: the control id, timestamp and fetched attachments
-//! come in through [`Env`]; lookups record misses in the tables' counters and in
-//! [`Env::warnings`].
+//! come in through [`Env`]; lookups record misses in [`Env::lookup_misses`]
+//! and [`Env::warnings`].
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -37,6 +37,8 @@ pub struct Env<'a> {
     pub max_inline_bytes: usize,
     /// Warnings raised while evaluating (lookup misses).
     pub warnings: RefCell<Vec<String>>,
+    /// The tables whose look-ups missed, once per miss (the pipeline counts them).
+    pub lookup_misses: RefCell<Vec<String>>,
 }
 
 /// Evaluates `e` with `focus` as `$this`.
@@ -331,6 +333,7 @@ mod tests {
             attachments: &atts,
             max_inline_bytes: 10,
             warnings: RefCell::new(Vec::new()),
+            lookup_misses: RefCell::new(Vec::new()),
         };
         let e = parse(expr)?;
         Ok(eval(&e, &[Cow::Borrowed(v)], &env)?

@@ -94,6 +94,7 @@ pub fn call<'a>(
                     env.warnings
                         .borrow_mut()
                         .push(format!("table {table} has no entry for {code:?}"));
+                    env.lookup_misses.borrow_mut().push(table.clone());
                     Ok(Vec::new())
                 }
             }

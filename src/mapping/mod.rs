@@ -32,8 +32,13 @@ pub use inbound::{Action, DecisionTable};
 /// name the HL7 position and the mapping's label for it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MappingError {
+    /// A file could not be read; `kind` says why (missing, permission, not UTF-8 …).
     #[error("{file}: {reason}")]
-    Io { file: String, reason: String },
+    Io {
+        file: String,
+        kind: std::io::ErrorKind,
+        reason: String,
+    },
     #[error("{file}:{}: {field}: {reason}", line.map_or("?".to_string(), |l| l.to_string()))]
     Invalid {
         file: String,
@@ -56,9 +61,19 @@ pub enum MappingError {
 }
 
 impl MappingError {
-    /// Only reading files can succeed later; bad mappings and bad referrals stay bad.
+    /// Only reading files can succeed later (a file being deployed, a permission being
+    /// fixed); a file that is not text, bad mappings and bad referrals stay bad.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Io { .. })
+        matches!(self, Self::Io { kind, .. } if *kind != std::io::ErrorKind::InvalidData)
+    }
+
+    /// A read failure of `file`, keeping the error's kind.
+    pub fn io(file: impl std::fmt::Display, e: &std::io::Error) -> Self {
+        Self::Io {
+            file: file.to_string(),
+            kind: e.kind(),
+            reason: e.to_string(),
+        }
     }
 }
 
@@ -68,10 +83,7 @@ pub(crate) fn read_text(path: &std::path::Path) -> Result<(String, String), Mapp
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
         Ok(text) => Ok((file, text)),
-        Err(e) => Err(MappingError::Io {
-            file,
-            reason: e.to_string(),
-        }),
+        Err(e) => Err(MappingError::io(file, &e)),
     }
 }
 

@@ -65,10 +65,7 @@ pub struct CaseResult {
 
 /// Reads every file in `dir` as an attachment keyed by file name.
 pub fn read_attachments(dir: &Path) -> Result<Attachments, MappingError> {
-    let io = |e: std::io::Error| MappingError::Io {
-        file: dir.display().to_string(),
-        reason: e.to_string(),
-    };
+    let io = |e: std::io::Error| MappingError::io(dir.display(), &e);
     let mut out = HashMap::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;

@@ -1,13 +1,13 @@
 //! Code tables: two-column CSV files (`code,local`, an optional third `description`
 //! column) that translate e-RS codes to PAS local codes, or PAS reasons to e-RS codes.
 //!
-//! A miss is never silent: each table counts its hits and misses (atomics, so a compiled
-//! mapping can be shared between threads), and the caller turns a miss into a warning or
-//! a review item. Errors name the file and line.
+//! A miss is never silent: the caller turns it into a warning (and the pipeline counts it
+//! in `ers_bridge_mapping_lookup_misses_total`) or a review item. Tables are read-only once
+//! loaded, so a compiled mapping is shared between threads freely. Errors name the file
+//! and line.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::MappingError;
 
@@ -16,23 +16,12 @@ use super::MappingError;
 pub struct Table {
     pub file: String,
     map: HashMap<String, String>,
-    hits: AtomicU64,
-    misses: AtomicU64,
 }
 
 /// The tables a mapping uses, by name.
 #[derive(Debug, Default)]
 pub struct Tables {
     tables: HashMap<String, Table>,
-}
-
-/// Counters of one table, for reports and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableStats {
-    pub name: String,
-    pub entries: usize,
-    pub hits: u64,
-    pub misses: u64,
 }
 
 impl Table {
@@ -76,8 +65,6 @@ impl Table {
         Ok(Self {
             file: file.to_string(),
             map,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
         })
     }
 
@@ -87,18 +74,18 @@ impl Table {
         Self::parse(&file, &text)
     }
 
-    /// Looks up a code, counting the hit or miss.
+    /// Looks up a code.
     pub fn get(&self, code: &str) -> Option<&str> {
-        match self.map.get(code) {
-            Some(v) => {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                Some(v)
-            }
-            None => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-        }
+        self.map.get(code).map(String::as_str)
+    }
+
+    /// Entries in the table.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 }
 
@@ -111,25 +98,9 @@ impl Tables {
         self.tables.contains_key(name)
     }
 
-    /// Looks `code` up in table `name`; `None` for a miss (counted) or an unknown table.
+    /// Looks `code` up in table `name`; `None` for a miss or an unknown table.
     pub fn lookup(&self, name: &str, code: &str) -> Option<&str> {
         self.tables.get(name)?.get(code)
-    }
-
-    /// Counters per table, sorted by name.
-    pub fn stats(&self) -> Vec<TableStats> {
-        let mut v: Vec<_> = self
-            .tables
-            .iter()
-            .map(|(name, t)| TableStats {
-                name: name.clone(),
-                entries: t.map.len(),
-                hits: t.hits.load(Ordering::Relaxed),
-                misses: t.misses.load(Ordering::Relaxed),
-            })
-            .collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
     }
 }
 
@@ -138,14 +109,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_hits_and_misses() {
+    fn looks_codes_up() {
         let t = Table::parse("p.csv", "code,local\nROUTINE,R\nURGENT,A\n").unwrap();
         let mut tables = Tables::default();
         tables.insert("priority", t);
         assert_eq!(tables.lookup("priority", "URGENT"), Some("A"));
         assert_eq!(tables.lookup("priority", "NOPE"), None);
-        let s = &tables.stats()[0];
-        assert_eq!((s.entries, s.hits, s.misses), (2, 1, 1));
+        assert_eq!(tables.lookup("nope", "URGENT"), None, "unknown table");
     }
 
     #[test]

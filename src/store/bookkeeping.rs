@@ -4,42 +4,47 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{upsert_seen, ParkedItem, Store, StoreError, BATCH_ROWS};
+use super::{
+    ubrn_col, upsert_seen, version_col, OpContext, ParkedItem, Seen, Store, StoreError, BATCH_ROWS,
+};
+use crate::ids::{Ubrn, Version};
 
 impl Store {
     /// Parks a referral version with its reason and marks it seen with outcome `parked`, in
     /// one transaction; parking again updates the reason.
     pub async fn park(
         &self,
-        ubrn: &str,
-        version: i64,
+        ubrn: &Ubrn,
+        version: Version,
         reason: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.op("park")?;
         sqlx::query(
             "INSERT INTO parked (ubrn, version, reason, parked_at_ms) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (ubrn, version) DO UPDATE SET reason = excluded.reason, parked_at_ms = excluded.parked_at_ms",
         )
-        .bind(ubrn)
-        .bind(version)
+        .bind(ubrn.as_str())
+        .bind(version.as_i64())
         .bind(reason)
         .bind(now_ms)
         .execute(&mut *tx)
-        .await?;
-        upsert_seen(ubrn, version, "parked", now_ms)
+        .await.op("park")?;
+        upsert_seen(ubrn, version, Seen::Parked, now_ms)
             .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+            .await
+            .op("park")?;
+        tx.commit().await.op("park")?;
         Ok(())
     }
 
     /// Removes a parked item (after a successful replay).
-    pub async fn unpark(&self, ubrn: &str) -> Result<u64, StoreError> {
+    pub async fn unpark(&self, ubrn: &Ubrn) -> Result<u64, StoreError> {
         let r = sqlx::query("DELETE FROM parked WHERE ubrn = $1")
-            .bind(ubrn)
+            .bind(ubrn.as_str())
             .execute(&self.pool)
-            .await?;
+            .await
+            .op("unpark")?;
         Ok(r.rows_affected())
     }
 
@@ -49,14 +54,15 @@ impl Store {
             "SELECT ubrn, version, reason, parked_at_ms FROM parked ORDER BY parked_at_ms, ubrn",
         )
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .op("parked")?;
         rows.iter()
             .map(|r| {
                 Ok(ParkedItem {
-                    ubrn: r.try_get("ubrn")?,
-                    version: r.try_get("version")?,
-                    reason: r.try_get("reason")?,
-                    parked_at_ms: r.try_get("parked_at_ms")?,
+                    ubrn: ubrn_col(r, "ubrn", "parked")?,
+                    version: version_col(r, "version", "parked")?,
+                    reason: r.try_get("reason").op("parked")?,
+                    parked_at_ms: r.try_get("parked_at_ms").op("parked")?,
                 })
             })
             .collect()
@@ -71,7 +77,7 @@ impl Store {
         day: &str,
         limit: u32,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.op("take_worklist_call")?;
         sqlx::query(
             "INSERT INTO worklist_budget (service, day, calls) VALUES ($1, $2, 0) \
              ON CONFLICT (service, day) DO NOTHING",
@@ -79,7 +85,8 @@ impl Store {
         .bind(service)
         .bind(day)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .op("take_worklist_call")?;
         let r = sqlx::query(
             "UPDATE worklist_budget SET calls = calls + 1 WHERE service = $1 AND day = $2 AND calls < $3",
         )
@@ -87,8 +94,8 @@ impl Store {
         .bind(day)
         .bind(i64::from(limit))
         .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .await.op("take_worklist_call")?;
+        tx.commit().await.op("take_worklist_call")?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -98,9 +105,10 @@ impl Store {
             .bind(service)
             .bind(day)
             .fetch_optional(&self.pool)
-            .await?;
+            .await
+            .op("worklist_calls")?;
         Ok(match row {
-            Some(r) => r.try_get("calls")?,
+            Some(r) => r.try_get("calls").op("worklist_calls")?,
             None => 0,
         })
     }
@@ -110,15 +118,18 @@ impl Store {
         &self,
         service: &str,
         list: &str,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<Ubrn>, StoreError> {
         let rows = sqlx::query(
             "SELECT ubrn FROM worklist_members WHERE service = $1 AND list = $2 ORDER BY ubrn",
         )
         .bind(service)
         .bind(list)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok(r.try_get("ubrn")?)).collect()
+        .await
+        .op("worklist_members")?;
+        rows.iter()
+            .map(|r| ubrn_col(r, "ubrn", "worklist_members"))
+            .collect()
     }
 
     /// Replaces the recorded members of `list` of `service` in one transaction.
@@ -126,14 +137,15 @@ impl Store {
         &self,
         service: &str,
         list: &str,
-        ubrns: &[String],
+        ubrns: &[Ubrn],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.op("set_worklist_members")?;
         sqlx::query("DELETE FROM worklist_members WHERE service = $1 AND list = $2")
             .bind(service)
             .bind(list)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .op("set_worklist_members")?;
         for chunk in ubrns.chunks(BATCH_ROWS / 3) {
             let rows: Vec<String> = (0..chunk.len())
                 .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
@@ -145,29 +157,35 @@ impl Store {
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for ubrn in chunk {
-                q = q.bind(service).bind(list).bind(ubrn);
+                q = q.bind(service).bind(list).bind(ubrn.as_str());
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&mut *tx).await.op("set_worklist_members")?;
         }
-        tx.commit().await?;
+        tx.commit().await.op("set_worklist_members")?;
         Ok(())
     }
 
     /// Records that a referral version waits for pending attachments (first call wins) and
     /// returns since when it has waited, in milliseconds.
-    pub async fn defer(&self, ubrn: &str, version: i64, now_ms: i64) -> Result<i64, StoreError> {
+    pub async fn defer(
+        &self,
+        ubrn: &Ubrn,
+        version: Version,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
         // One statement: the no-op update on conflict makes RETURNING give the first time.
         let row = sqlx::query(
             "INSERT INTO deferred (ubrn, version, since_ms) VALUES ($1, $2, $3) \
              ON CONFLICT (ubrn, version) DO UPDATE SET since_ms = deferred.since_ms \
              RETURNING since_ms",
         )
-        .bind(ubrn)
-        .bind(version)
+        .bind(ubrn.as_str())
+        .bind(version.as_i64())
         .bind(now_ms)
         .fetch_one(&self.pool)
-        .await?;
-        Ok(row.try_get("since_ms")?)
+        .await
+        .op("defer")?;
+        row.try_get("since_ms").op("defer")
     }
 
     /// A named value kept across restarts (e.g. the hash of the mapping files).
@@ -175,9 +193,10 @@ impl Store {
         let row = sqlx::query("SELECT value FROM pipeline_state WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
-            .await?;
+            .await
+            .op("state_value")?;
         Ok(match row {
-            Some(r) => Some(r.try_get("value")?),
+            Some(r) => Some(r.try_get("value").op("state_value")?),
             None => None,
         })
     }
@@ -191,7 +210,8 @@ impl Store {
         .bind(name)
         .bind(value)
         .execute(&self.pool)
-        .await?;
+        .await
+        .op("set_state_value")?;
         Ok(())
     }
 }

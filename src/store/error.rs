@@ -15,9 +15,17 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
-    /// A query failed.
-    #[error("store query failed: {0}")]
-    Query(#[from] sqlx::Error),
+    /// A statement of `op` (the store method, e.g. `seen_versions`) failed.
+    #[error("store {op} failed: {source}")]
+    Query {
+        op: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A stored value is not what the store writes (e.g. a UBRN that is not 12 digits):
+    /// the database was edited by hand or by another program.
+    #[error("store {op}: bad stored value: {reason}")]
+    Decode { op: &'static str, reason: String },
     /// A group-committed write failed; every version in the batch gets this copy of the
     /// cause (see [`StoreError::for_batch`]).
     #[error("recording a batch of {versions} version(s) failed: {reason}")]
@@ -36,6 +44,13 @@ impl StoreError {
         StoreError::Connect(e)
     }
 
+    pub(crate) fn decode(op: &'static str, e: impl std::fmt::Display) -> Self {
+        StoreError::Decode {
+            op,
+            reason: e.to_string(),
+        }
+    }
+
     /// The error each caller of a failed batch of `versions` sees.
     pub fn for_batch(&self, versions: usize) -> Self {
         StoreError::Batch {
@@ -52,7 +67,8 @@ impl StoreError {
             StoreError::WriterGone => true,
             StoreError::Connect(_) => true,
             StoreError::Migrate { .. } => false,
-            StoreError::Query(e) => matches!(
+            StoreError::Decode { .. } => false,
+            StoreError::Query { source: e, .. } => matches!(
                 e,
                 sqlx::Error::Io(_)
                     | sqlx::Error::PoolTimedOut
@@ -60,5 +76,16 @@ impl StoreError {
                     | sqlx::Error::WorkerCrashed
             ),
         }
+    }
+}
+
+/// Names the store operation a sqlx failure happened in.
+pub(crate) trait OpContext<T> {
+    fn op(self, op: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> OpContext<T> for Result<T, sqlx::Error> {
+    fn op(self, op: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Query { op, source })
     }
 }

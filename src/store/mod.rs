@@ -39,10 +39,13 @@ mod error;
 mod schema;
 mod versions;
 
+pub(crate) use error::OpContext;
 pub use error::StoreError;
 
+use crate::ids::{ControlId, Ubrn, Version};
+
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{any::AnyPoolOptions, AnyPool, Executor};
+use sqlx::{any::AnyPoolOptions, AnyPool, Executor, Row};
 
 /// Bind parameters per batched statement: well under SQLite's (32,766) and PostgreSQL's
 /// (65,535) limits.
@@ -59,20 +62,54 @@ const INSERT_PUBLISHED: &str = "INSERT INTO published_messages \
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// Marks a referral version seen with `outcome` (idempotent; the latest outcome wins).
-fn upsert_seen<'q>(ubrn: &'q str, version: i64, outcome: &'q str, now_ms: i64) -> AnyQuery<'q> {
+fn upsert_seen<'q>(ubrn: &'q Ubrn, version: Version, outcome: Seen, now_ms: i64) -> AnyQuery<'q> {
     sqlx::query(UPSERT_SEEN)
-        .bind(ubrn)
-        .bind(version)
-        .bind(outcome)
+        .bind(ubrn.as_str())
+        .bind(version.as_i64())
+        .bind(outcome.as_str())
         .bind(now_ms)
+}
+
+/// How a referral version was handled, as `referral_versions.outcome` records it. The one
+/// place these strings are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Its messages were confirmed by the broker and recorded.
+    Published,
+    /// It could not be mapped (or read) and waits in `parked` for a replay.
+    Parked,
+    /// Cancelled before the PAS ever received it: no message is owed.
+    CancelledUnpublished,
+}
+
+impl Seen {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Seen::Published => "published",
+            Seen::Parked => "parked",
+            Seen::CancelledUnpublished => "cancelled-unpublished",
+        }
+    }
+}
+
+/// Reads a UBRN column; a malformed value is a [`StoreError::Decode`] naming the operation.
+fn ubrn_col(r: &sqlx::any::AnyRow, col: &str, op: &'static str) -> Result<Ubrn, StoreError> {
+    let s: String = r.try_get(col).op(op)?;
+    Ubrn::parse(&s).map_err(|e| StoreError::decode(op, e))
+}
+
+/// Reads a version column (see [`ubrn_col`]).
+fn version_col(r: &sqlx::any::AnyRow, col: &str, op: &'static str) -> Result<Version, StoreError> {
+    let v: i64 = r.try_get(col).op(op)?;
+    Version::from_i64(v).map_err(|e| StoreError::decode(op, e))
 }
 
 /// Inserts a confirmed message; the first row for a control id wins.
 fn insert_published(m: &PublishedMessage) -> AnyQuery<'_> {
     sqlx::query(INSERT_PUBLISHED)
-        .bind(&m.control_id)
-        .bind(&m.ubrn)
-        .bind(m.version)
+        .bind(m.control_id.as_str())
+        .bind(m.ubrn.as_str())
+        .bind(m.version.as_i64())
         .bind(&m.message_type)
         .bind(&m.routing_key)
         .bind(m.hl7.as_deref())
@@ -91,9 +128,9 @@ fn placeholders(n: usize) -> String {
 /// One published message, as recorded after its broker confirm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedMessage {
-    pub control_id: String,
-    pub ubrn: String,
-    pub version: i64,
+    pub control_id: ControlId,
+    pub ubrn: Ubrn,
+    pub version: Version,
     pub message_type: String,
     pub routing_key: String,
     /// `None` once retention has pruned it.
@@ -104,8 +141,8 @@ pub struct PublishedMessage {
 /// One referral version whose messages were all confirmed, to record as published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionRecord {
-    pub ubrn: String,
-    pub version: i64,
+    pub ubrn: Ubrn,
+    pub version: Version,
     pub messages: Vec<PublishedMessage>,
     /// When the version was handled (its "seen" time).
     pub now_ms: i64,
@@ -117,14 +154,15 @@ pub struct VersionState {
     /// The version was handled before (published, parked or skipped).
     pub seen: bool,
     /// The highest version of the UBRN with a confirmed message.
-    pub latest_published: Option<i64>,
+    pub latest_published: Option<Version>,
 }
 
 /// A referral version that could not be processed, with the reason shown to operators.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParkedItem {
-    pub ubrn: String,
-    pub version: i64,
+    pub ubrn: Ubrn,
+    /// 0 when the referral could not even be read (its version is unknown).
+    pub version: Version,
     pub reason: String,
     pub parked_at_ms: i64,
 }
@@ -177,7 +215,8 @@ impl Store {
             // Kept in the database file: set once, before any other connection writes.
             sqlx::query("PRAGMA journal_mode = WAL")
                 .execute(&pool)
-                .await?;
+                .await
+                .op("set journal mode")?;
         }
         let store = Self { pool };
         schema::migrate(&store.pool).await?;
@@ -186,7 +225,10 @@ impl Store {
 
     /// Cheap liveness probe for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+        sqlx::query("SELECT 1")
+            .fetch_one(&self.pool)
+            .await
+            .op("ping")?;
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 
 use sqlx::{AnyPool, Row};
 
-use super::StoreError;
+use super::{OpContext, StoreError};
 
 /// `(version, statements)`, in order.
 const MIGRATIONS: &[(i64, &[&str])] = &[
@@ -80,11 +80,13 @@ pub(super) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
     )
     .execute(pool)
-    .await?;
+    .await.op("migrate")?;
     let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
         .fetch_one(pool)
-        .await?
-        .try_get("v")?;
+        .await
+        .op("migrate")?
+        .try_get("v")
+        .op("migrate")?;
     for (version, statements) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         let wrap = |source| StoreError::Migrate {
             version: *version,

@@ -7,17 +7,18 @@ use std::collections::HashSet;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{
-    insert_published, placeholders, upsert_seen, PublishedMessage, Store, StoreError,
-    VersionRecord, VersionState, BATCH_ROWS,
+    insert_published, placeholders, ubrn_col, upsert_seen, version_col, OpContext,
+    PublishedMessage, Seen, Store, StoreError, VersionRecord, VersionState, BATCH_ROWS,
 };
+use crate::ids::{ControlId, Ubrn, Version};
 
 impl Store {
     /// Which of these (UBRN, version) pairs have been seen, in one round trip per
     /// [`BATCH_ROWS`] UBRNs (a worklist pass asks for thousands at once).
     pub async fn seen_versions(
         &self,
-        items: &[(&str, i64)],
-    ) -> Result<HashSet<(String, i64)>, StoreError> {
+        items: &[(&Ubrn, Version)],
+    ) -> Result<HashSet<(Ubrn, Version)>, StoreError> {
         let mut seen = HashSet::new();
         for chunk in items.chunks(BATCH_ROWS) {
             // Only numbered placeholders are formatted into the SQL; the values are bound.
@@ -27,13 +28,20 @@ impl Store {
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (ubrn, _) in chunk {
-                q = q.bind(*ubrn);
+                q = q.bind(ubrn.as_str());
             }
-            let wanted: HashSet<(&str, i64)> = chunk.iter().copied().collect();
-            for row in q.fetch_all(&self.pool).await? {
-                let ubrn: String = row.try_get("ubrn")?;
-                let version: i64 = row.try_get("version")?;
+            let wanted: HashSet<(&str, i64)> = chunk
+                .iter()
+                .map(|(u, v)| (u.as_str(), v.as_i64()))
+                .collect();
+            for row in q.fetch_all(&self.pool).await.op("seen_versions")? {
+                let ubrn: String = row.try_get("ubrn").op("seen_versions")?;
+                let version: i64 = row.try_get("version").op("seen_versions")?;
                 if wanted.contains(&(ubrn.as_str(), version)) {
+                    let ubrn =
+                        Ubrn::parse(&ubrn).map_err(|e| StoreError::decode("seen_versions", e))?;
+                    let version = Version::from_i64(version)
+                        .map_err(|e| StoreError::decode("seen_versions", e))?;
                     seen.insert((ubrn, version));
                 }
             }
@@ -48,14 +56,18 @@ impl Store {
         &self,
         versions: &[VersionRecord],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.op("record_versions_published")?;
         for v in versions {
             for m in &v.messages {
-                insert_published(m).execute(&mut *tx).await?;
+                insert_published(m)
+                    .execute(&mut *tx)
+                    .await
+                    .op("record_versions_published")?;
             }
-            upsert_seen(&v.ubrn, v.version, "published", v.now_ms)
+            upsert_seen(&v.ubrn, v.version, Seen::Published, v.now_ms)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .op("record_versions_published")?;
         }
         // Cleared per batch of UBRNs rather than per version: two statements in all.
         let ubrns: Vec<&str> = versions.iter().map(|v| v.ubrn.as_str()).collect();
@@ -69,10 +81,10 @@ impl Store {
                 for ubrn in chunk {
                     q = q.bind(*ubrn);
                 }
-                q.execute(&mut *tx).await?;
+                q.execute(&mut *tx).await.op("record_versions_published")?;
             }
         }
-        tx.commit().await?;
+        tx.commit().await.op("record_versions_published")?;
         Ok(())
     }
 
@@ -80,81 +92,86 @@ impl Store {
     /// query: whether it was seen, and the highest version with a confirmed message.
     pub async fn version_state(
         &self,
-        ubrn: &str,
-        version: i64,
+        ubrn: &Ubrn,
+        version: Version,
     ) -> Result<VersionState, StoreError> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM referral_versions WHERE ubrn = $1 AND version = $2) AS seen, \
              (SELECT MAX(version) FROM published_messages WHERE ubrn = $1) AS latest",
         )
-        .bind(ubrn)
-        .bind(version)
+        .bind(ubrn.as_str())
+        .bind(version.as_i64())
         .fetch_one(&self.pool)
-        .await?;
+        .await.op("version_state")?;
+        let latest: Option<i64> = row.try_get("latest").op("version_state")?;
         Ok(VersionState {
-            seen: row.try_get::<i64, _>("seen")? > 0,
-            latest_published: row.try_get("latest")?,
+            seen: row.try_get::<i64, _>("seen").op("version_state")? > 0,
+            latest_published: latest
+                .map(Version::from_i64)
+                .transpose()
+                .map_err(|e| StoreError::decode("version_state", e))?,
         })
     }
 
     /// Whether this referral version has been seen (queued for publishing) before.
-    pub async fn is_seen(&self, ubrn: &str, version: i64) -> Result<bool, StoreError> {
+    pub async fn is_seen(&self, ubrn: &Ubrn, version: Version) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT 1 FROM referral_versions WHERE ubrn = $1 AND version = $2")
-            .bind(ubrn)
-            .bind(version)
+            .bind(ubrn.as_str())
+            .bind(version.as_i64())
             .fetch_optional(&self.pool)
-            .await?;
+            .await
+            .op("is_seen")?;
         Ok(row.is_some())
     }
 
     /// The highest version of this referral seen so far, if any.
-    pub async fn latest_seen(&self, ubrn: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn latest_seen(&self, ubrn: &Ubrn) -> Result<Option<Version>, StoreError> {
         let row = sqlx::query("SELECT MAX(version) AS v FROM referral_versions WHERE ubrn = $1")
-            .bind(ubrn)
+            .bind(ubrn.as_str())
             .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<Option<i64>, _>("v")?)
+            .await
+            .op("latest_seen")?;
+        let v: Option<i64> = row.try_get("v").op("latest_seen")?;
+        v.map(Version::from_i64)
+            .transpose()
+            .map_err(|e| StoreError::decode("latest_seen", e))
     }
 
     /// Records that a referral version has been handled (published or deliberately skipped).
     pub async fn mark_seen(
         &self,
-        ubrn: &str,
-        version: i64,
-        outcome: &str,
+        ubrn: &Ubrn,
+        version: Version,
+        outcome: Seen,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         upsert_seen(ubrn, version, outcome, now_ms)
             .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Records a confirmed publish. Call only after the broker confirmed the message.
-    /// Recording the same control id twice keeps the first row (the PAS saw that one).
-    pub async fn record_published(&self, m: &PublishedMessage) -> Result<(), StoreError> {
-        insert_published(m).execute(&self.pool).await?;
+            .await
+            .op("mark_seen")?;
         Ok(())
     }
 
     /// Whether a message with this control id has been confirmed.
-    pub async fn is_published(&self, control_id: &str) -> Result<bool, StoreError> {
+    pub async fn is_published(&self, control_id: &ControlId) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT 1 FROM published_messages WHERE control_id = $1")
-            .bind(control_id)
+            .bind(control_id.as_str())
             .fetch_optional(&self.pool)
-            .await?;
+            .await
+            .op("is_published")?;
         Ok(row.is_some())
     }
 
     /// The messages published for one referral, oldest first (the referral's timeline).
-    pub async fn messages_for(&self, ubrn: &str) -> Result<Vec<PublishedMessage>, StoreError> {
+    pub async fn messages_for(&self, ubrn: &Ubrn) -> Result<Vec<PublishedMessage>, StoreError> {
         let rows = sqlx::query(
             "SELECT control_id, ubrn, version, message_type, routing_key, hl7, confirmed_at_ms \
              FROM published_messages WHERE ubrn = $1 ORDER BY confirmed_at_ms, control_id",
         )
-        .bind(ubrn)
+        .bind(ubrn.as_str())
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .op("messages_for")?;
         rows.iter().map(published_from_row).collect()
     }
 
@@ -170,7 +187,8 @@ impl Store {
         )
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .op("published_messages")?;
         rows.iter().map(published_from_row).collect()
     }
 
@@ -180,9 +198,14 @@ impl Store {
             "SELECT message_type, COUNT(*) AS n FROM published_messages GROUP BY message_type ORDER BY message_type",
         )
         .fetch_all(&self.pool)
-        .await?;
+        .await.op("published_counts")?;
         rows.iter()
-            .map(|r| Ok((r.try_get("message_type")?, r.try_get("n")?)))
+            .map(|r| {
+                Ok((
+                    r.try_get("message_type").op("published_counts")?,
+                    r.try_get("n").op("published_counts")?,
+                ))
+            })
             .collect()
     }
 
@@ -194,19 +217,21 @@ impl Store {
         )
         .bind(cutoff_ms)
         .execute(&self.pool)
-        .await?;
+        .await.op("prune_payloads")?;
         Ok(r.rows_affected())
     }
 }
 
 fn published_from_row(r: &sqlx::any::AnyRow) -> Result<PublishedMessage, StoreError> {
+    const OP: &str = "read published message";
+    let control_id: String = r.try_get("control_id").op(OP)?;
     Ok(PublishedMessage {
-        control_id: r.try_get("control_id")?,
-        ubrn: r.try_get("ubrn")?,
-        version: r.try_get("version")?,
-        message_type: r.try_get("message_type")?,
-        routing_key: r.try_get("routing_key")?,
-        hl7: r.try_get("hl7")?,
-        confirmed_at_ms: r.try_get("confirmed_at_ms")?,
+        control_id: ControlId::parse(&control_id).map_err(|e| StoreError::decode(OP, e))?,
+        ubrn: ubrn_col(r, "ubrn", OP)?,
+        version: version_col(r, "version", OP)?,
+        message_type: r.try_get("message_type").op(OP)?,
+        routing_key: r.try_get("routing_key").op(OP)?,
+        hl7: r.try_get("hl7").op(OP)?,
+        confirmed_at_ms: r.try_get("confirmed_at_ms").op(OP)?,
     })
 }

@@ -115,8 +115,10 @@ fn publisher(t: &Topology) -> Arc<Publisher> {
 
 fn policy() -> RetryPolicy {
     RetryPolicy {
-        initial: Duration::from_millis(50),
-        max: Duration::from_secs(1),
+        backoff: ers_bridge::backoff::Backoff {
+            initial: Duration::from_millis(50),
+            max: Duration::from_secs(1),
+        },
         give_up_after: None,
     }
 }

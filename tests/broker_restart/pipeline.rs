@@ -33,8 +33,8 @@ async fn depth(queue: &str) -> u32 {
 /// every message the store records as published is on the queue (duplicates only with the
 /// same message_id).
 pub async fn pipeline_survives_restart() {
+    use ers_bridge::app::{App, Shutdown};
     use ers_bridge::config::{self, MapEnv};
-    use ers_bridge::pipeline::{App, Shutdown};
     use ers_bridge::simulator::{self, SimAuth, SimConfig};
 
     let sim = simulator::spawn(SimConfig {

@@ -99,8 +99,8 @@ async fn app_restricted_signs_jwt_caches_and_refreshes_the_token() {
         &config_toml(&stub.base(), "", &app_restricted_auth(None)),
         MapEnv::default(),
     );
-    c.referral("000000070001", None).await.unwrap();
-    c.referral("000000070001", None).await.unwrap();
+    c.referral(&ubrn("000000070001"), None).await.unwrap();
+    c.referral(&ubrn("000000070001"), None).await.unwrap();
     assert_eq!(c.token_fetch_count(), Some(1), "token cached");
     let api: Vec<_> = stub
         .seen()
@@ -119,10 +119,10 @@ async fn app_restricted_signs_jwt_caches_and_refreshes_the_token() {
     }
     // 600 s lifetime, 60 s margin: still cached at 539 s, refreshed at 541 s.
     tokio::time::advance(Duration::from_secs(539)).await;
-    c.referral("000000070001", None).await.unwrap();
+    c.referral(&ubrn("000000070001"), None).await.unwrap();
     assert_eq!(c.token_fetch_count(), Some(1));
     tokio::time::advance(Duration::from_secs(2)).await;
-    c.referral("000000070001", None).await.unwrap();
+    c.referral(&ubrn("000000070001"), None).await.unwrap();
     assert_eq!(c.token_fetch_count(), Some(2), "refreshed before expiry");
     let last = stub.seen().into_iter().last().unwrap();
     assert_eq!(last.header("authorization"), Some("Bearer access-token-1"));
@@ -130,8 +130,8 @@ async fn app_restricted_signs_jwt_caches_and_refreshes_the_token() {
     let before = stub.seen().len();
     let e = c
         .reject(
-            "000000070001",
-            6,
+            &ubrn("000000070001"),
+            ver(6),
             &RejectReferral {
                 reason: Coding::new("s", "OTHER"),
                 comments: None,
@@ -182,7 +182,7 @@ async fn app_restricted_refetches_the_token_after_a_401() {
         &config_toml(&stub.base(), "", &app_restricted_auth(Some(&url))),
         MapEnv::default(),
     );
-    c.referral("000000070001", None).await.unwrap();
+    c.referral(&ubrn("000000070001"), None).await.unwrap();
     assert_eq!(c.token_fetch_count(), Some(2));
 }
 
@@ -197,9 +197,9 @@ async fn user_restricted_sends_role_headers_and_rereads_the_token_file() {
         token.display()
     );
     let c = client(&config_toml(&stub.base(), "", &auth), MapEnv::default());
-    c.referral("000000070001", None).await.unwrap();
+    c.referral(&ubrn("000000070001"), None).await.unwrap();
     std::fs::write(&token, "user-token-number-two\n").unwrap();
-    c.referral("000000070001", None).await.unwrap();
+    c.referral(&ubrn("000000070001"), None).await.unwrap();
     let seen = stub.seen();
     assert_eq!(
         seen[0].header("authorization"),
@@ -234,7 +234,7 @@ async fn user_restricted_clinician_sends_no_obo_and_env_token() {
         &config_toml(&stub.base(), "", auth),
         MapEnv::from_pairs([("ERS_TOKEN", "env-token")]),
     );
-    c.accept("000000070001", 6).await.unwrap();
+    c.accept(&ubrn("000000070001"), ver(6)).await.unwrap();
     let s = &stub.seen()[0];
     assert_eq!(s.header("authorization"), Some("Bearer env-token"));
     assert_eq!(
@@ -353,7 +353,7 @@ async fn legacy_session_refuses_a_role_the_user_does_not_hold() {
         &config_toml(&format!("http://{}/ers-api", stub.addr), "", auth),
         MapEnv::from_pairs([("SSO", "t")]),
     );
-    let e = c.referral("000000070001", None).await.unwrap_err();
+    let e = c.referral(&ubrn("000000070001"), None).await.unwrap_err();
     assert!(
         e.to_string().contains("SERVICE_PROVIDER_CLINICIAN@R01"),
         "{e}"
@@ -395,4 +395,12 @@ fn app_restricted_key_problems_name_the_key() {
     let e = client_error("https://api.service.nhs.uk/referrals/FHIR", &auth);
     assert!(e.to_string().contains("not an RSA private key"), "{e}");
     assert!(e.to_string().contains("public.pem"), "{e}");
+}
+
+fn ubrn(s: &str) -> ers_bridge::ids::Ubrn {
+    ers_bridge::ids::Ubrn::parse(s).unwrap()
+}
+
+fn ver(n: u32) -> ers_bridge::ids::Version {
+    ers_bridge::ids::Version::new(n)
 }

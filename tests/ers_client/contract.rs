@@ -256,8 +256,8 @@ fn advice_response_requests_match_examples() {
 fn convert_advice_requests_match_examples() {
     let dir = "convertAdviceAndGuidanceToReferral/requests";
     let plain = ConvertAdviceToReferral {
-        ubrn: "000000070000".into(),
-        version: 3,
+        ubrn: ubrn("000000070000"),
+        version: ver(3),
         guidance: "I have converted this to send the patient to one of our services".into(),
         new_priority: Priority::Routine,
         review_comments: "Refer this patient to our 'xxx' service please as soon as possible"
@@ -335,7 +335,7 @@ fn referral_accessors_read_the_extensions() {
     ))
     .unwrap();
     assert_eq!(r.ubrn(), Some("000000070001"));
-    assert_eq!(r.version(), Some(5));
+    assert_eq!(r.version(), Some(ers_bridge::ids::Version::new(5)));
     assert_eq!(r.state().unwrap().code(), "BOOKED");
     assert_eq!(r.priority(), Some("ROUTINE"));
     // valueInstant in this example.
@@ -344,7 +344,7 @@ fn referral_accessors_read_the_extensions() {
     assert_eq!(r.appointment().unwrap().status.as_deref(), Some("booked"));
     let att = r.attachments().next().unwrap().attachment().unwrap();
     assert_eq!(
-        att.binary_id(),
+        att.url.as_deref().and_then(ers_bridge::ers::binary_id_of),
         Some("719f6045-e791-4029-8e0f-1201c02b0a55")
     );
     assert_eq!(att.availability(), Some("AVAILABLE"));
@@ -396,4 +396,12 @@ fn worklist_items_and_rejection_reasons() {
         !codes.contains(&"ADDITIONAL_REQ_NOT_AVAILABLE"),
         "{codes:?}"
     );
+}
+
+fn ubrn(s: &str) -> ers_bridge::ids::Ubrn {
+    ers_bridge::ids::Ubrn::parse(s).unwrap()
+}
+
+fn ver(n: u32) -> ers_bridge::ids::Version {
+    ers_bridge::ids::Version::new(n)
 }

@@ -53,12 +53,12 @@ async fn hundred_concurrent_calls_stay_within_ten_per_second() {
     let tasks: Vec<_> = (0..100)
         .map(|_| {
             let c = c.clone();
-            tokio::spawn(async move { c.referral("000000070001", None).await })
+            tokio::spawn(async move { c.referral(&ubrn("000000070001"), None).await })
         })
         .collect();
     for t in tasks {
         let r = t.await.unwrap().unwrap();
-        assert_eq!(r.version, Some(5));
+        assert_eq!(r.version, Some(ver(5)));
     }
     let seen = stub.seen();
     assert_eq!(seen.len(), 100);
@@ -88,7 +88,7 @@ async fn storm_of_429_honours_retry_after_and_the_limit() {
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let c = c.clone();
-            tokio::spawn(async move { c.referral("000000070001", None).await })
+            tokio::spawn(async move { c.referral(&ubrn("000000070001"), None).await })
         })
         .collect();
     for t in tasks {
@@ -124,12 +124,12 @@ async fn server_errors_retry_reads_but_not_unguarded_writes() {
     .await;
     let c = none_client(&stub);
     // A005: two 500s, then success.
-    c.referral("000000070001", None).await.unwrap();
+    c.referral(&ubrn("000000070001"), None).await.unwrap();
     assert_eq!(stub.seen().len(), 3);
     // A027 has no If-Match: a 500 is not retried (the conversion may have happened).
     let input = ers_bridge::fhir::requests::ConvertAdviceToReferral {
-        ubrn: "000000080000".into(),
-        version: 3,
+        ubrn: ubrn("000000080000"),
+        version: ver(3),
         guidance: "g".into(),
         new_priority: ers_bridge::fhir::requests::Priority::Routine,
         review_comments: "r".into(),
@@ -163,7 +163,10 @@ async fn timeouts_retry_reads_and_are_typed() {
         MapEnv::default(),
     );
     let started = Instant::now();
-    let err = hang.referral("000000070001", None).await.unwrap_err();
+    let err = hang
+        .referral(&ubrn("000000070001"), None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ErsError::Timeout { .. }), "{err}");
     assert!(err.is_retryable());
     // Three attempts of 5 s each plus two short backoffs.
@@ -197,11 +200,11 @@ async fn conflict_and_locked_are_distinct_and_not_retried_blindly() {
         ),
         MapEnv::default(),
     );
-    let e = c.accept("000000070001", 5).await.unwrap_err();
+    let e = c.accept(&ubrn("000000070001"), ver(5)).await.unwrap_err();
     assert!(matches!(e, ErsError::Conflict(_)), "{e}");
     assert_eq!(e.ers_code(), Some("UNEXPECTED_FIELD"));
     assert_eq!(stub.seen().len(), 1, "409 is not retried");
-    let e = c.accept("000000070002", 5).await.unwrap_err();
+    let e = c.accept(&ubrn("000000070002"), ver(5)).await.unwrap_err();
     assert!(matches!(e, ErsError::Locked(_)), "{e}");
     assert!(e.is_retryable());
     assert_eq!(
@@ -224,9 +227,17 @@ async fn retry_budget_stops_retries_during_an_outage() {
         MapEnv::default(),
     );
     for _ in 0..3 {
-        let e = c.referral("000000070001", None).await.unwrap_err();
+        let e = c.referral(&ubrn("000000070001"), None).await.unwrap_err();
         assert_eq!(e.status(), Some(503));
     }
     // 3 first attempts + 3 retries from the budget, not 3 x 5.
     assert_eq!(stub.seen().len(), 6);
+}
+
+fn ubrn(s: &str) -> ers_bridge::ids::Ubrn {
+    ers_bridge::ids::Ubrn::parse(s).unwrap()
+}
+
+fn ver(n: u32) -> ers_bridge::ids::Version {
+    ers_bridge::ids::Version::new(n)
 }

@@ -126,12 +126,12 @@ fn secrets_never_reach_debug_errors_or_logs() {
         for c in clients(&stub, dir.path()) {
             outputs.push_str(&format!("{c:?}\n{c:#?}\n"));
             for _ in 0..3 {
-                match c.referral("000000070000", None).await {
+                match c.referral(&ubrn("000000070000"), None).await {
                     Ok(r) => outputs.push_str(&format!("{:?}\n", r.version)),
                     Err(e) => outputs.push_str(&format!("{e}\n{e:?}\n")),
                 }
             }
-            if let Err(e) = c.accept("000000070000", 1).await {
+            if let Err(e) = c.accept(&ubrn("000000070000"), ver(1)).await {
                 outputs.push_str(&format!("{e}\n{e:?}\n"));
             }
             c.shutdown().await.unwrap();
@@ -145,4 +145,12 @@ fn secrets_never_reach_debug_errors_or_logs() {
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("e-rs call"), "nothing was logged:\n{logs}");
     assert_clean("the logs", &logs);
+}
+
+fn ubrn(s: &str) -> ers_bridge::ids::Ubrn {
+    ers_bridge::ids::Ubrn::parse(s).unwrap()
+}
+
+fn ver(n: u32) -> ers_bridge::ids::Version {
+    ers_bridge::ids::Version::new(n)
 }

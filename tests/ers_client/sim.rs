@@ -108,7 +108,7 @@ async fn every_operation(c: &ErsClient) -> Vec<(Operation, Result<String, ErsErr
     ));
     out.push((
         Operation::A005,
-        v(c.referral("000000070001", Some(5)).await),
+        v(c.referral(&ubrn("000000070001"), Some(ver(5))).await),
     ));
     out.push((
         Operation::A006,
@@ -124,7 +124,7 @@ async fn every_operation(c: &ErsClient) -> Vec<(Operation, Result<String, ErsErr
     ));
     out.push((
         Operation::A007,
-        c.clinical_info("000000070001")
+        c.clinical_info(&ubrn("000000070001"))
             .await
             .map(|b| format!("{:?}", b.content_type)),
     ));
@@ -138,16 +138,19 @@ async fn every_operation(c: &ErsClient) -> Vec<(Operation, Result<String, ErsErr
     ));
     out.push((
         Operation::A029,
-        c.available_actions("000000070003", 5)
+        c.available_actions(&ubrn("000000070003"), ver(5))
             .await
             .map(|b| b.task_codes().join(",")),
     ));
-    out.push((Operation::A013, v(c.accept("000000070001", 5).await)));
+    out.push((
+        Operation::A013,
+        v(c.accept(&ubrn("000000070001"), ver(5)).await),
+    ));
     out.push((
         Operation::A014,
         v(c.reject(
-            "000000070002",
-            5,
+            &ubrn("000000070002"),
+            ver(5),
             &RejectReferral {
                 reason,
                 comments: Some("not appropriate for this clinic".into()),
@@ -159,8 +162,8 @@ async fn every_operation(c: &ErsClient) -> Vec<(Operation, Result<String, ErsErr
     out.push((
         Operation::A022,
         v(c.cancel_action_later(
-            "000000070011",
-            5,
+            &ubrn("000000070011"),
+            ver(5),
             &CancelAppointmentActionLater {
                 comments: "please rebook".into(),
                 priority: Some(Priority::Urgent),
@@ -173,8 +176,8 @@ async fn every_operation(c: &ErsClient) -> Vec<(Operation, Result<String, ErsErr
     out.push((
         Operation::A028,
         v(c.record_review_outcome(
-            "000000070013",
-            5,
+            &ubrn("000000070013"),
+            ver(5),
             &RecordReviewOutcome {
                 outcome: ReviewOutcome::AcceptReferBookLater,
                 comments: "book within two weeks".into(),
@@ -192,21 +195,21 @@ async fn every_operation(c: &ErsClient) -> Vec<(Operation, Result<String, ErsErr
     ));
     out.push((
         Operation::A024,
-        c.advice_request("000000080000", Some(5))
+        c.advice_request(&ubrn("000000080000"), Some(ver(5)))
             .await
             .map(|r| format!("version {:?}", r.version)),
     ));
     out.push((
         Operation::A025,
-        c.advice_conversation("000000080000", 5)
+        c.advice_conversation(&ubrn("000000080000"), ver(5))
             .await
             .map(|b| format!("{} messages", b.communications().len())),
     ));
     out.push((
         Operation::A026,
         c.send_advice_response(
-            "000000080001",
-            5,
+            &ubrn("000000080001"),
+            ver(5),
             &SendAdviceResponse {
                 outcome: GuidanceOutcome::RequireFurtherInformation,
                 recommendation: None,
@@ -221,8 +224,8 @@ async fn every_operation(c: &ErsClient) -> Vec<(Operation, Result<String, ErsErr
     out.push((
         Operation::A027,
         v(c.convert_advice(&ConvertAdviceToReferral {
-            ubrn: "000000080000".into(),
-            version: 5,
+            ubrn: ubrn("000000080000"),
+            version: ver(5),
             guidance: "converted to a referral".into(),
             new_priority: Priority::Routine,
             review_comments: "book into the next clinic".into(),
@@ -272,7 +275,7 @@ async fn user_restricted_every_operation() {
         .unwrap()
         .1;
     assert_eq!(accept.as_deref().unwrap(), "version Some(6)");
-    let e = c.accept("000000070001", 5).await.unwrap_err();
+    let e = c.accept(&ubrn("000000070001"), ver(5)).await.unwrap_err();
     assert!(matches!(e, ErsError::Conflict(_)), "{e}");
     let writes = recorded_writes(&sim).await;
     for op in ["A013", "A014", "A022", "A026", "A027", "A028"] {
@@ -294,8 +297,8 @@ async fn user_restricted_spca_on_behalf_of() {
         ),
         user_env(),
     );
-    let r = c.referral("000000070001", None).await.unwrap();
-    assert_eq!(r.version, Some(5));
+    let r = c.referral(&ubrn("000000070001"), None).await.unwrap();
+    assert_eq!(r.version, Some(ver(5)));
 }
 
 #[tokio::test]
@@ -331,14 +334,14 @@ async fn app_restricted_token_is_refreshed_before_expiry() {
         &config_toml(&sim.fhir_base(), CLIENT, &app_auth()),
         MapEnv::default(),
     );
-    c.referral("000000070001", None).await.unwrap();
+    c.referral(&ubrn("000000070001"), None).await.unwrap();
     assert_eq!(c.token_fetch_count(), Some(1));
     // The simulator's tokens live 600 s; the client refreshes 60 s early.
     tokio::time::advance(Duration::from_secs(530)).await;
-    c.referral("000000070001", None).await.unwrap();
+    c.referral(&ubrn("000000070001"), None).await.unwrap();
     assert_eq!(c.token_fetch_count(), Some(1));
     tokio::time::advance(Duration::from_secs(15)).await;
-    c.referral("000000070001", None).await.unwrap();
+    c.referral(&ubrn("000000070001"), None).await.unwrap();
     assert_eq!(
         c.token_fetch_count(),
         Some(2),
@@ -346,7 +349,7 @@ async fn app_restricted_token_is_refreshed_before_expiry() {
     );
     // Well past the first token's expiry the client still works, on the refreshed token.
     tokio::time::advance(Duration::from_secs(100)).await;
-    c.referral("000000070001", None).await.unwrap();
+    c.referral(&ubrn("000000070001"), None).await.unwrap();
     assert_eq!(c.token_fetch_count(), Some(2));
 }
 
@@ -364,7 +367,7 @@ async fn legacy_session_every_operation_then_deleted() {
     // A wrong ASID is refused by e-RS and reported as an authentication error.
     let bad = auth.replace("200000000001", "200000000999");
     let c = client(&config_toml(&sim.legacy_base(), CLIENT, &bad), user_env());
-    let e = c.referral("000000070001", None).await.unwrap_err();
+    let e = c.referral(&ubrn("000000070001"), None).await.unwrap_err();
     assert!(matches!(e.status(), Some(401 | 403)), "{e}");
 }
 
@@ -384,7 +387,7 @@ async fn legacy_shutdown_waits_for_calls_in_flight() {
     let sim = sim(true).await;
     let auth = "mode = \"legacy-session\"\nasid = \"200000000001\"\nsession_token_env = \"SSO\"\nbusiness_function = \"SERVICE_PROVIDER_CLINICIAN\"\nods_code = \"R69\"";
     let c = client(&config_toml(&sim.legacy_base(), CLIENT, auth), user_env());
-    c.referral("000000070001", None).await.unwrap();
+    c.referral(&ubrn("000000070001"), None).await.unwrap();
     // Every e-RS call now takes 2 s (virtual time).
     let faults = reqwest::Client::new()
         .post(format!("{}/_admin/faults", sim.base_url()))
@@ -395,7 +398,7 @@ async fn legacy_shutdown_waits_for_calls_in_flight() {
     assert!(faults.status().is_success());
     let slow = {
         let c = c.clone();
-        tokio::spawn(async move { c.referral("000000070001", None).await })
+        tokio::spawn(async move { c.referral(&ubrn("000000070001"), None).await })
     };
     // Let the call get under way (virtual time; nothing really sleeps).
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -406,4 +409,12 @@ async fn legacy_shutdown_waits_for_calls_in_flight() {
     assert!(started.elapsed() >= Duration::from_millis(1900));
     slow.await.unwrap().unwrap();
     assert!(!c.has_session().await);
+}
+
+fn ubrn(s: &str) -> ers_bridge::ids::Ubrn {
+    ers_bridge::ids::Ubrn::parse(s).unwrap()
+}
+
+fn ver(n: u32) -> ers_bridge::ids::Version {
+    ers_bridge::ids::Version::new(n)
 }

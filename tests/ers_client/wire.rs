@@ -89,19 +89,22 @@ pub(crate) async fn call_everything(c: &ErsClient) -> Vec<(Operation, Result<(),
             Operation::A004,
             c.reference_data("SPECIALTY").await.map(drop),
         ),
-        (Operation::A005, c.referral(u, Some(6)).await.map(drop)),
+        (
+            Operation::A005,
+            c.referral(&ubrn(u), Some(ver(6))).await.map(drop),
+        ),
         (
             Operation::A006,
             c.attachment_stu3("att-70000-70001").await.map(drop),
         ),
-        (Operation::A007, c.clinical_info(u).await.map(drop)),
+        (Operation::A007, c.clinical_info(&ubrn(u)).await.map(drop)),
         (Operation::A008, c.worklist(&wl).await.map(drop)),
-        (Operation::A013, c.accept(u, 6).await.map(drop)),
+        (Operation::A013, c.accept(&ubrn(u), ver(6)).await.map(drop)),
         (
             Operation::A014,
             c.reject(
-                u,
-                6,
+                &ubrn(u),
+                ver(6),
                 &RejectReferral {
                     reason,
                     comments: Some("c".into()),
@@ -114,8 +117,8 @@ pub(crate) async fn call_everything(c: &ErsClient) -> Vec<(Operation, Result<(),
         (
             Operation::A022,
             c.cancel_action_later(
-                u,
-                6,
+                &ubrn(u),
+                ver(6),
                 &CancelAppointmentActionLater {
                     comments: "c".into(),
                     priority: None,
@@ -127,13 +130,19 @@ pub(crate) async fn call_everything(c: &ErsClient) -> Vec<(Operation, Result<(),
             .map(drop),
         ),
         (Operation::A023, c.advice_worklist(None).await.map(drop)),
-        (Operation::A024, c.advice_request(u, None).await.map(drop)),
-        (Operation::A025, c.advice_conversation(u, 5).await.map(drop)),
+        (
+            Operation::A024,
+            c.advice_request(&ubrn(u), None).await.map(drop),
+        ),
+        (
+            Operation::A025,
+            c.advice_conversation(&ubrn(u), ver(5)).await.map(drop),
+        ),
         (
             Operation::A026,
             c.send_advice_response(
-                u,
-                5,
+                &ubrn(u),
+                ver(5),
                 &SendAdviceResponse {
                     outcome: GuidanceOutcome::RequireFurtherInformation,
                     recommendation: None,
@@ -148,8 +157,8 @@ pub(crate) async fn call_everything(c: &ErsClient) -> Vec<(Operation, Result<(),
         (
             Operation::A027,
             c.convert_advice(&ConvertAdviceToReferral {
-                ubrn: u.into(),
-                version: 5,
+                ubrn: ubrn(u),
+                version: ver(5),
                 guidance: "g".into(),
                 new_priority: Priority::Routine,
                 review_comments: "r".into(),
@@ -162,8 +171,8 @@ pub(crate) async fn call_everything(c: &ErsClient) -> Vec<(Operation, Result<(),
         (
             Operation::A028,
             c.record_review_outcome(
-                u,
-                6,
+                &ubrn(u),
+                ver(6),
                 &RecordReviewOutcome {
                     outcome: ReviewOutcome::AcceptReferBookLater,
                     comments: "c".into(),
@@ -174,7 +183,10 @@ pub(crate) async fn call_everything(c: &ErsClient) -> Vec<(Operation, Result<(),
             .await
             .map(drop),
         ),
-        (Operation::A029, c.available_actions(u, 6).await.map(drop)),
+        (
+            Operation::A029,
+            c.available_actions(&ubrn(u), ver(6)).await.map(drop),
+        ),
         (
             Operation::A042,
             c.attachment("c5d2d200-7613-4a4a-9b0d-5ab1d6e0e5a1")
@@ -344,7 +356,7 @@ async fn a_given_correlation_id_is_sent_and_reported() {
     let id = uuid::Uuid::new_v4();
     let err = c
         .with_correlation_id(id)
-        .referral("000000070001", None)
+        .referral(&ubrn("000000070001"), None)
         .await
         .unwrap_err();
     assert_eq!(
@@ -437,4 +449,12 @@ async fn worklists_above_the_size_cap_are_refused() {
         "{e}"
     );
     assert!(!e.is_retryable());
+}
+
+fn ubrn(s: &str) -> ers_bridge::ids::Ubrn {
+    ers_bridge::ids::Ubrn::parse(s).unwrap()
+}
+
+fn ver(n: u32) -> ers_bridge::ids::Version {
+    ers_bridge::ids::Version::new(n)
 }

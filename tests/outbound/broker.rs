@@ -4,7 +4,8 @@
 //! (Broker restarts mid-run are covered by the amqp tests.)
 
 use chrono::Utc;
-use ers_bridge::pipeline::{Event, Shutdown};
+use ers_bridge::app::Shutdown;
+use ers_bridge::events::Event;
 
 use crate::helpers::{wait_for_events, Harness, Opts, AMQP_URL};
 
@@ -21,12 +22,13 @@ async fn without_a_broker_nothing_is_marked_published_and_all_flows_once_it_is_u
     .await;
     let shutdown = Shutdown::new();
     let down = h.app(shutdown.clone()).await;
-    let mut events = down.pipeline().subscribe();
-    let p = down.pipeline().clone();
+    let mut events = down.shared().events.subscribe();
+    let p = down.outbound().clone();
     let pass = tokio::spawn(async move { p.poll_once(Utc::now()).await });
     // Wait until publishing has failed and been scheduled for a retry a few times.
     wait_for_events(&mut events, 3, |e| match e {
-        Event::PublishRetry { error, .. } => {
+        Event::PublishRetry(r) => {
+            let error = &r.error;
             assert!(error.contains("connection"), "{error}");
             true
         }
@@ -36,7 +38,7 @@ async fn without_a_broker_nothing_is_marked_published_and_all_flows_once_it_is_u
     shutdown.trigger();
     let report = pass.await.unwrap().expect("pass ends on shutdown");
     assert_eq!(report.published, 0, "{report:?}");
-    let store = down.pipeline().store();
+    let store = down.outbound().store();
     assert!(store.published_counts().await.unwrap().is_empty());
     down.close().await;
 
@@ -83,11 +85,12 @@ async fn an_unroutable_message_is_retried_until_a_queue_is_bound() {
             Shutdown::new(),
         )
         .await;
-    let mut events = app.pipeline().subscribe();
-    let p = app.pipeline().clone();
+    let mut events = app.shared().events.subscribe();
+    let p = app.outbound().clone();
     let pass = tokio::spawn(async move { p.poll_once(Utc::now()).await });
     wait_for_events(&mut events, 1, |e| match e {
-        Event::PublishRetry { error, .. } => {
+        Event::PublishRetry(r) => {
+            let error = &r.error;
             assert!(error.contains("unroutable"), "{error}");
             true
         }
@@ -95,7 +98,7 @@ async fn an_unroutable_message_is_retried_until_a_queue_is_bound() {
     })
     .await;
     assert!(app
-        .pipeline()
+        .outbound()
         .store()
         .published_counts()
         .await

@@ -2,7 +2,7 @@
 //! the store so that a restart does not reset it.
 
 use chrono::Utc;
-use ers_bridge::pipeline::Shutdown;
+use ers_bridge::app::Shutdown;
 
 use crate::helpers::{Harness, Opts, SERVICES};
 
@@ -16,17 +16,17 @@ async fn worklist_calls_keep_within_the_daily_budget_across_restarts() {
     })
     .await;
     let app = h.app(Shutdown::new()).await;
-    let first = app.pipeline().poll_once(Utc::now()).await.expect("pass");
+    let first = app.outbound().poll_once(Utc::now()).await.expect("pass");
     assert_eq!(first.budget_exhausted, 0);
     assert_eq!(first.published, n, "{first:?}");
-    let second = app.pipeline().poll_once(Utc::now()).await.expect("pass");
+    let second = app.outbound().poll_once(Utc::now()).await.expect("pass");
     // Six services, two lists each: every call of the second pass is refused locally.
     assert_eq!(second.budget_exhausted, 12, "{second:?}");
     app.close().await;
 
     let restarted = h.app(Shutdown::new()).await;
     let third = restarted
-        .pipeline()
+        .outbound()
         .poll_once(Utc::now())
         .await
         .expect("pass");
@@ -35,7 +35,7 @@ async fn worklist_calls_keep_within_the_daily_budget_across_restarts() {
     for s in SERVICES {
         assert_eq!(
             restarted
-                .pipeline()
+                .outbound()
                 .store()
                 .worklist_calls(s, &day)
                 .await

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::common::{assert_success, bridge};
 
-use ers_bridge::pipeline::Shutdown;
+use ers_bridge::app::Shutdown;
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 
 use crate::helpers::{Harness, Opts, AMQP_URL};
@@ -75,9 +75,14 @@ async fn demo_runs_until_drained_and_prints_a_summary() {
 async fn parked_lists_the_parked_referrals() {
     let h = Harness::start(Opts::default()).await;
     let app = h.app(Shutdown::new()).await;
-    app.pipeline()
+    app.outbound()
         .store()
-        .park("000000012345", 3, "PID-3 (NHS number): bad check digit", 0)
+        .park(
+            &ers_bridge::ids::Ubrn::parse("000000012345").unwrap(),
+            ers_bridge::ids::Version::new(3),
+            "PID-3 (NHS number): bad check digit",
+            0,
+        )
         .await
         .unwrap();
     app.close().await;

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use chrono::Utc;
-use ers_bridge::pipeline::Shutdown;
+use ers_bridge::app::Shutdown;
 
 use crate::helpers::{Harness, Opts};
 
@@ -34,7 +34,7 @@ async fn every_referral_is_published_despite_faults_and_pending_attachments() {
     // their rates are kept low to keep the test quick.
     h.admin("faults", faults(3600)).await;
     let app = h.app(Shutdown::new()).await;
-    let p = app.pipeline();
+    let p = app.outbound();
 
     // While e-RS still scans attachments, referrals with attachments wait; the others flow.
     let first = p.poll_once(Utc::now()).await.expect("first pass");
@@ -80,14 +80,14 @@ async fn attachments_pending_too_long_are_sent_by_reference_and_the_wait_survive
     .await;
     let t0 = Utc::now();
     let app = h.app(Shutdown::new()).await;
-    let first = app.pipeline().poll_once(t0).await.expect("pass");
+    let first = app.outbound().poll_once(t0).await.expect("pass");
     assert!(first.deferred > 0, "{first:?}");
     app.close().await;
 
     // Restarted half an hour later: still within the default hour, still waiting.
     let app = h.app(Shutdown::new()).await;
     let later = app
-        .pipeline()
+        .outbound()
         .poll_once(t0 + chrono::Duration::minutes(30))
         .await
         .expect("pass");
@@ -96,7 +96,7 @@ async fn attachments_pending_too_long_are_sent_by_reference_and_the_wait_survive
 
     // Past the hour counted from the first wait: published without the attachment bytes.
     let late = app
-        .pipeline()
+        .outbound()
         .poll_once(t0 + chrono::Duration::minutes(61))
         .await
         .expect("pass");

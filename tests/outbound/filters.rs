@@ -1,7 +1,7 @@
 //! Configuration options: the `[[poll]]` specialty filter, resolved through the A004 cache
 //! (one SPECIALTY read however many passes), and the optional fetches of `[pipeline]`.
 
-use ers_bridge::pipeline::Shutdown;
+use ers_bridge::app::Shutdown;
 
 use crate::helpers::{Harness, Opts};
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use ers_bridge::pipeline::Shutdown;
+use ers_bridge::app::Shutdown;
 
 use crate::helpers::{by_type, Harness, Opts, StoreKind};
 
@@ -107,7 +107,7 @@ async fn overlapping_passes_publish_each_referral_once() {
     })
     .await;
     let app = h.app(Shutdown::new()).await;
-    let p = app.pipeline().clone();
+    let p = app.outbound().clone();
     let now = chrono::Utc::now();
     let (a, b) = tokio::join!(p.poll_once(now), p.poll_once(now));
     let (a, b) = (a.expect("first pass"), b.expect("second pass"));

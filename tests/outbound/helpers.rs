@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use ers_bridge::app::{App, Shutdown};
 use ers_bridge::config::{self, Config, MapEnv};
 use ers_bridge::hl7::{self, Message};
-use ers_bridge::pipeline::{App, Shutdown};
 use ers_bridge::simulator::{self, RunningSimulator, SimAuth, SimConfig};
 use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 
@@ -300,9 +300,9 @@ impl Delivered {
 /// Waits for `n` events that `pick` accepts (it may also assert on them), failing after 60 s
 /// or if the pipeline's event channel closes, instead of hanging.
 pub async fn wait_for_events(
-    events: &mut tokio::sync::broadcast::Receiver<ers_bridge::pipeline::Event>,
+    events: &mut tokio::sync::broadcast::Receiver<ers_bridge::events::Event>,
     n: usize,
-    mut pick: impl FnMut(&ers_bridge::pipeline::Event) -> bool,
+    mut pick: impl FnMut(&ers_bridge::events::Event) -> bool,
 ) {
     use tokio::sync::broadcast::error::RecvError;
     let wait = async {

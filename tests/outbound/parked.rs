@@ -2,7 +2,8 @@
 //! flow; after the data is fixed, a replay (or a mapping change) publishes it.
 
 use chrono::Utc;
-use ers_bridge::pipeline::{Outcome, Shutdown};
+use ers_bridge::app::Shutdown;
+use ers_bridge::pipeline::outbound::Outcome;
 
 use crate::helpers::{Harness, Opts};
 
@@ -37,7 +38,7 @@ async fn a_bad_nhs_number_is_parked_and_the_others_flow() {
     assert_eq!(summary.report.published, n);
     assert_eq!(summary.parked.len(), 1, "{:?}", summary.parked);
     let parked = &summary.parked[0];
-    assert_eq!(parked.ubrn, BAD_UBRN);
+    assert_eq!(parked.ubrn.as_str(), BAD_UBRN);
     assert!(
         parked.reason.to_lowercase().contains("nhs"),
         "reason names the nhs number: {}",
@@ -53,15 +54,15 @@ async fn a_bad_nhs_number_is_parked_and_the_others_flow() {
     h.admin("referrals", referral_with_nhs("9912003888", "6"))
         .await;
     let out = app
-        .pipeline()
-        .replay(BAD_UBRN, Utc::now())
+        .outbound()
+        .replay(&ers_bridge::ids::Ubrn::parse(BAD_UBRN).unwrap(), Utc::now())
         .await
         .expect("replay");
     assert!(
         matches!(out, Outcome::Published(ref ids) if ids.len() == 1),
         "{out:?}"
     );
-    assert!(app.pipeline().store().parked().await.unwrap().is_empty());
+    assert!(app.outbound().store().parked().await.unwrap().is_empty());
     let msgs = h.take_messages().await;
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].ubrn(), BAD_UBRN);
@@ -83,10 +84,10 @@ async fn parked_referrals_are_retried_when_the_mappings_change() {
     assert_eq!(summary.parked.len(), 1);
     h.admin("referrals", referral_with_nhs("9912003888", "6"))
         .await;
-    let store = app.pipeline().store();
+    let store = app.outbound().store();
     // Same mappings: nothing is retried.
     assert_eq!(
-        app.pipeline()
+        app.outbound()
             .retry_parked_if_mappings_changed(Utc::now())
             .await
             .unwrap(),
@@ -95,7 +96,7 @@ async fn parked_referrals_are_retried_when_the_mappings_change() {
     // As if the mapping files had been edited since the hash was recorded.
     store.set_state_value("mappings_hash", "0").await.unwrap();
     assert_eq!(
-        app.pipeline()
+        app.outbound()
             .retry_parked_if_mappings_changed(Utc::now())
             .await
             .unwrap(),

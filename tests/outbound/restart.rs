@@ -3,7 +3,8 @@
 
 use std::collections::HashSet;
 
-use ers_bridge::pipeline::{Event, Shutdown};
+use ers_bridge::app::Shutdown;
+use ers_bridge::events::Event;
 
 use crate::helpers::{wait_for_events, Harness, Opts};
 
@@ -18,10 +19,10 @@ async fn stopped_mid_run_then_restarted_publishes_each_referral_once() {
 
     let shutdown = Shutdown::new();
     let first = h.app(shutdown.clone()).await;
-    let mut events = first.pipeline().subscribe();
-    let pipeline = first.pipeline().clone();
+    let mut events = first.shared().events.subscribe();
+    let pipeline = first.outbound().clone();
     let run = tokio::spawn(async move { pipeline.drain(10, std::time::Duration::ZERO).await });
-    wait_for_events(&mut events, 20, |e| matches!(e, Event::Published { .. })).await;
+    wait_for_events(&mut events, 20, |e| matches!(e, Event::Published(_))).await;
     shutdown.trigger();
     run.await.unwrap().expect("first run stops cleanly");
     let before = h.take_messages().await;
@@ -60,10 +61,10 @@ async fn a_crash_mid_run_loses_nothing_and_duplicates_carry_the_same_control_id(
     })
     .await;
     let first = h.app(Shutdown::new()).await;
-    let mut events = first.pipeline().subscribe();
-    let pipeline = first.pipeline().clone();
+    let mut events = first.shared().events.subscribe();
+    let pipeline = first.outbound().clone();
     let run = tokio::spawn(async move { pipeline.drain(10, std::time::Duration::ZERO).await });
-    wait_for_events(&mut events, 15, |e| matches!(e, Event::Published { .. })).await;
+    wait_for_events(&mut events, 15, |e| matches!(e, Event::Published(_))).await;
     // No graceful shutdown: the task is dropped wherever it is.
     run.abort();
     let crashed = run.await;

@@ -1,7 +1,8 @@
 //! `App::run_until_stopped`: the schedulers poll on their own, and a shutdown stops them,
 //! lets in-flight work finish and closes everything.
 
-use ers_bridge::pipeline::{Event, Shutdown};
+use ers_bridge::app::Shutdown;
+use ers_bridge::events::Event;
 
 use crate::helpers::{Harness, Opts};
 
@@ -15,12 +16,12 @@ async fn runs_until_stopped_then_shuts_down_cleanly() {
     .await;
     let shutdown = Shutdown::new();
     let app = h.app(shutdown.clone()).await;
-    let store = app.pipeline().store().clone();
-    let mut events = app.pipeline().subscribe();
+    let store = app.outbound().store().clone();
+    let mut events = app.shared().events.subscribe();
     let running = tokio::spawn(app.run_until_stopped());
     let mut published = 0;
     while published < n {
-        if let Ok(Event::Published { .. }) = events.recv().await {
+        if let Ok(Event::Published(_)) = events.recv().await {
             published += 1;
         }
     }

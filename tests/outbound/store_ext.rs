@@ -1,10 +1,23 @@
 //! The store methods the pipeline added (migration 2) and its batched writes, on SQLite and
 //! on PostgreSQL.
 
-use ers_bridge::store::{PublishedMessage, Store, VersionRecord, VersionState};
+use ers_bridge::ids::{ControlId, Ubrn, Version};
+use ers_bridge::store::{PublishedMessage, Seen, Store, VersionRecord, VersionState};
 use secrecy::SecretString;
 
 use crate::helpers::{drop_pg_database, pg_database};
+
+fn u(s: &str) -> Ubrn {
+    Ubrn::parse(s).unwrap()
+}
+
+fn ver(n: u32) -> Version {
+    Version::new(n)
+}
+
+fn cid(s: &str) -> ControlId {
+    ControlId::parse(s).unwrap()
+}
 
 async fn exercise(store: &Store) {
     // Worklist members are replaced as a whole, per service and list.
@@ -13,7 +26,7 @@ async fn exercise(store: &Store) {
         .await
         .unwrap()
         .is_empty());
-    let a = ["000000000001".to_string(), "000000000002".to_string()];
+    let a = [u("000000000001"), u("000000000002")];
     store
         .set_worklist_members("21012", "RFR", &a)
         .await
@@ -46,19 +59,25 @@ async fn exercise(store: &Store) {
     );
 
     // Deferrals keep their first time until cleared.
-    assert_eq!(store.defer("000000000003", 5, 100).await.unwrap(), 100);
-    assert_eq!(store.defer("000000000003", 5, 900).await.unwrap(), 100);
+    assert_eq!(
+        store.defer(&u("000000000003"), ver(5), 100).await.unwrap(),
+        100
+    );
+    assert_eq!(
+        store.defer(&u("000000000003"), ver(5), 900).await.unwrap(),
+        100
+    );
     store
         .record_versions_published(&[VersionRecord {
-            ubrn: "000000000003".into(),
-            version: 5,
+            ubrn: u("000000000003"),
+            version: ver(5),
             messages: vec![],
             now_ms: 900,
         }])
         .await
         .unwrap();
     assert_eq!(
-        store.defer("000000000003", 5, 900).await.unwrap(),
+        store.defer(&u("000000000003"), ver(5), 900).await.unwrap(),
         900,
         "waits cleared"
     );
@@ -66,39 +85,47 @@ async fn exercise(store: &Store) {
     // The latest confirmed version of a UBRN.
     assert_eq!(
         store
-            .version_state("000000000001", 1)
+            .version_state(&u("000000000001"), ver(1))
             .await
             .unwrap()
             .latest_published,
         None
     );
     for v in [5, 7] {
+        let message = PublishedMessage {
+            control_id: cid(&format!("E000000000001-I12-{v}")),
+            ubrn: u("000000000001"),
+            version: ver(v),
+            message_type: "REF^I12".into(),
+            routing_key: "default.REF.I12".into(),
+            hl7: Some("MSH|...".into()),
+            confirmed_at_ms: 1,
+        };
         store
-            .record_published(&PublishedMessage {
-                control_id: format!("000000000001-{v}-I12"),
-                ubrn: "000000000001".into(),
-                version: v,
-                message_type: "REF^I12".into(),
-                routing_key: "default.REF.I12".into(),
-                hl7: Some("MSH|...".into()),
-                confirmed_at_ms: 1,
-            })
+            .record_versions_published(&[VersionRecord {
+                ubrn: u("000000000001"),
+                version: ver(v),
+                messages: vec![message],
+                now_ms: 1,
+            }])
             .await
             .unwrap();
     }
     assert_eq!(
         store
-            .version_state("000000000001", 1)
+            .version_state(&u("000000000001"), ver(1))
             .await
             .unwrap()
             .latest_published,
-        Some(7)
+        Some(ver(7))
     );
 }
 
 /// The batched calls a worklist pass makes: more rows than one statement binds.
 async fn batched(store: &Store) {
-    let ubrns: Vec<String> = (0..2_500).map(|i| format!("{:012}", 500_000 + i)).collect();
+    let ubrns: Vec<Ubrn> = (0..2_500)
+        .map(|i| u(&format!("{:012}", 500_000 + i)))
+        .collect();
     store
         .set_worklist_members("21013", "RFR", &ubrns)
         .await
@@ -107,51 +134,57 @@ async fn batched(store: &Store) {
 
     // Every third UBRN seen at version 1; asking for version 1 and 2 of each finds exactly
     // those at version 1, across the statement chunks.
-    for u in ubrns.iter().step_by(3) {
-        store.mark_seen(u, 1, "published", 1).await.unwrap();
+    for uu in ubrns.iter().step_by(3) {
+        store
+            .mark_seen(uu, ver(1), Seen::Published, 1)
+            .await
+            .unwrap();
     }
-    let asked: Vec<(&str, i64)> = ubrns
+    let asked: Vec<(&Ubrn, Version)> = ubrns
         .iter()
-        .flat_map(|u| [(u.as_str(), 1), (u.as_str(), 2)])
+        .flat_map(|uu| [(uu, ver(1)), (uu, ver(2))])
         .collect();
     let seen = store.seen_versions(&asked).await.unwrap();
     assert_eq!(seen.len(), ubrns.len().div_ceil(3));
-    assert!(seen.contains(&(ubrns[0].clone(), 1)));
-    assert!(!seen.contains(&(ubrns[0].clone(), 2)));
-    assert!(!seen.contains(&(ubrns[1].clone(), 1)));
+    assert!(seen.contains(&(ubrns[0].clone(), ver(1))));
+    assert!(!seen.contains(&(ubrns[0].clone(), ver(2))));
+    assert!(!seen.contains(&(ubrns[1].clone(), ver(1))));
     assert!(store.seen_versions(&[]).await.unwrap().is_empty());
 
     // One version's outcome in one transaction: messages, seen, parked and waits cleared.
-    let ubrn = "000000600001";
-    store.park(ubrn, 3, "bad nhs number", 10).await.unwrap();
-    store.defer(ubrn, 3, 10).await.unwrap();
+    let ubrn = u("000000600001");
+    store
+        .park(&ubrn, ver(3), "bad nhs number", 10)
+        .await
+        .unwrap();
+    store.defer(&ubrn, ver(3), 10).await.unwrap();
     let msgs: Vec<PublishedMessage> = ["REF^I12", "ADT^A28"]
         .iter()
         .enumerate()
         .map(|(i, t)| PublishedMessage {
-            control_id: format!("E{ubrn}-{i}-4"),
-            ubrn: ubrn.into(),
-            version: 4,
+            control_id: cid(&format!("E{ubrn}-{i}-4")),
+            ubrn: ubrn.clone(),
+            version: ver(4),
             message_type: (*t).into(),
             routing_key: "default.REF.I12".into(),
             hl7: Some(format!("MSH|{i}")),
             confirmed_at_ms: 20 + i as i64,
         })
         .collect();
-    let before = store.version_state(ubrn, 4).await.unwrap();
+    let before = store.version_state(&ubrn, ver(4)).await.unwrap();
     assert!(!before.seen);
     assert_eq!(before.latest_published, None);
     let other = VersionRecord {
-        ubrn: "000000600002".into(),
-        version: 1,
+        ubrn: u("000000600002"),
+        version: ver(1),
         messages: vec![],
         now_ms: 30,
     };
     store
         .record_versions_published(&[
             VersionRecord {
-                ubrn: ubrn.into(),
-                version: 4,
+                ubrn: ubrn.clone(),
+                version: ver(4),
                 messages: msgs.clone(),
                 now_ms: 30,
             },
@@ -159,24 +192,32 @@ async fn batched(store: &Store) {
         ])
         .await
         .unwrap();
-    assert!(store.is_seen(ubrn, 4).await.unwrap());
-    assert!(store.is_seen("000000600002", 1).await.unwrap());
-    let after = store.version_state(ubrn, 4).await.unwrap();
+    assert!(store.is_seen(&ubrn, ver(4)).await.unwrap());
+    assert!(store.is_seen(&u("000000600002"), ver(1)).await.unwrap());
+    let after = store.version_state(&ubrn, ver(4)).await.unwrap();
     assert!(after.seen);
-    assert_eq!(after.latest_published, Some(4));
+    assert_eq!(after.latest_published, Some(ver(4)));
     assert_eq!(
-        store.version_state(ubrn, 5).await.unwrap(),
+        store.version_state(&ubrn, ver(5)).await.unwrap(),
         VersionState {
             seen: false,
-            latest_published: Some(4)
+            latest_published: Some(ver(4))
         }
     );
     assert!(store.parked().await.unwrap().is_empty());
-    assert_eq!(store.defer(ubrn, 4, 99).await.unwrap(), 99, "waits cleared");
-    assert_eq!(store.messages_for(ubrn).await.unwrap(), msgs);
     assert_eq!(
-        store.version_state(ubrn, 4).await.unwrap().latest_published,
-        Some(4)
+        store.defer(&ubrn, ver(4), 99).await.unwrap(),
+        99,
+        "waits cleared"
+    );
+    assert_eq!(store.messages_for(&ubrn).await.unwrap(), msgs);
+    assert_eq!(
+        store
+            .version_state(&ubrn, ver(4))
+            .await
+            .unwrap()
+            .latest_published,
+        Some(ver(4))
     );
     // The whole list, oldest confirm first, limited.
     let all = store.published_messages(10).await.unwrap();

@@ -199,8 +199,10 @@ async fn broker_unreachable_is_a_retryable_connection_error() {
 
 fn fast_retry() -> RetryPolicy {
     RetryPolicy {
-        initial: Duration::from_millis(10),
-        max: Duration::from_millis(50),
+        backoff: ers_bridge::backoff::Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(50),
+        },
         give_up_after: None,
     }
 }

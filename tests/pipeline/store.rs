@@ -1,16 +1,29 @@
 //! The store against SQLite (a temporary file) and PostgreSQL (a fresh database): the same
 //! scenarios run on both.
 
-use ers_bridge::store::{PublishedMessage, Store};
+use ers_bridge::ids::{ControlId, Ubrn, Version};
+use ers_bridge::store::{PublishedMessage, Seen, Store, VersionRecord};
 use secrecy::SecretString;
 
 use crate::helpers;
 
-fn message(control_id: &str, ubrn: &str, version: i64, at: i64) -> PublishedMessage {
+fn u(s: &str) -> Ubrn {
+    Ubrn::parse(s).unwrap()
+}
+
+fn ver(n: u32) -> Version {
+    Version::new(n)
+}
+
+fn cid(s: &str) -> ControlId {
+    ControlId::parse(s).unwrap()
+}
+
+fn message(control_id: &str, ubrn: &str, version: u32, at: i64) -> PublishedMessage {
     PublishedMessage {
-        control_id: control_id.into(),
-        ubrn: ubrn.into(),
-        version,
+        control_id: cid(control_id),
+        ubrn: u(ubrn),
+        version: ver(version),
         message_type: "REF^I12".into(),
         routing_key: "default.REF.I12".into(),
         hl7: Some("MSH|^~\\&|...".into()),
@@ -20,35 +33,41 @@ fn message(control_id: &str, ubrn: &str, version: i64, at: i64) -> PublishedMess
 
 async fn scenario(store: &Store) {
     // Versions seen.
-    assert!(!store.is_seen("000000070000", 5).await.unwrap());
-    assert_eq!(store.latest_seen("000000070000").await.unwrap(), None);
+    assert!(!store.is_seen(&u("000000070000"), ver(5)).await.unwrap());
+    assert_eq!(store.latest_seen(&u("000000070000")).await.unwrap(), None);
     store
-        .mark_seen("000000070000", 5, "published", 1)
+        .mark_seen(&u("000000070000"), ver(5), Seen::Published, 1)
         .await
         .unwrap();
     store
-        .mark_seen("000000070000", 6, "published", 2)
+        .mark_seen(&u("000000070000"), ver(6), Seen::Published, 2)
         .await
         .unwrap();
     store
-        .mark_seen("000000070000", 6, "parked", 3)
+        .mark_seen(&u("000000070000"), ver(6), Seen::Parked, 3)
         .await
         .unwrap();
-    assert!(store.is_seen("000000070000", 5).await.unwrap());
-    assert!(!store.is_seen("000000070000", 7).await.unwrap());
-    assert_eq!(store.latest_seen("000000070000").await.unwrap(), Some(6));
+    assert!(store.is_seen(&u("000000070000"), ver(5)).await.unwrap());
+    assert!(!store.is_seen(&u("000000070000"), ver(7)).await.unwrap());
+    assert_eq!(
+        store.latest_seen(&u("000000070000")).await.unwrap(),
+        Some(ver(6))
+    );
 
     // Published messages: idempotent on control id, listed per referral.
-    let m1 = message("ERS000000070000V5I12", "000000070000", 5, 1_000);
-    store.record_published(&m1).await.unwrap();
-    store.record_published(&m1).await.unwrap();
-    let mut m2 = message("ERS000000070000V6I13", "000000070000", 6, 2_000);
+    let m1 = message("E000000070000-I12-5", "000000070000", 5, 1_000);
+    record(store, &m1).await;
+    record(store, &m1).await;
+    let mut m2 = message("E000000070000-I13-6", "000000070000", 6, 2_000);
     m2.message_type = "REF^I13".into();
-    store.record_published(&m2).await.unwrap();
-    assert!(store.is_published("ERS000000070000V5I12").await.unwrap());
-    assert!(!store.is_published("nope").await.unwrap());
+    record(store, &m2).await;
+    assert!(store
+        .is_published(&cid("E000000070000-I12-5"))
+        .await
+        .unwrap());
+    assert!(!store.is_published(&cid("nope")).await.unwrap());
     assert_eq!(
-        store.messages_for("000000070000").await.unwrap(),
+        store.messages_for(&u("000000070000")).await.unwrap(),
         vec![m1.clone(), m2.clone()]
     );
     assert_eq!(
@@ -59,7 +78,7 @@ async fn scenario(store: &Store) {
     // Retention prunes payloads, keeps metadata.
     assert_eq!(store.prune_payloads(1_500).await.unwrap(), 1);
     assert_eq!(store.prune_payloads(1_500).await.unwrap(), 0);
-    let after = store.messages_for("000000070000").await.unwrap();
+    let after = store.messages_for(&u("000000070000")).await.unwrap();
     assert_eq!(after[0].hl7, None);
     assert_eq!(after[0].control_id, m1.control_id);
     assert_eq!(after[1].hl7, m2.hl7);
@@ -67,8 +86,8 @@ async fn scenario(store: &Store) {
     // Parking.
     store
         .park(
-            "000000070012",
-            5,
+            &u("000000070012"),
+            ver(5),
             "missing required PID-3: no NHS number",
             10,
         )
@@ -76,8 +95,8 @@ async fn scenario(store: &Store) {
         .unwrap();
     store
         .park(
-            "000000070012",
-            5,
+            &u("000000070012"),
+            ver(5),
             "nhs number 9912003887 fails the modulus 11 check",
             11,
         )
@@ -86,11 +105,11 @@ async fn scenario(store: &Store) {
     let parked = store.parked().await.unwrap();
     assert_eq!(parked.len(), 1);
     assert!(
-        store.is_seen("000000070012", 5).await.unwrap(),
+        store.is_seen(&u("000000070012"), ver(5)).await.unwrap(),
         "a parked version is seen in the same transaction"
     );
     assert!(parked[0].reason.contains("modulus 11"));
-    assert_eq!(store.unpark("000000070012").await.unwrap(), 1);
+    assert_eq!(store.unpark(&u("000000070012")).await.unwrap(), 1);
     assert!(store.parked().await.unwrap().is_empty());
 
     // Worklist budget: two calls a day per service, counted durably.
@@ -134,7 +153,7 @@ async fn sqlite_store_keeps_state_across_reopen() {
 
     // Reopening runs no migration twice and keeps budget and versions.
     let store = Store::connect(&url).await.unwrap();
-    assert!(store.is_seen("000000070000", 6).await.unwrap());
+    assert!(store.is_seen(&u("000000070000"), ver(6)).await.unwrap());
     assert!(!store
         .take_worklist_call("21012", "2026-11-24", 2)
         .await
@@ -202,4 +221,17 @@ async fn unreachable_database_is_a_retryable_error() {
         err.to_string().contains("cannot connect to the store"),
         "{err}"
     );
+}
+
+/// Records one confirmed message the way the pipeline does (its version with it).
+async fn record(store: &Store, m: &PublishedMessage) {
+    store
+        .record_versions_published(&[VersionRecord {
+            ubrn: m.ubrn.clone(),
+            version: m.version,
+            messages: vec![m.clone()],
+            now_ms: m.confirmed_at_ms,
+        }])
+        .await
+        .unwrap();
 }

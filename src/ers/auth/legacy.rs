@@ -13,7 +13,7 @@ use tokio::sync::{Mutex, RwLock, RwLockReadGuard};
 use tracing::info;
 
 use super::user_restricted::TokenSource;
-use crate::config::raw::BusinessFunction;
+use crate::config::BusinessFunction;
 use crate::ers::{
     capability::Operation,
     client::{Body, Call, ErsClient},

@@ -16,7 +16,7 @@ use std::{
 use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::{raw::BusinessFunction, Env};
+use crate::config::{BusinessFunction, Env};
 use crate::ers::error::ErsError;
 
 /// Where a secret token comes from.

@@ -4,7 +4,7 @@
 
 use reqwest::Method;
 
-use super::{check_ubrn, fhir_body, history, invalid, parse, versioned, CONVERSATION_INCLUDES};
+use super::{fhir_body, history, invalid, parse, versioned, CONVERSATION_INCLUDES};
 use crate::ers::{
     capability::{AuthMode, Operation},
     client::{Call, ErsClient},
@@ -18,13 +18,14 @@ use crate::fhir::{
     },
     Bundle, CommunicationRequest, Parameters, ReferralRequest,
 };
+use crate::ids::{Ubrn, Version};
 
 impl ErsClient {
     /// A013: accept a referral booked into a bookable service. No body; `If-Match`.
     pub async fn accept(
         &self,
-        ubrn: &str,
-        version: u32,
+        ubrn: &Ubrn,
+        version: Version,
     ) -> Result<Versioned<ReferralRequest>, ErsError> {
         self.referral_action(Operation::A013, ubrn, version, "$ers.acceptReferral", None)
             .await
@@ -33,8 +34,8 @@ impl ErsClient {
     /// A014: reject a referral (user-restricted only).
     pub async fn reject(
         &self,
-        ubrn: &str,
-        version: u32,
+        ubrn: &Ubrn,
+        version: Version,
         input: &RejectReferral,
     ) -> Result<Versioned<ReferralRequest>, ErsError> {
         let op = Operation::A014;
@@ -46,8 +47,8 @@ impl ErsClient {
     /// A022: cancel the appointment and action later (user-restricted only).
     pub async fn cancel_action_later(
         &self,
-        ubrn: &str,
-        version: u32,
+        ubrn: &Ubrn,
+        version: Version,
         input: &CancelAppointmentActionLater,
     ) -> Result<Versioned<ReferralRequest>, ErsError> {
         let op = Operation::A022;
@@ -64,8 +65,8 @@ impl ErsClient {
     /// A028: record a triage (review) outcome.
     pub async fn record_review_outcome(
         &self,
-        ubrn: &str,
-        version: u32,
+        ubrn: &Ubrn,
+        version: Version,
         input: &RecordReviewOutcome,
     ) -> Result<Versioned<ReferralRequest>, ErsError> {
         let op = Operation::A028;
@@ -77,12 +78,11 @@ impl ErsClient {
     async fn referral_action(
         &self,
         op: Operation,
-        ubrn: &str,
-        version: u32,
+        ubrn: &Ubrn,
+        version: Version,
         operation_name: &str,
         body: Option<Parameters>,
     ) -> Result<Versioned<ReferralRequest>, ErsError> {
-        check_ubrn(op, ubrn)?;
         let mut call = Call::new(
             op,
             Method::POST,
@@ -104,11 +104,10 @@ impl ErsClient {
     /// A024: an A&G request.
     pub async fn advice_request(
         &self,
-        ubrn: &str,
-        version: Option<u32>,
+        ubrn: &Ubrn,
+        version: Option<Version>,
     ) -> Result<Versioned<CommunicationRequest>, ErsError> {
         let op = Operation::A024;
-        check_ubrn(op, ubrn)?;
         let call = self.get(
             op,
             self.stu3(&history("CommunicationRequest", ubrn, version)),
@@ -122,9 +121,12 @@ impl ErsClient {
     }
 
     /// A025: the A&G conversation of the request's latest `version`.
-    pub async fn advice_conversation(&self, ubrn: &str, version: u32) -> Result<Bundle, ErsError> {
+    pub async fn advice_conversation(
+        &self,
+        ubrn: &Ubrn,
+        version: Version,
+    ) -> Result<Bundle, ErsError> {
         let op = Operation::A025;
-        check_ubrn(op, ubrn)?;
         let mut call = self.get(op, self.stu3("Communication"));
         call.query.push((
             "based-on".into(),
@@ -140,12 +142,11 @@ impl ErsClient {
     /// `updatedCommunicationRequest` and `createdCommunication`.
     pub async fn send_advice_response(
         &self,
-        ubrn: &str,
-        version: u32,
+        ubrn: &Ubrn,
+        version: Version,
         input: &SendAdviceResponse,
     ) -> Result<Parameters, ErsError> {
         let op = Operation::A026;
-        check_ubrn(op, ubrn)?;
         let body = input.to_parameters().map_err(|r| invalid(op, r))?;
         let mut call = Call::new(
             op,
@@ -167,7 +168,6 @@ impl ErsClient {
         input: &ConvertAdviceToReferral,
     ) -> Result<Versioned<ReferralRequest>, ErsError> {
         let op = Operation::A027;
-        check_ubrn(op, &input.ubrn)?;
         let body = input.to_parameters().map_err(|r| invalid(op, r))?;
         let mut call = Call::new(
             op,

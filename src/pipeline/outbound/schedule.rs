@@ -12,7 +12,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::{Pipeline, PollTarget};
 
-/// Starts one polling loop per target; each stops when the pipeline's shutdown fires,
+/// Starts one polling loop per target; each stops when the app's shutdown fires,
 /// after finishing the pass in progress.
 pub fn spawn_schedulers(pipeline: &Arc<Pipeline>) -> JoinSet<()> {
     let mut set = JoinSet::new();
@@ -26,7 +26,7 @@ pub fn spawn_schedulers(pipeline: &Arc<Pipeline>) -> JoinSet<()> {
 async fn poll_loop(p: Arc<Pipeline>, t: PollTarget) {
     let mut ticks = tokio::time::interval(t.interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let shutdown = p.shutdown().clone();
+    let shutdown = p.shared().shutdown.clone();
     loop {
         tokio::select! {
             _ = ticks.tick() => {}

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use super::PipelineError;
-use crate::config::raw::MappingsConfig;
+use crate::config::MappingFiles;
 use crate::mapping::{compile_file, CompiledMapping, MappingError};
+use crate::pipeline::PipelineError;
 
 /// Which message a referral version gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,17 +32,13 @@ pub struct Mappings {
 
 impl Mappings {
     /// Compiles the configured mappings; errors name the file, line and field.
-    pub fn load(cfg: &MappingsConfig) -> Result<Self, PipelineError> {
+    pub fn load(cfg: &MappingFiles) -> Result<Self, PipelineError> {
         let compile = |f: &str| compile_file(&cfg.dir.join(f)).map_err(PipelineError::Mapping);
         Ok(Self {
             new_referral: compile(&cfg.new_referral)?,
             changed_referral: compile(&cfg.changed_referral)?,
             cancelled_referral: compile(&cfg.cancelled_referral)?,
-            patient: if cfg.patient.is_empty() {
-                None
-            } else {
-                Some(compile(&cfg.patient)?)
-            },
+            patient: cfg.patient.as_deref().map(compile).transpose()?,
             hash: hash_dir(&cfg.dir).map_err(PipelineError::Mapping)?,
         })
     }
@@ -96,10 +92,7 @@ fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<(), MappingE
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> MappingError {
-    MappingError::Io {
-        file: path.display().to_string(),
-        reason: e.to_string(),
-    }
+    MappingError::io(path.display(), &e)
 }
 
 #[cfg(test)]

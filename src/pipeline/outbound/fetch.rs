@@ -2,21 +2,23 @@
 //! of its AVAILABLE attachments (A042, falling back to A006), the clinical information PDF
 //! (A007) when configured, and the attachments of related referrals when configured.
 //!
+//! The referral is read through the typed [`ReferralRequest`] (the one FHIR reader); the
+//! JSON is only touched to add the extra documents the mapping renders ([`enrich`]).
 //! Attachments e-RS marks PENDING (or that answer `PENDING` when downloaded) are reported so
 //! the caller can wait for a later poll; THREATS_FOUND and VALIDATION_FAILED ones are not
 //! fetched and the mapping reports them as not available.
 
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::PipelineError;
-use crate::ers::{ErsClient, ErsError};
+use super::super::PipelineError;
+use crate::ers::{binary_id_of, clinical_info_path, ErsClient, ErsError};
+use crate::fhir::ReferralRequest;
+use crate::ids::Ubrn;
 use crate::mapping::Attachments;
 
 /// The attachment key under which the clinical information PDF is handed to the mapping.
 pub const CLINICAL_INFO_KEY: &str = "clinical-info";
-
-const AVAILABILITY_URL: &str =
-    "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-eRS-AvailabilityStatus-1";
 
 /// What was fetched for one referral version.
 #[derive(Debug, Default)]
@@ -44,91 +46,40 @@ pub struct AttachmentRef {
     pub status: Option<String>,
 }
 
-/// The attachments of the contained DocumentReferences of a referral (STU3 JSON).
-pub fn attachment_refs(referral: &Value) -> Vec<AttachmentRef> {
-    let Some(contained) = referral.get("contained").and_then(Value::as_array) else {
-        return Vec::new();
-    };
-    contained
-        .iter()
-        .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("DocumentReference"))
-        .flat_map(|d| {
-            d.get("content")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-        })
+/// The attachments of the contained DocumentReferences of a referral.
+pub fn attachment_refs(referral: &ReferralRequest) -> Vec<AttachmentRef> {
+    referral
+        .attachments()
+        .flat_map(|d| d.content.iter())
         .filter_map(|c| {
-            let att = c.get("attachment")?;
-            let id = att.get("id")?.as_str()?.to_string();
+            let att = &c.attachment;
+            let id = att.id.clone()?;
             let binary_id = att
-                .get("url")
-                .and_then(Value::as_str)
-                .and_then(|u| u.rsplit_once("Binary/"))
-                .map_or_else(|| id.clone(), |(_, b)| b.to_string());
-            let status = att
-                .get("extension")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .find(|e| e.get("url").and_then(Value::as_str) == Some(AVAILABILITY_URL))
-                .and_then(|e| e.pointer("/valueCoding/code")?.as_str())
-                .map(str::to_string);
+                .url
+                .as_deref()
+                .and_then(binary_id_of)
+                .unwrap_or(&id)
+                .to_string();
             Some(AttachmentRef {
-                id,
                 binary_id,
-                status,
+                status: att.availability().map(str::to_string),
+                id,
             })
         })
         .collect()
 }
 
-/// UBRNs of related referrals (`supportingInfo` entries `ReferralRequest/<ubrn>`).
-pub fn related_ubrns(referral: &Value) -> Vec<String> {
-    referral
-        .get("supportingInfo")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|r| {
-            r.get("reference")?
-                .as_str()?
-                .strip_prefix("ReferralRequest/")
-        })
-        .map(str::to_string)
-        .collect()
-}
-
-/// Whether the referral is cancelled (`status` or the e-RS state `CANCELLED_REFERRAL`).
-pub fn is_cancelled(referral: &Value) -> bool {
-    if referral.get("status").and_then(Value::as_str) == Some("cancelled") {
-        return true;
-    }
-    referral
-        .get("extension")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|e| {
-            e.get("url")
-                .and_then(Value::as_str)
-                .is_some_and(|u| u.ends_with("Extension-eRS-ReferralState-1"))
-        })
-        .flat_map(|e| {
-            e.get("extension")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-        })
-        .filter(|s| s.get("url").and_then(Value::as_str) == Some("state"))
-        .any(|s| {
-            s.pointer("/valueCoding/code").and_then(Value::as_str) == Some("CANCELLED_REFERRAL")
-        })
+/// Reads the typed view of an A005 body; a body that does not fit it is a bad referral.
+pub fn typed(ubrn: &Ubrn, json: &Value) -> Result<ReferralRequest, PipelineError> {
+    ReferralRequest::deserialize(json).map_err(|e| PipelineError::BadReferral {
+        ubrn: ubrn.clone(),
+        reason: format!("not an e-RS ReferralRequest: {e}"),
+    })
 }
 
 /// The contained DocumentReferences of a related referral, as a `{"contained": [...]}`
 /// object whose resource and attachment ids are prefixed `<related ubrn>-`.
-fn related_documents(related: &str, referral: &Value) -> Value {
+fn related_documents(related: &Ubrn, referral: &Value) -> Value {
     let docs: Vec<Value> = referral
         .get("contained")
         .and_then(Value::as_array)
@@ -155,7 +106,7 @@ fn related_documents(related: &str, referral: &Value) -> Value {
 
 /// A DocumentReference standing for the clinical information PDF (A007), whose bytes are in
 /// the attachments under [`CLINICAL_INFO_KEY`].
-fn clinical_info_document(ubrn: &str, size: usize) -> Value {
+fn clinical_info_document(ubrn: &Ubrn, size: usize) -> Value {
     serde_json::json!({
         "resourceType": "DocumentReference",
         "id": CLINICAL_INFO_KEY,
@@ -167,7 +118,7 @@ fn clinical_info_document(ubrn: &str, size: usize) -> Value {
             "contentType": "application/pdf",
             "size": size,
             "title": format!("{ubrn}_Clinical_Information_Summary.pdf"),
-            "url": format!("ReferralRequest/{ubrn}/$ers.generateCRI"),
+            "url": clinical_info_path(ubrn),
         }}],
     })
 }
@@ -209,37 +160,49 @@ pub struct FetchOptions {
 /// fetch so the referral is tried again later; a permanent one leaves that file out.
 pub async fn fetch_documents(
     ers: &ErsClient,
-    ubrn: &str,
-    referral: &Value,
+    ubrn: &Ubrn,
+    referral: &ReferralRequest,
     opts: FetchOptions,
 ) -> Result<Fetched, PipelineError> {
     let mut out = Fetched::default();
     fetch_attachments(ers, ubrn, &attachment_refs(referral), &mut out).await?;
     if opts.related_attachments {
-        for related in related_ubrns(referral) {
-            let r = ers
-                .referral_json(&related, None)
-                .await
-                .map_err(|source| PipelineError::Ers {
-                    ubrn: related.clone(),
-                    source,
-                });
-            match r {
+        for related in referral.related_ubrns() {
+            let related = match Ubrn::parse(related) {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::warn!(ubrn = %ubrn, error = %e, "related referral id is not a ubrn");
+                    continue;
+                }
+            };
+            match ers.referral_json(&related, None).await {
                 Ok(r) => {
                     // A related referral's documents are extras: a pending one does not hold
                     // this referral back. Their ids are prefixed with the related UBRN, as
                     // attachment ids are only unique within one referral.
-                    let docs = related_documents(&related, &r.resource);
+                    let refs: Vec<_> = attachment_refs(&typed(&related, &r.resource)?)
+                        .into_iter()
+                        .map(|a| AttachmentRef {
+                            id: format!("{related}-{}", a.id),
+                            ..a
+                        })
+                        .collect();
                     let mut extra = Fetched::default();
-                    fetch_attachments(ers, ubrn, &attachment_refs(&docs), &mut extra).await?;
+                    fetch_attachments(ers, ubrn, &refs, &mut extra).await?;
                     out.attachments.extend(extra.attachments);
+                    let docs = related_documents(&related, &r.resource);
                     if let Some(list) = docs.get("contained").and_then(Value::as_array) {
                         out.extra_documents.extend(list.iter().cloned());
                     }
                 }
-                Err(e) if e.is_retryable() => return Err(e),
+                Err(e) if e.is_retryable() => {
+                    return Err(PipelineError::Ers {
+                        ubrn: related,
+                        source: e,
+                    })
+                }
                 Err(e) => {
-                    tracing::warn!(ubrn, related = %related, error = %e, "related referral not readable");
+                    tracing::warn!(ubrn = %ubrn, related = %related, error = %e, "related referral not readable");
                 }
             }
         }
@@ -252,14 +215,9 @@ pub async fn fetch_documents(
                 out.extra_documents
                     .push(clinical_info_document(ubrn, pdf.bytes.len()));
             }
-            Err(e) if e.is_retryable() => {
-                return Err(PipelineError::Ers {
-                    ubrn: ubrn.to_string(),
-                    source: e,
-                })
-            }
+            Err(e) if e.is_retryable() => return Err(PipelineError::ers(ubrn)(e)),
             Err(e) => {
-                tracing::warn!(ubrn, error = %e, "clinical information not available");
+                tracing::warn!(ubrn = %ubrn, error = %e, "clinical information not available");
                 out.unavailable
                     .push((CLINICAL_INFO_KEY.to_string(), e.to_string()));
             }
@@ -270,7 +228,7 @@ pub async fn fetch_documents(
 
 async fn fetch_attachments(
     ers: &ErsClient,
-    ubrn: &str,
+    ubrn: &Ubrn,
     refs: &[AttachmentRef],
     out: &mut Fetched,
 ) -> Result<(), PipelineError> {
@@ -291,14 +249,9 @@ async fn fetch_attachments(
                 out.attachments.insert(a.id.clone(), bytes);
             }
             Err(e) if is_pending(&e) => out.pending.push(a.id.clone()),
-            Err(e) if e.is_retryable() => {
-                return Err(PipelineError::Ers {
-                    ubrn: ubrn.to_string(),
-                    source: e,
-                })
-            }
+            Err(e) if e.is_retryable() => return Err(PipelineError::ers(ubrn)(e)),
             Err(e) => {
-                tracing::warn!(ubrn, attachment = %a.id, error = %e, "attachment not downloadable");
+                tracing::warn!(ubrn = %ubrn, attachment = %a.id, error = %e, "attachment not downloadable");
                 out.unavailable.push((a.id.clone(), e.to_string()));
             }
         }
@@ -327,7 +280,7 @@ fn is_pending(e: &ErsError) -> bool {
 mod tests {
     use super::*;
 
-    fn sample(name: &str) -> Value {
+    fn sample(name: &str) -> ReferralRequest {
         let path = format!(
             "{}/samples/fhir/referrals/{name}.json",
             env!("CARGO_MANIFEST_DIR")
@@ -362,15 +315,15 @@ mod tests {
     #[test]
     fn cancelled_by_status_or_state() {
         let mut r = sample("unbooked");
-        assert!(!is_cancelled(&r));
-        r["status"] = Value::from("cancelled");
-        assert!(is_cancelled(&r));
+        assert!(!r.is_cancelled());
+        r.status = Some("cancelled".into());
+        assert!(r.is_cancelled());
     }
 
     #[test]
     fn related_ubrns_come_from_supporting_info() {
         assert_eq!(
-            related_ubrns(&sample("with-related-referral")),
+            sample("with-related-referral").related_ubrns(),
             ["000000070004"]
         );
     }

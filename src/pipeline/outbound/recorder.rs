@@ -69,13 +69,14 @@ async fn write_batches(store: Store, mut rx: mpsc::Receiver<Request>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{Ubrn, Version};
     use secrecy::SecretString;
     use std::sync::Arc;
 
     fn record(i: usize) -> VersionRecord {
         VersionRecord {
-            ubrn: format!("{:012}", 700_000 + i),
-            version: 1,
+            ubrn: Ubrn::parse(&format!("{:012}", 700_000 + i)).unwrap(),
+            version: Version::new(1),
             messages: vec![],
             now_ms: 1,
         }
@@ -96,8 +97,8 @@ mod tests {
         for t in tasks {
             t.await.unwrap().expect("recorded");
         }
-        let asked: Vec<(String, i64)> = (0..300).map(|i| (record(i).ubrn, 1)).collect();
-        let asked: Vec<(&str, i64)> = asked.iter().map(|(u, v)| (u.as_str(), *v)).collect();
+        let ubrns: Vec<Ubrn> = (0..300).map(|i| record(i).ubrn).collect();
+        let asked: Vec<(&Ubrn, Version)> = ubrns.iter().map(|u| (u, Version::new(1))).collect();
         assert_eq!(store.seen_versions(&asked).await.unwrap().len(), 300);
     }
 

@@ -4,19 +4,21 @@
 //! pipeline and never two for the same UBRN. [`Pipeline::drain`] repeats passes until one
 //! finds nothing to do.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use tokio::task::{Id, JoinError, JoinSet};
 
-use super::outbound::{Outcome, PassReport, Pipeline, PollTarget};
-use super::PipelineError;
+use super::{Outcome, PassReport, Pipeline, PollTarget};
 use crate::ers::AuthMode;
+use crate::events::{PollResult, WorklistPolled};
 use crate::fhir::requests::{Assigned, FetchWorklist};
 use crate::fhir::Coding;
+use crate::ids::{Ubrn, Version};
+use crate::pipeline::PipelineError;
 
 impl Pipeline {
     /// One pass over every configured worklist, now. The lists are polled concurrently; their
@@ -44,13 +46,13 @@ impl Pipeline {
         for pass in 1..=max_passes {
             let r = self.poll_once(Utc::now()).await?;
             total.add(&r);
-            if r.is_idle() || self.shutdown.is_triggered() {
+            if r.is_idle() || self.shared.shutdown.is_triggered() {
                 return Ok((total, pass));
             }
             if r.published == 0 && r.parked == 0 {
                 tokio::select! {
                     _ = tokio::time::sleep(retry_delay) => {}
-                    _ = self.shutdown.wait() => return Ok((total, pass)),
+                    _ = self.shared.shutdown.wait() => return Ok((total, pass)),
                 }
             }
         }
@@ -65,12 +67,21 @@ impl Pipeline {
     ) -> Result<PassReport, PipelineError> {
         let mut report = PassReport::default();
         let list = t.list.code();
+        let shared = &self.shared;
+        let polled = |result, items, to_check, error| WorklistPolled {
+            service: t.service.clone(),
+            list,
+            result,
+            items,
+            to_check,
+            error,
+        };
         let mut req = FetchWorklist::new(t.list.into());
         req.service = Some(t.service.clone());
         req.clinician = t.clinician.clone().map(Assigned::Assigned);
         if let Some(code) = &t.specialty {
             // Resolved before the budget is taken, so a failure costs no worklist call.
-            let system = match self.refdata.get(&self.ers, "SPECIALTY").await {
+            let system = match shared.refdata.get(&shared.ers, "SPECIALTY").await {
                 Ok(cs) => cs.url.clone(),
                 Err(e) => {
                     tracing::warn!(service = %t.service, list, error = %e, "a004 specialty look-up failed, skipping poll");
@@ -78,25 +89,33 @@ impl Pipeline {
                 }
             };
             let Some(system) = system else {
+                shared.events.emit(polled(
+                    PollResult::Failed,
+                    0,
+                    0,
+                    Some("a004 specialty look-up failed".into()),
+                ));
                 report.worklist_errors += 1;
                 return Ok(report);
             };
             req.specialty = Some(Assigned::Assigned(Coding::new(system, code.clone())));
         }
-        if self.ers.mode() == AuthMode::AppRestricted {
+        if shared.ers.mode() == AuthMode::AppRestricted {
             let day = now.format("%Y-%m-%d").to_string();
             let budget = self.settings.worklist_budget;
-            if !self
+            if !shared
                 .store
                 .take_worklist_call(&t.service, &day, budget)
                 .await?
             {
-                tracing::warn!(service = %t.service, list, "worklist budget for today used up, skipping poll");
+                shared
+                    .events
+                    .emit(polled(PollResult::BudgetExhausted, 0, 0, None));
                 report.budget_exhausted += 1;
                 return Ok(report);
             }
         }
-        let items = match self.ers.worklist(&req).await {
+        let items = match shared.ers.worklist(&req).await {
             Ok(l) => l.worklist_items(),
             Err(source) => {
                 let e = PipelineError::Worklist {
@@ -104,38 +123,46 @@ impl Pipeline {
                     list,
                     source,
                 };
-                tracing::warn!(error = %e, retryable = e.is_retryable(), "worklist poll failed");
+                shared
+                    .events
+                    .emit(polled(PollResult::Failed, 0, 0, Some(e.to_string())));
                 report.worklist_errors += 1;
                 return Ok(report);
             }
         };
-        let items: Vec<_> = items
+        // The edge: worklist entries become typed (UBRN, version) pairs here; an entry whose
+        // id is not a UBRN is logged and left alone.
+        let items: Vec<(Ubrn, Option<Version>)> = items
             .into_iter()
             .filter(|i| i.resource_type == "ReferralRequest")
+            .filter_map(|i| match Ubrn::parse(&i.ubrn) {
+                Ok(u) => Some((u, i.version.map(Version::new))),
+                Err(e) => {
+                    tracing::warn!(service = %t.service, list, error = %e, "worklist entry is not a referral ubrn, ignored");
+                    None
+                }
+            })
             .collect();
         report.worklist_items = items.len();
-        let current: BTreeSet<String> = items.iter().map(|i| i.ubrn.clone()).collect();
-        let versioned: Vec<(&str, i64)> = items
+        let current: BTreeSet<Ubrn> = items.iter().map(|(u, _)| u.clone()).collect();
+        let versioned: Vec<(&Ubrn, Version)> =
+            items.iter().filter_map(|(u, v)| Some((u, (*v)?))).collect();
+        let seen = shared.store.seen_versions(&versioned).await?;
+        let mut work: Vec<(Ubrn, bool)> = items
             .iter()
-            .filter_map(|i| Some((i.ubrn.as_str(), i64::from(i.version?))))
+            .filter(|(u, v)| v.is_none_or(|v| !seen.contains(&(u.clone(), v))))
+            .map(|(u, _)| (u.clone(), false))
             .collect();
-        let seen = self.store.seen_versions(&versioned).await?;
-        let mut work: Vec<(String, bool)> = items
-            .iter()
-            .filter(|i| {
-                i.version
-                    .is_none_or(|v| !seen.contains(&(i.ubrn.clone(), i64::from(v))))
-            })
-            .map(|i| (i.ubrn.clone(), false))
-            .collect();
-        let previous = self.store.worklist_members(&t.service, list).await?;
+        let previous = shared.store.worklist_members(&t.service, list).await?;
         work.extend(
             previous
                 .into_iter()
                 .filter(|u| !current.contains(u))
                 .map(|u| (u, true)),
         );
-        tracing::info!(service = %t.service, list, items = items.len(), to_check = work.len(), "worklist polled");
+        shared
+            .events
+            .emit(polled(PollResult::Ok, items.len(), work.len(), None));
 
         let results = self.process_all(work, now).await;
         let mut members = current;
@@ -171,8 +198,9 @@ impl Pipeline {
                 members.insert(ubrn);
             }
         }
-        let members: Vec<String> = members.into_iter().collect();
-        self.store
+        let members: Vec<Ubrn> = members.into_iter().collect();
+        shared
+            .store
             .set_worklist_members(&t.service, list, &members)
             .await?;
         Ok(report)
@@ -183,7 +211,7 @@ impl Pipeline {
     /// retryable failure of its UBRN.
     async fn process_all(
         self: &Arc<Self>,
-        work: Vec<(String, bool)>,
+        work: Vec<(Ubrn, bool)>,
         now: DateTime<Utc>,
     ) -> Vec<Done> {
         let mut results = Vec::with_capacity(work.len());
@@ -211,82 +239,41 @@ impl Pipeline {
         results
     }
 
-    /// [`Pipeline::process_referral`] unless another task is already handling this UBRN
-    /// (it is on two lists, or two schedulers overlap): then [`Outcome::InProgress`].
+    /// [`Pipeline::process_referral`] unless another task (of either direction) is already
+    /// handling this UBRN (it is on two lists, two schedulers overlap, or an inbound write is
+    /// running): then [`Outcome::InProgress`].
     async fn process_claimed(
         &self,
-        ubrn: &str,
+        ubrn: &Ubrn,
         left: bool,
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
-        let Some(_claim) = Claim::take(&self.in_flight, ubrn) else {
+        let Some(_claim) = self.shared.claims.take(ubrn) else {
             return Ok(Outcome::InProgress);
         };
         self.process_referral(ubrn, left, now).await
     }
 }
 
-type Done = (String, bool, Result<Outcome, PipelineError>);
+type Done = (Ubrn, bool, Result<Outcome, PipelineError>);
 
 /// The result of a finished referral task, with the item it was for.
 fn reap(
-    items: &mut HashMap<Id, (String, bool)>,
+    items: &mut HashMap<Id, (Ubrn, bool)>,
     joined: Result<(Id, Result<Outcome, PipelineError>), JoinError>,
 ) -> Done {
     let (id, r) = match joined {
-        Ok(done) => done,
-        Err(e) => (
-            e.id(),
-            Err(PipelineError::TaskFailed(format!(
-                "referral task failed: {e}"
-            ))),
-        ),
+        Ok((id, r)) => (id, Ok(r)),
+        Err(e) => (e.id(), Err(e.is_panic())),
     };
-    let (ubrn, left) = items.remove(&id).unwrap_or_default();
-    (ubrn, left, r)
-}
-
-/// A UBRN being handled; released on drop.
-pub(super) struct Claim<'a> {
-    set: &'a Mutex<HashSet<String>>,
-    ubrn: String,
-}
-
-impl<'a> Claim<'a> {
-    pub(super) fn take(set: &'a Mutex<HashSet<String>>, ubrn: &str) -> Option<Self> {
-        let mut s = set.lock().unwrap_or_else(|e| e.into_inner());
-        s.insert(ubrn.to_string()).then(|| Claim {
-            set,
-            ubrn: ubrn.to_string(),
+    let (ubrn, left) = items
+        .remove(&id)
+        .expect("every spawned referral task is in the item map");
+    let r = r.unwrap_or_else(|panicked| {
+        Err(PipelineError::TaskFailed {
+            ubrn: ubrn.clone(),
+            panicked,
         })
-    }
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        let mut s = self.set.lock().unwrap_or_else(|e| e.into_inner());
-        s.remove(&self.ubrn);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_ubrn_is_claimed_once_until_released() {
-        let set = Mutex::new(HashSet::new());
-        let first = Claim::take(&set, "000000070000").expect("free");
-        assert!(
-            Claim::take(&set, "000000070000").is_none(),
-            "already claimed"
-        );
-        let other = Claim::take(&set, "000000070001");
-        assert!(other.is_some(), "another UBRN is independent");
-        drop(first);
-        assert!(
-            Claim::take(&set, "000000070000").is_some(),
-            "released on drop"
-        );
-    }
+    });
+    (ubrn, left, r)
 }

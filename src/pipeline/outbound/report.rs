@@ -1,7 +1,7 @@
-//! What the pipeline reports: the outcome of one referral, the counts of one pass, and the
-//! events observers (tests, the monitor) can subscribe to.
+//! What the outbound pipeline reports: the outcome of one referral and the counts of one
+//! pass. Observers follow [`crate::events`] instead.
 
-use std::time::Duration;
+use crate::ids::ControlId;
 
 /// What happened to one referral.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,36 +9,13 @@ pub enum Outcome {
     /// This version was handled before (or needs no message).
     Skipped,
     /// Published and recorded: the messages' control ids.
-    Published(Vec<String>),
+    Published(Vec<ControlId>),
     /// Parked with this reason.
     Parked(String),
     /// Waiting for attachments e-RS has not released yet; tried again on the next poll.
     Deferred,
     /// Another task was already handling this UBRN; nothing was done.
     InProgress,
-}
-
-/// Something that happened, for observers (tests, the monitor).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    Published {
-        ubrn: String,
-        version: i64,
-        control_id: String,
-        message_type: String,
-    },
-    Parked {
-        ubrn: String,
-        version: i64,
-        reason: String,
-    },
-    /// A publish failed (no confirm) and will be retried after `retry_in`.
-    PublishRetry {
-        ubrn: String,
-        control_id: String,
-        error: String,
-        retry_in: Duration,
-    },
 }
 
 /// Counts of one pass.

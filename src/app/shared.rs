@@ -1,0 +1,89 @@
+//! What both directions share, owned by [`super::App`]: the e-RS client, the store, the
+//! broker publisher, the A004 cache, the per-UBRN claims, the shutdown signal and the event
+//! hub. A pipeline holds an `Arc<Shared>` and never builds or closes these itself.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use super::Shutdown;
+use crate::amqp::Publisher;
+use crate::ers::{ErsClient, RefDataCache};
+use crate::events::Events;
+use crate::ids::Ubrn;
+use crate::store::Store;
+
+/// The parts every direction uses.
+#[derive(Debug)]
+pub struct Shared {
+    pub ers: ErsClient,
+    pub store: Store,
+    pub publisher: Arc<Publisher>,
+    /// A004 code systems (the specialty filter's system, rejection reasons), refreshed
+    /// daily.
+    pub refdata: RefDataCache,
+    /// UBRNs a task of either direction is working on now: an inbound write and an outbound
+    /// fetch of the same referral never run at once.
+    pub claims: Claims,
+    pub shutdown: Shutdown,
+    pub events: Events,
+}
+
+/// The UBRNs being worked on in this process; [`Claims::take`] gives at most one
+/// [`Claim`] per UBRN at a time.
+#[derive(Debug, Default)]
+pub struct Claims {
+    set: Mutex<HashSet<Ubrn>>,
+}
+
+impl Claims {
+    /// Claims `ubrn` until the returned guard is dropped; `None` when another task holds it.
+    pub fn take(&self, ubrn: &Ubrn) -> Option<Claim<'_>> {
+        let mut s = self.set.lock().unwrap_or_else(|e| e.into_inner());
+        s.insert(ubrn.clone()).then(|| Claim {
+            claims: self,
+            ubrn: ubrn.clone(),
+        })
+    }
+
+    /// How many UBRNs are claimed now.
+    pub fn len(&self) -> usize {
+        self.set.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A claimed UBRN; released on drop.
+#[derive(Debug)]
+pub struct Claim<'a> {
+    claims: &'a Claims,
+    ubrn: Ubrn,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut s = self.claims.set.lock().unwrap_or_else(|e| e.into_inner());
+        s.remove(&self.ubrn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ubrn_is_claimed_once_until_released() {
+        let claims = Claims::default();
+        let a = Ubrn::parse("000000070000").unwrap();
+        let b = Ubrn::parse("000000070001").unwrap();
+        let first = claims.take(&a).expect("free");
+        assert!(claims.take(&a).is_none(), "already claimed");
+        let other = claims.take(&b);
+        assert!(other.is_some(), "another UBRN is independent");
+        assert_eq!(claims.len(), 2);
+        drop(first);
+        assert!(claims.take(&a).is_some(), "released on drop");
+    }
+}

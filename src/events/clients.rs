@@ -1,0 +1,86 @@
+//! Events of the two clients every direction shares: the e-RS client (one per call
+//! attempt) and the broker publisher (connects, confirms, failed attempts).
+
+use std::time::Duration;
+
+use super::metrics::{ErsCallLabels, Metrics, OperationLabels, StatusClass};
+use super::InternalEvent;
+
+/// One e-RS call attempt finished (the client logs its own line with the correlation id).
+#[derive(Debug, Clone)]
+pub struct ErsCallFinished {
+    /// The operation id, e.g. `A005`.
+    pub operation: &'static str,
+    /// The HTTP status, or `None` when no response came.
+    pub status: Option<u16>,
+    pub latency: Duration,
+}
+
+impl InternalEvent for ErsCallFinished {
+    fn emit(&self, m: &Metrics) {
+        let status_class = StatusClass::of(self.status);
+        m.ers_calls
+            .get_or_create(&ErsCallLabels {
+                operation: self.operation,
+                status_class,
+            })
+            .inc();
+        m.ers_call_duration
+            .get_or_create(&OperationLabels {
+                operation: self.operation,
+            })
+            .observe(self.latency.as_secs_f64());
+        if self.status == Some(429) {
+            m.ers_rate_limited.inc();
+        }
+    }
+}
+
+/// The publisher opened a broker connection (the first one or a reconnect).
+#[derive(Debug, Clone)]
+pub struct BrokerConnected {
+    pub generation: u64,
+}
+
+impl InternalEvent for BrokerConnected {
+    fn emit(&self, m: &Metrics) {
+        tracing::info!(generation = self.generation, "broker connected");
+        m.broker_connects.inc();
+    }
+}
+
+/// A broker connection attempt failed.
+#[derive(Debug, Clone)]
+pub struct BrokerConnectFailed {
+    pub error: String,
+}
+
+impl InternalEvent for BrokerConnectFailed {
+    fn emit(&self, m: &Metrics) {
+        tracing::debug!(error = %self.error, "broker connection failed");
+        m.broker_connect_failures.inc();
+    }
+}
+
+/// The broker confirmed a message.
+#[derive(Debug, Clone)]
+pub struct MessageConfirmed {
+    pub latency: Duration,
+}
+
+impl InternalEvent for MessageConfirmed {
+    fn emit(&self, m: &Metrics) {
+        m.messages_confirmed.inc();
+        m.confirm_duration.observe(self.latency.as_secs_f64());
+    }
+}
+
+/// One publish attempt failed (the caller decides whether to retry).
+#[derive(Debug, Clone)]
+pub struct PublishAttemptFailed;
+
+impl InternalEvent for PublishAttemptFailed {
+    fn emit(&self, m: &Metrics) {
+        m.publish_attempts_failed.inc();
+    }
+}

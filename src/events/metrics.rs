@@ -1,0 +1,202 @@
+//! The metric families the events update, registered once under their Prometheus names
+//! (`ers_bridge_…`, counters ending `_total` when encoded, durations in `_seconds`).
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// An HTTP status as a metric label: `2xx` … `5xx`, or `error` when no response came
+/// (connection failure, timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatusClass {
+    Success,
+    Redirect,
+    ClientError,
+    ServerError,
+    NoResponse,
+}
+
+impl StatusClass {
+    pub fn of(status: Option<u16>) -> Self {
+        match status {
+            Some(200..=299) => Self::Success,
+            Some(300..=399) => Self::Redirect,
+            Some(400..=499) => Self::ClientError,
+            Some(500..=599) => Self::ServerError,
+            _ => Self::NoResponse,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "2xx",
+            Self::Redirect => "3xx",
+            Self::ClientError => "4xx",
+            Self::ServerError => "5xx",
+            Self::NoResponse => "error",
+        }
+    }
+}
+
+impl EncodeLabelValue for StatusClass {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct MessageTypeLabels {
+    pub message_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ErsCallLabels {
+    pub operation: &'static str,
+    pub status_class: StatusClass,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct WorklistLabels {
+    pub service: String,
+    pub list: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TableLabels {
+    pub table: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 5 ms … ~20 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 13))
+}
+
+/// Every metric the bridge exports. Fields are public for the events (and tests) to read;
+/// only `events/` writes them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub messages_published: Family<MessageTypeLabels, Counter>,
+    pub referrals_parked: Counter,
+    pub publish_retries: Counter,
+    pub ers_calls: Family<ErsCallLabels, Counter>,
+    pub ers_call_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    pub ers_rate_limited: Counter,
+    pub worklist_polls: Family<WorklistLabels, Counter>,
+    pub lookup_misses: Family<TableLabels, Counter>,
+    pub broker_connects: Counter,
+    pub broker_connect_failures: Counter,
+    pub messages_confirmed: Counter,
+    pub confirm_duration: Histogram,
+    pub publish_attempts_failed: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut m = Self {
+            registry: Registry::default(),
+            messages_published: Family::default(),
+            referrals_parked: Counter::default(),
+            publish_retries: Counter::default(),
+            ers_calls: Family::default(),
+            ers_call_duration: Family::new_with_constructor(latency_histogram),
+            ers_rate_limited: Counter::default(),
+            worklist_polls: Family::default(),
+            lookup_misses: Family::default(),
+            broker_connects: Counter::default(),
+            broker_connect_failures: Counter::default(),
+            messages_confirmed: Counter::default(),
+            confirm_duration: latency_histogram(),
+            publish_attempts_failed: Counter::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "ers_bridge_messages_published",
+            "HL7 messages confirmed by the broker and recorded, by message type",
+            m.messages_published.clone(),
+        );
+        r.register(
+            "ers_bridge_referrals_parked",
+            "Referral versions parked because they could not be read or mapped",
+            m.referrals_parked.clone(),
+        );
+        r.register(
+            "ers_bridge_publish_retries",
+            "Publishes that got no confirm and are retried",
+            m.publish_retries.clone(),
+        );
+        r.register(
+            "ers_bridge_ers_calls",
+            "e-RS API calls (each attempt), by operation and status class",
+            m.ers_calls.clone(),
+        );
+        r.register(
+            "ers_bridge_ers_call_duration_seconds",
+            "e-RS API call latency (each attempt), by operation",
+            m.ers_call_duration.clone(),
+        );
+        r.register(
+            "ers_bridge_ers_rate_limited",
+            "e-RS API calls answered 429",
+            m.ers_rate_limited.clone(),
+        );
+        r.register(
+            "ers_bridge_worklist_polls",
+            "Worklist polls (A008) by service, list and result",
+            m.worklist_polls.clone(),
+        );
+        r.register(
+            "ers_bridge_mapping_lookup_misses",
+            "Code-table look-ups that found no entry, by table",
+            m.lookup_misses.clone(),
+        );
+        r.register(
+            "ers_bridge_broker_connects",
+            "Broker connections opened",
+            m.broker_connects.clone(),
+        );
+        r.register(
+            "ers_bridge_broker_connect_failures",
+            "Broker connection attempts that failed",
+            m.broker_connect_failures.clone(),
+        );
+        r.register(
+            "ers_bridge_messages_confirmed",
+            "Messages the broker confirmed (before they are recorded)",
+            m.messages_confirmed.clone(),
+        );
+        r.register(
+            "ers_bridge_publish_confirm_duration_seconds",
+            "Time from publish to the broker's confirm",
+            m.confirm_duration.clone(),
+        );
+        r.register(
+            "ers_bridge_publish_attempts_failed",
+            "Publish attempts that failed (connect, nack, return, timeout)",
+            m.publish_attempts_failed.clone(),
+        );
+        m
+    }
+
+    /// The OpenMetrics text exposition of every family.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,289 @@
+//! The handling of one referral version, one function per step: choose the event
+//! ([`Pipeline::choose_event`]), wait for attachments e-RS still scans
+//! ([`Pipeline::wait_for_attachments`]), render every message of the event
+//! ([`Pipeline::render`]), publish each until the broker confirms
+//! ([`Pipeline::publish_confirmed`]), then record the version through the group commit and
+//! emit the events ([`Pipeline::record`]). Time comes from the caller's `now` (and tokio's
+//! monotonic clock for how long the publishes took), never from the wall clock directly.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use super::fetch::{self, FetchOptions, Fetched};
+use super::{EventKind, Outcome, Pipeline, Read};
+use crate::amqp::{AmqpError, OutboundMessage, RetryPolicy};
+use crate::events::{LookupMissed, PublishRetry, Published};
+use crate::ids::{ControlId, Ubrn, Version};
+use crate::mapping::{ApplyInput, CompiledMapping};
+use crate::pipeline::PipelineError;
+use crate::store::{PublishedMessage, Seen, VersionRecord};
+
+/// One rendered message, ready to publish.
+struct Rendered<'m> {
+    mapping: &'m CompiledMapping,
+    control_id: ControlId,
+    body: Vec<u8>,
+}
+
+/// Why rendering stopped.
+enum RenderFailure {
+    /// Bad data or a bad mapping: park with this reason.
+    Park(String),
+    Retry(PipelineError),
+}
+
+impl Pipeline {
+    /// Fetch, map, publish and record one referral version; `latest` is the highest version
+    /// of this UBRN with a confirmed message.
+    pub(super) async fn handle_version(
+        &self,
+        ubrn: &Ubrn,
+        referral: &Read,
+        latest: Option<Version>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, PipelineError> {
+        let version = referral.version;
+        let Some(kind) = self.choose_event(ubrn, referral, latest, now).await? else {
+            return Ok(Outcome::Skipped);
+        };
+        let t = &self.settings.tuning;
+        let opts = FetchOptions {
+            clinical_info: t.fetch_clinical_info,
+            related_attachments: t.fetch_related_attachments,
+        };
+        let docs = fetch::fetch_documents(&self.shared.ers, ubrn, &referral.typed, opts).await?;
+        if self.wait_for_attachments(ubrn, version, &docs, now).await? {
+            return Ok(Outcome::Deferred);
+        }
+        let messages = match self.render(referral, kind, &docs, now) {
+            Ok(m) => m,
+            Err(RenderFailure::Retry(e)) => return Err(e),
+            Err(RenderFailure::Park(reason)) => {
+                return self.park(ubrn, version, &reason, now).await
+            }
+        };
+        let started = Instant::now();
+        let mut published = Vec::with_capacity(messages.len());
+        for m in messages {
+            published.push(self.publish_confirmed(ubrn, version, m).await?);
+        }
+        // The confirm time: the caller's clock plus how long the publishes took.
+        let confirmed_at = now + started.elapsed();
+        for p in &mut published {
+            p.confirmed_at_ms = confirmed_at.timestamp_millis();
+        }
+        self.record(ubrn, version, published, now).await
+    }
+
+    /// Which message this version gets; `None` when it needs none (cancelled before the PAS
+    /// ever received it, which is recorded here).
+    async fn choose_event(
+        &self,
+        ubrn: &Ubrn,
+        referral: &Read,
+        latest: Option<Version>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<EventKind>, PipelineError> {
+        let version = referral.version;
+        if referral.typed.is_cancelled() {
+            if latest.is_none() {
+                // The PAS never heard of it (e.g. it was parked): nothing to cancel there.
+                tracing::info!(ubrn = %ubrn, version = %version, "cancelled before any message was published");
+                let store = &self.shared.store;
+                store
+                    .mark_seen(
+                        ubrn,
+                        version,
+                        Seen::CancelledUnpublished,
+                        now.timestamp_millis(),
+                    )
+                    .await
+                    .map_err(PipelineError::store(ubrn))?;
+                store
+                    .unpark(ubrn)
+                    .await
+                    .map_err(PipelineError::store(ubrn))?;
+                return Ok(None);
+            }
+            return Ok(Some(EventKind::Cancelled));
+        }
+        Ok(Some(if latest.is_some_and(|p| p < version) {
+            EventKind::Changed
+        } else {
+            EventKind::New
+        }))
+    }
+
+    /// True while the version should wait for a later poll because attachments are still
+    /// pending; the wait is counted in the store, so a restart does not restart it. After
+    /// `pending_attachment_max_wait` it is published without them.
+    async fn wait_for_attachments(
+        &self,
+        ubrn: &Ubrn,
+        version: Version,
+        docs: &Fetched,
+        now: DateTime<Utc>,
+    ) -> Result<bool, PipelineError> {
+        if docs.pending.is_empty() {
+            return Ok(false);
+        }
+        let now_ms = now.timestamp_millis();
+        let since_ms = self
+            .shared
+            .store
+            .defer(ubrn, version, now_ms)
+            .await
+            .map_err(PipelineError::store(ubrn))?;
+        let waited = Duration::from_millis(u64::try_from(now_ms - since_ms).unwrap_or(0));
+        if waited < self.settings.tuning.pending_attachment_max_wait {
+            tracing::info!(
+                ubrn = %ubrn,
+                version = %version,
+                pending = docs.pending.len(),
+                "attachments pending, waiting for a later poll"
+            );
+            return Ok(true);
+        }
+        tracing::warn!(ubrn = %ubrn, version = %version, "attachments still pending, publishing without them");
+        Ok(false)
+    }
+
+    /// Every message of the event, in order; pure apart from counting lookup misses.
+    fn render(
+        &self,
+        referral: &Read,
+        kind: EventKind,
+        docs: &Fetched,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Rendered<'_>>, RenderFailure> {
+        let timestamp = now.fixed_offset();
+        let enriched = fetch::enrich(&referral.json, &docs.extra_documents);
+        let mapped = enriched.as_ref().unwrap_or(&referral.json);
+        let mut messages = Vec::new();
+        for m in self.mappings.for_event(kind) {
+            let rendered = m.control_id_for(&referral.json).and_then(|control_id| {
+                let input = ApplyInput {
+                    referral: mapped,
+                    control_id: &control_id,
+                    timestamp,
+                    attachments: &docs.attachments,
+                };
+                m.render(&input).map(|(r, bytes)| (control_id, r, bytes))
+            });
+            match rendered {
+                Ok((control_id, r, body)) => {
+                    for table in r.lookup_misses {
+                        self.shared.events.emit(LookupMissed { table });
+                    }
+                    messages.push(Rendered {
+                        mapping: m,
+                        control_id,
+                        body,
+                    });
+                }
+                Err(e) if e.is_retryable() => {
+                    return Err(RenderFailure::Retry(PipelineError::Mapping(e)))
+                }
+                Err(e) => return Err(RenderFailure::Park(format!("{}: {e}", m.file))),
+            }
+        }
+        Ok(messages)
+    }
+
+    /// Publishes until the broker confirms, backing off between attempts; gives up only on a
+    /// permanent broker error or when the bridge stops (then nothing is recorded).
+    async fn publish_confirmed(
+        &self,
+        ubrn: &Ubrn,
+        version: Version,
+        m: Rendered<'_>,
+    ) -> Result<PublishedMessage, PipelineError> {
+        let [t1, t2, _] = &m.mapping.message_type;
+        let msg = OutboundMessage {
+            routing_key: format!("{}.{t1}.{t2}", self.settings.tenant),
+            message_id: m.control_id.as_str().to_string(),
+            correlation_id: ubrn.to_string(),
+            message_type: format!("{t1}^{t2}"),
+            ers_version: version.to_string(),
+            body: m.body,
+        };
+        let policy = RetryPolicy {
+            backoff: self.settings.tuning.publish_retry,
+            give_up_after: None,
+        };
+        let on_retry = |e: &AmqpError, wait: Duration| {
+            self.shared.events.emit(PublishRetry {
+                ubrn: ubrn.clone(),
+                control_id: m.control_id.clone(),
+                error: e.to_string(),
+                retry_in: wait,
+            });
+        };
+        let shared = &self.shared;
+        match shared
+            .publisher
+            .publish_with_retry_observed(&msg, &policy, shared.shutdown.wait(), on_retry)
+            .await
+        {
+            Ok(_) => {}
+            Err(AmqpError::GaveUp { .. }) => return Err(PipelineError::ShuttingDown),
+            Err(source) => {
+                return Err(PipelineError::Amqp {
+                    ubrn: ubrn.clone(),
+                    source: Box::new(source),
+                })
+            }
+        }
+        Ok(PublishedMessage {
+            // The body is moved, not copied; only a non-UTF-8 body (an 8859/1 MSH-18) is
+            // stored lossily.
+            hl7: Some(
+                String::from_utf8(msg.body)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            ),
+            control_id: m.control_id,
+            ubrn: ubrn.clone(),
+            version,
+            message_type: msg.message_type,
+            routing_key: msg.routing_key,
+            confirmed_at_ms: 0,
+        })
+    }
+
+    /// Records the version through the group commit (only now that the broker confirmed
+    /// every message of it), then emits one [`Published`] per message.
+    async fn record(
+        &self,
+        ubrn: &Ubrn,
+        version: Version,
+        published: Vec<PublishedMessage>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, PipelineError> {
+        let sent: Vec<(ControlId, String)> = published
+            .iter()
+            .map(|p| (p.control_id.clone(), p.message_type.clone()))
+            .collect();
+        self.recorder
+            .record(VersionRecord {
+                ubrn: ubrn.clone(),
+                version,
+                messages: published,
+                now_ms: now.timestamp_millis(),
+            })
+            .await
+            .map_err(PipelineError::store(ubrn))?;
+        let mut ids = Vec::with_capacity(sent.len());
+        for (control_id, message_type) in sent {
+            self.shared.events.emit(Published {
+                ubrn: ubrn.clone(),
+                version,
+                control_id: control_id.clone(),
+                message_type,
+            });
+            ids.push(control_id);
+        }
+        Ok(Outcome::Published(ids))
+    }
+}
