@@ -81,11 +81,6 @@ impl ReferralRequest {
         self.state_sub("reason")?.value.as_ref()?.as_coding()
     }
 
-    /// The state's `comments`.
-    pub fn state_comments(&self) -> Option<&str> {
-        self.state_sub("comments")?.value.as_ref()?.as_str()
-    }
-
     fn state_sub(&self, name: &str) -> Option<&Extension> {
         find_extension(&self.extension, "Extension-eRS-ReferralState-1")?.sub(name)
     }
@@ -104,18 +99,6 @@ impl ReferralRequest {
             .value
             .as_ref()?
             .as_date_time()
-    }
-
-    /// Patient additional requirements (`ADVOCACY`, `INTERPRETER`, `TRANSPORT`).
-    pub fn additional_requirements(&self) -> Vec<&str> {
-        self.extension
-            .iter()
-            .filter(|e| {
-                e.url
-                    .ends_with("Extension-eRS-PatientAdditionalRequirement-1")
-            })
-            .filter_map(|e| e.value.as_ref()?.as_code())
-            .collect()
     }
 
     /// The contained booked appointment, if any.

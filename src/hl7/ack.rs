@@ -63,8 +63,9 @@ pub struct ErrDetail {
     pub message: String,
 }
 
-/// A summary of one inbound message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A summary of one inbound message. `Debug` leaves out the free text (MSA-3, ERR
+/// messages, the RRI's comments), which can carry patient details.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct Inbound {
     /// MSH-9.1, e.g. `ACK` or `RRI`.
     pub message_type: String,
@@ -83,6 +84,36 @@ pub struct Inbound {
     pub errors: Vec<ErrDetail>,
     /// RF1/PRD/PID/NTE content of an RRI.
     pub referral: Option<RriReferral>,
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let errors: Vec<_> = self
+            .errors
+            .iter()
+            .map(|e| (&e.location, &e.code, &e.severity))
+            .collect();
+        f.debug_struct("Inbound")
+            .field("message_type", &self.message_type)
+            .field("event", &self.event)
+            .field("version", &self.version)
+            .field("control_id", &self.control_id)
+            .field("ack_code", &self.ack_code)
+            .field("acked_control_id", &self.acked_control_id)
+            .field("ack_text", &Redacted(&self.ack_text))
+            .field("errors", &errors)
+            .field("referral", &self.referral)
+            .finish()
+    }
+}
+
+/// Free text in `Debug`: only its length.
+pub(crate) struct Redacted<'a>(pub &'a str);
+
+impl std::fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} chars redacted>", self.0.chars().count())
+    }
 }
 
 /// Why an inbound message cannot be summarised.

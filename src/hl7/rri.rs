@@ -6,11 +6,13 @@
 
 use serde::Serialize;
 
+use super::ack::Redacted;
 use super::message::Message;
 use crate::ids::{NhsNumber, Ubrn};
 
-/// What an RRI says about a referral.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What an RRI says about a referral. `Debug` shows the codes and identifiers but not the
+/// NHS number or the free text (reason texts, NTE comments).
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct RriReferral {
     /// RF1-1.1 (table 0283: A, R, P, E).
     pub status: String,
@@ -27,6 +29,21 @@ pub struct RriReferral {
     pub nhs_number: Option<NhsNumber>,
     /// PRD-1.1 role and PRD-7.1 identifier of each PRD.
     pub providers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for RriReferral {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let texts: Vec<_> = self.reason_texts.iter().map(|t| Redacted(t)).collect();
+        f.debug_struct("RriReferral")
+            .field("status", &self.status)
+            .field("ubrn", &self.ubrn)
+            .field("reasons", &self.reasons)
+            .field("reason_texts", &texts)
+            .field("comments", &Redacted(&self.comments))
+            .field("nhs_number", &self.nhs_number)
+            .field("providers", &self.providers)
+            .finish()
+    }
 }
 
 impl RriReferral {
@@ -92,6 +109,33 @@ mod tests {
         assert_eq!(
             r.providers,
             vec![("RT".to_string(), "C1234567".to_string())]
+        );
+    }
+
+    #[test]
+    fn debug_hides_patient_data() {
+        let m = "MSH|^~\\&|PAS|RXX|ERS_BRIDGE|RXX|20240116091500||RRI^I12^RRI_I12|PAS-778899|P|2.4\rMSA|AA|E000000070000-I12-1|Patient JOHN SMITH 9434765919 seen\rRF1|R||||||||X1^Patient SMITH declined|000000070000^UBRN\rPID|1||9434765919^^^NHS^NH||SMITH^JOHN\rNTE|1|L|Mr Smith, 9434765919, prefers mornings\r";
+        let msg = read(m.as_bytes()).unwrap();
+        let inbound = crate::hl7::read_inbound(m.as_bytes(), 1 << 20).unwrap();
+        for shown in [
+            format!("{:?}", RriReferral::read(&msg)),
+            format!("{inbound:?}"),
+            format!("{msg:?}"),
+        ] {
+            for secret in [
+                "9434765919",
+                "SMITH",
+                "Smith",
+                "JOHN",
+                "mornings",
+                "declined",
+            ] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+        }
+        assert!(
+            format!("{inbound:?}").contains("000000070000"),
+            "ids stay visible"
         );
     }
 

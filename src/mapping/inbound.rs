@@ -24,6 +24,7 @@ use toml::Spanned;
 
 use super::tables::{Table, Tables};
 use super::{line_of, toml_error, MappingError};
+use crate::fhir::requests::ReviewOutcome;
 use crate::hl7::{Inbound, Ubrn};
 
 /// What the bridge should do about one inbound message.
@@ -44,7 +45,8 @@ pub enum Action {
     /// A028 record review outcome.
     RecordReviewOutcome {
         ubrn: Ubrn,
-        outcome: String,
+        #[serde(serialize_with = "review_outcome_code")]
+        outcome: ReviewOutcome,
         comments: String,
     },
     /// A026 A&G response.
@@ -98,8 +100,11 @@ pub struct Rule {
     pub reason: Vec<String>,
     pub action: ActionKind,
     /// For `record_review_outcome`: `RETURN_TO_REFERRER_WITH_ADVICE` or
-    /// `ACCEPT_REFER_BOOK_LATER`.
+    /// `ACCEPT_REFER_BOOK_LATER`, as written in the file.
     pub outcome: Option<String>,
+    /// `outcome`, parsed when the table is compiled.
+    #[serde(skip)]
+    pub review_outcome: Option<ReviewOutcome>,
     /// For `reject`: whether the PAS has already cancelled the appointment (IBS).
     #[serde(default)]
     pub appointment_cancelled_in_pas: bool,
@@ -151,13 +156,14 @@ impl DecisionTable {
         let mut rules = Vec::new();
         for spanned in spec.rules {
             let start = spanned.span().start;
-            let rule = spanned.into_inner();
-            match (rule.action, rule.outcome.as_deref()) {
-                (ActionKind::RecordReviewOutcome, Some("RETURN_TO_REFERRER_WITH_ADVICE" | "ACCEPT_REFER_BOOK_LATER")) => {}
+            let mut rule = spanned.into_inner();
+            rule.review_outcome = rule.outcome.as_deref().and_then(|o| o.parse().ok());
+            match (rule.action, rule.review_outcome) {
+                (ActionKind::RecordReviewOutcome, Some(_)) => {}
                 (ActionKind::RecordReviewOutcome, _) => {
                     return Err(err(start, "outcome", format!("rule {:?}: record_review_outcome needs outcome RETURN_TO_REFERRER_WITH_ADVICE or ACCEPT_REFER_BOOK_LATER", rule.name)))
                 }
-                (_, Some(_)) => return Err(err(start, "outcome", format!("rule {:?}: outcome is only for record_review_outcome", rule.name))),
+                (_, _) if rule.outcome.is_some() => return Err(err(start, "outcome", format!("rule {:?}: outcome is only for record_review_outcome", rule.name))),
                 _ => {}
             }
             if rule.action == ActionKind::Reject {
@@ -260,10 +266,16 @@ impl DecisionTable {
                 }
             }
             ActionKind::CancelActionLater => Action::CancelActionLater { ubrn, comments },
-            ActionKind::RecordReviewOutcome => Action::RecordReviewOutcome {
-                ubrn,
-                outcome: rule.outcome.clone().unwrap_or_default(),
-                comments,
+            ActionKind::RecordReviewOutcome => match rule.review_outcome {
+                Some(outcome) => Action::RecordReviewOutcome {
+                    ubrn,
+                    outcome,
+                    comments,
+                },
+                // Compiling refuses such a rule; a table built by hand still cannot act.
+                None => Action::Review {
+                    why: format!("rule {:?}: no review outcome", rule.name),
+                },
             },
             ActionKind::AdviceResponse => Action::AdviceResponse { ubrn, comments },
             ActionKind::ConvertAdvice => Action::ConvertAdvice { ubrn, comments },
@@ -271,6 +283,11 @@ impl DecisionTable {
             ActionKind::Review => Action::Review { why: why() },
         }
     }
+}
+
+/// Serialises a review outcome as its e-RS code (the decision reports and samples show it).
+fn review_outcome_code<S: serde::Serializer>(o: &ReviewOutcome, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(o.code())
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! The sample manifest (`mappings/samples.toml`): which referral renders through which
 //! mapping to which golden HL7 file, and which PAS message decodes to which actions. Both
 //! the golden tests (`tests/mappings`) and `ers-bridge test-mappings` run it, so there is
-//! one list of samples. With `update = true` (the tests set it from `UPDATE_EXPECT=1`)
-//! mismatching golden files are rewritten instead of reported.
+//! one list of samples. This module only reads and compares: a mismatch carries the
+//! rendered bytes and the golden's path, and `ers-bridge test-mappings --bless` (or the
+//! golden test under `UPDATE_EXPECT=1`) writes them.
 //!
 //! Golden HL7 files hold one segment per line (LF) for readable diffs; the wire uses CR.
 
@@ -51,8 +52,11 @@ struct InboundCase {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Pass,
-    Updated,
-    Mismatch(String),
+    /// The golden differs (`diff`) or does not exist yet; `actual` is what was rendered.
+    Mismatch {
+        diff: String,
+        actual: Vec<u8>,
+    },
     Failed(String),
 }
 
@@ -60,7 +64,19 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct CaseResult {
     pub name: String,
+    /// The golden file (relative to the working directory of the run).
+    pub path: PathBuf,
     pub outcome: Outcome,
+}
+
+impl CaseResult {
+    /// The bytes to write to [`CaseResult::path`] to accept this result, for a mismatch.
+    pub fn blessable(&self) -> Option<&[u8]> {
+        match &self.outcome {
+            Outcome::Mismatch { actual, .. } => Some(actual),
+            _ => None,
+        }
+    }
 }
 
 /// Reads every file in `dir` as an attachment keyed by file name.
@@ -105,7 +121,7 @@ pub fn diff(expected: &str, actual: &str) -> String {
 }
 
 /// Runs every sample of the manifest at `path`.
-pub fn run_manifest(path: &Path, update: bool) -> Result<Vec<CaseResult>, MappingError> {
+pub fn run_manifest(path: &Path) -> Result<Vec<CaseResult>, MappingError> {
     let (file, text) = super::read_text(path)?;
     let m: Manifest = toml::from_str(&text).map_err(|e| toml_error(&file, &text, &e))?;
     if m.version != 1 {
@@ -154,7 +170,7 @@ pub fn run_manifest(path: &Path, update: bool) -> Result<Vec<CaseResult>, Mappin
                 .map_err(|e| e.to_string())?;
             Ok(to_golden(&bytes))
         })();
-        results.push(compare(&case.expected, base, outcome, update));
+        results.push(compare(&case.expected, base, outcome));
     }
     let mut tables: HashMap<PathBuf, DecisionTable> = HashMap::new();
     for case in &m.inbound {
@@ -177,48 +193,37 @@ pub fn run_manifest(path: &Path, update: bool) -> Result<Vec<CaseResult>, Mappin
             json.push('\n');
             Ok(json.into_bytes())
         })();
-        results.push(compare(&case.expected, base, outcome, update));
+        results.push(compare(&case.expected, base, outcome));
     }
     Ok(results)
 }
 
-fn compare(
-    expected: &str,
-    base: &Path,
-    actual: Result<Vec<u8>, String>,
-    update: bool,
-) -> CaseResult {
+fn compare(expected: &str, base: &Path, actual: Result<Vec<u8>, String>) -> CaseResult {
     let path = base.join(expected);
     let name = expected.to_string();
-    let actual = match actual {
-        Ok(a) => a,
-        Err(e) => {
-            return CaseResult {
-                name,
-                outcome: Outcome::Failed(e),
-            }
-        }
-    };
-    let current = std::fs::read(&path).ok();
-    let outcome = match current {
-        Some(c) if c == actual => Outcome::Pass,
-        _ if update => match path
-            .parent()
-            .map(std::fs::create_dir_all)
-            .transpose()
-            .and_then(|_| std::fs::write(&path, &actual))
-        {
-            Ok(()) => Outcome::Updated,
-            Err(e) => Outcome::Failed(format!("cannot write {}: {e}", path.display())),
+    let outcome = match actual {
+        Err(e) => Outcome::Failed(e),
+        Ok(actual) => match std::fs::read(&path).ok() {
+            Some(c) if c == actual => Outcome::Pass,
+            Some(c) => Outcome::Mismatch {
+                diff: diff(
+                    &String::from_utf8_lossy(&c),
+                    &String::from_utf8_lossy(&actual),
+                ),
+                actual,
+            },
+            None => Outcome::Mismatch {
+                diff: format!(
+                    "  {} does not exist (run test-mappings --bless to create it)\n",
+                    path.display()
+                ),
+                actual,
+            },
         },
-        Some(c) => Outcome::Mismatch(diff(
-            &String::from_utf8_lossy(&c),
-            &String::from_utf8_lossy(&actual),
-        )),
-        None => Outcome::Mismatch(format!(
-            "  {} does not exist (run with UPDATE_EXPECT=1 to create it)\n",
-            path.display()
-        )),
     };
-    CaseResult { name, outcome }
+    CaseResult {
+        name,
+        path,
+        outcome,
+    }
 }

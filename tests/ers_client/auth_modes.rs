@@ -1,4 +1,4 @@
-//! The auth modes on the wire, captured on a local stub: the signed JWT and token cache
+//! The auth modes on the wire, captured on a local recording server: the signed JWT and token cache
 //! (app-restricted), role headers and token re-reading (user-restricted), and the legacy
 //! session flow (A001/A002, headers on every call, A003 on shutdown).
 
@@ -22,7 +22,7 @@ use ers_bridge::{
     },
 };
 
-use crate::helpers::{client, config_toml, example_json, fhir, jwt_key, Seen, Stub};
+use crate::helpers::{client, config_toml, example_json, fhir, jwt_key, RecordingServer, Seen};
 use crate::wire::{call_everything, canned, expected_paths};
 
 fn app_restricted_auth(token_url: Option<&str>) -> String {
@@ -83,7 +83,7 @@ async fn app_restricted_signs_jwt_caches_and_refreshes_the_token() {
     let issued2 = issued.clone();
     let token_url = Arc::new(std::sync::OnceLock::<String>::new());
     let tu = token_url.clone();
-    let stub = Stub::spawn(move |s, _| {
+    let server = RecordingServer::spawn(move |s, _| {
         if s.path == "/oauth2/token" {
             token_endpoint(s, tu.get().unwrap(), &issued2)
         } else {
@@ -92,17 +92,17 @@ async fn app_restricted_signs_jwt_caches_and_refreshes_the_token() {
     })
     .await;
     token_url
-        .set(format!("http://{}/oauth2/token", stub.addr))
+        .set(format!("http://{}/oauth2/token", server.addr))
         .unwrap();
     // The token URL defaults to <origin of base_url>/oauth2/token.
     let c = client(
-        &config_toml(&stub.base(), "", &app_restricted_auth(None)),
+        &config_toml(&server.base(), "", &app_restricted_auth(None)),
         MapEnv::default(),
     );
     c.referral(&ubrn("000000070001"), None).await.unwrap();
     c.referral(&ubrn("000000070001"), None).await.unwrap();
     assert_eq!(c.token_fetch_count(), Some(1), "token cached");
-    let api: Vec<_> = stub
+    let api: Vec<_> = server
         .seen()
         .into_iter()
         .filter(|s| s.path != "/oauth2/token")
@@ -124,10 +124,10 @@ async fn app_restricted_signs_jwt_caches_and_refreshes_the_token() {
     tokio::time::advance(Duration::from_secs(2)).await;
     c.referral(&ubrn("000000070001"), None).await.unwrap();
     assert_eq!(c.token_fetch_count(), Some(2), "refreshed before expiry");
-    let last = stub.seen().into_iter().last().unwrap();
+    let last = server.seen().into_iter().last().unwrap();
     assert_eq!(last.header("authorization"), Some("Bearer access-token-1"));
     // Forbidden operations are refused before anything is sent.
-    let before = stub.seen().len();
+    let before = server.seen().len();
     let e = c
         .reject(
             &ubrn("000000070001"),
@@ -157,7 +157,7 @@ async fn app_restricted_signs_jwt_caches_and_refreshes_the_token() {
             .await,
         Err(ErsError::InvalidInput { .. })
     ));
-    assert_eq!(stub.seen().len(), before);
+    assert_eq!(server.seen().len(), before);
 }
 
 #[tokio::test]
@@ -166,7 +166,7 @@ async fn app_restricted_refetches_the_token_after_a_401() {
     let issued2 = issued.clone();
     let token_url = Arc::new(std::sync::OnceLock::<String>::new());
     let tu = token_url.clone();
-    let stub = Stub::spawn(move |s, _| {
+    let server = RecordingServer::spawn(move |s, _| {
         if s.path == "/oauth2/token" {
             token_endpoint(s, tu.get().unwrap(), &issued2)
         } else if s.header("authorization") == Some("Bearer access-token-0") {
@@ -176,10 +176,10 @@ async fn app_restricted_refetches_the_token_after_a_401() {
         }
     })
     .await;
-    let url = format!("http://{}/oauth2/token", stub.addr);
+    let url = format!("http://{}/oauth2/token", server.addr);
     token_url.set(url.clone()).unwrap();
     let c = client(
-        &config_toml(&stub.base(), "", &app_restricted_auth(Some(&url))),
+        &config_toml(&server.base(), "", &app_restricted_auth(Some(&url))),
         MapEnv::default(),
     );
     c.referral(&ubrn("000000070001"), None).await.unwrap();
@@ -188,7 +188,7 @@ async fn app_restricted_refetches_the_token_after_a_401() {
 
 #[tokio::test]
 async fn user_restricted_sends_role_headers_and_rereads_the_token_file() {
-    let stub = Stub::spawn(|s, _| canned(s)).await;
+    let server = RecordingServer::spawn(|s, _| canned(s)).await;
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "user-token-one\n").unwrap();
@@ -196,11 +196,11 @@ async fn user_restricted_sends_role_headers_and_rereads_the_token_file() {
         "mode = \"user-restricted\"\ntoken_file = \"{}\"\nbusiness_function = \"SERVICE_PROVIDER_CLINICIAN_ADMIN\"\nods_code = \"R69\"\non_behalf_of_user_id = \"021600556514\"",
         token.display()
     );
-    let c = client(&config_toml(&stub.base(), "", &auth), MapEnv::default());
+    let c = client(&config_toml(&server.base(), "", &auth), MapEnv::default());
     c.referral(&ubrn("000000070001"), None).await.unwrap();
     std::fs::write(&token, "user-token-number-two\n").unwrap();
     c.referral(&ubrn("000000070001"), None).await.unwrap();
-    let seen = stub.seen();
+    let seen = server.seen();
     assert_eq!(
         seen[0].header("authorization"),
         Some("Bearer user-token-one")
@@ -228,14 +228,14 @@ async fn user_restricted_sends_role_headers_and_rereads_the_token_file() {
 
 #[tokio::test]
 async fn user_restricted_clinician_sends_no_obo_and_env_token() {
-    let stub = Stub::spawn(|s, _| canned(s)).await;
+    let server = RecordingServer::spawn(|s, _| canned(s)).await;
     let auth = "mode = \"user-restricted\"\ntoken_env = \"ERS_TOKEN\"\nbusiness_function = \"SERVICE_PROVIDER_CLINICIAN\"\nods_code = \"R69\"";
     let c = client(
-        &config_toml(&stub.base(), "", auth),
+        &config_toml(&server.base(), "", auth),
         MapEnv::from_pairs([("ERS_TOKEN", "env-token")]),
     );
     c.accept(&ubrn("000000070001"), ver(6)).await.unwrap();
-    let s = &stub.seen()[0];
+    let s = &server.seen()[0];
     assert_eq!(s.header("authorization"), Some("Bearer env-token"));
     assert_eq!(
         s.header("nhsd-ers-business-function"),
@@ -246,7 +246,7 @@ async fn user_restricted_clinician_sends_no_obo_and_env_token() {
 
 #[tokio::test]
 async fn legacy_session_is_created_role_selected_used_and_deleted() {
-    let stub = Stub::spawn(|s, _| match (s.method.as_str(), s.path.as_str()) {
+    let server = RecordingServer::spawn(|s, _| match (s.method.as_str(), s.path.as_str()) {
         ("POST", "/ers-api/v1/ProfessionalSession") => (
             StatusCode::CREATED,
             [("content-type", "application/json")],
@@ -265,7 +265,7 @@ async fn legacy_session_is_created_role_selected_used_and_deleted() {
     })
     .await;
     let auth = "mode = \"legacy-session\"\nasid = \"200000000001\"\nsession_token_env = \"SSO\"\nbusiness_function = \"SERVICE_PROVIDER_CLINICIAN\"\nods_code = \"R01\"";
-    let base = format!("http://{}/ers-api", stub.addr);
+    let base = format!("http://{}/ers-api", server.addr);
     let c = client(
         &config_toml(&base, "", auth),
         MapEnv::from_pairs([("SSO", "smartcard-sso-token")]),
@@ -288,7 +288,7 @@ async fn legacy_session_is_created_role_selected_used_and_deleted() {
     assert!(c.has_session().await);
     c.shutdown().await.unwrap();
     assert!(!c.has_session().await);
-    let seen = stub.seen();
+    let seen = server.seen();
     let key = "pro-xapi-session_222c42c7-820f-4f9b-92fb-3add4b1db9f7";
     assert_eq!(seen[0].method, "POST");
     assert_eq!(seen[0].json()["token"], "smartcard-sso-token");
@@ -339,7 +339,7 @@ async fn legacy_session_is_created_role_selected_used_and_deleted() {
 
 #[tokio::test]
 async fn legacy_session_refuses_a_role_the_user_does_not_hold() {
-    let stub = Stub::spawn(|_, _| {
+    let server = RecordingServer::spawn(|_, _| {
         (
             StatusCode::CREATED,
             std::fs::read_to_string(crate::helpers::example("legacy-ers-api/A001_Response.json"))
@@ -350,7 +350,7 @@ async fn legacy_session_refuses_a_role_the_user_does_not_hold() {
     .await;
     let auth = "mode = \"legacy-session\"\nasid = \"200000000001\"\nsession_token_env = \"SSO\"\nbusiness_function = \"SERVICE_PROVIDER_ADMIN\"\nods_code = \"R01\"";
     let c = client(
-        &config_toml(&format!("http://{}/ers-api", stub.addr), "", auth),
+        &config_toml(&format!("http://{}/ers-api", server.addr), "", auth),
         MapEnv::from_pairs([("SSO", "t")]),
     );
     let e = c.referral(&ubrn("000000070001"), None).await.unwrap_err();

@@ -1,10 +1,10 @@
-//! The operator CLI (`ers-bridge ers ...`, `ers-bridge check`) against a local stub: JSON on
+//! The operator CLI (`ers-bridge ers ...`, `ers-bridge check`) against a local recording server: JSON on
 //! stdout, e-RS error code and diagnostics on stderr, exit codes.
 
 use std::process::Output;
 
 use crate::common::{assert_exit, assert_success};
-use crate::helpers::{config_toml, example_json, fhir, Stub};
+use crate::helpers::{config_toml, example_json, fhir, RecordingServer};
 
 async fn bridge(config: &std::path::Path, args: &[&str]) -> Output {
     let mut cmd = crate::common::bridge();
@@ -28,9 +28,9 @@ fn write_config(dir: &tempfile::TempDir, base: &str) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn referral_worklist_and_check_print_json() {
-    let stub = Stub::spawn(|s, _| crate::wire::canned(s)).await;
+    let server = RecordingServer::spawn(|s, _| crate::wire::canned(s)).await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(&dir, &stub.base());
+    let cfg = write_config(&dir, &server.base());
 
     let out = bridge(&cfg, &["ers", "referral", "000000070001"]).await;
     assert_success(&out);
@@ -54,7 +54,7 @@ async fn referral_worklist_and_check_print_json() {
     assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["resourceType"], "List");
-    let sent = stub
+    let sent = server
         .seen()
         .into_iter()
         .find(|s| s.path.ends_with("$ers.fetchworklist"))
@@ -86,7 +86,7 @@ async fn referral_worklist_and_check_print_json() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn errors_show_the_ers_code_and_exit_non_zero() {
-    let stub = Stub::spawn(|s, _| {
+    let server = RecordingServer::spawn(|s, _| {
         if s.path.contains("/CodeSystem/") {
             crate::helpers::example_reply(
                 "stu3/getCodeSystem/responses/AppointmentCancellationReasonCodeSystem.json",
@@ -98,7 +98,7 @@ async fn errors_show_the_ers_code_and_exit_non_zero() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(&dir, &stub.base());
+    let cfg = write_config(&dir, &server.base());
     let out = bridge(&cfg, &["ers", "accept", "000000070001", "--version", "5"]).await;
     let err = assert_exit(&out, 1, "e-rs code:      UNEXPECTED_FIELD");
     assert!(err.contains("unknown parameter name"), "{err}");
@@ -118,7 +118,7 @@ async fn errors_show_the_ers_code_and_exit_non_zero() {
     )
     .await;
     assert_exit(&out, 1, "SERVICE_INAPPROPRIATE");
-    assert!(!stub
+    assert!(!server
         .seen()
         .iter()
         .any(|s| s.path.ends_with("$ers.rejectReferral")));
@@ -140,7 +140,7 @@ async fn errors_show_the_ers_code_and_exit_non_zero() {
     )
     .await;
     assert_eq!(out.status.code(), Some(1));
-    let sent = stub
+    let sent = server
         .seen()
         .into_iter()
         .find(|s| s.path.ends_with("$ers.rejectReferral"))
@@ -163,14 +163,14 @@ async fn missing_config_is_a_usage_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn app_restricted_reject_is_refused_before_anything_is_sent() {
-    let stub = Stub::spawn(|s, _| crate::wire::canned(s)).await;
+    let server = RecordingServer::spawn(|s, _| crate::wire::canned(s)).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.toml");
     let auth = format!(
         "mode = \"app-restricted\"\napi_key = \"k\"\nprivate_key_file = \"{}\"\nkid = \"kid\"",
         crate::helpers::jwt_key("private.pem")
     );
-    std::fs::write(&path, config_toml(&stub.base(), "", &auth)).unwrap();
+    std::fs::write(&path, config_toml(&server.base(), "", &auth)).unwrap();
     let out = bridge(
         &path,
         &[
@@ -191,5 +191,5 @@ async fn app_restricted_reject_is_refused_before_anything_is_sent() {
         1,
         "A014 (reject referral) is not allowed in app-restricted mode",
     );
-    assert!(stub.seen().is_empty(), "nothing may be sent");
+    assert!(server.seen().is_empty(), "nothing may be sent");
 }

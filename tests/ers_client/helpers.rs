@@ -1,4 +1,4 @@
-//! Test helpers: a capturing HTTP stub on 127.0.0.1:0, config builders, example paths.
+//! Test helpers: a capturing HTTP server on 127.0.0.1:0, config builders, example paths.
 
 use std::{
     net::SocketAddr,
@@ -30,7 +30,7 @@ pub fn example_json(rel: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
-/// A request as the stub saw it.
+/// A request as the server saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub method: Method,
@@ -53,29 +53,31 @@ impl Seen {
 type Responder = Arc<dyn Fn(&Seen, usize) -> Response + Send + Sync>;
 
 #[derive(Clone)]
-struct StubState {
+struct RecorderState {
     seen: Arc<Mutex<Vec<Seen>>>,
     respond: Responder,
 }
 
-/// A local HTTP server that records every request and answers with `respond(request, n)`
-/// where `n` counts earlier requests.
-pub struct Stub {
+/// Not e-RS: a local HTTP server that records every request the client sends and answers
+/// with `respond(request, n)` (`n` counts earlier requests), for asserting exact wire bytes
+/// and odd replies the simulator has no reason to give. Behaviour against e-RS itself is
+/// tested with the simulator.
+pub struct RecordingServer {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Stub {
+impl Drop for RecordingServer {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-impl Stub {
+impl RecordingServer {
     pub async fn spawn(respond: impl Fn(&Seen, usize) -> Response + Send + Sync + 'static) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let state = StubState {
+        let state = RecorderState {
             seen: seen.clone(),
             respond: Arc::new(respond),
         };
@@ -98,7 +100,7 @@ impl Stub {
 }
 
 async fn handle(
-    State(s): State<StubState>,
+    State(s): State<RecorderState>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -126,7 +128,7 @@ pub fn fhir(status: u16, body: serde_json::Value, etag: Option<u32>) -> Response
         StatusCode::from_u16(status).unwrap(),
         [
             ("content-type", "application/fhir+json".to_string()),
-            ("x-request-id", "stub-request-1".to_string()),
+            ("x-request-id", "server-request-1".to_string()),
         ],
         body.to_string(),
     )

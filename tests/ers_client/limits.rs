@@ -1,4 +1,4 @@
-//! Rate limiting and retries with tokio's paused clock: the stub records the (virtual)
+//! Rate limiting and retries with tokio's paused clock: the server records the (virtual)
 //! instant of each request, so the assertions are about what e-RS would see.
 
 use std::time::Duration;
@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use ers_bridge::{config::MapEnv, ers::ErsError};
 use tokio::time::Instant;
 
-use crate::helpers::{client, config_toml, example_reply, Stub};
+use crate::helpers::{client, config_toml, example_reply, RecordingServer};
 
 const RETRY: &str = "rate_limit_per_sec = 10
 request_timeout_ms = 30000
@@ -17,9 +17,9 @@ base_delay_ms = 100
 max_delay_ms = 2000
 budget = 1000";
 
-fn none_client(stub: &Stub) -> ers_bridge::ers::ErsClient {
+fn none_client(server: &RecordingServer) -> ers_bridge::ers::ErsClient {
     client(
-        &config_toml(&stub.base(), RETRY, "mode = \"none\""),
+        &config_toml(&server.base(), RETRY, "mode = \"none\""),
         MapEnv::default(),
     )
 }
@@ -47,8 +47,8 @@ fn max_per_second(mut times: Vec<Instant>) -> usize {
 
 #[tokio::test(start_paused = true)]
 async fn hundred_concurrent_calls_stay_within_ten_per_second() {
-    let stub = Stub::spawn(|_, _| referral()).await;
-    let c = none_client(&stub);
+    let server = RecordingServer::spawn(|_, _| referral()).await;
+    let c = none_client(&server);
     let start = Instant::now();
     let tasks: Vec<_> = (0..100)
         .map(|_| {
@@ -60,7 +60,7 @@ async fn hundred_concurrent_calls_stay_within_ten_per_second() {
         let r = t.await.unwrap().unwrap();
         assert_eq!(r.version, Some(ver(5)));
     }
-    let seen = stub.seen();
+    let seen = server.seen();
     assert_eq!(seen.len(), 100);
     let max = max_per_second(seen.iter().map(|s| s.at).collect());
     assert!(max <= 10, "{max} requests in one second");
@@ -71,7 +71,7 @@ async fn hundred_concurrent_calls_stay_within_ten_per_second() {
 #[tokio::test(start_paused = true)]
 async fn storm_of_429_honours_retry_after_and_the_limit() {
     // The first 15 requests are refused with Retry-After: 2.
-    let stub = Stub::spawn(|_, n| {
+    let server = RecordingServer::spawn(|_, n| {
         if n < 15 {
             (
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
@@ -84,7 +84,7 @@ async fn storm_of_429_honours_retry_after_and_the_limit() {
         }
     })
     .await;
-    let c = none_client(&stub);
+    let c = none_client(&server);
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let c = c.clone();
@@ -94,7 +94,7 @@ async fn storm_of_429_honours_retry_after_and_the_limit() {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    let seen = stub.seen();
+    let seen = server.seen();
     assert_eq!(seen.len(), 35);
     assert!(max_per_second(seen.iter().map(|s| s.at).collect()) <= 10);
     // After each 429, nothing new arrives until its Retry-After has passed.
@@ -111,7 +111,7 @@ async fn storm_of_429_honours_retry_after_and_the_limit() {
 
 #[tokio::test(start_paused = true)]
 async fn server_errors_retry_reads_but_not_unguarded_writes() {
-    let stub = Stub::spawn(|s, n| {
+    let server = RecordingServer::spawn(|s, n| {
         if s.path
             .ends_with("createFromCommunicationRequestActionLater")
             || n < 2
@@ -122,10 +122,10 @@ async fn server_errors_retry_reads_but_not_unguarded_writes() {
         }
     })
     .await;
-    let c = none_client(&stub);
+    let c = none_client(&server);
     // A005: two 500s, then success.
     c.referral(&ubrn("000000070001"), None).await.unwrap();
-    assert_eq!(stub.seen().len(), 3);
+    assert_eq!(server.seen().len(), 3);
     // A027 has no If-Match: a 500 is not retried (the conversion may have happened).
     let input = ers_bridge::fhir::requests::ConvertAdviceToReferral {
         ubrn: ubrn("000000080000"),
@@ -139,7 +139,7 @@ async fn server_errors_retry_reads_but_not_unguarded_writes() {
     let err = c.convert_advice(&input).await.unwrap_err();
     assert_eq!(err.status(), Some(500));
     assert!(err.is_retryable());
-    assert_eq!(stub.seen().len(), 4);
+    assert_eq!(server.seen().len(), 4);
 }
 
 #[tokio::test(start_paused = true)]
@@ -179,7 +179,7 @@ async fn timeouts_retry_reads_and_are_typed() {
 
 #[tokio::test(start_paused = true)]
 async fn conflict_and_locked_are_distinct_and_not_retried_blindly() {
-    let stub = Stub::spawn(|s, _| {
+    let server = RecordingServer::spawn(|s, _| {
         let status = if s.path.contains("000000070001") {
             409
         } else {
@@ -194,7 +194,7 @@ async fn conflict_and_locked_are_distinct_and_not_retried_blindly() {
     .await;
     let c = client(
         &config_toml(
-            &stub.base(),
+            &server.base(),
             "[ers.retry]\nmax_attempts = 3",
             "mode = \"none\"",
         ),
@@ -203,12 +203,12 @@ async fn conflict_and_locked_are_distinct_and_not_retried_blindly() {
     let e = c.accept(&ubrn("000000070001"), ver(5)).await.unwrap_err();
     assert!(matches!(e, ErsError::Conflict(_)), "{e}");
     assert_eq!(e.ers_code(), Some("UNEXPECTED_FIELD"));
-    assert_eq!(stub.seen().len(), 1, "409 is not retried");
+    assert_eq!(server.seen().len(), 1, "409 is not retried");
     let e = c.accept(&ubrn("000000070002"), ver(5)).await.unwrap_err();
     assert!(matches!(e, ErsError::Locked(_)), "{e}");
     assert!(e.is_retryable());
     assert_eq!(
-        stub.seen().len(),
+        server.seen().len(),
         2,
         "423 is left to the caller, who re-reads first"
     );
@@ -216,11 +216,12 @@ async fn conflict_and_locked_are_distinct_and_not_retried_blindly() {
 
 #[tokio::test(start_paused = true)]
 async fn retry_budget_stops_retries_during_an_outage() {
-    let stub =
-        Stub::spawn(|_, _| axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()).await;
+    let server =
+        RecordingServer::spawn(|_, _| axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response())
+            .await;
     let c = client(
         &config_toml(
-            &stub.base(),
+            &server.base(),
             "[ers.retry]\nmax_attempts = 5\nbase_delay_ms = 10\nbudget = 3",
             "mode = \"none\"",
         ),
@@ -231,7 +232,7 @@ async fn retry_budget_stops_retries_during_an_outage() {
         assert_eq!(e.status(), Some(503));
     }
     // 3 first attempts + 3 retries from the budget, not 3 x 5.
-    assert_eq!(stub.seen().len(), 6);
+    assert_eq!(server.seen().len(), 6);
 }
 
 fn ubrn(s: &str) -> ers_bridge::ids::Ubrn {

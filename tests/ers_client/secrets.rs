@@ -10,7 +10,7 @@ use std::{
 use axum::{http::StatusCode, response::IntoResponse};
 use ers_bridge::{config::MapEnv, ers::ErsClient};
 
-use crate::helpers::{client, config_toml, example, example_json, fhir, jwt_key, Stub};
+use crate::helpers::{client, config_toml, example, example_json, fhir, jwt_key, RecordingServer};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -31,10 +31,10 @@ const BEARER: &str = "bearer-SECRET-3";
 const SSO: &str = "sso-SECRET-4";
 const SESSION: &str = "pro-xapi-session_SECRET-5";
 
-/// A stub that plays token endpoint, legacy session endpoint and e-RS (answering errors
+/// A server that plays token endpoint, legacy session endpoint and e-RS (answering errors
 /// for half the calls so error paths are logged too).
-async fn stub() -> Stub {
-    Stub::spawn(|s, n| match (s.method.as_str(), s.path.as_str()) {
+async fn server() -> RecordingServer {
+    RecordingServer::spawn(|s, n| match (s.method.as_str(), s.path.as_str()) {
         (_, "/oauth2/token") => axum::Json(serde_json::json!({
             "access_token": ACCESS_TOKEN, "expires_in": "600", "token_type": "Bearer"
         }))
@@ -59,7 +59,7 @@ async fn stub() -> Stub {
     .await
 }
 
-fn clients(stub: &Stub, dir: &std::path::Path) -> Vec<ErsClient> {
+fn clients(server: &RecordingServer, dir: &std::path::Path) -> Vec<ErsClient> {
     let token_file = dir.join("token");
     std::fs::write(&token_file, BEARER).unwrap();
     let app = format!(
@@ -74,10 +74,10 @@ fn clients(stub: &Stub, dir: &std::path::Path) -> Vec<ErsClient> {
     let env = || MapEnv::from_pairs([("SSO", SSO)]);
     let retry = "[ers.retry]\nmax_attempts = 2\nbase_delay_ms = 1";
     vec![
-        client(&config_toml(&stub.base(), retry, &app), env()),
-        client(&config_toml(&stub.base(), retry, &user), env()),
+        client(&config_toml(&server.base(), retry, &app), env()),
+        client(&config_toml(&server.base(), retry, &user), env()),
         client(
-            &config_toml(&format!("http://{}/ers-api", stub.addr), retry, legacy),
+            &config_toml(&format!("http://{}/ers-api", server.addr), retry, legacy),
             env(),
         ),
     ]
@@ -120,10 +120,10 @@ fn secrets_never_reach_debug_errors_or_logs() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let stub = stub().await;
+        let server = server().await;
         let dir = tempfile::tempdir().unwrap();
         let mut outputs = String::new();
-        for c in clients(&stub, dir.path()) {
+        for c in clients(&server, dir.path()) {
             outputs.push_str(&format!("{c:?}\n{c:#?}\n"));
             for _ in 0..3 {
                 match c.referral(&ubrn("000000070000"), None).await {
@@ -138,8 +138,8 @@ fn secrets_never_reach_debug_errors_or_logs() {
             outputs.push_str(&format!("{c:?}\n"));
         }
         // The legacy flow really ran (so the session key was in play).
-        assert!(stub.seen().iter().any(|s| s.method == "DELETE"));
-        assert!(stub.seen().iter().any(|s| s.path == "/oauth2/token"));
+        assert!(server.seen().iter().any(|s| s.method == "DELETE"));
+        assert!(server.seen().iter().any(|s| s.path == "/oauth2/token"));
         assert_clean("debug and error output", &outputs);
     });
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();

@@ -1,4 +1,4 @@
-//! What goes on the wire, captured on a local stub: the method and path of every operation,
+//! What goes on the wire, captured on a local recording server: the method and path of every operation,
 //! `X-Correlation-ID`, `If-Match`, content type, query strings, the A042 redirect (no
 //! credentials to the object store) and size caps. The per-mode auth headers are in
 //! `auth_modes`.
@@ -19,7 +19,9 @@ use ers_bridge::{
     },
 };
 
-use crate::helpers::{client, config_toml, example_json, example_reply, fhir, Seen, Stub};
+use crate::helpers::{
+    client, config_toml, example_json, example_reply, fhir, RecordingServer, Seen,
+};
 
 /// Answers every e-RS path with a plausible official example.
 pub(crate) fn canned(s: &Seen) -> axum::response::Response {
@@ -266,9 +268,9 @@ pub(crate) fn expected_paths(prefix: &str) -> HashMap<Operation, (&'static str, 
 
 #[tokio::test]
 async fn every_operation_has_its_path_method_and_headers() {
-    let stub = Stub::spawn(|s, _| canned(s)).await;
+    let server = RecordingServer::spawn(|s, _| canned(s)).await;
     let c = client(
-        &config_toml(&stub.base(), "", "mode = \"none\""),
+        &config_toml(&server.base(), "", "mode = \"none\""),
         MapEnv::default(),
     );
     let results = call_everything(&c).await;
@@ -279,7 +281,7 @@ async fn every_operation_has_its_path_method_and_headers() {
             r.as_ref().err().map(ToString::to_string)
         );
     }
-    let seen = stub.seen();
+    let seen = server.seen();
     let paths = expected_paths("/referrals/FHIR/STU3");
     for (op, (method, path)) in &paths {
         let hit = seen
@@ -347,10 +349,12 @@ async fn every_operation_has_its_path_method_and_headers() {
 
 #[tokio::test]
 async fn a_given_correlation_id_is_sent_and_reported() {
-    let stub =
-        Stub::spawn(|_, _| fhir(422, example_json("stu3/STU3-OperationOutcome.json"), None)).await;
+    let server = RecordingServer::spawn(|_, _| {
+        fhir(422, example_json("stu3/STU3-OperationOutcome.json"), None)
+    })
+    .await;
     let c = client(
-        &config_toml(&stub.base(), "", "mode = \"none\""),
+        &config_toml(&server.base(), "", "mode = \"none\""),
         MapEnv::default(),
     );
     let id = uuid::Uuid::new_v4();
@@ -360,23 +364,23 @@ async fn a_given_correlation_id_is_sent_and_reported() {
         .await
         .unwrap_err();
     assert_eq!(
-        stub.seen()[0].header("x-correlation-id"),
+        server.seen()[0].header("x-correlation-id"),
         Some(id.to_string().as_str())
     );
     let api = err.api().unwrap();
     assert_eq!(api.correlation_id, id.to_string());
-    assert_eq!(api.request_id.as_deref(), Some("stub-request-1"));
+    assert_eq!(api.request_id.as_deref(), Some("server-request-1"));
     assert_eq!(api.ers_code.as_deref(), Some("UNEXPECTED_FIELD"));
 }
 
 #[tokio::test]
 async fn attachment_redirect_sends_no_credentials_to_the_object_store() {
-    let store = Stub::spawn(|_, _| {
+    let store = RecordingServer::spawn(|_, _| {
         ([("content-type", "application/pdf")], vec![7u8; 4096]).into_response()
     })
     .await;
     let store_url = format!("http://{}/ObjectStore/d497bbe3", store.addr);
-    let api = Stub::spawn(move |_, _| {
+    let api = RecordingServer::spawn(move |_, _| {
         (
             StatusCode::TEMPORARY_REDIRECT,
             [("location", store_url.clone())],
@@ -429,9 +433,13 @@ async fn attachment_redirect_sends_no_credentials_to_the_object_store() {
 
 #[tokio::test]
 async fn worklists_above_the_size_cap_are_refused() {
-    let stub = Stub::spawn(|s, _| canned(s)).await;
+    let server = RecordingServer::spawn(|s, _| canned(s)).await;
     let c = client(
-        &config_toml(&stub.base(), "max_worklist_bytes = 1000", "mode = \"none\""),
+        &config_toml(
+            &server.base(),
+            "max_worklist_bytes = 1000",
+            "mode = \"none\"",
+        ),
         MapEnv::default(),
     );
     let e = c

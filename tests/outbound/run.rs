@@ -4,7 +4,7 @@
 use ers_bridge::app::Shutdown;
 use ers_bridge::events::Event;
 
-use crate::helpers::{Harness, Opts};
+use crate::helpers::{wait_for_events, Harness, Opts};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_until_stopped_then_shuts_down_cleanly() {
@@ -19,12 +19,7 @@ async fn runs_until_stopped_then_shuts_down_cleanly() {
     let store = app.outbound().store().clone();
     let mut events = app.shared().events.subscribe();
     let running = tokio::spawn(app.run_until_stopped());
-    let mut published = 0;
-    while published < n {
-        if let Ok(Event::Published(_)) = events.recv().await {
-            published += 1;
-        }
-    }
+    wait_for_events(&mut events, n, |e| matches!(e, Event::Published(_))).await;
     shutdown.trigger();
     running.await.unwrap().expect("stops cleanly");
     // The store was closed by the shutdown.
