@@ -426,3 +426,83 @@ fn ubrn(s: &str) -> ers_bridge::ids::Ubrn {
 fn ver(n: u32) -> ers_bridge::ids::Version {
     ers_bridge::ids::Version::new(n)
 }
+
+/// The A014 rules the CLI and the inbound pipeline share, against the simulator's A004.
+#[tokio::test]
+async fn rejection_reasons_follow_a004() {
+    use ers_bridge::ers::{rejection_input, RefDataCache, RejectionError};
+    let sim = sim(true).await;
+    let c = client(
+        &config_toml(
+            &sim.fhir_base(),
+            CLIENT,
+            &user_auth("SERVICE_PROVIDER_CLINICIAN", None),
+        ),
+        user_env(),
+    );
+    let cache = RefDataCache::new();
+    let now = chrono::Utc::now();
+    let ok = rejection_input(&c, &cache, "SERVICE_INAPPROPRIATE", None, Some(true), now)
+        .await
+        .unwrap();
+    assert_eq!(ok.reason.code(), "SERVICE_INAPPROPRIATE");
+    assert!(
+        ok.reason
+            .system
+            .as_deref()
+            .is_some_and(|s| s.ends_with("/STU3/CodeSystem/APPOINTMENT-CANCELLATION-REASON")),
+        "{:?}",
+        ok.reason.system
+    );
+    // OTHER says commentIsMandatory; an empty comment is no comment.
+    for comments in [None, Some(String::new())] {
+        let e = rejection_input(&c, &cache, "OTHER", comments, None, now)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RejectionError::CommentRequired { .. }), "{e}");
+        assert!(!e.is_retryable());
+    }
+    rejection_input(&c, &cache, "OTHER", Some("see letter".into()), None, now)
+        .await
+        .unwrap();
+    // A PROVIDER (not PROVIDER_REJECT) reason, and one no longer effective, are refused
+    // with the current list.
+    let e = rejection_input(&c, &cache, "ADDITIONAL_REQ_NOT_AVAILABLE", None, None, now)
+        .await
+        .unwrap_err();
+    match e {
+        RejectionError::UnknownReason { current, .. } => {
+            assert!(
+                current.iter().any(|c| c == "SERVICE_INAPPROPRIATE"),
+                "{current:?}"
+            );
+            assert!(!current.iter().any(|c| c == "ADDITIONAL_REQ_NOT_AVAILABLE"));
+        }
+        other => panic!("{other}"),
+    }
+    // A004 was read once for all of these.
+    let a004 = recorded_reads(&sim, "A004").await;
+    assert_eq!(a004, 1, "the cache serves the code system");
+
+    // App-restricted mode cannot reject: refused before any A004 call.
+    let app = client(
+        &config_toml(&sim.fhir_base(), CLIENT, &app_auth()),
+        MapEnv::default(),
+    );
+    let e = rejection_input(&app, &RefDataCache::new(), "OTHER", None, None, now)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RejectionError::NotAllowed(_)), "{e}");
+    assert_eq!(recorded_reads(&sim, "A004").await, 1);
+}
+
+/// How many calls of `op` the simulator counted (`/_admin/stats`).
+async fn recorded_reads(sim: &RunningSimulator, op: &str) -> u64 {
+    let stats: serde_json::Value = reqwest::get(format!("{}/_admin/stats", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stats["by_operation"][op].as_u64().unwrap_or(0)
+}
