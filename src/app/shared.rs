@@ -30,6 +30,11 @@ pub struct Shared {
 
 /// The UBRNs being worked on in this process; [`Claims::take`] gives at most one
 /// [`Claim`] per UBRN at a time.
+///
+/// Today the set is in memory, which makes the rule hold within one bridge process. For two
+/// bridges on one store the claim must also be a row in the store (a lease with an owner
+/// and an expiry, so a crashed instance's claims lapse); `take` is async so that lease can
+/// be added behind this API without changing its callers (ARCHITECTURE.md, invariants).
 #[derive(Debug, Default)]
 pub struct Claims {
     set: Mutex<HashSet<Ubrn>>,
@@ -37,7 +42,7 @@ pub struct Claims {
 
 impl Claims {
     /// Claims `ubrn` until the returned guard is dropped; `None` when another task holds it.
-    pub fn take(&self, ubrn: &Ubrn) -> Option<Claim<'_>> {
+    pub async fn take(&self, ubrn: &Ubrn) -> Option<Claim<'_>> {
         let mut s = self.set.lock().unwrap_or_else(|e| e.into_inner());
         s.insert(ubrn.clone()).then(|| Claim {
             claims: self,
@@ -73,17 +78,17 @@ impl Drop for Claim<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_ubrn_is_claimed_once_until_released() {
+    #[tokio::test]
+    async fn a_ubrn_is_claimed_once_until_released() {
         let claims = Claims::default();
         let a = Ubrn::parse("000000070000").unwrap();
         let b = Ubrn::parse("000000070001").unwrap();
-        let first = claims.take(&a).expect("free");
-        assert!(claims.take(&a).is_none(), "already claimed");
-        let other = claims.take(&b);
+        let first = claims.take(&a).await.expect("free");
+        assert!(claims.take(&a).await.is_none(), "already claimed");
+        let other = claims.take(&b).await;
         assert!(other.is_some(), "another UBRN is independent");
         assert_eq!(claims.len(), 2);
         drop(first);
-        assert!(claims.take(&a).is_some(), "released on drop");
+        assert!(claims.take(&a).await.is_some(), "released on drop");
     }
 }

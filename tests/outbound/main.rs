@@ -12,6 +12,8 @@ mod faults;
 mod filters;
 mod flow;
 mod helpers;
+#[path = "../common/ids.rs"]
+mod ids;
 mod parked;
 mod restart;
 mod run;

@@ -1,23 +1,13 @@
 //! The store methods the pipeline added (migration 2) and its batched writes, on SQLite and
 //! on PostgreSQL.
 
-use ers_bridge::ids::{ControlId, Ubrn, Version};
+use ers_bridge::ids::{Ubrn, Version};
 use ers_bridge::store::{PublishedMessage, Seen, Store, VersionRecord, VersionState};
 use secrecy::SecretString;
 
 use crate::helpers::{drop_pg_database, pg_database};
 
-fn u(s: &str) -> Ubrn {
-    Ubrn::parse(s).unwrap()
-}
-
-fn ver(n: u32) -> Version {
-    Version::new(n)
-}
-
-fn cid(s: &str) -> ControlId {
-    ControlId::parse(s).unwrap()
-}
+use crate::ids::{cid, u, ver};
 
 async fn exercise(store: &Store) {
     // Worklist members are replaced as a whole, per service and list.

@@ -4,4 +4,6 @@
 
 mod amqp;
 mod helpers;
+#[path = "../common/ids.rs"]
+mod ids;
 mod store;

@@ -1,23 +1,12 @@
 //! The store against SQLite (a temporary file) and PostgreSQL (a fresh database): the same
 //! scenarios run on both.
 
-use ers_bridge::ids::{ControlId, Ubrn, Version};
 use ers_bridge::store::{PublishedMessage, Seen, Store, VersionRecord};
 use secrecy::SecretString;
 
 use crate::helpers;
 
-fn u(s: &str) -> Ubrn {
-    Ubrn::parse(s).unwrap()
-}
-
-fn ver(n: u32) -> Version {
-    Version::new(n)
-}
-
-fn cid(s: &str) -> ControlId {
-    ControlId::parse(s).unwrap()
-}
+use crate::ids::{cid, u, ver};
 
 fn message(control_id: &str, ubrn: &str, version: u32, at: i64) -> PublishedMessage {
     PublishedMessage {

@@ -55,7 +55,7 @@ use crate::config::PipelineTuning;
 use crate::events::Parked;
 use crate::fhir::ReferralRequest;
 use crate::ids::{Ubrn, Version};
-use crate::store::Store;
+use crate::store::{Store, VersionState};
 use recorder::Recorder;
 
 /// The outbound pipeline's own settings (from `[pipeline]`, `[amqp] tenant` and `[ers]`).
@@ -137,20 +137,24 @@ impl Pipeline {
         if self.shared.shutdown.is_triggered() {
             return Err(PipelineError::ShuttingDown);
         }
-        let referral = match self.read(ubrn).await {
+        let (version, json) = match self.read(ubrn).await {
             Ok(r) => r,
             Err(e) if e.is_retryable() => return Err(e),
             Err(e) => return self.park(ubrn, Version::new(0), &e.to_string(), now).await,
         };
-        let state = self
-            .shared
-            .store
-            .version_state(ubrn, referral.version)
-            .await
-            .map_err(PipelineError::store(ubrn))?;
+        let state = self.version_state(ubrn, version).await?;
         if state.seen {
             return Ok(Outcome::Skipped);
         }
+        // The typed view is read only for versions not handled yet (most re-reads are not).
+        let referral = match fetch::typed(ubrn, &json) {
+            Ok(typed) => Read {
+                version,
+                json,
+                typed,
+            },
+            Err(e) => return self.park(ubrn, version, &e.to_string(), now).await,
+        };
         if left_list && !referral.typed.is_cancelled() {
             return Ok(Outcome::Skipped);
         }
@@ -161,13 +165,14 @@ impl Pipeline {
     /// Re-processes the latest version of a referral even if it was handled (parked or
     /// published) before: `ers-bridge replay`, and parked items after the mappings change.
     pub async fn replay(&self, ubrn: &Ubrn, now: DateTime<Utc>) -> Result<Outcome, PipelineError> {
-        let referral = self.read(ubrn).await?;
-        let state = self
-            .shared
-            .store
-            .version_state(ubrn, referral.version)
-            .await
-            .map_err(PipelineError::store(ubrn))?;
+        let (version, json) = self.read(ubrn).await?;
+        let typed = fetch::typed(ubrn, &json)?;
+        let referral = Read {
+            version,
+            json,
+            typed,
+        };
+        let state = self.version_state(ubrn, referral.version).await?;
         self.handle_version(ubrn, &referral, state.latest_published, now)
             .await
     }
@@ -200,8 +205,21 @@ impl Pipeline {
         Ok(replayed)
     }
 
+    /// Whether this version was handled, and the latest published one, from the store.
+    async fn version_state(
+        &self,
+        ubrn: &Ubrn,
+        version: Version,
+    ) -> Result<VersionState, PipelineError> {
+        self.shared
+            .store
+            .version_state(ubrn, version)
+            .await
+            .map_err(PipelineError::store(ubrn))
+    }
+
     /// A005, with the version every message and store row needs.
-    async fn read(&self, ubrn: &Ubrn) -> Result<Read, PipelineError> {
+    async fn read(&self, ubrn: &Ubrn) -> Result<(Version, Value), PipelineError> {
         let r = self
             .shared
             .ers
@@ -212,12 +230,7 @@ impl Pipeline {
             ubrn: ubrn.clone(),
             reason: "no version (ETag or meta.versionId)".into(),
         })?;
-        let typed = fetch::typed(ubrn, &r.resource)?;
-        Ok(Read {
-            version,
-            json: r.resource,
-            typed,
-        })
+        Ok((version, r.resource))
     }
 
     /// Parks the version (and marks it seen) in one transaction, and says so.

@@ -248,7 +248,7 @@ impl Pipeline {
         left: bool,
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
-        let Some(_claim) = self.shared.claims.take(ubrn) else {
+        let Some(_claim) = self.shared.claims.take(ubrn).await else {
             return Ok(Outcome::InProgress);
         };
         self.process_referral(ubrn, left, now).await
