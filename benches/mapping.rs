@@ -1,5 +1,7 @@
 //! Benchmarks (criterion): map+encode one referral with the default REF^I12 mapping,
-//! without and with a 1 MB attachment, and parse one RRI^I12 with the guarded reader.
+//! without and with a 1 MB attachment, parse one RRI^I12 with the guarded reader, and read
+//! one A005 referral: JSON text to `Value`, and `Value` to the typed `ReferralRequest` the
+//! outbound pipeline decides with.
 //! Run with `cargo bench --bench mapping`; figures are recorded in `BENCHMARKS.md`.
 
 use std::hint::black_box;
@@ -60,6 +62,15 @@ fn benches(c: &mut Criterion) {
     });
     g.bench_function("rri_i12_read_inbound", |b| {
         b.iter(|| black_box(read_inbound(black_box(&rri), 1 << 20).unwrap().control_id))
+    });
+    g.bench_function("referral_value_from_text", |b| {
+        b.iter(|| black_box(serde_json::from_str::<serde_json::Value>(black_box(&text)).unwrap()))
+    });
+    g.bench_function("referral_typed_from_value", |b| {
+        use serde::Deserialize;
+        b.iter(|| {
+            black_box(ers_bridge::fhir::ReferralRequest::deserialize(black_box(&referral)).unwrap())
+        })
     });
     g.finish();
 }

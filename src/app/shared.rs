@@ -49,15 +49,6 @@ impl Claims {
             ubrn: ubrn.clone(),
         })
     }
-
-    /// How many UBRNs are claimed now.
-    pub fn len(&self) -> usize {
-        self.set.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// A claimed UBRN; released on drop.
@@ -87,7 +78,6 @@ mod tests {
         assert!(claims.take(&a).await.is_none(), "already claimed");
         let other = claims.take(&b).await;
         assert!(other.is_some(), "another UBRN is independent");
-        assert_eq!(claims.len(), 2);
         drop(first);
         assert!(claims.take(&a).await.is_some(), "released on drop");
     }

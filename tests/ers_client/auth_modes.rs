@@ -22,7 +22,9 @@ use ers_bridge::{
     },
 };
 
-use crate::helpers::{client, config_toml, example_json, fhir, jwt_key, RecordingServer, Seen};
+use crate::helpers::{
+    client, config_toml, example_json, fhir, jwt_key, ubrn, ver, RecordingServer, Seen,
+};
 use crate::wire::{call_everything, canned, expected_paths};
 
 fn app_restricted_auth(token_url: Option<&str>) -> String {
@@ -395,12 +397,4 @@ fn app_restricted_key_problems_name_the_key() {
     let e = client_error("https://api.service.nhs.uk/referrals/FHIR", &auth);
     assert!(e.to_string().contains("not an RSA private key"), "{e}");
     assert!(e.to_string().contains("public.pem"), "{e}");
-}
-
-fn ubrn(s: &str) -> ers_bridge::ids::Ubrn {
-    ers_bridge::ids::Ubrn::parse(s).unwrap()
-}
-
-fn ver(n: u32) -> ers_bridge::ids::Version {
-    ers_bridge::ids::Version::new(n)
 }

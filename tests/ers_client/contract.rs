@@ -13,7 +13,7 @@ use ers_bridge::fhir::{
     Coding, Parameters, Resource,
 };
 
-use crate::helpers::example_json;
+use crate::helpers::{example_json, ubrn, ver};
 
 fn body(p: Parameters) -> serde_json::Value {
     serde_json::to_value(Resource::from(p)).unwrap()
@@ -396,12 +396,4 @@ fn worklist_items_and_rejection_reasons() {
         !codes.contains(&"ADDITIONAL_REQ_NOT_AVAILABLE"),
         "{codes:?}"
     );
-}
-
-fn ubrn(s: &str) -> ers_bridge::ids::Ubrn {
-    ers_bridge::ids::Ubrn::parse(s).unwrap()
-}
-
-fn ver(n: u32) -> ers_bridge::ids::Version {
-    ers_bridge::ids::Version::new(n)
 }

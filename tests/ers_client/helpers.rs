@@ -161,3 +161,11 @@ pub fn client(toml: &str, env: MapEnv) -> ErsClient {
 pub fn jwt_key(name: &str) -> String {
     format!("{}/tests/fixtures/jwt/{name}", env!("CARGO_MANIFEST_DIR"))
 }
+
+pub fn ubrn(s: &str) -> ers_bridge::ids::Ubrn {
+    ers_bridge::ids::Ubrn::parse(s).unwrap()
+}
+
+pub fn ver(n: u32) -> ers_bridge::ids::Version {
+    ers_bridge::ids::Version::new(n)
+}

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use ers_bridge::{config::MapEnv, ers::ErsError};
 use tokio::time::Instant;
 
-use crate::helpers::{client, config_toml, example_reply, RecordingServer};
+use crate::helpers::{client, config_toml, example_reply, ubrn, ver, RecordingServer};
 
 const RETRY: &str = "rate_limit_per_sec = 10
 request_timeout_ms = 30000
@@ -233,12 +233,4 @@ async fn retry_budget_stops_retries_during_an_outage() {
     }
     // 3 first attempts + 3 retries from the budget, not 3 x 5.
     assert_eq!(server.seen().len(), 6);
-}
-
-fn ubrn(s: &str) -> ers_bridge::ids::Ubrn {
-    ers_bridge::ids::Ubrn::parse(s).unwrap()
-}
-
-fn ver(n: u32) -> ers_bridge::ids::Version {
-    ers_bridge::ids::Version::new(n)
 }

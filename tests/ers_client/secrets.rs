@@ -10,7 +10,9 @@ use std::{
 use axum::{http::StatusCode, response::IntoResponse};
 use ers_bridge::{config::MapEnv, ers::ErsClient};
 
-use crate::helpers::{client, config_toml, example, example_json, fhir, jwt_key, RecordingServer};
+use crate::helpers::{
+    client, config_toml, example, example_json, fhir, jwt_key, ubrn, ver, RecordingServer,
+};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -145,12 +147,4 @@ fn secrets_never_reach_debug_errors_or_logs() {
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("e-rs call"), "nothing was logged:\n{logs}");
     assert_clean("the logs", &logs);
-}
-
-fn ubrn(s: &str) -> ers_bridge::ids::Ubrn {
-    ers_bridge::ids::Ubrn::parse(s).unwrap()
-}
-
-fn ver(n: u32) -> ers_bridge::ids::Version {
-    ers_bridge::ids::Version::new(n)
 }

@@ -19,7 +19,7 @@ use ers_bridge::{
     simulator::{self, RunningSimulator, SimAuth, SimConfig},
 };
 
-use crate::helpers::{client, config_toml, jwt_key};
+use crate::helpers::{client, config_toml, jwt_key, ubrn, ver};
 
 /// Client side: fast enough for tests, still under the simulator's limit.
 const CLIENT: &str = "rate_limit_per_sec = 50\n[ers.retry]\nmax_attempts = 2\nbase_delay_ms = 10";
@@ -38,15 +38,22 @@ async fn sim(require_auth: bool) -> RunningSimulator {
     simulator::spawn(cfg).await.expect("the simulator starts")
 }
 
-/// The operations e-RS recorded as writes (from `/_admin/calls`).
-async fn recorded_writes(sim: &RunningSimulator) -> Vec<String> {
-    let calls: Vec<serde_json::Value> = reqwest::get(format!("{}/_admin/calls", sim.base_url()))
+/// A simulator admin endpoint's JSON (`/_admin/<path>`).
+async fn admin_json(sim: &RunningSimulator, path: &str) -> serde_json::Value {
+    reqwest::get(format!("{}/_admin/{path}", sim.base_url()))
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The operations e-RS recorded as writes (from `/_admin/calls`).
+async fn recorded_writes(sim: &RunningSimulator) -> Vec<String> {
+    let calls = admin_json(sim, "calls").await;
     calls
+        .as_array()
+        .unwrap()
         .iter()
         .filter_map(|c| c["operation"].as_str().map(str::to_string))
         .collect()
@@ -419,14 +426,6 @@ async fn legacy_shutdown_waits_for_calls_in_flight() {
     assert!(!c.has_session().await);
 }
 
-fn ubrn(s: &str) -> ers_bridge::ids::Ubrn {
-    ers_bridge::ids::Ubrn::parse(s).unwrap()
-}
-
-fn ver(n: u32) -> ers_bridge::ids::Version {
-    ers_bridge::ids::Version::new(n)
-}
-
 /// The A014 rules the CLI and the inbound pipeline share, against the simulator's A004.
 #[tokio::test]
 async fn rejection_reasons_follow_a004() {
@@ -481,7 +480,7 @@ async fn rejection_reasons_follow_a004() {
         other => panic!("{other}"),
     }
     // A004 was read once for all of these.
-    let a004 = recorded_reads(&sim, "A004").await;
+    let a004 = recorded_calls(&sim, "A004").await;
     assert_eq!(a004, 1, "the cache serves the code system");
 
     // App-restricted mode cannot reject: refused before any A004 call.
@@ -493,16 +492,12 @@ async fn rejection_reasons_follow_a004() {
         .await
         .unwrap_err();
     assert!(matches!(e, RejectionError::NotAllowed(_)), "{e}");
-    assert_eq!(recorded_reads(&sim, "A004").await, 1);
+    assert_eq!(recorded_calls(&sim, "A004").await, 1);
 }
 
 /// How many calls of `op` the simulator counted (`/_admin/stats`).
-async fn recorded_reads(sim: &RunningSimulator, op: &str) -> u64 {
-    let stats: serde_json::Value = reqwest::get(format!("{}/_admin/stats", sim.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    stats["by_operation"][op].as_u64().unwrap_or(0)
+async fn recorded_calls(sim: &RunningSimulator, op: &str) -> u64 {
+    admin_json(sim, "stats").await["by_operation"][op]
+        .as_u64()
+        .unwrap_or(0)
 }

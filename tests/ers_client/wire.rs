@@ -20,7 +20,7 @@ use ers_bridge::{
 };
 
 use crate::helpers::{
-    client, config_toml, example_json, example_reply, fhir, RecordingServer, Seen,
+    client, config_toml, example_json, example_reply, fhir, ubrn, ver, RecordingServer, Seen,
 };
 
 /// Answers every e-RS path with a plausible official example.
@@ -457,12 +457,4 @@ async fn worklists_above_the_size_cap_are_refused() {
         "{e}"
     );
     assert!(!e.is_retryable());
-}
-
-fn ubrn(s: &str) -> ers_bridge::ids::Ubrn {
-    ers_bridge::ids::Ubrn::parse(s).unwrap()
-}
-
-fn ver(n: u32) -> ers_bridge::ids::Version {
-    ers_bridge::ids::Version::new(n)
 }

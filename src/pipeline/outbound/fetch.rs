@@ -178,9 +178,17 @@ pub async fn fetch_documents(
             match ers.referral_json(&related, None).await {
                 Ok(r) => {
                     // A related referral's documents are extras: a pending one does not hold
-                    // this referral back. Their ids are prefixed with the related UBRN, as
-                    // attachment ids are only unique within one referral.
-                    let refs: Vec<_> = attachment_refs(&typed(&related, &r.resource)?)
+                    // this referral back, and one that does not read is left out. Their ids
+                    // are prefixed with the related UBRN, as attachment ids are only unique
+                    // within one referral.
+                    let related_typed = match typed(&related, &r.resource) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::warn!(ubrn = %ubrn, related = %related, error = %e, "related referral not readable");
+                            continue;
+                        }
+                    };
+                    let refs: Vec<_> = attachment_refs(&related_typed)
                         .into_iter()
                         .map(|a| AttachmentRef {
                             id: format!("{related}-{}", a.id),

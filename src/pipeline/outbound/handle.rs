@@ -67,12 +67,10 @@ impl Pipeline {
         let started = Instant::now();
         let mut published = Vec::with_capacity(messages.len());
         for m in messages {
-            published.push(self.publish_confirmed(ubrn, version, m).await?);
-        }
-        // The confirm time: the caller's clock plus how long the publishes took.
-        let confirmed_at = now + started.elapsed();
-        for p in &mut published {
-            p.confirmed_at_ms = confirmed_at.timestamp_millis();
+            let mut p = self.publish_confirmed(ubrn, version, m).await?;
+            // The confirm time: the caller's clock plus how long publishing took so far.
+            p.confirmed_at_ms = (now + started.elapsed()).timestamp_millis();
+            published.push(p);
         }
         self.record(ubrn, version, published, now).await
     }
@@ -193,7 +191,8 @@ impl Pipeline {
     }
 
     /// Publishes until the broker confirms, backing off between attempts; gives up only on a
-    /// permanent broker error or when the bridge stops (then nothing is recorded).
+    /// permanent broker error or when the bridge stops (then nothing is recorded). The
+    /// caller stamps the confirm time.
     async fn publish_confirmed(
         &self,
         ubrn: &Ubrn,
