@@ -1,7 +1,7 @@
 //! Benchmarks (criterion): map+encode one referral with the default REF^I12 mapping,
 //! without and with a 1 MB attachment, parse one RRI^I12 with the guarded reader, and read
-//! one A005 referral: JSON text to `Value`, and `Value` to the typed `ReferralRequest` the
-//! outbound pipeline decides with.
+//! one A005 referral: JSON text to `Value`, `Value` to the full typed `ReferralRequest`, and
+//! `Value` to the narrow `ReferralFacts` the outbound pipeline decides with.
 //! Run with `cargo bench --bench mapping`; figures are recorded in `BENCHMARKS.md`.
 
 use std::hint::black_box;
@@ -70,6 +70,12 @@ fn benches(c: &mut Criterion) {
         use serde::Deserialize;
         b.iter(|| {
             black_box(ers_bridge::fhir::ReferralRequest::deserialize(black_box(&referral)).unwrap())
+        })
+    });
+    g.bench_function("referral_facts_from_value", |b| {
+        b.iter(|| {
+            let facts = ers_bridge::fhir::ReferralFacts::from_value(black_box(&referral)).unwrap();
+            black_box(facts.attachments().count())
         })
     });
     g.finish();

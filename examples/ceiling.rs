@@ -23,7 +23,7 @@ use anyhow::{bail, Context};
 use ers_bridge::config::{self, MapEnv, WorklistKind};
 use ers_bridge::ers::ErsClient;
 use ers_bridge::fhir::requests::FetchWorklist;
-use ers_bridge::pipeline::outbound::fetch::attachment_refs;
+use ers_bridge::pipeline::outbound::fetch::facts;
 use futures_util::StreamExt;
 use lapin::{options::BasicPublishOptions, BasicProperties, Confirmation};
 
@@ -76,9 +76,9 @@ async fn one(
         .error_for_status()?
         .bytes()
         .await?;
-    let referral: ers_bridge::fhir::ReferralRequest = serde_json::from_slice(&body)?;
+    let referral: serde_json::Value = serde_json::from_slice(&body)?;
     let mut requests = 1;
-    for a in attachment_refs(&referral) {
+    for a in facts(&ers_bridge::ids::Ubrn::parse(ubrn)?, &referral)?.attachments {
         // reqwest follows the 307 to the object store by itself: two requests.
         http.get(format!("{fhir}/R4/Binary/{}", a.binary_id))
             .send()

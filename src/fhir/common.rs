@@ -158,7 +158,7 @@ pub struct Attachment {
 impl Attachment {
     /// The `eRS-AvailabilityStatus-1` code (`AVAILABLE`, `PENDING`, ...).
     pub fn availability(&self) -> Option<&str> {
-        find_extension(&self.extension, "Extension-eRS-AvailabilityStatus-1")?
+        find_extension(&self.extension, super::referral::EXT_AVAILABILITY)?
             .value
             .as_ref()?
             .as_code()
@@ -166,7 +166,11 @@ impl Attachment {
 }
 
 /// `Extension`: a URL, at most one `value[x]`, and nested extensions.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Deserialised by hand ([`Extension::deserialize`]): `#[serde(flatten)]` on the value
+/// buffered every extension object and tried each `value[x]` variant in turn, which made
+/// the typed referral view cost more than parsing the JSON itself (BENCHMARKS.md, issue 9).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Extension {
     pub url: String,
     /// The `value[x]` element; `None` when absent or of a type this crate does not model.
@@ -174,6 +178,114 @@ pub struct Extension {
     pub value: Option<Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extension: Vec<Extension>,
+}
+
+impl<'de> Deserialize<'de> for Extension {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ExtensionVisitor)
+    }
+}
+
+/// Maps each `value[x]` key to its [`Value`] variant; one list for the key lookup and the
+/// dispatch, checked against `Value`'s own serde names by a round-trip test.
+macro_rules! value_choice {
+    ($($key:literal => $variant:ident),* $(,)?) => {
+        const VALUE_KEYS: &[&str] = &[$($key),*];
+
+        fn next_value_choice<'de, A: serde::de::MapAccess<'de>>(
+            key: &'static str,
+            map: &mut A,
+        ) -> Result<Value, A::Error> {
+            match key {
+                $($key => map.next_value().map(Value::$variant),)*
+                other => Err(serde::de::Error::unknown_field(other, VALUE_KEYS)),
+            }
+        }
+    };
+}
+
+value_choice! {
+    "valueString" => String,
+    "valueBoolean" => Boolean,
+    "valueInteger" => Integer,
+    "valueUnsignedInt" => UnsignedInt,
+    "valuePositiveInt" => PositiveInt,
+    "valueDecimal" => Decimal,
+    "valueCode" => Code,
+    "valueUri" => Uri,
+    "valueDate" => Date,
+    "valueDateTime" => DateTime,
+    "valueInstant" => Instant,
+    "valueCoding" => Coding,
+    "valueCodeableConcept" => CodeableConcept,
+    "valueIdentifier" => Identifier,
+    "valueReference" => Reference,
+    "valuePeriod" => Period,
+    "valueAttachment" => Attachment,
+}
+
+/// The keys of an extension object, classified without allocating.
+enum ExtensionKey {
+    Url,
+    Nested,
+    Value(&'static str),
+    /// Another key (`id`, or a `value[x]` type this crate does not model): skipped.
+    Other,
+}
+
+impl<'de> Deserialize<'de> for ExtensionKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = ExtensionKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an extension field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ExtensionKey, E> {
+                Ok(match v {
+                    "url" => ExtensionKey::Url,
+                    "extension" => ExtensionKey::Nested,
+                    _ => VALUE_KEYS
+                        .iter()
+                        .find(|k| **k == v)
+                        .map_or(ExtensionKey::Other, |k| ExtensionKey::Value(k)),
+                })
+            }
+        }
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+struct ExtensionVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ExtensionVisitor {
+    type Value = Extension;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a FHIR extension object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Extension, A::Error> {
+        let mut url = None;
+        let mut value = None;
+        let mut extension = Vec::new();
+        while let Some(key) = map.next_key::<ExtensionKey>()? {
+            match key {
+                ExtensionKey::Url => url = Some(map.next_value()?),
+                ExtensionKey::Nested => extension = map.next_value()?,
+                ExtensionKey::Value(k) => value = Some(next_value_choice(k, &mut map)?),
+                ExtensionKey::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        let url = url.ok_or_else(|| serde::de::Error::missing_field("url"))?;
+        Ok(Extension {
+            url,
+            value,
+            extension,
+        })
+    }
 }
 
 impl Extension {
@@ -332,6 +444,49 @@ mod tests {
         assert_eq!(
             b.value.unwrap().as_date_time(),
             Some("2024-05-08T09:54:23.167Z")
+        );
+    }
+
+    #[test]
+    fn every_value_choice_round_trips_through_the_hand_written_reader() {
+        let values = [
+            Value::String("s".into()),
+            Value::Boolean(true),
+            Value::Integer(-3),
+            Value::UnsignedInt(3),
+            Value::PositiveInt(4),
+            Value::Decimal(1.5),
+            Value::Code("c".into()),
+            Value::Uri("u".into()),
+            Value::Date("2024-01-02".into()),
+            Value::DateTime("2024-01-02T03:04:05Z".into()),
+            Value::Instant("2024-01-02T03:04:05.000Z".into()),
+            Value::Coding(Coding::default()),
+            Value::CodeableConcept(CodeableConcept::default()),
+            Value::Identifier(Identifier::default()),
+            Value::Reference(Reference::default()),
+            Value::Period(Period::default()),
+            Value::Attachment(Attachment::default()),
+        ];
+        assert_eq!(
+            values.len(),
+            VALUE_KEYS.len(),
+            "a value[x] variant is missing"
+        );
+        for value in values {
+            let ext = Extension {
+                url: "x".into(),
+                value: Some(value),
+                extension: vec![],
+            };
+            let text = serde_json::to_string(&ext).unwrap();
+            let back: Extension = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, ext, "{text}");
+        }
+        let missing = serde_json::from_str::<Extension>(r#"{"valueString":"s"}"#).unwrap_err();
+        assert!(
+            missing.to_string().contains("missing field `url`"),
+            "{missing}"
         );
     }
 

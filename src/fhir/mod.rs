@@ -7,6 +7,7 @@
 //!
 //! - [`common`]: datatypes (`Coding`, `Reference`, `Extension` with `value[x]`, ...).
 //! - [`referral`]: `ReferralRequest` and its contained `Appointment`, `DocumentReference`, `List`.
+//! - [`facts`]: `ReferralFacts`, the narrow borrowed view the outbound pipeline reads.
 //! - [`worklist`]: the A008/A023 worklist `List` and its item extensions.
 //! - [`codesystem`]: A004 `CodeSystem` (reference data, rejection reasons).
 //! - [`advice`]: A&G `CommunicationRequest`, `Communication`, `Bundle`, `Task`.
@@ -17,6 +18,7 @@
 pub mod advice;
 pub mod codesystem;
 pub mod common;
+pub mod facts;
 pub mod outcome;
 pub mod parameters;
 pub mod referral;
@@ -29,6 +31,7 @@ use serde::{de::Error as _, Deserialize, Deserializer, Serialize, Serializer};
 pub use advice::{Bundle, Communication, CommunicationRequest, Task};
 pub use codesystem::CodeSystem;
 pub use common::{CodeableConcept, Coding, Extension, Identifier, Meta, Reference, Value};
+pub use facts::ReferralFacts;
 pub use outcome::OperationOutcome;
 pub use parameters::{Parameter, Parameters};
 pub use referral::{Appointment, DocumentReference, List, ReferralRequest};

@@ -18,6 +18,12 @@ pub const SD_BASE: &str = "https://fhir.nhs.uk/STU3/StructureDefinition/";
 /// Base of every static e-RS STU3 code-system URL.
 pub const CS_BASE: &str = "https://fhir.nhs.uk/STU3/CodeSystem/";
 
+/// Names of the e-RS extensions the readers look up (matched as URL suffixes).
+pub const EXT_REFERRAL_STATE: &str = "Extension-eRS-ReferralState-1";
+pub const EXT_PRIORITY: &str = "Extension-eRS-ReferralPriority-1";
+pub const EXT_PATHWAY_START: &str = "Extension-eRS-eReferralPathwayStart-1";
+pub const EXT_AVAILABILITY: &str = "Extension-eRS-AvailabilityStatus-1";
+
 /// An e-RS referral. The `id` is the UBRN and `meta.versionId` the version to send in
 /// `If-Match` on the next write.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -82,12 +88,12 @@ impl ReferralRequest {
     }
 
     fn state_sub(&self, name: &str) -> Option<&Extension> {
-        find_extension(&self.extension, "Extension-eRS-ReferralState-1")?.sub(name)
+        find_extension(&self.extension, EXT_REFERRAL_STATE)?.sub(name)
     }
 
     /// The priority code (`ROUTINE`, `URGENT`, `TWO_WEEK_WAIT`).
     pub fn priority(&self) -> Option<&str> {
-        find_extension(&self.extension, "Extension-eRS-ReferralPriority-1")?
+        find_extension(&self.extension, EXT_PRIORITY)?
             .value
             .as_ref()?
             .as_code()
@@ -95,7 +101,7 @@ impl ReferralRequest {
 
     /// The pathway start (`valueDateTime` in the schema, `valueInstant` in the examples).
     pub fn pathway_start(&self) -> Option<&str> {
-        find_extension(&self.extension, "Extension-eRS-eReferralPathwayStart-1")?
+        find_extension(&self.extension, EXT_PATHWAY_START)?
             .value
             .as_ref()?
             .as_date_time()

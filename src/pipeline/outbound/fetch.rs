@@ -2,18 +2,18 @@
 //! of its AVAILABLE attachments (A042, falling back to A006), the clinical information PDF
 //! (A007) when configured, and the attachments of related referrals when configured.
 //!
-//! The referral is read through the typed [`ReferralRequest`] (the one FHIR reader); the
-//! JSON is only touched to add the extra documents the mapping renders ([`enrich`]).
+//! The referral is read through the typed narrow view [`ReferralFacts`] (no hand-walked
+//! JSON), once per new version, into the owned [`Facts`]; the JSON is only touched to add
+//! the extra documents the mapping renders ([`enrich`]).
 //! Attachments e-RS marks PENDING (or that answer `PENDING` when downloaded) are reported so
 //! the caller can wait for a later poll; THREATS_FOUND and VALIDATION_FAILED ones are not
 //! fetched and the mapping reports them as not available.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::super::PipelineError;
 use crate::ers::{binary_id_of, clinical_info_path, ErsClient, ErsError};
-use crate::fhir::ReferralRequest;
+use crate::fhir::ReferralFacts;
 use crate::ids::Ubrn;
 use crate::mapping::Attachments;
 
@@ -46,34 +46,40 @@ pub struct AttachmentRef {
     pub status: Option<String>,
 }
 
-/// The attachments of the contained DocumentReferences of a referral.
-pub fn attachment_refs(referral: &ReferralRequest) -> Vec<AttachmentRef> {
-    referral
-        .attachments()
-        .flat_map(|d| d.content.iter())
-        .filter_map(|c| {
-            let att = &c.attachment;
-            let id = att.id.clone()?;
-            let binary_id = att
-                .url
-                .as_deref()
-                .and_then(binary_id_of)
-                .unwrap_or(&id)
-                .to_string();
-            Some(AttachmentRef {
-                binary_id,
-                status: att.availability().map(str::to_string),
-                id,
-            })
-        })
-        .collect()
+/// What the pipeline decides on for one referral version, read once from its JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// Cancelled (`status` or the e-RS state `CANCELLED_REFERRAL`).
+    pub cancelled: bool,
+    /// The attachments of the contained DocumentReferences.
+    pub attachments: Vec<AttachmentRef>,
+    /// Related referrals (`supportingInfo` → `ReferralRequest/<ubrn>`), as given.
+    pub related: Vec<String>,
 }
 
-/// Reads the typed view of an A005 body; a body that does not fit it is a bad referral.
-pub fn typed(ubrn: &Ubrn, json: &Value) -> Result<ReferralRequest, PipelineError> {
-    ReferralRequest::deserialize(json).map_err(|e| PipelineError::BadReferral {
+/// Reads the facts of an A005 body; a body that does not fit the e-RS structure is a bad
+/// referral.
+pub fn facts(ubrn: &Ubrn, json: &Value) -> Result<Facts, PipelineError> {
+    let view = ReferralFacts::from_value(json).map_err(|e| PipelineError::BadReferral {
         ubrn: ubrn.clone(),
         reason: format!("not an e-RS ReferralRequest: {e}"),
+    })?;
+    let attachments = view
+        .attachments()
+        .filter_map(|a| {
+            let id = a.id?;
+            let binary_id = a.url.and_then(binary_id_of).unwrap_or(id);
+            Some(AttachmentRef {
+                id: id.to_string(),
+                binary_id: binary_id.to_string(),
+                status: a.availability.map(str::to_string),
+            })
+        })
+        .collect();
+    Ok(Facts {
+        cancelled: view.is_cancelled(),
+        attachments,
+        related: view.related_ubrns().map(str::to_string).collect(),
     })
 }
 
@@ -161,13 +167,13 @@ pub struct FetchOptions {
 pub async fn fetch_documents(
     ers: &ErsClient,
     ubrn: &Ubrn,
-    referral: &ReferralRequest,
+    referral: &Facts,
     opts: FetchOptions,
 ) -> Result<Fetched, PipelineError> {
     let mut out = Fetched::default();
-    fetch_attachments(ers, ubrn, &attachment_refs(referral), &mut out).await?;
+    fetch_attachments(ers, ubrn, &referral.attachments, &mut out).await?;
     if opts.related_attachments {
-        for related in referral.related_ubrns() {
+        for related in &referral.related {
             let related = match Ubrn::parse(related) {
                 Ok(u) => u,
                 Err(e) => {
@@ -181,14 +187,15 @@ pub async fn fetch_documents(
                     // this referral back, and one that does not read is left out. Their ids
                     // are prefixed with the related UBRN, as attachment ids are only unique
                     // within one referral.
-                    let related_typed = match typed(&related, &r.resource) {
-                        Ok(t) => t,
+                    let related_facts = match facts(&related, &r.resource) {
+                        Ok(f) => f,
                         Err(e) => {
                             tracing::warn!(ubrn = %ubrn, related = %related, error = %e, "related referral not readable");
                             continue;
                         }
                     };
-                    let refs: Vec<_> = attachment_refs(&related_typed)
+                    let refs: Vec<_> = related_facts
+                        .attachments
                         .into_iter()
                         .map(|a| AttachmentRef {
                             id: format!("{related}-{}", a.id),
@@ -288,17 +295,18 @@ fn is_pending(e: &ErsError) -> bool {
 mod tests {
     use super::*;
 
-    fn sample(name: &str) -> ReferralRequest {
+    fn sample(name: &str) -> Facts {
         let path = format!(
             "{}/samples/fhir/referrals/{name}.json",
             env!("CARGO_MANIFEST_DIR")
         );
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        let json: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        facts(&Ubrn::parse("000000070000").unwrap(), &json).unwrap()
     }
 
     #[test]
     fn reads_attachment_statuses() {
-        let refs = attachment_refs(&sample("with-unavailable-attachments"));
+        let refs = sample("with-unavailable-attachments").attachments;
         let statuses: Vec<_> = refs
             .iter()
             .map(|r| (r.id.as_str(), r.status.as_deref()))
@@ -315,24 +323,30 @@ mod tests {
 
     #[test]
     fn downloads_by_the_url_binary_id() {
-        let refs = attachment_refs(&sample("booked-dbs"));
+        let refs = sample("booked-dbs").attachments;
         assert_eq!(refs[0].id, "80000");
         assert_eq!(refs[0].binary_id, "719f6045-e791-4029-8e0f-1201c02b0a55");
     }
 
     #[test]
     fn cancelled_by_status_or_state() {
-        let mut r = sample("unbooked");
-        assert!(!r.is_cancelled());
-        r.status = Some("cancelled".into());
-        assert!(r.is_cancelled());
+        assert!(!sample("unbooked").cancelled);
+        let ubrn = Ubrn::parse("000000070000").unwrap();
+        let cancelled = serde_json::json!({"id": "000000070000", "status": "cancelled"});
+        assert!(facts(&ubrn, &cancelled).unwrap().cancelled);
     }
 
     #[test]
     fn related_ubrns_come_from_supporting_info() {
-        assert_eq!(
-            sample("with-related-referral").related_ubrns(),
-            ["000000070004"]
-        );
+        assert_eq!(sample("with-related-referral").related, ["000000070004"]);
+    }
+
+    #[test]
+    fn a_body_that_does_not_fit_is_a_bad_referral_naming_the_ubrn() {
+        let ubrn = Ubrn::parse("000000070000").unwrap();
+        let bad = serde_json::json!({"contained": "not a list"});
+        let e = facts(&ubrn, &bad).unwrap_err();
+        assert!(matches!(e, PipelineError::BadReferral { .. }), "{e}");
+        assert!(e.to_string().contains("000000070000"), "{e}");
     }
 }

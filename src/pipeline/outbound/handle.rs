@@ -53,7 +53,7 @@ impl Pipeline {
             clinical_info: t.fetch_clinical_info,
             related_attachments: t.fetch_related_attachments,
         };
-        let docs = fetch::fetch_documents(&self.shared.ers, ubrn, &referral.typed, opts).await?;
+        let docs = fetch::fetch_documents(&self.shared.ers, ubrn, &referral.facts, opts).await?;
         if self.wait_for_attachments(ubrn, version, &docs, now).await? {
             return Ok(Outcome::Deferred);
         }
@@ -85,7 +85,7 @@ impl Pipeline {
         now: DateTime<Utc>,
     ) -> Result<Option<EventKind>, PipelineError> {
         let version = referral.version;
-        if referral.typed.is_cancelled() {
+        if referral.facts.cancelled {
             if latest.is_none() {
                 // The PAS never heard of it (e.g. it was parked): nothing to cancel there.
                 tracing::info!(ubrn = %ubrn, version = %version, "cancelled before any message was published");

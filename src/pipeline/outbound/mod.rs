@@ -53,7 +53,6 @@ use super::PipelineError;
 use crate::app::Shared;
 use crate::config::PipelineTuning;
 use crate::events::Parked;
-use crate::fhir::ReferralRequest;
 use crate::ids::{Ubrn, Version};
 use crate::store::{Store, VersionState};
 use recorder::Recorder;
@@ -68,12 +67,12 @@ pub struct PipelineSettings {
     pub worklist_budget: u32,
 }
 
-/// One referral as A005 returned it: the JSON the mapping reads and the typed view the
+/// One referral as A005 returned it: the JSON the mapping reads and the facts the
 /// pipeline's decisions read.
 pub(super) struct Read {
     pub version: Version,
     pub json: Value,
-    pub typed: ReferralRequest,
+    pub facts: fetch::Facts,
 }
 
 /// The outbound pipeline: shared by the schedulers; every method takes `&self`.
@@ -146,16 +145,16 @@ impl Pipeline {
         if state.seen {
             return Ok(Outcome::Skipped);
         }
-        // The typed view is read only for versions not handled yet (most re-reads are not).
-        let referral = match fetch::typed(ubrn, &json) {
-            Ok(typed) => Read {
+        // The facts are read only for versions not handled yet (most re-reads are not).
+        let referral = match fetch::facts(ubrn, &json) {
+            Ok(facts) => Read {
                 version,
                 json,
-                typed,
+                facts,
             },
             Err(e) => return self.park(ubrn, version, &e.to_string(), now).await,
         };
-        if left_list && !referral.typed.is_cancelled() {
+        if left_list && !referral.facts.cancelled {
             return Ok(Outcome::Skipped);
         }
         self.handle_version(ubrn, &referral, state.latest_published, now)
@@ -166,11 +165,11 @@ impl Pipeline {
     /// published) before: `ers-bridge replay`, and parked items after the mappings change.
     pub async fn replay(&self, ubrn: &Ubrn, now: DateTime<Utc>) -> Result<Outcome, PipelineError> {
         let (version, json) = self.read(ubrn).await?;
-        let typed = fetch::typed(ubrn, &json)?;
+        let facts = fetch::facts(ubrn, &json)?;
         let referral = Read {
             version,
             json,
-            typed,
+            facts,
         };
         let state = self.version_state(ubrn, referral.version).await?;
         self.handle_version(ubrn, &referral, state.latest_published, now)
