@@ -8,8 +8,12 @@
 //!
 //! The outbound control id is deterministic for (UBRN, version, message type), so a
 //! re-publish after a crash carries the same MSH-10 and the PAS can de-duplicate
-//! (DESIGN.md §4). Its form is `E<UBRN>-<event>-<version>`, e.g. `E000000070000-I12-5`,
-//! which stays within the 20 characters of MSH-10 in v2.4 for versions below 100.
+//! (DESIGN.md §4). Its form is `<UBRN><event><version, 5 digits>`, e.g.
+//! `000000070000I1200005`: always exactly 20 characters, the limit of MSH-10 (ST) in v2.4
+//! and v2.5.1. A version above 99,999 (e-RS versions count the writes to one referral) is
+//! refused rather than truncated, and the referral is parked with that reason. Ids of the
+//! earlier form `E<UBRN>-<event>-<version>` are still read back, for ACKs of messages
+//! published before the change.
 
 use std::fmt;
 
@@ -26,6 +30,10 @@ pub enum IdError {
     VersionFormat(String),
     #[error("control id must be 1 to 199 printable ascii characters without hl7 delimiters")]
     ControlIdFormat,
+    #[error("referral version {0} does not fit the 5 digits of an outbound control id")]
+    ControlIdVersion(u32),
+    #[error("event {0:?} must be 3 letters or digits to form an outbound control id")]
+    ControlIdEvent(String),
 }
 
 impl IdError {
@@ -189,19 +197,44 @@ impl ControlId {
         }
     }
 
-    /// The deterministic outbound id for (UBRN, referral version, event such as `I12`).
+    /// Largest referral version an outbound control id can carry (5 digits).
+    pub const MAX_OUTBOUND_VERSION: u32 = 99_999;
+
+    /// The deterministic outbound id for (UBRN, referral version, event such as `I12`):
+    /// 12 + 3 + 5 = 20 characters, MSH-10's limit.
     pub fn outbound(ubrn: &Ubrn, version: Version, event: &str) -> Result<Self, IdError> {
-        Self::parse(&format!("E{ubrn}-{event}-{version}"))
+        if event.len() != 3 || !event.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(IdError::ControlIdEvent(event.to_string()));
+        }
+        let v = version.get();
+        if v > Self::MAX_OUTBOUND_VERSION {
+            return Err(IdError::ControlIdVersion(v));
+        }
+        Self::parse(&format!("{ubrn}{event}{v:05}"))
     }
 
-    /// Reads back the UBRN, event and version of an id made by [`ControlId::outbound`]
-    /// (used to find the referral an ACK without RF1 is about).
+    /// Reads back the UBRN, event and version of an id made by [`ControlId::outbound`], or
+    /// of the earlier form `E<UBRN>-<event>-<version>` (used to find the referral an ACK
+    /// without RF1 is about).
     pub fn outbound_parts(&self) -> Option<(Ubrn, &str, Version)> {
-        let rest = self.0.strip_prefix('E')?;
-        let mut parts = rest.splitn(3, '-');
-        let ubrn = Ubrn::parse(parts.next()?).ok()?;
-        let event = parts.next()?;
-        let version = Version::parse(parts.next()?).ok()?;
+        let s = self.0.as_str();
+        if let Some(rest) = s.strip_prefix('E') {
+            let mut parts = rest.splitn(3, '-');
+            let ubrn = Ubrn::parse(parts.next()?).ok()?;
+            let event = parts.next()?;
+            let version = Version::parse(parts.next()?).ok()?;
+            return Some((ubrn, event, version));
+        }
+        if s.len() != 20 || !s.is_ascii() {
+            return None;
+        }
+        let ubrn = Ubrn::parse(&s[..12]).ok()?;
+        let event = &s[12..15];
+        let digits = &s[15..];
+        if !event.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return None;
+        }
+        let version = Version::parse(digits).ok()?;
         Some((ubrn, event, version))
     }
 
@@ -268,11 +301,49 @@ mod tests {
     fn control_id_round_trips_its_parts() {
         let u = Ubrn::parse("000000070000").unwrap();
         let id = ControlId::outbound(&u, Version::new(5), "I12").unwrap();
-        assert_eq!(id.as_str(), "E000000070000-I12-5");
-        assert!(id.as_str().len() <= 20);
+        assert_eq!(id.as_str(), "000000070000I1200005");
         let (ubrn, event, version) = id.outbound_parts().unwrap();
-        assert_eq!((ubrn, event, version), (u, "I12", Version::new(5)));
+        assert_eq!((ubrn, event, version), (u.clone(), "I12", Version::new(5)));
         assert!(ControlId::parse("a|b").is_err());
         assert!(ControlId::parse("").is_err());
+        // The earlier form is still read back (ACKs of messages published before).
+        let legacy = ControlId::parse("E000000070000-I13-12").unwrap();
+        assert_eq!(
+            legacy.outbound_parts().unwrap(),
+            (u, "I13", Version::new(12))
+        );
+        assert!(ControlId::parse("PAS-LOCAL-1")
+            .unwrap()
+            .outbound_parts()
+            .is_none());
+    }
+
+    #[test]
+    fn control_id_is_20_characters_at_every_version_it_accepts() {
+        let u = Ubrn::parse("999999999999").unwrap();
+        for v in [
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            9_999,
+            10_000,
+            ControlId::MAX_OUTBOUND_VERSION,
+        ] {
+            let id = ControlId::outbound(&u, Version::new(v), "A31").unwrap();
+            assert_eq!(id.as_str().len(), 20, "{id}");
+            assert_eq!(id.outbound_parts().unwrap().2, Version::new(v));
+        }
+        let over = ControlId::MAX_OUTBOUND_VERSION + 1;
+        assert_eq!(
+            ControlId::outbound(&u, Version::new(over), "I12"),
+            Err(IdError::ControlIdVersion(over))
+        );
+        assert!(matches!(
+            ControlId::outbound(&u, Version::new(1), "I1"),
+            Err(IdError::ControlIdEvent(_))
+        ));
     }
 }

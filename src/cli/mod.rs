@@ -53,6 +53,10 @@ pub enum Command {
     /// Run the stateful e-RS simulator (docs/simulator.md).
     Simulate(simulate::SimulateArgs),
     /// Map one referral with a mapping file and print the HL7 (offline).
+    ///
+    /// Prints one segment per line, for reading; the message published to the PAS is the
+    /// same message with each segment ending in CR, in the mapping's charset. `--wire`
+    /// prints exactly those bytes.
     Render(render::RenderArgs),
     /// Run every mapping against its samples and show a diff for each mismatch.
     TestMappings(test_mappings::TestMappingsArgs),

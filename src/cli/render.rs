@@ -1,5 +1,7 @@
-//! `ers-bridge render --mapping FILE --input REFERRAL.json [--attachments DIR]`: maps one
-//! referral offline and prints the HL7 (one segment per line) with warnings on stderr.
+//! `ers-bridge render --mapping FILE --input REFERRAL.json [--attachments DIR] [--wire]`:
+//! maps one referral offline and prints the HL7 with warnings on stderr: one segment per
+//! line for reading, or with `--wire` the exact bytes published (CR after each segment,
+//! in the mapping's charset). Both are the same message.
 //! The control id is the deterministic one for the referral; the time is now unless
 //! `--timestamp` fixes it.
 
@@ -24,6 +26,10 @@ pub struct RenderArgs {
     /// MSH-7 as RFC 3339 (default: now), for reproducible output.
     #[arg(long)]
     pub timestamp: Option<String>,
+    /// Print the bytes as published (segments end with CR, in the mapping's charset)
+    /// instead of one segment per line.
+    #[arg(long)]
+    pub wire: bool,
 }
 
 /// Runs `render`: exit 0 with the message on stdout, 64 for a bad mapping, 1 when the
@@ -37,9 +43,16 @@ pub fn run(args: &RenderArgs) -> ExitCode {
         }
     };
     match render(args, &mapping) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
+        Ok(bytes) => {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            match out.write_all(&bytes).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot write the message: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -48,7 +61,7 @@ pub fn run(args: &RenderArgs) -> ExitCode {
     }
 }
 
-fn render(args: &RenderArgs, mapping: &crate::mapping::CompiledMapping) -> anyhow::Result<String> {
+fn render(args: &RenderArgs, mapping: &crate::mapping::CompiledMapping) -> anyhow::Result<Vec<u8>> {
     let text = std::fs::read_to_string(&args.input)
         .with_context(|| format!("cannot read {}", args.input.display()))?;
     let referral: serde_json::Value = serde_json::from_str(&text)
@@ -73,5 +86,9 @@ fn render(args: &RenderArgs, mapping: &crate::mapping::CompiledMapping) -> anyho
     for w in &rendered.warnings {
         eprintln!("warning: {w}");
     }
-    Ok(String::from_utf8_lossy(&samples::to_golden(&bytes)).into_owned())
+    Ok(if args.wire {
+        bytes
+    } else {
+        samples::to_golden(&bytes)
+    })
 }

@@ -36,6 +36,9 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
                 "{}: ok ({n} mapping file(s) compiled)",
                 cfg.mappings.dir.display()
             );
+            for w in mapping_warnings(&cfg.mappings) {
+                println!("warning: {w}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -81,4 +84,36 @@ pub fn check_mappings(m: &config::MappingFiles) -> Result<usize, MappingError> {
         }
     }
     Ok(count)
+}
+
+/// Choices that are valid but that a PAS team should know the cost of: a patient mapping
+/// (e-RS gives no demographics) and a v2.4 REF mapping that embeds attachments (ED.5 is ST
+/// in v2.4, meant for under 200 characters; a strict v2.4 parser refuses a base64 letter).
+/// Call after [`check_mappings`] succeeded.
+pub fn mapping_warnings(m: &config::MappingFiles) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(patient) = &m.patient {
+        out.push(format!(
+            "mappings.patient = {patient:?}: e-RS gives no demographics, so the ADT message \
+             carries only the NHS number (PID-3) and a name of type U; the PAS must look \
+             the patient up by NHS number itself (docs/mappings.md, \"Patient messages\")"
+        ));
+    }
+    for (key, file) in [
+        ("new_referral", &m.new_referral),
+        ("changed_referral", &m.changed_referral),
+    ] {
+        let Ok(compiled) = compile_file(&m.dir.join(file)) else {
+            continue;
+        };
+        if compiled.hl7_version == "2.4" && compiled.max_inline_bytes > 0 {
+            out.push(format!(
+                "mappings.{key} = {file:?} is v2.4 and embeds attachments: OBX-5 ED data \
+                 is ST in v2.4 (under 200 characters), so strict v2.4 parsers refuse an \
+                 embedded letter; use the v2.5.1 file or attachment_max_inline_bytes = 0 \
+                 (docs/mappings.md, \"Choosing v2.4\")"
+            ));
+        }
+    }
+    out
 }

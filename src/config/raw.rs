@@ -278,7 +278,7 @@ pub struct MappingsConfig {
     /// The mapping for a cancelled referral (REF^I14), relative to `dir`.
     pub cancelled_referral: String,
     /// The mapping sent before a new referral when the PAS needs the patient first
-    /// (e.g. `adt_a28.v24.toml`); empty = none.
+    /// (e.g. `adt_a28.v251.toml`); empty = none.
     pub patient: String,
     /// The inbound decision table, relative to `dir`.
     pub inbound: String,
@@ -288,9 +288,9 @@ impl Default for MappingsConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("mappings"),
-            new_referral: "ref_i12.v24.toml".into(),
-            changed_referral: "ref_i13.v24.toml".into(),
-            cancelled_referral: "ref_i14.v24.toml".into(),
+            new_referral: "ref_i12.v251.toml".into(),
+            changed_referral: "ref_i13.v251.toml".into(),
+            cancelled_referral: "ref_i14.v251.toml".into(),
             patient: String::new(),
             inbound: "inbound.toml".into(),
         }

@@ -56,7 +56,7 @@ pub struct MappingFiles {
     pub changed_referral: String,
     pub cancelled_referral: String,
     /// Sent before a new referral when the PAS needs the patient first (e.g.
-    /// `adt_a28.v24.toml`).
+    /// `adt_a28.v251.toml`).
     pub patient: Option<String>,
     pub inbound: String,
 }

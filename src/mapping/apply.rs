@@ -268,7 +268,7 @@ name = "something optional"
             "codes": ["x", "y"]
         });
         let control_id = m.control_id_for(&referral).unwrap();
-        assert_eq!(control_id.as_str(), "E000000070000-I12-7");
+        assert_eq!(control_id.as_str(), "000000070000I1200007");
         let input = ApplyInput {
             referral: &referral,
             control_id: &control_id,
@@ -278,7 +278,7 @@ name = "something optional"
         let (rendered, bytes) = m.render(&input).unwrap();
         assert_eq!(
             String::from_utf8(bytes).unwrap(),
-            "MSH|^~\\&|||||20240115103000+0100||REF^I12^REF_I12|E000000070000-I12-7||2.5.1||||||UNICODE UTF-8\r\
+            "MSH|^~\\&|||||20240115103000+0100||REF^I12^REF_I12|000000070000I1200007||2.5.1||||||UNICODE UTF-8\r\
              NTE|1||a\\F\\b\rNTE|3||Zoë\rZZZ|x~y\r"
         );
         assert_eq!(

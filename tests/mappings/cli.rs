@@ -26,6 +26,36 @@ fn render_prints_the_golden_message() {
     );
 }
 
+/// `--wire` prints the published bytes: the readable output with CR for each newline, and
+/// a message the guarded reader accepts.
+#[test]
+fn render_wire_prints_the_published_bytes() {
+    let args = [
+        "render",
+        "--mapping",
+        "mappings/ref_i12.v251.toml",
+        "--input",
+        "samples/fhir/referrals/booked-dbs.json",
+        "--attachments",
+        "samples/attachments",
+        "--timestamp",
+        "2024-01-15T10:30:00+00:00",
+    ];
+    let readable = bridge().args(args).output().unwrap();
+    assert_success(&readable);
+    let wire = bridge().args(args).arg("--wire").output().unwrap();
+    assert_success(&wire);
+    assert!(!wire.stdout.contains(&b'\n'), "no LF on the wire");
+    let as_lines: Vec<u8> = wire
+        .stdout
+        .iter()
+        .map(|&b| if b == b'\r' { b'\n' } else { b })
+        .collect();
+    assert_eq!(as_lines, readable.stdout);
+    let msg = ers_bridge::hl7::read::read(&wire.stdout).unwrap();
+    assert_eq!(msg.segment("RF1").unwrap().comp(6, 1), "000000070001");
+}
+
 #[test]
 fn render_reports_a_bad_mapping_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -85,6 +115,11 @@ fn validate_compiles_every_mapping_and_names_the_broken_one() {
         "ref_i12.v24.toml",
         "ref_i13.v24.toml",
         "ref_i14.v24.toml",
+        "ref_i12.v251.toml",
+        "ref_i13.v251.toml",
+        "ref_i14.v251.toml",
+        "adt_a28.v24.toml",
+        "adt_a28.v251.toml",
         "inbound.toml",
     ] {
         std::fs::copy(super::root("mappings").join(f), mappings.join(f)).unwrap();
@@ -109,7 +144,37 @@ fn validate_compiles_every_mapping_and_names_the_broken_one() {
         .unwrap();
     let stdout = assert_success(&out);
     assert!(
-        stdout.contains("ok (4 mapping file(s) compiled)"),
+        stdout.contains("ok (9 mapping file(s) compiled)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("warning"), "the defaults warn: {stdout}");
+
+    // A patient mapping and a v2.4 REF mapping that embeds attachments are valid, with a
+    // warning each saying what the PAS gets.
+    let warned = dir.path().join("warned.toml");
+    std::fs::write(
+        &warned,
+        format!(
+            "[ers]\nbase_url = \"http://127.0.0.1:8080/referrals/FHIR\"\n[ers.auth]\nmode = \"none\"\n[mappings]\ndir = \"{}\"\nnew_referral = \"ref_i12.v24.toml\"\npatient = \"adt_a28.v251.toml\"\n",
+            mappings.display()
+        ),
+    )
+    .unwrap();
+    let out = bridge()
+        .args(["validate", "--config", warned.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = assert_success(&out);
+    assert!(
+        stdout.contains(
+            "warning: mappings.patient = \"adt_a28.v251.toml\": e-RS gives no demographics"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "warning: mappings.new_referral = \"ref_i12.v24.toml\" is v2.4 and embeds attachments"
+        ),
         "{stdout}"
     );
 

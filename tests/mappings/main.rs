@@ -1,11 +1,13 @@
 //! Integration tests of the HL7v2 layer and the mapping engine: golden samples (outbound
 //! HL7 and inbound decisions), structural validity of the published messages, robustness
-//! on third-party and malformed HL7, property tests, and the `render` / `test-mappings`
+//! on third-party and malformed HL7, the facts each sample must carry at its field,
+//! property tests, and the `render` / `test-mappings`
 //! commands.
 
 mod cli;
 #[path = "../common/mod.rs"]
 mod common;
+mod facts;
 mod goldens;
 mod props;
 mod robustness;

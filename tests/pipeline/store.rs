@@ -44,14 +44,14 @@ async fn scenario(store: &Store) {
     );
 
     // Published messages: idempotent on control id, listed per referral.
-    let m1 = message("E000000070000-I12-5", "000000070000", 5, 1_000);
+    let m1 = message("000000070000I1200005", "000000070000", 5, 1_000);
     record(store, &m1).await;
     record(store, &m1).await;
-    let mut m2 = message("E000000070000-I13-6", "000000070000", 6, 2_000);
+    let mut m2 = message("000000070000I1300006", "000000070000", 6, 2_000);
     m2.message_type = "REF^I13".into();
     record(store, &m2).await;
     assert!(store
-        .is_published(&cid("E000000070000-I12-5"))
+        .is_published(&cid("000000070000I1200005"))
         .await
         .unwrap());
     assert!(!store.is_published(&cid("nope")).await.unwrap());
