@@ -7,6 +7,7 @@
 mod cli;
 #[path = "../common/mod.rs"]
 mod common;
+mod fact_props;
 mod facts;
 mod goldens;
 mod props;

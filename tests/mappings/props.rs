@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::root;
 
 /// 64 cases per property by default; `PROPTEST_CASES=5000` runs a deeper search once.
-fn config() -> ProptestConfig {
+pub fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
