@@ -26,6 +26,8 @@ pub struct ReferralFacts<'a> {
     contained: Vec<FactResource<'a>>,
     #[serde(borrow, default)]
     supporting_info: Vec<FactReference<'a>>,
+    #[serde(borrow, default)]
+    specialty: Option<FactConcept<'a>>,
 }
 
 /// One attachment of a contained DocumentReference.
@@ -74,6 +76,24 @@ impl<'a> ReferralFacts<'a> {
             })
     }
 
+    /// The specialty code when no display for it is in the referral: the referral's own
+    /// `specialty`, else the service search criteria's (`Parameters` `specialty`), which
+    /// e-RS sends as a bare code. The pipeline names it from A004.
+    pub fn specialty_without_display(&self) -> Option<&'a str> {
+        if let Some(c) = self.specialty.as_ref().and_then(|s| s.coding.first()) {
+            return c.display.is_none().then_some(c.code).flatten();
+        }
+        let c = self
+            .contained
+            .iter()
+            .filter(|r| r.resource_type == "Parameters")
+            .flat_map(|r| r.parameter.iter())
+            .find(|p| p.name == Some("specialty"))?
+            .value_coding
+            .as_ref()?;
+        c.display.is_none().then_some(c.code).flatten()
+    }
+
     /// UBRNs of related referrals (`supportingInfo` of the form `ReferralRequest/<ubrn>`).
     pub fn related_ubrns(&self) -> impl Iterator<Item = &'a str> + '_ {
         self.supporting_info
@@ -119,6 +139,8 @@ impl<'a> FactExtension<'a> {
 struct FactCoding<'a> {
     #[serde(borrow, default)]
     code: Option<&'a str>,
+    #[serde(borrow, default)]
+    display: Option<&'a str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +156,17 @@ struct FactResource<'a> {
     resource_type: &'a str,
     #[serde(borrow, default)]
     content: Vec<FactContent<'a>>,
+    #[serde(borrow, default)]
+    parameter: Vec<FactParameter<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FactParameter<'a> {
+    #[serde(borrow, default)]
+    name: Option<&'a str>,
+    #[serde(borrow, default)]
+    value_coding: Option<FactCoding<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,6 +256,25 @@ mod tests {
         assert!(ReferralFacts::from_value(&by_state).unwrap().is_cancelled());
         let active = serde_json::json!({"status": "active"});
         assert!(!ReferralFacts::from_value(&active).unwrap().is_cancelled());
+    }
+
+    #[test]
+    fn the_specialty_to_name_is_the_search_criteria_code_when_nothing_names_it() {
+        let names = |name: &str| {
+            let json = sample(name);
+            let facts = ReferralFacts::from_value(&json).unwrap();
+            facts.specialty_without_display().map(str::to_string)
+        };
+        // unbooked carries only the search criteria's bare code.
+        assert_eq!(names("unbooked").as_deref(), Some("CARDIOLOGY"));
+        // booked-dbs's search criteria coding has a display.
+        assert_eq!(names("booked-dbs"), None);
+        let own = serde_json::json!({"specialty": {"coding": [{"code": "UROLOGY"}]}});
+        let facts = ReferralFacts::from_value(&own).unwrap();
+        assert_eq!(facts.specialty_without_display(), Some("UROLOGY"));
+        let named = serde_json::json!({"specialty": {"coding": [{"code": "UROLOGY", "display": "Urology"}]}});
+        let facts = ReferralFacts::from_value(&named).unwrap();
+        assert_eq!(facts.specialty_without_display(), None);
     }
 
     #[test]

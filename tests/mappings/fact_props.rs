@@ -44,15 +44,21 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 /// (FHIR instant, HL7 TS) for a second in 2000-2039.
-fn instant() -> impl Strategy<Value = (String, String)> {
-    (2000u32..2040, 1u32..13, 1u32..29, 0u32..24, 0u32..60, 0u32..60).prop_map(
-        |(y, mo, d, h, mi, s)| {
+fn instant() -> impl Strategy<Value = Instant> {
+    (
+        2000u32..2040,
+        1u32..13,
+        1u32..29,
+        0u32..24,
+        0u32..60,
+        0u32..60,
+    )
+        .prop_map(|(y, mo, d, h, mi, s)| {
             (
                 format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.000Z"),
                 format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}+0000"),
             )
-        },
-    )
+        })
 }
 
 const STATES: [&str; 6] = [
@@ -65,13 +71,17 @@ const STATES: [&str; 6] = [
 ];
 const REQUIREMENTS: [&str; 3] = ["INTERPRETER", "ADVOCACY", "TRANSPORT"];
 
+/// (FHIR text, HL7 TS) of one instant.
+type Instant = (String, String);
+
 #[derive(Debug, Clone)]
 struct Case {
     state: &'static str,
     comments: String,
     priority: (&'static str, &'static str),
-    appointment: Option<((String, String), (String, String), String)>,
-    pathway_start: (String, String),
+    /// Start, end and comment of a booked appointment.
+    appointment: Option<(Instant, Instant, String)>,
+    pathway_start: Instant,
     requirements: Vec<(&'static str, String)>,
     related: Option<String>,
     title: String,
@@ -94,7 +104,17 @@ fn case() -> impl Strategy<Value = Case> {
         text(),
     )
         .prop_map(
-            |(state, comments, priority, appointment, pathway_start, req, displays, related, title)| {
+            |(
+                state,
+                comments,
+                priority,
+                appointment,
+                pathway_start,
+                req,
+                displays,
+                related,
+                title,
+            )| {
                 Case {
                     state,
                     comments,
@@ -126,8 +146,10 @@ fn referral(c: &Case) -> Value {
     }
     ext.push(json!({"url": format!("{SD}Extension-eRS-eReferralPathwayStart-1"), "valueInstant": c.pathway_start.0}));
     for (code, display) in &c.requirements {
-        ext.push(json!({"url": format!("{SD}Extension-eRS-PatientAdditionalRequirement-1"),
-            "valueCoding": {"code": code, "display": display}}));
+        ext.push(
+            json!({"url": format!("{SD}Extension-eRS-PatientAdditionalRequirement-1"),
+            "valueCoding": {"code": code, "display": display}}),
+        );
     }
     let contained = r["contained"].as_array_mut().unwrap();
     for d in contained.iter_mut() {

@@ -8,6 +8,7 @@ mod budget;
 mod cli;
 #[path = "../common/mod.rs"]
 mod common;
+mod content;
 mod faults;
 mod filters;
 mod flow;

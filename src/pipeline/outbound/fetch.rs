@@ -4,7 +4,8 @@
 //!
 //! The referral is read through the typed narrow view [`ReferralFacts`] (no hand-walked
 //! JSON), once per new version, into the owned [`Facts`]; the JSON is only touched to add
-//! the extra documents the mapping renders ([`enrich`]).
+//! what the mapping renders besides A005's own content ([`enrich`]): the extra documents
+//! and the A004 display of a specialty e-RS sends as a bare code.
 //! Attachments e-RS marks PENDING (or that answer `PENDING` when downloaded) are reported so
 //! the caller can wait for a later poll; THREATS_FOUND and VALIDATION_FAILED ones are not
 //! fetched and the mapping reports them as not available.
@@ -12,7 +13,7 @@
 use serde_json::Value;
 
 use super::super::PipelineError;
-use crate::ers::{binary_id_of, clinical_info_path, ErsClient, ErsError};
+use crate::ers::{binary_id_of, clinical_info_path, ErsClient, ErsError, RefDataCache};
 use crate::fhir::ReferralFacts;
 use crate::ids::Ubrn;
 use crate::mapping::Attachments;
@@ -32,6 +33,8 @@ pub struct Fetched {
     /// DocumentReferences to add to the referral the mapping sees: the clinical information
     /// PDF and related referrals' documents (see [`enrich`]).
     pub extra_documents: Vec<Value>,
+    /// The A004 display of the specialty, when the referral gives only its code.
+    pub specialty_display: Option<String>,
 }
 
 /// One attachment of a referral: its id and e-RS availability status.
@@ -55,6 +58,8 @@ pub struct Facts {
     pub attachments: Vec<AttachmentRef>,
     /// Related referrals (`supportingInfo` → `ReferralRequest/<ubrn>`), as given.
     pub related: Vec<String>,
+    /// The specialty code no display names (see [`ReferralFacts::specialty_without_display`]).
+    pub specialty_to_name: Option<String>,
 }
 
 /// Reads the facts of an A005 body; a body that does not fit the e-RS structure is a bad
@@ -80,6 +85,7 @@ pub fn facts(ubrn: &Ubrn, json: &Value) -> Result<Facts, PipelineError> {
         cancelled: view.is_cancelled(),
         attachments,
         related: view.related_ubrns().map(str::to_string).collect(),
+        specialty_to_name: view.specialty_without_display().map(str::to_string),
     })
 }
 
@@ -131,12 +137,17 @@ fn clinical_info_document(ubrn: &Ubrn, size: usize) -> Value {
 
 /// The referral as the mapping sees it: the A005 resource plus the extra documents, each
 /// added to `contained` and referenced from `supportingInfo` (`#<id>`), so the mappings
-/// render them like the referral's own attachments. Returns `None` when there are none.
-pub fn enrich(referral: &Value, extra: &[Value]) -> Option<Value> {
-    if extra.is_empty() {
+/// render them like the referral's own attachments, and the specialty's A004 display set
+/// where e-RS gave only the code (the referral's `specialty`, else the search criteria's).
+/// Returns `None` when there is nothing to add.
+pub fn enrich(referral: &Value, extra: &[Value], specialty_display: Option<&str>) -> Option<Value> {
+    if extra.is_empty() && specialty_display.is_none() {
         return None;
     }
     let mut r = referral.clone();
+    if let Some(display) = specialty_display {
+        name_specialty(&mut r, display);
+    }
     let obj = r.as_object_mut()?;
     for doc in extra {
         let Some(id) = doc.get("id").and_then(Value::as_str).map(str::to_string) else {
@@ -152,6 +163,46 @@ pub fn enrich(referral: &Value, extra: &[Value]) -> Option<Value> {
             .push(serde_json::json!({ "reference": format!("#{id}") }));
     }
     Some(r)
+}
+
+/// Sets `display` on the specialty coding that has none: `specialty.coding[0]`, else the
+/// search criteria's `specialty` parameter.
+fn name_specialty(referral: &mut Value, display: &str) {
+    let own = referral.pointer_mut("/specialty/coding/0");
+    let coding = match own {
+        Some(c) => Some(c),
+        None => referral
+            .get_mut("contained")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Parameters"))
+            .filter_map(|r| r.get_mut("parameter").and_then(Value::as_array_mut))
+            .flatten()
+            .find(|p| p.get("name").and_then(Value::as_str) == Some("specialty"))
+            .and_then(|p| p.get_mut("valueCoding")),
+    };
+    if let Some(Value::Object(c)) = coding {
+        c.entry("display")
+            .or_insert_with(|| Value::String(display.to_string()));
+    }
+}
+
+/// The A004 display of a specialty code. `None` when the look-up fails or does not know the
+/// code: the mapping then shows the code, and the referral is not held back for a label.
+pub async fn specialty_display(
+    refdata: &RefDataCache,
+    ers: &ErsClient,
+    ubrn: &Ubrn,
+    code: &str,
+) -> Option<String> {
+    match refdata.get(ers, "SPECIALTY").await {
+        Ok(cs) => cs.concept(code).and_then(|c| c.display.clone()),
+        Err(e) => {
+            tracing::debug!(ubrn = %ubrn, error = %e, "a004 specialty display not available, the code is shown");
+            None
+        }
+    }
 }
 
 /// What to fetch besides the attachments.
@@ -339,6 +390,39 @@ mod tests {
     #[test]
     fn related_ubrns_come_from_supporting_info() {
         assert_eq!(sample("with-related-referral").related, ["000000070004"]);
+    }
+
+    #[test]
+    fn enrich_names_the_bare_specialty_code_and_keeps_a_given_display() {
+        let path = format!(
+            "{}/samples/fhir/referrals/unbooked.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let json: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let r = enrich(&json, &[], Some("Cardiology")).unwrap();
+        let params = r["contained"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["resourceType"] == "Parameters")
+            .unwrap();
+        let specialty = params["parameter"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "specialty")
+            .unwrap();
+        assert_eq!(specialty["valueCoding"]["display"], "Cardiology");
+        assert_eq!(specialty["valueCoding"]["code"], "CARDIOLOGY");
+        assert!(enrich(&json, &[], None).is_none());
+        let own = serde_json::json!({"specialty": {"coding": [{"code": "X", "display": "Given"}]}});
+        assert_eq!(
+            enrich(&own, &[], Some("A004"))
+                .unwrap()
+                .pointer("/specialty/coding/0/display")
+                .unwrap(),
+            "Given"
+        );
     }
 
     #[test]

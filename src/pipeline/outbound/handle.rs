@@ -53,7 +53,13 @@ impl Pipeline {
             clinical_info: t.fetch_clinical_info,
             related_attachments: t.fetch_related_attachments,
         };
-        let docs = fetch::fetch_documents(&self.shared.ers, ubrn, &referral.facts, opts).await?;
+        let mut docs =
+            fetch::fetch_documents(&self.shared.ers, ubrn, &referral.facts, opts).await?;
+        if let Some(code) = &referral.facts.specialty_to_name {
+            let shared = &self.shared;
+            docs.specialty_display =
+                fetch::specialty_display(&shared.refdata, &shared.ers, ubrn, code).await;
+        }
         if self.wait_for_attachments(ubrn, version, &docs, now).await? {
             return Ok(Outcome::Deferred);
         }
@@ -157,7 +163,11 @@ impl Pipeline {
         now: DateTime<Utc>,
     ) -> Result<Vec<Rendered<'_>>, RenderFailure> {
         let timestamp = now.fixed_offset();
-        let enriched = fetch::enrich(&referral.json, &docs.extra_documents);
+        let enriched = fetch::enrich(
+            &referral.json,
+            &docs.extra_documents,
+            docs.specialty_display.as_deref(),
+        );
         let mapped = enriched.as_ref().unwrap_or(&referral.json);
         let mut messages = Vec::new();
         for m in self.mappings.for_event(kind) {
