@@ -28,6 +28,8 @@ struct Facts {
     effective_date: Option<String>,
     appointment: Option<Appointment>,
     referrer_ods: String,
+    referred_to_service: String,
+    other_shortlisted_services: Vec<String>,
     additional_requirements: Vec<String>,
     related_ubrns: Vec<String>,
     letter_in_message: bool,
@@ -141,6 +143,23 @@ fn check(name: &str, mapping: &str, facts: &Facts) {
         "{at}: PRD(RP)-7[2].1"
     );
     assert_eq!(rp.get(7, 2, 2, 1), "ODS", "{at}: PRD(RP)-7[2].2");
+
+    let rt: Vec<&Segment> = msg
+        .segments_named("PRD")
+        .filter(|p| p.comp(1, 1) == "RT")
+        .collect();
+    assert_eq!(rt[0].comp(7, 1), facts.referred_to_service, "{at}: PRD(RT)-7");
+    assert_eq!(
+        rt[0].comp(1, 4) == "BOOKED",
+        facts.appointment.is_some(),
+        "{at}: PRD(RT)-1.4 BOOKED"
+    );
+    let others: Vec<&str> = rt[1..].iter().map(|p| p.comp(7, 1)).collect();
+    assert_eq!(others, facts.other_shortlisted_services, "{at}: other shortlisted");
+    assert!(
+        rt[1..].iter().all(|p| p.comp(1, 4) == "SHORTLISTED"),
+        "{at}: PRD-1.4 SHORTLISTED"
+    );
 
     match &facts.appointment {
         Some(a) => {
