@@ -148,14 +148,21 @@ fn check(name: &str, mapping: &str, facts: &Facts) {
         .segments_named("PRD")
         .filter(|p| p.comp(1, 1) == "RT")
         .collect();
-    assert_eq!(rt[0].comp(7, 1), facts.referred_to_service, "{at}: PRD(RT)-7");
+    assert_eq!(
+        rt[0].comp(7, 1),
+        facts.referred_to_service,
+        "{at}: PRD(RT)-7"
+    );
     assert_eq!(
         rt[0].comp(1, 4) == "BOOKED",
         facts.appointment.is_some(),
         "{at}: PRD(RT)-1.4 BOOKED"
     );
     let others: Vec<&str> = rt[1..].iter().map(|p| p.comp(7, 1)).collect();
-    assert_eq!(others, facts.other_shortlisted_services, "{at}: other shortlisted");
+    assert_eq!(
+        others, facts.other_shortlisted_services,
+        "{at}: other shortlisted"
+    );
     assert!(
         rt[1..].iter().all(|p| p.comp(1, 4) == "SHORTLISTED"),
         "{at}: PRD-1.4 SHORTLISTED"

@@ -49,6 +49,12 @@ async fn new_changed_cancelled(store: StoreKind, n: usize) {
 
     // A referrer-side change bumps the version: one REF^I13.
     let changed = msgs[0].ubrn();
+    let priority_before = msgs[0]
+        .message
+        .segment("RF1")
+        .unwrap()
+        .comp(2, 4)
+        .to_string();
     h.admin(
         &format!("referrals/{changed}/change"),
         serde_json::json!({"priority": "URGENT"}),
@@ -76,6 +82,20 @@ async fn new_changed_cancelled(store: StoreKind, n: usize) {
         };
         assert_eq!(&m.ubrn(), expected);
         assert_eq!(m.routing_key, format!("test.{}", m.kind.replace('^', ".")));
+    }
+    // The REF^I13 ends with what changed since the version the PAS has.
+    let i13 = msgs.iter().find(|m| m.kind == "REF^I13").unwrap();
+    let note = i13.message.segments.last().unwrap();
+    assert_eq!(note.id, "NTE");
+    assert_eq!(note.get(4, 1, 4, 1), "CHANGES");
+    let text = note.comp(3, 1);
+    if priority_before == "URGENT" {
+        assert!(!text.contains("priority"), "{text}");
+    } else {
+        assert!(
+            text.contains(&format!("priority {priority_before} -> URGENT")),
+            "{text}"
+        );
     }
 
     // Nothing new: a further pass publishes nothing.

@@ -1,7 +1,8 @@
 //! The handling of one referral version, one function per step: choose the event
 //! ([`Pipeline::choose_event`]), wait for attachments e-RS still scans
 //! ([`Pipeline::wait_for_attachments`]), render every message of the event
-//! ([`Pipeline::render`]), publish each until the broker confirms
+//! ([`Pipeline::render`]; a REF^I13 ends with what changed since the version the PAS has,
+//! [`super::changes`]), publish each until the broker confirms
 //! ([`Pipeline::publish_confirmed`]), then record the version through the group commit and
 //! emit the events ([`Pipeline::record`]). Time comes from the caller's `now` (and tokio's
 //! monotonic clock for how long the publishes took), never from the wall clock directly.
@@ -11,10 +12,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
+use super::changes;
 use super::fetch::{self, FetchOptions, Fetched};
 use super::{EventKind, Outcome, Pipeline, Read};
 use crate::amqp::{AmqpError, OutboundMessage, RetryPolicy};
 use crate::events::{LookupMissed, PublishRetry, Published};
+use crate::hl7::Message;
 use crate::ids::{ControlId, Ubrn, Version};
 use crate::mapping::{ApplyInput, CompiledMapping};
 use crate::pipeline::PipelineError;
@@ -26,6 +29,10 @@ struct Rendered<'m> {
     control_id: ControlId,
     body: Vec<u8>,
 }
+
+/// The REF message the PAS has for this UBRN: its version, and the message unless retention
+/// pruned it (a REF^I13 compares against it).
+type Previous = (Version, Option<Message>);
 
 /// Why rendering stopped.
 enum RenderFailure {
@@ -63,7 +70,11 @@ impl Pipeline {
         if self.wait_for_attachments(ubrn, version, &docs, now).await? {
             return Ok(Outcome::Deferred);
         }
-        let messages = match self.render(referral, kind, &docs, now) {
+        let previous = match (kind, latest) {
+            (EventKind::Changed, Some(v)) => Some((v, self.published_ref(ubrn, v).await?)),
+            _ => None,
+        };
+        let messages = match self.render(referral, kind, &docs, previous.as_ref(), now) {
             Ok(m) => m,
             Err(RenderFailure::Retry(e)) => return Err(e),
             Err(RenderFailure::Park(reason)) => {
@@ -154,12 +165,34 @@ impl Pipeline {
         Ok(false)
     }
 
+    /// The REF message published for `version` of this UBRN, read back from the store;
+    /// `None` when there is none or its payload was pruned.
+    async fn published_ref(
+        &self,
+        ubrn: &Ubrn,
+        version: Version,
+    ) -> Result<Option<Message>, PipelineError> {
+        let messages = self
+            .shared
+            .store
+            .messages_for(ubrn)
+            .await
+            .map_err(PipelineError::store(ubrn))?;
+        Ok(messages
+            .into_iter()
+            .rev()
+            .filter(|m| m.version == version && m.message_type.starts_with("REF^"))
+            .find_map(|m| crate::hl7::read(m.hl7?.as_bytes()).ok()))
+    }
+
     /// Every message of the event, in order; pure apart from counting lookup misses.
+    /// `previous` (for a change) adds the note of what changed to the REF message.
     fn render(
         &self,
         referral: &Read,
         kind: EventKind,
         docs: &Fetched,
+        previous: Option<&Previous>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Rendered<'_>>, RenderFailure> {
         let timestamp = now.fixed_offset();
@@ -178,7 +211,18 @@ impl Pipeline {
                     timestamp,
                     attachments: &docs.attachments,
                 };
-                m.render(&input).map(|(r, bytes)| (control_id, r, bytes))
+                let (mut r, mut bytes) = m.render(&input)?;
+                if let (Some((version, was)), "REF") = (previous, m.message_type[0].as_str()) {
+                    let differences = match was {
+                        Some(was) => changes::differences(was, &r.message),
+                        None => vec!["the previous message is no longer stored".to_string()],
+                    };
+                    r.message
+                        .segments
+                        .push(changes::note(*version, &differences));
+                    bytes = r.message.encode()?;
+                }
+                Ok((control_id, r, bytes))
             });
             match rendered {
                 Ok((control_id, r, body)) => {

@@ -29,6 +29,7 @@
 //! worklist polled) go to the app's [`crate::events::Events`]. The guide is
 //! `docs/pipeline.md`.
 
+mod changes;
 pub mod fetch;
 mod handle;
 pub mod mapset;
