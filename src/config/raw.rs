@@ -43,6 +43,9 @@ pub struct PipelineConfig {
     /// Fetch the clinical referral information PDF (A007) for each referral version and hand
     /// it to the mapping as the attachment `clinical-info`.
     pub fetch_clinical_info: bool,
+    /// Fetch the A007 PDF only when the message would carry no letter at all (none
+    /// attached, or none available in e-RS): the clerk gets the clinical summary instead.
+    pub clinical_info_when_no_letter: bool,
     /// Fetch the AVAILABLE attachments of related referrals (`supportingInfo`) too.
     pub fetch_related_attachments: bool,
     /// A referral whose attachment stays PENDING this long is published without it (the
@@ -59,6 +62,7 @@ impl Default for PipelineConfig {
         Self {
             concurrency: 4,
             fetch_clinical_info: false,
+            clinical_info_when_no_letter: true,
             fetch_related_attachments: false,
             pending_attachment_max_wait_secs: 3_600,
             publish_retry_base_delay_ms: 200,

@@ -97,6 +97,7 @@ impl RawConfig {
         let pipeline = PipelineTuning {
             concurrency,
             fetch_clinical_info: p.fetch_clinical_info,
+            clinical_info_when_no_letter: p.clinical_info_when_no_letter,
             fetch_related_attachments: p.fetch_related_attachments,
             pending_attachment_max_wait: Duration::from_secs(p.pending_attachment_max_wait_secs),
             publish_retry: Backoff {

@@ -107,6 +107,8 @@ pub struct PipelineTuning {
     /// Referral tasks at once across every list and scheduler.
     pub concurrency: NonZeroUsize,
     pub fetch_clinical_info: bool,
+    /// A007 only when no letter would be in the message.
+    pub clinical_info_when_no_letter: bool,
     pub fetch_related_attachments: bool,
     /// A referral whose attachment stays PENDING this long is published without it.
     pub pending_attachment_max_wait: Duration,

@@ -71,3 +71,48 @@ async fn a_bare_specialty_code_is_named_from_a004() {
     app.close().await;
     h.cleanup().await;
 }
+
+/// A referral whose only letter e-RS will not release (VALIDATION_FAILED) gets the A007
+/// clinical summary as its letter (`clinical_info_when_no_letter`, on by default), and
+/// the failed attachment keeps its note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referral_without_a_letter_carries_the_clinical_summary() {
+    let h = Harness::start(Opts::default()).await;
+    let mut referral = bare_specialty_referral("000000079997", "CARDIOLOGY");
+    for c in referral["contained"].as_array_mut().unwrap() {
+        if c["resourceType"] == "DocumentReference" {
+            c["content"][0]["attachment"]["extension"][0]["valueCoding"]["code"] =
+                json!("VALIDATION_FAILED");
+        }
+    }
+    h.admin("referrals", referral).await;
+
+    let app = h.app(Shutdown::new()).await;
+    let summary = app.drain(10).await.expect("drain");
+    assert!(summary.parked.is_empty(), "{:?}", summary.parked);
+    let msgs = h.take_messages().await;
+    let m = msgs
+        .iter()
+        .find(|m| m.ubrn() == "000000079997")
+        .expect("published");
+    let summary_obx = m
+        .message
+        .segments_named("OBX")
+        .find(|o| o.comp(4, 1) == "clinical-info")
+        .expect("the clinical summary is in the message");
+    assert_eq!(summary_obx.comp(2, 1), "ED");
+    assert_eq!(summary_obx.comp(3, 1), "CLINICAL_INFORMATION");
+    assert!(m
+        .message
+        .segments_named("NTE")
+        .any(|n| n.comp(3, 1).contains("VALIDATION_FAILED")));
+    assert!(
+        !m.message
+            .segments_named("NTE")
+            .any(|n| n.get(4, 1, 4, 1) == "NO_LETTER"),
+        "the summary is the letter"
+    );
+    assert_eq!(h.stats().await["by_operation"]["A007"], 1);
+    app.close().await;
+    h.cleanup().await;
+}

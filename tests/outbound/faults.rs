@@ -108,8 +108,9 @@ async fn attachments_pending_too_long_are_sent_by_reference_and_the_wait_survive
         assert!(
             m.message
                 .segments_named("OBX")
+                .filter(|obx| obx.comp(4, 1) != "clinical-info")
                 .all(|obx| obx.get(2, 1, 1, 1) != "ED"),
-            "no attachment was inline"
+            "no attachment was inline (only the clinical summary standing in for them)"
         );
     }
     app.close().await;

@@ -209,6 +209,8 @@ pub async fn specialty_display(
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FetchOptions {
     pub clinical_info: bool,
+    /// The A007 PDF only when nothing else gives the message a letter.
+    pub clinical_info_when_no_letter: bool,
     pub related_attachments: bool,
 }
 
@@ -273,7 +275,10 @@ pub async fn fetch_documents(
             }
         }
     }
-    if opts.clinical_info {
+    // No letter to send (none attached, none available, none downloadable) and none still
+    // being scanned: the clinical summary stands in for it.
+    let no_letter = out.attachments.is_empty() && out.pending.is_empty();
+    if opts.clinical_info || (opts.clinical_info_when_no_letter && no_letter) {
         match ers.clinical_info(ubrn).await {
             Ok(pdf) => {
                 out.attachments

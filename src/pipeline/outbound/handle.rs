@@ -58,6 +58,7 @@ impl Pipeline {
         let t = &self.settings.tuning;
         let opts = FetchOptions {
             clinical_info: t.fetch_clinical_info,
+            clinical_info_when_no_letter: t.clinical_info_when_no_letter,
             related_attachments: t.fetch_related_attachments,
         };
         let mut docs =
