@@ -5,6 +5,7 @@
 //! - [`message`]: [`Message`] (decoded text, 1-based positions) and its writer.
 //! - [`read`]: bytes → [`Message`] through `hl7-parser` behind a guard.
 //! - [`ack`], [`rri`]: typed views of an ACK and an RRI^I12 ([`Inbound`]).
+//! - [`reply`]: the bridge's own ACK to a PAS message.
 //!
 //! The identifier newtypes ([`NhsNumber`], [`Ubrn`], [`ControlId`]) live in [`crate::ids`]
 //! and are re-exported here.
@@ -17,6 +18,7 @@ pub mod ack;
 pub mod escape;
 pub mod message;
 pub mod read;
+pub mod reply;
 pub mod rri;
 pub mod structure;
 

@@ -31,16 +31,18 @@
 //!
 //! Files: this one has the types, connecting (WAL set-up) and the shared statements;
 //! `versions.rs` the versions seen and messages published; `bookkeeping.rs` parked items,
-//! the worklist budget and members, attachment waits and named values; `schema.rs` the
-//! migrations.
+//! the worklist budget and members, attachment waits and named values; `inbound.rs` the
+//! PAS's messages, their e-RS actions and retries; `schema.rs` the migrations.
 
 mod bookkeeping;
 mod error;
+mod inbound;
 mod schema;
 mod versions;
 
 pub(crate) use error::OpContext;
 pub use error::StoreError;
+pub use inbound::{Attempt, Begin, InboundRecord, InboundStatus};
 
 use crate::ids::{ControlId, Ubrn, Version};
 

@@ -72,6 +72,44 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX published_messages_ubrn_version ON published_messages (ubrn, version)",
         ],
     ),
+    (
+        3,
+        &[
+            // Each PAS message by its MSH-10 (the idempotency key): raw HL7 (pruned by
+            // retention), the decision, the intent/result of its e-RS action, the reply sent
+            // and store-scheduled retries (store/inbound.rs).
+            "CREATE TABLE inbound_messages (
+            control_id TEXT PRIMARY KEY,
+            received_at_ms BIGINT NOT NULL,
+            message_type TEXT NOT NULL,
+            ubrn TEXT,
+            status TEXT NOT NULL,
+            action TEXT,
+            version_sent BIGINT,
+            detail TEXT,
+            reply_code TEXT,
+            attempts BIGINT NOT NULL,
+            next_attempt_ms BIGINT,
+            hl7 TEXT
+        )",
+            "CREATE INDEX inbound_messages_due ON inbound_messages (status, next_attempt_ms)",
+            "CREATE INDEX inbound_messages_ubrn ON inbound_messages (ubrn)",
+            "CREATE INDEX inbound_messages_received ON inbound_messages (received_at_ms)",
+            // Every e-RS call made for an inbound message.
+            "CREATE TABLE inbound_attempts (
+            control_id TEXT NOT NULL,
+            attempt BIGINT NOT NULL,
+            operation TEXT NOT NULL,
+            version BIGINT,
+            http_status BIGINT,
+            ers_code TEXT,
+            correlation_id TEXT,
+            request_id TEXT,
+            at_ms BIGINT NOT NULL,
+            PRIMARY KEY (control_id, attempt)
+        )",
+        ],
+    ),
 ];
 
 /// Applies every migration the database has not seen yet.

@@ -218,11 +218,19 @@ impl Store {
         .bind(cutoff_ms)
         .execute(&self.pool)
         .await.op("prune_payloads")?;
-        Ok(r.rows_affected())
+        // Inbound HL7 of finished messages too; one still being worked on keeps its text.
+        let i = sqlx::query(
+            "UPDATE inbound_messages SET hl7 = NULL WHERE received_at_ms < $1 AND hl7 IS NOT NULL              AND status IN ('done', 'no-action', 'needs-action', 'dead-lettered')",
+        )
+        .bind(cutoff_ms)
+        .execute(&self.pool)
+        .await
+        .op("prune_payloads")?;
+        Ok(r.rows_affected() + i.rows_affected())
     }
 }
 
-fn published_from_row(r: &sqlx::any::AnyRow) -> Result<PublishedMessage, StoreError> {
+pub(super) fn published_from_row(r: &sqlx::any::AnyRow) -> Result<PublishedMessage, StoreError> {
     const OP: &str = "read published message";
     let control_id: String = r.try_get("control_id").op(OP)?;
     Ok(PublishedMessage {

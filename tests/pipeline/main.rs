@@ -6,4 +6,5 @@ mod amqp;
 mod helpers;
 #[path = "../common/ids.rs"]
 mod ids;
+mod inbound_store;
 mod store;

@@ -1,0 +1,413 @@
+//! The inbound side of the store: each PAS message by its MSH-10 (the idempotency key),
+//! with its raw HL7, the decision, the e-RS action's intent and result, every attempt of the
+//! e-RS call, the reply sent to the PAS, and store-scheduled retries.
+//!
+//! Exactly once in effect: [`Store::inbound_begin`] inserts the message or finds it
+//! (a redelivery or a resend with the same MSH-10); the intent (action, UBRN, version
+//! sent) is written **before** the e-RS call ([`Store::inbound_intent`]) and the result
+//! after it ([`Store::inbound_finish`]); the delivery is acked only after that. A message
+//! found in `intent` was interrupted between the call and the record: the pipeline re-reads
+//! the referral to decide whether the write was applied, instead of writing again.
+//!
+//! Retries of transient e-RS failures are rows in `retry` with a due time; any instance
+//! claims a due row with a lease ([`Store::inbound_claim_due`]), so two bridges never run
+//! the same retry at once and nothing lives only in memory.
+
+use sqlx::Row;
+
+use super::{OpContext, PublishedMessage, Store, StoreError};
+use crate::ids::{ControlId, Ubrn, Version};
+
+/// Where an inbound message is in its handling (`inbound_messages.status`). The one place
+/// these strings are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundStatus {
+    /// Stored, not decided yet.
+    Received,
+    /// The e-RS call is about to be made (or was made and its result not recorded).
+    Intent,
+    /// A transient failure: waits for `next_attempt_ms`.
+    Retry,
+    /// The e-RS action was applied (or found applied).
+    Done,
+    /// Nothing to do in e-RS (a commit ACK, a pending RRI).
+    NoAction,
+    /// e-RS will not take it from us (state, auth mode, missing data): a person must act.
+    NeedsAction,
+    /// Unreadable or unroutable: sent to the dead letter with the reason.
+    DeadLettered,
+}
+
+impl InboundStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboundStatus::Received => "received",
+            InboundStatus::Intent => "intent",
+            InboundStatus::Retry => "retry",
+            InboundStatus::Done => "done",
+            InboundStatus::NoAction => "no-action",
+            InboundStatus::NeedsAction => "needs-action",
+            InboundStatus::DeadLettered => "dead-lettered",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "received" => InboundStatus::Received,
+            "intent" => InboundStatus::Intent,
+            "retry" => InboundStatus::Retry,
+            "done" => InboundStatus::Done,
+            "no-action" => InboundStatus::NoAction,
+            "needs-action" => InboundStatus::NeedsAction,
+            "dead-lettered" => InboundStatus::DeadLettered,
+            _ => return None,
+        })
+    }
+
+    /// No more work will happen on it (a redelivery only re-acknowledges).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            InboundStatus::Done
+                | InboundStatus::NoAction
+                | InboundStatus::NeedsAction
+                | InboundStatus::DeadLettered
+        )
+    }
+}
+
+/// One inbound message as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundRecord {
+    pub control_id: ControlId,
+    pub received_at_ms: i64,
+    /// MSH-9 as `RRI^I12`.
+    pub message_type: String,
+    pub ubrn: Option<Ubrn>,
+    pub status: InboundStatus,
+    /// The action decided (`accept`, `reject`, ...), once decided.
+    pub action: Option<String>,
+    /// The `If-Match` version of the last e-RS call.
+    pub version_sent: Option<Version>,
+    /// Why (the decision, the e-RS result or error), for people.
+    pub detail: Option<String>,
+    /// MSA-1 of the reply sent to the PAS.
+    pub reply_code: Option<String>,
+    pub attempts: i64,
+    pub next_attempt_ms: Option<i64>,
+    /// The raw HL7; `None` once retention pruned it.
+    pub hl7: Option<String>,
+}
+
+/// What [`Store::inbound_begin`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begin {
+    /// First time this MSH-10 is seen: stored as received.
+    New,
+    /// Seen before (a redelivery or a resend).
+    Seen(InboundRecord),
+}
+
+/// One e-RS call made for an inbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub operation: String,
+    pub version: Option<Version>,
+    /// `None` when no response came (a timeout, a reset).
+    pub http_status: Option<u16>,
+    pub ers_code: Option<String>,
+    pub correlation_id: Option<String>,
+    pub request_id: Option<String>,
+    pub at_ms: i64,
+}
+
+/// `SELECT <every column> FROM inbound_messages <tail>`, as one literal.
+macro_rules! select {
+    ($tail:literal) => {
+        concat!(
+            "SELECT control_id, received_at_ms, message_type, ubrn, status, action, ",
+            "version_sent, detail, reply_code, attempts, next_attempt_ms, hl7 FROM inbound_messages ",
+            $tail
+        )
+    };
+}
+
+impl Store {
+    /// Stores a new inbound message as received, or returns the stored one when its MSH-10
+    /// was seen before.
+    pub async fn inbound_begin(
+        &self,
+        control_id: &ControlId,
+        message_type: &str,
+        hl7: &str,
+        now_ms: i64,
+    ) -> Result<Begin, StoreError> {
+        const OP: &str = "inbound_begin";
+        let inserted = sqlx::query(
+            "INSERT INTO inbound_messages (control_id, received_at_ms, message_type, status, attempts, hl7) \
+             VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (control_id) DO NOTHING",
+        )
+        .bind(control_id.as_str())
+        .bind(now_ms)
+        .bind(message_type)
+        .bind(InboundStatus::Received.as_str())
+        .bind(hl7)
+        .execute(&self.pool)
+        .await
+        .op(OP)?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Begin::New);
+        }
+        match self.inbound(control_id).await? {
+            Some(r) => Ok(Begin::Seen(r)),
+            None => Err(StoreError::decode(
+                OP,
+                "inbound row vanished after a conflict",
+            )),
+        }
+    }
+
+    /// The stored inbound message with this MSH-10.
+    pub async fn inbound(
+        &self,
+        control_id: &ControlId,
+    ) -> Result<Option<InboundRecord>, StoreError> {
+        const OP: &str = "inbound";
+        sqlx::query(select!("WHERE control_id = $1"))
+            .bind(control_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .op(OP)?
+            .as_ref()
+            .map(|r| inbound_from_row(r, OP))
+            .transpose()
+    }
+
+    /// Inbound messages for one referral, oldest first (its timeline).
+    pub async fn inbound_for(&self, ubrn: &Ubrn) -> Result<Vec<InboundRecord>, StoreError> {
+        const OP: &str = "inbound_for";
+        sqlx::query(select!(
+            "WHERE ubrn = $1 ORDER BY received_at_ms, control_id"
+        ))
+        .bind(ubrn.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .op(OP)?
+        .iter()
+        .map(|r| inbound_from_row(r, OP))
+        .collect()
+    }
+
+    /// Records the intent before the e-RS call: the action, the referral and the version
+    /// sent in `If-Match`.
+    pub async fn inbound_intent(
+        &self,
+        control_id: &ControlId,
+        ubrn: &Ubrn,
+        action: &str,
+        version: Version,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE inbound_messages SET status = $2, ubrn = $3, action = $4, version_sent = $5, \
+             attempts = attempts + 1, next_attempt_ms = NULL WHERE control_id = $1",
+        )
+        .bind(control_id.as_str())
+        .bind(InboundStatus::Intent.as_str())
+        .bind(ubrn.as_str())
+        .bind(action)
+        .bind(version.as_i64())
+        .execute(&self.pool)
+        .await
+        .op("inbound_intent")?;
+        Ok(())
+    }
+
+    /// Records one e-RS call made for the message.
+    pub async fn inbound_attempt(
+        &self,
+        control_id: &ControlId,
+        attempt: &Attempt,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO inbound_attempts (control_id, attempt, operation, version, http_status, \
+             ers_code, correlation_id, request_id, at_ms) \
+             VALUES ($1, (SELECT COUNT(*) + 1 FROM inbound_attempts WHERE control_id = $1), \
+             $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(control_id.as_str())
+        .bind(&attempt.operation)
+        .bind(attempt.version.map(Version::as_i64))
+        .bind(attempt.http_status.map(i64::from))
+        .bind(attempt.ers_code.as_deref())
+        .bind(attempt.correlation_id.as_deref())
+        .bind(attempt.request_id.as_deref())
+        .bind(attempt.at_ms)
+        .execute(&self.pool)
+        .await
+        .op("inbound_attempt")?;
+        Ok(())
+    }
+
+    /// The e-RS calls made for a message, in order.
+    pub async fn inbound_attempts(
+        &self,
+        control_id: &ControlId,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        const OP: &str = "inbound_attempts";
+        let rows = sqlx::query(
+            "SELECT operation, version, http_status, ers_code, correlation_id, request_id, at_ms \
+             FROM inbound_attempts WHERE control_id = $1 ORDER BY attempt",
+        )
+        .bind(control_id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .op(OP)?;
+        rows.iter()
+            .map(|r| {
+                let version: Option<i64> = r.try_get("version").op(OP)?;
+                let status: Option<i64> = r.try_get("http_status").op(OP)?;
+                Ok(Attempt {
+                    operation: r.try_get("operation").op(OP)?,
+                    version: version
+                        .map(Version::from_i64)
+                        .transpose()
+                        .map_err(|e| StoreError::decode(OP, e))?,
+                    http_status: status.and_then(|s| u16::try_from(s).ok()),
+                    ers_code: r.try_get("ers_code").op(OP)?,
+                    correlation_id: r.try_get("correlation_id").op(OP)?,
+                    request_id: r.try_get("request_id").op(OP)?,
+                    at_ms: r.try_get("at_ms").op(OP)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records how the message ended (done, no action, needs action, dead-lettered), why,
+    /// its UBRN when known, and the MSA-1 of the reply sent to the PAS.
+    pub async fn inbound_finish(
+        &self,
+        control_id: &ControlId,
+        status: InboundStatus,
+        ubrn: Option<&Ubrn>,
+        action: Option<&str>,
+        detail: &str,
+        reply_code: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE inbound_messages SET status = $2, ubrn = COALESCE($3, ubrn), \
+             action = COALESCE($4, action), detail = $5, reply_code = $6, next_attempt_ms = NULL \
+             WHERE control_id = $1",
+        )
+        .bind(control_id.as_str())
+        .bind(status.as_str())
+        .bind(ubrn.map(Ubrn::as_str))
+        .bind(action)
+        .bind(detail)
+        .bind(reply_code)
+        .execute(&self.pool)
+        .await
+        .op("inbound_finish")?;
+        Ok(())
+    }
+
+    /// Schedules another try at `due_ms` after a transient failure.
+    pub async fn inbound_schedule_retry(
+        &self,
+        control_id: &ControlId,
+        due_ms: i64,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE inbound_messages SET status = $2, next_attempt_ms = $3, detail = $4 \
+             WHERE control_id = $1",
+        )
+        .bind(control_id.as_str())
+        .bind(InboundStatus::Retry.as_str())
+        .bind(due_ms)
+        .bind(detail)
+        .execute(&self.pool)
+        .await
+        .op("inbound_schedule_retry")?;
+        Ok(())
+    }
+
+    /// Claims up to `limit` retries due at `now_ms` for `lease_ms`: their due time moves to
+    /// the end of the lease, so another instance (or a later pass) takes one only if this
+    /// one did not finish it in time. Returns the claimed messages.
+    pub async fn inbound_claim_due(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<InboundRecord>, StoreError> {
+        const OP: &str = "inbound_claim_due";
+        let claimed = sqlx::query(
+            "UPDATE inbound_messages SET next_attempt_ms = $2 WHERE control_id IN \
+             (SELECT control_id FROM inbound_messages WHERE status = $3 AND next_attempt_ms <= $1 \
+              ORDER BY next_attempt_ms LIMIT $4) \
+             AND status = $3 AND next_attempt_ms <= $1 RETURNING control_id",
+        )
+        .bind(now_ms)
+        .bind(now_ms + lease_ms)
+        .bind(InboundStatus::Retry.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .op(OP)?;
+        let mut out = Vec::with_capacity(claimed.len());
+        for row in &claimed {
+            let id: String = row.try_get("control_id").op(OP)?;
+            let id = ControlId::parse(&id).map_err(|e| StoreError::decode(OP, e))?;
+            if let Some(r) = self.inbound(&id).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The confirmed outbound message with this MSH-10 (an ACK's MSA-2 names it).
+    pub async fn published_by_control_id(
+        &self,
+        control_id: &ControlId,
+    ) -> Result<Option<PublishedMessage>, StoreError> {
+        sqlx::query(
+            "SELECT control_id, ubrn, version, message_type, routing_key, hl7, confirmed_at_ms \
+             FROM published_messages WHERE control_id = $1",
+        )
+        .bind(control_id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .op("published_by_control_id")?
+        .as_ref()
+        .map(super::versions::published_from_row)
+        .transpose()
+    }
+}
+
+fn inbound_from_row(r: &sqlx::any::AnyRow, op: &'static str) -> Result<InboundRecord, StoreError> {
+    let control_id: String = r.try_get("control_id").op(op)?;
+    let ubrn: Option<String> = r.try_get("ubrn").op(op)?;
+    let status: String = r.try_get("status").op(op)?;
+    let version: Option<i64> = r.try_get("version_sent").op(op)?;
+    Ok(InboundRecord {
+        control_id: ControlId::parse(&control_id).map_err(|e| StoreError::decode(op, e))?,
+        received_at_ms: r.try_get("received_at_ms").op(op)?,
+        message_type: r.try_get("message_type").op(op)?,
+        ubrn: ubrn
+            .map(|u| Ubrn::parse(&u))
+            .transpose()
+            .map_err(|e| StoreError::decode(op, e))?,
+        status: InboundStatus::parse(&status)
+            .ok_or_else(|| StoreError::decode(op, format!("unknown inbound status {status:?}")))?,
+        action: r.try_get("action").op(op)?,
+        version_sent: version
+            .map(Version::from_i64)
+            .transpose()
+            .map_err(|e| StoreError::decode(op, e))?,
+        detail: r.try_get("detail").op(op)?,
+        reply_code: r.try_get("reply_code").op(op)?,
+        attempts: r.try_get("attempts").op(op)?,
+        next_attempt_ms: r.try_get("next_attempt_ms").op(op)?,
+        hl7: r.try_get("hl7").op(op)?,
+    })
+}
