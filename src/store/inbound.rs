@@ -105,7 +105,7 @@ pub enum Begin {
     /// First time this MSH-10 is seen: stored as received.
     New,
     /// Seen before (a redelivery or a resend).
-    Seen(InboundRecord),
+    Seen(Box<InboundRecord>),
 }
 
 /// One e-RS call made for an inbound message.
@@ -159,7 +159,7 @@ impl Store {
             return Ok(Begin::New);
         }
         match self.inbound(control_id).await? {
-            Some(r) => Ok(Begin::Seen(r)),
+            Some(r) => Ok(Begin::Seen(Box::new(r))),
             None => Err(StoreError::decode(
                 OP,
                 "inbound row vanished after a conflict",
