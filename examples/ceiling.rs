@@ -91,7 +91,7 @@ async fn one(
     let confirm = ch
         .basic_publish(
             exchange.into(),
-            "bench.REF.I12".into(),
+            "default.REF.I12".into(),
             BasicPublishOptions {
                 mandatory: true,
                 ..Default::default()

@@ -133,6 +133,8 @@ fn message(samples: &[(String, Vec<u8>)], n: usize) -> OutboundMessage {
         message_type: "REF^I12".into(),
         ers_version: "1".into(),
         body: body.clone(),
+        exchange: None,
+        headers: Vec::new(),
     }
 }
 

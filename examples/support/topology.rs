@@ -19,8 +19,10 @@ impl BenchTopology {
     pub async fn declare(url: &str, prefix: &str) -> anyhow::Result<Self> {
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let t = Topology {
+            tenant: "default".into(),
             exchange: format!("{prefix}-{suffix}-to-pas"),
             pas_queue: format!("{prefix}-{suffix}-pas"),
+            pas_ack_queue: format!("{prefix}-{suffix}-acks"),
             inbound_queue: format!("{prefix}-{suffix}-from-pas"),
             dead_letter_exchange: format!("{prefix}-{suffix}-dlx"),
             dead_letter_queue: format!("{prefix}-{suffix}-dlq"),
@@ -36,7 +38,12 @@ impl BenchTopology {
     /// Deletes the queues and exchanges declared, then closes the connection.
     pub async fn delete(self) -> anyhow::Result<()> {
         let t = &self.t;
-        for q in [&t.pas_queue, &t.inbound_queue, &t.dead_letter_queue] {
+        for q in [
+            &t.pas_queue,
+            &t.pas_ack_queue,
+            &t.inbound_queue,
+            &t.dead_letter_queue,
+        ] {
             self.ch
                 .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
                 .await?;

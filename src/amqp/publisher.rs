@@ -47,6 +47,33 @@ pub struct OutboundMessage {
     pub ers_version: String,
     /// The ER7 text (CR segment terminators), encoded per MSH-18.
     pub body: Vec<u8>,
+    /// Another exchange than the publisher's (the dead letter); `None` = the outbound one.
+    pub exchange: Option<String>,
+    /// Extra headers, e.g. `x-ers-error` on a dead-lettered inbound message.
+    pub headers: Vec<(String, String)>,
+}
+
+impl OutboundMessage {
+    /// A message to the publisher's exchange with no extra headers.
+    pub fn new(
+        routing_key: String,
+        message_id: String,
+        correlation_id: String,
+        message_type: String,
+        ers_version: String,
+        body: Vec<u8>,
+    ) -> Self {
+        Self {
+            routing_key,
+            message_id,
+            correlation_id,
+            message_type,
+            ers_version,
+            body,
+            exchange: None,
+            headers: Vec::new(),
+        }
+    }
 }
 
 /// How the publisher talks to the broker.
@@ -367,7 +394,7 @@ impl Publisher {
     async fn publish_on(&self, ch: &Channel, msg: &OutboundMessage) -> Result<(), AmqpError> {
         let confirm = ch
             .basic_publish(
-                ShortString::from(self.settings.exchange.as_str()),
+                ShortString::from(msg.exchange.as_deref().unwrap_or(&self.settings.exchange)),
                 ShortString::from(msg.routing_key.as_str()),
                 BasicPublishOptions {
                     mandatory: true,
@@ -420,6 +447,9 @@ fn properties(msg: &OutboundMessage) -> BasicProperties {
         "x-ers-version".into(),
         AMQPValue::LongString(msg.ers_version.clone().into()),
     );
+    for (k, v) in &msg.headers {
+        headers.insert(k.as_str().into(), AMQPValue::LongString(v.clone().into()));
+    }
     BasicProperties::default()
         .with_content_type(HL7_CONTENT_TYPE.into())
         .with_delivery_mode(2)

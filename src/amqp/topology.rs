@@ -3,7 +3,8 @@
 //! | thing | default |
 //! |---|---|
 //! | outbound exchange | `ers.to-pas` (topic, durable) |
-//! | outbound queue | `pas.referrals` (quorum) bound `#` |
+//! | outbound queue | `pas.referrals` (quorum) bound `<tenant>.REF.#` and `<tenant>.ADT.#` |
+//! | reply queue | `pas.acks` (quorum) bound `<tenant>.ACK.#`: the bridge's ACKs to the PAS |
 //! | inbound queue | `ers.from-pas` (quorum, delivery limit 5, dead-lettered) |
 //! | dead letter | exchange `ers.dead-letter` (fanout) → queue `ers.dead-letter` (quorum) |
 
@@ -19,8 +20,12 @@ use crate::config::AmqpConfig;
 /// Names of everything the bridge declares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
+    /// First part of every routing key.
+    pub tenant: String,
     pub exchange: String,
     pub pas_queue: String,
+    /// The bridge's ACKs to the PAS's messages.
+    pub pas_ack_queue: String,
     pub inbound_queue: String,
     pub dead_letter_exchange: String,
     pub dead_letter_queue: String,
@@ -32,8 +37,10 @@ impl Topology {
     /// The topology named in the configuration.
     pub fn from_config(cfg: &AmqpConfig) -> Self {
         Self {
+            tenant: cfg.tenant.clone(),
             exchange: cfg.exchange.clone(),
             pas_queue: cfg.pas_queue.clone(),
+            pas_ack_queue: cfg.pas_ack_queue.clone(),
             inbound_queue: cfg.inbound_queue.clone(),
             dead_letter_exchange: cfg.dead_letter_exchange.clone(),
             dead_letter_queue: cfg.dead_letter_queue.clone(),
@@ -65,8 +72,16 @@ impl Topology {
         )
         .await?;
 
+        // Referral and patient messages to the PAS's queue, our ACKs to their own: a PAS
+        // reading referrals never meets an ACK.
         declare_queue(channel, &self.pas_queue, quorum()).await?;
-        bind(channel, &self.pas_queue, &self.exchange, "#").await?;
+        for kind in ["REF", "ADT"] {
+            let key = format!("{}.{kind}.#", self.tenant);
+            bind(channel, &self.pas_queue, &self.exchange, &key).await?;
+        }
+        declare_queue(channel, &self.pas_ack_queue, quorum()).await?;
+        let key = format!("{}.ACK.#", self.tenant);
+        bind(channel, &self.pas_ack_queue, &self.exchange, &key).await?;
 
         let mut inbound = quorum();
         inbound.insert(

@@ -152,13 +152,14 @@ fn demo_config(args: &DemoArgs, base_url: &str, db: &std::path::Path) -> String 
         "[ers]\nbase_url = {}\nrate_limit_per_sec = {}\n[ers.retry]\nbase_delay_ms = 100\nmax_delay_ms = 1000\n\
          [ers.auth]\nmode = \"none\"\n\
          [amqp]\nurl = {}\ndeclare_topology = true\ntenant = \"demo\"\nexchange = {}\npas_queue = {}\n\
-         inbound_queue = {}\ndead_letter_exchange = {}\ndead_letter_queue = {}\n\
+         pas_ack_queue = {}\ninbound_queue = {}\ndead_letter_exchange = {}\ndead_letter_queue = {}\n\
          [store]\nurl = {}\n[mappings]\ndir = {}\n[pipeline]\nconcurrency = {}\n",
         q(base_url),
         args.rate_limit_per_sec,
         q(&args.amqp_url),
         q(&format!("{p}.to-pas")),
         q(&format!("{p}.pas.referrals")),
+        q(&format!("{p}.pas.acks")),
         q(&format!("{p}.from-pas")),
         q(&format!("{p}.dead-letter")),
         q(&format!("{p}.dead-letter")),

@@ -211,6 +211,8 @@ pub struct AmqpConfig {
     pub tenant: String,
     pub exchange: String,
     pub pas_queue: String,
+    /// Where the bridge's ACKs to the PAS's messages go (bound `<tenant>.ACK.#`).
+    pub pas_ack_queue: String,
     pub inbound_queue: String,
     pub dead_letter_exchange: String,
     pub dead_letter_queue: String,
@@ -226,6 +228,7 @@ impl Default for AmqpConfig {
             tenant: "default".into(),
             exchange: "ers.to-pas".into(),
             pas_queue: "pas.referrals".into(),
+            pas_ack_queue: "pas.acks".into(),
             inbound_queue: "ers.from-pas".into(),
             dead_letter_exchange: "ers.dead-letter".into(),
             dead_letter_queue: "ers.dead-letter".into(),

@@ -95,8 +95,10 @@ fn unique(prefix: &str) -> String {
 
 fn topology() -> Topology {
     Topology {
+        tenant: "default".into(),
         exchange: unique("to-pas"),
         pas_queue: unique("pas"),
+        pas_ack_queue: unique("acks"),
         inbound_queue: unique("from-pas"),
         dead_letter_exchange: unique("dlx"),
         dead_letter_queue: unique("dlq"),
@@ -134,6 +136,8 @@ fn message(n: usize) -> OutboundMessage {
         body: format!("MSH|^~\\&|ERS|{n}\rPID|1||{ubrn}\r")
             .repeat(40)
             .into_bytes(),
+        exchange: None,
+        headers: Vec::new(),
     }
 }
 
@@ -167,7 +171,12 @@ async fn cleanup(t: &Topology) {
         .await
         .unwrap();
     let ch = conn.create_channel().await.unwrap();
-    for q in [&t.pas_queue, &t.inbound_queue, &t.dead_letter_queue] {
+    for q in [
+        &t.pas_queue,
+        &t.pas_ack_queue,
+        &t.inbound_queue,
+        &t.dead_letter_queue,
+    ] {
         let _ = ch
             .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
             .await;

@@ -156,7 +156,7 @@ async fn every_message_a_demo_publishes_passes_the_strict_validator() {
         std::fs::write(&path, &m.delivery.data).unwrap();
         files.push(path);
     }
-    for q in ["pas.referrals", "from-pas", "dead-letter"] {
+    for q in ["pas.referrals", "pas.acks", "from-pas", "dead-letter"] {
         let _ = ch
             .queue_delete(
                 format!("{prefix}.{q}").as_str().into(),

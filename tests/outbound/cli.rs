@@ -43,7 +43,7 @@ async fn demo_runs_until_drained_and_prints_a_summary() {
         )
         .await
         .map(|q| q.message_count());
-    for q in ["pas.referrals", "from-pas", "dead-letter"] {
+    for q in ["pas.referrals", "pas.acks", "from-pas", "dead-letter"] {
         let _ = ch
             .queue_delete(
                 format!("{prefix}.{q}").as_str().into(),

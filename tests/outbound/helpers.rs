@@ -113,7 +113,7 @@ impl Harness {
             "[ers]\nbase_url = {}\nrate_limit_per_sec = {}\n\
              [ers.retry]\nbase_delay_ms = 10\nmax_delay_ms = 100\nmax_retry_after_secs = 5\nbudget = 10000\n\
              [ers.auth]\n{}\
-             [amqp]\nurl = {}\ntenant = \"test\"\nexchange = {}\npas_queue = {}\ninbound_queue = {}\n\
+             [amqp]\nurl = {}\ntenant = \"test\"\nexchange = {}\npas_queue = {}\npas_ack_queue = {}\ninbound_queue = {}\n\
              dead_letter_exchange = {}\ndead_letter_queue = {}\n\
              [store]\nurl = {}\n[mappings]\ndir = {}\n\
              [pipeline]\nconcurrency = 8\npublish_retry_base_delay_ms = 20\npublish_retry_max_delay_ms = 200\n",
@@ -123,6 +123,7 @@ impl Harness {
             q(opts.amqp_url),
             q(&format!("{prefix}-x")),
             q(&format!("{prefix}-pas")),
+            q(&format!("{prefix}-acks")),
             q(&format!("{prefix}-in")),
             q(&format!("{prefix}-dlx")),
             q(&format!("{prefix}-dlq")),
@@ -242,7 +243,7 @@ impl Harness {
 
     /// Deletes the test's queues and exchanges and its PostgreSQL database.
     pub async fn cleanup(self) {
-        for q in ["pas", "in", "dlq"] {
+        for q in ["pas", "acks", "in", "dlq"] {
             let _ = self
                 .channel
                 .queue_delete(

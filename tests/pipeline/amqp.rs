@@ -15,8 +15,10 @@ use crate::helpers;
 
 fn topology() -> Topology {
     Topology {
+        tenant: "default".into(),
         exchange: helpers::unique("to-pas"),
         pas_queue: helpers::unique("pas"),
+        pas_ack_queue: helpers::unique("acks"),
         inbound_queue: helpers::unique("from-pas"),
         dead_letter_exchange: helpers::unique("dlx"),
         dead_letter_queue: helpers::unique("dlq"),
@@ -26,7 +28,12 @@ fn topology() -> Topology {
 
 async fn cleanup(t: &Topology) {
     let (conn, ch) = helpers::amqp_channel().await;
-    for q in [&t.pas_queue, &t.inbound_queue, &t.dead_letter_queue] {
+    for q in [
+        &t.pas_queue,
+        &t.pas_ack_queue,
+        &t.inbound_queue,
+        &t.dead_letter_queue,
+    ] {
         let _ = ch
             .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
             .await;
@@ -47,6 +54,8 @@ fn message(n: usize) -> OutboundMessage {
         message_type: "REF^I12".into(),
         ers_version: "5".into(),
         body: format!("MSH|^~\\&|ERS|...|{n}\r").into_bytes(),
+        exchange: None,
+        headers: Vec::new(),
     }
 }
 
@@ -119,6 +128,56 @@ async fn confirmed_publish_reaches_the_pas_queue_with_design_properties() {
         .unwrap()
         .expect("the second message");
     assert_eq!(second.delivery.data, message(2).body);
+    let _ = conn.close(200, "done".into()).await;
+    p.close().await;
+    cleanup(&t).await;
+}
+
+/// Our ACKs to the PAS go to their own queue (`<tenant>.ACK.#`), never into the PAS's
+/// referral queue; a message to the dead-letter exchange carries its reason headers.
+#[tokio::test]
+async fn acks_route_to_their_own_queue_and_dead_letters_carry_their_reason() {
+    let t = topology();
+    let p = publisher(&t, true);
+    let mut ack = message(1);
+    ack.routing_key = "default.ACK.I12".into();
+    ack.message_type = "ACK^I12".into();
+    p.publish(&ack).await.unwrap();
+    let mut dead = message(2);
+    dead.exchange = Some(t.dead_letter_exchange.clone());
+    dead.headers = vec![
+        ("x-ers-error".into(), "not-hl7".into()),
+        ("x-ers-error-detail".into(), "MSH-1 is missing".into()),
+    ];
+    p.publish(&dead).await.unwrap();
+
+    let (conn, ch) = helpers::amqp_channel().await;
+    let get = |q: String| {
+        let ch = ch.clone();
+        async move {
+            ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+        }
+    };
+    assert!(
+        get(t.pas_queue.clone()).await.is_none(),
+        "no ACK among the referrals"
+    );
+    let got = get(t.pas_ack_queue.clone()).await.expect("the ACK");
+    assert_eq!(got.delivery.data, ack.body);
+    let dl = get(t.dead_letter_queue.clone())
+        .await
+        .expect("the dead letter");
+    let headers = dl.delivery.properties.headers().as_ref().unwrap();
+    assert_eq!(
+        headers.inner().get("x-ers-error"),
+        Some(&AMQPValue::LongString("not-hl7".into()))
+    );
+    assert_eq!(
+        headers.inner().get("x-ers-error-detail"),
+        Some(&AMQPValue::LongString("MSH-1 is missing".into()))
+    );
     let _ = conn.close(200, "done".into()).await;
     p.close().await;
     cleanup(&t).await;

@@ -262,6 +262,8 @@ impl Pipeline {
             message_type: format!("{t1}^{t2}"),
             ers_version: version.to_string(),
             body: m.body,
+            exchange: None,
+            headers: Vec::new(),
         };
         let policy = RetryPolicy {
             backoff: self.settings.tuning.publish_retry,
