@@ -24,10 +24,15 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::amqp::{Publisher, PublisherSettings, Topology};
+use crate::amqp::{
+    Consumer, ConsumerSettings, Publisher, PublisherSettings, RetryPolicy, Topology,
+};
+use crate::backoff::Backoff;
 use crate::config::{Config, Env, ProcessEnv};
 use crate::ers::{ErsClient, ErsError, RefDataCache};
 use crate::events::Events;
+use crate::mapping::DecisionTable;
+use crate::pipeline::inbound::{Inbound, InboundSettings};
 use crate::pipeline::outbound::{self, Mappings, PassReport, Pipeline, PipelineSettings};
 use crate::pipeline::PipelineError;
 use crate::store::{ParkedItem, Store, StoreError};
@@ -69,8 +74,13 @@ pub struct DrainSummary {
 pub struct App {
     shared: Arc<Shared>,
     outbound: Arc<Pipeline>,
+    inbound: Arc<Inbound>,
+    consumer: ConsumerSettings,
     retention: Duration,
 }
+
+/// The largest PAS message read; larger ones are dead-lettered.
+pub const MAX_INBOUND_BYTES: usize = 16 * 1024 * 1024;
 
 impl App {
     /// Builds everything from the configuration with the process environment.
@@ -122,9 +132,34 @@ impl App {
             settings,
             config.poll_targets(),
         ));
+        let table = DecisionTable::load(&config.mappings.dir.join(&config.mappings.inbound))
+            .map_err(PipelineError::Mapping)?;
+        let inbound = Arc::new(Inbound::new(
+            shared.clone(),
+            Arc::new(table),
+            InboundSettings {
+                tenant: a.tenant.clone(),
+                max_message_bytes: MAX_INBOUND_BYTES,
+                dead_letter_exchange: a.dead_letter_exchange.clone(),
+                retry: Backoff {
+                    initial: Duration::from_secs(2),
+                    max: Duration::from_secs(300),
+                },
+                max_attempts: 10,
+            },
+        ));
+        let consumer = ConsumerSettings {
+            url: a.url.clone(),
+            queue: a.inbound_queue.clone(),
+            prefetch: a.prefetch,
+            connect_timeout: Duration::from_millis(a.publish_timeout_ms),
+            topology: a.declare_topology.then(|| Topology::from_config(a)),
+        };
         Ok(Self {
             shared,
             outbound,
+            inbound,
+            consumer,
             retention: config.retention(),
         })
     }
@@ -132,6 +167,11 @@ impl App {
     /// The outbound pipeline, for single-step driving.
     pub fn outbound(&self) -> &Arc<Pipeline> {
         &self.outbound
+    }
+
+    /// The inbound pipeline, for single-step driving.
+    pub fn inbound(&self) -> &Arc<Inbound> {
+        &self.inbound
     }
 
     /// What the directions share (store, clients, events).
@@ -167,6 +207,15 @@ impl App {
             .await?;
         let mut tasks = outbound::spawn_schedulers(&self.outbound);
         tasks.spawn(retention_loop(self.shared.clone(), self.retention));
+        tasks.spawn(consume_loop(
+            self.inbound.clone(),
+            self.consumer.clone(),
+            self.shared.shutdown.clone(),
+        ));
+        tasks.spawn(inbound_retry_loop(
+            self.inbound.clone(),
+            self.shared.clone(),
+        ));
         tracing::info!(
             targets = self.outbound.targets().len(),
             "outbound pipeline running"
@@ -190,6 +239,59 @@ impl App {
             tracing::warn!(error = %e, "closing the e-rs session failed");
         }
         s.store.close().await;
+    }
+}
+
+/// Consumes the inbound queue until shutdown: each delivery is handled and acked only after
+/// its outcome is recorded. When the store or broker fails mid-way, the delivery goes back
+/// to the queue after a pause (never a hot requeue loop).
+async fn consume_loop(inbound: Arc<Inbound>, settings: ConsumerSettings, shutdown: Shutdown) {
+    let mut consumer = Consumer::new(settings);
+    let policy = RetryPolicy {
+        backoff: Backoff {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        },
+        give_up_after: None,
+    };
+    loop {
+        match consumer.next(&policy, shutdown.wait()).await {
+            Ok(Some(d)) => match inbound.handle(&d.body, Utc::now()).await {
+                Ok(_) => {
+                    if let Err(e) = d.ack().await {
+                        tracing::warn!(error = %e, "ack of an inbound delivery failed; it comes back and is found handled");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "inbound message not handled, returned to the queue");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.wait() => {}
+                    }
+                    let _ = d.reject(true).await;
+                }
+            },
+            Ok(None) => break,
+            Err(e) => {
+                tracing::error!(error = %e, "inbound consumer stopped");
+                break;
+            }
+        }
+    }
+    consumer.close().await;
+}
+
+/// Runs the inbound retries the store says are due, every second, until shutdown.
+async fn inbound_retry_loop(inbound: Arc<Inbound>, shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shared.shutdown.wait() => break,
+        }
+        if let Err(e) = inbound.retry_due(Utc::now()).await {
+            tracing::warn!(error = %e, "inbound retries failed, trying again later");
+        }
     }
 }
 

@@ -3,11 +3,13 @@
 //! - [`outbound`]: e-RS → PAS, the main job: poll the worklists (A008), fetch each new or
 //!   changed referral version (A005, attachments, clinical information), map it and publish
 //!   it with confirms, recording it only after the confirm.
-//! - `inbound` (next): PAS → e-RS, consuming ACK and RRI^I12 and calling e-RS back.
+//! - [`inbound`]: PAS → e-RS, consuming ACK and RRI^I12, calling e-RS back exactly once in
+//!   effect, and answering the PAS with the bridge's own ACK.
 //!
 //! [`PipelineError`] is the error every direction's steps return, classified retryable or
 //! permanent. The guide is `docs/pipeline.md`.
 
+pub mod inbound;
 pub mod outbound;
 
 use crate::amqp::AmqpError;
@@ -61,6 +63,12 @@ pub enum PipelineError {
     /// Work was abandoned because the bridge is stopping; it is redone on the next start.
     #[error("shutting down")]
     ShuttingDown,
+    /// The broker failed outside any one referral (an inbound reply or dead letter).
+    #[error("broker: {0}")]
+    Broker(Box<AmqpError>),
+    /// An inbound message the bridge cannot answer (its own reply would not encode).
+    #[error("inbound message: {0}")]
+    BadMessage(String),
     /// The task handling one referral panicked or was cancelled; the referral is retried.
     #[error("ubrn {ubrn}: referral task {}", if *panicked { "panicked" } else { "was cancelled" })]
     TaskFailed { ubrn: Ubrn, panicked: bool },
@@ -78,6 +86,8 @@ impl PipelineError {
             }
             PipelineError::Mapping(e) => e.is_retryable(),
             PipelineError::Amqp { source, .. } => source.is_retryable(),
+            PipelineError::Broker(source) => source.is_retryable(),
+            PipelineError::BadMessage(_) => false,
             PipelineError::BadReferral { .. } => false,
             PipelineError::ShuttingDown | PipelineError::TaskFailed { .. } => true,
         }

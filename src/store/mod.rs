@@ -82,6 +82,9 @@ pub enum Seen {
     Parked,
     /// Cancelled before the PAS ever received it: no message is owed.
     CancelledUnpublished,
+    /// The version the bridge's own e-RS write produced (a PAS decision): the PAS knows it,
+    /// so no REF^I13 echoes it back.
+    OwnWrite,
 }
 
 impl Seen {
@@ -90,6 +93,7 @@ impl Seen {
             Seen::Published => "published",
             Seen::Parked => "parked",
             Seen::CancelledUnpublished => "cancelled-unpublished",
+            Seen::OwnWrite => "own-write",
         }
     }
 }

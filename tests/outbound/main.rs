@@ -15,6 +15,7 @@ mod flow;
 mod helpers;
 #[path = "../common/ids.rs"]
 mod ids;
+mod inbound;
 mod parked;
 mod restart;
 mod run;

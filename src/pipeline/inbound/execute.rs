@@ -1,0 +1,293 @@
+//! One PAS decision as one effective e-RS write: read the referral (A005) for its current
+//! version, record the intent, call with `If-Match`, record the attempt and the result.
+//!
+//! - 409/423 (the version moved, or e-RS holds a lock): re-read and try again, at most
+//!   [`MAX_CONFLICTS`] times.
+//! - A message found at its intent (the bridge stopped between the call and the record)
+//!   first asks the referral whether the write was applied ([`already_applied`]); A013's
+//!   effect does not show in A005, so there a 422 to the second accept counts as applied.
+//! - 5xx, timeouts and 429 are [`Outcome::Transient`]: the caller schedules a retry.
+//! - A refusal (422 `INVALID_REQUEST_STATE`, an auth mode that cannot write this, a comment
+//!   e-RS would refuse) is [`Outcome::Refused`]: a needs-action record, the PAS told why.
+//!
+//! The version a successful write returns is marked seen, so the next worklist poll does
+//! not publish a REF^I13 echo of the PAS's own decision.
+
+use chrono::{DateTime, Utc};
+
+use crate::app::Shared;
+use crate::ers::capability::Operation;
+use crate::ers::{rejection_input, ErsError, Versioned};
+use crate::fhir::requests::{CancelAppointmentActionLater, Priority, RecordReviewOutcome};
+use crate::fhir::ReferralRequest;
+use crate::hl7::{ControlId, Ubrn};
+use crate::mapping::Action;
+use crate::pipeline::PipelineError;
+use crate::store::{Attempt, InboundStatus, Seen};
+
+/// Re-reads after a 409/423 before giving the decision to a person.
+pub const MAX_CONFLICTS: u32 = 3;
+
+/// How one decision ended in e-RS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied (by this call, or found applied by an earlier one).
+    Applied { detail: String },
+    /// e-RS will not take it from us; `segment`/`field` name what the PAS should look at.
+    Refused {
+        why: String,
+        segment: &'static str,
+        field: Option<usize>,
+    },
+    /// May succeed later.
+    Transient { why: String },
+}
+
+/// The action's name as stored and logged.
+pub fn action_name(a: &Action) -> &'static str {
+    match a {
+        Action::Accept { .. } => "accept",
+        Action::Reject { .. } => "reject",
+        Action::CancelActionLater { .. } => "cancel_action_later",
+        Action::RecordReviewOutcome { .. } => "record_review_outcome",
+        Action::AdviceResponse { .. } => "advice_response",
+        Action::ConvertAdvice { .. } => "convert_advice",
+        Action::NoAction { .. } => "no_action",
+        Action::Review { .. } => "review",
+    }
+}
+
+fn operation(a: &Action) -> Option<Operation> {
+    Some(match a {
+        Action::Accept { .. } => Operation::A013,
+        Action::Reject { .. } => Operation::A014,
+        Action::CancelActionLater { .. } => Operation::A022,
+        Action::RecordReviewOutcome { .. } => Operation::A028,
+        _ => return None,
+    })
+}
+
+/// Whether the referral already shows the action's effect (a write made before a crash).
+fn already_applied(a: &Action, r: &ReferralRequest) -> bool {
+    let state = r.state().map(|c| c.code()).unwrap_or_default();
+    match a {
+        Action::Reject { .. } => state == "REJECTED",
+        Action::RecordReviewOutcome { outcome, .. } => {
+            r.state_reason().map(|c| c.code()) == Some(outcome.code())
+        }
+        Action::CancelActionLater { .. } => state == "APPT_CANCELLED_BY_PROVIDER",
+        _ => false,
+    }
+}
+
+fn refused(why: impl Into<String>) -> Outcome {
+    Outcome::Refused {
+        why: why.into(),
+        segment: "RF1",
+        field: None,
+    }
+}
+
+/// Performs `action` for the PAS message `control_id`.
+pub async fn run(
+    shared: &Shared,
+    control_id: &ControlId,
+    ubrn: &Ubrn,
+    action: &Action,
+    now: DateTime<Utc>,
+) -> Result<Outcome, PipelineError> {
+    let Some(op) = operation(action) else {
+        return Ok(refused(format!(
+            "{} is not sent to e-RS by this bridge yet",
+            action_name(action)
+        )));
+    };
+    if !shared.ers.allows(op) {
+        return Ok(refused(format!(
+            "{op} is not allowed in {} mode; a user-restricted session must perform it",
+            shared.ers.mode().name()
+        )));
+    }
+    let store = &shared.store;
+    let before = store.inbound(control_id).await?;
+    let interrupted = before
+        .as_ref()
+        .is_some_and(|r| r.status == InboundStatus::Intent);
+    let name = action_name(action);
+    let mut conflicts = 0;
+    loop {
+        let read = match shared.ers.referral(ubrn, None).await {
+            Ok(r) => r,
+            Err(e) => return Ok(classify(op, e, false)),
+        };
+        if interrupted && already_applied(action, &read.resource) {
+            return Ok(Outcome::Applied {
+                detail: format!("{op} found applied (version {})", version_text(&read)),
+            });
+        }
+        let Some(version) = read.version else {
+            return Ok(refused("e-RS gave the referral without a version"));
+        };
+        store
+            .inbound_intent(control_id, ubrn, name, version)
+            .await?;
+        let correlation = uuid::Uuid::new_v4();
+        let ers = shared.ers.with_correlation_id(correlation);
+        let result = call(shared, &ers, ubrn, version, action, &read.resource, now).await;
+        let attempt =
+            |status: Option<u16>, e: Option<&ErsError>, request_id: Option<String>| Attempt {
+                operation: op.id().to_string(),
+                version: Some(version),
+                http_status: status,
+                ers_code: e.and_then(ErsError::ers_code).map(str::to_string),
+                correlation_id: Some(correlation.to_string()),
+                request_id: request_id.or_else(|| e.and_then(|e| e.api()?.request_id.clone())),
+                at_ms: now.timestamp_millis(),
+            };
+        match result {
+            Ok(written) => {
+                store
+                    .inbound_attempt(
+                        control_id,
+                        &attempt(Some(200), None, written.request_id.clone()),
+                    )
+                    .await?;
+                if let Some(v) = written.version {
+                    store
+                        .mark_seen(ubrn, v, Seen::OwnWrite, now.timestamp_millis())
+                        .await
+                        .map_err(PipelineError::store(ubrn))?;
+                }
+                return Ok(Outcome::Applied {
+                    detail: format!(
+                        "{op} applied (version {} -> {})",
+                        version,
+                        version_text(&written)
+                    ),
+                });
+            }
+            Err(Call::Input(why)) => return Ok(why),
+            Err(Call::Ers(e)) => {
+                store
+                    .inbound_attempt(control_id, &attempt(e.status(), Some(&e), None))
+                    .await?;
+                if matches!(e, ErsError::Conflict(_) | ErsError::Locked(_))
+                    && conflicts < MAX_CONFLICTS
+                {
+                    conflicts += 1;
+                    tracing::info!(ubrn = %ubrn, operation = op.id(), conflicts, "e-rs version moved or locked, re-reading");
+                    continue;
+                }
+                // A second accept answers 422: after an interrupted accept that means the
+                // first one was applied.
+                if interrupted && op == Operation::A013 && e.status() == Some(422) {
+                    return Ok(Outcome::Applied {
+                        detail: "A013 found applied (a second accept is refused)".into(),
+                    });
+                }
+                return Ok(classify(op, e, true));
+            }
+        }
+    }
+}
+
+fn version_text<T>(v: &Versioned<T>) -> String {
+    v.version.map_or_else(|| "?".into(), |v| v.to_string())
+}
+
+/// Retryable errors wait for a retry; the rest go to a person with e-RS's reason.
+fn classify(op: Operation, e: ErsError, called: bool) -> Outcome {
+    if e.is_retryable() {
+        return Outcome::Transient { why: e.to_string() };
+    }
+    let why = match e.ers_code() {
+        Some("INVALID_REQUEST_STATE") => {
+            format!("e-RS refused {op}: the referral is no longer in a state that allows it ({e})")
+        }
+        _ if called => format!("e-RS refused {op}: {e}"),
+        _ => format!("reading the referral failed: {e}"),
+    };
+    refused(why)
+}
+
+/// Why a call was not made or failed.
+enum Call {
+    /// The decision cannot be sent as it is (a comment too long or missing, an unknown
+    /// reason code): nothing was sent.
+    Input(Outcome),
+    Ers(ErsError),
+}
+
+async fn call(
+    shared: &Shared,
+    ers: &crate::ers::ErsClient,
+    ubrn: &Ubrn,
+    version: crate::ids::Version,
+    action: &Action,
+    referral: &ReferralRequest,
+    now: DateTime<Utc>,
+) -> Result<Versioned<ReferralRequest>, Call> {
+    let nte = |e: ErsError| match e {
+        ErsError::InvalidInput { reason, .. } => Call::Input(Outcome::Refused {
+            why: reason,
+            segment: "NTE",
+            field: Some(3),
+        }),
+        other => Call::Ers(other),
+    };
+    match action {
+        Action::Accept { .. } => ers.accept(ubrn, version).await.map_err(Call::Ers),
+        Action::Reject {
+            reason_code,
+            comments,
+            appointment_cancelled_in_pas,
+            ..
+        } => {
+            let comments = (!comments.is_empty()).then(|| comments.clone());
+            let flag = appointment_cancelled_in_pas.then_some(true);
+            let input =
+                match rejection_input(ers, &shared.refdata, reason_code, comments, flag, now).await
+                {
+                    Ok(i) => i,
+                    Err(e) if e.is_retryable() => {
+                        return Err(Call::Input(Outcome::Transient { why: e.to_string() }))
+                    }
+                    Err(e) => {
+                        return Err(Call::Input(Outcome::Refused {
+                            why: e.to_string(),
+                            segment: "RF1",
+                            field: Some(10),
+                        }))
+                    }
+                };
+            ers.reject(ubrn, version, &input).await.map_err(nte)
+        }
+        Action::CancelActionLater { comments, .. } => {
+            let input = CancelAppointmentActionLater {
+                comments: comments.clone(),
+                priority: None,
+                appointment_cancelled_in_pas: None,
+                attachments: Vec::new(),
+            };
+            ers.cancel_action_later(ubrn, version, &input)
+                .await
+                .map_err(nte)
+        }
+        Action::RecordReviewOutcome {
+            outcome, comments, ..
+        } => {
+            // Returning to the referrer must repeat the current priority.
+            let priority = referral.priority().and_then(|p| p.parse::<Priority>().ok());
+            let input = RecordReviewOutcome {
+                outcome: *outcome,
+                comments: comments.clone(),
+                priority,
+                attachments: Vec::new(),
+            };
+            ers.record_review_outcome(ubrn, version, &input)
+                .await
+                .map_err(nte)
+        }
+        _ => Err(Call::Input(refused("not an e-RS write"))),
+    }
+}

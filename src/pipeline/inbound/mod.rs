@@ -1,0 +1,487 @@
+//! The inbound pipeline, PAS → e-RS: each message the PAS sends (an ACK to one of ours, or
+//! an RRI^I12 with its decision) is read with the guarded reader, stored by its MSH-10,
+//! correlated with the referral, decided by the decision table (`mappings/inbound.toml`)
+//! and, for a decision e-RS must hear, turned into exactly one effective e-RS write
+//! ([`execute`]). The PAS gets the bridge's own HL7 ACK for every RRI (`<tenant>.ACK.<event>`
+//! on the outbound exchange); garbage goes to the dead-letter exchange with its reason in
+//! `x-ers-error` / `x-ers-error-detail`.
+//!
+//! [`Inbound::handle`] processes one message body and says what became of it; the caller
+//! (the consumer loop, or a test) acks the delivery only after it returns `Ok`. A
+//! redelivery or a resend with the same MSH-10 makes no second e-RS call: the store decides
+//! (`store/inbound.rs`). A transient e-RS failure is scheduled in the store and retried by
+//! [`Inbound::retry_due`], so it never holds the queue.
+
+mod execute;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::amqp::{AmqpError, OutboundMessage};
+use crate::app::Shared;
+use crate::backoff::Backoff;
+use crate::hl7::reply::{self, Reply, ReplyError};
+use crate::hl7::{read, read_inbound, ControlId, Inbound as InboundMsg, Ubrn};
+use crate::mapping::{Action, DecisionTable};
+use crate::store::{Begin, InboundRecord, InboundStatus};
+
+pub use execute::Outcome as ExecuteOutcome;
+
+use super::PipelineError;
+
+/// The inbound pipeline's settings.
+#[derive(Debug, Clone)]
+pub struct InboundSettings {
+    /// First part of the reply's routing key.
+    pub tenant: String,
+    /// The largest message read; larger ones are dead-lettered.
+    pub max_message_bytes: usize,
+    /// Where unreadable messages go, with their reason.
+    pub dead_letter_exchange: String,
+    /// Waits between retries of a transient e-RS failure.
+    pub retry: Backoff,
+    /// Transient failures tried before the decision becomes a needs-action record.
+    pub max_attempts: u32,
+}
+
+/// What became of one inbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// Not readable HL7: on the dead letter with this reason.
+    DeadLettered { reason: String },
+    /// Its MSH-10 was handled before: nothing done again.
+    Duplicate { status: InboundStatus },
+    /// Nothing to do in e-RS (a commit ACK, a pending RRI).
+    NoAction { why: String },
+    /// The e-RS action is applied (now, or found applied).
+    Done { action: String },
+    /// e-RS will not take it from us, or the message lacks what the action needs: kept as
+    /// a needs-action record, the PAS told.
+    NeedsAction { why: String },
+    /// A transient failure: tried again at `due_ms` from the store.
+    RetryScheduled { due_ms: i64 },
+}
+
+/// The inbound direction: shared by the consumer loop and the retry loop.
+pub struct Inbound {
+    shared: Arc<Shared>,
+    table: Arc<DecisionTable>,
+    settings: InboundSettings,
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inbound {
+    pub fn new(shared: Arc<Shared>, table: Arc<DecisionTable>, settings: InboundSettings) -> Self {
+        Self {
+            shared,
+            table,
+            settings,
+        }
+    }
+
+    /// Handles one message body from the inbound queue. `Err` means nothing was decided
+    /// (the store or the broker is down): leave the delivery unacked for a later try.
+    pub async fn handle(&self, body: &[u8], now: DateTime<Utc>) -> Result<Handled, PipelineError> {
+        let msg = match read_inbound(body, self.settings.max_message_bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                let reason = e.to_string();
+                self.dead_letter(body, "unreadable", &reason).await?;
+                tracing::warn!(error = %reason, "inbound message is not readable hl7, dead-lettered");
+                return Ok(Handled::DeadLettered { reason });
+            }
+        };
+        let text = String::from_utf8_lossy(body).into_owned();
+        let message_type = format!("{}^{}", msg.message_type, msg.event);
+        let store = &self.shared.store;
+        match store
+            .inbound_begin(
+                &msg.control_id,
+                &message_type,
+                &text,
+                now.timestamp_millis(),
+            )
+            .await?
+        {
+            Begin::New => {}
+            Begin::Seen(r) if r.status.is_final() || r.status == InboundStatus::Retry => {
+                tracing::info!(control_id = %msg.control_id, status = r.status.as_str(), "inbound message seen before, nothing done again");
+                return Ok(Handled::Duplicate { status: r.status });
+            }
+            // Received or interrupted at the intent: carry on (the execute step re-reads
+            // the referral before writing again).
+            Begin::Seen(_) => {}
+        }
+        self.decide_and_act(&msg, body, now).await
+    }
+
+    /// Runs the retries due now (claimed in the store with a lease, so another instance
+    /// does not run the same one). Returns what became of each.
+    pub async fn retry_due(&self, now: DateTime<Utc>) -> Result<Vec<Handled>, PipelineError> {
+        let lease_ms = 60_000;
+        let due = self
+            .shared
+            .store
+            .inbound_claim_due(now.timestamp_millis(), lease_ms, 16)
+            .await?;
+        let mut out = Vec::with_capacity(due.len());
+        for r in due {
+            out.push(self.retry_one(&r, now).await?);
+        }
+        Ok(out)
+    }
+
+    async fn retry_one(
+        &self,
+        r: &InboundRecord,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, PipelineError> {
+        let Some(text) = &r.hl7 else {
+            let why = "the message text was pruned before its retry".to_string();
+            self.shared
+                .store
+                .inbound_finish(
+                    &r.control_id,
+                    InboundStatus::NeedsAction,
+                    None,
+                    None,
+                    &why,
+                    None,
+                )
+                .await?;
+            return Ok(Handled::NeedsAction { why });
+        };
+        let msg = match read_inbound(text.as_bytes(), self.settings.max_message_bytes) {
+            Ok(m) => m,
+            Err(e) => return Ok(Handled::NeedsAction { why: e.to_string() }),
+        };
+        self.decide_and_act(&msg, text.as_bytes(), now).await
+    }
+
+    async fn decide_and_act(
+        &self,
+        msg: &InboundMsg,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Handled, PipelineError> {
+        let store = &self.shared.store;
+        let is_rri = msg.referral.is_some();
+        let ubrn = match self.correlate(msg).await? {
+            Ok(u) => u,
+            Err(why) => {
+                let reply = is_rri.then(|| {
+                    Reply::error(
+                        "not sent to e-RS",
+                        ReplyError {
+                            segment: "RF1".into(),
+                            field: Some(6),
+                            code: "103",
+                            text: why.clone(),
+                        },
+                    )
+                });
+                return self
+                    .finish_needs_action(msg, body, None, &why, reply, now)
+                    .await;
+            }
+        };
+        let action = self.table.decide(msg);
+        match &action {
+            Action::NoAction { why } => {
+                let reply = is_rri.then(|| Reply::accept(why.clone()));
+                let code = self.reply(msg, body, reply, now).await?;
+                store
+                    .inbound_finish(
+                        &msg.control_id,
+                        InboundStatus::NoAction,
+                        ubrn.as_ref(),
+                        Some("no_action"),
+                        why,
+                        code,
+                    )
+                    .await?;
+                Ok(Handled::NoAction { why: why.clone() })
+            }
+            Action::Review { why } => {
+                let reply = is_rri.then(|| {
+                    Reply::error(
+                        "not sent to e-RS: needs review",
+                        ReplyError {
+                            segment: "RF1".into(),
+                            field: Some(1),
+                            code: "207",
+                            text: why.clone(),
+                        },
+                    )
+                });
+                self.finish_needs_action(msg, body, ubrn.as_ref(), why, reply, now)
+                    .await
+            }
+            _ => {
+                let Some(ubrn) = ubrn else {
+                    let why = "the decision needs a UBRN and the message names none".to_string();
+                    let reply = Reply::error(
+                        "not sent to e-RS",
+                        ReplyError {
+                            segment: "RF1".into(),
+                            field: Some(6),
+                            code: "101",
+                            text: why.clone(),
+                        },
+                    );
+                    return self
+                        .finish_needs_action(msg, body, None, &why, Some(reply), now)
+                        .await;
+                };
+                self.act(msg, body, &ubrn, &action, now).await
+            }
+        }
+    }
+
+    /// The referral a message is about: MSA-2 names one of our messages (looked up in the
+    /// store), RF1-6/RF1-11 name a UBRN; when both do and they differ, that is an error,
+    /// never a guess. `Ok(None)`: the message names no referral (a bare ACK of something
+    /// we do not know).
+    async fn correlate(
+        &self,
+        msg: &InboundMsg,
+    ) -> Result<Result<Option<Ubrn>, String>, PipelineError> {
+        let from_rf1 = msg.referral.as_ref().and_then(|r| r.ubrn.clone());
+        let from_msa = match &msg.acked_control_id {
+            Some(cid) => match self.shared.store.published_by_control_id(cid).await? {
+                Some(p) => Some(p.ubrn),
+                None => cid.outbound_parts().map(|(u, ..)| u),
+            },
+            None => None,
+        };
+        Ok(match (from_rf1, from_msa) {
+            (Some(a), Some(b)) if a != b => Err(format!(
+                "RF1 names UBRN {a} but MSA-2 acknowledges a message about UBRN {b}"
+            )),
+            (Some(a), _) => Ok(Some(a)),
+            (None, b) => Ok(b),
+        })
+    }
+
+    /// Runs the e-RS action under the per-UBRN claim (an outbound fetch of the same
+    /// referral never runs at once) and records how it ended.
+    async fn act(
+        &self,
+        msg: &InboundMsg,
+        body: &[u8],
+        ubrn: &Ubrn,
+        action: &Action,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, PipelineError> {
+        let claim = loop {
+            if let Some(c) = self.shared.claims.take(ubrn).await {
+                break c;
+            }
+            if self.shared.shutdown.is_triggered() {
+                return Err(PipelineError::ShuttingDown);
+            }
+            tokio::task::yield_now().await;
+        };
+        let outcome = execute::run(&self.shared, &msg.control_id, ubrn, action, now).await;
+        drop(claim);
+        let store = &self.shared.store;
+        let name = execute::action_name(action);
+        match outcome? {
+            execute::Outcome::Applied { detail } => {
+                let code = self
+                    .reply(msg, body, Some(Reply::accept(detail.clone())), now)
+                    .await?;
+                store
+                    .inbound_finish(
+                        &msg.control_id,
+                        InboundStatus::Done,
+                        Some(ubrn),
+                        Some(name),
+                        &detail,
+                        code,
+                    )
+                    .await?;
+                tracing::info!(ubrn = %ubrn, control_id = %msg.control_id, action = name, "pas decision applied in e-rs");
+                Ok(Handled::Done {
+                    action: name.to_string(),
+                })
+            }
+            execute::Outcome::Refused {
+                why,
+                segment,
+                field,
+            } => {
+                let reply = Reply::error(
+                    "not applied in e-RS",
+                    ReplyError {
+                        segment: segment.to_string(),
+                        field,
+                        code: "207",
+                        text: why.clone(),
+                    },
+                );
+                self.finish_needs_action(msg, body, Some(ubrn), &why, Some(reply), now)
+                    .await
+            }
+            execute::Outcome::Transient { why } => {
+                let attempts = store
+                    .inbound(&msg.control_id)
+                    .await?
+                    .map_or(1, |r| r.attempts.max(1));
+                if attempts >= i64::from(self.settings.max_attempts) {
+                    let why = format!("gave up after {attempts} attempts: {why}");
+                    let reply = Reply::error(
+                        "not applied in e-RS",
+                        ReplyError {
+                            segment: String::new(),
+                            field: None,
+                            code: "207",
+                            text: why.clone(),
+                        },
+                    );
+                    return self
+                        .finish_needs_action(msg, body, Some(ubrn), &why, Some(reply), now)
+                        .await;
+                }
+                let wait = self.settings.retry.delay_random(attempts as u32);
+                let due_ms = now.timestamp_millis() + wait.as_millis() as i64;
+                store
+                    .inbound_schedule_retry(&msg.control_id, due_ms, &why)
+                    .await?;
+                tracing::warn!(ubrn = %ubrn, control_id = %msg.control_id, retry_in_ms = wait.as_millis() as u64, error = %why, "e-rs call failed, retry scheduled");
+                Ok(Handled::RetryScheduled { due_ms })
+            }
+        }
+    }
+
+    async fn finish_needs_action(
+        &self,
+        msg: &InboundMsg,
+        body: &[u8],
+        ubrn: Option<&Ubrn>,
+        why: &str,
+        reply: Option<Reply>,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, PipelineError> {
+        let code = self.reply(msg, body, reply, now).await?;
+        self.shared
+            .store
+            .inbound_finish(
+                &msg.control_id,
+                InboundStatus::NeedsAction,
+                ubrn,
+                None,
+                why,
+                code,
+            )
+            .await?;
+        tracing::warn!(control_id = %msg.control_id, why, "pas message needs action");
+        Ok(Handled::NeedsAction {
+            why: why.to_string(),
+        })
+    }
+
+    /// Publishes the bridge's ACK to the PAS's message (RRIs only: an ACK is never
+    /// acknowledged). Returns the MSA-1 sent.
+    async fn reply(
+        &self,
+        msg: &InboundMsg,
+        body: &[u8],
+        reply: Option<Reply>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<&'static str>, PipelineError> {
+        let Some(reply) = reply else { return Ok(None) };
+        let original = read(body).map_err(|e| PipelineError::BadMessage(e.to_string()))?;
+        let control_id = reply_control_id(&msg.control_id);
+        let ack = reply::build(
+            &original,
+            &reply,
+            &control_id,
+            &now.format("%Y%m%d%H%M%S%z").to_string(),
+        );
+        let bytes = ack
+            .encode()
+            .map_err(|e| PipelineError::BadMessage(e.to_string()))?;
+        let out = OutboundMessage::new(
+            format!("{}.ACK.{}", self.settings.tenant, msg.event),
+            control_id.to_string(),
+            msg.control_id.to_string(),
+            format!("ACK^{}", msg.event),
+            String::new(),
+            bytes,
+        );
+        self.publish(&out).await?;
+        Ok(Some(reply.code.as_str()))
+    }
+
+    /// Sends an unreadable message to the dead-letter exchange with its reason.
+    async fn dead_letter(
+        &self,
+        body: &[u8],
+        kind: &str,
+        detail: &str,
+    ) -> Result<(), PipelineError> {
+        let mut out = OutboundMessage::new(
+            String::new(),
+            String::new(),
+            String::new(),
+            "unknown".into(),
+            String::new(),
+            body.to_vec(),
+        );
+        out.exchange = Some(self.settings.dead_letter_exchange.clone());
+        out.headers = vec![
+            ("x-ers-error".into(), kind.to_string()),
+            (
+                "x-ers-error-detail".into(),
+                detail.chars().take(500).collect(),
+            ),
+        ];
+        self.publish(&out).await
+    }
+
+    async fn publish(&self, out: &OutboundMessage) -> Result<(), PipelineError> {
+        self.shared
+            .publisher
+            .publish(out)
+            .await
+            .map_err(|e: AmqpError| PipelineError::Broker(Box::new(e)))
+    }
+}
+
+/// The MSH-10 of our reply: `R` and 19 digits of a hash of the PAS's MSH-10, so a reply
+/// sent again carries the same id (20 characters, MSH-10's limit).
+pub fn reply_control_id(theirs: &ControlId) -> ControlId {
+    // FNV-1a: stable across builds and platforms (std's hasher is not).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in theirs.as_str().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    ControlId::parse(&format!("R{:019}", h % 10_000_000_000_000_000_000))
+        .expect("R and 19 digits is a valid control id")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_ids_are_stable_and_fit_msh10() {
+        let a = reply_control_id(&ControlId::parse("PAS00017").unwrap());
+        let b = reply_control_id(&ControlId::parse("PAS00017").unwrap());
+        let c = reply_control_id(&ControlId::parse("PAS00018").unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.as_str().len(), 20);
+        assert!(a.as_str().starts_with('R'));
+    }
+}

@@ -1,0 +1,220 @@
+//! The inbound direction against the simulator over HTTP and the real RabbitMQ: a PAS
+//! decision becomes exactly one e-RS write and an HL7 ACK back to the PAS; a duplicate
+//! makes no second call; a refused decision is a needs-action record with an AE; garbage
+//! goes to the dead letter with its reason; the bridge's own write is not echoed as a
+//! REF^I13.
+
+use chrono::Utc;
+use ers_bridge::app::Shutdown;
+use ers_bridge::hl7::{read_inbound, AckCode, ControlId};
+use ers_bridge::pipeline::inbound::Handled;
+use ers_bridge::store::InboundStatus;
+use lapin::options::BasicGetOptions;
+use lapin::types::AMQPValue;
+
+use crate::helpers::{Harness, Opts};
+
+fn rri(control_id: &str, status: &str, ubrn: &str, reason: &str, note: &str) -> Vec<u8> {
+    format!(
+        "MSH|^~\\&|PAS|RXX|ERS_BRIDGE|RXX|20240116091500||RRI^I12^RRI_I12|{control_id}|P|2.4|||AL|NE\r\
+         RF1|{status}||||O^Outpatient^HL70284|{ubrn}^UBRN|20240116091500|||{reason}\r\
+         PID|1||9912003888^^^NHS^NH||^^^^^^U\r\
+         NTE|1|L|{note}\r"
+    )
+    .into_bytes()
+}
+
+async fn ops(h: &Harness, op: &str) -> u64 {
+    h.stats().await["by_operation"][op].as_u64().unwrap_or(0)
+}
+
+/// The next ACK on the PAS's reply queue.
+async fn reply(h: &Harness) -> ers_bridge::hl7::Inbound {
+    let conn = lapin::Connection::connect(crate::helpers::AMQP_URL, Default::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let got = ch
+        .basic_get(
+            format!("{}-acks", h.prefix).as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+        .expect("an ACK to the PAS");
+    read_inbound(&got.delivery.data, 1 << 20).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_is_one_a013_an_aa_and_no_echo() {
+    let h = Harness::start(Opts {
+        seed: true,
+        ..Opts::default()
+    })
+    .await;
+    let app = h.app(Shutdown::new()).await;
+    app.drain(10).await.expect("drain");
+    h.take_messages().await;
+
+    let msg = rri("PASACC0001", "A^Accepted^HL70283", "000000070001", "", "ok");
+    let handled = app.inbound().handle(&msg, Utc::now()).await.unwrap();
+    assert_eq!(
+        handled,
+        Handled::Done {
+            action: "accept".into()
+        }
+    );
+    assert_eq!(ops(&h, "A013").await, 1);
+    let ack = reply(&h).await;
+    assert_eq!(ack.ack_code, Some(AckCode::AA));
+    assert_eq!(ack.acked_control_id.unwrap().as_str(), "PASACC0001");
+
+    // The same message again (a redelivery or a resend): no second call, no second reply.
+    let again = app.inbound().handle(&msg, Utc::now()).await.unwrap();
+    assert_eq!(
+        again,
+        Handled::Duplicate {
+            status: InboundStatus::Done
+        }
+    );
+    assert_eq!(ops(&h, "A013").await, 1);
+
+    // The store has the message, its action and its one attempt.
+    let store = app.outbound().store();
+    let id = ControlId::parse("PASACC0001").unwrap();
+    let r = store.inbound(&id).await.unwrap().unwrap();
+    assert_eq!(r.status, InboundStatus::Done);
+    assert_eq!(r.action.as_deref(), Some("accept"));
+    assert_eq!(r.reply_code.as_deref(), Some("AA"));
+    let attempts = store.inbound_attempts(&id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].operation, "A013");
+    assert_eq!(attempts[0].http_status, Some(200));
+    assert!(attempts[0].correlation_id.is_some());
+
+    // The version our accept produced is not published back to the PAS as a REF^I13.
+    let summary = app.drain(5).await.expect("drain");
+    assert_eq!(summary.report.published, 0, "{:?}", summary.report);
+    assert!(h.take_messages().await.is_empty());
+    app.close().await;
+    h.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reject_carries_the_a004_reason_and_a_refused_accept_is_needs_action_with_ae() {
+    let h = Harness::start(Opts {
+        seed: true,
+        ..Opts::default()
+    })
+    .await;
+    let app = h.app(Shutdown::new()).await;
+
+    // 70002 is booked into an indirectly bookable service: A014 with the A004 reason.
+    let reject = rri(
+        "PASREJ0001",
+        "R^Rejected^HL70283",
+        "000000070002",
+        "WRONGSVC^Wrong service",
+        "Please refer to the heart failure nurse service",
+    );
+    let handled = app.inbound().handle(&reject, Utc::now()).await.unwrap();
+    assert_eq!(
+        handled,
+        Handled::Done {
+            action: "reject".into()
+        }
+    );
+    assert_eq!(ops(&h, "A014").await, 1);
+    assert_eq!(reply(&h).await.ack_code, Some(AckCode::AA));
+    let referral = h.referral("000000070002").await;
+    let state = referral["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"].as_str().unwrap().ends_with("ReferralState-1"))
+        .unwrap()["extension"][0]["valueCoding"]["code"]
+        .clone();
+    assert_eq!(state, "REJECTED");
+
+    // 70000 is not booked: e-RS refuses A013; the PAS hears why, a person acts.
+    let accept = rri("PASACC0002", "A^Accepted^HL70283", "000000070000", "", "ok");
+    let handled = app.inbound().handle(&accept, Utc::now()).await.unwrap();
+    let Handled::NeedsAction { why } = handled else {
+        panic!("{handled:?}");
+    };
+    assert!(why.contains("A013"), "{why}");
+    let ack = reply(&h).await;
+    assert_eq!(ack.ack_code, Some(AckCode::AE));
+    assert_eq!(ack.errors.len(), 1);
+    let r = app
+        .outbound()
+        .store()
+        .inbound(&ControlId::parse("PASACC0002").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status, InboundStatus::NeedsAction);
+    assert_eq!(r.reply_code.as_deref(), Some("AE"));
+    app.close().await;
+    h.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_is_dead_lettered_and_a_ubrn_mismatch_is_never_a_guess() {
+    let h = Harness::start(Opts {
+        seed: true,
+        ..Opts::default()
+    })
+    .await;
+    let app = h.app(Shutdown::new()).await;
+    let handled = app
+        .inbound()
+        .handle(b"this is not hl7", Utc::now())
+        .await
+        .unwrap();
+    assert!(
+        matches!(handled, Handled::DeadLettered { .. }),
+        "{handled:?}"
+    );
+    let conn = lapin::Connection::connect(crate::helpers::AMQP_URL, Default::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let dl = ch
+        .basic_get(
+            format!("{}-dlq", h.prefix).as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+        .expect("the garbage on the dead letter");
+    assert_eq!(dl.delivery.data, b"this is not hl7");
+    let headers = dl.delivery.properties.headers().as_ref().unwrap();
+    assert_eq!(
+        headers.inner().get("x-ers-error"),
+        Some(&AMQPValue::LongString("unreadable".into()))
+    );
+    assert!(headers.inner().contains_key("x-ers-error-detail"));
+
+    // MSA-2 acknowledges our message about 70001, RF1 names 70002: AE, no e-RS write.
+    let mismatch =
+        "MSH|^~\\&|PAS|RXX|ERS_BRIDGE|RXX|20240116091500||RRI^I12^RRI_I12|PASMIS0001|P|2.4\r\
+         MSA|AA|000000070001I1200005\r\
+         RF1|A^Accepted^HL70283|||||000000070002^UBRN\r";
+    let handled = app
+        .inbound()
+        .handle(mismatch.as_bytes(), Utc::now())
+        .await
+        .unwrap();
+    let Handled::NeedsAction { why } = handled else {
+        panic!("{handled:?}");
+    };
+    assert!(
+        why.contains("000000070001") && why.contains("000000070002"),
+        "{why}"
+    );
+    assert_eq!(reply(&h).await.ack_code, Some(AckCode::AE));
+    assert_eq!(ops(&h, "A013").await, 0);
+    app.close().await;
+    h.cleanup().await;
+}
