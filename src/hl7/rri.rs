@@ -16,11 +16,12 @@ use crate::ids::{NhsNumber, Ubrn};
 pub struct RriReferral {
     /// RF1-1.1 (table 0283: A, R, P, E).
     pub status: String,
-    /// RF1-6.1, or the RF1-11 repetition whose namespace (component 2) is `UBRN`.
+    /// RF1-6, else the RF1-11 repetition, whose namespace (component 2) is `UBRN` and whose
+    /// id is 12 digits: a PAS-local referral number is never taken for a UBRN.
     pub ubrn: Option<Ubrn>,
-    /// RF1-10 repetitions, component 1 (the PAS's reason codes).
+    /// RF1-10 repetitions with a code, component 1 (the PAS's reason codes).
     pub reasons: Vec<String>,
-    /// RF1-10 repetitions, component 2 (their texts).
+    /// Their texts (component 2), aligned with `reasons` by repetition ("" when absent).
     pub reason_texts: Vec<String>,
     /// NTE-3 of every NTE, joined with line feeds.
     pub comments: String,
@@ -50,22 +51,18 @@ impl RriReferral {
     pub fn read(msg: &Message) -> Self {
         let rf1 = msg.segment("RF1");
         let get = |f: usize, r: usize, c: usize| rf1.map_or("", |s| s.get(f, r, c, 1));
-        let mut ubrn = Ubrn::parse(get(6, 1, 1)).ok();
-        if ubrn.is_none() {
-            let reps = rf1.map_or(0, |s| s.repetitions(11));
-            ubrn = (1..=reps)
-                .filter(|&r| get(11, r, 2) == "UBRN")
-                .find_map(|r| Ubrn::parse(get(11, r, 1)).ok());
-        }
+        let ubrn_in = |field: usize| {
+            let reps = rf1.map_or(0, |s| s.repetitions(field));
+            (1..=reps)
+                .filter(|&r| get(field, r, 2) == "UBRN")
+                .find_map(|r| Ubrn::parse(get(field, r, 1)).ok())
+        };
+        let ubrn = ubrn_in(6).or_else(|| ubrn_in(11));
         let reps10 = rf1.map_or(0, |s| s.repetitions(10));
-        let reasons = (1..=reps10)
-            .map(|r| get(10, r, 1).to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
-        let reason_texts = (1..=reps10)
-            .map(|r| get(10, r, 2).to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
+        let (reasons, reason_texts) = (1..=reps10)
+            .filter(|&r| !get(10, r, 1).is_empty())
+            .map(|r| (get(10, r, 1).to_string(), get(10, r, 2).to_string()))
+            .unzip();
         let comments = msg
             .segments_named("NTE")
             .flat_map(|n| (1..=n.repetitions(3)).map(move |r| n.get(3, r, 1, 1).to_string()))
@@ -137,6 +134,18 @@ mod tests {
             format!("{inbound:?}").contains("000000070000"),
             "ids stay visible"
         );
+    }
+
+    #[test]
+    fn a_ubrn_needs_its_namespace_and_12_digits_and_reason_texts_stay_aligned() {
+        let bare = "MSH|^~\\&|PAS\rRF1|A|||||000000070001\r";
+        assert_eq!(RriReferral::read(&read(bare.as_bytes()).unwrap()).ubrn, None);
+        let local = "MSH|^~\\&|PAS\rRF1|A|||||12345^UBRN\r";
+        assert_eq!(RriReferral::read(&read(local.as_bytes()).unwrap()).ubrn, None);
+        let m = "MSH|^~\\&|PAS\rRF1|R|||||000000070001^UBRN||||X1~Y2^Second~^orphan text\r";
+        let r = RriReferral::read(&read(m.as_bytes()).unwrap());
+        assert_eq!(r.reasons, ["X1", "Y2"]);
+        assert_eq!(r.reason_texts, ["", "Second"]);
     }
 
     #[test]

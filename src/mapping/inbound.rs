@@ -252,8 +252,11 @@ impl DecisionTable {
             ActionKind::Accept => Action::Accept { ubrn },
             ActionKind::Reject => {
                 let table = rule.reason_table.as_deref().unwrap_or("");
-                let pas_reason = reasons.first().map(String::as_str).unwrap_or("");
-                match self.tables.lookup(table, pas_reason) {
+                // Every RF1-10 repetition is tried, in order, until one maps.
+                match reasons
+                    .iter()
+                    .find_map(|r| self.tables.lookup(table, r))
+                {
                     Some(code) => Action::Reject {
                         ubrn,
                         reason_code: code.to_string(),
@@ -261,7 +264,11 @@ impl DecisionTable {
                         appointment_cancelled_in_pas: rule.appointment_cancelled_in_pas,
                     },
                     None => Action::Review {
-                        why: format!("rule {:?}: table {table} has no e-RS rejection code for PAS reason {pas_reason:?}", rule.name),
+                        why: format!(
+                            "rule {:?}: table {table} has no e-RS rejection code for any PAS reason in RF1-10 ({})",
+                            rule.name,
+                            reasons.join(", ")
+                        ),
                     },
                 }
             }
