@@ -139,9 +139,15 @@ mod tests {
     #[test]
     fn a_ubrn_needs_its_namespace_and_12_digits_and_reason_texts_stay_aligned() {
         let bare = "MSH|^~\\&|PAS\rRF1|A|||||000000070001\r";
-        assert_eq!(RriReferral::read(&read(bare.as_bytes()).unwrap()).ubrn, None);
+        assert_eq!(
+            RriReferral::read(&read(bare.as_bytes()).unwrap()).ubrn,
+            None
+        );
         let local = "MSH|^~\\&|PAS\rRF1|A|||||12345^UBRN\r";
-        assert_eq!(RriReferral::read(&read(local.as_bytes()).unwrap()).ubrn, None);
+        assert_eq!(
+            RriReferral::read(&read(local.as_bytes()).unwrap()).ubrn,
+            None
+        );
         let m = "MSH|^~\\&|PAS\rRF1|R|||||000000070001^UBRN||||X1~Y2^Second~^orphan text\r";
         let r = RriReferral::read(&read(m.as_bytes()).unwrap());
         assert_eq!(r.reasons, ["X1", "Y2"]);

@@ -13,8 +13,12 @@
 //! ack = ["AA"]        # MSA-1; omitted = any
 //! status = ["A"]      # RF1-1; omitted = any
 //! reason = []         # RF1-10.1, any repetition; omitted or empty = any
+//! ers_state = []      # the referral's e-RS state (A005), read before deciding; omitted = any
 //! action = "accept"
 //! ```
+//!
+//! `ers_state` conditions need the referral: offline (`test-mappings`, `decide`) a rule
+//! with one matches only when the state is given.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -98,6 +102,9 @@ pub struct Rule {
     pub status: Vec<String>,
     #[serde(default)]
     pub reason: Vec<String>,
+    /// The referral's e-RS state (`BOOKED`, `AWAITING_TRIAGE`, `DEFERRED_TO_PROVIDER`, ...).
+    #[serde(default)]
+    pub ers_state: Vec<String>,
     pub action: ActionKind,
     /// For `record_review_outcome`: `RETURN_TO_REFERRER_WITH_ADVICE` or
     /// `ACCEPT_REFER_BOOK_LATER`, as written in the file.
@@ -188,8 +195,15 @@ impl DecisionTable {
         })
     }
 
-    /// Decides the action for one inbound message.
+    /// Decides the action for one inbound message without the referral's facts: rules
+    /// with an `ers_state` condition do not match.
     pub fn decide(&self, msg: &Inbound) -> Action {
+        self.decide_with(msg, None)
+    }
+
+    /// Decides the action for one inbound message, given the referral's e-RS state when it
+    /// was read.
+    pub fn decide_with(&self, msg: &Inbound, ers_state: Option<&str>) -> Action {
         let referral = msg.referral.as_ref();
         let status = referral.map_or("", |r| r.status.as_str());
         let reasons: &[String] = referral.map_or(&[], |r| &r.reasons);
@@ -200,6 +214,8 @@ impl DecisionTable {
                 && any(&r.ack, ack)
                 && any(&r.status, status)
                 && (r.reason.is_empty() || reasons.iter().any(|x| r.reason.contains(x)))
+                && (r.ers_state.is_empty()
+                    || ers_state.is_some_and(|s| r.ers_state.iter().any(|x| x == s)))
         }) else {
             return Action::Review {
                 why: format!(

@@ -310,7 +310,8 @@ impl Store {
         Ok(())
     }
 
-    /// Schedules another try at `due_ms` after a transient failure.
+    /// Schedules another try at `due_ms` after a transient failure. A failure before any
+    /// e-RS write (reading the referral) counts as an attempt too, so every retry is bounded.
     pub async fn inbound_schedule_retry(
         &self,
         control_id: &ControlId,
@@ -318,7 +319,8 @@ impl Store {
         detail: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE inbound_messages SET status = $2, next_attempt_ms = $3, detail = $4 \
+            "UPDATE inbound_messages SET attempts = CASE WHEN status = 'intent' THEN attempts \
+             ELSE attempts + 1 END, status = $2, next_attempt_ms = $3, detail = $4 \
              WHERE control_id = $1",
         )
         .bind(control_id.as_str())

@@ -218,3 +218,65 @@ async fn garbage_is_dead_lettered_and_a_ubrn_mismatch_is_never_a_guess() {
     app.close().await;
     h.cleanup().await;
 }
+
+/// A referral deferred to the provider is answered with a review outcome (A028), not an
+/// accept: the decision table reads the referral's e-RS state before deciding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_referral_gets_a_review_outcome() {
+    let h = Harness::start(Opts {
+        seed: true,
+        ..Opts::default()
+    })
+    .await;
+    let app = h.app(Shutdown::new()).await;
+    let msg = rri(
+        "PASTRI0001",
+        "A^Accepted^HL70283",
+        "000000070003",
+        "",
+        "We will contact the patient to book",
+    );
+    let handled = app.inbound().handle(&msg, Utc::now()).await.unwrap();
+    assert_eq!(
+        handled,
+        Handled::Done {
+            action: "record_review_outcome".into()
+        }
+    );
+    assert_eq!(ops(&h, "A028").await, 1);
+    assert_eq!(ops(&h, "A013").await, 0);
+    assert_eq!(reply(&h).await.ack_code, Some(AckCode::AA));
+    app.close().await;
+    h.cleanup().await;
+}
+
+/// e-RS failing (every request 500) does not hold the queue: the decision waits in the
+/// store and is applied, once, when a later pass finds it due and e-RS is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_is_retried_from_the_store_once_e_rs_is_back() {
+    let h = Harness::start(Opts {
+        seed: true,
+        ..Opts::default()
+    })
+    .await;
+    let app = h.app(Shutdown::new()).await;
+    h.admin("faults", serde_json::json!({"error_500_rate": 1.0}))
+        .await;
+    let msg = rri("PASACC0003", "A^Accepted^HL70283", "000000070001", "", "ok");
+    let now = Utc::now();
+    let handled = app.inbound().handle(&msg, now).await.unwrap();
+    let Handled::RetryScheduled { due_ms } = handled else {
+        panic!("{handled:?}");
+    };
+    assert!(due_ms > now.timestamp_millis());
+    // Not due yet: nothing runs.
+    assert!(app.inbound().retry_due(now).await.unwrap().is_empty());
+    h.admin("faults", serde_json::json!({})).await;
+    let later = now + chrono::Duration::minutes(10);
+    let done = app.inbound().retry_due(later).await.unwrap();
+    assert_eq!(done, [Handled::Done { action: "accept".into() }]);
+    assert_eq!(ops(&h, "A013").await, 1);
+    assert_eq!(reply(&h).await.ack_code, Some(AckCode::AA));
+    app.close().await;
+    h.cleanup().await;
+}

@@ -88,12 +88,14 @@ fn refused(why: impl Into<String>) -> Outcome {
     }
 }
 
-/// Performs `action` for the PAS message `control_id`.
+/// Performs `action` for the PAS message `control_id`; `first_read` is the referral as
+/// just read for the decision (read again when absent, and after a conflict).
 pub async fn run(
     shared: &Shared,
     control_id: &ControlId,
     ubrn: &Ubrn,
     action: &Action,
+    first_read: Option<Versioned<ReferralRequest>>,
     now: DateTime<Utc>,
 ) -> Result<Outcome, PipelineError> {
     let Some(op) = operation(action) else {
@@ -115,10 +117,14 @@ pub async fn run(
         .is_some_and(|r| r.status == InboundStatus::Intent);
     let name = action_name(action);
     let mut conflicts = 0;
+    let mut first_read = first_read;
     loop {
-        let read = match shared.ers.referral(ubrn, None).await {
-            Ok(r) => r,
-            Err(e) => return Ok(classify(op, e, false)),
+        let read = match first_read.take() {
+            Some(r) => r,
+            None => match shared.ers.referral(ubrn, None).await {
+                Ok(r) => r,
+                Err(e) => return Ok(classify(op, e, false)),
+            },
         };
         if interrupted && already_applied(action, &read.resource) {
             return Ok(Outcome::Applied {

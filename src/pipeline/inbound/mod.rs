@@ -193,7 +193,36 @@ impl Inbound {
                     .await;
             }
         };
-        let action = self.table.decide(msg);
+        // The referral's current state, for the rules that depend on it (an RRI about a
+        // referral); the same read serves the e-RS write's If-Match.
+        let read = match (&ubrn, is_rri) {
+            (Some(u), true) => match self.shared.ers.referral(u, None).await {
+                Ok(r) => Some(r),
+                Err(e) if e.is_retryable() => {
+                    return self.schedule_retry(msg, body, u, e.to_string(), now).await
+                }
+                Err(e) => {
+                    let why = format!("e-RS does not give referral {u}: {e}");
+                    let reply = Reply::error(
+                        "not sent to e-RS",
+                        ReplyError {
+                            segment: "RF1".into(),
+                            field: Some(6),
+                            code: "103",
+                            text: why.clone(),
+                        },
+                    );
+                    return self
+                        .finish_needs_action(msg, body, Some(u), &why, Some(reply), now)
+                        .await;
+                }
+            },
+            _ => None,
+        };
+        let state = read
+            .as_ref()
+            .and_then(|r| r.resource.state().map(|c| c.code().to_string()));
+        let action = self.table.decide_with(msg, state.as_deref());
         match &action {
             Action::NoAction { why } => {
                 let reply = is_rri.then(|| Reply::accept(why.clone()));
@@ -241,7 +270,7 @@ impl Inbound {
                         .finish_needs_action(msg, body, None, &why, Some(reply), now)
                         .await;
                 };
-                self.act(msg, body, &ubrn, &action, now).await
+                self.act(msg, body, &ubrn, &action, read, now).await
             }
         }
     }
@@ -279,6 +308,7 @@ impl Inbound {
         body: &[u8],
         ubrn: &Ubrn,
         action: &Action,
+        read: Option<crate::ers::Versioned<crate::fhir::ReferralRequest>>,
         now: DateTime<Utc>,
     ) -> Result<Handled, PipelineError> {
         let claim = loop {
@@ -290,7 +320,7 @@ impl Inbound {
             }
             tokio::task::yield_now().await;
         };
-        let outcome = execute::run(&self.shared, &msg.control_id, ubrn, action, now).await;
+        let outcome = execute::run(&self.shared, &msg.control_id, ubrn, action, read, now).await;
         drop(claim);
         let store = &self.shared.store;
         let name = execute::action_name(action);
@@ -332,34 +362,48 @@ impl Inbound {
                     .await
             }
             execute::Outcome::Transient { why } => {
-                let attempts = store
-                    .inbound(&msg.control_id)
-                    .await?
-                    .map_or(1, |r| r.attempts.max(1));
-                if attempts >= i64::from(self.settings.max_attempts) {
-                    let why = format!("gave up after {attempts} attempts: {why}");
-                    let reply = Reply::error(
-                        "not applied in e-RS",
-                        ReplyError {
-                            segment: String::new(),
-                            field: None,
-                            code: "207",
-                            text: why.clone(),
-                        },
-                    );
-                    return self
-                        .finish_needs_action(msg, body, Some(ubrn), &why, Some(reply), now)
-                        .await;
-                }
-                let wait = self.settings.retry.delay_random(attempts as u32);
-                let due_ms = now.timestamp_millis() + wait.as_millis() as i64;
-                store
-                    .inbound_schedule_retry(&msg.control_id, due_ms, &why)
-                    .await?;
-                tracing::warn!(ubrn = %ubrn, control_id = %msg.control_id, retry_in_ms = wait.as_millis() as u64, error = %why, "e-rs call failed, retry scheduled");
-                Ok(Handled::RetryScheduled { due_ms })
+                self.schedule_retry(msg, body, ubrn, why, now).await
             }
         }
+    }
+
+    /// After a transient failure: a retry from the store with backoff, or, past the
+    /// attempts allowed, a needs-action record and an AE.
+    async fn schedule_retry(
+        &self,
+        msg: &InboundMsg,
+        body: &[u8],
+        ubrn: &Ubrn,
+        why: String,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, PipelineError> {
+        let store = &self.shared.store;
+        let attempts = store
+            .inbound(&msg.control_id)
+            .await?
+            .map_or(1, |r| r.attempts.max(1));
+        if attempts >= i64::from(self.settings.max_attempts) {
+            let why = format!("gave up after {attempts} attempts: {why}");
+            let reply = Reply::error(
+                "not applied in e-RS",
+                ReplyError {
+                    segment: String::new(),
+                    field: None,
+                    code: "207",
+                    text: why.clone(),
+                },
+            );
+            return self
+                .finish_needs_action(msg, body, Some(ubrn), &why, Some(reply), now)
+                .await;
+        }
+        let wait = self.settings.retry.delay_random(attempts as u32);
+        let due_ms = now.timestamp_millis() + wait.as_millis() as i64;
+        store
+            .inbound_schedule_retry(&msg.control_id, due_ms, &why)
+            .await?;
+        tracing::warn!(ubrn = %ubrn, control_id = %msg.control_id, retry_in_ms = wait.as_millis() as u64, error = %why, "e-rs call failed, retry scheduled");
+        Ok(Handled::RetryScheduled { due_ms })
     }
 
     async fn finish_needs_action(
