@@ -1,8 +1,12 @@
-//! `ers-bridge demo`: a self-contained run of the main job. Starts the e-RS simulator
+//! `ers-bridge demo`: a self-contained run of the whole loop. Starts the e-RS simulator
 //! in-process (seeded from `samples/fhir` plus `--generate N` synthetic referrals), points
-//! the bridge at it and at the local RabbitMQ, runs until the worklists are drained, prints
-//! a summary (referrals, messages by type, parked items, e-RS calls by operation) and exits
-//! 0, or 1 when something failed. The store is a temporary SQLite file.
+//! the bridge at it and at the local RabbitMQ, drains the worklists (outbound), lets the
+//! PAS simulator ([`crate::pas_sim`]) answer every REF^I12 with a commit ACK and an RRI^I12,
+//! and has the bridge turn those into e-RS calls and ACKs back (inbound), until nothing is
+//! left to do. Prints a summary of each stage and exits 0, or 1 when something failed; 69
+//! (with one line saying how to start it) when RabbitMQ is not reachable. The store is a
+//! temporary SQLite file. `--no-pas-sim` stops after the outbound half and leaves the
+//! messages on the PAS queue.
 
 use std::{
     path::PathBuf,
@@ -14,7 +18,9 @@ use anyhow::Context as _;
 
 use crate::app::{App, DrainSummary, Shutdown};
 use crate::config::{self, MapEnv};
+use crate::pas_sim::{self, PasSimConfig, PasSimReport};
 use crate::simulator::{self, SimAuth, SimConfig};
+use crate::store::InboundStatus;
 
 /// Services the simulator's seeded and generated referrals belong to.
 const DEMO_SERVICES: [&str; 7] = [
@@ -51,11 +57,161 @@ pub struct DemoArgs {
     /// Referrals handled at once (`[pipeline] concurrency`).
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// Outbound only: no PAS simulator, the messages stay on the PAS queue.
+    #[arg(long)]
+    pub no_pas_sim: bool,
 }
+
+/// `EX_UNAVAILABLE`: a service the demo needs is not there.
+const EX_UNAVAILABLE: u8 = 69;
 
 /// Runs `demo`.
 pub fn run(args: &DemoArgs) -> ExitCode {
-    super::exit_code(super::runtime().and_then(|rt| rt.block_on(demo(args))))
+    let rt = match super::runtime() {
+        Ok(rt) => rt,
+        Err(e) => return super::exit_code(Err(e)),
+    };
+    // One line, not a warning per message per retry, when the broker is not there.
+    let reachable = rt.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            lapin::Connection::connect(&args.amqp_url, Default::default()),
+        )
+        .await
+    });
+    match reachable {
+        Ok(Ok(conn)) => {
+            let _ = rt.block_on(conn.close(200, "probe".into()));
+        }
+        _ => {
+            eprintln!(
+                "error: RabbitMQ is not reachable at {}: start it with `scripts/dev.sh demo` (which sets everything up), `docker compose up -d rabbitmq` or `rabbitmq-server -detached`",
+                redact_url(&args.amqp_url)
+            );
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    }
+    super::exit_code(rt.block_on(demo(args)))
+}
+
+/// The URL without its password.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+/// What the inbound half did, from the store.
+#[derive(Debug, Default)]
+struct LoopSummary {
+    pas: PasSimReport,
+    rounds: usize,
+    by_action: Vec<(String, i64)>,
+    no_action: i64,
+    needs_action: i64,
+    dead_lettered: i64,
+    replied: Vec<(String, i64)>,
+}
+
+/// Lets the PAS answer and the bridge act on the answers until a round brings nothing new.
+async fn close_the_loop(app: &App, args: &DemoArgs) -> anyhow::Result<LoopSummary> {
+    let p = &args.queue_prefix;
+    let pas = PasSimConfig {
+        amqp_url: args.amqp_url.clone(),
+        pas_queue: format!("{p}.pas.referrals"),
+        inbound_queue: format!("{p}.from-pas"),
+        mix: pas_sim::Mix::default(),
+    };
+    let conn = lapin::Connection::connect(&args.amqp_url, Default::default()).await?;
+    let ch = conn.create_channel().await?;
+    let mut out = LoopSummary::default();
+    for _ in 0..10 {
+        out.rounds += 1;
+        let answered = pas_sim::answer_all(&pas).await?;
+        let mut handled = 0;
+        while let Some(d) = ch
+            .basic_get(
+                pas.inbound_queue.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: false },
+            )
+            .await?
+        {
+            app.inbound()
+                .handle(&d.delivery.data, chrono::Utc::now())
+                .await?;
+            d.delivery
+                .acker
+                .ack(lapin::options::BasicAckOptions::default())
+                .await?;
+            handled += 1;
+        }
+        app.inbound().retry_due(chrono::Utc::now()).await?;
+        let more = app.drain(5).await?;
+        let pas_total = &mut out.pas;
+        pas_total.received += answered.received;
+        pas_total.acked += answered.acked;
+        pas_total.accepted += answered.accepted;
+        pas_total.rejected += answered.rejected;
+        pas_total.pending += answered.pending;
+        if answered.received == 0 && handled == 0 && more.report.published == 0 {
+            break;
+        }
+    }
+    let _ = conn.close(200, "done".into()).await;
+    let mut replied = std::collections::BTreeMap::<String, i64>::new();
+    let mut by_action = std::collections::BTreeMap::<String, i64>::new();
+    for (status, action, reply, n) in app.shared().store.inbound_counts().await? {
+        if let Some(r) = reply {
+            *replied.entry(r).or_default() += n;
+        }
+        match status {
+            InboundStatus::Done => {
+                *by_action.entry(action.unwrap_or_default()).or_default() += n;
+            }
+            InboundStatus::NoAction => out.no_action += n,
+            InboundStatus::NeedsAction => out.needs_action += n,
+            InboundStatus::DeadLettered => out.dead_lettered += n,
+            _ => {}
+        }
+    }
+    out.by_action = by_action.into_iter().collect();
+    out.replied = replied.into_iter().collect();
+    Ok(out)
+}
+
+fn print_loop(l: &LoopSummary) {
+    let p = &l.pas;
+    println!(
+        "  PAS answered:         {} referrals ({} commit ACKs; {} accepted, {} rejected, {} pending)",
+        p.accepted + p.rejected + p.pending,
+        p.acked,
+        p.accepted,
+        p.rejected,
+        p.pending
+    );
+    let count = |name: &str| {
+        l.by_action
+            .iter()
+            .find(|(a, _)| a == name)
+            .map_or(0, |(_, n)| *n)
+    };
+    println!("  accepted (A013):      {}", count("accept"));
+    println!(
+        "  review outcomes (A028): {}",
+        count("record_review_outcome")
+    );
+    println!("  rejected (A014):      {}", count("reject"));
+    println!(
+        "  cancel-action-later (A022): {}",
+        count("cancel_action_later")
+    );
+    println!("  no action (ACKs, pending): {}", l.no_action);
+    println!("  needs action in e-RS: {}", l.needs_action);
+    let replies: Vec<String> = l.replied.iter().map(|(c, n)| format!("{c}={n}")).collect();
+    println!("  replied to the PAS:   {}", replies.join(" "));
+    println!("  dead-lettered:        {}", l.dead_lettered);
+    println!("  loop rounds:          {}", l.rounds);
 }
 
 async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
@@ -80,6 +236,10 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
         .await
         .context("cannot start the bridge")?;
     let summary = app.drain(50).await;
+    let looped = match (&summary, args.no_pas_sim) {
+        (Ok(_), false) => Some(close_the_loop(&app, args).await),
+        _ => None,
+    };
     let stats = reqwest::get(format!("{}/_admin/stats", sim.base_url()))
         .await
         .and_then(|r| r.error_for_status());
@@ -102,6 +262,10 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
         "  published to:         exchange {p}.to-pas, queue {p}.pas.referrals",
         p = args.queue_prefix
     );
+    let looped = looped.transpose()?;
+    if let Some(l) = &looped {
+        print_loop(l);
+    }
     let r = &summary.report;
     Ok(r.failed == 0 && r.worklist_errors == 0 && r.published > 0)
 }

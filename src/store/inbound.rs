@@ -367,6 +367,33 @@ impl Store {
         Ok(out)
     }
 
+    /// Inbound messages counted by (status, action, reply code), for summaries.
+    pub async fn inbound_counts(
+        &self,
+    ) -> Result<Vec<(InboundStatus, Option<String>, Option<String>, i64)>, StoreError> {
+        const OP: &str = "inbound_counts";
+        let rows = sqlx::query(
+            "SELECT status, action, reply_code, COUNT(*) AS n FROM inbound_messages \
+             GROUP BY status, action, reply_code ORDER BY status, action, reply_code",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .op(OP)?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get("status").op(OP)?;
+                Ok((
+                    InboundStatus::parse(&status).ok_or_else(|| {
+                        StoreError::decode(OP, format!("unknown inbound status {status:?}"))
+                    })?,
+                    r.try_get("action").op(OP)?,
+                    r.try_get("reply_code").op(OP)?,
+                    r.try_get("n").op(OP)?,
+                ))
+            })
+            .collect()
+    }
+
     /// The confirmed outbound message with this MSH-10 (an ACK's MSA-2 names it).
     pub async fn published_by_control_id(
         &self,

@@ -132,7 +132,14 @@ async fn every_message_a_demo_publishes_passes_the_strict_validator() {
         move || {
             common::bridge()
                 .env("RUST_LOG", "warn")
-                .args(["demo", "--generate", "20", "--queue-prefix", &prefix])
+                .args([
+                    "demo",
+                    "--generate",
+                    "20",
+                    "--no-pas-sim",
+                    "--queue-prefix",
+                    &prefix,
+                ])
                 .args(["--amqp-url", AMQP_URL])
                 .output()
                 .unwrap()

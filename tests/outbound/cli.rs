@@ -31,7 +31,7 @@ async fn demo_runs_until_drained_and_prints_a_summary() {
         .await
         .unwrap();
     let ch = conn.create_channel().await.unwrap();
-    let pas = format!("{prefix}.pas.referrals");
+    let pas = format!("{prefix}.pas.acks");
     let depth = ch
         .queue_declare(
             pas.as_str().into(),
@@ -68,7 +68,20 @@ async fn demo_runs_until_drained_and_prints_a_summary() {
     assert!(stdout.contains("referrals published:  26"), "{stdout}");
     assert!(stdout.contains("REF^I12"), "{stdout}");
     assert!(stdout.contains("e-rs calls:"), "{stdout}");
-    assert_eq!(depth.expect("pas queue exists"), 26);
+    // The loop closes: the PAS simulator answers every referral, the bridge applies each
+    // decision in e-RS and answers the PAS, and nothing is left for a person.
+    assert!(
+        stdout.contains("PAS answered:         26 referrals"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("needs action in e-RS: 0"), "{stdout}");
+    assert!(stdout.contains("replied to the PAS:   AA=26"), "{stdout}");
+    assert!(stdout.contains("dead-lettered:        0"), "{stdout}");
+    assert_eq!(
+        depth.expect("the reply queue exists"),
+        26,
+        "one ACK per RRI"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,4 +225,20 @@ async fn run_until_drained_publishes_everything_prints_the_summary_and_exits() {
     assert!(stdout.contains("failed (retryable):   0"), "{stdout}");
     assert_eq!(h.take_messages().await.len(), n);
     h.cleanup().await;
+}
+
+/// Without a reachable RabbitMQ the demo says so in one line and exits 69, instead of a
+/// warning per message per retry.
+#[test]
+fn demo_without_a_broker_exits_69_with_one_line() {
+    let out = bridge()
+        .env("RUST_LOG", "warn")
+        .args(["demo", "--amqp-url", "amqp://guest:secret@127.0.0.1:1/%2f"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("rabbitmq-server -detached"), "{stderr}");
+    assert!(!stderr.contains("secret"), "no password: {stderr}");
 }

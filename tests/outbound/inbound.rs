@@ -274,7 +274,12 @@ async fn a_transient_failure_is_retried_from_the_store_once_e_rs_is_back() {
     h.admin("faults", serde_json::json!({})).await;
     let later = now + chrono::Duration::minutes(10);
     let done = app.inbound().retry_due(later).await.unwrap();
-    assert_eq!(done, [Handled::Done { action: "accept".into() }]);
+    assert_eq!(
+        done,
+        [Handled::Done {
+            action: "accept".into()
+        }]
+    );
     assert_eq!(ops(&h, "A013").await, 1);
     assert_eq!(reply(&h).await.ack_code, Some(AckCode::AA));
     app.close().await;

@@ -266,7 +266,30 @@ async fn call(
                         }))
                     }
                 };
-            ers.reject(ubrn, version, &input).await.map_err(nte)
+            // appointmentCancelledInPAS is required for an indirectly bookable service and
+            // refused for any other; A005 does not say which the referral is booked into,
+            // so e-RS's 422 tells, and the one corrected call follows (the refused one
+            // changed nothing).
+            match ers.reject(ubrn, version, &input).await {
+                Err(e) if e.status() == Some(422) => {
+                    let corrected = match (e.ers_code(), input.appointment_cancelled_in_pas) {
+                        (Some("FIELD_NOT_PERMITTED"), Some(_)) => Some(None),
+                        (Some("VALUE_IS_REQUIRED"), None) => Some(Some(true)),
+                        _ => None,
+                    };
+                    match corrected {
+                        Some(flag) => {
+                            let input = crate::fhir::requests::RejectReferral {
+                                appointment_cancelled_in_pas: flag,
+                                ..input
+                            };
+                            ers.reject(ubrn, version, &input).await.map_err(nte)
+                        }
+                        None => Err(nte(e)),
+                    }
+                }
+                other => other.map_err(nte),
+            }
         }
         Action::CancelActionLater { comments, .. } => {
             let input = CancelAppointmentActionLater {

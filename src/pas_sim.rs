@@ -1,0 +1,187 @@
+//! A PAS simulator for tests and the demo: it plays the hospital system on RabbitMQ. For
+//! each REF^I12 on the PAS queue it sends a commit ACK (`CA`, MSA-2 = the REF's MSH-10)
+//! and then an RRI^I12 with a decision to the bridge's inbound queue, as a PAS interface
+//! engine would. The decision is drawn deterministically from the UBRN with the configured
+//! mix (accept, reject with a reason and a comment, pending), so a run is reproducible.
+//! It talks to the broker only; it never calls e-RS or the bridge.
+
+use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+use crate::hl7::{read, Message};
+
+/// How the simulated PAS decides, in percent (the rest is accept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mix {
+    pub reject_pct: u8,
+    pub pending_pct: u8,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Self {
+            reject_pct: 20,
+            pending_pct: 10,
+        }
+    }
+}
+
+/// Where the simulated PAS reads and writes.
+#[derive(Debug, Clone)]
+pub struct PasSimConfig {
+    pub amqp_url: String,
+    /// The bridge's outbound queue (REF/ADT to the PAS).
+    pub pas_queue: String,
+    /// The bridge's inbound queue (the PAS's ACKs and RRIs), published to directly.
+    pub inbound_queue: String,
+    pub mix: Mix,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PasSimReport {
+    /// Referral messages taken from the PAS queue.
+    pub received: usize,
+    /// Commit ACKs sent.
+    pub acked: usize,
+    pub accepted: usize,
+    pub rejected: usize,
+    pub pending: usize,
+}
+
+/// Errors of the PAS simulator (broker only).
+#[derive(Debug, thiserror::Error)]
+#[error("pas simulator: {0}")]
+pub struct PasSimError(#[from] lapin::Error);
+
+/// Takes every message now on the PAS queue and answers each REF^I12. Returns when the
+/// queue is empty.
+pub async fn answer_all(cfg: &PasSimConfig) -> Result<PasSimReport, PasSimError> {
+    let conn = Connection::connect(&cfg.amqp_url, ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    let mut report = PasSimReport::default();
+    let mut n = 0u64;
+    while let Some(got) = ch
+        .basic_get(
+            cfg.pas_queue.as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await?
+    {
+        report.received += 1;
+        let Ok(msg) = read(&got.delivery.data) else {
+            continue;
+        };
+        let (kind, event, _) = msg.message_type();
+        if kind != "REF" || event != "I12" {
+            continue;
+        }
+        n += 1;
+        for (body, counted) in answers(&msg, n, cfg.mix) {
+            ch.basic_publish(
+                "".into(),
+                cfg.inbound_queue.as_str().into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                BasicProperties::default()
+                    .with_content_type("x-application/hl7-v2+er7".into())
+                    .with_delivery_mode(2),
+            )
+            .await?
+            .await?;
+            match counted {
+                Answer::Ack => report.acked += 1,
+                Answer::Accept => report.accepted += 1,
+                Answer::Reject => report.rejected += 1,
+                Answer::Pending => report.pending += 1,
+            }
+        }
+    }
+    let _ = conn.close(200, "done".into()).await;
+    Ok(report)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Ack,
+    Accept,
+    Reject,
+    Pending,
+}
+
+/// The commit ACK and the RRI for one REF^I12 (the `n`th answered).
+fn answers(msg: &Message, n: u64, mix: Mix) -> Vec<(String, Answer)> {
+    let msh = msg.segment("MSH");
+    let their_id = msh.map(|m| m.comp(10, 1).to_string()).unwrap_or_default();
+    let version = msh.map(|m| m.comp(12, 1).to_string()).unwrap_or_default();
+    let ubrn = msg
+        .segment("RF1")
+        .map(|r| r.comp(6, 1).to_string())
+        .unwrap_or_default();
+    let header = |kind: &str, id: String| {
+        format!(
+            "MSH|^~\\&|PAS|RXX|ERS_BRIDGE|RXX|20240116090000||{kind}|{id}|P|{version}|||AL|NE\r"
+        )
+    };
+    let ack = format!(
+        "{}MSA|CA|{their_id}\r",
+        header("ACK^I12^ACK", format!("PASCA{n:07}"))
+    );
+    let roll = ubrn
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % 100;
+    let (status, reason, note, answer) = if roll < u32::from(mix.pending_pct) {
+        (
+            "P^Pending^HL70283",
+            "",
+            "Under review by the consultant",
+            Answer::Pending,
+        )
+    } else if roll < u32::from(mix.pending_pct) + u32::from(mix.reject_pct) {
+        (
+            "R^Rejected^HL70283",
+            "WRONGSVC^Wrong service",
+            "Please refer to the community service",
+            Answer::Reject,
+        )
+    } else {
+        (
+            "A^Accepted^HL70283",
+            "",
+            "Accepted for clinic",
+            Answer::Accept,
+        )
+    };
+    let rri = format!(
+        "{}MSA|AA|{their_id}\rRF1|{status}||||O^Outpatient^HL70284|{ubrn}^UBRN|20240116090000|||{reason}\rNTE|1|L|{note}\r",
+        header("RRI^I12^RRI_I12", format!("PASRRI{n:07}"))
+    );
+    vec![(ack, Answer::Ack), (rri, answer)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hl7::read_inbound;
+
+    #[test]
+    fn answers_a_ref_with_a_commit_ack_and_an_rri_about_its_ubrn() {
+        let r = "MSH|^~\\&|ERS_BRIDGE|RXX|PAS|RXX|20240115103000+0000||REF^I12^REF_I12|000000070001I1200005|P|2.5.1\rRF1|P|||||000000070001^UBRN\r";
+        let msg = read(r.as_bytes()).unwrap();
+        let out = answers(&msg, 1, Mix::default());
+        assert_eq!(out.len(), 2);
+        let ack = read_inbound(out[0].0.as_bytes(), 1 << 20).unwrap();
+        assert_eq!(ack.ack_code.unwrap().as_str(), "CA");
+        assert_eq!(
+            ack.acked_control_id.unwrap().as_str(),
+            "000000070001I1200005"
+        );
+        let rri = read_inbound(out[1].0.as_bytes(), 1 << 20).unwrap();
+        assert_eq!(rri.message_type, "RRI");
+        assert_eq!(rri.referral.unwrap().ubrn.unwrap().as_str(), "000000070001");
+        // Deterministic: the same UBRN always gets the same decision.
+        assert_eq!(answers(&msg, 1, Mix::default())[1].1, out[1].1);
+    }
+}
