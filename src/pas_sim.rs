@@ -5,9 +5,7 @@
 //! mix (accept, reject with a reason and a comment, pending), so a run is reproducible.
 //! It talks to the broker only; it never calls e-RS or the bridge.
 
-use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
-
+use crate::amqp::{AmqpError, QueueClient};
 use crate::hl7::{read, Message};
 
 /// How the simulated PAS decides, in percent (the rest is accept).
@@ -52,25 +50,17 @@ pub struct PasSimReport {
 /// Errors of the PAS simulator (broker only).
 #[derive(Debug, thiserror::Error)]
 #[error("pas simulator: {0}")]
-pub struct PasSimError(#[from] lapin::Error);
+pub struct PasSimError(#[from] AmqpError);
 
 /// Takes every message now on the PAS queue and answers each REF^I12. Returns when the
 /// queue is empty.
 pub async fn answer_all(cfg: &PasSimConfig) -> Result<PasSimReport, PasSimError> {
-    let conn = Connection::connect(&cfg.amqp_url, ConnectionProperties::default()).await?;
-    let ch = conn.create_channel().await?;
-    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    let q = QueueClient::connect(&cfg.amqp_url).await?;
     let mut report = PasSimReport::default();
     let mut n = 0u64;
-    while let Some(got) = ch
-        .basic_get(
-            cfg.pas_queue.as_str().into(),
-            BasicGetOptions { no_ack: true },
-        )
-        .await?
-    {
+    while let Some(body) = q.take(&cfg.pas_queue).await? {
         report.received += 1;
-        let Ok(msg) = read(&got.delivery.data) else {
+        let Ok(msg) = read(&body) else {
             continue;
         };
         let (kind, event, _) = msg.message_type();
@@ -78,18 +68,8 @@ pub async fn answer_all(cfg: &PasSimConfig) -> Result<PasSimReport, PasSimError>
             continue;
         }
         n += 1;
-        for (body, counted) in answers(&msg, n, cfg.mix) {
-            ch.basic_publish(
-                "".into(),
-                cfg.inbound_queue.as_str().into(),
-                BasicPublishOptions::default(),
-                body.as_bytes(),
-                BasicProperties::default()
-                    .with_content_type("x-application/hl7-v2+er7".into())
-                    .with_delivery_mode(2),
-            )
-            .await?
-            .await?;
+        for (text, counted) in answers(&msg, n, cfg.mix) {
+            q.send(&cfg.inbound_queue, text.as_bytes()).await?;
             match counted {
                 Answer::Ack => report.acked += 1,
                 Answer::Accept => report.accepted += 1,
@@ -98,7 +78,7 @@ pub async fn answer_all(cfg: &PasSimConfig) -> Result<PasSimReport, PasSimError>
             }
         }
     }
-    let _ = conn.close(200, "done".into()).await;
+    q.close().await;
     Ok(report)
 }
 

@@ -12,6 +12,7 @@
 //!   ([`retry::RetryPolicy`]) until confirmed or shut down. See `docs/amqp.md`.
 //! - [`consumer`] consumes a queue with manual acks and a prefetch, re-applied on every
 //!   reconnect.
+//! - [`queue`] takes and sends single messages on a queue (the simulators, the demo).
 //!
 //! No patient identifiers go into AMQP headers or properties other than `correlation_id`
 //! (the UBRN, a referral id, not a patient id): the management UI shows them.
@@ -19,12 +20,14 @@
 pub mod consumer;
 mod error;
 pub mod publisher;
+pub mod queue;
 pub mod retry;
 pub mod topology;
 
 pub use consumer::{Consumer, ConsumerSettings, InboundDelivery};
 pub use error::{AmqpError, GiveUpReason};
 pub use publisher::{OutboundMessage, Published, Publisher, PublisherSettings, PublisherStats};
+pub use queue::QueueClient;
 pub use retry::RetryPolicy;
 pub use topology::Topology;
 

@@ -72,24 +72,15 @@ pub fn run(args: &DemoArgs) -> ExitCode {
         Err(e) => return super::exit_code(Err(e)),
     };
     // One line, not a warning per message per retry, when the broker is not there.
-    let reachable = rt.block_on(async {
-        tokio::time::timeout(
-            Duration::from_secs(5),
-            lapin::Connection::connect(&args.amqp_url, Default::default()),
-        )
-        .await
-    });
-    match reachable {
-        Ok(Ok(conn)) => {
-            let _ = rt.block_on(conn.close(200, "probe".into()));
-        }
-        _ => {
-            eprintln!(
-                "error: RabbitMQ is not reachable at {}: start it with `scripts/dev.sh demo` (which sets everything up), `docker compose up -d rabbitmq` or `rabbitmq-server -detached`",
-                redact_url(&args.amqp_url)
-            );
-            return ExitCode::from(EX_UNAVAILABLE);
-        }
+    if !rt.block_on(crate::amqp::queue::probe(
+        &args.amqp_url,
+        Duration::from_secs(5),
+    )) {
+        eprintln!(
+            "error: RabbitMQ is not reachable at {}: start it with `scripts/dev.sh demo` (which sets everything up), `docker compose up -d rabbitmq` or `rabbitmq-server -detached`",
+            redact_url(&args.amqp_url)
+        );
+        return ExitCode::from(EX_UNAVAILABLE);
     }
     super::exit_code(rt.block_on(demo(args)))
 }
@@ -123,27 +114,16 @@ async fn close_the_loop(app: &App, args: &DemoArgs) -> anyhow::Result<LoopSummar
         inbound_queue: format!("{p}.from-pas"),
         mix: pas_sim::Mix::default(),
     };
-    let conn = lapin::Connection::connect(&args.amqp_url, Default::default()).await?;
-    let ch = conn.create_channel().await?;
+    let q = crate::amqp::QueueClient::connect(&args.amqp_url).await?;
     let mut out = LoopSummary::default();
     for _ in 0..10 {
         out.rounds += 1;
         let answered = pas_sim::answer_all(&pas).await?;
         let mut handled = 0;
-        while let Some(d) = ch
-            .basic_get(
-                pas.inbound_queue.as_str().into(),
-                lapin::options::BasicGetOptions { no_ack: false },
-            )
-            .await?
-        {
-            app.inbound()
-                .handle(&d.delivery.data, chrono::Utc::now())
-                .await?;
-            d.delivery
-                .acker
-                .ack(lapin::options::BasicAckOptions::default())
-                .await?;
+        // Taken one at a time and handled at once: the demo is the only consumer, and a
+        // crash here would lose only demo data.
+        while let Some(body) = q.take(&pas.inbound_queue).await? {
+            app.inbound().handle(&body, chrono::Utc::now()).await?;
             handled += 1;
         }
         app.inbound().retry_due(chrono::Utc::now()).await?;
@@ -158,7 +138,7 @@ async fn close_the_loop(app: &App, args: &DemoArgs) -> anyhow::Result<LoopSummar
             break;
         }
     }
-    let _ = conn.close(200, "done".into()).await;
+    q.close().await;
     let mut replied = std::collections::BTreeMap::<String, i64>::new();
     let mut by_action = std::collections::BTreeMap::<String, i64>::new();
     for (status, action, reply, n) in app.shared().store.inbound_counts().await? {
