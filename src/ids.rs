@@ -247,6 +247,13 @@ impl ControlId {
     }
 }
 
+impl std::str::FromStr for ControlId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        Self::parse(s)
+    }
+}
+
 impl fmt::Display for ControlId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -5,6 +5,7 @@
 mod check;
 mod demo;
 mod ers;
+mod needs_action;
 mod parked;
 mod render;
 mod replay;
@@ -44,6 +45,8 @@ pub enum Command {
     Parked(parked::ParkedArgs),
     /// Re-process one referral (e.g. a parked one after fixing its mapping).
     Replay(replay::ReplayArgs),
+    /// List, resolve or retry the PAS decisions e-RS would not take from the bridge.
+    NeedsAction(needs_action::NeedsActionArgs),
     /// Check a configuration file offline; exits 64 naming the file, key and reason.
     Validate(validate::ValidateArgs),
     /// Check the e-RS connection: authenticate and read reference data.
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Parked(args) => parked::run(&args),
         Command::Replay(args) => replay::run(&args),
+        Command::NeedsAction(args) => needs_action::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Ers(args) => ers::run(args),

@@ -36,6 +36,8 @@ pub enum InboundStatus {
     NeedsAction,
     /// Unreadable or unroutable: sent to the dead letter with the reason.
     DeadLettered,
+    /// A needs-action record a person closed (`ers-bridge needs-action resolve`).
+    Resolved,
 }
 
 impl InboundStatus {
@@ -48,6 +50,7 @@ impl InboundStatus {
             InboundStatus::NoAction => "no-action",
             InboundStatus::NeedsAction => "needs-action",
             InboundStatus::DeadLettered => "dead-lettered",
+            InboundStatus::Resolved => "resolved",
         }
     }
 
@@ -60,6 +63,7 @@ impl InboundStatus {
             "no-action" => InboundStatus::NoAction,
             "needs-action" => InboundStatus::NeedsAction,
             "dead-lettered" => InboundStatus::DeadLettered,
+            "resolved" => InboundStatus::Resolved,
             _ => return None,
         })
     }
@@ -72,6 +76,7 @@ impl InboundStatus {
                 | InboundStatus::NoAction
                 | InboundStatus::NeedsAction
                 | InboundStatus::DeadLettered
+                | InboundStatus::Resolved
         )
     }
 }
@@ -365,6 +370,58 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The open needs-action records, oldest first.
+    pub async fn inbound_needing_action(&self) -> Result<Vec<InboundRecord>, StoreError> {
+        const OP: &str = "inbound_needing_action";
+        sqlx::query(select!(
+            "WHERE status = 'needs-action' ORDER BY received_at_ms, control_id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .op(OP)?
+        .iter()
+        .map(|r| inbound_from_row(r, OP))
+        .collect()
+    }
+
+    /// Closes a needs-action record with a person's note; `false` when there is no open
+    /// record with that MSH-10.
+    pub async fn inbound_resolve(
+        &self,
+        control_id: &ControlId,
+        note: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE inbound_messages SET status = 'resolved', detail = detail || ' | resolved: ' || $2 \
+             WHERE control_id = $1 AND status = 'needs-action'",
+        )
+        .bind(control_id.as_str())
+        .bind(note)
+        .execute(&self.pool)
+        .await
+        .op("inbound_resolve")?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Puts a needs-action record back to be tried now (after the cause was fixed, or under
+    /// a user-restricted session); `false` when there is no open record with that MSH-10.
+    pub async fn inbound_requeue(
+        &self,
+        control_id: &ControlId,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE inbound_messages SET status = 'retry', next_attempt_ms = $2, attempts = 0 \
+             WHERE control_id = $1 AND status = 'needs-action'",
+        )
+        .bind(control_id.as_str())
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .op("inbound_requeue")?;
+        Ok(r.rows_affected() == 1)
     }
 
     /// Inbound messages counted by (status, action, reply code), for summaries.

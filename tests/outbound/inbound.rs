@@ -285,3 +285,125 @@ async fn a_transient_failure_is_retried_from_the_store_once_e_rs_is_back() {
     app.close().await;
     h.cleanup().await;
 }
+
+/// App-restricted mode may not reject (A014): the decision is kept as a needs-action
+/// record and the PAS is told, with nothing sent to e-RS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_restricted_keeps_a_reject_as_needs_action() {
+    let h = Harness::start(Opts {
+        seed: true,
+        app_restricted: true,
+        ..Opts::default()
+    })
+    .await;
+    let app = h.app(Shutdown::new()).await;
+    let reject = rri(
+        "PASREJ0009",
+        "R^Rejected^HL70283",
+        "000000070002",
+        "WRONGSVC^Wrong service",
+        "Please refer to the community service",
+    );
+    let handled = app.inbound().handle(&reject, Utc::now()).await.unwrap();
+    let Handled::NeedsAction { why } = handled else {
+        panic!("{handled:?}");
+    };
+    assert!(
+        why.contains("A014") && why.contains("app-restricted"),
+        "{why}"
+    );
+    assert_eq!(ops(&h, "A014").await, 0);
+    let ack = reply(&h).await;
+    assert_eq!(ack.ack_code, Some(AckCode::AE));
+    app.close().await;
+    h.cleanup().await;
+}
+
+/// A needs-action record is listed and resolved from the CLI; a retry with access that
+/// still may not perform it leaves it listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn needs_action_is_listed_resolved_and_retried_without_being_dropped() {
+    let h = Harness::start(Opts {
+        seed: true,
+        app_restricted: true,
+        ..Opts::default()
+    })
+    .await;
+    let app = h.app(Shutdown::new()).await;
+    for (id, ubrn) in [
+        ("PASREJ0010", "000000070002"),
+        ("PASREJ0011", "000000070001"),
+    ] {
+        let msg = rri(
+            id,
+            "R^Rejected^HL70283",
+            ubrn,
+            "WRONGSVC^Wrong service",
+            "No",
+        );
+        let handled = app.inbound().handle(&msg, Utc::now()).await.unwrap();
+        assert!(
+            matches!(handled, Handled::NeedsAction { .. }),
+            "{handled:?}"
+        );
+    }
+    app.close().await;
+
+    let config = h.config_path.to_str().unwrap().to_string();
+    let cli = move |args: Vec<String>| {
+        let out = crate::common::bridge()
+            .env("RUST_LOG", "warn")
+            .args(["needs-action", "--config", &config])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let cli2 = cli.clone();
+    let (code, listed) = tokio::task::spawn_blocking(move || cli2(vec!["list".into()]))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+    assert!(
+        listed.contains("PASREJ0010") && listed.contains("PASREJ0011"),
+        "{listed}"
+    );
+    let cli3 = cli.clone();
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        cli3(vec![
+            "resolve".into(),
+            "PASREJ0011".into(),
+            "--note".into(),
+            "rejected by hand in e-RS".into(),
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{out}");
+    let (_, listed) = tokio::task::spawn_blocking(move || cli(vec![]))
+        .await
+        .unwrap();
+    assert!(
+        listed.contains("PASREJ0010") && !listed.contains("PASREJ0011"),
+        "{listed}"
+    );
+
+    // Retried with the same (app-restricted) access: refused again before any call, and
+    // still listed, never dropped.
+    let again = h.app(Shutdown::new()).await;
+    let id = ControlId::parse("PASREJ0010").unwrap();
+    let store = again.outbound().store();
+    assert!(store.inbound_requeue(&id, 0).await.unwrap());
+    let handled = again.inbound().retry_due(Utc::now()).await.unwrap();
+    assert!(
+        matches!(handled.as_slice(), [Handled::NeedsAction { .. }]),
+        "{handled:?}"
+    );
+    assert_eq!(ops(&h, "A014").await, 0);
+    assert_eq!(store.inbound_needing_action().await.unwrap().len(), 1);
+    again.close().await;
+    h.cleanup().await;
+}

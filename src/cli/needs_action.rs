@@ -1,0 +1,117 @@
+//! `ers-bridge needs-action --config FILE [list | resolve ID --note TEXT | retry ID]`: the
+//! PAS decisions e-RS would not take from the bridge (an auth mode that cannot write them,
+//! a referral no longer in a state that allows them, a message without what the action
+//! needs). Nothing is dropped: each stays listed until a person resolves it (having acted in
+//! e-RS themselves) or retries it (after fixing the cause, or with a user-restricted
+//! configuration that may perform it). IDs are the PAS's MSH-10.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+
+use crate::app::{App, Shutdown};
+use crate::ids::ControlId;
+use crate::pipeline::inbound::Handled;
+
+/// Arguments of `needs-action`.
+#[derive(Debug, clap::Args)]
+pub struct NeedsActionArgs {
+    /// The configuration file (or set ERS_BRIDGE_CONFIG).
+    #[arg(long, short, env = "ERS_BRIDGE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<NeedsActionCommand>,
+}
+
+/// What to do with the needs-action records.
+#[derive(Debug, clap::Subcommand)]
+pub enum NeedsActionCommand {
+    /// List the open records (the default).
+    List,
+    /// Close one: a person has dealt with it in e-RS.
+    Resolve {
+        /// The PAS's MSH-10 of the message.
+        id: ControlId,
+        /// What was done, kept with the record.
+        #[arg(long)]
+        note: String,
+    },
+    /// Try one again now with this configuration's e-RS access.
+    Retry {
+        /// The PAS's MSH-10 of the message.
+        id: ControlId,
+    },
+}
+
+/// Exits 0, 1 when the retry did not apply it or the ID is not open, 64 for a bad config.
+pub fn run(args: &NeedsActionArgs) -> ExitCode {
+    let cfg = match super::run::load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(super::EX_USAGE);
+        }
+    };
+    let result = super::runtime().and_then(|rt| {
+        rt.block_on(async {
+            let app = App::build(&cfg, Shutdown::new())
+                .await
+                .context("cannot start")?;
+            let r = act(
+                &app,
+                args.command.as_ref().unwrap_or(&NeedsActionCommand::List),
+            )
+            .await;
+            app.close().await;
+            r
+        })
+    });
+    super::exit_code(result)
+}
+
+async fn act(app: &App, command: &NeedsActionCommand) -> anyhow::Result<bool> {
+    let store = &app.shared().store;
+    let now = chrono::Utc::now();
+    match command {
+        NeedsActionCommand::List => {
+            let items = store.inbound_needing_action().await?;
+            if items.is_empty() {
+                println!("no decisions need action");
+            }
+            for r in items {
+                let at = chrono::DateTime::from_timestamp_millis(r.received_at_ms)
+                    .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or_default();
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    r.control_id,
+                    r.ubrn.map(|u| u.to_string()).unwrap_or_else(|| "-".into()),
+                    at,
+                    r.action.unwrap_or_else(|| "-".into()),
+                    r.detail.unwrap_or_default()
+                );
+            }
+            Ok(true)
+        }
+        NeedsActionCommand::Resolve { id, note } => {
+            let done = store.inbound_resolve(id, note).await?;
+            if done {
+                println!("resolved {id}");
+            } else {
+                println!("{id} is not an open needs-action record");
+            }
+            Ok(done)
+        }
+        NeedsActionCommand::Retry { id } => {
+            if !store.inbound_requeue(id, now.timestamp_millis()).await? {
+                println!("{id} is not an open needs-action record");
+                return Ok(false);
+            }
+            let handled = app.inbound().retry_due(now).await?;
+            for h in &handled {
+                println!("{id}: {h:?}");
+            }
+            Ok(handled.iter().any(|h| matches!(h, Handled::Done { .. })))
+        }
+    }
+}
