@@ -36,7 +36,10 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
                 "{}: ok ({n} mapping file(s) compiled)",
                 cfg.mappings.dir.display()
             );
-            for w in mapping_warnings(&cfg.mappings) {
+            for w in mapping_warnings(&cfg.mappings)
+                .into_iter()
+                .chain(decision_warnings(&cfg))
+            {
                 println!("warning: {w}");
             }
             ExitCode::SUCCESS
@@ -84,6 +87,36 @@ pub fn check_mappings(m: &config::MappingFiles) -> Result<usize, MappingError> {
         }
     }
     Ok(count)
+}
+
+/// Decision rules whose e-RS operation the configured auth mode may not perform: their
+/// decisions will become needs-action records. Call after [`check_mappings`] succeeded.
+pub fn decision_warnings(cfg: &config::Config) -> Vec<String> {
+    use crate::ers::capability::AuthMode;
+    let mode = match cfg.ers.auth.mode_name() {
+        "app-restricted" => AuthMode::AppRestricted,
+        "user-restricted" => AuthMode::UserRestricted,
+        "legacy-session" => AuthMode::LegacySession,
+        _ => AuthMode::None,
+    };
+    let Ok(table) = DecisionTable::load(&cfg.mappings.dir.join(&cfg.mappings.inbound)) else {
+        return Vec::new();
+    };
+    table
+        .rules
+        .iter()
+        .filter_map(|r| {
+            let op = r.action.operation()?;
+            (!op.allowed_in(mode)).then(|| {
+                format!(
+                    "decision rule {:?} needs {op}, which {} mode may not call: its decisions \
+                     will become needs-action records (ers-bridge needs-action)",
+                    r.name,
+                    mode.name()
+                )
+            })
+        })
+        .collect()
 }
 
 /// Choices that are valid but that a PAS team should know the cost of: a patient mapping

@@ -308,6 +308,22 @@ impl DecisionTable {
     }
 }
 
+impl ActionKind {
+    /// The e-RS operation the action calls, if any.
+    pub fn operation(self) -> Option<crate::ers::capability::Operation> {
+        use crate::ers::capability::Operation;
+        Some(match self {
+            ActionKind::Accept => Operation::A013,
+            ActionKind::Reject => Operation::A014,
+            ActionKind::CancelActionLater => Operation::A022,
+            ActionKind::RecordReviewOutcome => Operation::A028,
+            ActionKind::AdviceResponse => Operation::A026,
+            ActionKind::ConvertAdvice => Operation::A027,
+            ActionKind::NoAction | ActionKind::Review => return None,
+        })
+    }
+}
+
 /// Serialises a review outcome as its e-RS code (the decision reports and samples show it).
 fn review_outcome_code<S: serde::Serializer>(o: &ReviewOutcome, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(o.code())

@@ -60,3 +60,35 @@ fn json_log_format_is_accepted() {
         .unwrap();
     assert!(out.status.success());
 }
+
+/// Decision rules the auth mode cannot perform are reported: app-restricted may write only
+/// A013 and A028, so reject, cancel-action-later and the A&G answers become needs-action.
+#[test]
+fn validate_reports_decisions_the_auth_mode_cannot_perform() {
+    let out = bridge()
+        .args([
+            "validate",
+            "--config",
+            "tests/fixtures/config/app-restricted.toml",
+        ])
+        .output()
+        .unwrap();
+    let stdout = assert_success(&out);
+    for (rule, op) in [
+        ("rejected", "A014"),
+        ("appointment cancelled, action later", "A022"),
+        ("advice and guidance answered", "A026"),
+    ] {
+        assert!(
+            stdout.contains(&format!("warning: decision rule {rule:?} needs {op}")),
+            "{rule}: {stdout}"
+        );
+    }
+    assert!(!stdout.contains("needs A013"), "{stdout}");
+    assert!(!stdout.contains("needs A028"), "{stdout}");
+    let none = bridge()
+        .args(["validate", "--config", "samples/config/ers-bridge.toml"])
+        .output()
+        .unwrap();
+    assert!(!assert_success(&none).contains("decision rule"));
+}
