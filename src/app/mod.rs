@@ -76,6 +76,7 @@ pub struct App {
     outbound: Arc<Pipeline>,
     inbound: Arc<Inbound>,
     consumer: ConsumerSettings,
+    inbound_enabled: bool,
     retention: Duration,
 }
 
@@ -141,11 +142,8 @@ impl App {
                 tenant: a.tenant.clone(),
                 max_message_bytes: MAX_INBOUND_BYTES,
                 dead_letter_exchange: a.dead_letter_exchange.clone(),
-                retry: Backoff {
-                    initial: Duration::from_secs(2),
-                    max: Duration::from_secs(300),
-                },
-                max_attempts: 10,
+                retry: config.inbound.retry,
+                max_attempts: config.inbound.max_attempts,
             },
         ));
         let consumer = ConsumerSettings {
@@ -160,6 +158,7 @@ impl App {
             outbound,
             inbound,
             consumer,
+            inbound_enabled: config.inbound.enabled,
             retention: config.retention(),
         })
     }
@@ -207,15 +206,18 @@ impl App {
             .await?;
         let mut tasks = outbound::spawn_schedulers(&self.outbound);
         tasks.spawn(retention_loop(self.shared.clone(), self.retention));
-        tasks.spawn(consume_loop(
-            self.inbound.clone(),
-            self.consumer.clone(),
-            self.shared.shutdown.clone(),
-        ));
-        tasks.spawn(inbound_retry_loop(
-            self.inbound.clone(),
-            self.shared.clone(),
-        ));
+        if self.inbound_enabled {
+            tasks.spawn(consume_loop(
+                self.inbound.clone(),
+                self.consumer.clone(),
+                self.shared.shutdown.clone(),
+            ));
+            tasks.spawn(inbound_retry_loop(
+                self.inbound.clone(),
+                self.shared.clone(),
+            ));
+            tracing::info!(queue = %self.consumer.queue, "inbound pipeline running");
+        }
         tracing::info!(
             targets = self.outbound.targets().len(),
             "outbound pipeline running"

@@ -21,7 +21,7 @@ pub use raw::{
     WorklistKind,
 };
 pub use validate::Invalid;
-pub use validated::{Config, MappingFiles, PipelineTuning, Poll, PollTarget};
+pub use validated::{Config, InboundTuning, MappingFiles, PipelineTuning, Poll, PollTarget};
 
 use std::path::Path;
 

@@ -31,6 +31,34 @@ pub struct RawConfig {
     /// How the outbound pipeline fetches, maps and publishes (docs/pipeline.md).
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// The inbound pipeline: PAS decisions into e-RS (docs/inbound.md).
+    #[serde(default)]
+    pub inbound: InboundConfig,
+}
+
+/// `[inbound]`: the PAS → e-RS direction.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboundConfig {
+    /// Consume `[amqp] inbound_queue` in `ers-bridge run`.
+    pub enabled: bool,
+    /// Tries of an e-RS call that keeps failing transiently before the decision becomes a
+    /// needs-action record.
+    pub max_attempts: u32,
+    /// First wait before such a retry; doubles up to `retry_max_delay_ms`.
+    pub retry_base_delay_ms: u64,
+    pub retry_max_delay_ms: u64,
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_attempts: 10,
+            retry_base_delay_ms: 2_000,
+            retry_max_delay_ms: 300_000,
+        }
+    }
 }
 
 /// `[pipeline]`: the outbound main job.

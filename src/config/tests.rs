@@ -49,6 +49,27 @@ fn minimal_config_takes_defaults() {
     assert_eq!(cfg.store.retention_days, 90);
     assert_eq!(cfg.monitor.listen.port(), 9464);
     assert!(cfg.poll.is_empty());
+    assert!(cfg.inbound.enabled);
+    assert_eq!(cfg.inbound.max_attempts, 10);
+    assert_eq!(cfg.amqp.pas_ack_queue, "pas.acks");
+    assert!(
+        cfg.mappings.new_referral.ends_with(".v251.toml"),
+        "2.5.1 by default"
+    );
+}
+
+#[test]
+fn inbound_retries_must_be_bounded_and_ordered() {
+    let env = MapEnv::from_pairs([("ERS_BRIDGE__INBOUND__MAX_ATTEMPTS", "0")]);
+    let e = load(&fixture("minimal.toml"), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("inbound.max_attempts"), "{e}");
+    let env = MapEnv::from_pairs([("ERS_BRIDGE__INBOUND__RETRY_BASE_DELAY_MS", "999999999")]);
+    let e = load(&fixture("minimal.toml"), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("inbound.retry_base_delay_ms"), "{e}");
 }
 
 #[test]

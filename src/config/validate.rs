@@ -7,7 +7,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use super::raw::{AuthConfig, BusinessFunction, RawConfig};
-use super::validated::{Config, MappingFiles, PipelineTuning, Poll};
+use super::validated::{Config, InboundTuning, MappingFiles, PipelineTuning, Poll};
 use crate::backoff::Backoff;
 
 /// A configuration value that breaks a rule: its dotted key (e.g. `poll[0].interval_secs`)
@@ -105,6 +105,24 @@ impl RawConfig {
                 max: Duration::from_millis(p.publish_retry_max_delay_ms),
             },
         };
+        let i = &self.inbound;
+        if i.max_attempts == 0 {
+            return err("inbound.max_attempts", "must be at least 1".into());
+        }
+        if i.retry_base_delay_ms == 0 || i.retry_base_delay_ms > i.retry_max_delay_ms {
+            return err(
+                "inbound.retry_base_delay_ms",
+                "must be above 0 and at most retry_max_delay_ms".into(),
+            );
+        }
+        let inbound = InboundTuning {
+            enabled: i.enabled,
+            max_attempts: i.max_attempts,
+            retry: Backoff {
+                initial: Duration::from_millis(i.retry_base_delay_ms),
+                max: Duration::from_millis(i.retry_max_delay_ms),
+            },
+        };
         let m = self.mappings;
         let mappings = MappingFiles {
             dir: m.dir,
@@ -133,6 +151,7 @@ impl RawConfig {
             mappings,
             poll,
             pipeline,
+            inbound,
         })
     }
 

@@ -23,6 +23,17 @@ pub struct Config {
     /// One entry per polled e-RS service (services are unique).
     pub poll: Vec<Poll>,
     pub pipeline: PipelineTuning,
+    pub inbound: InboundTuning,
+}
+
+/// `[inbound]`, validated.
+#[derive(Debug, Clone, Copy)]
+pub struct InboundTuning {
+    pub enabled: bool,
+    /// At least 1.
+    pub max_attempts: u32,
+    /// Between retries of a transient e-RS failure (initial ≤ max).
+    pub retry: Backoff,
 }
 
 impl Config {
