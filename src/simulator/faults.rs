@@ -37,6 +37,21 @@ pub struct Faults {
     /// Share of writes (A013, A014, A022, A026, A027, A028) answered 423 Locked, as e-RS
     /// does when another user or system is updating the same resource.
     pub locked_rate: f64,
+    /// The next this-many writes are applied but answered 502, as if the response was lost
+    /// on the way back (the client cannot tell whether the write happened).
+    pub lose_write_responses: u32,
+}
+
+/// Takes one "response lost" from the fault's budget; true when this write's response is
+/// to be lost.
+pub fn take_lost_response(sim: &Sim) -> bool {
+    let mut t = sim.traffic.lock().unwrap_or_else(|e| e.into_inner());
+    if t.faults.lose_write_responses > 0 {
+        t.faults.lose_write_responses -= 1;
+        true
+    } else {
+        false
+    }
 }
 
 /// Mutable traffic state: faults, rate-limit windows and counters.

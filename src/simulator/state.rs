@@ -54,7 +54,7 @@ pub struct Binary {
     pub owner: String,
 }
 
-/// A write call as received, for `GET /_admin/calls`.
+/// A write call as received and answered, for `GET /_admin/calls`.
 #[derive(Debug, Clone, Serialize)]
 pub struct CallRecord {
     /// Operation id, e.g. `A013`.
@@ -65,6 +65,14 @@ pub struct CallRecord {
     pub if_match: Option<String>,
     /// The JSON body, if any and if it parsed.
     pub body: Option<Value>,
+    /// The HTTP status the client saw.
+    pub status: u16,
+    /// Whether the write changed the world (true also when its response was lost).
+    pub applied: bool,
+    /// The `X-Correlation-ID` header as sent.
+    pub correlation_id: Option<String>,
+    /// When it was answered (ms since the epoch).
+    pub at_ms: i64,
 }
 
 /// The mutable world behind the simulator's lock.

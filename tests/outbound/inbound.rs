@@ -407,3 +407,73 @@ async fn needs_action_is_listed_resolved_and_retried_without_being_dropped() {
     again.close().await;
     h.cleanup().await;
 }
+
+async fn applied_writes(h: &Harness, op: &str) -> usize {
+    let calls: serde_json::Value = reqwest::get(format!("{}/_admin/calls", h.sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["operation"] == op && c["applied"] == true)
+        .count()
+}
+
+/// e-RS applies the write but the response is lost (a 502): the bridge cannot know, so it
+/// retries from the store, asks e-RS, finds it applied and makes no second write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_applied_with_its_response_lost_is_not_written_twice() {
+    let h = Harness::start(Opts {
+        seed: true,
+        ..Opts::default()
+    })
+    .await;
+    let app = h.app(Shutdown::new()).await;
+    for (id, status, ubrn, reason, op) in [
+        (
+            "PASLOST001",
+            "A^Accepted^HL70283",
+            "000000070001",
+            "",
+            "A013",
+        ),
+        (
+            "PASLOST002",
+            "R^Rejected^HL70283",
+            "000000070002",
+            "WRONGSVC^Wrong service",
+            "A014",
+        ),
+    ] {
+        h.admin("faults", serde_json::json!({"lose_write_responses": 1}))
+            .await;
+        let now = Utc::now();
+        let msg = rri(id, status, ubrn, reason, "Decided in clinic");
+        let handled = app.inbound().handle(&msg, now).await.unwrap();
+        assert!(
+            matches!(handled, Handled::RetryScheduled { .. }),
+            "{id}: {handled:?}"
+        );
+        assert_eq!(applied_writes(&h, op).await, 1, "{id}: e-RS applied it");
+        let done = app
+            .inbound()
+            .retry_due(now + chrono::Duration::minutes(10))
+            .await
+            .unwrap();
+        assert!(
+            matches!(done.as_slice(), [Handled::Done { .. }]),
+            "{id}: {done:?}"
+        );
+        assert_eq!(
+            applied_writes(&h, op).await,
+            1,
+            "{id}: still exactly one write"
+        );
+    }
+    app.close().await;
+    h.cleanup().await;
+}

@@ -3,9 +3,10 @@
 //!
 //! - 409/423 (the version moved, or e-RS holds a lock): re-read and try again, at most
 //!   [`MAX_CONFLICTS`] times.
-//! - A message found at its intent (the bridge stopped between the call and the record)
-//!   first asks the referral whether the write was applied ([`already_applied`]); A013's
-//!   effect does not show in A005, so there a 422 to the second accept counts as applied.
+//! - A message found at its intent (the bridge stopped between the call and the record),
+//!   or whose last call got no answer or a 5xx (applied, response lost?), first asks the
+//!   referral whether the write was applied ([`already_applied`]); A013's effect does not
+//!   show in A005, so there a 422 to the second accept counts as applied.
 //! - 5xx, timeouts and 429 are [`Outcome::Transient`]: the caller schedules a retry.
 //! - A refusal (422 `INVALID_REQUEST_STATE`, an auth mode that cannot write this, a comment
 //!   e-RS would refuse) is [`Outcome::Refused`]: a needs-action record, the PAS told why.
@@ -111,10 +112,15 @@ pub async fn run(
         )));
     }
     let store = &shared.store;
+    // A write may have happened without our knowing: the bridge stopped between the call
+    // and the record (status still `intent`), or the last call's answer never came or was
+    // a 5xx (the write may have been applied and its response lost).
     let before = store.inbound(control_id).await?;
+    let last = store.inbound_attempts(control_id).await?.pop();
     let interrupted = before
         .as_ref()
-        .is_some_and(|r| r.status == InboundStatus::Intent);
+        .is_some_and(|r| r.status == InboundStatus::Intent)
+        || last.is_some_and(|a| a.http_status.is_none_or(|s| s >= 500));
     let name = action_name(action);
     let mut conflicts = 0;
     let mut first_read = first_read;
@@ -138,7 +144,10 @@ pub async fn run(
             .inbound_intent(control_id, ubrn, name, version)
             .await?;
         let correlation = uuid::Uuid::new_v4();
-        let ers = shared.ers.with_correlation_id(correlation);
+        let ers = shared
+            .ers
+            .with_correlation_id(correlation)
+            .without_repeating_unknown_writes();
         let result = call(shared, &ers, ubrn, version, action, &read.resource, now).await;
         let attempt =
             |status: Option<u16>, e: Option<&ErsError>, request_id: Option<String>| Attempt {

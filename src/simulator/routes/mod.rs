@@ -300,7 +300,8 @@ async fn pipeline(
             "no e-rs operation at {method} {rest}"
         )));
     };
-    if let Some(ubrn) = op.write_ubrn() {
+    // Writes are logged with what the client saw (see `/_admin/calls`).
+    let write = op.write_ubrn().map(|ubrn| {
         let parsed: Option<Value> = serde_json::from_slice(body).ok();
         let ubrn = ubrn.or_else(|| {
             parsed.as_ref().and_then(|b| {
@@ -310,13 +311,49 @@ async fn pipeline(
                     .and_then(|r| r.split('/').nth(1).map(str::to_owned))
             })
         });
-        sim.world.lock().await.log_call(CallRecord {
-            operation: op.code().to_owned(),
-            ubrn,
-            if_match: auth::header(headers, "if-match"),
-            body: parsed,
-        });
-    }
+        (op.code().to_owned(), ubrn, parsed)
+    });
+    let result = dispatch_checked(sim, flavor, op, query, headers, body).await;
+    let Some((operation, ubrn, parsed)) = write else {
+        return result;
+    };
+    let applied = result.as_ref().is_ok_and(|r| r.status().is_success());
+    let result = if applied && faults::take_lost_response(sim) {
+        Err(Reject::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "transient",
+            "BAD_GATEWAY",
+            "the write was applied but its response was lost (simulated fault)",
+        ))
+    } else {
+        result
+    };
+    let status = match &result {
+        Ok(r) => r.status().as_u16(),
+        Err(r) => r.status.as_u16(),
+    };
+    sim.world.lock().await.log_call(CallRecord {
+        operation,
+        ubrn,
+        if_match: auth::header(headers, "if-match"),
+        body: parsed,
+        status,
+        applied,
+        correlation_id: auth::header(headers, "x-correlation-id"),
+        at_ms: chrono::Utc::now().timestamp_millis(),
+    });
+    result
+}
+
+/// Faults, authentication, media checks, then the operation.
+async fn dispatch_checked(
+    sim: &Sim,
+    flavor: Flavor,
+    op: Op,
+    query: Option<String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, Reject> {
     faults::apply(sim, op.write_ubrn().is_some()).await?;
     let access = match flavor {
         Flavor::Platform => auth::authenticate_platform(sim, headers)?,
