@@ -3,6 +3,7 @@
 //! 0 success, 1 runtime failure, 64 (`EX_USAGE`) for a configuration error.
 
 mod check;
+mod decide;
 mod demo;
 mod ers;
 mod needs_action;
@@ -63,6 +64,8 @@ pub enum Command {
     Render(render::RenderArgs),
     /// Run every mapping against its samples and show a diff for each mismatch.
     TestMappings(test_mappings::TestMappingsArgs),
+    /// What the bridge would do with one PAS message, offline: rule, action, e-RS body.
+    Decide(decide::DecideArgs),
 }
 
 /// Parses the process arguments and runs the chosen subcommand.
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Render(args) => render::run(&args),
         Command::TestMappings(args) => test_mappings::run(&args),
+        Command::Decide(args) => decide::run(&args),
     }
 }
 

@@ -201,6 +201,23 @@ impl DecisionTable {
         self.decide_with(msg, None)
     }
 
+    /// The first rule whose conditions all match, if any (what `decide_with` applies).
+    pub fn matching_rule(&self, msg: &Inbound, ers_state: Option<&str>) -> Option<&Rule> {
+        let referral = msg.referral.as_ref();
+        let status = referral.map_or("", |r| r.status.as_str());
+        let reasons: &[String] = referral.map_or(&[], |r| &r.reasons);
+        let ack = msg.ack_code.map_or("", |a| a.as_str());
+        let any = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
+        self.rules.iter().find(|r| {
+            any(&r.message, &msg.message_type)
+                && any(&r.ack, ack)
+                && any(&r.status, status)
+                && (r.reason.is_empty() || reasons.iter().any(|x| r.reason.contains(x)))
+                && (r.ers_state.is_empty()
+                    || ers_state.is_some_and(|s| r.ers_state.iter().any(|x| x == s)))
+        })
+    }
+
     /// Decides the action for one inbound message, given the referral's e-RS state when it
     /// was read.
     pub fn decide_with(&self, msg: &Inbound, ers_state: Option<&str>) -> Action {
@@ -208,15 +225,7 @@ impl DecisionTable {
         let status = referral.map_or("", |r| r.status.as_str());
         let reasons: &[String] = referral.map_or(&[], |r| &r.reasons);
         let ack = msg.ack_code.map_or("", |a| a.as_str());
-        let any = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
-        let Some(rule) = self.rules.iter().find(|r| {
-            any(&r.message, &msg.message_type)
-                && any(&r.ack, ack)
-                && any(&r.status, status)
-                && (r.reason.is_empty() || reasons.iter().any(|x| r.reason.contains(x)))
-                && (r.ers_state.is_empty()
-                    || ers_state.is_some_and(|s| r.ers_state.iter().any(|x| x == s)))
-        }) else {
+        let Some(rule) = self.matching_rule(msg, ers_state) else {
             return Action::Review {
                 why: format!(
                     "no rule matches {} {} ack {ack:?} status {status:?}",

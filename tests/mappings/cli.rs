@@ -193,3 +193,40 @@ fn validate_compiles_every_mapping_and_names_the_broken_one() {
         "zz_broken.toml:9: expr: expression ends too early",
     );
 }
+
+/// `decide` shows the rule, the action and the e-RS body for a PAS message, offline; with
+/// the referral it applies the rules on the e-RS state.
+#[test]
+fn decide_shows_rule_action_and_body() {
+    let with_state = bridge()
+        .args([
+            "decide",
+            "--input",
+            "samples/pas/rri-triage-return-advice.hl7",
+            "--referral",
+            "samples/fhir/referrals/deferred-to-provider.json",
+        ])
+        .output()
+        .unwrap();
+    let out = assert_success(&with_state);
+    assert!(out.contains("e-RS state: DEFERRED_TO_PROVIDER"), "{out}");
+    assert!(
+        out.contains("rule:     \"triage: return to referrer with advice\""),
+        "{out}"
+    );
+    assert!(out.contains("\"reviewOutcome\""), "{out}");
+    assert!(out.contains("\"RETURN_TO_REFERRER_WITH_ADVICE\""), "{out}");
+    let accepted = bridge()
+        .args(["decide", "--input", "samples/pas/rri-accepted.hl7"])
+        .output()
+        .unwrap();
+    let out = assert_success(&accepted);
+    assert!(out.contains("rule:     \"accepted\""), "{out}");
+    assert!(out.contains("\"action\":\"accept\""), "{out}");
+    assert!(!out.contains("request body"), "A013 has no body: {out}");
+    let garbage = bridge()
+        .args(["decide", "--input", "Cargo.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(garbage.status.code(), Some(1));
+}

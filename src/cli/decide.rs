@@ -1,0 +1,160 @@
+//! `ers-bridge decide --input MSG.hl7 [--referral A005.json] [--table FILE]`: what the
+//! bridge would do with one PAS message, offline (like `render` for the other direction):
+//! the message as read, the decision rule that matches (with the referral's e-RS state
+//! when `--referral` gives it), the action, and the e-RS request body it would send. A
+//! rejection's reason coding system comes from A004 at run time, so it is shown as a
+//! placeholder.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+
+use crate::fhir::requests::{CancelAppointmentActionLater, RecordReviewOutcome, RejectReferral};
+use crate::fhir::{Coding, ReferralRequest};
+use crate::hl7::read_inbound;
+use crate::mapping::{Action, DecisionTable};
+
+/// Arguments of `decide`.
+#[derive(Debug, clap::Args)]
+pub struct DecideArgs {
+    /// The PAS message (ER7, CR or LF separated).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// The referral as A005 returns it, for rules on its e-RS state.
+    #[arg(long)]
+    pub referral: Option<PathBuf>,
+    /// The decision table.
+    #[arg(long, default_value = "mappings/inbound.toml")]
+    pub table: PathBuf,
+}
+
+/// Exit 0 with the decision on stdout, 64 for a bad table, 1 for an unreadable message.
+pub fn run(args: &DecideArgs) -> ExitCode {
+    let table = match DecisionTable::load(&args.table) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(super::EX_USAGE);
+        }
+    };
+    match decide(args, &table) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn decide(args: &DecideArgs, table: &DecisionTable) -> anyhow::Result<String> {
+    let bytes = std::fs::read(&args.input)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let msg = read_inbound(&bytes, crate::hl7::read::DEFAULT_MAX_BYTES)
+        .with_context(|| format!("{} is not a readable PAS message", args.input.display()))?;
+    let referral: Option<ReferralRequest> = match &args.referral {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a referral", p.display()))?,
+            )
+        }
+        None => None,
+    };
+    let state = referral
+        .as_ref()
+        .and_then(|r| r.state().map(|c| c.code().to_string()));
+    let mut out = String::new();
+    out.push_str(&format!(
+        "message:  {}^{} {} (MSH-10 {})\n",
+        msg.message_type, msg.event, msg.version, msg.control_id
+    ));
+    if let Some(a) = msg.ack_code {
+        out.push_str(&format!(
+            "ack:      MSA-1 {} of {}\n",
+            a.as_str(),
+            msg.acked_control_id
+                .as_ref()
+                .map_or("-".to_string(), |c| c.to_string())
+        ));
+    }
+    if let Some(r) = &msg.referral {
+        out.push_str(&format!(
+            "referral: RF1-1 {} UBRN {} reasons [{}]\n",
+            r.status,
+            r.ubrn.as_ref().map_or("-".to_string(), |u| u.to_string()),
+            r.reasons.join(", ")
+        ));
+    }
+    out.push_str(&format!(
+        "e-RS state: {}\n",
+        state.as_deref().unwrap_or("unknown (give --referral)")
+    ));
+    let rule = table.matching_rule(&msg, state.as_deref());
+    out.push_str(&format!(
+        "rule:     {}\n",
+        rule.map_or("none (review)".to_string(), |r| format!("{:?}", r.name))
+    ));
+    let action = table.decide_with(&msg, state.as_deref());
+    out.push_str(&format!("action:   {}\n", serde_json::to_string(&action)?));
+    if let Some(body) = request_body(&action, referral.as_ref())? {
+        out.push_str("request body:\n");
+        out.push_str(&serde_json::to_string_pretty(&body)?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The e-RS request body the action sends, if it has one.
+fn request_body(
+    action: &Action,
+    referral: Option<&ReferralRequest>,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let to_json = |p: Result<crate::fhir::Parameters, String>| -> anyhow::Result<_> {
+        let p = p.map_err(|reason| anyhow::anyhow!("the body would be refused: {reason}"))?;
+        Ok(Some(serde_json::to_value(p)?))
+    };
+    match action {
+        Action::Reject {
+            reason_code,
+            comments,
+            appointment_cancelled_in_pas,
+            ..
+        } => to_json(
+            RejectReferral {
+                reason: Coding::new(
+                    "<APPOINTMENT-CANCELLATION-REASON system from A004>",
+                    reason_code.clone(),
+                ),
+                comments: (!comments.is_empty()).then(|| comments.clone()),
+                appointment_cancelled_in_pas: appointment_cancelled_in_pas.then_some(true),
+            }
+            .to_parameters(),
+        ),
+        Action::CancelActionLater { comments, .. } => to_json(
+            CancelAppointmentActionLater {
+                comments: comments.clone(),
+                priority: None,
+                appointment_cancelled_in_pas: None,
+                attachments: Vec::new(),
+            }
+            .to_parameters(),
+        ),
+        Action::RecordReviewOutcome {
+            outcome, comments, ..
+        } => to_json(
+            RecordReviewOutcome {
+                outcome: *outcome,
+                comments: comments.clone(),
+                priority: referral.and_then(|r| r.priority()?.parse().ok()),
+                attachments: Vec::new(),
+            }
+            .to_parameters(),
+        ),
+        _ => Ok(None),
+    }
+}
