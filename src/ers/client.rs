@@ -230,7 +230,12 @@ impl ErsClient {
         let mut reauthenticated = false;
         loop {
             attempt += 1;
-            inner.limiter.acquire().await;
+            // One limiter for both directions, writes (PAS decisions) first.
+            if call.op.is_write() {
+                inner.limiter.acquire_write().await;
+            } else {
+                inner.limiter.acquire().await;
+            }
             let headers = self.headers(&call, &cid).await?;
             let mut req = inner
                 .http
