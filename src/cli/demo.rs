@@ -103,6 +103,9 @@ struct LoopSummary {
     needs_action: i64,
     dead_lettered: i64,
     replied: Vec<(String, i64)>,
+    /// PAS messages the bridge handled, and the time spent handling them.
+    handled: usize,
+    handling: Duration,
 }
 
 /// Lets the PAS answer and the bridge act on the answers until a round brings nothing new.
@@ -122,10 +125,13 @@ async fn close_the_loop(app: &App, args: &DemoArgs) -> anyhow::Result<LoopSummar
         let mut handled = 0;
         // Taken one at a time and handled at once: the demo is the only consumer, and a
         // crash here would lose only demo data.
+        let started = Instant::now();
         while let Some(body) = q.take(&pas.inbound_queue).await? {
             app.inbound().handle(&body, chrono::Utc::now()).await?;
             handled += 1;
         }
+        out.handled += handled;
+        out.handling += started.elapsed();
         app.inbound().retry_due(chrono::Utc::now()).await?;
         let more = app.drain(5).await?;
         let pas_total = &mut out.pas;
@@ -191,6 +197,17 @@ fn print_loop(l: &LoopSummary) {
     let replies: Vec<String> = l.replied.iter().map(|(c, n)| format!("{c}={n}")).collect();
     println!("  replied to the PAS:   {}", replies.join(" "));
     println!("  dead-lettered:        {}", l.dead_lettered);
+    let secs = l.handling.as_secs_f64();
+    println!(
+        "  inbound handled:      {} PAS messages in {:.1}s ({:.0}/s, one at a time)",
+        l.handled,
+        secs,
+        if secs > 0.0 {
+            l.handled as f64 / secs
+        } else {
+            0.0
+        }
+    );
     println!("  loop rounds:          {}", l.rounds);
 }
 
