@@ -90,6 +90,15 @@ pub fn main() -> ExitCode {
 
 /// Builds the multi-threaded runtime the async subcommands use.
 /// 0 when the job succeeded, 1 when it finished with failures or failed (printed).
+/// Loads the configuration named by `--config` / `ERS_BRIDGE_CONFIG`; on error prints it
+/// and gives the exit code (64).
+fn load_config(path: Option<&std::path::Path>) -> Result<crate::config::Config, ExitCode> {
+    run::load(path).map_err(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(EX_USAGE)
+    })
+}
+
 fn exit_code(result: anyhow::Result<bool>) -> std::process::ExitCode {
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,

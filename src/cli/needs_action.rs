@@ -45,12 +45,9 @@ pub enum NeedsActionCommand {
 
 /// Exits 0, 1 when the retry did not apply it or the ID is not open, 64 for a bad config.
 pub fn run(args: &NeedsActionArgs) -> ExitCode {
-    let cfg = match super::run::load(args.config.as_deref()) {
+    let cfg = match super::load_config(args.config.as_deref()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(super::EX_USAGE);
-        }
+        Err(code) => return code,
     };
     let result = super::runtime().and_then(|rt| {
         rt.block_on(async {

@@ -15,12 +15,9 @@ pub struct ParkedArgs {
 
 /// Prints one line per parked item: UBRN, version, parked time (UTC) and reason.
 pub fn run(args: &ParkedArgs) -> ExitCode {
-    let cfg = match super::run::load(args.config.as_deref()) {
+    let cfg = match super::load_config(args.config.as_deref()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(super::EX_USAGE);
-        }
+        Err(code) => return code,
     };
     let result = super::runtime().and_then(|rt| {
         rt.block_on(async {

@@ -22,12 +22,9 @@ pub struct ReplayArgs {
 /// Prints what happened; exits 0 when published (or nothing to do), 1 when parked again or
 /// failed.
 pub fn run(args: &ReplayArgs) -> ExitCode {
-    let cfg = match super::run::load(args.config.as_deref()) {
+    let cfg = match super::load_config(args.config.as_deref()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(super::EX_USAGE);
-        }
+        Err(code) => return code,
     };
     let result = super::runtime().and_then(|rt| {
         rt.block_on(async {

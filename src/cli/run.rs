@@ -24,12 +24,9 @@ pub struct RunArgs {
 
 /// Loads the configuration (exit 64 when it is wrong), then runs until stopped.
 pub fn run(args: &RunArgs) -> ExitCode {
-    let cfg = match load(args.config.as_deref()) {
+    let cfg = match super::load_config(args.config.as_deref()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(super::EX_USAGE);
-        }
+        Err(code) => return code,
     };
     let result = super::runtime().and_then(|rt| {
         rt.block_on(async {

@@ -36,3 +36,23 @@ pub fn assert_exit(out: &Output, code: i32, needle: &str) -> String {
     assert!(stderr.contains(needle), "{stderr}");
     stderr
 }
+
+/// Deletes the queues and exchanges `ers-bridge demo --queue-prefix PREFIX` declared.
+pub async fn delete_demo_topology(ch: &lapin::Channel, prefix: &str) {
+    for q in ["pas.referrals", "pas.acks", "from-pas", "dead-letter"] {
+        let _ = ch
+            .queue_delete(
+                format!("{prefix}.{q}").as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await;
+    }
+    for x in ["to-pas", "dead-letter"] {
+        let _ = ch
+            .exchange_delete(
+                format!("{prefix}.{x}").as_str().into(),
+                lapin::options::ExchangeDeleteOptions::default(),
+            )
+            .await;
+    }
+}

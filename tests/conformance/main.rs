@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::options::BasicGetOptions;
 
 const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -163,22 +163,7 @@ async fn every_message_a_demo_publishes_passes_the_strict_validator() {
         std::fs::write(&path, &m.delivery.data).unwrap();
         files.push(path);
     }
-    for q in ["pas.referrals", "pas.acks", "from-pas", "dead-letter"] {
-        let _ = ch
-            .queue_delete(
-                format!("{prefix}.{q}").as_str().into(),
-                QueueDeleteOptions::default(),
-            )
-            .await;
-    }
-    for x in ["to-pas", "dead-letter"] {
-        let _ = ch
-            .exchange_delete(
-                format!("{prefix}.{x}").as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
-    }
+    common::delete_demo_topology(&ch, &prefix).await;
     common::assert_success(&out);
     // 20 generated plus the 6 seeded referrals on a provider worklist.
     assert_eq!(files.len(), 26, "published messages");

@@ -6,7 +6,6 @@ use std::process::Command;
 use crate::common::{assert_success, bridge};
 
 use ers_bridge::app::Shutdown;
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 
 use crate::helpers::{Harness, Opts, AMQP_URL};
 
@@ -43,22 +42,7 @@ async fn demo_runs_until_drained_and_prints_a_summary() {
         )
         .await
         .map(|q| q.message_count());
-    for q in ["pas.referrals", "pas.acks", "from-pas", "dead-letter"] {
-        let _ = ch
-            .queue_delete(
-                format!("{prefix}.{q}").as_str().into(),
-                QueueDeleteOptions::default(),
-            )
-            .await;
-    }
-    for x in ["to-pas", "dead-letter"] {
-        let _ = ch
-            .exchange_delete(
-                format!("{prefix}.{x}").as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
-    }
+    crate::common::delete_demo_topology(&ch, &prefix).await;
     assert!(
         out.status.success(),
         "demo failed: {stdout}\n{}",

@@ -14,6 +14,18 @@ use lapin::types::AMQPValue;
 
 use crate::helpers::{Harness, Opts};
 
+/// A harness with the sample referrals seeded, and its bridge.
+async fn seeded(app_restricted: bool) -> (Harness, ers_bridge::app::App) {
+    let h = Harness::start(Opts {
+        seed: true,
+        app_restricted,
+        ..Opts::default()
+    })
+    .await;
+    let app = h.app(Shutdown::new()).await;
+    (h, app)
+}
+
 fn rri(control_id: &str, status: &str, ubrn: &str, reason: &str, note: &str) -> Vec<u8> {
     format!(
         "MSH|^~\\&|PAS|RXX|ERS_BRIDGE|RXX|20240116091500||RRI^I12^RRI_I12|{control_id}|P|2.4|||AL|NE\r\
@@ -47,12 +59,7 @@ async fn reply(h: &Harness) -> ers_bridge::hl7::Inbound {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accept_is_one_a013_an_aa_and_no_echo() {
-    let h = Harness::start(Opts {
-        seed: true,
-        ..Opts::default()
-    })
-    .await;
-    let app = h.app(Shutdown::new()).await;
+    let (h, app) = seeded(false).await;
     app.drain(10).await.expect("drain");
     h.take_messages().await;
 
@@ -102,12 +109,7 @@ async fn an_accept_is_one_a013_an_aa_and_no_echo() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reject_carries_the_a004_reason_and_a_refused_accept_is_needs_action_with_ae() {
-    let h = Harness::start(Opts {
-        seed: true,
-        ..Opts::default()
-    })
-    .await;
-    let app = h.app(Shutdown::new()).await;
+    let (h, app) = seeded(false).await;
 
     // 70002 is booked into an indirectly bookable service: A014 with the A004 reason.
     let reject = rri(
@@ -161,12 +163,7 @@ async fn a_reject_carries_the_a004_reason_and_a_refused_accept_is_needs_action_w
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_is_dead_lettered_and_a_ubrn_mismatch_is_never_a_guess() {
-    let h = Harness::start(Opts {
-        seed: true,
-        ..Opts::default()
-    })
-    .await;
-    let app = h.app(Shutdown::new()).await;
+    let (h, app) = seeded(false).await;
     let handled = app
         .inbound()
         .handle(b"this is not hl7", Utc::now())
@@ -223,12 +220,7 @@ async fn garbage_is_dead_lettered_and_a_ubrn_mismatch_is_never_a_guess() {
 /// accept: the decision table reads the referral's e-RS state before deciding.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deferred_referral_gets_a_review_outcome() {
-    let h = Harness::start(Opts {
-        seed: true,
-        ..Opts::default()
-    })
-    .await;
-    let app = h.app(Shutdown::new()).await;
+    let (h, app) = seeded(false).await;
     let msg = rri(
         "PASTRI0001",
         "A^Accepted^HL70283",
@@ -254,12 +246,7 @@ async fn a_deferred_referral_gets_a_review_outcome() {
 /// store and is applied, once, when a later pass finds it due and e-RS is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_failure_is_retried_from_the_store_once_e_rs_is_back() {
-    let h = Harness::start(Opts {
-        seed: true,
-        ..Opts::default()
-    })
-    .await;
-    let app = h.app(Shutdown::new()).await;
+    let (h, app) = seeded(false).await;
     h.admin("faults", serde_json::json!({"error_500_rate": 1.0}))
         .await;
     let msg = rri("PASACC0003", "A^Accepted^HL70283", "000000070001", "", "ok");
@@ -290,13 +277,7 @@ async fn a_transient_failure_is_retried_from_the_store_once_e_rs_is_back() {
 /// record and the PAS is told, with nothing sent to e-RS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_restricted_keeps_a_reject_as_needs_action() {
-    let h = Harness::start(Opts {
-        seed: true,
-        app_restricted: true,
-        ..Opts::default()
-    })
-    .await;
-    let app = h.app(Shutdown::new()).await;
+    let (h, app) = seeded(true).await;
     let reject = rri(
         "PASREJ0009",
         "R^Rejected^HL70283",
@@ -323,13 +304,7 @@ async fn app_restricted_keeps_a_reject_as_needs_action() {
 /// still may not perform it leaves it listed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn needs_action_is_listed_resolved_and_retried_without_being_dropped() {
-    let h = Harness::start(Opts {
-        seed: true,
-        app_restricted: true,
-        ..Opts::default()
-    })
-    .await;
-    let app = h.app(Shutdown::new()).await;
+    let (h, app) = seeded(true).await;
     for (id, ubrn) in [
         ("PASREJ0010", "000000070002"),
         ("PASREJ0011", "000000070001"),
@@ -427,12 +402,7 @@ async fn applied_writes(h: &Harness, op: &str) -> usize {
 /// retries from the store, asks e-RS, finds it applied and makes no second write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_applied_with_its_response_lost_is_not_written_twice() {
-    let h = Harness::start(Opts {
-        seed: true,
-        ..Opts::default()
-    })
-    .await;
-    let app = h.app(Shutdown::new()).await;
+    let (h, app) = seeded(false).await;
     for (id, status, ubrn, reason, op) in [
         (
             "PASLOST001",

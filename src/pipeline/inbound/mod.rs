@@ -177,17 +177,8 @@ impl Inbound {
         let ubrn = match self.correlate(msg).await? {
             Ok(u) => u,
             Err(why) => {
-                let reply = is_rri.then(|| {
-                    Reply::error(
-                        "not sent to e-RS",
-                        ReplyError {
-                            segment: "RF1".into(),
-                            field: Some(6),
-                            code: "103",
-                            text: why.clone(),
-                        },
-                    )
-                });
+                let reply =
+                    is_rri.then(|| refusal("not sent to e-RS", "RF1", Some(6), "103", why.clone()));
                 return self
                     .finish_needs_action(msg, body, None, &why, reply, now)
                     .await;
@@ -203,15 +194,7 @@ impl Inbound {
                 }
                 Err(e) => {
                     let why = format!("e-RS does not give referral {u}: {e}");
-                    let reply = Reply::error(
-                        "not sent to e-RS",
-                        ReplyError {
-                            segment: "RF1".into(),
-                            field: Some(6),
-                            code: "103",
-                            text: why.clone(),
-                        },
-                    );
+                    let reply = refusal("not sent to e-RS", "RF1", Some(6), "103", why.clone());
                     return self
                         .finish_needs_action(msg, body, Some(u), &why, Some(reply), now)
                         .await;
@@ -241,14 +224,12 @@ impl Inbound {
             }
             Action::Review { why } => {
                 let reply = is_rri.then(|| {
-                    Reply::error(
+                    refusal(
                         "not sent to e-RS: needs review",
-                        ReplyError {
-                            segment: "RF1".into(),
-                            field: Some(1),
-                            code: "207",
-                            text: why.clone(),
-                        },
+                        "RF1",
+                        Some(1),
+                        "207",
+                        why.clone(),
                     )
                 });
                 self.finish_needs_action(msg, body, ubrn.as_ref(), why, reply, now)
@@ -257,15 +238,7 @@ impl Inbound {
             _ => {
                 let Some(ubrn) = ubrn else {
                     let why = "the decision needs a UBRN and the message names none".to_string();
-                    let reply = Reply::error(
-                        "not sent to e-RS",
-                        ReplyError {
-                            segment: "RF1".into(),
-                            field: Some(6),
-                            code: "101",
-                            text: why.clone(),
-                        },
-                    );
+                    let reply = refusal("not sent to e-RS", "RF1", Some(6), "101", why.clone());
                     return self
                         .finish_needs_action(msg, body, None, &why, Some(reply), now)
                         .await;
@@ -349,15 +322,7 @@ impl Inbound {
                 segment,
                 field,
             } => {
-                let reply = Reply::error(
-                    "not applied in e-RS",
-                    ReplyError {
-                        segment: segment.to_string(),
-                        field,
-                        code: "207",
-                        text: why.clone(),
-                    },
-                );
+                let reply = refusal("not applied in e-RS", segment, field, "207", why.clone());
                 self.finish_needs_action(msg, body, Some(ubrn), &why, Some(reply), now)
                     .await
             }
@@ -384,15 +349,7 @@ impl Inbound {
             .map_or(1, |r| r.attempts.max(1));
         if attempts >= i64::from(self.settings.max_attempts) {
             let why = format!("gave up after {attempts} attempts: {why}");
-            let reply = Reply::error(
-                "not applied in e-RS",
-                ReplyError {
-                    segment: String::new(),
-                    field: None,
-                    code: "207",
-                    text: why.clone(),
-                },
-            );
+            let reply = refusal("not applied in e-RS", "", None, "207", why.clone());
             return self
                 .finish_needs_action(msg, body, Some(ubrn), &why, Some(reply), now)
                 .await;
@@ -499,6 +456,26 @@ impl Inbound {
             .await
             .map_err(|e: AmqpError| PipelineError::Broker(Box::new(e)))
     }
+}
+
+/// An AE reply: `text` in MSA-3, the ERR naming `segment`/`field` with a table 0357 code
+/// and `why` for the PAS's people.
+fn refusal(
+    text: &str,
+    segment: &str,
+    field: Option<usize>,
+    code: &'static str,
+    why: String,
+) -> Reply {
+    Reply::error(
+        text,
+        ReplyError {
+            segment: segment.to_string(),
+            field,
+            code,
+            text: why,
+        },
+    )
 }
 
 /// The MSH-10 of our reply: `R` and 19 digits of a hash of the PAS's MSH-10, so a reply
