@@ -244,10 +244,14 @@ impl App {
     }
 }
 
-/// Consumes the inbound queue until shutdown: each delivery is handled and acked only after
-/// its outcome is recorded. When the store or broker fails mid-way, the delivery goes back
-/// to the queue after a pause (never a hot requeue loop).
+/// Consumes the inbound queue until shutdown, handling up to `prefetch` messages at once
+/// (messages about the same referral still wait for each other: the per-UBRN claim). Each
+/// delivery is acked only after its outcome is recorded. When the store or broker fails
+/// mid-way, the delivery goes back to the queue after a pause (never a hot requeue loop).
 async fn consume_loop(inbound: Arc<Inbound>, settings: ConsumerSettings, shutdown: Shutdown) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(usize::from(
+        settings.prefetch.max(1),
+    )));
     let mut consumer = Consumer::new(settings);
     let policy = RetryPolicy {
         backoff: Backoff {
@@ -256,23 +260,21 @@ async fn consume_loop(inbound: Arc<Inbound>, settings: ConsumerSettings, shutdow
         },
         give_up_after: None,
     };
+    let mut tasks = tokio::task::JoinSet::new();
     loop {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
         match consumer.next(&policy, shutdown.wait()).await {
-            Ok(Some(d)) => match inbound.handle(&d.body, Utc::now()).await {
-                Ok(_) => {
-                    if let Err(e) = d.ack().await {
-                        tracing::warn!(error = %e, "ack of an inbound delivery failed; it comes back and is found handled");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "inbound message not handled, returned to the queue");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = shutdown.wait() => {}
-                    }
-                    let _ = d.reject(true).await;
-                }
-            },
+            Ok(Some(d)) => {
+                let inbound = inbound.clone();
+                let shutdown = shutdown.clone();
+                tasks.spawn(async move {
+                    handle_delivery(&inbound, d, &shutdown).await;
+                    drop(permit);
+                });
+                while tasks.try_join_next().is_some() {}
+            }
             Ok(None) => break,
             Err(e) => {
                 tracing::error!(error = %e, "inbound consumer stopped");
@@ -280,7 +282,26 @@ async fn consume_loop(inbound: Arc<Inbound>, settings: ConsumerSettings, shutdow
             }
         }
     }
+    while tasks.join_next().await.is_some() {}
     consumer.close().await;
+}
+
+async fn handle_delivery(inbound: &Inbound, d: crate::amqp::InboundDelivery, shutdown: &Shutdown) {
+    match inbound.handle(&d.body, Utc::now()).await {
+        Ok(_) => {
+            if let Err(e) = d.ack().await {
+                tracing::warn!(error = %e, "ack of an inbound delivery failed; it comes back and is found handled");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "inbound message not handled, returned to the queue");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.wait() => {}
+            }
+            let _ = d.reject(true).await;
+        }
+    }
 }
 
 /// Runs the inbound retries the store says are due, every second, until shutdown.

@@ -447,3 +447,88 @@ async fn a_write_applied_with_its_response_lost_is_not_written_twice() {
     app.close().await;
     h.cleanup().await;
 }
+
+/// `run` consumes the inbound queue on its own: decisions sent to it are applied and
+/// answered, garbage is dead-lettered, and a shutdown stops it cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_consumes_the_inbound_queue_and_answers() {
+    use futures_util::StreamExt as _;
+    let h = Harness::start(Opts {
+        seed: true,
+        ..Opts::default()
+    })
+    .await;
+    let shutdown = Shutdown::new();
+    let app = h.app(shutdown.clone()).await;
+    let running = tokio::spawn(app.run_until_stopped());
+
+    let q = ers_bridge::amqp::QueueClient::connect(crate::helpers::AMQP_URL)
+        .await
+        .unwrap();
+    let inbound = format!("{}-in", h.prefix);
+    // The bridge declared its topology when it was built: messages sent before its
+    // consumer attaches wait in the queue.
+    let conn = lapin::Connection::connect(crate::helpers::AMQP_URL, Default::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    for body in [
+        rri("PASRUN0001", "A^Accepted^HL70283", "000000070001", "", "ok"),
+        rri(
+            "PASRUN0002",
+            "R^Rejected^HL70283",
+            "000000070002",
+            "WRONGSVC^Wrong service",
+            "No",
+        ),
+        b"garbage".to_vec(),
+    ] {
+        q.send(&inbound, &body).await.unwrap();
+    }
+    let mut acks = ch
+        .basic_consume(
+            format!("{}-acks", h.prefix).as_str().into(),
+            "test".into(),
+            lapin::options::BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let mut codes = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while codes.len() < 2 {
+            let d = acks.next().await.unwrap().unwrap();
+            let ack = read_inbound(&d.data, 1 << 20).unwrap();
+            codes.push((
+                ack.acked_control_id.unwrap().to_string(),
+                ack.ack_code.unwrap().as_str(),
+            ));
+        }
+    })
+    .await
+    .expect("both decisions answered");
+    codes.sort();
+    assert_eq!(
+        codes,
+        [
+            ("PASRUN0001".to_string(), "AA"),
+            ("PASRUN0002".to_string(), "AA")
+        ]
+    );
+    assert_eq!(ops(&h, "A013").await, 1);
+    assert_eq!(ops(&h, "A014").await, 1);
+    shutdown.trigger();
+    running.await.unwrap().expect("stops cleanly");
+    let dl = q
+        .take(&format!("{}-dlq", h.prefix))
+        .await
+        .unwrap()
+        .expect("the garbage was dead-lettered");
+    assert_eq!(dl, b"garbage");
+    q.close().await;
+    let _ = conn.close(200, "done".into()).await;
+    h.cleanup().await;
+}

@@ -291,7 +291,8 @@ impl Inbound {
             if self.shared.shutdown.is_triggered() {
                 return Err(PipelineError::ShuttingDown);
             }
-            tokio::task::yield_now().await;
+            // Another task (outbound or inbound) holds this referral: wait for it.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         };
         let outcome = execute::run(&self.shared, &msg.control_id, ubrn, action, read, now).await;
         drop(claim);
