@@ -532,3 +532,93 @@ async fn run_consumes_the_inbound_queue_and_answers() {
     let _ = conn.close(200, "done".into()).await;
     h.cleanup().await;
 }
+
+/// Every message in `samples/pas/` through the real pipeline against the seeded simulator:
+/// each ends as the table says, with the reply the PAS should get (an ACK from the PAS is
+/// never answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pas_sample_ends_as_expected() {
+    let (h, app) = seeded(false).await;
+    let done = |a: &str| format!("done:{a}");
+    let table: Vec<(&str, String, Option<&str>)> = vec![
+        ("ack-application-aa", "no-action".into(), None),
+        ("ack-commit-ca", "no-action".into(), None),
+        ("ack-error-v24", "needs-action".into(), None),
+        ("ack-error-v251", "needs-action".into(), None),
+        ("ack-reject-ar", "needs-action".into(), None),
+        ("rri-accepted", done("accept"), Some("AA")),
+        ("rri-accepted-no-msh93-zsegment", done("accept"), Some("AA")),
+        ("rri-accepted-not-booked", "needs-action".into(), Some("AE")),
+        (
+            "rri-accepted-without-ubrn",
+            "needs-action".into(),
+            Some("AE"),
+        ),
+        ("rri-ag-advice", "needs-action".into(), Some("AE")),
+        ("rri-ag-convert", "needs-action".into(), Some("AE")),
+        (
+            "rri-cancel-action-later",
+            done("cancel_action_later"),
+            Some("AA"),
+        ),
+        ("rri-expired", "needs-action".into(), Some("AE")),
+        ("rri-pending", "no-action".into(), Some("AA")),
+        ("rri-rejected", done("reject"), Some("AA")),
+        (
+            "rri-rejected-unknown-reason",
+            "needs-action".into(),
+            Some("AE"),
+        ),
+        (
+            "rri-triage-book-later",
+            done("record_review_outcome"),
+            Some("AA"),
+        ),
+        (
+            "rri-triage-return-advice",
+            done("record_review_outcome"),
+            Some("AA"),
+        ),
+        ("unreadable-truncated", "dead-lettered".into(), None),
+    ];
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/pas"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "hl7")
+        })
+        .count();
+    assert_eq!(files, table.len(), "a sample without an expected outcome");
+    for (name, want, reply_code) in table {
+        let path = format!("{}/samples/pas/{name}.hl7", env!("CARGO_MANIFEST_DIR"));
+        let body = std::fs::read(&path).unwrap();
+        let handled = app.inbound().handle(&body, Utc::now()).await.unwrap();
+        let got = match &handled {
+            Handled::Done { action } => done(action),
+            Handled::NoAction { .. } => "no-action".into(),
+            Handled::NeedsAction { .. } => "needs-action".into(),
+            Handled::DeadLettered { .. } => "dead-lettered".into(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(got, want, "{name}: {handled:?}");
+        if let Some(code) = reply_code {
+            let ack = reply(&h).await;
+            assert_eq!(ack.ack_code.map(|c| c.as_str()), Some(code), "{name}");
+        }
+    }
+    // Nothing else was answered (the PAS's own ACKs got no reply).
+    let q = ers_bridge::amqp::QueueClient::connect(crate::helpers::AMQP_URL)
+        .await
+        .unwrap();
+    assert!(q
+        .take(&format!("{}-acks", h.prefix))
+        .await
+        .unwrap()
+        .is_none());
+    q.close().await;
+    app.close().await;
+    h.cleanup().await;
+}
