@@ -124,6 +124,20 @@ impl Store {
         Ok(row.is_some())
     }
 
+    /// Whether this referral version is one the bridge's own e-RS write produced.
+    pub async fn is_own_write(&self, ubrn: &Ubrn, version: Version) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM referral_versions WHERE ubrn = $1 AND version = $2 AND outcome = $3",
+        )
+        .bind(ubrn.as_str())
+        .bind(version.as_i64())
+        .bind(Seen::OwnWrite.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .op("is_own_write")?;
+        Ok(row.is_some())
+    }
+
     /// The highest version of this referral seen so far, if any.
     pub async fn latest_seen(&self, ubrn: &Ubrn) -> Result<Option<Version>, StoreError> {
         let row = sqlx::query("SELECT MAX(version) AS v FROM referral_versions WHERE ubrn = $1")

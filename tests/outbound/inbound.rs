@@ -622,3 +622,24 @@ async fn every_pas_sample_ends_as_expected() {
     app.close().await;
     h.cleanup().await;
 }
+
+/// The PAS resends the same decision under a new MSH-10: answered as applied, one write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_decision_with_a_new_control_id_is_not_written_twice() {
+    let (h, app) = seeded(false).await;
+    for id in ["PASRES0001", "PASRES0002"] {
+        let msg = rri(id, "A^Accepted^HL70283", "000000070001", "", "ok");
+        let handled = app.inbound().handle(&msg, Utc::now()).await.unwrap();
+        assert_eq!(
+            handled,
+            Handled::Done {
+                action: "accept".into()
+            },
+            "{id}"
+        );
+        assert_eq!(reply(&h).await.ack_code, Some(AckCode::AA), "{id}");
+    }
+    assert_eq!(ops(&h, "A013").await, 1);
+    app.close().await;
+    h.cleanup().await;
+}

@@ -243,6 +243,52 @@ impl Inbound {
                         .finish_needs_action(msg, body, None, &why, Some(reply), now)
                         .await;
                 };
+                // A resend under a new MSH-10 of a decision already applied for this
+                // referral, which has not changed since our write: answered as applied,
+                // not written again. (A later decision on a changed referral is acted on.)
+                let name = execute::action_name(&action);
+                let unchanged_since_our_write = match read.as_ref().and_then(|r| r.version) {
+                    Some(v) => self
+                        .shared
+                        .store
+                        .is_own_write(&ubrn, v)
+                        .await
+                        .map_err(PipelineError::store(&ubrn))?,
+                    None => false,
+                };
+                let earlier = if unchanged_since_our_write {
+                    self.shared.store.inbound_for(&ubrn).await?
+                } else {
+                    Vec::new()
+                };
+                if let Some(first) = earlier.iter().find(|r| {
+                    r.control_id != msg.control_id
+                        && r.status == InboundStatus::Done
+                        && r.action.as_deref() == Some(name)
+                }) {
+                    let detail = format!(
+                        "{name} already applied for message {} (a resend): not written again",
+                        first.control_id
+                    );
+                    let code = self
+                        .reply(msg, body, Some(Reply::accept(detail.clone())), now)
+                        .await?;
+                    self.shared
+                        .store
+                        .inbound_finish(
+                            &msg.control_id,
+                            InboundStatus::Done,
+                            Some(&ubrn),
+                            Some(name),
+                            &detail,
+                            code,
+                        )
+                        .await?;
+                    tracing::info!(ubrn = %ubrn, control_id = %msg.control_id, action = name, "resent pas decision already applied");
+                    return Ok(Handled::Done {
+                        action: name.to_string(),
+                    });
+                }
                 self.act(msg, body, &ubrn, &action, read, now).await
             }
         }
