@@ -116,6 +116,7 @@ async fn close_the_loop(app: &App, args: &DemoArgs) -> anyhow::Result<LoopSummar
         pas_queue: format!("{p}.pas.referrals"),
         inbound_queue: format!("{p}.from-pas"),
         mix: pas_sim::Mix::default(),
+        faults: Vec::new(),
     };
     let q = crate::amqp::QueueClient::connect(&args.amqp_url).await?;
     let mut out = LoopSummary::default();

@@ -8,6 +8,7 @@ mod demo;
 mod ers;
 mod needs_action;
 mod parked;
+mod pas_sim;
 mod render;
 mod replay;
 mod run;
@@ -56,6 +57,8 @@ pub enum Command {
     Ers(ers::ErsArgs),
     /// Run the stateful e-RS simulator (docs/simulator.md).
     Simulate(simulate::SimulateArgs),
+    /// Play the PAS on RabbitMQ: answer each REF^I12 with a commit ACK and an RRI^I12.
+    PasSim(pas_sim::PasSimArgs),
     /// Map one referral with a mapping file and print the HL7 (offline).
     ///
     /// Prints one segment per line, for reading; the message published to the PAS is the
@@ -82,6 +85,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Ers(args) => ers::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::PasSim(args) => pas_sim::run(&args),
         Command::Render(args) => render::run(&args),
         Command::TestMappings(args) => test_mappings::run(&args),
         Command::Decide(args) => decide::run(&args),

@@ -643,3 +643,77 @@ async fn a_resent_decision_with_a_new_control_id_is_not_written_twice() {
     app.close().await;
     h.cleanup().await;
 }
+
+/// A misbehaving PAS (`ers-bridge pas-sim` with every fault: duplicates, resends, garbage,
+/// a wrong UBRN, LF separators, AE ACKs, escaped text) against the pipeline: everything is
+/// handled, garbage is dead-lettered, a wrong UBRN is never acted on, and no referral gets
+/// two applied writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misbehaving_pas_never_causes_a_second_write() {
+    let h = Harness::start(Opts {
+        generate: 30,
+        ..Opts::default()
+    })
+    .await;
+    let app = h.app(Shutdown::new()).await;
+    let published = app.drain(10).await.unwrap().report.published;
+    assert_eq!(published, 30);
+    let config = h.config_path.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = crate::common::bridge();
+        cmd.env("RUST_LOG", "warn")
+            .args(["pas-sim", "--config", &config, "--once"]);
+        for f in [
+            "duplicate",
+            "resend",
+            "garbage",
+            "wrong-ubrn",
+            "lf",
+            "ae",
+            "escaped",
+        ] {
+            cmd.args(["--fault", f]);
+        }
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = crate::common::assert_success(&out);
+    assert!(stdout.contains("answered 30 referrals"), "{stdout}");
+
+    let q = ers_bridge::amqp::QueueClient::connect(crate::helpers::AMQP_URL)
+        .await
+        .unwrap();
+    let mut outcomes: Vec<Handled> = Vec::new();
+    while let Some(body) = q.take(&format!("{}-in", h.prefix)).await.unwrap() {
+        outcomes.push(app.inbound().handle(&body, Utc::now()).await.unwrap());
+    }
+    q.close().await;
+    // 30 commit ACKs + 30 RRIs + for 6 referrals a duplicate, a resend and garbage.
+    assert_eq!(outcomes.len(), 78, "{outcomes:?}");
+    let count = |f: &dyn Fn(&Handled) -> bool| outcomes.iter().filter(|h| f(h)).count();
+    assert_eq!(count(&|h| matches!(h, Handled::DeadLettered { .. })), 6);
+    assert!(count(&|h| matches!(h, Handled::Duplicate { .. })) >= 6);
+    assert!(
+        count(&|h| matches!(h, Handled::NeedsAction { why } if why.contains("999999999999"))) >= 6,
+        "wrong UBRNs are never acted on"
+    );
+    let calls: serde_json::Value = reqwest::get(format!("{}/_admin/calls", h.sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut applied = std::collections::HashMap::<String, usize>::new();
+    for c in calls.as_array().unwrap() {
+        if c["applied"] == true {
+            *applied
+                .entry(c["ubrn"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    assert!(!applied.is_empty());
+    assert!(applied.values().all(|n| *n == 1), "{applied:?}");
+    app.close().await;
+    h.cleanup().await;
+}
