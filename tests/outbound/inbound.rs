@@ -235,6 +235,11 @@ async fn a_deferred_referral_gets_a_review_outcome() {
             action: "record_review_outcome".into()
         }
     );
+    assert_eq!(
+        ops(&h, "A029").await,
+        1,
+        "asked whether A028 is offered first"
+    );
     assert_eq!(ops(&h, "A028").await, 1);
     assert_eq!(ops(&h, "A013").await, 0);
     assert_eq!(reply(&h).await.ack_code, Some(AckCode::AA));

@@ -10,6 +10,7 @@
 //! - 5xx, timeouts and 429 are [`Outcome::Transient`]: the caller schedules a retry.
 //! - A refusal (422 `INVALID_REQUEST_STATE`, an auth mode that cannot write this, a comment
 //!   e-RS would refuse) is [`Outcome::Refused`]: a needs-action record, the PAS told why.
+//! - A028 on a deferred referral is sent only when A029 says e-RS offers it.
 //!
 //! The version a successful write returns is marked seen, so the next worklist poll does
 //! not publish a REF^I13 echo of the PAS's own decision.
@@ -140,6 +141,21 @@ pub async fn run(
         let Some(version) = read.version else {
             return Ok(refused("e-RS gave the referral without a version"));
         };
+        // A deferred referral takes A028 only while it is pending review: ask e-RS (A029)
+        // which actions it offers first.
+        if op == Operation::A028
+            && read.resource.state().map(|c| c.code()) == Some("DEFERRED_TO_PROVIDER")
+        {
+            match shared.ers.available_actions(ubrn, version).await {
+                Ok(b) if b.task_codes().contains(&"RECORD_REVIEW_OUTCOME") => {}
+                Ok(_) => {
+                    return Ok(refused(
+                        "e-RS does not offer A028 for this deferred referral (A029): it is no longer pending review",
+                    ))
+                }
+                Err(e) => return Ok(classify(Operation::A029, e, false)),
+            }
+        }
         store
             .inbound_intent(control_id, ubrn, name, version)
             .await?;
