@@ -69,6 +69,17 @@ pub struct PasSimReport {
     pub faulty: usize,
 }
 
+impl std::ops::AddAssign for PasSimReport {
+    fn add_assign(&mut self, o: Self) {
+        self.received += o.received;
+        self.acked += o.acked;
+        self.accepted += o.accepted;
+        self.rejected += o.rejected;
+        self.pending += o.pending;
+        self.faulty += o.faulty;
+    }
+}
+
 /// Errors of the PAS simulator (broker only).
 #[derive(Debug, thiserror::Error)]
 #[error("pas simulator: {0}")]

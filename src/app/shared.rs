@@ -38,6 +38,8 @@ pub struct Shared {
 #[derive(Debug, Default)]
 pub struct Claims {
     set: Mutex<HashSet<Ubrn>>,
+    /// Woken whenever a claim is released, for [`Claims::take_when_free`].
+    released: tokio::sync::Notify,
 }
 
 impl Claims {
@@ -48,6 +50,21 @@ impl Claims {
             claims: self,
             ubrn: ubrn.clone(),
         })
+    }
+
+    /// Claims `ubrn`, waiting for the task that holds it to finish (an inbound decision
+    /// behind an outbound fetch of the same referral).
+    pub async fn take_when_free(&self, ubrn: &Ubrn) -> Claim<'_> {
+        loop {
+            // Registered before the check, so a release in between is not missed.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if let Some(c) = self.take(ubrn).await {
+                return c;
+            }
+            released.await;
+        }
     }
 }
 
@@ -62,6 +79,8 @@ impl Drop for Claim<'_> {
     fn drop(&mut self) {
         let mut s = self.claims.set.lock().unwrap_or_else(|e| e.into_inner());
         s.remove(&self.ubrn);
+        drop(s);
+        self.claims.released.notify_waiters();
     }
 }
 
@@ -80,5 +99,23 @@ mod tests {
         assert!(other.is_some(), "another UBRN is independent");
         drop(first);
         assert!(claims.take(&a).await.is_some(), "released on drop");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_gets_the_claim_when_it_is_released() {
+        let claims = std::sync::Arc::new(Claims::default());
+        let a = Ubrn::parse("000000070000").unwrap();
+        let held = claims.take(&a).await.unwrap();
+        let waiter = {
+            let (claims, a) = (claims.clone(), a.clone());
+            tokio::spawn(async move {
+                let _c = claims.take_when_free(&a).await;
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "waits while the claim is held");
+        drop(held);
+        waiter.await.unwrap();
+        assert!(claims.take(&a).await.is_some(), "and released it in turn");
     }
 }

@@ -87,9 +87,12 @@ pub fn run(args: &DemoArgs) -> ExitCode {
 
 /// The URL without its password.
 fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "the configured URL".to_string(),
     }
 }
 
@@ -148,12 +151,7 @@ async fn close_the_loop(app: &App, args: &DemoArgs) -> anyhow::Result<LoopSummar
         out.handling += started.elapsed();
         app.inbound().retry_due(chrono::Utc::now()).await?;
         let more = app.drain(5).await?;
-        let pas_total = &mut out.pas;
-        pas_total.received += answered.received;
-        pas_total.acked += answered.acked;
-        pas_total.accepted += answered.accepted;
-        pas_total.rejected += answered.rejected;
-        pas_total.pending += answered.pending;
+        out.pas += answered.clone();
         if answered.received == 0 && handled == 0 && more.report.published == 0 {
             break;
         }

@@ -167,13 +167,14 @@ impl Operation {
         )
     }
 
-    /// True when repeating the call after an unknown outcome (5xx, timeout) cannot apply it
-    /// twice: reads, writes guarded by `If-Match` (a repeat after success gets 409), and the
-    /// session select/delete. A001 (creates a session) and A027 (no If-Match) are not.
+    /// True when the client may repeat the call after an unknown outcome (5xx, timeout):
+    /// reads, and the session select/delete. No write is repeated: even one guarded by
+    /// `If-Match` cannot apply twice, but its repeat after a lost success is refused (409,
+    /// or 422 when e-RS checks the state first), which would report an applied write as a
+    /// failure. The caller that wrote records the unknown outcome and asks e-RS before
+    /// writing again (the inbound pipeline does; the operator CLI shows the error).
     pub fn is_safe_to_repeat(self) -> bool {
-        !self.is_write()
-            || self.uses_if_match()
-            || matches!(self, Operation::A002 | Operation::A003)
+        !self.is_write() || matches!(self, Operation::A002 | Operation::A003)
     }
 
     /// Whether `mode` may call this operation (ERS-API.md §4, §2.5).
@@ -229,7 +230,11 @@ mod tests {
     fn convert_is_not_repeated_blindly() {
         assert!(!Operation::A027.is_safe_to_repeat());
         assert!(!Operation::A001.is_safe_to_repeat());
-        assert!(Operation::A013.is_safe_to_repeat());
+        assert!(
+            !Operation::A013.is_safe_to_repeat(),
+            "a write's lost success is not hidden"
+        );
         assert!(Operation::A008.is_safe_to_repeat());
+        assert!(Operation::A002.is_safe_to_repeat());
     }
 }

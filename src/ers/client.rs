@@ -40,9 +40,6 @@ pub struct ErsClient {
     pub(crate) inner: Arc<Inner>,
     /// Sent as `X-Correlation-ID` instead of a fresh UUID per call, when set.
     correlation_id: Option<Uuid>,
-    /// Whether a write whose outcome is unknown (5xx, timeout) may be repeated here; off
-    /// for callers that record each attempt and check the outcome themselves.
-    repeat_unknown_writes: bool,
     /// Where every call attempt is counted ([`ErsCallFinished`]).
     events: Events,
 }
@@ -140,7 +137,6 @@ impl ErsClient {
                 max_attachment_bytes: cfg.max_attachment_bytes,
             }),
             correlation_id: None,
-            repeat_unknown_writes: true,
             events: Events::new(),
         })
     }
@@ -157,18 +153,7 @@ impl ErsClient {
         Self {
             inner: self.inner.clone(),
             correlation_id: Some(id),
-            repeat_unknown_writes: self.repeat_unknown_writes,
             events: self.events.clone(),
-        }
-    }
-
-    /// A handle that never repeats a write whose outcome is unknown (a 5xx other than 503,
-    /// a timeout, a reset): the inbound pipeline records such an attempt and asks e-RS
-    /// whether it was applied before writing again, which a silent repeat would hide.
-    pub fn without_repeating_unknown_writes(&self) -> Self {
-        Self {
-            repeat_unknown_writes: false,
-            ..self.clone()
         }
     }
 
@@ -315,11 +300,6 @@ impl ErsClient {
         }
     }
 
-    /// Whether a call of `op` whose outcome is unknown may be repeated.
-    fn may_repeat(&self, op: Operation) -> bool {
-        op.is_safe_to_repeat() && (self.repeat_unknown_writes || !op.is_write())
-    }
-
     /// How long to wait before retrying, or `None` to give up.
     fn retry_delay(&self, err: &ErsError, op: Operation, attempt: u32) -> Option<Duration> {
         let inner = &self.inner;
@@ -338,10 +318,10 @@ impl ErsClient {
                 retryable: true, ..
             } => inner.retry.backoff.delay_random(attempt),
             // The outcome is unknown: only where a repeat cannot apply twice.
-            ErsError::Transport { .. } | ErsError::Timeout { .. } if self.may_repeat(op) => {
+            ErsError::Transport { .. } | ErsError::Timeout { .. } if op.is_safe_to_repeat() => {
                 inner.retry.backoff.delay_random(attempt)
             }
-            ErsError::Api(a) if matches!(a.status, 500 | 502 | 504) && self.may_repeat(op) => {
+            ErsError::Api(a) if matches!(a.status, 500 | 502 | 504) && op.is_safe_to_repeat() => {
                 inner.retry.backoff.delay_random(attempt)
             }
             _ => return None,

@@ -203,19 +203,19 @@ impl DecisionTable {
 
     /// The first rule whose conditions all match, if any (what `decide_with` applies).
     pub fn matching_rule(&self, msg: &Inbound, ers_state: Option<&str>) -> Option<&Rule> {
-        let referral = msg.referral.as_ref();
-        let status = referral.map_or("", |r| r.status.as_str());
-        let reasons: &[String] = referral.map_or(&[], |r| &r.reasons);
-        let ack = msg.ack_code.map_or("", |a| a.as_str());
-        let any = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
         self.rules.iter().find(|r| {
-            any(&r.message, &msg.message_type)
-                && any(&r.ack, ack)
-                && any(&r.status, status)
-                && (r.reason.is_empty() || reasons.iter().any(|x| r.reason.contains(x)))
+            matches_message(r, msg)
                 && (r.ers_state.is_empty()
                     || ers_state.is_some_and(|s| r.ers_state.iter().any(|x| x == s)))
         })
+    }
+
+    /// Whether the decision for `msg` can depend on the referral's e-RS state (a rule with
+    /// an `ers_state` condition matches it otherwise), so the referral must be read first.
+    pub fn depends_on_state(&self, msg: &Inbound) -> bool {
+        self.rules
+            .iter()
+            .any(|r| !r.ers_state.is_empty() && matches_message(r, msg))
     }
 
     /// Decides the action for one inbound message, given the referral's e-RS state when it
@@ -317,7 +317,37 @@ impl DecisionTable {
     }
 }
 
+impl Action {
+    /// The kind of action, without its data.
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::Accept { .. } => ActionKind::Accept,
+            Action::Reject { .. } => ActionKind::Reject,
+            Action::CancelActionLater { .. } => ActionKind::CancelActionLater,
+            Action::RecordReviewOutcome { .. } => ActionKind::RecordReviewOutcome,
+            Action::AdviceResponse { .. } => ActionKind::AdviceResponse,
+            Action::ConvertAdvice { .. } => ActionKind::ConvertAdvice,
+            Action::NoAction { .. } => ActionKind::NoAction,
+            Action::Review { .. } => ActionKind::Review,
+        }
+    }
+}
+
 impl ActionKind {
+    /// The name as the decision table writes it (and the store records it).
+    pub fn name(self) -> &'static str {
+        match self {
+            ActionKind::Accept => "accept",
+            ActionKind::Reject => "reject",
+            ActionKind::CancelActionLater => "cancel_action_later",
+            ActionKind::RecordReviewOutcome => "record_review_outcome",
+            ActionKind::AdviceResponse => "advice_response",
+            ActionKind::ConvertAdvice => "convert_advice",
+            ActionKind::NoAction => "no_action",
+            ActionKind::Review => "review",
+        }
+    }
+
     /// The e-RS operation the action calls, if any.
     pub fn operation(self) -> Option<crate::ers::capability::Operation> {
         use crate::ers::capability::Operation;
@@ -331,6 +361,19 @@ impl ActionKind {
             ActionKind::NoAction | ActionKind::Review => return None,
         })
     }
+}
+
+/// Whether `rule`'s conditions on the message itself (MSH-9, MSA-1, RF1-1, RF1-10) hold.
+fn matches_message(rule: &Rule, msg: &Inbound) -> bool {
+    let referral = msg.referral.as_ref();
+    let status = referral.map_or("", |r| r.status.as_str());
+    let reasons: &[String] = referral.map_or(&[], |r| &r.reasons);
+    let ack = msg.ack_code.map_or("", |a| a.as_str());
+    let any = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
+    any(&rule.message, &msg.message_type)
+        && any(&rule.ack, ack)
+        && any(&rule.status, status)
+        && (rule.reason.is_empty() || reasons.iter().any(|x| rule.reason.contains(x)))
 }
 
 /// Serialises a review outcome as its e-RS code (the decision reports and samples show it).

@@ -126,14 +126,18 @@ pub struct Attempt {
     pub at_ms: i64,
 }
 
+/// Every column of `inbound_messages`, as [`inbound_from_row`] reads them.
+macro_rules! columns {
+    () => {
+        "control_id, received_at_ms, message_type, ubrn, status, action, version_sent, \
+         detail, reply_code, attempts, next_attempt_ms, hl7"
+    };
+}
+
 /// `SELECT <every column> FROM inbound_messages <tail>`, as one literal.
 macro_rules! select {
     ($tail:literal) => {
-        concat!(
-            "SELECT control_id, received_at_ms, message_type, ubrn, status, action, ",
-            "version_sent, detail, reply_code, attempts, next_attempt_ms, hl7 FROM inbound_messages ",
-            $tail
-        )
+        concat!("SELECT ", columns!(), " FROM inbound_messages ", $tail)
     };
 }
 
@@ -348,28 +352,23 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<InboundRecord>, StoreError> {
         const OP: &str = "inbound_claim_due";
-        let claimed = sqlx::query(
-            "UPDATE inbound_messages SET next_attempt_ms = $2 WHERE control_id IN \
-             (SELECT control_id FROM inbound_messages WHERE status = $3 AND next_attempt_ms <= $1 \
-              ORDER BY next_attempt_ms LIMIT $4) \
-             AND status = $3 AND next_attempt_ms <= $1 RETURNING control_id",
-        )
+        sqlx::query(concat!(
+            "UPDATE inbound_messages SET next_attempt_ms = $2 WHERE control_id IN ",
+            "(SELECT control_id FROM inbound_messages WHERE status = $3 AND next_attempt_ms <= $1 ",
+            "ORDER BY next_attempt_ms LIMIT $4) ",
+            "AND status = $3 AND next_attempt_ms <= $1 RETURNING ",
+            columns!()
+        ))
         .bind(now_ms)
         .bind(now_ms + lease_ms)
         .bind(InboundStatus::Retry.as_str())
         .bind(limit)
         .fetch_all(&self.pool)
         .await
-        .op(OP)?;
-        let mut out = Vec::with_capacity(claimed.len());
-        for row in &claimed {
-            let id: String = row.try_get("control_id").op(OP)?;
-            let id = ControlId::parse(&id).map_err(|e| StoreError::decode(OP, e))?;
-            if let Some(r) = self.inbound(&id).await? {
-                out.push(r);
-            }
-        }
-        Ok(out)
+        .op(OP)?
+        .iter()
+        .map(|r| inbound_from_row(r, OP))
+        .collect()
     }
 
     /// The open needs-action records, oldest first.

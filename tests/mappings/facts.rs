@@ -5,8 +5,6 @@
 //! docs/mappings.md ("Where each fact is") names. The byte goldens are re-blessed only
 //! after this passes.
 
-use std::path::Path;
-
 use ers_bridge::hl7::message::{Message, Segment};
 use ers_bridge::hl7::read::read;
 use ers_bridge::mapping::samples::read_attachments;
@@ -138,11 +136,11 @@ fn check(name: &str, mapping: &str, facts: &Facts) {
         .find(|p| p.comp(1, 1) == "RP")
         .unwrap_or_else(|| panic!("{at}: no PRD(RP)"));
     assert_eq!(
-        rp.get(7, 2, 1, 1),
+        rp.get(7, 1, 1, 1),
         facts.referrer_ods,
-        "{at}: PRD(RP)-7[2].1"
+        "{at}: PRD(RP)-7[1].1 (never an empty first repetition)"
     );
-    assert_eq!(rp.get(7, 2, 2, 1), "ODS", "{at}: PRD(RP)-7[2].2");
+    assert_eq!(rp.get(7, 1, 2, 1), "ODS", "{at}: PRD(RP)-7[1].2");
 
     let rt: Vec<&Segment> = msg
         .segments_named("PRD")
@@ -293,7 +291,41 @@ fn every_sample_carries_its_facts_at_their_fields() {
         .unwrap()
         .count();
     assert_eq!(checked, referrals, "a sample referral has no facts file");
-    assert!(Path::new(&dir).is_dir());
+}
+
+/// When e-RS names the requester, the organisation comes from `onBehalfOf` (source
+/// REQUESTER) in PRD(RP)-7's first repetition and the practitioner's SDS id follows.
+#[test]
+fn a_named_requester_gives_the_referring_organisation_and_practitioner() {
+    let m = compile_file(&root("mappings/ref_i12.v251.toml")).unwrap();
+    let text = std::fs::read_to_string(root("samples/fhir/referrals/booked-dbs.json")).unwrap();
+    let mut referral: serde_json::Value = serde_json::from_str(&text).unwrap();
+    referral["requester"] = serde_json::json!({
+        "agent": {"identifier": {"system": "http://fhir.nhs.net/Id/sds-user-id", "value": "021600556514"}},
+        "onBehalfOf": {"identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "B86001"}}
+    });
+    let control_id = m.control_id_for(&referral).unwrap();
+    let (_, bytes) = m
+        .render(&ApplyInput {
+            referral: &referral,
+            control_id: &control_id,
+            timestamp: chrono::DateTime::parse_from_rfc3339("2024-01-15T10:30:00+00:00").unwrap(),
+            attachments: &Default::default(),
+        })
+        .unwrap();
+    let msg = read(&bytes).unwrap();
+    let rp = msg
+        .segments_named("PRD")
+        .find(|p| p.comp(1, 1) == "RP")
+        .unwrap();
+    assert_eq!(
+        (rp.get(7, 1, 1, 1), rp.get(7, 1, 2, 1), rp.get(7, 1, 3, 1)),
+        ("B86001", "ODS", "REQUESTER")
+    );
+    assert_eq!(
+        (rp.get(7, 2, 1, 1), rp.get(7, 2, 2, 1)),
+        ("021600556514", "SDS")
+    );
 }
 
 /// REF^I14 says what happened: RF1-1 E (table 0283) with the e-RS state, and a message

@@ -99,7 +99,20 @@ async fn an_accept_is_one_a013_an_aa_and_no_echo() {
     assert_eq!(attempts[0].http_status, Some(200));
     assert!(attempts[0].correlation_id.is_some());
 
-    // The version our accept produced is not published back to the PAS as a REF^I13.
+    // The version our accept produced is recorded as our own write, so it is never
+    // published back to the PAS as a REF^I13.
+    let now_version = h.referral("000000070001").await["meta"]["versionId"]
+        .as_str()
+        .unwrap()
+        .parse::<u32>()
+        .unwrap();
+    assert!(store
+        .is_own_write(
+            &ers_bridge::ids::Ubrn::parse("000000070001").unwrap(),
+            ers_bridge::ids::Version::new(now_version)
+        )
+        .await
+        .unwrap());
     let summary = app.drain(5).await.expect("drain");
     assert_eq!(summary.report.published, 0, "{:?}", summary.report);
     assert!(h.take_messages().await.is_empty());
@@ -719,6 +732,26 @@ async fn a_misbehaving_pas_never_causes_a_second_write() {
     }
     assert!(!applied.is_empty());
     assert!(applied.values().all(|n| *n == 1), "{applied:?}");
+    app.close().await;
+    h.cleanup().await;
+}
+
+/// A decision that needs nothing from e-RS (pending) costs no e-RS call: the referral is
+/// read only when a rule depends on its state or a write follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_rri_makes_no_e_rs_call() {
+    let (h, app) = seeded(false).await;
+    let pending = rri(
+        "PASPEN0001",
+        "P^Pending^HL70283",
+        "000000070001",
+        "",
+        "Thinking",
+    );
+    let handled = app.inbound().handle(&pending, Utc::now()).await.unwrap();
+    assert!(matches!(handled, Handled::NoAction { .. }), "{handled:?}");
+    assert_eq!(h.stats().await["total"], 0, "{}", h.stats().await);
+    assert_eq!(reply(&h).await.ack_code, Some(AckCode::AA));
     app.close().await;
     h.cleanup().await;
 }

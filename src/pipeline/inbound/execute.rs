@@ -47,26 +47,7 @@ pub enum Outcome {
 
 /// The action's name as stored and logged.
 pub fn action_name(a: &Action) -> &'static str {
-    match a {
-        Action::Accept { .. } => "accept",
-        Action::Reject { .. } => "reject",
-        Action::CancelActionLater { .. } => "cancel_action_later",
-        Action::RecordReviewOutcome { .. } => "record_review_outcome",
-        Action::AdviceResponse { .. } => "advice_response",
-        Action::ConvertAdvice { .. } => "convert_advice",
-        Action::NoAction { .. } => "no_action",
-        Action::Review { .. } => "review",
-    }
-}
-
-fn operation(a: &Action) -> Option<Operation> {
-    Some(match a {
-        Action::Accept { .. } => Operation::A013,
-        Action::Reject { .. } => Operation::A014,
-        Action::CancelActionLater { .. } => Operation::A022,
-        Action::RecordReviewOutcome { .. } => Operation::A028,
-        _ => return None,
-    })
+    a.kind().name()
 }
 
 /// Whether the referral already shows the action's effect (a write made before a crash).
@@ -100,7 +81,14 @@ pub async fn run(
     first_read: Option<Versioned<ReferralRequest>>,
     now: DateTime<Utc>,
 ) -> Result<Outcome, PipelineError> {
-    let Some(op) = operation(action) else {
+    // A&G answers (A026/A027) are not sent from the inbound pipeline yet.
+    let op = action.kind().operation().filter(|op| {
+        matches!(
+            op,
+            Operation::A013 | Operation::A014 | Operation::A022 | Operation::A028
+        )
+    });
+    let Some(op) = op else {
         return Ok(refused(format!(
             "{} is not sent to e-RS by this bridge yet",
             action_name(action)
@@ -160,10 +148,7 @@ pub async fn run(
             .inbound_intent(control_id, ubrn, name, version)
             .await?;
         let correlation = uuid::Uuid::new_v4();
-        let ers = shared
-            .ers
-            .with_correlation_id(correlation)
-            .without_repeating_unknown_writes();
+        let ers = shared.ers.with_correlation_id(correlation);
         let result = call(shared, &ers, ubrn, version, action, &read.resource, now).await;
         let attempt =
             |status: Option<u16>, e: Option<&ErsError>, request_id: Option<String>| Attempt {

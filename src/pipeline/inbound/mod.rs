@@ -21,8 +21,9 @@ use chrono::{DateTime, Utc};
 use crate::amqp::{AmqpError, OutboundMessage};
 use crate::app::Shared;
 use crate::backoff::Backoff;
+use crate::hl7::ack::summarise;
 use crate::hl7::reply::{self, Reply, ReplyError};
-use crate::hl7::{read, read_inbound, ControlId, Inbound as InboundMsg, Ubrn};
+use crate::hl7::{read_with_limit, ControlId, Inbound as InboundMsg, Message, Ubrn};
 use crate::mapping::{Action, DecisionTable};
 use crate::store::{Begin, InboundRecord, InboundStatus};
 
@@ -90,7 +91,7 @@ impl Inbound {
     /// Handles one message body from the inbound queue. `Err` means nothing was decided
     /// (the store or the broker is down): leave the delivery unacked for a later try.
     pub async fn handle(&self, body: &[u8], now: DateTime<Utc>) -> Result<Handled, PipelineError> {
-        let msg = match read_inbound(body, self.settings.max_message_bytes) {
+        let (message, msg) = match self.read(body) {
             Ok(m) => m,
             Err(e) => {
                 let reason = e.to_string();
@@ -120,7 +121,14 @@ impl Inbound {
             // the referral before writing again).
             Begin::Seen(_) => {}
         }
-        self.decide_and_act(&msg, body, now).await
+        self.decide_and_act(&msg, &message, now).await
+    }
+
+    /// Reads a PAS message once: the message (for the reply) and its summary.
+    fn read(&self, body: &[u8]) -> Result<(Message, InboundMsg), crate::hl7::InboundError> {
+        let message = read_with_limit(body, self.settings.max_message_bytes)?;
+        let msg = summarise(&message)?;
+        Ok((message, msg))
     }
 
     /// Runs the retries due now (claimed in the store with a lease, so another instance
@@ -144,32 +152,36 @@ impl Inbound {
         r: &InboundRecord,
         now: DateTime<Utc>,
     ) -> Result<Handled, PipelineError> {
-        let Some(text) = &r.hl7 else {
-            let why = "the message text was pruned before its retry".to_string();
-            self.shared
-                .store
-                .inbound_finish(
-                    &r.control_id,
-                    InboundStatus::NeedsAction,
-                    None,
-                    None,
-                    &why,
-                    None,
-                )
-                .await?;
-            return Ok(Handled::NeedsAction { why });
+        // Stored text that cannot be acted on any more ends the retries as a record for a
+        // person (a message left in `retry` would be claimed again after every lease).
+        let read = match &r.hl7 {
+            None => Err("the message text was pruned before its retry".to_string()),
+            Some(text) => self.read(text.as_bytes()).map_err(|e| e.to_string()),
         };
-        let msg = match read_inbound(text.as_bytes(), self.settings.max_message_bytes) {
+        let (message, msg) = match read {
             Ok(m) => m,
-            Err(e) => return Ok(Handled::NeedsAction { why: e.to_string() }),
+            Err(why) => {
+                self.shared
+                    .store
+                    .inbound_finish(
+                        &r.control_id,
+                        InboundStatus::NeedsAction,
+                        None,
+                        None,
+                        &why,
+                        None,
+                    )
+                    .await?;
+                return Ok(Handled::NeedsAction { why });
+            }
         };
-        self.decide_and_act(&msg, text.as_bytes(), now).await
+        self.decide_and_act(&msg, &message, now).await
     }
 
     async fn decide_and_act(
         &self,
         msg: &InboundMsg,
-        body: &[u8],
+        message: &Message,
         now: DateTime<Utc>,
     ) -> Result<Handled, PipelineError> {
         let store = &self.shared.store;
@@ -180,27 +192,38 @@ impl Inbound {
                 let reply =
                     is_rri.then(|| refusal("not sent to e-RS", "RF1", Some(6), "103", why.clone()));
                 return self
-                    .finish_needs_action(msg, body, None, &why, reply, now)
+                    .finish_needs_action(msg, message, None, &why, reply, now)
                     .await;
             }
         };
-        // The referral's current state, for the rules that depend on it (an RRI about a
-        // referral); the same read serves the e-RS write's If-Match.
-        let read = match (&ubrn, is_rri) {
-            (Some(u), true) => match self.shared.ers.referral(u, None).await {
+        // An RRI about a referral is worked on under its claim (never beside an outbound
+        // fetch of it). The referral is read (A005) only when the decision needs it: a rule
+        // on its e-RS state, or an e-RS write (whose If-Match the same read serves); a
+        // pending RRI costs no e-RS call.
+        let ubrn_for_rri = ubrn.as_ref().filter(|_| is_rri);
+        let _claim = match ubrn_for_rri {
+            Some(u) => Some(self.claim(u).await?),
+            None => None,
+        };
+        let needs_read =
+            self.table.depends_on_state(msg) || self.table.decide(msg).kind().operation().is_some();
+        let read = match ubrn_for_rri.filter(|_| needs_read) {
+            Some(u) => match self.shared.ers.referral(u, None).await {
                 Ok(r) => Some(r),
                 Err(e) if e.is_retryable() => {
-                    return self.schedule_retry(msg, body, u, e.to_string(), now).await
+                    return self
+                        .schedule_retry(msg, message, u, e.to_string(), now)
+                        .await
                 }
                 Err(e) => {
                     let why = format!("e-RS does not give referral {u}: {e}");
                     let reply = refusal("not sent to e-RS", "RF1", Some(6), "103", why.clone());
                     return self
-                        .finish_needs_action(msg, body, Some(u), &why, Some(reply), now)
+                        .finish_needs_action(msg, message, Some(u), &why, Some(reply), now)
                         .await;
                 }
             },
-            _ => None,
+            None => None,
         };
         let state = read
             .as_ref()
@@ -209,7 +232,7 @@ impl Inbound {
         match &action {
             Action::NoAction { why } => {
                 let reply = is_rri.then(|| Reply::accept(why.clone()));
-                let code = self.reply(msg, body, reply, now).await?;
+                let code = self.reply(msg, message, reply, now).await?;
                 store
                     .inbound_finish(
                         &msg.control_id,
@@ -232,7 +255,7 @@ impl Inbound {
                         why.clone(),
                     )
                 });
-                self.finish_needs_action(msg, body, ubrn.as_ref(), why, reply, now)
+                self.finish_needs_action(msg, message, ubrn.as_ref(), why, reply, now)
                     .await
             }
             _ => {
@@ -240,7 +263,7 @@ impl Inbound {
                     let why = "the decision needs a UBRN and the message names none".to_string();
                     let reply = refusal("not sent to e-RS", "RF1", Some(6), "101", why.clone());
                     return self
-                        .finish_needs_action(msg, body, None, &why, Some(reply), now)
+                        .finish_needs_action(msg, message, None, &why, Some(reply), now)
                         .await;
                 };
                 // A resend under a new MSH-10 of a decision already applied for this
@@ -271,7 +294,7 @@ impl Inbound {
                         first.control_id
                     );
                     let code = self
-                        .reply(msg, body, Some(Reply::accept(detail.clone())), now)
+                        .reply(msg, message, Some(Reply::accept(detail.clone())), now)
                         .await?;
                     self.shared
                         .store
@@ -289,7 +312,7 @@ impl Inbound {
                         action: name.to_string(),
                     });
                 }
-                self.act(msg, body, &ubrn, &action, read, now).await
+                self.act(msg, message, &ubrn, &action, read, now).await
             }
         }
     }
@@ -319,35 +342,33 @@ impl Inbound {
         })
     }
 
-    /// Runs the e-RS action under the per-UBRN claim (an outbound fetch of the same
-    /// referral never runs at once) and records how it ended.
+    /// Waits for the per-UBRN claim (held by an outbound fetch or another PAS message about
+    /// the same referral), unless the bridge stops first.
+    async fn claim<'a>(&'a self, ubrn: &Ubrn) -> Result<crate::app::Claim<'a>, PipelineError> {
+        tokio::select! {
+            c = self.shared.claims.take_when_free(ubrn) => Ok(c),
+            () = self.shared.shutdown.wait() => Err(PipelineError::ShuttingDown),
+        }
+    }
+
+    /// Runs the e-RS action (the caller holds the referral's claim) and records how it
+    /// ended.
     async fn act(
         &self,
         msg: &InboundMsg,
-        body: &[u8],
+        message: &Message,
         ubrn: &Ubrn,
         action: &Action,
         read: Option<crate::ers::Versioned<crate::fhir::ReferralRequest>>,
         now: DateTime<Utc>,
     ) -> Result<Handled, PipelineError> {
-        let claim = loop {
-            if let Some(c) = self.shared.claims.take(ubrn).await {
-                break c;
-            }
-            if self.shared.shutdown.is_triggered() {
-                return Err(PipelineError::ShuttingDown);
-            }
-            // Another task (outbound or inbound) holds this referral: wait for it.
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        };
         let outcome = execute::run(&self.shared, &msg.control_id, ubrn, action, read, now).await;
-        drop(claim);
         let store = &self.shared.store;
         let name = execute::action_name(action);
         match outcome? {
             execute::Outcome::Applied { detail } => {
                 let code = self
-                    .reply(msg, body, Some(Reply::accept(detail.clone())), now)
+                    .reply(msg, message, Some(Reply::accept(detail.clone())), now)
                     .await?;
                 store
                     .inbound_finish(
@@ -370,11 +391,11 @@ impl Inbound {
                 field,
             } => {
                 let reply = refusal("not applied in e-RS", segment, field, "207", why.clone());
-                self.finish_needs_action(msg, body, Some(ubrn), &why, Some(reply), now)
+                self.finish_needs_action(msg, message, Some(ubrn), &why, Some(reply), now)
                     .await
             }
             execute::Outcome::Transient { why } => {
-                self.schedule_retry(msg, body, ubrn, why, now).await
+                self.schedule_retry(msg, message, ubrn, why, now).await
             }
         }
     }
@@ -384,7 +405,7 @@ impl Inbound {
     async fn schedule_retry(
         &self,
         msg: &InboundMsg,
-        body: &[u8],
+        message: &Message,
         ubrn: &Ubrn,
         why: String,
         now: DateTime<Utc>,
@@ -398,7 +419,7 @@ impl Inbound {
             let why = format!("gave up after {attempts} attempts: {why}");
             let reply = refusal("not applied in e-RS", "", None, "207", why.clone());
             return self
-                .finish_needs_action(msg, body, Some(ubrn), &why, Some(reply), now)
+                .finish_needs_action(msg, message, Some(ubrn), &why, Some(reply), now)
                 .await;
         }
         let wait = self.settings.retry.delay_random(attempts as u32);
@@ -413,13 +434,13 @@ impl Inbound {
     async fn finish_needs_action(
         &self,
         msg: &InboundMsg,
-        body: &[u8],
+        message: &Message,
         ubrn: Option<&Ubrn>,
         why: &str,
         reply: Option<Reply>,
         now: DateTime<Utc>,
     ) -> Result<Handled, PipelineError> {
-        let code = self.reply(msg, body, reply, now).await?;
+        let code = self.reply(msg, message, reply, now).await?;
         self.shared
             .store
             .inbound_finish(
@@ -442,15 +463,14 @@ impl Inbound {
     async fn reply(
         &self,
         msg: &InboundMsg,
-        body: &[u8],
+        message: &Message,
         reply: Option<Reply>,
         now: DateTime<Utc>,
     ) -> Result<Option<&'static str>, PipelineError> {
         let Some(reply) = reply else { return Ok(None) };
-        let original = read(body).map_err(|e| PipelineError::BadMessage(e.to_string()))?;
         let control_id = reply_control_id(&msg.control_id);
         let ack = reply::build(
-            &original,
+            message,
             &reply,
             &control_id,
             &now.format("%Y%m%d%H%M%S%z").to_string(),
