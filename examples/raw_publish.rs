@@ -135,6 +135,7 @@ fn message(samples: &[(String, Vec<u8>)], n: usize) -> OutboundMessage {
         body: body.clone(),
         exchange: None,
         headers: Vec::new(),
+        original: None,
     }
 }
 

@@ -6,10 +6,13 @@
 #   scripts/dev.sh test [ARGS]   the test suite: `cargo test --locked [ARGS]`
 #   scripts/dev.sh setup         only the set-up (below), e.g. before `cargo test` by hand
 #
-# Set-up, each step skipped when already done: RabbitMQ on 127.0.0.1:5672 (installed from
-# Debian's packages and started when missing), PostgreSQL on 127.0.0.1:5432 (started when
-# installed), and the hl7apy venv in .venv-hl7apy (the strict outside HL7 validator the
-# conformance tests run; HL7APY_PYTHON points at it).
+# Set-up, each step skipped when already done: RabbitMQ on 127.0.0.1:5672 and PostgreSQL
+# on 127.0.0.1:5432, each started when installed, else installed from Debian's packages
+# (as root or with password-less sudo; a PostgreSQL installed here trusts user postgres
+# from 127.0.0.1, as the tests expect), else started with `docker compose` when the
+# machine has it, else the script names what is missing and exits 69; then the hl7apy
+# venv in .venv-hl7apy (the strict outside HL7 validator the conformance tests run;
+# HL7APY_PYTHON points at it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +32,11 @@ wait_port() { # name port seconds
   return 1
 }
 
+can_apt() { # apt-get present, and we are root or have password-less sudo
+  command -v apt-get >/dev/null 2>&1 || return 1
+  [[ $(id -u) -eq 0 ]] || sudo -n true 2>/dev/null
+}
+
 apt_install() {
   export DEBIAN_FRONTEND=noninteractive
   local sudo=""
@@ -37,17 +45,37 @@ apt_install() {
   $sudo apt-get install -y -qq "$@"
 }
 
+have_compose() { command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; }
+
+# Starts one docker-compose.yml service and waits for its port.
+compose_up() { # service port
+  log "starting $1 with docker compose"
+  docker compose up -d "$1"
+  wait_port "$1" "$2" 120
+}
+
+missing() { # what, how to get it
+  echo "error: $1 is not running on 127.0.0.1 and this script cannot start it here: $2" >&2
+  exit 69
+}
+
 ensure_rabbitmq() {
   if port_open 5672; then
     echo "rabbitmq already listening on 5672"
-  else
-    if ! command -v rabbitmq-server >/dev/null 2>&1; then
-      log "installing rabbitmq-server"
-      apt_install rabbitmq-server
-    fi
+  elif command -v rabbitmq-server >/dev/null 2>&1; then
     log "starting rabbitmq"
     rabbitmq-server -detached
     wait_port rabbitmq 5672 120
+  elif can_apt; then
+    log "installing rabbitmq-server"
+    apt_install rabbitmq-server
+    port_open 5672 || rabbitmq-server -detached
+    wait_port rabbitmq 5672 120
+  elif have_compose; then
+    compose_up rabbitmq 5672
+  else
+    missing "RabbitMQ (127.0.0.1:5672, guest/guest)" \
+      "install rabbitmq-server (e.g. \`sudo apt-get install rabbitmq-server\`) or Docker with compose, then run this again"
   fi
   if command -v rabbitmq-diagnostics >/dev/null 2>&1; then
     timeout 120 rabbitmq-diagnostics -q check_running >/dev/null || {
@@ -57,17 +85,37 @@ ensure_rabbitmq() {
   fi
 }
 
+# A cluster this script installed itself lets user postgres in from 127.0.0.1 without a
+# password, as the tests expect; an existing installation's authentication is never
+# changed.
+trust_local_postgres() {
+  local hba
+  hba=$(ls /etc/postgresql/*/main/pg_hba.conf | head -n1)
+  sed -i '1i host all postgres 127.0.0.1/32 trust' "$hba"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main reload
+}
+
+start_postgres_cluster() {
+  log "starting postgresql"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  wait_port postgresql 5432 60
+}
+
 ensure_postgres() {
   if port_open 5432; then
     echo "postgresql already listening on 5432"
-    return 0
-  fi
-  if command -v pg_ctlcluster >/dev/null 2>&1; then
-    log "starting postgresql"
-    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
-    wait_port postgresql 5432 60 || echo "warning: postgresql is not running; tests that need it will say so"
+  elif command -v pg_ctlcluster >/dev/null 2>&1 && ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    start_postgres_cluster
+  elif can_apt; then
+    log "installing postgresql"
+    apt_install postgresql
+    start_postgres_cluster
+    trust_local_postgres
+  elif have_compose; then
+    compose_up postgres 5432
   else
-    echo "warning: postgresql is not installed; tests that need it will say so"
+    missing "PostgreSQL (127.0.0.1:5432, trust auth for user postgres)" \
+      "install postgresql (e.g. \`sudo apt-get install postgresql\`) or Docker with compose, then run this again"
   fi
 }
 

@@ -36,6 +36,7 @@ pub mod fhir;
 pub mod hl7;
 pub mod ids;
 pub mod mapping;
+pub mod monitor;
 pub mod pas_sim;
 pub mod pipeline;
 pub mod simulator;

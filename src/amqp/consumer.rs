@@ -46,6 +46,8 @@ pub struct InboundDelivery {
     pub correlation_id: Option<String>,
     /// The broker delivered it before (to us or another consumer) without an ack.
     pub redelivered: bool,
+    /// Everything the sender set, for a dead letter that keeps it.
+    pub properties: super::DeliveryProperties,
     acker: Acker,
     /// Bounds an ack: on a channel closed from our side lapin may never answer.
     ack_timeout: Duration,
@@ -210,6 +212,7 @@ impl Consumer {
                         message_id: props.message_id().as_ref().map(|s| s.to_string()),
                         correlation_id: props.correlation_id().as_ref().map(|s| s.to_string()),
                         redelivered: d.redelivered,
+                        properties: super::DeliveryProperties::from_basic(props),
                         body: d.data,
                         acker: d.acker,
                         ack_timeout: self.settings.connect_timeout,

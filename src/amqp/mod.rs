@@ -19,6 +19,7 @@
 
 pub mod consumer;
 mod error;
+mod properties;
 pub mod publisher;
 pub mod queue;
 pub mod retry;
@@ -26,6 +27,7 @@ pub mod topology;
 
 pub use consumer::{Consumer, ConsumerSettings, InboundDelivery};
 pub use error::{AmqpError, GiveUpReason};
+pub use properties::DeliveryProperties;
 pub use publisher::{OutboundMessage, Published, Publisher, PublisherSettings, PublisherStats};
 pub use queue::QueueClient;
 pub use retry::RetryPolicy;

@@ -51,6 +51,9 @@ pub struct OutboundMessage {
     pub exchange: Option<String>,
     /// Extra headers, e.g. `x-ers-error` on a dead-lettered inbound message.
     pub headers: Vec<(String, String)>,
+    /// A dead letter's original properties: published with these (and `headers`) instead
+    /// of the bridge's own.
+    pub original: Option<super::DeliveryProperties>,
 }
 
 impl OutboundMessage {
@@ -72,6 +75,7 @@ impl OutboundMessage {
             body,
             exchange: None,
             headers: Vec::new(),
+            original: None,
         }
     }
 }
@@ -442,6 +446,9 @@ impl Publisher {
 
 /// The AMQP properties of DESIGN.md §3. No patient identifiers in headers.
 fn properties(msg: &OutboundMessage) -> BasicProperties {
+    if let Some(original) = &msg.original {
+        return original.to_basic(&msg.headers);
+    }
     let mut headers = FieldTable::default();
     headers.insert(
         "x-ers-version".into(),

@@ -28,10 +28,11 @@ use crate::amqp::{
     Consumer, ConsumerSettings, Publisher, PublisherSettings, RetryPolicy, Topology,
 };
 use crate::backoff::Backoff;
-use crate::config::{Config, Env, ProcessEnv};
+use crate::config::{AlertsConfig, Config, Env, ProcessEnv};
 use crate::ers::{ErsClient, ErsError, RefDataCache};
 use crate::events::Events;
 use crate::mapping::DecisionTable;
+use crate::monitor::{self, ApiToken, Liveness, MonitorState};
 use crate::pipeline::inbound::{Inbound, InboundSettings};
 use crate::pipeline::outbound::{self, Mappings, PassReport, Pipeline, PipelineSettings};
 use crate::pipeline::PipelineError;
@@ -46,6 +47,9 @@ pub enum AppError {
     Ers(#[from] ErsError),
     #[error("{0}")]
     Pipeline(#[from] PipelineError),
+    /// The monitor's address is taken, or a token's variable is not set.
+    #[error("monitor: {0}")]
+    Monitor(String),
 }
 
 impl AppError {
@@ -55,6 +59,7 @@ impl AppError {
             AppError::Store(e) => e.is_retryable(),
             AppError::Ers(e) => e.is_retryable(),
             AppError::Pipeline(e) => e.is_retryable(),
+            AppError::Monitor(_) => false,
         }
     }
 }
@@ -78,6 +83,15 @@ pub struct App {
     consumer: ConsumerSettings,
     inbound_enabled: bool,
     retention: Duration,
+    /// The monitor's socket once bound ([`App::bind_monitor`]); only `run` and the demo
+    /// bind it, never the one-shot commands.
+    monitor: std::sync::Mutex<Option<tokio::net::TcpListener>>,
+    /// `[monitor] listen` when the monitor is enabled.
+    monitor_listen: Option<std::net::SocketAddr>,
+    /// Where it listens once bound.
+    monitor_addr: std::sync::Mutex<Option<std::net::SocketAddr>>,
+    monitor_state: MonitorState,
+    alerts: AlertsConfig,
 }
 
 /// The largest PAS message read; larger ones are dead-lettered.
@@ -97,7 +111,7 @@ impl App {
     ) -> Result<Self, AppError> {
         let events = Events::new();
         let mappings = Arc::new(Mappings::load(&config.mappings)?);
-        let ers = ErsClient::new(&config.ers, env)?.with_events(events.clone());
+        let ers = ErsClient::new(&config.ers, env.clone())?.with_events(events.clone());
         let store = Store::connect(&config.store.url).await?;
         let a = &config.amqp;
         let publisher = Arc::new(Publisher::with_events(
@@ -153,6 +167,28 @@ impl App {
             connect_timeout: Duration::from_millis(a.publish_timeout_ms),
             topology: a.declare_topology.then(|| Topology::from_config(a)),
         };
+        let mut tokens = Vec::new();
+        for t in &config.monitor.tokens {
+            let secret = env
+                .var(&t.token_env)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    AppError::Monitor(format!(
+                        "api token {:?}: environment variable {} is not set",
+                        t.name, t.token_env
+                    ))
+                })?;
+            tokens.push(ApiToken {
+                name: t.name.clone(),
+                secret: secret.into(),
+            });
+        }
+        let monitor_state = MonitorState {
+            shared: shared.clone(),
+            tokens: tokens.into(),
+            liveness: Arc::new(Liveness::default()),
+            inbound_queue: a.inbound_queue.clone(),
+        };
         Ok(Self {
             shared,
             outbound,
@@ -160,7 +196,62 @@ impl App {
             consumer,
             inbound_enabled: config.inbound.enabled,
             retention: config.retention(),
+            monitor: std::sync::Mutex::new(None),
+            monitor_listen: config.monitor.enabled.then_some(config.monitor.listen),
+            monitor_addr: std::sync::Mutex::new(None),
+            monitor_state,
+            alerts: config.alerts.clone(),
         })
+    }
+
+    /// Binds the monitor's address now (port 0 picks a free one) and returns it; `None`
+    /// when `[monitor] enabled = false`. A taken port is an error here, before any work.
+    pub async fn bind_monitor(&self) -> Result<Option<std::net::SocketAddr>, AppError> {
+        let Some(listen) = self.monitor_listen else {
+            return Ok(None);
+        };
+        if let Some(a) = self.monitor_addr() {
+            return Ok(Some(a));
+        }
+        let l = monitor::bind(listen)
+            .await
+            .map_err(|e| AppError::Monitor(e.to_string()))?;
+        let addr = l.local_addr().ok();
+        *self.monitor_addr.lock().unwrap_or_else(|e| e.into_inner()) = addr;
+        *self.monitor.lock().unwrap_or_else(|e| e.into_inner()) = Some(l);
+        Ok(addr)
+    }
+
+    /// Where the monitor listens, once bound.
+    pub fn monitor_addr(&self) -> Option<std::net::SocketAddr> {
+        *self.monitor_addr.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serves the monitor (health, metrics, API, dashboard) until shutdown, binding it
+    /// first when [`App::bind_monitor`] was not called; `None` when it is disabled or
+    /// already served.
+    pub async fn serve_monitor(&self) -> Result<Option<tokio::task::JoinHandle<()>>, AppError> {
+        let Some(addr) = self.bind_monitor().await? else {
+            return Ok(None);
+        };
+        let Some(listener) = self
+            .monitor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return Ok(None);
+        };
+        let router = monitor::router(self.monitor_state.clone());
+        let shutdown = self.shared.shutdown.clone();
+        tracing::info!(addr = %addr, "monitor listening (health, metrics, api, dashboard)");
+        Ok(Some(tokio::spawn(async move {
+            if let Err(e) =
+                monitor::serve(listener, router, async move { shutdown.wait().await }).await
+            {
+                tracing::error!(error = %e, "monitor server stopped");
+            }
+        })))
     }
 
     /// The outbound pipeline, for single-step driving.
@@ -201,6 +292,7 @@ impl App {
     /// closes everything. In-flight referrals finish or are abandoned unrecorded (redone on
     /// the next start).
     pub async fn run_until_stopped(self) -> Result<(), AppError> {
+        let server = self.serve_monitor().await?;
         self.outbound
             .retry_parked_if_mappings_changed(Utc::now())
             .await?;
@@ -222,12 +314,33 @@ impl App {
             targets = self.outbound.targets().len(),
             "outbound pipeline running"
         );
-        self.shared.shutdown.wait().await;
+        tasks.spawn(monitor::alerts::for_bridge(
+            self.shared.clone(),
+            self.alerts.clone(),
+            !self.outbound.targets().is_empty(),
+        ));
+        // A task that ends before shutdown has died: `/health/live` says so.
+        loop {
+            tokio::select! {
+                () = self.shared.shutdown.wait() => break,
+                Some(r) = tasks.join_next() => {
+                    let why = match r {
+                        Ok(()) => "a pipeline task stopped".to_string(),
+                        Err(e) => format!("a pipeline task failed: {e}"),
+                    };
+                    tracing::error!(error = %why, "pipeline task ended before shutdown");
+                    self.monitor_state.liveness.task_died(&why);
+                }
+            }
+        }
         tracing::info!("stopping: waiting for in-flight work");
         while let Some(r) = tasks.join_next().await {
             if let Err(e) = r {
                 tracing::error!(error = %e, "pipeline task failed");
             }
+        }
+        if let Some(s) = server {
+            let _ = s.await;
         }
         self.close().await;
         Ok(())
@@ -287,7 +400,10 @@ async fn consume_loop(inbound: Arc<Inbound>, settings: ConsumerSettings, shutdow
 }
 
 async fn handle_delivery(inbound: &Inbound, d: crate::amqp::InboundDelivery, shutdown: &Shutdown) {
-    match inbound.handle(&d.body, Utc::now()).await {
+    match inbound
+        .handle_with(&d.body, Some(&d.properties), Utc::now())
+        .await
+    {
         Ok(_) => {
             if let Err(e) = d.ack().await {
                 tracing::warn!(error = %e, "ack of an inbound delivery failed; it comes back and is found handled");

@@ -60,7 +60,17 @@ pub struct DemoArgs {
     /// Outbound only: no PAS simulator, the messages stay on the PAS queue.
     #[arg(long)]
     pub no_pas_sim: bool,
+    /// Serve the monitor (health, metrics, API, dashboard) on this address, e.g.
+    /// `127.0.0.1:9464`; the dashboard URL with a demo token is printed.
+    #[arg(long, value_name = "ADDR")]
+    pub monitor: Option<std::net::SocketAddr>,
+    /// After the loop settles, keep serving the monitor until Ctrl-C (with `--monitor`).
+    #[arg(long, requires = "monitor")]
+    pub keep_running: bool,
 }
+
+/// The variable the demo's API token is read from (set in-process, never exported).
+const DEMO_TOKEN_ENV: &str = "ERS_BRIDGE_DEMO_TOKEN";
 
 /// `EX_UNAVAILABLE`: a service the demo needs is not there.
 const EX_UNAVAILABLE: u8 = 69;
@@ -241,9 +251,17 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
     let db = std::env::temp_dir().join(format!("ers-bridge-demo-{}.db", uuid::Uuid::new_v4()));
     let text = demo_config(args, &sim.fhir_base(), &db);
     let cfg = config::load_str("<demo>", &text, &MapEnv::default())?;
-    let app = App::build(&cfg, Shutdown::new())
+    // A fresh token per run, for the dashboard and API of `--monitor`.
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let env = MapEnv::from_pairs([(DEMO_TOKEN_ENV, token.as_str())]);
+    let shutdown = Shutdown::new();
+    let app = App::build_with_env(&cfg, std::sync::Arc::new(env), shutdown.clone())
         .await
         .context("cannot start the bridge")?;
+    let server = match args.monitor {
+        Some(_) => app.serve_monitor().await?,
+        None => None,
+    };
     let summary = app.drain(50).await;
     let looped = match (&summary, args.no_pas_sim) {
         (Ok(_), false) => Some(close_the_loop(&app, args).await),
@@ -256,25 +274,41 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
         Ok(r) => r.json().await.unwrap_or_default(),
         Err(_) => serde_json::Value::Null,
     };
+    let summary = summary;
+    let looped = looped.transpose();
+    if let Ok(summary) = &summary {
+        println!(
+            "ers-bridge demo: {} seeded + {} generated referrals",
+            count_seed(&args.seed_dir),
+            args.generate
+        );
+        print_summary(summary, Some(&stats), started.elapsed());
+        println!(
+            "  published to:         exchange {p}.to-pas, queue {p}.pas.referrals",
+            p = args.queue_prefix
+        );
+        if let Ok(Some(l)) = &looped {
+            print_loop(l);
+        }
+    }
+    if let (Some(addr), true) = (args.monitor, server.is_some()) {
+        println!("monitor:  http://{addr}/#token={token}   (API token: {token})");
+        println!("          http://{addr}/metrics   http://{addr}/health/ready");
+        if args.keep_running {
+            println!("serving until Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    shutdown.trigger();
+    if let Some(s) = server {
+        let _ = s.await;
+    }
     app.close().await;
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
     let summary = summary?;
-    println!(
-        "ers-bridge demo: {} seeded + {} generated referrals",
-        count_seed(&args.seed_dir),
-        args.generate
-    );
-    print_summary(&summary, Some(&stats), started.elapsed());
-    println!(
-        "  published to:         exchange {p}.to-pas, queue {p}.pas.referrals",
-        p = args.queue_prefix
-    );
-    let looped = looped.transpose()?;
-    if let Some(l) = &looped {
-        print_loop(l);
-    }
+    looped?;
     let r = &summary.report;
     Ok(r.failed == 0 && r.worklist_errors == 0 && r.published > 0)
 }
@@ -326,7 +360,8 @@ fn demo_config(args: &DemoArgs, base_url: &str, db: &std::path::Path) -> String 
          [ers.auth]\nmode = \"none\"\n\
          [amqp]\nurl = {}\ndeclare_topology = true\ntenant = \"demo\"\nexchange = {}\npas_queue = {}\n\
          pas_ack_queue = {}\ninbound_queue = {}\ndead_letter_exchange = {}\ndead_letter_queue = {}\n\
-         [store]\nurl = {}\n[mappings]\ndir = {}\n[pipeline]\nconcurrency = {}\n",
+         [store]\nurl = {}\n[mappings]\ndir = {}\n[pipeline]\nconcurrency = {}\n\
+         [monitor]\nlisten = {}\n[[monitor.tokens]]\nname = \"demo\"\ntoken_env = {}\n",
         q(base_url),
         args.rate_limit_per_sec,
         q(&args.amqp_url),
@@ -339,6 +374,10 @@ fn demo_config(args: &DemoArgs, base_url: &str, db: &std::path::Path) -> String 
         q(&format!("sqlite://{}", db.display())),
         q(&args.mappings_dir.display().to_string()),
         args.concurrency,
+        q(&args
+            .monitor
+            .map_or("127.0.0.1:0".to_string(), |a| a.to_string())),
+        q(DEMO_TOKEN_ENV),
     );
     for s in DEMO_SERVICES {
         text.push_str(&format!(

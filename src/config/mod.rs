@@ -17,8 +17,8 @@ mod validated;
 pub use env::{Env, MapEnv, ProcessEnv, ENV_PREFIX};
 pub use error::ConfigError;
 pub use raw::{
-    AmqpConfig, AuthConfig, BusinessFunction, ErsConfig, MonitorConfig, RetryConfig, StoreConfig,
-    WorklistKind,
+    AlertsConfig, AmqpConfig, ApiTokenConfig, AuthConfig, BusinessFunction, ErsConfig,
+    MonitorConfig, RetryConfig, StoreConfig, WorklistKind,
 };
 pub use validate::Invalid;
 pub use validated::{Config, InboundTuning, MappingFiles, PipelineTuning, Poll, PollTarget};

@@ -34,6 +34,37 @@ pub struct RawConfig {
     /// The inbound pipeline: PAS decisions into e-RS (docs/inbound.md).
     #[serde(default)]
     pub inbound: InboundConfig,
+    /// Alert conditions and where alerts are sent (docs/monitoring.md).
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// `[alerts]`: the thresholds of the edge-triggered alerts and the optional webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// POSTed a JSON body when an alert opens and when it resolves (with retries).
+    pub webhook_url: Option<String>,
+    /// How often the conditions are checked.
+    pub evaluate_secs: u64,
+    /// No successful worklist poll for this long.
+    pub no_poll_minutes: u64,
+    /// A needs-action record older than this.
+    pub needs_action_hours: u64,
+    /// A referral published with no PAS decision for this long.
+    pub no_decision_hours: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            evaluate_secs: 30,
+            no_poll_minutes: 15,
+            needs_action_hours: 4,
+            no_decision_hours: 48,
+        }
+    }
 }
 
 /// `[inbound]`: the PAS → e-RS direction.
@@ -289,13 +320,28 @@ impl Default for StoreConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MonitorConfig {
+    /// Serve health, metrics, the API and the dashboard in `ers-bridge run`.
+    pub enabled: bool,
     pub listen: SocketAddr,
+    /// Bearer tokens for `/api/…` and the dashboard: each a name (recorded with every
+    /// replay and re-drive) and the environment variable holding the secret.
+    pub tokens: Vec<ApiTokenConfig>,
+}
+
+/// `[[monitor.tokens]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenConfig {
+    pub name: String,
+    pub token_env: String,
 }
 
 impl Default for MonitorConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            tokens: Vec::new(),
         }
     }
 }

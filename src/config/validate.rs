@@ -44,6 +44,30 @@ impl RawConfig {
         }
         self.validate_auth()
             .map_err(|(key, reason)| Invalid { key, reason })?;
+        if let Some(w) = &self.alerts.webhook_url {
+            match reqwest::Url::parse(w) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => return err("alerts.webhook_url", "must be an http or https url".into()),
+            }
+        }
+        if self.alerts.evaluate_secs == 0 {
+            return err("alerts.evaluate_secs", "must be at least 1".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for t in &self.monitor.tokens {
+            if t.name.trim().is_empty() || !names.insert(t.name.as_str()) {
+                return err(
+                    "monitor.tokens",
+                    format!("token names must be unique and not empty ({:?})", t.name),
+                );
+            }
+            if t.token_env.trim().is_empty() {
+                return err(
+                    "monitor.tokens",
+                    format!("token {:?} needs token_env", t.name),
+                );
+            }
+        }
         let Some(concurrency) = NonZeroUsize::new(self.pipeline.concurrency) else {
             return err("pipeline.concurrency", "must be at least 1".into());
         };
@@ -152,6 +176,7 @@ impl RawConfig {
             poll,
             pipeline,
             inbound,
+            alerts: self.alerts,
         })
     }
 

@@ -9,7 +9,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{AmqpConfig, ErsConfig, MonitorConfig, StoreConfig, WorklistKind};
+use super::raw::{AlertsConfig, AmqpConfig, ErsConfig, MonitorConfig, StoreConfig, WorklistKind};
 use crate::backoff::Backoff;
 
 /// The whole validated configuration.
@@ -24,6 +24,7 @@ pub struct Config {
     pub poll: Vec<Poll>,
     pub pipeline: PipelineTuning,
     pub inbound: InboundTuning,
+    pub alerts: AlertsConfig,
 }
 
 /// `[inbound]`, validated.

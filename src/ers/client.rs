@@ -40,6 +40,9 @@ pub struct ErsClient {
     pub(crate) inner: Arc<Inner>,
     /// Sent as `X-Correlation-ID` instead of a fresh UUID per call, when set.
     correlation_id: Option<Uuid>,
+    /// Reads made for a PAS decision: they pass the queue of outbound reads at the rate
+    /// limiter as writes do ([`ErsClient::for_decision`]).
+    decision: bool,
     /// Where every call attempt is counted ([`ErsCallFinished`]).
     events: Events,
 }
@@ -137,6 +140,7 @@ impl ErsClient {
                 max_attachment_bytes: cfg.max_attachment_bytes,
             }),
             correlation_id: None,
+            decision: false,
             events: Events::new(),
         })
     }
@@ -151,9 +155,18 @@ impl ErsClient {
     /// message through several e-RS calls).
     pub fn with_correlation_id(&self, id: Uuid) -> Self {
         Self {
-            inner: self.inner.clone(),
             correlation_id: Some(id),
-            events: self.events.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// The same client for the calls of a PAS decision: its reads (A005, A029) take the
+    /// rate limiter's next slot as writes do, ahead of the outbound backlog's reads, so a
+    /// decision is not queued behind a thousand worklist fetches.
+    pub fn for_decision(&self) -> Self {
+        Self {
+            decision: true,
+            ..self.clone()
         }
     }
 
@@ -216,7 +229,7 @@ impl ErsClient {
         loop {
             attempt += 1;
             // One limiter for both directions, writes (PAS decisions) first.
-            if call.op.is_write() {
+            if call.op.is_write() || self.decision {
                 inner.limiter.acquire_write().await;
             } else {
                 inner.limiter.acquire().await;

@@ -30,8 +30,17 @@ impl InternalEvent for ErsCallFinished {
                 operation: self.operation,
             })
             .observe(self.latency.as_secs_f64());
-        if self.status == Some(429) {
-            m.ers_rate_limited.inc();
+        match self.status {
+            Some(429) => {
+                m.ers_rate_limited.inc();
+            }
+            Some(401 | 403) => {
+                m.ers_auth_failing.set(1);
+            }
+            Some(200..=299) => {
+                m.ers_auth_failing.set(0);
+            }
+            _ => {}
         }
     }
 }

@@ -4,6 +4,7 @@
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -74,6 +75,17 @@ pub struct TableLabels {
     pub table: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct InboundLabels {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReplyLabels {
+    pub code: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 5 ms … ~20 s.
     Histogram::new(exponential_buckets(0.005, 2.0, 13))
@@ -97,6 +109,20 @@ pub struct Metrics {
     pub messages_confirmed: Counter,
     pub confirm_duration: Histogram,
     pub publish_attempts_failed: Counter,
+    pub inbound_messages: Family<InboundLabels, Counter>,
+    pub inbound_duration: Histogram,
+    pub replies_sent: Family<ReplyLabels, Counter>,
+    pub dead_lettered: Counter,
+    /// 1 while e-RS answers 401/403 to the bridge's credentials, 0 after a success.
+    pub ers_auth_failing: Gauge,
+    /// Set at scrape time from the store.
+    pub needs_action_open: Gauge,
+    pub parked_open: Gauge,
+    pub oldest_awaiting_decision: Gauge,
+    pub alerts_open: Gauge,
+    /// Unix time of the last worklist poll that succeeded (0: none yet).
+    pub last_successful_poll: Gauge,
+    pub alerts_opened: Counter,
 }
 
 impl Metrics {
@@ -116,6 +142,17 @@ impl Metrics {
             messages_confirmed: Counter::default(),
             confirm_duration: latency_histogram(),
             publish_attempts_failed: Counter::default(),
+            inbound_messages: Family::default(),
+            inbound_duration: latency_histogram(),
+            replies_sent: Family::default(),
+            dead_lettered: Counter::default(),
+            ers_auth_failing: Gauge::default(),
+            needs_action_open: Gauge::default(),
+            parked_open: Gauge::default(),
+            oldest_awaiting_decision: Gauge::default(),
+            alerts_open: Gauge::default(),
+            last_successful_poll: Gauge::default(),
+            alerts_opened: Counter::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -182,6 +219,62 @@ impl Metrics {
             "ers_bridge_publish_attempts_failed",
             "Publish attempts that failed (connect, nack, return, timeout)",
             m.publish_attempts_failed.clone(),
+        );
+        r.register(
+            "ers_bridge_inbound_messages",
+            "PAS messages handled, by kind (rri, ack, unreadable) and outcome",
+            m.inbound_messages.clone(),
+        );
+        r.register(
+            "ers_bridge_inbound_handle_duration_seconds",
+            "Time from a PAS message's receipt to its outcome recorded",
+            m.inbound_duration.clone(),
+        );
+        r.register(
+            "ers_bridge_replies_sent",
+            "HL7 ACKs the bridge sent to the PAS, by MSA-1 code",
+            m.replies_sent.clone(),
+        );
+        r.register(
+            "ers_bridge_dead_lettered",
+            "PAS messages sent to the dead-letter exchange",
+            m.dead_lettered.clone(),
+        );
+        r.register(
+            "ers_bridge_ers_auth_failing",
+            "1 while e-RS refuses the bridge's credentials (401/403), else 0",
+            m.ers_auth_failing.clone(),
+        );
+        r.register(
+            "ers_bridge_needs_action_open",
+            "PAS decisions kept for a person (needs-action records not resolved)",
+            m.needs_action_open.clone(),
+        );
+        r.register(
+            "ers_bridge_parked_open",
+            "Referral versions parked and not yet replayed",
+            m.parked_open.clone(),
+        );
+        r.register_with_unit(
+            "ers_bridge_oldest_awaiting_decision",
+            "Age of the oldest referral published with no PAS decision yet",
+            prometheus_client::registry::Unit::Seconds,
+            m.oldest_awaiting_decision.clone(),
+        );
+        r.register(
+            "ers_bridge_alerts_open",
+            "Alerts open now",
+            m.alerts_open.clone(),
+        );
+        r.register(
+            "ers_bridge_last_successful_poll_timestamp_seconds",
+            "When a worklist poll last succeeded (Unix time; 0: not yet)",
+            m.last_successful_poll.clone(),
+        );
+        r.register(
+            "ers_bridge_alerts_opened",
+            "Alerts opened (each opening once, however long the condition lasts)",
+            m.alerts_opened.clone(),
         );
         m
     }

@@ -17,12 +17,12 @@
 //! - `outbound.rs`: the outbound pipeline's events (published, parked, publish retry,
 //!   worklist polled, lookup missed).
 //! - `clients.rs`: the e-RS client's and the broker publisher's events.
+//! - `inbound.rs`: the inbound pipeline's events (a PAS message handled, a reply sent)
+//!   and the alert transitions.
 //! - `metrics.rs`: the metric families and their names.
-//!
-//! Adding the inbound direction adds `inbound.rs` with its structs, their families in
-//! [`Metrics`] and, where observers need them, variants of [`Event`].
 
 mod clients;
+mod inbound;
 mod metrics;
 mod outbound;
 
@@ -33,6 +33,7 @@ use tokio::sync::broadcast;
 pub use clients::{
     BrokerConnectFailed, BrokerConnected, ErsCallFinished, MessageConfirmed, PublishAttemptFailed,
 };
+pub use inbound::{AlertChanged, InboundHandled, ReplySent};
 pub use metrics::{Metrics, StatusClass};
 pub use outbound::{LookupMissed, Parked, PollResult, PublishRetry, Published, WorklistPolled};
 
@@ -53,6 +54,8 @@ pub enum Event {
     Published(Published),
     Parked(Parked),
     PublishRetry(PublishRetry),
+    InboundHandled(InboundHandled),
+    Alert(AlertChanged),
 }
 
 /// The hub: metrics plus the observer broadcast. Cheap to clone; every clone is the same

@@ -140,6 +140,9 @@ impl InternalEvent for WorklistPolled {
                 "worklist budget for today used up, skipping poll"
             ),
         }
+        if self.result == PollResult::Ok {
+            m.last_successful_poll.set(chrono::Utc::now().timestamp());
+        }
         m.worklist_polls
             .get_or_create(&WorklistLabels {
                 service: self.service.clone(),

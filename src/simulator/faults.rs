@@ -40,6 +40,10 @@ pub struct Faults {
     /// The next this-many writes are applied but answered 502, as if the response was lost
     /// on the way back (the client cannot tell whether the write happened).
     pub lose_write_responses: u32,
+    /// Writes are applied (and logged) at once but answered only after this many
+    /// milliseconds: the window in which a bridge can be killed after e-RS changed state
+    /// and before it recorded the result.
+    pub hold_write_responses_ms: u64,
 }
 
 /// Takes one "response lost" from the fault's budget; true when this write's response is
@@ -52,6 +56,12 @@ pub fn take_lost_response(sim: &Sim) -> bool {
     } else {
         false
     }
+}
+
+/// How long an applied write's response is held back.
+pub fn write_hold(sim: &Sim) -> Duration {
+    let t = sim.traffic.lock().unwrap_or_else(|e| e.into_inner());
+    Duration::from_millis(t.faults.hold_write_responses_ms)
 }
 
 /// Mutable traffic state: faults, rate-limit windows and counters.

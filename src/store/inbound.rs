@@ -304,8 +304,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE inbound_messages SET status = $2, ubrn = COALESCE($3, ubrn), \
-             action = COALESCE($4, action), detail = $5, reply_code = $6, next_attempt_ms = NULL \
-             WHERE control_id = $1",
+             action = COALESCE($4, action), detail = $5, reply_code = $6, next_attempt_ms = NULL, \
+             finished_at_ms = $7 WHERE control_id = $1",
         )
         .bind(control_id.as_str())
         .bind(status.as_str())
@@ -313,6 +313,7 @@ impl Store {
         .bind(action)
         .bind(detail)
         .bind(reply_code)
+        .bind(chrono::Utc::now().timestamp_millis())
         .execute(&self.pool)
         .await
         .op("inbound_finish")?;

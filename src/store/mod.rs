@@ -37,12 +37,16 @@
 mod bookkeeping;
 mod error;
 mod inbound;
+mod monitor;
 mod schema;
 mod versions;
 
 pub(crate) use error::OpContext;
 pub use error::StoreError;
 pub use inbound::{Attempt, Begin, InboundRecord, InboundStatus};
+pub use monitor::{
+    AlertRow, DeadLetter, Flow, MessageRow, SearchFilter, SearchPage, TimelineEntry,
+};
 
 use crate::ids::{ControlId, Ubrn, Version};
 

@@ -110,6 +110,45 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
         )",
         ],
     ),
+    (
+        4,
+        &[
+            // When a PAS message's outcome and reply were recorded (the timeline's "reply").
+            "ALTER TABLE inbound_messages ADD COLUMN finished_at_ms BIGINT",
+            // Messages sent to the dead-letter exchange, with their body (base64, pruned by
+            // retention) for the dashboard's list and a re-drive.
+            "CREATE TABLE dead_letters (
+            id TEXT PRIMARY KEY,
+            at_ms BIGINT NOT NULL,
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            message_id TEXT,
+            body_b64 TEXT,
+            redriven_at_ms BIGINT
+        )",
+            "CREATE INDEX dead_letters_at ON dead_letters (at_ms)",
+            // Alerts: one row per opening; an open alert has no resolved_at_ms.
+            "CREATE TABLE alerts (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            opened_at_ms BIGINT NOT NULL,
+            resolved_at_ms BIGINT
+        )",
+            "CREATE INDEX alerts_open ON alerts (name, resolved_at_ms)",
+            // What operators did through the API or the CLI (replays, re-drives), by whom.
+            "CREATE TABLE operator_actions (
+            id TEXT PRIMARY KEY,
+            at_ms BIGINT NOT NULL,
+            who TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            detail TEXT NOT NULL
+        )",
+            "CREATE INDEX inbound_messages_type_received ON inbound_messages (message_type, received_at_ms)",
+            "CREATE INDEX published_messages_type_confirmed ON published_messages (message_type, confirmed_at_ms)",
+        ],
+    ),
 ];
 
 /// Applies every migration the database has not seen yet.

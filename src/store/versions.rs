@@ -234,7 +234,7 @@ impl Store {
         .await.op("prune_payloads")?;
         // Inbound HL7 of finished messages too; one still being worked on keeps its text.
         let i = sqlx::query(
-            "UPDATE inbound_messages SET hl7 = NULL WHERE received_at_ms < $1 AND hl7 IS NOT NULL              AND status IN ('done', 'no-action', 'needs-action', 'dead-lettered')",
+            "UPDATE inbound_messages SET hl7 = NULL WHERE received_at_ms < $1 AND hl7 IS NOT NULL              AND status IN ('done', 'no-action', 'needs-action', 'dead-lettered', 'resolved')",
         )
         .bind(cutoff_ms)
         .execute(&self.pool)

@@ -138,6 +138,7 @@ fn message(n: usize) -> OutboundMessage {
             .into_bytes(),
         exchange: None,
         headers: Vec::new(),
+        original: None,
     }
 }
 

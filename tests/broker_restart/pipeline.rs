@@ -57,7 +57,7 @@ pub async fn pipeline_survives_restart() {
          [amqp]\nurl = {}\ntenant = \"default\"\nexchange = {}\npas_queue = {}\ninbound_queue = {}\n\
          dead_letter_exchange = {}\ndead_letter_queue = {}\npublish_timeout_ms = 5000\n\
          [store]\nurl = {}\n[mappings]\ndir = {}\n\
-         [pipeline]\nconcurrency = 8\npublish_retry_base_delay_ms = 50\npublish_retry_max_delay_ms = 1000\n",
+         [monitor]\nlisten = \"127.0.0.1:0\"\n[pipeline]\nconcurrency = 8\npublish_retry_base_delay_ms = 50\npublish_retry_max_delay_ms = 1000\n",
         q(&sim.fhir_base()),
         q(AMQP_URL),
         q(&format!("{prefix}.to-pas")),
@@ -74,8 +74,21 @@ pub async fn pipeline_survives_restart() {
         ));
     }
     let cfg = config::load_str("<broker_restart>", &text, &MapEnv::default()).unwrap();
-    let app = App::build(&cfg, Shutdown::new()).await.unwrap();
+    let shutdown = Shutdown::new();
+    let app = App::build(&cfg, shutdown.clone()).await.unwrap();
     let pas_queue = format!("{prefix}.pas");
+    // The readiness probe follows the broker: ready, not ready while it is stopped (naming
+    // the broker), ready again after.
+    let monitor = app.serve_monitor().await.unwrap().expect("monitor enabled");
+    let addr = app.monitor_addr();
+    let ready = |addr: Option<std::net::SocketAddr>| async move {
+        let r = reqwest::get(format!("http://{}/health/ready", addr.unwrap()))
+            .await
+            .unwrap();
+        let code = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap();
+        (code, body)
+    };
 
     let controller = async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -88,12 +101,27 @@ pub async fn pipeline_survives_restart() {
             tokio::time::sleep(Duration::from_millis(50)).await;
             at_stop = depth(&pas_queue).await;
         }
+        assert_eq!(ready(addr).await.0, 200, "ready before the broker stops");
         stop_broker().await;
+        let (code, body) = ready(addr).await;
+        assert_eq!(code, 503, "{body}");
+        assert_eq!(body["checks"]["broker"]["ok"], false, "{body}");
+        assert_eq!(body["checks"]["store"]["ok"], true, "{body}");
         start_broker().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while ready(addr).await.0 != 200 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "ready again after start_app"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         at_stop
     };
     let (summary, at_stop) = tokio::join!(app.drain(50), controller);
     let summary = summary.unwrap();
+    shutdown.trigger();
+    monitor.await.unwrap();
     app.close().await;
 
     let recorded: i64 = summary.published_by_type.iter().map(|(_, n)| n).sum();

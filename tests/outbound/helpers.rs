@@ -116,7 +116,7 @@ impl Harness {
              [amqp]\nurl = {}\ntenant = \"test\"\nexchange = {}\npas_queue = {}\npas_ack_queue = {}\ninbound_queue = {}\n\
              dead_letter_exchange = {}\ndead_letter_queue = {}\n\
              [store]\nurl = {}\n[mappings]\ndir = {}\n\
-             [pipeline]\nconcurrency = 8\npublish_retry_base_delay_ms = 20\npublish_retry_max_delay_ms = 200\n",
+             [monitor]\nlisten = \"127.0.0.1:0\"\n[pipeline]\nconcurrency = 8\npublish_retry_base_delay_ms = 20\npublish_retry_max_delay_ms = 200\n",
             q(&sim.fhir_base()),
             opts.client_rate,
             auth,

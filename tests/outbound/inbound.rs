@@ -15,7 +15,7 @@ use lapin::types::AMQPValue;
 use crate::helpers::{Harness, Opts};
 
 /// A harness with the sample referrals seeded, and its bridge.
-async fn seeded(app_restricted: bool) -> (Harness, ers_bridge::app::App) {
+pub(crate) async fn seeded(app_restricted: bool) -> (Harness, ers_bridge::app::App) {
     let h = Harness::start(Opts {
         seed: true,
         app_restricted,
@@ -26,7 +26,7 @@ async fn seeded(app_restricted: bool) -> (Harness, ers_bridge::app::App) {
     (h, app)
 }
 
-fn rri(control_id: &str, status: &str, ubrn: &str, reason: &str, note: &str) -> Vec<u8> {
+pub(crate) fn rri(control_id: &str, status: &str, ubrn: &str, reason: &str, note: &str) -> Vec<u8> {
     format!(
         "MSH|^~\\&|PAS|RXX|ERS_BRIDGE|RXX|20240116091500||RRI^I12^RRI_I12|{control_id}|P|2.4|||AL|NE\r\
          RF1|{status}||||O^Outpatient^HL70284|{ubrn}^UBRN|20240116091500|||{reason}\r\
@@ -36,12 +36,12 @@ fn rri(control_id: &str, status: &str, ubrn: &str, reason: &str, note: &str) -> 
     .into_bytes()
 }
 
-async fn ops(h: &Harness, op: &str) -> u64 {
+pub(crate) async fn ops(h: &Harness, op: &str) -> u64 {
     h.stats().await["by_operation"][op].as_u64().unwrap_or(0)
 }
 
 /// The next ACK on the PAS's reply queue.
-async fn reply(h: &Harness) -> ers_bridge::hl7::Inbound {
+pub(crate) async fn reply(h: &Harness) -> ers_bridge::hl7::Inbound {
     let conn = lapin::Connection::connect(crate::helpers::AMQP_URL, Default::default())
         .await
         .unwrap();
@@ -401,7 +401,7 @@ async fn needs_action_is_listed_resolved_and_retried_without_being_dropped() {
     h.cleanup().await;
 }
 
-async fn applied_writes(h: &Harness, op: &str) -> usize {
+pub(crate) async fn applied_writes(h: &Harness, op: &str) -> usize {
     let calls: serde_json::Value = reqwest::get(format!("{}/_admin/calls", h.sim.base_url()))
         .await
         .unwrap()

@@ -9,6 +9,7 @@ mod cli;
 #[path = "../common/mod.rs"]
 mod common;
 mod content;
+mod decisions;
 mod faults;
 mod filters;
 mod flow;
@@ -16,6 +17,8 @@ mod helpers;
 #[path = "../common/ids.rs"]
 mod ids;
 mod inbound;
+mod load;
+mod monitor;
 mod parked;
 mod restart;
 mod run;

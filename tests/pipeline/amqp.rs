@@ -56,6 +56,7 @@ fn message(n: usize) -> OutboundMessage {
         body: format!("MSH|^~\\&|ERS|...|{n}\r").into_bytes(),
         exchange: None,
         headers: Vec::new(),
+        original: None,
     }
 }
 

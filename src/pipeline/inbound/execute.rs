@@ -116,7 +116,7 @@ pub async fn run(
     loop {
         let read = match first_read.take() {
             Some(r) => r,
-            None => match shared.ers.referral(ubrn, None).await {
+            None => match shared.ers.for_decision().referral(ubrn, None).await {
                 Ok(r) => r,
                 Err(e) => return Ok(classify(op, e, false)),
             },
@@ -134,7 +134,7 @@ pub async fn run(
         if op == Operation::A028
             && read.resource.state().map(|c| c.code()) == Some("DEFERRED_TO_PROVIDER")
         {
-            match shared.ers.available_actions(ubrn, version).await {
+            match shared.ers.for_decision().available_actions(ubrn, version).await {
                 Ok(b) if b.task_codes().contains(&"RECORD_REVIEW_OUTCOME") => {}
                 Ok(_) => {
                     return Ok(refused(
@@ -148,7 +148,7 @@ pub async fn run(
             .inbound_intent(control_id, ubrn, name, version)
             .await?;
         let correlation = uuid::Uuid::new_v4();
-        let ers = shared.ers.with_correlation_id(correlation);
+        let ers = shared.ers.for_decision().with_correlation_id(correlation);
         let result = call(shared, &ers, ubrn, version, action, &read.resource, now).await;
         let attempt =
             |status: Option<u16>, e: Option<&ErsError>, request_id: Option<String>| Attempt {

@@ -13,21 +13,25 @@
 //! [`Inbound::retry_due`], so it never holds the queue.
 
 mod execute;
+mod reply;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::amqp::{AmqpError, OutboundMessage};
+use crate::amqp::DeliveryProperties;
 use crate::app::Shared;
 use crate::backoff::Backoff;
+use crate::events::{InboundHandled, ReplySent};
 use crate::hl7::ack::summarise;
-use crate::hl7::reply::{self, Reply, ReplyError};
-use crate::hl7::{read_with_limit, ControlId, Inbound as InboundMsg, Message, Ubrn};
+use crate::hl7::reply::Reply;
+use crate::hl7::{read_with_limit, Inbound as InboundMsg, Message, Ubrn};
 use crate::mapping::{Action, DecisionTable};
 use crate::store::{Begin, InboundRecord, InboundStatus};
 
 pub use execute::Outcome as ExecuteOutcome;
+use reply::refusal;
+pub use reply::reply_control_id;
 
 use super::PipelineError;
 
@@ -64,6 +68,20 @@ pub enum Handled {
     RetryScheduled { due_ms: i64 },
 }
 
+impl Handled {
+    /// The outcome as a metric label.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::DeadLettered { .. } => "dead_lettered",
+            Self::Duplicate { .. } => "duplicate",
+            Self::NoAction { .. } => "no_action",
+            Self::Done { .. } => "done",
+            Self::NeedsAction { .. } => "needs_action",
+            Self::RetryScheduled { .. } => "retry",
+        }
+    }
+}
+
 /// The inbound direction: shared by the consumer loop and the retry loop.
 pub struct Inbound {
     shared: Arc<Shared>,
@@ -91,15 +109,42 @@ impl Inbound {
     /// Handles one message body from the inbound queue. `Err` means nothing was decided
     /// (the store or the broker is down): leave the delivery unacked for a later try.
     pub async fn handle(&self, body: &[u8], now: DateTime<Utc>) -> Result<Handled, PipelineError> {
+        self.handle_with(body, None, now).await
+    }
+
+    /// [`Inbound::handle`] for a delivery whose AMQP properties are known: a dead letter
+    /// keeps them.
+    pub async fn handle_with(
+        &self,
+        body: &[u8],
+        original: Option<&DeliveryProperties>,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, PipelineError> {
+        let started = std::time::Instant::now();
         let (message, msg) = match self.read(body) {
             Ok(m) => m,
             Err(e) => {
                 let reason = e.to_string();
-                self.dead_letter(body, "unreadable", &reason).await?;
+                self.dead_letter(body, original, "unreadable", &reason)
+                    .await?;
                 tracing::warn!(error = %reason, "inbound message is not readable hl7, dead-lettered");
-                return Ok(Handled::DeadLettered { reason });
+                let handled = Handled::DeadLettered { reason };
+                self.emit(None, &handled, started);
+                return Ok(handled);
             }
         };
+        let handled = self.handle_read(&message, &msg, body, now).await?;
+        self.emit(Some(&msg), &handled, started);
+        Ok(handled)
+    }
+
+    async fn handle_read(
+        &self,
+        message: &Message,
+        msg: &InboundMsg,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Handled, PipelineError> {
         let text = String::from_utf8_lossy(body).into_owned();
         let message_type = format!("{}^{}", msg.message_type, msg.event);
         let store = &self.shared.store;
@@ -121,7 +166,22 @@ impl Inbound {
             // the referral before writing again).
             Begin::Seen(_) => {}
         }
-        self.decide_and_act(&msg, &message, now).await
+        self.decide_and_act(msg, message, now).await
+    }
+
+    /// Counts and logs what became of one message.
+    fn emit(&self, msg: Option<&InboundMsg>, handled: &Handled, started: std::time::Instant) {
+        self.shared.events.emit(InboundHandled {
+            control_id: msg.map(|m| m.control_id.clone()),
+            ubrn: msg.and_then(|m| m.referral.as_ref()?.ubrn.clone()),
+            kind: match msg {
+                None => "unreadable",
+                Some(m) if m.referral.is_some() => "rri",
+                Some(_) => "ack",
+            },
+            outcome: handled.outcome(),
+            took: started.elapsed(),
+        });
     }
 
     /// Reads a PAS message once: the message (for the reply) and its summary.
@@ -175,7 +235,10 @@ impl Inbound {
                 return Ok(Handled::NeedsAction { why });
             }
         };
-        self.decide_and_act(&msg, &message, now).await
+        let started = std::time::Instant::now();
+        let handled = self.decide_and_act(&msg, &message, now).await?;
+        self.emit(Some(&msg), &handled, started);
+        Ok(handled)
     }
 
     async fn decide_and_act(
@@ -208,7 +271,7 @@ impl Inbound {
         let needs_read =
             self.table.depends_on_state(msg) || self.table.decide(msg).kind().operation().is_some();
         let read = match ubrn_for_rri.filter(|_| needs_read) {
-            Some(u) => match self.shared.ers.referral(u, None).await {
+            Some(u) => match self.shared.ers.for_decision().referral(u, None).await {
                 Ok(r) => Some(r),
                 Err(e) if e.is_retryable() => {
                     return self
@@ -456,120 +519,5 @@ impl Inbound {
         Ok(Handled::NeedsAction {
             why: why.to_string(),
         })
-    }
-
-    /// Publishes the bridge's ACK to the PAS's message (RRIs only: an ACK is never
-    /// acknowledged). Returns the MSA-1 sent.
-    async fn reply(
-        &self,
-        msg: &InboundMsg,
-        message: &Message,
-        reply: Option<Reply>,
-        now: DateTime<Utc>,
-    ) -> Result<Option<&'static str>, PipelineError> {
-        let Some(reply) = reply else { return Ok(None) };
-        let control_id = reply_control_id(&msg.control_id);
-        let ack = reply::build(
-            message,
-            &reply,
-            &control_id,
-            &now.format("%Y%m%d%H%M%S%z").to_string(),
-        );
-        let bytes = ack
-            .encode()
-            .map_err(|e| PipelineError::BadMessage(e.to_string()))?;
-        let out = OutboundMessage::new(
-            format!("{}.ACK.{}", self.settings.tenant, msg.event),
-            control_id.to_string(),
-            msg.control_id.to_string(),
-            format!("ACK^{}", msg.event),
-            String::new(),
-            bytes,
-        );
-        self.publish(&out).await?;
-        Ok(Some(reply.code.as_str()))
-    }
-
-    /// Sends an unreadable message to the dead-letter exchange with its reason.
-    async fn dead_letter(
-        &self,
-        body: &[u8],
-        kind: &str,
-        detail: &str,
-    ) -> Result<(), PipelineError> {
-        let mut out = OutboundMessage::new(
-            String::new(),
-            String::new(),
-            String::new(),
-            "unknown".into(),
-            String::new(),
-            body.to_vec(),
-        );
-        out.exchange = Some(self.settings.dead_letter_exchange.clone());
-        out.headers = vec![
-            ("x-ers-error".into(), kind.to_string()),
-            (
-                "x-ers-error-detail".into(),
-                detail.chars().take(500).collect(),
-            ),
-        ];
-        self.publish(&out).await
-    }
-
-    async fn publish(&self, out: &OutboundMessage) -> Result<(), PipelineError> {
-        self.shared
-            .publisher
-            .publish(out)
-            .await
-            .map_err(|e: AmqpError| PipelineError::Broker(Box::new(e)))
-    }
-}
-
-/// An AE reply: `text` in MSA-3, the ERR naming `segment`/`field` with a table 0357 code
-/// and `why` for the PAS's people.
-fn refusal(
-    text: &str,
-    segment: &str,
-    field: Option<usize>,
-    code: &'static str,
-    why: String,
-) -> Reply {
-    Reply::error(
-        text,
-        ReplyError {
-            segment: segment.to_string(),
-            field,
-            code,
-            text: why,
-        },
-    )
-}
-
-/// The MSH-10 of our reply: `R` and 19 digits of a hash of the PAS's MSH-10, so a reply
-/// sent again carries the same id (20 characters, MSH-10's limit).
-pub fn reply_control_id(theirs: &ControlId) -> ControlId {
-    // FNV-1a: stable across builds and platforms (std's hasher is not).
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in theirs.as_str().bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    ControlId::parse(&format!("R{:019}", h % 10_000_000_000_000_000_000))
-        .expect("R and 19 digits is a valid control id")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reply_ids_are_stable_and_fit_msh10() {
-        let a = reply_control_id(&ControlId::parse("PAS00017").unwrap());
-        let b = reply_control_id(&ControlId::parse("PAS00017").unwrap());
-        let c = reply_control_id(&ControlId::parse("PAS00018").unwrap());
-        assert_eq!(a, b);
-        assert_ne!(a, c);
-        assert_eq!(a.as_str().len(), 20);
-        assert!(a.as_str().starts_with('R'));
     }
 }

@@ -264,6 +264,7 @@ impl Pipeline {
             body: m.body,
             exchange: None,
             headers: Vec::new(),
+            original: None,
         };
         let policy = RetryPolicy {
             backoff: self.settings.tuning.publish_retry,

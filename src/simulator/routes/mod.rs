@@ -342,6 +342,10 @@ async fn pipeline(
         correlation_id: auth::header(headers, "x-correlation-id"),
         at_ms: chrono::Utc::now().timestamp_millis(),
     });
+    let hold = faults::write_hold(sim);
+    if applied && !hold.is_zero() {
+        tokio::time::sleep(hold).await;
+    }
     result
 }
 

@@ -1,0 +1,102 @@
+//! The inbound pipeline's events: one per PAS message handled (its kind and what became of
+//! it), each reply sent to the PAS, and each message dead-lettered.
+
+use std::time::Duration;
+
+use super::metrics::{InboundLabels, Metrics, ReplyLabels};
+use super::{Event, InternalEvent};
+use crate::ids::{ControlId, Ubrn};
+
+/// One PAS message handled: read, stored, decided and (where e-RS must hear of it) acted
+/// on, or dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundHandled {
+    /// The PAS's MSH-10; `None` when the message could not be read.
+    pub control_id: Option<ControlId>,
+    pub ubrn: Option<Ubrn>,
+    /// `rri`, `ack` or `unreadable`.
+    pub kind: &'static str,
+    /// `done`, `no_action`, `needs_action`, `retry`, `duplicate` or `dead_lettered`.
+    pub outcome: &'static str,
+    /// From receipt (or the retry's start) to the outcome recorded.
+    pub took: Duration,
+}
+
+impl InternalEvent for InboundHandled {
+    fn emit(&self, m: &Metrics) {
+        let cid = self.control_id.as_ref().map(ControlId::as_str);
+        match self.outcome {
+            "needs_action" | "dead_lettered" | "retry" => tracing::warn!(
+                control_id = cid,
+                ubrn = self.ubrn.as_ref().map(Ubrn::as_str),
+                kind = self.kind,
+                outcome = self.outcome,
+                "pas message handled"
+            ),
+            _ => tracing::info!(
+                control_id = cid,
+                ubrn = self.ubrn.as_ref().map(Ubrn::as_str),
+                kind = self.kind,
+                outcome = self.outcome,
+                took_ms = self.took.as_millis() as u64,
+                "pas message handled"
+            ),
+        }
+        m.inbound_messages
+            .get_or_create(&InboundLabels {
+                kind: self.kind,
+                outcome: self.outcome,
+            })
+            .inc();
+        m.inbound_duration.observe(self.took.as_secs_f64());
+        if self.outcome == "dead_lettered" {
+            m.dead_lettered.inc();
+        }
+    }
+
+    fn observed(&self) -> Option<Event> {
+        Some(Event::InboundHandled(self.clone()))
+    }
+}
+
+/// The bridge's ACK to a PAS message, published with a confirm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplySent {
+    /// The PAS message answered.
+    pub control_id: ControlId,
+    /// MSA-1: `AA`, `AE` or `AR`.
+    pub code: &'static str,
+}
+
+impl InternalEvent for ReplySent {
+    fn emit(&self, m: &Metrics) {
+        tracing::debug!(control_id = %self.control_id, code = self.code, "reply sent to the pas");
+        m.replies_sent
+            .get_or_create(&ReplyLabels { code: self.code })
+            .inc();
+    }
+}
+
+/// An alert opened or resolved (once per transition: docs/monitoring.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertChanged {
+    pub alert: String,
+    /// `open` or `resolved`.
+    pub state: &'static str,
+    pub detail: String,
+}
+
+impl InternalEvent for AlertChanged {
+    fn emit(&self, m: &Metrics) {
+        if self.state == "open" {
+            tracing::error!(alert = %self.alert, detail = %self.detail, "alert opened");
+            m.alerts_opened.inc();
+        } else {
+            tracing::info!(alert = %self.alert, "alert resolved");
+        }
+    }
+
+    fn observed(&self) -> Option<Event> {
+        Some(Event::Alert(self.clone()))
+    }
+}

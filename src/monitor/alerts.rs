@@ -1,0 +1,270 @@
+//! Edge-triggered alerts: each condition opens an alert once when it starts and resolves it
+//! once when it ends, however many failures happen in between (never one alert per retry).
+//! The open alert is a row in the store ([`Store::open_alert`] opens only when none is
+//! open), so two bridges on one store still raise it once. Each transition is logged once,
+//! counted, broadcast to observers ([`Event::Alert`]) and, when `[alerts] webhook_url` is
+//! set, POSTed as JSON (`{"alert", "state": "open"|"resolved", "detail", "at_ms"}`) with
+//! retries in the background.
+//!
+//! [`probe`] reads the conditions from the store and the event hub; [`run`] evaluates
+//! them every `evaluate_secs` on `tokio::time`, so tests drive it on a paused clock.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::app::Shared;
+use crate::config::AlertsConfig;
+use crate::events::{AlertChanged, Events};
+use crate::store::{Store, StoreError};
+
+/// One condition as probed now: firing with a detail, or clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub name: &'static str,
+    pub firing: Option<String>,
+}
+
+/// An alert that opened or resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Transition {
+    pub alert: String,
+    /// `open` or `resolved`.
+    pub state: &'static str,
+    pub detail: String,
+    pub at_ms: i64,
+}
+
+/// Applies probed conditions to the store's open alerts.
+#[derive(Debug, Clone)]
+pub struct AlertEngine {
+    store: Store,
+    events: Events,
+    webhook: Option<Webhook>,
+}
+
+impl AlertEngine {
+    pub fn new(store: Store, events: Events, webhook_url: Option<&str>) -> Self {
+        Self {
+            store,
+            events,
+            webhook: webhook_url.map(|u| Webhook {
+                url: u.to_string(),
+                http: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap_or_default(),
+                retry_delay: Duration::from_secs(2),
+                attempts: 5,
+            }),
+        }
+    }
+
+    /// Opens what starts firing and resolves what stopped; returns the transitions.
+    pub async fn apply(
+        &self,
+        conditions: &[Condition],
+        now_ms: i64,
+    ) -> Result<Vec<Transition>, StoreError> {
+        let mut out = Vec::new();
+        for c in conditions {
+            let t = match &c.firing {
+                Some(detail) if self.store.open_alert(c.name, detail, now_ms).await? => {
+                    Transition {
+                        alert: c.name.to_string(),
+                        state: "open",
+                        detail: detail.clone(),
+                        at_ms: now_ms,
+                    }
+                }
+                None if self.store.resolve_alert(c.name, now_ms).await? => Transition {
+                    alert: c.name.to_string(),
+                    state: "resolved",
+                    detail: String::new(),
+                    at_ms: now_ms,
+                },
+                _ => continue,
+            };
+            self.events.emit(AlertChanged {
+                alert: t.alert.clone(),
+                state: t.state,
+                detail: t.detail.clone(),
+            });
+            if let Some(w) = &self.webhook {
+                let (w, t) = (w.clone(), t.clone());
+                tokio::spawn(async move { w.send(&t).await });
+            }
+            out.push(t);
+        }
+        Ok(out)
+    }
+}
+
+/// The webhook: POSTs each transition, retrying a failed POST a few times.
+#[derive(Debug, Clone)]
+struct Webhook {
+    url: String,
+    http: reqwest::Client,
+    retry_delay: Duration,
+    attempts: u32,
+}
+
+impl Webhook {
+    async fn send(&self, t: &Transition) {
+        for attempt in 1..=self.attempts {
+            match self.http.post(&self.url).json(t).send().await {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => {
+                    tracing::warn!(alert = %t.alert, status = r.status().as_u16(), attempt, "alert webhook refused")
+                }
+                Err(e) => {
+                    tracing::warn!(alert = %t.alert, error = %e, attempt, "alert webhook failed")
+                }
+            }
+            tokio::time::sleep(self.retry_delay * attempt).await;
+        }
+        tracing::error!(alert = %t.alert, state = t.state, "alert webhook gave up");
+    }
+}
+
+/// The conditions now, from the store and the event hub.
+pub async fn probe(
+    shared: &Shared,
+    cfg: &AlertsConfig,
+    started_ms: i64,
+    polls: bool,
+) -> Vec<Condition> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let store = &shared.store;
+    let m = shared.events.metrics();
+    let mut out = Vec::new();
+    let mut cond = |name, firing: Option<String>| out.push(Condition { name, firing });
+
+    if polls {
+        let last = m.last_successful_poll.get() * 1000;
+        let since = if last > 0 { last } else { started_ms };
+        let limit = cfg.no_poll_minutes as i64 * 60_000;
+        cond(
+            "worklist_poll_stale",
+            (now - since > limit).then(|| {
+                format!(
+                    "no successful worklist poll for {} minutes",
+                    (now - since) / 60_000
+                )
+            }),
+        );
+    }
+    cond(
+        "ers_auth_failing",
+        (m.ers_auth_failing.get() == 1)
+            .then(|| "e-RS refuses the bridge's credentials (401/403)".to_string()),
+    );
+    cond(
+        "broker_disconnected",
+        (!shared.publisher.is_connected().await)
+            .then(|| "the bridge has no broker connection".to_string()),
+    );
+    let writable = store
+        .set_state_value("alerts.probe", &now.to_string())
+        .await;
+    cond(
+        "store_not_writable",
+        writable
+            .err()
+            .map(|e| format!("the store refuses writes: {e}")),
+    );
+    if let Ok(recent) = store.dead_letters(1000).await {
+        let n = recent
+            .iter()
+            .filter(|d| now - d.at_ms < 15 * 60_000)
+            .count();
+        cond(
+            "dead_letters_growing",
+            (n > 0).then(|| format!("{n} messages dead-lettered in the last 15 minutes")),
+        );
+    }
+    if let Ok((n, Some(oldest))) = store.needs_action_open().await {
+        let limit = cfg.needs_action_hours as i64 * 3_600_000;
+        cond(
+            "needs_action_old",
+            (now - oldest > limit).then(|| {
+                format!(
+                    "{n} needs-action records, the oldest {} hours old",
+                    (now - oldest) / 3_600_000
+                )
+            }),
+        );
+    } else {
+        cond("needs_action_old", None);
+    }
+    if let Ok(oldest) = store.oldest_awaiting_decision_ms().await {
+        let limit = cfg.no_decision_hours as i64 * 3_600_000;
+        cond(
+            "no_pas_decision",
+            oldest.filter(|o| now - o > limit).map(|o| {
+                format!(
+                    "a referral published {} hours ago has no PAS decision",
+                    (now - o) / 3_600_000
+                )
+            }),
+        );
+    }
+    out
+}
+
+/// Evaluates `probe` every `every` until `stop` resolves.
+pub async fn run<P, F>(
+    engine: AlertEngine,
+    every: Duration,
+    mut probe: P,
+    stop: impl Future<Output = ()>,
+) where
+    P: FnMut() -> F,
+    F: Future<Output = Vec<Condition>>,
+{
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = &mut stop => break,
+        }
+        let conditions = probe().await;
+        let now = chrono::Utc::now().timestamp_millis();
+        if let Err(e) = engine.apply(&conditions, now).await {
+            tracing::warn!(error = %e, "alert evaluation failed");
+        }
+    }
+}
+
+/// The engine and its probe for a running bridge.
+pub fn for_bridge(shared: Arc<Shared>, cfg: AlertsConfig, polls: bool) -> impl Future<Output = ()> {
+    let engine = AlertEngine::new(
+        shared.store.clone(),
+        shared.events.clone(),
+        cfg.webhook_url.as_deref(),
+    );
+    let started = chrono::Utc::now().timestamp_millis();
+    let every = Duration::from_secs(cfg.evaluate_secs);
+    async move {
+        let stop = {
+            let s = shared.shutdown.clone();
+            async move { s.wait().await }
+        };
+        let probe_shared = shared.clone();
+        run(
+            engine,
+            every,
+            move || {
+                let s = probe_shared.clone();
+                let cfg = cfg.clone();
+                async move { probe(&s, &cfg, started, polls).await }
+            },
+            stop,
+        )
+        .await;
+    }
+}

@@ -1,0 +1,283 @@
+//! The JSON API behind a bearer token (`Authorization: Bearer …`, compared in constant
+//! time; a 401 says nothing more): the dashboard's summary, a referral's timeline, the
+//! message search, the parked / needs-action / dead-letter / alert lists, and the re-drive
+//! of a dead letter (recorded with the token's name).
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use base64::Engine as _;
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use super::MonitorState;
+use crate::amqp::{DeliveryProperties, OutboundMessage};
+use crate::ids::Ubrn;
+use crate::store::{SearchFilter, StoreError};
+
+/// The name of the token a request came with.
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
+
+/// Lets a request through only with one of the configured tokens.
+pub async fn require_token(
+    State(s): State<MonitorState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .as_bytes()
+        .to_vec();
+    // Every token is compared (no early exit), each in constant time.
+    let mut who = None;
+    for t in s.tokens.iter() {
+        let matches: bool = t.secret.expose_secret().as_bytes().ct_eq(&presented).into();
+        if matches && !presented.is_empty() {
+            who = Some(t.name.clone());
+        }
+    }
+    match who {
+        Some(name) => {
+            req.extensions_mut().insert(Caller(name));
+            next.run(req).await
+        }
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+        )
+            .into_response(),
+    }
+}
+
+/// A store failure as a 500 whose body names the operation (never data).
+fn failed(e: StoreError) -> Response {
+    tracing::warn!(error = %e, "monitor api query failed");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"error": e.to_string()})),
+    )
+        .into_response()
+}
+
+fn bad_request(why: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response()
+}
+
+/// What the dashboard's first screen shows.
+pub async fn summary(State(s): State<MonitorState>) -> Response {
+    let store = &s.shared.store;
+    let now = chrono::Utc::now().timestamp_millis();
+    let result = async {
+        let flow = store.flow(now).await?;
+        let published = store.published_counts().await?;
+        let mut inbound = serde_json::Map::new();
+        for (status, _, _, n) in store.inbound_counts().await? {
+            let e = inbound.entry(status.as_str()).or_insert(json!(0));
+            *e = json!(e.as_i64().unwrap_or(0) + n);
+        }
+        let (needs_action, oldest_needs_action) = store.needs_action_open().await?;
+        let parked = store.parked().await?.len();
+        let dead_letters = store.dead_letters(1000).await?.len();
+        let alerts = store.open_alerts().await?;
+        let oldest_awaiting = store.oldest_awaiting_decision_ms().await?;
+        Ok::<_, StoreError>(json!({
+            "now_ms": now,
+            "flow": flow,
+            "published_by_type": published.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+            "inbound_by_status": inbound,
+            "needs_action_open": needs_action,
+            "oldest_needs_action_ms": oldest_needs_action,
+            "parked_open": parked,
+            "dead_letters": dead_letters,
+            "alerts_open": alerts,
+            "oldest_awaiting_decision_ms": oldest_awaiting,
+            "ers_calls": ers_calls(&s),
+        }))
+    }
+    .await;
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// e-RS calls by status class, from the metrics (what the process saw since it started).
+fn ers_calls(s: &MonitorState) -> Value {
+    let text = s.shared.events.encode();
+    let mut by_class = serde_json::Map::new();
+    let mut rate_limited = 0u64;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("ers_bridge_ers_calls_total{") {
+            let class = rest
+                .split("status_class=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("?");
+            let n: u64 = rest
+                .rsplit(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let e = by_class.entry(class).or_insert(json!(0));
+            *e = json!(e.as_u64().unwrap_or(0) + n);
+        } else if let Some(n) = line.strip_prefix("ers_bridge_ers_rate_limited_total ") {
+            rate_limited = n.parse().unwrap_or(0);
+        }
+    }
+    json!({"by_status_class": by_class, "rate_limited": rate_limited})
+}
+
+pub async fn timeline(State(s): State<MonitorState>, Path(ubrn): Path<String>) -> Response {
+    let Ok(ubrn) = Ubrn::parse(&ubrn) else {
+        return bad_request("not a UBRN (12 digits)");
+    };
+    match s.shared.store.timeline(&ubrn).await {
+        Ok(t) => Json(json!({"ubrn": ubrn.to_string(), "stages": t})).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+pub async fn search(State(s): State<MonitorState>, Query(f): Query<SearchFilter>) -> Response {
+    match s.shared.store.search(&f).await {
+        Ok(p) => Json(p).into_response(),
+        Err(StoreError::Decode { .. }) => bad_request("bad cursor: use the previous page's next"),
+        Err(e) => failed(e),
+    }
+}
+
+pub async fn parked(State(s): State<MonitorState>) -> Response {
+    match s.shared.store.parked().await {
+        Ok(items) => Json(
+            items
+                .iter()
+                .map(|p| {
+                    json!({"ubrn": p.ubrn.to_string(), "version": p.version.as_i64(),
+                           "reason": p.reason, "parked_at_ms": p.parked_at_ms})
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+pub async fn needs_action(State(s): State<MonitorState>) -> Response {
+    match s.shared.store.inbound_needing_action().await {
+        Ok(items) => Json(
+            items
+                .iter()
+                .map(|r| {
+                    json!({"control_id": r.control_id.to_string(),
+                           "ubrn": r.ubrn.as_ref().map(ToString::to_string),
+                           "message_type": r.message_type, "action": r.action,
+                           "why": r.detail, "received_at_ms": r.received_at_ms,
+                           "reply_code": r.reply_code})
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+pub async fn dead_letters(State(s): State<MonitorState>) -> Response {
+    match s.shared.store.dead_letters(200).await {
+        Ok(items) => Json(items).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+pub async fn alerts(State(s): State<MonitorState>) -> Response {
+    match s.shared.store.open_alerts().await {
+        Ok(items) => Json(items).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// Sends a dead letter's body back to the inbound queue once (a second re-drive of the
+/// same one is refused), recording who did it.
+pub async fn redrive(
+    State(s): State<MonitorState>,
+    Extension(Caller(who)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    let store = &s.shared.store;
+    let d = match store.dead_letter(&id).await {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            return (
+                StatusCode::NOT_FOUND,
+                Json(json!({"error": "no such dead letter"})),
+            )
+                .into_response()
+        }
+        Err(e) => return failed(e),
+    };
+    let Some(body) = d
+        .body_b64
+        .as_deref()
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+    else {
+        return (
+            StatusCode::CONFLICT,
+            Json(json!({"error": "its body was pruned by retention"})),
+        )
+            .into_response();
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    match store.mark_redriven(&id, now).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return (
+                StatusCode::CONFLICT,
+                Json(json!({"error": "already re-driven"})),
+            )
+                .into_response()
+        }
+        Err(e) => return failed(e),
+    }
+    let mut out = OutboundMessage::new(
+        s.inbound_queue.clone(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        body,
+    );
+    // The default exchange routes by queue name.
+    out.exchange = Some(String::new());
+    out.headers = vec![("x-ers-redriven-from".into(), id.clone())];
+    out.original = Some(DeliveryProperties {
+        message_id: d.message_id.clone(),
+        ..DeliveryProperties::default()
+    });
+    if let Err(e) = s.shared.publisher.publish(&out).await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response();
+    }
+    if let Err(e) = store
+        .record_operator_action(
+            &who,
+            "redrive",
+            &id,
+            &format!("dead letter {} re-driven", d.reason),
+            now,
+        )
+        .await
+    {
+        return failed(e);
+    }
+    tracing::info!(id = %id, who = %who, "dead letter re-driven");
+    Json(json!({"redriven": id, "by": who, "at_ms": now})).into_response()
+}

@@ -1,0 +1,117 @@
+//! `/health/live` (fails once a pipeline task has died: restart the process),
+//! `/health/ready` (the broker connected, the store writable, e-RS accepting the bridge's
+//! credentials; the JSON body says which part fails) and `/metrics` (the event hub's
+//! families plus the gauges read from the store at scrape time). All open, no token.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::MonitorState;
+
+/// The pipeline tasks that stopped while the bridge was meant to be running.
+#[derive(Debug, Default)]
+pub struct Liveness {
+    dead: Mutex<Vec<String>>,
+}
+
+impl Liveness {
+    /// Records that a task stopped before shutdown.
+    pub fn task_died(&self, what: &str) {
+        self.dead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(what.to_string());
+    }
+
+    /// The tasks that died, empty when all are alive.
+    pub fn dead(&self) -> Vec<String> {
+        self.dead.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+pub async fn live(State(s): State<MonitorState>) -> Response {
+    let dead = s.liveness.dead();
+    if dead.is_empty() {
+        (StatusCode::OK, Json(json!({"live": true}))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"live": false, "dead_tasks": dead})),
+        )
+            .into_response()
+    }
+}
+
+/// Each part checked with a short timeout, so a hung broker cannot hang the probe.
+pub async fn ready(State(s): State<MonitorState>) -> Response {
+    let t = Duration::from_secs(2);
+    let sh = &s.shared;
+    let broker = match tokio::time::timeout(t, sh.publisher.ensure_connected()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer from the broker within 2s".into()),
+    };
+    let now = chrono::Utc::now().timestamp_millis().to_string();
+    let store = match tokio::time::timeout(t, sh.store.set_state_value("monitor.ready_probe", &now))
+        .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the store did not take a write within 2s".into()),
+    };
+    let ers = if sh.events.metrics().ers_auth_failing.get() == 0 {
+        Ok(())
+    } else {
+        Err("e-RS refuses the bridge's credentials (401/403)".to_string())
+    };
+    let part = |r: &Result<(), String>| match r {
+        Ok(()) => json!({"ok": true}),
+        Err(e) => json!({"ok": false, "error": e}),
+    };
+    let ok = broker.is_ok() && store.is_ok() && ers.is_ok();
+    let body = json!({
+        "ready": ok,
+        "checks": {"broker": part(&broker), "store": part(&store), "ers_auth": part(&ers)},
+    });
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+pub async fn metrics(State(s): State<MonitorState>) -> Response {
+    let sh = &s.shared;
+    let m = sh.events.metrics();
+    // Gauges that are facts of the store; a failed read leaves the last value.
+    if let Ok((n, _)) = sh.store.needs_action_open().await {
+        m.needs_action_open.set(n);
+    }
+    if let Ok(p) = sh.store.parked().await {
+        m.parked_open.set(p.len() as i64);
+    }
+    if let Ok(oldest) = sh.store.oldest_awaiting_decision_ms().await {
+        let age = oldest.map_or(0, |t| {
+            (chrono::Utc::now().timestamp_millis() - t).max(0) / 1000
+        });
+        m.oldest_awaiting_decision.set(age);
+    }
+    if let Ok(a) = sh.store.open_alerts().await {
+        m.alerts_open.set(a.len() as i64);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        sh.events.encode(),
+    )
+        .into_response()
+}

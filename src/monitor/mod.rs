@@ -1,0 +1,94 @@
+//! The bridge's HTTP side for the people who run it (docs/monitoring.md): open health
+//! endpoints (`/health/live`, `/health/ready`) and Prometheus metrics (`/metrics`), the JSON
+//! API behind a bearer token (`/api/…`: timelines, search, the lists, re-drive), and the
+//! dashboard page (`/`), compiled in and working offline. [`alerts`] is the edge-triggered
+//! alert engine the same process runs.
+//!
+//! Everything here reads the store and the event hub; nothing here knows e-RS or HL7
+//! beyond what the store records.
+
+pub mod alerts;
+mod api;
+mod dashboard;
+mod health;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use secrecy::SecretString;
+
+use crate::app::Shared;
+
+pub use health::Liveness;
+
+/// A bearer token for the API: its name is recorded with what it was used for.
+#[derive(Clone)]
+pub struct ApiToken {
+    pub name: String,
+    pub secret: SecretString,
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+pub struct MonitorState {
+    pub shared: Arc<Shared>,
+    pub tokens: Arc<[ApiToken]>,
+    pub liveness: Arc<Liveness>,
+    /// Where a re-driven dead letter is sent back to (the inbound queue).
+    pub inbound_queue: String,
+}
+
+/// The whole HTTP surface.
+pub fn router(state: MonitorState) -> Router {
+    let api = Router::new()
+        .route("/api/summary", get(api::summary))
+        .route("/api/referrals/{ubrn}/timeline", get(api::timeline))
+        .route("/api/messages", get(api::search))
+        .route("/api/parked", get(api::parked))
+        .route("/api/needs-action", get(api::needs_action))
+        .route("/api/dead-letters", get(api::dead_letters))
+        .route("/api/dead-letters/{id}/redrive", post(api::redrive))
+        .route("/api/alerts", get(api::alerts))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::require_token,
+        ));
+    Router::new()
+        .route("/", get(dashboard::page))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .merge(api)
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `stop` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(stop)
+        .await
+}
+
+/// Binds the monitor's address (port 0 picks a free one); the error names the address.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, std::io::Error> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} for the monitor: {e}"),
+        )
+    })
+}

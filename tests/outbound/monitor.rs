@@ -1,0 +1,448 @@
+//! The monitor over real HTTP after a real loop (simulator, RabbitMQ, the PAS simulator):
+//! the API's token rule with the health endpoints open, a referral's timeline with every
+//! stage in order, `/metrics` parsed by a Prometheus parser and equal to what happened, the
+//! re-drive of a dead letter applied once and recorded with who did it, and the dashboard
+//! rendered by headless Chromium.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use ers_bridge::app::{App, Shutdown};
+use ers_bridge::config::{self, MapEnv};
+use ers_bridge::pas_sim::{self, Mix, PasSimConfig};
+use ers_bridge::store::DeadLetter;
+
+use crate::helpers::{Harness, Opts, AMQP_URL};
+use crate::inbound::{applied_writes, rri};
+
+const TOKEN: &str = "monitor-test-token-0123456789";
+
+/// A bridge on the harness with one API token, `ops`, and its monitor served.
+async fn app_with_monitor(h: &Harness) -> (App, String, Shutdown) {
+    let text = format!(
+        "{}[[monitor.tokens]]\nname = \"ops\"\ntoken_env = \"TEST_API_TOKEN\"\n",
+        h.config_text
+    );
+    let cfg = config::load_str("<test>", &text, &MapEnv::default()).unwrap();
+    let shutdown = Shutdown::new();
+    let app = App::build_with_env(
+        &cfg,
+        Arc::new(MapEnv::from_pairs([("TEST_API_TOKEN", TOKEN)])),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    app.serve_monitor().await.unwrap().expect("monitor enabled");
+    let base = format!("http://{}", app.monitor_addr().unwrap());
+    (app, base, shutdown)
+}
+
+/// The whole loop once, in-process: outbound drain, the PAS answers, the bridge handles
+/// every answer.
+async fn run_loop(h: &Harness, app: &App) {
+    app.drain(10).await.unwrap();
+    let pas = PasSimConfig {
+        amqp_url: AMQP_URL.to_string(),
+        pas_queue: h.pas_queue(),
+        inbound_queue: format!("{}-in", h.prefix),
+        mix: Mix::default(),
+        faults: Vec::new(),
+    };
+    pas_sim::answer_all(&pas).await.unwrap();
+    let q = ers_bridge::amqp::QueueClient::connect(AMQP_URL)
+        .await
+        .unwrap();
+    while let Some(body) = q.take(&pas.inbound_queue).await.unwrap() {
+        app.inbound().handle(&body, Utc::now()).await.unwrap();
+    }
+    q.close().await;
+}
+
+fn get(url: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+    let r = reqwest::Client::new().get(url);
+    match token {
+        Some(t) => r.bearer_auth(t),
+        None => r,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_needs_its_token_and_the_health_endpoints_stay_open() {
+    let h = Harness::start(Opts::default()).await;
+    let (app, base, shutdown) = app_with_monitor(&h).await;
+    for (token, want) in [
+        (None, 401),
+        (Some("wrong"), 401),
+        (Some(""), 401),
+        (Some(TOKEN), 200),
+    ] {
+        let r = get(&format!("{base}/api/summary"), token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "{token:?}");
+        if want == 401 {
+            assert_eq!(r.text().await.unwrap(), "", "a 401 says nothing more");
+        }
+    }
+    let live = get(&format!("{base}/health/live"), None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status().as_u16(), 200);
+    let ready = get(&format!("{base}/health/ready"), None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["ready"], true, "{body}");
+    let metrics = get(&format!("{base}/metrics"), None).send().await.unwrap();
+    assert_eq!(metrics.status().as_u16(), 200);
+    shutdown.trigger();
+    app.close().await;
+    h.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_loop_the_timeline_is_in_order_and_the_metrics_match() {
+    let h = Harness::start(Opts {
+        generate: 20,
+        ..Opts::default()
+    })
+    .await;
+    let (app, base, shutdown) = app_with_monitor(&h).await;
+    run_loop(&h, &app).await;
+    let store = &app.shared().store;
+
+    // A referral the PAS decided on: every stage, in pipeline order.
+    let decided = store
+        .search(&ers_bridge::store::SearchFilter {
+            direction: Some("in".into()),
+            status: Some("done".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ubrn = decided.items[0].ubrn.clone().unwrap();
+    let t: serde_json::Value = get(
+        &format!("{base}/api/referrals/{ubrn}/timeline"),
+        Some(TOKEN),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let stages: Vec<&str> = t["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    let first = |s: &str| {
+        stages
+            .iter()
+            .position(|x| *x == s)
+            .unwrap_or_else(|| panic!("no {s} in {stages:?}"))
+    };
+    let order = ["published", "pas_ack", "pas_decision", "ers_call", "reply"].map(first);
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{stages:?}");
+    let times: Vec<i64> = t["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["at_ms"].as_i64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    assert!(
+        t["stages"][order[0]]["payload"]
+            .as_str()
+            .unwrap()
+            .starts_with("MSH|"),
+        "the HL7 while retained"
+    );
+
+    // The search pages by keyset: two pages of 5 hold 10 different messages.
+    let p1: serde_json::Value = get(
+        &format!("{base}/api/messages?direction=out&limit=5"),
+        Some(TOKEN),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let next = p1["next"].as_str().unwrap();
+    let p2: serde_json::Value = get(
+        &format!("{base}/api/messages?direction=out&limit=5&after={next}"),
+        Some(TOKEN),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let ids: std::collections::HashSet<_> = p1["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(p2["items"].as_array().unwrap())
+        .map(|m| m["control_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 10);
+
+    // /metrics parses and its counters equal what the store says happened.
+    let text = get(&format!("{base}/metrics"), None)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("the exposition parses");
+    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    let published: i64 = store
+        .published_counts()
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        value(
+            "ers_bridge_messages_published_total",
+            Some(("message_type", "REF^I12"))
+        ) as i64,
+        published
+    );
+    let mut done = 0;
+    let mut handled = 0;
+    for (status, _, _, n) in store.inbound_counts().await.unwrap() {
+        handled += n;
+        if status.as_str() == "done" {
+            done += n;
+        }
+    }
+    assert_eq!(
+        value("ers_bridge_inbound_messages_total", None) as i64,
+        handled
+    );
+    assert_eq!(
+        value(
+            "ers_bridge_inbound_messages_total",
+            Some(("outcome", "done"))
+        ) as i64,
+        done
+    );
+    assert_eq!(value("ers_bridge_needs_action_open", None), 0.0);
+    for s in &scrape.samples {
+        for k in ["ubrn", "control_id", "nhs_number"] {
+            assert!(!s.labels.contains_key(k), "{} has a {k} label", s.metric);
+        }
+    }
+    shutdown.trigger();
+    app.close().await;
+    h.cleanup().await;
+}
+
+/// A dead letter whose body is a good decision (dead-lettered by an older bridge, say):
+/// re-driven once it goes back to the inbound queue, the running bridge applies it once,
+/// and the re-drive is recorded with the token's name; a second re-drive is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redriven_dead_letter_is_applied_once_and_recorded() {
+    let h = Harness::start(Opts {
+        seed: true,
+        ..Opts::default()
+    })
+    .await;
+    let (app, base, _) = app_with_monitor(&h).await;
+    let store = app.shared().store.clone();
+    use base64::Engine as _;
+    store
+        .record_dead_letter(&DeadLetter {
+            id: "dl-1".into(),
+            at_ms: Utc::now().timestamp_millis(),
+            reason: "unreadable".into(),
+            detail: "a charset this bridge did not read then".into(),
+            message_id: Some("PASDL00001".into()),
+            body_b64: Some(base64::engine::general_purpose::STANDARD.encode(rri(
+                "PASDL00001",
+                "A^Accepted^HL70283",
+                "000000070001",
+                "",
+                "ok",
+            ))),
+            redriven_at_ms: None,
+        })
+        .await
+        .unwrap();
+    // `run` consumes the inbound queue (its own monitor is off: this one serves the API).
+    let shutdown = Shutdown::new();
+    let runner = h
+        .app_with(
+            "[monitor]\n",
+            "[monitor]\nenabled = false\n",
+            shutdown.clone(),
+        )
+        .await;
+    let mut observed = runner.shared().events.subscribe();
+    let running = tokio::spawn(runner.run_until_stopped());
+
+    let redrive = |base: String| async move {
+        reqwest::Client::new()
+            .post(format!("{base}/api/dead-letters/dl-1/redrive"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(redrive(base.clone()).await, 200);
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            if let Ok(ers_bridge::events::Event::InboundHandled(e)) = observed.recv().await {
+                assert_eq!(e.outcome, "done", "{e:?}");
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the re-driven decision was handled");
+    assert_eq!(redrive(base.clone()).await, 409, "not twice");
+    assert_eq!(applied_writes(&h, "A013").await, 1);
+    let actions = store.operator_actions("dl-1").await.unwrap();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(
+        (actions[0].1.as_str(), actions[0].2.as_str()),
+        ("ops", "redrive")
+    );
+    shutdown.trigger();
+    running.await.unwrap().unwrap();
+    app.close().await;
+    h.cleanup().await;
+}
+
+/// The dashboard in headless Chromium after a loop: the counts are shown, and the UBRN
+/// search (from the URL fragment, as a bookmark would) shows the referral's timeline. A
+/// screenshot is kept in `target/test-artefacts/dashboard.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_renders_counts_and_a_timeline_in_chromium() {
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+        .expect("chromium is needed for the dashboard test: `scripts/dev.sh setup` installs it");
+    let h = Harness::start(Opts {
+        generate: 10,
+        ..Opts::default()
+    })
+    .await;
+    let (app, base, shutdown) = app_with_monitor(&h).await;
+    run_loop(&h, &app).await;
+    let ubrn = app
+        .shared()
+        .store
+        .search(&ers_bridge::store::SearchFilter {
+            direction: Some("in".into()),
+            status: Some("done".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .items[0]
+        .ubrn
+        .clone()
+        .unwrap();
+    let url = format!("{base}/#token={TOKEN}&ubrn={ubrn}");
+    let artefacts = concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-artefacts");
+    std::fs::create_dir_all(artefacts).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let run = |extra: Vec<String>| {
+        let chromium = chromium.to_string();
+        let url = url.clone();
+        let profile = profile.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(chromium)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                ])
+                .arg(format!("--user-data-dir={}", profile.display()))
+                .arg("--virtual-time-budget=10000")
+                .args(extra)
+                .arg(url)
+                .output()
+                .unwrap()
+        })
+    };
+    let dom = run(vec!["--dump-dom".into()]).await.unwrap();
+    let html = String::from_utf8_lossy(&dom.stdout).into_owned();
+    assert!(
+        html.contains("data-ready=\"yes\""),
+        "the page loaded its data: {html}"
+    );
+    let published: i64 = app
+        .shared()
+        .store
+        .published_counts()
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        html.contains(&format!("id=\"out-day\">{published}<")),
+        "the day's outbound count: {html}"
+    );
+    assert!(html.contains("id=\"needs-action\">0<"), "{html}");
+    assert!(
+        html.contains(&format!("value=\"{ubrn}\"")) || html.contains(&ubrn),
+        "{html}"
+    );
+    for stage in ["published", "pas_decision", "ers_call", "reply"] {
+        assert!(
+            html.contains(&format!("<td>{stage}</td>")),
+            "timeline stage {stage}: {html}"
+        );
+    }
+    let shot = format!("{artefacts}/dashboard.png");
+    let out = run(vec![
+        format!("--screenshot={shot}"),
+        "--window-size=1280,1600".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        std::path::Path::new(&shot).exists(),
+        "screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    shutdown.trigger();
+    app.close().await;
+    h.cleanup().await;
+}
