@@ -12,7 +12,7 @@
 # from 127.0.0.1, as the tests expect), else started with `docker compose` when the
 # machine has it, else the script names what is missing and exits 69; then the hl7apy
 # venv in .venv-hl7apy (the strict outside HL7 validator the conformance tests run;
-# HL7APY_PYTHON points at it).
+# HL7APY_PYTHON points at it) and Chromium (the dashboard test renders the page headless).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -135,11 +135,25 @@ ensure_hl7apy() {
   export HL7APY_PYTHON
 }
 
+# Headless Chromium renders the dashboard in its test.
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+    echo "chromium ready"
+  elif can_apt; then
+    log "installing chromium (the dashboard test renders the page headless)"
+    apt_install chromium
+  else
+    missing "Chromium (for the dashboard test)" \
+      "install it (e.g. \`sudo apt-get install chromium\`), then run this again"
+  fi
+}
+
 setup() {
   log "services and tools"
   ensure_rabbitmq
   ensure_postgres
   ensure_hl7apy
+  ensure_chromium
 }
 
 job=${1:-}

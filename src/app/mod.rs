@@ -400,17 +400,23 @@ async fn consume_loop(inbound: Arc<Inbound>, settings: ConsumerSettings, shutdow
 }
 
 async fn handle_delivery(inbound: &Inbound, d: crate::amqp::InboundDelivery, shutdown: &Shutdown) {
+    let m = inbound.events().metrics();
     match inbound
         .handle_with(&d.body, Some(&d.properties), Utc::now())
         .await
     {
         Ok(_) => {
+            m.inbound_outage.log(m.inbound_outage.success());
             if let Err(e) = d.ack().await {
                 tracing::warn!(error = %e, "ack of an inbound delivery failed; it comes back and is found handled");
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, "inbound message not handled, returned to the queue");
+            // One line per outage, not per message per retry (events/outage.rs).
+            tracing::debug!(error = %e, "inbound message not handled, returned to the queue");
+            let id = d.message_id.clone().unwrap_or_default();
+            m.inbound_outage
+                .log(m.inbound_outage.failure(&id, &e.to_string()));
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.wait() => {}
@@ -434,18 +440,45 @@ async fn inbound_retry_loop(inbound: Arc<Inbound>, shared: Arc<Shared>) {
     }
 }
 
-/// Clears message payloads older than `retention`, once a day, until shutdown.
+/// Clears message payloads older than `retention` every hour until shutdown, in batches
+/// of 500 with a pause between them, so the pipelines' own writes never wait long for the
+/// store; then gives the freed space back (SQLite).
 async fn retention_loop(shared: Arc<Shared>, retention: Duration) {
-    let mut day = tokio::time::interval(Duration::from_secs(86_400));
+    let mut hour = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
-            _ = day.tick() => {}
+            _ = hour.tick() => {}
             _ = shared.shutdown.wait() => break,
         }
         let cutoff = Utc::now().timestamp_millis() - retention.as_millis() as i64;
-        match shared.store.prune_payloads(cutoff).await {
+        match prune(&shared, cutoff, 500, Duration::from_millis(20)).await {
+            Ok(0) => {}
             Ok(n) => tracing::info!(pruned = n, "retention pruned message payloads"),
             Err(e) => tracing::warn!(error = %e, "retention pruning failed"),
         }
     }
+}
+
+/// Prunes every payload older than `cutoff_ms` in batches of `batch`, pausing `pause`
+/// between batches (and stopping early on shutdown), then reclaims the space. Returns how
+/// many payloads were cleared.
+pub async fn prune(
+    shared: &Shared,
+    cutoff_ms: i64,
+    batch: u32,
+    pause: Duration,
+) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let n = shared.store.prune_payloads_batch(cutoff_ms, batch).await?;
+        total += n;
+        if n < u64::from(batch) || shared.shutdown.is_triggered() {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    if total > 0 {
+        shared.store.reclaim_space(10_000).await?;
+    }
+    Ok(total)
 }

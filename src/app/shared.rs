@@ -2,12 +2,12 @@
 //! broker publisher, the A004 cache, the per-UBRN claims, the shutdown signal and the event
 //! hub. A pipeline holds an `Arc<Shared>` and never builds or closes these itself.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::Shutdown;
 use crate::amqp::Publisher;
-use crate::ers::{ErsClient, RefDataCache};
+use crate::ers::{ErsClient, Promotion, RefDataCache};
 use crate::events::Events;
 use crate::ids::Ubrn;
 use crate::store::Store;
@@ -37,7 +37,8 @@ pub struct Shared {
 /// be added behind this API without changing its callers (ARCHITECTURE.md, invariants).
 #[derive(Debug, Default)]
 pub struct Claims {
-    set: Mutex<HashSet<Ubrn>>,
+    /// Each held UBRN with the promotion a waiting decision raises for its holder.
+    set: Mutex<HashMap<Ubrn, Promotion>>,
     /// Woken whenever a claim is released, for [`Claims::take_when_free`].
     released: tokio::sync::Notify,
 }
@@ -46,10 +47,25 @@ impl Claims {
     /// Claims `ubrn` until the returned guard is dropped; `None` when another task holds it.
     pub async fn take(&self, ubrn: &Ubrn) -> Option<Claim<'_>> {
         let mut s = self.set.lock().unwrap_or_else(|e| e.into_inner());
-        s.insert(ubrn.clone()).then(|| Claim {
+        if s.contains_key(ubrn) {
+            return None;
+        }
+        let promotion = Promotion::default();
+        s.insert(ubrn.clone(), promotion.clone());
+        Some(Claim {
             claims: self,
             ubrn: ubrn.clone(),
+            promotion,
         })
+    }
+
+    /// Asks the holder of `ubrn`'s claim to hurry: its e-RS reads (when it runs them under
+    /// [`Claim::promotion`]) now pass the queue of outbound reads.
+    fn hurry(&self, ubrn: &Ubrn) {
+        let s = self.set.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = s.get(ubrn) {
+            p.promote();
+        }
     }
 
     /// Claims `ubrn`, waiting for the task that holds it to finish (an inbound decision
@@ -63,6 +79,7 @@ impl Claims {
             if let Some(c) = self.take(ubrn).await {
                 return c;
             }
+            self.hurry(ubrn);
             released.await;
         }
     }
@@ -73,6 +90,15 @@ impl Claims {
 pub struct Claim<'a> {
     claims: &'a Claims,
     ubrn: Ubrn,
+    promotion: Promotion,
+}
+
+impl Claim<'_> {
+    /// Raised when a PAS decision waits for this claim: run the holder's e-RS calls under
+    /// it ([`crate::ers::with_promotion`]).
+    pub fn promotion(&self) -> Promotion {
+        self.promotion.clone()
+    }
 }
 
 impl Drop for Claim<'_> {

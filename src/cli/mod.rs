@@ -7,6 +7,7 @@ mod decide;
 mod demo;
 mod ers;
 mod needs_action;
+mod ops;
 mod parked;
 mod pas_sim;
 mod render;
@@ -49,6 +50,14 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// List, resolve or retry the PAS decisions e-RS would not take from the bridge.
     NeedsAction(needs_action::NeedsActionArgs),
+    /// One screen for the on-call: flow both ways, alerts, needs-action, parked, dead letters.
+    Status(ops::ConfigArg),
+    /// Every stored stage of one referral, both directions, in order.
+    Timeline(ops::TimelineArgs),
+    /// Find stored messages by direction, status, type, time or control id (paged).
+    Search(ops::SearchArgs),
+    /// Send a dead-lettered PAS message back to the inbound queue (once, recorded).
+    Redrive(ops::RedriveArgs),
     /// Check a configuration file offline; exits 64 naming the file, key and reason.
     Validate(validate::ValidateArgs),
     /// Check the e-RS connection: authenticate and read reference data.
@@ -81,6 +90,10 @@ pub fn main() -> ExitCode {
         Command::Parked(args) => parked::run(&args),
         Command::Replay(args) => replay::run(&args),
         Command::NeedsAction(args) => needs_action::run(&args),
+        Command::Status(args) => ops::status(&args),
+        Command::Timeline(args) => ops::timeline(&args),
+        Command::Search(args) => ops::search(&args),
+        Command::Redrive(args) => ops::redrive(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Ers(args) => ers::run(args),

@@ -231,6 +231,8 @@ impl ErsClient {
             // One limiter for both directions, writes (PAS decisions) first.
             if call.op.is_write() || self.decision {
                 inner.limiter.acquire_write().await;
+            } else if let Some(p) = super::ratelimit::current_promotion() {
+                inner.limiter.acquire_promotable(&p).await;
             } else {
                 inner.limiter.acquire().await;
             }
@@ -301,7 +303,8 @@ impl ErsClient {
                 warn!(operation = op.id(), correlation_id = %cid, attempt, error = %err, "e-rs call failed");
                 return Err(err);
             };
-            warn!(
+            // Per attempt at debug: an outage is logged once by the events (events/outage.rs).
+            tracing::debug!(
                 operation = op.id(),
                 correlation_id = %cid,
                 attempt,

@@ -31,5 +31,6 @@ pub use capability::{AuthMode, Operation};
 pub use client::ErsClient;
 pub use error::{ApiError, ErsError};
 pub use ops::{binary_id_of, clinical_info_path, Binary, Versioned};
+pub use ratelimit::{with_promotion, Promotion};
 pub use refdata::RefDataCache;
 pub use rejection::{rejection_input, RejectionError};

@@ -10,8 +10,15 @@
 //! waiting at most for the one read already holding a slot. With 1,000 reads queued at
 //! 10/s a PAS decision's write starts within two intervals (0.2 s), and the limit is never
 //! exceeded because every slot is still handed out once.
+//!
+//! **Promotion.** The reads of a task that holds something a decision waits for (the
+//! outbound fetch of the referral a PAS decision is about) run under a [`Promotion`]
+//! ([`with_promotion`]): once the decision asks for it, those reads leave the queue and take
+//! the next slot as writes do, so the decision is not held up behind the whole backlog by
+//! the task it waits on.
 
-use std::{sync::Mutex, time::Duration};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::{sync::Arc, sync::Mutex, time::Duration};
 
 use tokio::time::Instant;
 
@@ -53,6 +60,20 @@ impl RateLimiter {
         self.acquire_slot().await;
     }
 
+    /// A read that leaves the queue for the next slot once `p` is promoted.
+    pub async fn acquire_promotable(&self, p: &Promotion) {
+        if p.is_promoted() {
+            return self.acquire_slot().await;
+        }
+        tokio::select! {
+            turn = self.read_gate.lock() => {
+                let _turn = turn;
+                self.acquire_slot().await;
+            }
+            () = p.promoted() => self.acquire_slot().await,
+        }
+    }
+
     /// Takes the next free slot and sleeps until it. A task whose slot comes up while the
     /// limiter is paused (a `Retry-After` arrived meanwhile) takes a new slot after the
     /// pause.
@@ -83,6 +104,55 @@ impl RateLimiter {
             st.paused_until = Some(until);
         }
     }
+}
+
+/// A flag a waiting decision raises so the reads of the task it waits on are served
+/// first. Cheap to clone; clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Promotion(Arc<PromotionInner>);
+
+#[derive(Debug, Default)]
+struct PromotionInner {
+    promoted: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Promotion {
+    /// Serves the holder's reads first from now on.
+    pub fn promote(&self) {
+        self.0.promoted.store(true, Ordering::Release);
+        self.0.notify.notify_waiters();
+    }
+
+    pub fn is_promoted(&self) -> bool {
+        self.0.promoted.load(Ordering::Acquire)
+    }
+
+    async fn promoted(&self) {
+        loop {
+            let n = self.0.notify.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if self.is_promoted() {
+                return;
+            }
+            n.await;
+        }
+    }
+}
+
+tokio::task_local! {
+    static PROMOTION: Promotion;
+}
+
+/// Runs `fut` with its e-RS reads promotable through `p`.
+pub async fn with_promotion<F: std::future::Future>(p: Promotion, fut: F) -> F::Output {
+    PROMOTION.scope(p, fut).await
+}
+
+/// The promotion of the running task, if it runs under one.
+pub(crate) fn current_promotion() -> Option<Promotion> {
+    PROMOTION.try_with(Clone::clone).ok()
 }
 
 #[cfg(test)]
@@ -154,6 +224,38 @@ mod tests {
                 w[10] - w[0] >= Duration::from_secs(1),
                 "over the rate: {w:?}"
             );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_promoted_read_leaves_the_queue() {
+        let l = Arc::new(RateLimiter::new(10));
+        let mut reads = Vec::new();
+        for _ in 0..200 {
+            let l = l.clone();
+            reads.push(tokio::spawn(async move { l.acquire().await }));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let p = Promotion::default();
+        let held = {
+            let (l, p) = (l.clone(), p.clone());
+            tokio::spawn(async move {
+                l.acquire_promotable(&p).await;
+                Instant::now()
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!held.is_finished(), "queued like any read until promoted");
+        let asked = Instant::now();
+        p.promote();
+        let got = held.await.unwrap();
+        assert!(
+            got - asked <= Duration::from_millis(200),
+            "{:?}",
+            got - asked
+        );
+        for r in reads {
+            r.abort();
         }
     }
 }

@@ -31,6 +31,17 @@ impl InternalEvent for ErsCallFinished {
             })
             .observe(self.latency.as_secs_f64());
         match self.status {
+            None | Some(500..=599) => m.ers_outage.log(m.ers_outage.failure(
+                self.operation,
+                &format!(
+                    "{} {}",
+                    self.operation,
+                    self.status.map_or("no response".to_string(), |s| format!("http {s}"))
+                ),
+            )),
+            Some(_) => m.ers_outage.log(m.ers_outage.success()),
+        }
+        match self.status {
             Some(429) => {
                 m.ers_rate_limited.inc();
             }
@@ -79,6 +90,7 @@ pub struct MessageConfirmed {
 
 impl InternalEvent for MessageConfirmed {
     fn emit(&self, m: &Metrics) {
+        m.broker_outage.log(m.broker_outage.success());
         m.messages_confirmed.inc();
         m.confirm_duration.observe(self.latency.as_secs_f64());
     }

@@ -123,6 +123,11 @@ pub struct Metrics {
     /// Unix time of the last worklist poll that succeeded (0: none yet).
     pub last_successful_poll: Gauge,
     pub alerts_opened: Counter,
+    /// Not metrics: the outage trackers the events throttle their logs with.
+    pub broker_outage: super::Outage,
+    pub ers_outage: super::Outage,
+    /// PAS messages that could not be handled (store or broker down) and went back.
+    pub inbound_outage: super::Outage,
 }
 
 impl Metrics {
@@ -153,6 +158,9 @@ impl Metrics {
             alerts_open: Gauge::default(),
             last_successful_poll: Gauge::default(),
             alerts_opened: Counter::default(),
+            broker_outage: super::Outage::new("broker"),
+            ers_outage: super::Outage::new("e-rs"),
+            inbound_outage: super::Outage::new("inbound handling"),
         };
         let r = &mut m.registry;
         r.register(

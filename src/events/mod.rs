@@ -20,10 +20,13 @@
 //! - `inbound.rs`: the inbound pipeline's events (a PAS message handled, a reply sent)
 //!   and the alert transitions.
 //! - `metrics.rs`: the metric families and their names.
+//! - `outage.rs`: one log line per outage (start, a reminder a minute, end), not one per
+//!   failed attempt.
 
 mod clients;
 mod inbound;
 mod metrics;
+mod outage;
 mod outbound;
 
 use std::sync::Arc;
@@ -35,6 +38,7 @@ pub use clients::{
 };
 pub use inbound::{AlertChanged, InboundHandled, ReplySent};
 pub use metrics::{Metrics, StatusClass};
+pub use outage::{Outage, OutageLog};
 pub use outbound::{LookupMissed, Parked, PollResult, PublishRetry, Published, WorklistPolled};
 
 /// One internal event: its log line and its counters.

@@ -69,18 +69,18 @@ pub struct PublishRetry {
 
 impl InternalEvent for PublishRetry {
     fn emit(&self, m: &Metrics) {
-        tracing::warn!(
+        tracing::debug!(
             ubrn = %self.ubrn,
             control_id = %self.control_id,
             error = %self.error,
             retry_in_ms = self.retry_in.as_millis() as u64,
             "publish not confirmed, retrying"
         );
+        m.broker_outage.log(
+            m.broker_outage
+                .failure(self.control_id.as_str(), &self.error),
+        );
         m.publish_retries.inc();
-    }
-
-    fn observed(&self) -> Option<Event> {
-        Some(Event::PublishRetry(self.clone()))
     }
 }
 

@@ -222,6 +222,12 @@ impl Store {
             .await
             .map_err(StoreError::connect)?;
         if url.starts_with("sqlite:") && !url.contains(":memory:") {
+            // Freed pages go back to the file system on `reclaim_space` (retention); this
+            // takes effect only on a new file, before its first table.
+            sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
+                .execute(&pool)
+                .await
+                .op("set auto vacuum")?;
             // Kept in the database file: set once, before any other connection writes.
             sqlx::query("PRAGMA journal_mode = WAL")
                 .execute(&pool)
@@ -231,6 +237,28 @@ impl Store {
         let store = Self { pool };
         schema::migrate(&store.pool).await?;
         Ok(store)
+    }
+
+    /// Gives pages freed by pruning back to the file system: SQLite's incremental vacuum
+    /// (on files created with it), in steps of `pages`; PostgreSQL's autovacuum does this
+    /// itself. Returns whether anything could be done.
+    pub async fn reclaim_space(&self, pages: u32) -> Result<bool, StoreError> {
+        let sqlite = matches!(self.pool.connect_options().database_url.scheme(), "sqlite");
+        if !sqlite {
+            return Ok(false);
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA incremental_vacuum({pages})"
+        )))
+        .execute(&self.pool)
+        .await
+        .op("reclaim_space")?;
+        // In WAL mode the file shrinks when the log is checkpointed into it.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+            .op("reclaim_space")?;
+        Ok(true)
     }
 
     /// Cheap liveness probe for readiness checks.

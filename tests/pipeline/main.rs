@@ -7,4 +7,5 @@ mod helpers;
 #[path = "../common/ids.rs"]
 mod ids;
 mod inbound_store;
+mod monitor_store;
 mod store;

@@ -106,6 +106,11 @@ impl Inbound {
         }
     }
 
+    /// The event hub this direction reports to.
+    pub fn events(&self) -> &crate::events::Events {
+        &self.shared.events
+    }
+
     /// Handles one message body from the inbound queue. `Err` means nothing was decided
     /// (the store or the broker is down): leave the delivery unacked for a later try.
     pub async fn handle(&self, body: &[u8], now: DateTime<Utc>) -> Result<Handled, PipelineError> {

@@ -248,10 +248,11 @@ impl Pipeline {
         left: bool,
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
-        let Some(_claim) = self.shared.claims.take(ubrn).await else {
+        let Some(claim) = self.shared.claims.take(ubrn).await else {
             return Ok(Outcome::InProgress);
         };
-        self.process_referral(ubrn, left, now).await
+        // A PAS decision about this referral waiting for the claim promotes our reads.
+        crate::ers::with_promotion(claim.promotion(), self.process_referral(ubrn, left, now)).await
     }
 }
 

@@ -1,0 +1,301 @@
+//! The operator commands that read (and, for `redrive`, act on) the store, for people
+//! without the dashboard: `status` (one screen: flow, lists, alerts), `timeline UBRN`
+//! (every stage of one referral), `search` (messages by direction, status, type, time and
+//! control id, a page at a time) and `redrive ID` (send a dead letter back to the inbound
+//! queue, once, recorded as the operator's action). They read the same store the bridge
+//! writes, so they work while it runs.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use base64::Engine as _;
+
+use crate::amqp::{DeliveryProperties, OutboundMessage, Publisher, PublisherSettings};
+use crate::config::Config;
+use crate::ids::Ubrn;
+use crate::store::{SearchFilter, Store};
+
+/// The configuration file, shared by these commands.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// The configuration file (or set ERS_BRIDGE_CONFIG).
+    #[arg(long, short, env = "ERS_BRIDGE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Arguments of `timeline`.
+#[derive(Debug, clap::Args)]
+pub struct TimelineArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The referral.
+    pub ubrn: Ubrn,
+    /// Print the stored HL7 under each message.
+    #[arg(long)]
+    pub payloads: bool,
+}
+
+/// Arguments of `search`.
+#[derive(Debug, clap::Args)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// `in` (from the PAS) or `out` (to the PAS).
+    #[arg(long, value_parser = ["in", "out"])]
+    pub direction: Option<String>,
+    /// e.g. `confirmed`, `done`, `needs-action`, `no-action`.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// e.g. `REF^I12`, `RRI^I12`.
+    #[arg(long = "type")]
+    pub message_type: Option<String>,
+    #[arg(long)]
+    pub control_id: Option<String>,
+    #[arg(long)]
+    pub ubrn: Option<String>,
+    /// Only messages at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only messages before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// The cursor printed after the previous page.
+    #[arg(long)]
+    pub after: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+}
+
+/// Arguments of `redrive`.
+#[derive(Debug, clap::Args)]
+pub struct RedriveArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The dead letter's id (`ers-bridge status` lists them).
+    pub id: String,
+    /// Who is doing it, recorded with the re-drive.
+    #[arg(long, default_value_t = whoami())]
+    pub by: String,
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "cli".into())
+}
+
+fn when(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+/// Loads the configuration, opens the store and runs `f`; errors print and exit 1.
+fn with_store<F, Fut>(config: &ConfigArg, f: F) -> ExitCode
+where
+    F: FnOnce(Config, Store) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    let cfg = match super::load_config(config.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let result = super::runtime().and_then(|rt| {
+        rt.block_on(async {
+            let store = Store::connect(&cfg.store.url)
+                .await
+                .context("cannot open the store")?;
+            let out = f(cfg, store.clone()).await;
+            store.close().await;
+            out
+        })
+    });
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// `ers-bridge status`.
+pub fn status(args: &ConfigArg) -> ExitCode {
+    with_store(args, |_, store| async move {
+        let now = chrono::Utc::now().timestamp_millis();
+        let f = store.flow(now).await?;
+        println!(
+            "flow        to the PAS: {} last hour, {} last day",
+            f.out_last_hour, f.out_last_day
+        );
+        println!(
+            "            from the PAS: {} last hour, {} last day",
+            f.in_last_hour, f.in_last_day
+        );
+        match store.oldest_awaiting_decision_ms().await? {
+            Some(t) => println!(
+                "waiting     oldest referral without a PAS decision: published {}",
+                when(t)
+            ),
+            None => println!("waiting     no referral is waiting for a PAS decision"),
+        }
+        let alerts = store.open_alerts().await?;
+        println!("alerts      {} open", alerts.len());
+        for a in &alerts {
+            println!("  {}  since {}  {}", a.name, when(a.opened_at_ms), a.detail);
+        }
+        let needs = store.inbound_needing_action().await?;
+        println!("needs action {}", needs.len());
+        for r in needs.iter().take(10) {
+            println!(
+                "  {}  {}  {}  {}",
+                r.control_id,
+                r.ubrn.as_ref().map(ToString::to_string).unwrap_or_default(),
+                when(r.received_at_ms),
+                r.detail.as_deref().unwrap_or("")
+            );
+        }
+        let parked = store.parked().await?;
+        println!("parked      {}", parked.len());
+        for p in parked.iter().take(10) {
+            println!(
+                "  {} v{}  {}  {}",
+                p.ubrn,
+                p.version,
+                when(p.parked_at_ms),
+                p.reason
+            );
+        }
+        let dead: Vec<_> = store
+            .dead_letters(100)
+            .await?
+            .into_iter()
+            .filter(|d| d.redriven_at_ms.is_none())
+            .collect();
+        println!("dead letters {} not re-driven", dead.len());
+        for d in dead.iter().take(10) {
+            println!("  {}  {}  {}: {}", d.id, when(d.at_ms), d.reason, d.detail);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `ers-bridge timeline UBRN`.
+pub fn timeline(args: &TimelineArgs) -> ExitCode {
+    let (ubrn, payloads) = (args.ubrn.clone(), args.payloads);
+    with_store(&args.config, |_, store| async move {
+        let stages = store.timeline(&ubrn).await?;
+        if stages.is_empty() {
+            println!("nothing stored for {ubrn}");
+            return Ok(ExitCode::from(1));
+        }
+        for s in stages {
+            let msg = [s.message_type.as_deref(), s.control_id.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            println!(
+                "{}  {:<13} {:<34} {}",
+                when(s.at_ms),
+                s.stage,
+                msg,
+                s.detail
+            );
+            if let (true, Some(p)) = (payloads, s.payload) {
+                for seg in p.split(['\r', '\n']).filter(|l| !l.is_empty()) {
+                    println!("      {seg}");
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `ers-bridge search`.
+pub fn search(args: &SearchArgs) -> ExitCode {
+    let filter = SearchFilter {
+        direction: args.direction.clone(),
+        status: args.status.clone(),
+        message_type: args.message_type.clone(),
+        control_id: args.control_id.clone(),
+        ubrn: args.ubrn.clone(),
+        from_ms: args.since.map(|t| t.timestamp_millis()),
+        to_ms: args.until.map(|t| t.timestamp_millis()),
+        after: args.after.clone(),
+        limit: Some(args.limit),
+    };
+    with_store(&args.config, |_, store| async move {
+        let page = store.search(&filter).await?;
+        for m in &page.items {
+            println!(
+                "{}  {:<3} {:<9} {:<20} {:<12} {:<13} {}",
+                when(m.at_ms),
+                m.direction,
+                m.message_type,
+                m.control_id,
+                m.ubrn.as_deref().unwrap_or("-"),
+                m.status,
+                m.detail.as_deref().unwrap_or("")
+            );
+        }
+        match page.next {
+            Some(n) => println!("more: --after {n}"),
+            None => println!("({} messages, end of results)", page.items.len()),
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `ers-bridge redrive ID`.
+pub fn redrive(args: &RedriveArgs) -> ExitCode {
+    let (id, by) = (args.id.clone(), args.by.clone());
+    with_store(&args.config, |cfg, store| async move {
+        let d = store
+            .dead_letter(&id)
+            .await?
+            .with_context(|| format!("no dead letter {id}"))?;
+        let body = d
+            .body_b64
+            .as_deref()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .with_context(|| format!("dead letter {id}: its body was pruned by retention"))?;
+        let now = chrono::Utc::now().timestamp_millis();
+        if !store.mark_redriven(&id, now).await? {
+            anyhow::bail!("dead letter {id} was already re-driven");
+        }
+        let publisher = Publisher::new(PublisherSettings {
+            url: cfg.amqp.url.clone(),
+            exchange: String::new(),
+            confirm_timeout: std::time::Duration::from_millis(cfg.amqp.publish_timeout_ms),
+            topology: None,
+        });
+        let mut out = OutboundMessage::new(
+            cfg.amqp.inbound_queue.clone(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            body,
+        );
+        out.headers = vec![("x-ers-redriven-from".into(), id.clone())];
+        out.original = Some(DeliveryProperties {
+            message_id: d.message_id.clone(),
+            ..DeliveryProperties::default()
+        });
+        publisher
+            .publish(&out)
+            .await
+            .context("cannot publish to the inbound queue")?;
+        publisher.close().await;
+        store
+            .record_operator_action(
+                &by,
+                "redrive",
+                &id,
+                &format!("dead letter {} re-driven", d.reason),
+                now,
+            )
+            .await?;
+        println!(
+            "re-drove {id} to {} (recorded as {by})",
+            cfg.amqp.inbound_queue
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
