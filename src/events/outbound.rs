@@ -82,6 +82,10 @@ impl InternalEvent for PublishRetry {
         );
         m.publish_retries.inc();
     }
+
+    fn observed(&self) -> Option<Event> {
+        Some(Event::PublishRetry(self.clone()))
+    }
 }
 
 /// How a worklist poll ended.

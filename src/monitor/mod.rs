@@ -92,3 +92,40 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, std::io::
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every metric the provisioned Grafana dashboard queries is one the bridge exports.
+    #[test]
+    fn the_grafana_dashboard_queries_only_exported_metrics() {
+        let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+            "../../deploy/grafana/dashboards/ers-bridge.json"
+        ))
+        .expect("the dashboard is JSON");
+        let exported = crate::events::Metrics::new().encode();
+        let types: Vec<&str> = exported
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let mut checked = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for (i, _) in expr.match_indices("ers_bridge_") {
+                    let name: String = expr[i..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    let base = name
+                        .strip_suffix("_total")
+                        .or_else(|| name.strip_suffix("_bucket"))
+                        .unwrap_or(&name);
+                    assert!(types.contains(&base), "{name} in {:?}", panel["title"]);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 15, "{checked}");
+    }
+}

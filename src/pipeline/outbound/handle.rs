@@ -27,6 +27,8 @@ use crate::store::{PublishedMessage, Seen, VersionRecord};
 struct Rendered<'m> {
     mapping: &'m CompiledMapping,
     control_id: ControlId,
+    /// For a replay under a new id: the id the message first went out with.
+    replay_of: Option<ControlId>,
     body: Vec<u8>,
 }
 
@@ -51,10 +53,25 @@ impl Pipeline {
         latest: Option<Version>,
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
-        let version = referral.version;
         let Some(kind) = self.choose_event(ubrn, referral, latest, now).await? else {
             return Ok(Outcome::Skipped);
         };
+        self.deliver(ubrn, referral, kind, latest, now, None).await
+    }
+
+    /// Fetches the documents, maps, publishes and records the messages of `kind` for this
+    /// version. `replay = Some(n)`: a replay under new ids (`<UBRN>R<nn><version>`, from
+    /// `n` up), each linked to its original in the `x-ers-replay-of` header.
+    pub(super) async fn deliver(
+        &self,
+        ubrn: &Ubrn,
+        referral: &Read,
+        kind: EventKind,
+        latest: Option<Version>,
+        now: DateTime<Utc>,
+        replay: Option<u32>,
+    ) -> Result<Outcome, PipelineError> {
+        let version = referral.version;
         let t = &self.settings.tuning;
         let opts = FetchOptions {
             clinical_info: t.fetch_clinical_info,
@@ -75,7 +92,7 @@ impl Pipeline {
             (EventKind::Changed, Some(v)) => Some((v, self.published_ref(ubrn, v).await?)),
             _ => None,
         };
-        let messages = match self.render(referral, kind, &docs, previous.as_ref(), now) {
+        let messages = match self.render(referral, kind, &docs, previous.as_ref(), now, replay) {
             Ok(m) => m,
             Err(RenderFailure::Retry(e)) => return Err(e),
             Err(RenderFailure::Park(reason)) => {
@@ -195,6 +212,7 @@ impl Pipeline {
         docs: &Fetched,
         previous: Option<&Previous>,
         now: DateTime<Utc>,
+        replay: Option<u32>,
     ) -> Result<Vec<Rendered<'_>>, RenderFailure> {
         let timestamp = now.fixed_offset();
         let enriched = fetch::enrich(
@@ -204,8 +222,14 @@ impl Pipeline {
         );
         let mapped = enriched.as_ref().unwrap_or(&referral.json);
         let mut messages = Vec::new();
-        for m in self.mappings.for_event(kind) {
-            let rendered = m.control_id_for(&referral.json).and_then(|control_id| {
+        for (i, m) in self.mappings.for_event(kind).into_iter().enumerate() {
+            let ids = m
+                .control_id_for(&referral.json)
+                .and_then(|original| match replay {
+                    None => Ok((original, None)),
+                    Some(n) => replay_id(&original, n + i as u32).map(|id| (id, Some(original))),
+                });
+            let rendered = ids.and_then(|(control_id, replay_of)| {
                 let input = ApplyInput {
                     referral: mapped,
                     control_id: &control_id,
@@ -223,16 +247,17 @@ impl Pipeline {
                         .push(changes::note(*version, &differences));
                     bytes = r.message.encode()?;
                 }
-                Ok((control_id, r, bytes))
+                Ok((control_id, replay_of, r, bytes))
             });
             match rendered {
-                Ok((control_id, r, body)) => {
+                Ok((control_id, replay_of, r, body)) => {
                     for table in r.lookup_misses {
                         self.shared.events.emit(LookupMissed { table });
                     }
                     messages.push(Rendered {
                         mapping: m,
                         control_id,
+                        replay_of,
                         body,
                     });
                 }
@@ -263,7 +288,11 @@ impl Pipeline {
             ers_version: version.to_string(),
             body: m.body,
             exchange: None,
-            headers: Vec::new(),
+            headers: m
+                .replay_of
+                .iter()
+                .map(|o| ("x-ers-replay-of".to_string(), o.to_string()))
+                .collect(),
             original: None,
         };
         let policy = RetryPolicy {
@@ -343,4 +372,30 @@ impl Pipeline {
         }
         Ok(Outcome::Published(ids))
     }
+}
+
+/// The id of replay `n` of the message first sent as `original`: the event part becomes
+/// `R<nn>` (`<UBRN>R01<version>`), still 20 characters and still naming the referral and
+/// version ([`ControlId::outbound_parts`]).
+fn replay_id(original: &ControlId, n: u32) -> Result<ControlId, crate::mapping::MappingError> {
+    let fail = |reason: String| crate::mapping::MappingError::Eval {
+        field: "MSH-10".into(),
+        name: "replay control id".into(),
+        reason,
+    };
+    if !(1..=99).contains(&n) {
+        return Err(fail(format!(
+            "a version can be replayed 99 times (this is {n})"
+        )));
+    }
+    let (ubrn, _, version) = original
+        .outbound_parts()
+        .ok_or_else(|| fail(format!("{original} is not an outbound id")))?;
+    ControlId::outbound(&ubrn, version, &format!("R{n:02}")).map_err(|e| fail(e.to_string()))
+}
+
+/// Whether a control id is a replay's (`replay_id`).
+pub(super) fn is_replay(id: &ControlId) -> bool {
+    id.outbound_parts()
+        .is_some_and(|(_, event, _)| event.starts_with('R'))
 }

@@ -35,12 +35,14 @@ mod handle;
 pub mod mapset;
 pub mod poll;
 pub mod recorder;
+mod replay;
 pub mod report;
 pub mod schedule;
 
 pub use crate::config::PollTarget;
 pub use fetch::FetchOptions;
 pub use mapset::{EventKind, Mappings};
+pub use replay::ReplayPlan;
 pub use report::{Outcome, PassReport};
 pub use schedule::spawn_schedulers;
 
