@@ -188,6 +188,7 @@ impl App {
             tokens: tokens.into(),
             liveness: Arc::new(Liveness::default()),
             inbound_queue: a.inbound_queue.clone(),
+            outbound: outbound.clone(),
         };
         Ok(Self {
             shared,

@@ -1,5 +1,9 @@
 //! `ers-bridge replay --config FILE UBRN`: re-reads one referral and processes its latest
 //! version again, whether it was parked or published (a re-publish carries the same MSH-10).
+//! `--as-new` publishes it again under new control ids linked to the originals (the PAS
+//! lost it, or a fixed mapping should reach it); with `--type/--since/--until` instead of a
+//! UBRN it does so for every referral with a matching outbound message. `--dry-run` says
+//! what would be replayed and publishes nothing. Each replay is recorded with `--by`.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -15,8 +19,28 @@ pub struct ReplayArgs {
     /// The configuration file (or set ERS_BRIDGE_CONFIG).
     #[arg(long, short, env = "ERS_BRIDGE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// The referral's UBRN (12 digits).
-    pub ubrn: Ubrn,
+    /// The referral's UBRN (12 digits); or use the filter below with `--as-new`.
+    #[arg(required_unless_present_any = ["message_type", "since"])]
+    pub ubrn: Option<Ubrn>,
+    /// Publish again under new control ids (`<UBRN>R<nn><version>`), each linked to its
+    /// original in the `x-ers-replay-of` header and the store.
+    #[arg(long)]
+    pub as_new: bool,
+    /// Only say what would be replayed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Filter (instead of a UBRN, with `--as-new`): outbound message type, e.g. `REF^I12`.
+    #[arg(long = "type", requires = "as_new")]
+    pub message_type: Option<String>,
+    /// Filter: messages published at or after this time (RFC 3339).
+    #[arg(long, requires = "as_new")]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Filter: messages published before this time (RFC 3339).
+    #[arg(long, requires = "as_new")]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Who is replaying, recorded with each replay.
+    #[arg(long, default_value_t = std::env::var("USER").unwrap_or_else(|_| "cli".into()))]
+    pub by: String,
 }
 
 /// Prints what happened; exits 0 when published (or nothing to do), 1 when parked again or
@@ -26,6 +50,13 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if args.as_new || args.dry_run {
+        return as_new(args, &cfg);
+    }
+    let Some(ubrn) = args.ubrn.clone() else {
+        eprintln!("error: a UBRN is needed without --as-new");
+        return ExitCode::from(64);
+    };
     let result = super::runtime().and_then(|rt| {
         rt.block_on(async {
             let shutdown = Shutdown::new();
@@ -33,34 +64,118 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
             let app = App::build(&cfg, shutdown).await.context("cannot start")?;
             let r = app
                 .outbound()
-                .replay(&args.ubrn, chrono::Utc::now())
+                .replay(&ubrn, chrono::Utc::now())
                 .await
-                .with_context(|| format!("replaying {}", args.ubrn));
+                .with_context(|| format!("replaying {ubrn}"));
             app.close().await;
             r
         })
     });
+    report(&ubrn, result)
+}
+
+fn report(ubrn: &Ubrn, result: anyhow::Result<Outcome>) -> ExitCode {
     match result {
         Ok(Outcome::Published(ids)) => {
             let ids: Vec<_> = ids.iter().map(|c| c.as_str()).collect();
-            println!("published {}: {}", args.ubrn, ids.join(", "));
+            println!("published {ubrn}: {}", ids.join(", "));
             ExitCode::SUCCESS
         }
         Ok(Outcome::Skipped | Outcome::InProgress) => {
-            println!("nothing to publish for {}", args.ubrn);
+            println!("nothing to publish for {ubrn}");
             ExitCode::SUCCESS
         }
         Ok(Outcome::Deferred) => {
-            println!(
-                "{}: attachments still pending in e-RS, try later",
-                args.ubrn
-            );
+            println!("{ubrn}: attachments still pending in e-RS, try later");
             ExitCode::FAILURE
         }
         Ok(Outcome::Parked(reason)) => {
-            println!("{} parked again: {reason}", args.ubrn);
+            println!("{ubrn} parked again: {reason}");
             ExitCode::FAILURE
         }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--as-new` (and `--dry-run`): one UBRN or every referral the filter finds.
+fn as_new(args: &ReplayArgs, cfg: &crate::config::Config) -> ExitCode {
+    let result = super::runtime().and_then(|rt| {
+        rt.block_on(async {
+            let shutdown = Shutdown::new();
+            shutdown.trigger_on_signals();
+            let app = App::build(cfg, shutdown).await.context("cannot start")?;
+            let ubrns = match &args.ubrn {
+                Some(u) => vec![u.clone()],
+                None => {
+                    let page = app
+                        .shared()
+                        .store
+                        .search(&crate::store::SearchFilter {
+                            direction: Some("out".into()),
+                            message_type: args.message_type.clone(),
+                            from_ms: args.since.map(|t| t.timestamp_millis()),
+                            to_ms: args.until.map(|t| t.timestamp_millis()),
+                            limit: Some(500),
+                            ..Default::default()
+                        })
+                        .await?;
+                    let mut u: Vec<Ubrn> = page
+                        .items
+                        .iter()
+                        .filter_map(|m| Ubrn::parse(m.ubrn.as_deref()?).ok())
+                        .collect();
+                    u.sort();
+                    u.dedup();
+                    u
+                }
+            };
+            let mut failed = false;
+            for ubrn in &ubrns {
+                let plan = app.outbound().replay_plan(ubrn).await?;
+                if args.dry_run {
+                    println!(
+                        "would replay {ubrn}: {} ({})",
+                        plan.originals.join(", "),
+                        plan.event
+                            .as_deref()
+                            .unwrap_or("never published: processed as new")
+                    );
+                    continue;
+                }
+                let now = chrono::Utc::now();
+                let r = app.outbound().replay_as_new(ubrn, now).await;
+                if let Ok(Outcome::Published(ids)) = &r {
+                    let ids: Vec<_> = ids.iter().map(ToString::to_string).collect();
+                    app.shared()
+                        .store
+                        .record_operator_action(
+                            &args.by,
+                            "replay",
+                            ubrn.as_str(),
+                            &format!(
+                                "published {} replaying {}",
+                                ids.join(", "),
+                                plan.originals.join(", ")
+                            ),
+                            now.timestamp_millis(),
+                        )
+                        .await?;
+                }
+                failed |= report(ubrn, r.map_err(Into::into)) != ExitCode::SUCCESS;
+            }
+            if ubrns.is_empty() {
+                println!("no referral matches");
+            }
+            app.close().await;
+            anyhow::Ok(failed)
+        })
+    });
+    match result {
+        Ok(false) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -1,7 +1,8 @@
 //! The JSON API behind a bearer token (`Authorization: Bearer …`, compared in constant
 //! time; a 401 says nothing more): the dashboard's summary, a referral's timeline, the
-//! message search, the parked / needs-action / dead-letter / alert lists, and the re-drive
-//! of a dead letter (recorded with the token's name).
+//! message search, the parked / needs-action / dead-letter / alert lists, the replay of one
+//! referral or of a filtered set (under new control ids linked to the originals, with a
+//! dry run) and the re-drive of a dead letter, each recorded with the token's name.
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
@@ -280,4 +281,101 @@ pub async fn redrive(
     }
     tracing::info!(id = %id, who = %who, "dead letter re-driven");
     Json(json!({"redriven": id, "by": who, "at_ms": now})).into_response()
+}
+
+/// `?dry_run=true` on the replay endpoints: say what would be replayed, publish nothing.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct DryRun {
+    pub dry_run: bool,
+}
+
+/// Replays one referral's latest version under new control ids.
+pub async fn replay_one(
+    State(s): State<MonitorState>,
+    Extension(Caller(who)): Extension<Caller>,
+    Path(ubrn): Path<String>,
+    Query(q): Query<DryRun>,
+) -> Response {
+    let Ok(ubrn) = Ubrn::parse(&ubrn) else {
+        return bad_request("not a UBRN (12 digits)");
+    };
+    Json(replay_each(&s, &who, &[ubrn], q.dry_run).await).into_response()
+}
+
+/// Replays every referral with an outbound message matching the filter (the search's
+/// fields; at most 500 referrals per request).
+pub async fn replay_filtered(
+    State(s): State<MonitorState>,
+    Extension(Caller(who)): Extension<Caller>,
+    Query(q): Query<DryRun>,
+    Json(mut f): Json<SearchFilter>,
+) -> Response {
+    f.direction = Some("out".into());
+    f.limit = Some(500);
+    let page = match s.shared.store.search(&f).await {
+        Ok(p) => p,
+        Err(StoreError::Decode { .. }) => return bad_request("bad cursor"),
+        Err(e) => return failed(e),
+    };
+    let mut ubrns: Vec<Ubrn> = page
+        .items
+        .iter()
+        .filter_map(|m| Ubrn::parse(m.ubrn.as_deref()?).ok())
+        .collect();
+    ubrns.sort();
+    ubrns.dedup();
+    Json(replay_each(&s, &who, &ubrns, q.dry_run).await).into_response()
+}
+
+async fn replay_each(s: &MonitorState, who: &str, ubrns: &[Ubrn], dry_run: bool) -> Value {
+    use crate::pipeline::outbound::Outcome;
+    let mut results = Vec::new();
+    for ubrn in ubrns {
+        let plan = match s.outbound.replay_plan(ubrn).await {
+            Ok(p) => p,
+            Err(e) => {
+                results.push(json!({"ubrn": ubrn.to_string(), "error": e.to_string()}));
+                continue;
+            }
+        };
+        if dry_run {
+            results.push(
+                json!({"ubrn": ubrn.to_string(), "would_replay": plan.originals,
+                                "event": plan.event}),
+            );
+            continue;
+        }
+        let now = chrono::Utc::now();
+        let entry = match s.outbound.replay_as_new(ubrn, now).await {
+            Ok(Outcome::Published(ids)) => {
+                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                let detail = format!(
+                    "published {} replaying {}",
+                    ids.join(", "),
+                    plan.originals.join(", ")
+                );
+                if let Err(e) = s
+                    .shared
+                    .store
+                    .record_operator_action(
+                        who,
+                        "replay",
+                        ubrn.as_str(),
+                        &detail,
+                        now.timestamp_millis(),
+                    )
+                    .await
+                {
+                    tracing::warn!(error = %e, "recording a replay failed");
+                }
+                tracing::info!(ubrn = %ubrn, who = %who, "referral replayed");
+                json!({"ubrn": ubrn.to_string(), "published": ids, "replaying": plan.originals})
+            }
+            Ok(other) => json!({"ubrn": ubrn.to_string(), "outcome": format!("{other:?}")}),
+            Err(e) => json!({"ubrn": ubrn.to_string(), "error": e.to_string()}),
+        };
+        results.push(entry);
+    }
+    json!({"dry_run": dry_run, "results": results})
 }

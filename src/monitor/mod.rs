@@ -46,6 +46,8 @@ pub struct MonitorState {
     pub liveness: Arc<Liveness>,
     /// Where a re-driven dead letter is sent back to (the inbound queue).
     pub inbound_queue: String,
+    /// For replays.
+    pub outbound: Arc<crate::pipeline::outbound::Pipeline>,
 }
 
 /// The whole HTTP surface.
@@ -59,6 +61,8 @@ pub fn router(state: MonitorState) -> Router {
         .route("/api/dead-letters", get(api::dead_letters))
         .route("/api/dead-letters/{id}/redrive", post(api::redrive))
         .route("/api/alerts", get(api::alerts))
+        .route("/api/referrals/{ubrn}/replay", post(api::replay_one))
+        .route("/api/replay", post(api::replay_filtered))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::require_token,

@@ -202,6 +202,23 @@ impl Harness {
                 kind: s(p.kind()),
                 routing_key: m.delivery.routing_key.to_string(),
                 persistent: *p.delivery_mode() == Some(2),
+                headers: p
+                    .headers()
+                    .as_ref()
+                    .map(|t| {
+                        t.inner()
+                            .iter()
+                            .filter_map(|(k, v)| match v {
+                                lapin::types::AMQPValue::LongString(s) => Some((
+                                    k.to_string(),
+                                    String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                                )),
+                                _ => None,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                body: String::from_utf8_lossy(&body).into_owned(),
                 message: hl7::read(&body).expect("every message parses"),
             });
         }
@@ -274,10 +291,21 @@ pub struct Delivered {
     pub kind: String,
     pub routing_key: String,
     pub persistent: bool,
+    /// Text headers, e.g. `x-ers-version`, `x-ers-replay-of`.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
     pub message: Message,
 }
 
 impl Delivered {
+    /// A text header by name.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
     /// RF1-6.1, the UBRN.
     pub fn ubrn(&self) -> String {
         self.message

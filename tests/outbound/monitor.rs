@@ -446,3 +446,101 @@ async fn the_dashboard_renders_counts_and_a_timeline_in_chromium() {
     app.close().await;
     h.cleanup().await;
 }
+
+/// A replay through the API: the dry run names the message, the replay publishes it again
+/// under a new id carrying the original's in `x-ers-replay-of`, both stay in the store and
+/// the timeline, a second replay gets the next id, and each is recorded with who asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_publishes_a_new_id_linked_to_the_original() {
+    let h = Harness::start(Opts {
+        generate: 5,
+        ..Opts::default()
+    })
+    .await;
+    let (app, base, shutdown) = app_with_monitor(&h).await;
+    app.drain(10).await.unwrap();
+    let first = h.take_messages().await;
+    let original = &first[0];
+    let ubrn = original.ubrn();
+    let post = |path: String| async move {
+        let r = reqwest::Client::new()
+            .post(path)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        r.json::<serde_json::Value>().await.unwrap()
+    };
+    let dry = post(format!("{base}/api/referrals/{ubrn}/replay?dry_run=true")).await;
+    assert_eq!(
+        dry["results"][0]["would_replay"][0],
+        original.message_id.as_str(),
+        "{dry}"
+    );
+    assert!(
+        h.take_messages().await.is_empty(),
+        "a dry run publishes nothing"
+    );
+
+    let done = post(format!("{base}/api/referrals/{ubrn}/replay")).await;
+    let new_id = done["results"][0]["published"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        new_id,
+        format!("{ubrn}R01{}", &original.message_id[15..]),
+        "{done}"
+    );
+    let again = h.take_messages().await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].message_id, new_id);
+    assert_eq!(
+        again[0].header("x-ers-replay-of").as_deref(),
+        Some(original.message_id.as_str())
+    );
+    assert!(again[0].body.contains(&new_id), "MSH-10 is the new id");
+
+    let second = post(format!("{base}/api/referrals/{ubrn}/replay")).await;
+    assert!(second["results"][0]["published"][0]
+        .as_str()
+        .unwrap()
+        .contains("R02"));
+    let store = &app.shared().store;
+    let u = ers_bridge::ids::Ubrn::parse(&ubrn).unwrap();
+    let published: Vec<_> = store
+        .timeline(&u)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.stage == "published")
+        .collect();
+    assert_eq!(published.len(), 3, "the original and two replays");
+    let actions = store.operator_actions(&ubrn).await.unwrap();
+    assert_eq!(actions.len(), 2);
+    assert!(actions.iter().all(|a| a.1 == "ops" && a.2 == "replay"));
+    assert!(
+        actions[0].3.contains(&original.message_id),
+        "{:?}",
+        actions[0]
+    );
+
+    // The filtered replay's dry run finds every referral with a REF^I12.
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/replay?dry_run=true"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"message_type": "REF^I12"}))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body["results"].as_array().unwrap().len(),
+        first.len(),
+        "{body}"
+    );
+    shutdown.trigger();
+    app.close().await;
+    h.cleanup().await;
+}
