@@ -189,6 +189,7 @@ impl App {
             liveness: Arc::new(Liveness::default()),
             inbound_queue: a.inbound_queue.clone(),
             outbound: outbound.clone(),
+            mappings_dir: config.mappings.dir.clone(),
         };
         Ok(Self {
             shared,

@@ -43,6 +43,8 @@ pub struct CompiledSet {
     pub label: String,
     /// The human name from the file, or the label.
     pub name: String,
+    /// The expression or constant as written in the file (the mapping page shows it).
+    pub source_text: String,
 }
 
 #[derive(Debug, Clone)]
@@ -294,9 +296,18 @@ fn compile_set(
             ))
         }
     };
+    let source_text = match (&set.value, &set.expr) {
+        (Some(v), _) => match v.get_ref() {
+            ConstValue::One(s) => format!("{s:?}"),
+            ConstValue::Components(c) => format!("{c:?}"),
+        },
+        (None, Some(e)) => e.get_ref().clone(),
+        (None, None) => String::new(),
+    };
     Ok(CompiledSet {
         pos,
         source,
+        source_text,
         repeat: set.repeat,
         on_missing: set.on_missing,
         name: set.name.clone().unwrap_or_else(|| label.clone()),

@@ -120,6 +120,58 @@ pub fn diff(expected: &str, actual: &str) -> String {
     out
 }
 
+/// A manifest case for one mapping and referral: its golden text, and the timestamp and
+/// attachments the golden was rendered with.
+#[derive(Debug)]
+pub struct SampleCase {
+    pub golden: Option<String>,
+    pub golden_path: PathBuf,
+    pub timestamp: DateTime<chrono::FixedOffset>,
+    pub attachments: Attachments,
+}
+
+/// The case of the manifest at `path` that renders the referral with `id` through
+/// `mapping` (a file name in the manifest's folder), if there is one.
+pub fn sample_case(
+    path: &Path,
+    mapping: &str,
+    id: &str,
+) -> Result<Option<SampleCase>, MappingError> {
+    let (file, text) = super::read_text(path)?;
+    let m: Manifest = toml::from_str(&text).map_err(|e| toml_error(&file, &text, &e))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    for case in m.cases.iter().filter(|c| c.mapping == mapping) {
+        let Ok(input) = std::fs::read_to_string(base.join(&case.input)) else {
+            continue;
+        };
+        let same = serde_json::from_str::<serde_json::Value>(&input)
+            .ok()
+            .is_some_and(|v| v.get("id").and_then(|i| i.as_str()) == Some(id));
+        if !same {
+            continue;
+        }
+        let timestamp =
+            DateTime::parse_from_rfc3339(&m.timestamp).map_err(|e| MappingError::Invalid {
+                file: file.clone(),
+                line: None,
+                field: "timestamp".into(),
+                reason: e.to_string(),
+            })?;
+        let attachments = match &m.attachments {
+            Some(dir) => read_attachments(&base.join(dir))?,
+            None => Attachments::new(),
+        };
+        let golden_path = base.join(&case.expected);
+        return Ok(Some(SampleCase {
+            golden: std::fs::read_to_string(&golden_path).ok(),
+            golden_path,
+            timestamp,
+            attachments,
+        }));
+    }
+    Ok(None)
+}
+
 /// Runs every sample of the manifest at `path`.
 pub fn run_manifest(path: &Path) -> Result<Vec<CaseResult>, MappingError> {
     let (file, text) = super::read_text(path)?;

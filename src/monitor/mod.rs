@@ -11,6 +11,7 @@ pub mod alerts;
 mod api;
 mod dashboard;
 mod health;
+mod mapping;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +49,8 @@ pub struct MonitorState {
     pub inbound_queue: String,
     /// For replays.
     pub outbound: Arc<crate::pipeline::outbound::Pipeline>,
+    /// The mapping files, for the mapping page.
+    pub mappings_dir: std::path::PathBuf,
 }
 
 /// The whole HTTP surface.
@@ -63,6 +66,8 @@ pub fn router(state: MonitorState) -> Router {
         .route("/api/alerts", get(api::alerts))
         .route("/api/referrals/{ubrn}/replay", post(api::replay_one))
         .route("/api/replay", post(api::replay_filtered))
+        .route("/api/mappings", get(mapping::list))
+        .route("/api/render", post(mapping::render))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::require_token,

@@ -544,3 +544,76 @@ async fn a_replay_publishes_a_new_id_linked_to_the_original() {
     app.close().await;
     h.cleanup().await;
 }
+
+/// The mapping page's API: a sample referral pasted as FHIR renders through the v2.4
+/// mapping exactly as its golden file says, each field with the expression it came from;
+/// a stored referral read by UBRN renders too; nothing is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mapping_page_renders_with_sources_and_a_golden_diff() {
+    let h = Harness::start(Opts {
+        seed: true,
+        ..Opts::default()
+    })
+    .await;
+    let (app, base, shutdown) = app_with_monitor(&h).await;
+    let list: Vec<String> = get(&format!("{base}/api/mappings"), Some(TOKEN))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(list.contains(&"ref_i12.v24.toml".to_string()), "{list:?}");
+    assert!(!list.contains(&"inbound.toml".to_string()));
+    let fhir: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/samples/fhir/referrals/booked-dbs.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let render = |body: serde_json::Value| {
+        let base = base.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/api/render"))
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let out: serde_json::Value =
+        render(serde_json::json!({"mapping": "ref_i12.v24.toml", "fhir": fhir}))
+            .await
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(out["golden"]["matches"], true, "{}", out["golden"]["diff"]);
+    let rf1_6 = out["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["segment"] == "RF1")
+        .flat_map(|s| s["fields"].as_array().unwrap().clone())
+        .find(|f| f["at"].as_str().unwrap().starts_with("RF1-6"))
+        .expect("RF1-6 in the mapping");
+    assert_eq!(rf1_6["value"], "000000070001");
+    assert!(rf1_6["source"].as_str().unwrap().contains("id"), "{rf1_6}");
+
+    let by_ubrn =
+        render(serde_json::json!({"mapping": "ref_i12.v251.toml", "ubrn": "000000070001"})).await;
+    assert_eq!(by_ubrn.status().as_u16(), 200);
+    let bad = render(serde_json::json!({"mapping": "../Cargo.toml", "ubrn": "000000070001"})).await;
+    assert_eq!(
+        bad.status().as_u16(),
+        400,
+        "only files of the mappings folder"
+    );
+    assert!(h.take_messages().await.is_empty(), "nothing published");
+    shutdown.trigger();
+    app.close().await;
+    h.cleanup().await;
+}
