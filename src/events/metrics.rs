@@ -64,6 +64,11 @@ pub struct OperationLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ServiceLabels {
+    pub service: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct WorklistLabels {
     pub service: String,
     pub list: &'static str,
@@ -122,6 +127,8 @@ pub struct Metrics {
     pub alerts_open: Gauge,
     /// Unix time of the last worklist poll that succeeded (0: none yet).
     pub last_successful_poll: Gauge,
+    /// App-restricted worklist calls left today, by service.
+    pub worklist_budget_left: Family<ServiceLabels, Gauge>,
     pub alerts_opened: Counter,
     /// Not metrics: the outage trackers the events throttle their logs with.
     pub broker_outage: super::Outage,
@@ -157,6 +164,7 @@ impl Metrics {
             oldest_awaiting_decision: Gauge::default(),
             alerts_open: Gauge::default(),
             last_successful_poll: Gauge::default(),
+            worklist_budget_left: Family::default(),
             alerts_opened: Counter::default(),
             broker_outage: super::Outage::new("broker"),
             ers_outage: super::Outage::new("e-rs"),
@@ -278,6 +286,11 @@ impl Metrics {
             "ers_bridge_last_successful_poll_timestamp_seconds",
             "When a worklist poll last succeeded (Unix time; 0: not yet)",
             m.last_successful_poll.clone(),
+        );
+        r.register(
+            "ers_bridge_worklist_budget_left",
+            "App-restricted worklist (A008) calls left today, by service",
+            m.worklist_budget_left.clone(),
         );
         r.register(
             "ers_bridge_alerts_opened",

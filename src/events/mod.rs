@@ -39,7 +39,9 @@ pub use clients::{
 pub use inbound::{AlertChanged, InboundHandled, ReplySent};
 pub use metrics::{Metrics, StatusClass};
 pub use outage::{Outage, OutageLog};
-pub use outbound::{LookupMissed, Parked, PollResult, PublishRetry, Published, WorklistPolled};
+pub use outbound::{
+    LookupMissed, Parked, PollResult, PublishRetry, Published, WorklistBudget, WorklistPolled,
+};
 
 /// One internal event: its log line and its counters.
 pub trait InternalEvent {

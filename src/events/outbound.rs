@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::metrics::{MessageTypeLabels, Metrics, TableLabels, WorklistLabels};
+use super::metrics::{MessageTypeLabels, Metrics, ServiceLabels, TableLabels, WorklistLabels};
 use super::{Event, InternalEvent};
 use crate::ids::{ControlId, Ubrn, Version};
 
@@ -171,5 +171,23 @@ impl InternalEvent for LookupMissed {
                 table: self.table.clone(),
             })
             .inc();
+    }
+}
+
+/// The app-restricted worklist budget of a service after a call was taken (or refused).
+#[derive(Debug, Clone)]
+pub struct WorklistBudget {
+    pub service: String,
+    pub left: i64,
+}
+
+impl InternalEvent for WorklistBudget {
+    fn emit(&self, m: &Metrics) {
+        tracing::debug!(service = %self.service, left = self.left, "worklist budget");
+        m.worklist_budget_left
+            .get_or_create(&ServiceLabels {
+                service: self.service.clone(),
+            })
+            .set(self.left.max(0));
     }
 }

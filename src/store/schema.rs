@@ -149,6 +149,16 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX published_messages_type_confirmed ON published_messages (message_type, confirmed_at_ms)",
         ],
     ),
+    (
+        5,
+        &[
+            // Retention finds the payloads still to prune through indexes that hold only
+            // those rows, so each batch costs the same however much was pruned before it.
+            "CREATE INDEX published_messages_payload ON published_messages (confirmed_at_ms) WHERE hl7 IS NOT NULL",
+            "CREATE INDEX inbound_messages_payload ON inbound_messages (received_at_ms) WHERE hl7 IS NOT NULL",
+            "CREATE INDEX dead_letters_payload ON dead_letters (at_ms) WHERE body_b64 IS NOT NULL",
+        ],
+    ),
 ];
 
 /// Applies every migration the database has not seen yet.

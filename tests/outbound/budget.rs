@@ -19,6 +19,12 @@ async fn worklist_calls_keep_within_the_daily_budget_across_restarts() {
     let first = app.outbound().poll_once(Utc::now()).await.expect("pass");
     assert_eq!(first.budget_exhausted, 0);
     assert_eq!(first.published, n, "{first:?}");
+    // Both of today's calls used (two lists): the gauge says none left.
+    let metrics = app.shared().events.encode();
+    for s in SERVICES {
+        let line = format!("ers_bridge_worklist_budget_left{{service=\"{s}\"}} 0");
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
     let second = app.outbound().poll_once(Utc::now()).await.expect("pass");
     // Six services, two lists each: every call of the second pass is refused locally.
     assert_eq!(second.budget_exhausted, 12, "{second:?}");

@@ -14,7 +14,7 @@ use tokio::task::{Id, JoinError, JoinSet};
 
 use super::{Outcome, PassReport, Pipeline, PollTarget};
 use crate::ers::AuthMode;
-use crate::events::{PollResult, WorklistPolled};
+use crate::events::{PollResult, WorklistBudget, WorklistPolled};
 use crate::fhir::requests::{Assigned, FetchWorklist};
 use crate::fhir::Coding;
 use crate::ids::{Ubrn, Version};
@@ -103,11 +103,16 @@ impl Pipeline {
         if shared.ers.mode() == AuthMode::AppRestricted {
             let day = now.format("%Y-%m-%d").to_string();
             let budget = self.settings.worklist_budget;
-            if !shared
+            let took = shared
                 .store
                 .take_worklist_call(&t.service, &day, budget)
-                .await?
-            {
+                .await?;
+            let used = shared.store.worklist_calls(&t.service, &day).await?;
+            shared.events.emit(WorklistBudget {
+                service: t.service.clone(),
+                left: i64::from(budget) - used,
+            });
+            if !took {
                 shared
                     .events
                     .emit(polled(PollResult::BudgetExhausted, 0, 0, None));
