@@ -111,7 +111,46 @@ mod tests {
             "../../deploy/grafana/dashboards/ers-bridge.json"
         ))
         .expect("the dashboard is JSON");
-        let exported = crate::events::Metrics::new().encode();
+        // Families without children are not encoded: give each one.
+        use crate::events::*;
+        let events = Events::new();
+        let ubrn = crate::ids::Ubrn::parse("000000070001").unwrap();
+        let cid = crate::ids::ControlId::parse("X1").unwrap();
+        events.emit(Published {
+            ubrn: ubrn.clone(),
+            version: crate::ids::Version::new(1),
+            control_id: cid.clone(),
+            message_type: "REF^I12".into(),
+        });
+        events.emit(ErsCallFinished {
+            operation: "A005",
+            status: Some(200),
+            latency: std::time::Duration::from_millis(5),
+        });
+        events.emit(WorklistPolled {
+            service: "1".into(),
+            list: "REFERRALS_FOR_REVIEW",
+            result: PollResult::Ok,
+            items: 0,
+            to_check: 0,
+            error: None,
+        });
+        events.emit(WorklistBudget {
+            service: "1".into(),
+            left: 1,
+        });
+        events.emit(InboundHandled {
+            control_id: None,
+            ubrn: None,
+            kind: "rri",
+            outcome: "done",
+            took: std::time::Duration::from_millis(1),
+        });
+        events.emit(ReplySent {
+            control_id: cid,
+            code: "AA",
+        });
+        let exported = events.encode();
         let types: Vec<&str> = exported
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -130,7 +169,11 @@ mod tests {
                         .strip_suffix("_total")
                         .or_else(|| name.strip_suffix("_bucket"))
                         .unwrap_or(&name);
-                    assert!(types.contains(&base), "{name} in {:?}", panel["title"]);
+                    assert!(
+                        types.contains(&base),
+                        "{name} in {:?}; exported: {types:?}",
+                        panel["title"]
+                    );
                     checked += 1;
                 }
             }
