@@ -120,6 +120,28 @@ pub fn diff(expected: &str, actual: &str) -> String {
     out
 }
 
+impl Manifest {
+    /// The timestamp and attachments every case is rendered with.
+    fn render_inputs(
+        &self,
+        file: &str,
+        base: &Path,
+    ) -> Result<(DateTime<chrono::FixedOffset>, Attachments), MappingError> {
+        let timestamp =
+            DateTime::parse_from_rfc3339(&self.timestamp).map_err(|e| MappingError::Invalid {
+                file: file.to_string(),
+                line: None,
+                field: "timestamp".into(),
+                reason: e.to_string(),
+            })?;
+        let attachments = match &self.attachments {
+            Some(dir) => read_attachments(&base.join(dir))?,
+            None => Attachments::new(),
+        };
+        Ok((timestamp, attachments))
+    }
+}
+
 /// A manifest case for one mapping and referral: its golden text, and the timestamp and
 /// attachments the golden was rendered with.
 #[derive(Debug)]
@@ -150,17 +172,7 @@ pub fn sample_case(
         if !same {
             continue;
         }
-        let timestamp =
-            DateTime::parse_from_rfc3339(&m.timestamp).map_err(|e| MappingError::Invalid {
-                file: file.clone(),
-                line: None,
-                field: "timestamp".into(),
-                reason: e.to_string(),
-            })?;
-        let attachments = match &m.attachments {
-            Some(dir) => read_attachments(&base.join(dir))?,
-            None => Attachments::new(),
-        };
+        let (timestamp, attachments) = m.render_inputs(&file, base)?;
         let golden_path = base.join(&case.expected);
         return Ok(Some(SampleCase {
             golden: std::fs::read_to_string(&golden_path).ok(),
@@ -185,17 +197,7 @@ pub fn run_manifest(path: &Path) -> Result<Vec<CaseResult>, MappingError> {
         });
     }
     let base = path.parent().unwrap_or(Path::new("."));
-    let timestamp =
-        DateTime::parse_from_rfc3339(&m.timestamp).map_err(|e| MappingError::Invalid {
-            file: file.clone(),
-            line: None,
-            field: "timestamp".into(),
-            reason: e.to_string(),
-        })?;
-    let attachments = match &m.attachments {
-        Some(dir) => read_attachments(&base.join(dir))?,
-        None => Attachments::new(),
-    };
+    let (timestamp, attachments) = m.render_inputs(&file, base)?;
     let mut mappings: HashMap<PathBuf, CompiledMapping> = HashMap::new();
     let mut results = Vec::new();
     for case in &m.cases {

@@ -157,6 +157,11 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX published_messages_payload ON published_messages (confirmed_at_ms) WHERE hl7 IS NOT NULL",
             "CREATE INDEX inbound_messages_payload ON inbound_messages (received_at_ms) WHERE hl7 IS NOT NULL",
             "CREATE INDEX dead_letters_payload ON dead_letters (at_ms) WHERE body_b64 IS NOT NULL",
+            // The search's order (time, then control id, newest first) straight from an
+            // index, so a page stops after `limit` rows instead of sorting the window.
+            "CREATE INDEX published_messages_search ON published_messages (message_type, confirmed_at_ms, control_id)",
+            "CREATE INDEX published_messages_recent ON published_messages (confirmed_at_ms, control_id)",
+            "CREATE INDEX inbound_messages_search ON inbound_messages (status, received_at_ms, control_id)",
         ],
     ),
 ];

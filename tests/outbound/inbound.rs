@@ -401,16 +401,20 @@ async fn needs_action_is_listed_resolved_and_retried_without_being_dropped() {
     h.cleanup().await;
 }
 
-pub(crate) async fn applied_writes(h: &Harness, op: &str) -> usize {
+/// The simulator's log of write calls.
+pub(crate) async fn write_calls(h: &Harness) -> Vec<serde_json::Value> {
     let calls: serde_json::Value = reqwest::get(format!("{}/_admin/calls", h.sim.base_url()))
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    calls
-        .as_array()
-        .unwrap()
+    calls.as_array().unwrap().clone()
+}
+
+pub(crate) async fn applied_writes(h: &Harness, op: &str) -> usize {
+    write_calls(h)
+        .await
         .iter()
         .filter(|c| c["operation"] == op && c["applied"] == true)
         .count()

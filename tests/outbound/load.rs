@@ -112,14 +112,8 @@ async fn five_hundred_decisions_behind_a_thousand_referral_backlog_are_each_appl
     shutdown.trigger();
     running.await.unwrap().expect("stops cleanly");
     // Exactly one applied e-RS write per decision.
-    let calls: serde_json::Value = reqwest::get(format!("{}/_admin/calls", h.sim.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     let mut applied: HashMap<String, usize> = HashMap::new();
-    for c in calls.as_array().unwrap() {
+    for c in crate::inbound::write_calls(&h).await {
         if c["applied"] == true {
             *applied
                 .entry(c["ubrn"].as_str().unwrap().to_string())

@@ -167,13 +167,7 @@ impl Pipeline {
     /// Re-processes the latest version of a referral even if it was handled (parked or
     /// published) before: `ers-bridge replay`, and parked items after the mappings change.
     pub async fn replay(&self, ubrn: &Ubrn, now: DateTime<Utc>) -> Result<Outcome, PipelineError> {
-        let (version, json) = self.read(ubrn).await?;
-        let facts = fetch::facts(ubrn, &json)?;
-        let referral = Read {
-            version,
-            json,
-            facts,
-        };
+        let referral = self.read_latest(ubrn).await?;
         let state = self.version_state(ubrn, referral.version).await?;
         self.handle_version(ubrn, &referral, state.latest_published, now)
             .await
@@ -221,6 +215,17 @@ impl Pipeline {
     }
 
     /// A005, with the version every message and store row needs.
+    /// The referral's latest version with the facts the pipeline decides on.
+    pub(super) async fn read_latest(&self, ubrn: &Ubrn) -> Result<Read, PipelineError> {
+        let (version, json) = self.read(ubrn).await?;
+        let facts = fetch::facts(ubrn, &json)?;
+        Ok(Read {
+            version,
+            json,
+            facts,
+        })
+    }
+
     async fn read(&self, ubrn: &Ubrn) -> Result<(Version, Value), PipelineError> {
         let r = self
             .shared

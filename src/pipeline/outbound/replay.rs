@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 
 use super::handle::is_replay;
-use super::{fetch, EventKind, Outcome, Pipeline, Read};
+use super::{EventKind, Outcome, Pipeline};
 use crate::ids::Ubrn;
 use crate::pipeline::PipelineError;
 
@@ -74,13 +74,8 @@ impl Pipeline {
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
         let store = &self.shared.store;
-        let (version, json) = self.read(ubrn).await?;
-        let facts = fetch::facts(ubrn, &json)?;
-        let referral = Read {
-            version,
-            json,
-            facts,
-        };
+        let referral = self.read_latest(ubrn).await?;
+        let version = referral.version;
         let messages = store
             .messages_for(ubrn)
             .await
