@@ -6,7 +6,8 @@
 //! `/metrics` with every family populated. Then it measures retention pruning while the
 //! pipeline writes: the latency of the pipeline's group commit (10 referral versions with
 //! their messages, as the recorder writes them) over 2,000 commits, first alone, then while
-//! every stored payload is pruned as the retention job does (batches of 500, 20 ms apart),
+//! every stored payload is pruned as the retention job does (`Store::prune_gently`: batches
+//! of 500, resting twice each batch's time),
 //! and the file size before and after (SQLite). Run on SQLite and on PostgreSQL:
 //!
 //! ```sh
@@ -260,18 +261,15 @@ async fn main() -> anyhow::Result<()> {
         let store = store.clone();
         tokio::spawn(async move {
             let t = Instant::now();
-            let mut total = 0;
-            loop {
-                let n = store
-                    .prune_payloads_batch(start + 31 * DAY_MS, 500)
-                    .await
-                    .unwrap();
-                total += n;
-                if n < 500 {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
+            let total = store
+                .prune_gently(
+                    start + 31 * DAY_MS,
+                    500,
+                    std::time::Duration::from_millis(20),
+                    || false,
+                )
+                .await
+                .unwrap();
             store.reclaim_space(0).await.unwrap();
             (total, t.elapsed().as_secs_f64())
         })

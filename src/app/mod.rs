@@ -443,8 +443,8 @@ async fn inbound_retry_loop(inbound: Arc<Inbound>, shared: Arc<Shared>) {
 }
 
 /// Clears message payloads older than `retention` every hour until shutdown, in batches
-/// of 500 with a pause between them, so the pipelines' own writes never wait long for the
-/// store; then gives the freed space back (SQLite).
+/// of 500 resting twice each batch's time between them, so the pipelines' own writes never
+/// wait long for the store; then gives the freed space back (SQLite).
 async fn retention_loop(shared: Arc<Shared>, retention: Duration) {
     let mut hour = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -461,24 +461,19 @@ async fn retention_loop(shared: Arc<Shared>, retention: Duration) {
     }
 }
 
-/// Prunes every payload older than `cutoff_ms` in batches of `batch`, pausing `pause`
-/// between batches (and stopping early on shutdown), then reclaims the space. Returns how
-/// many payloads were cleared.
+/// Prunes every payload older than `cutoff_ms` ([`Store::prune_gently`]: batches of
+/// `batch`, resting at least `pause` and twice each batch's time between them, stopping
+/// early on shutdown), then reclaims the space. Returns how many payloads were cleared.
 pub async fn prune(
     shared: &Shared,
     cutoff_ms: i64,
     batch: u32,
     pause: Duration,
 ) -> Result<u64, StoreError> {
-    let mut total = 0;
-    loop {
-        let n = shared.store.prune_payloads_batch(cutoff_ms, batch).await?;
-        total += n;
-        if n < u64::from(batch) || shared.shutdown.is_triggered() {
-            break;
-        }
-        tokio::time::sleep(pause).await;
-    }
+    let total = shared
+        .store
+        .prune_gently(cutoff_ms, batch, pause, || shared.shutdown.is_triggered())
+        .await?;
     if total > 0 {
         shared.store.reclaim_space(10_000).await?;
     }

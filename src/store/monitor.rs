@@ -623,6 +623,31 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Prunes every payload older than `cutoff_ms` in batches of `batch`, resting between
+    /// batches twice as long as the last one took (at least `min_pause`), so the pipelines'
+    /// own writes get the store at least two thirds of the time; stops early when `stop`
+    /// says so. Returns how many payloads were cleared.
+    pub async fn prune_gently(
+        &self,
+        cutoff_ms: i64,
+        batch: u32,
+        min_pause: std::time::Duration,
+        stop: impl Fn() -> bool,
+    ) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let started = tokio::time::Instant::now();
+            let n = self.prune_payloads_batch(cutoff_ms, batch).await?;
+            total += n;
+            if n < u64::from(batch) || stop() {
+                return Ok(total);
+            }
+            tokio::time::sleep((started.elapsed() * 2).max(min_pause)).await;
+        }
+    }
+}
+
 enum Bind {
     Text(String),
     Int(i64),
