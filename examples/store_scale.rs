@@ -2,8 +2,9 @@
 //! stored messages (a tenth of them PAS messages, the rest published REF^I12/I13 with a
 //! 2 KB payload, one to three per referral, spread over 30 days), then times 1,000 random
 //! referral timelines and 1,000 filtered searches (type and a one-day window, newest first,
-//! 50 per page; and inbound by status) and prints p50/p99 of each, and the time to render
-//! `/metrics` with every family populated. Then it measures retention pruning while the
+//! 50 per page; and inbound by status) and prints p50/p99 of each, the time of the store
+//! read each alert evaluation makes (`Store::facts`), and the time to render `/metrics`
+//! (the whole handler: an encode) with every family populated. Then it measures retention pruning while the
 //! pipeline writes: the latency of the pipeline's group commit (10 referral versions with
 //! their messages, as the recorder writes them) over 2,000 commits, first alone, then while
 //! every stored payload is pruned as the retention job does (`Store::prune_gently`: batches
@@ -174,6 +175,15 @@ async fn main() -> anyhow::Result<()> {
         "search: inbound needs-action, paging through every page",
         deep,
     );
+
+    // What each alert evaluation reads (every `[alerts] evaluate_secs`).
+    let mut facts = Vec::new();
+    for _ in 0..100 {
+        let t = Instant::now();
+        std::hint::black_box(store.facts(end).await?);
+        facts.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    summary("store facts for the gauges and alerts", facts);
 
     let events = Events::new();
     for i in 0..10_000u32 {

@@ -8,11 +8,11 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
-use base64::Engine as _;
 
-use crate::amqp::{DeliveryProperties, OutboundMessage, Publisher, PublisherSettings};
+use crate::amqp::{Publisher, PublisherSettings};
 use crate::config::Config;
 use crate::ids::Ubrn;
+use crate::monitor::actions;
 use crate::store::{SearchFilter, Store};
 
 /// The configuration file, shared by these commands.
@@ -246,56 +246,18 @@ pub fn search(args: &SearchArgs) -> ExitCode {
 pub fn redrive(args: &RedriveArgs) -> ExitCode {
     let (id, by) = (args.id.clone(), args.by.clone());
     with_store(&args.config, |cfg, store| async move {
-        let d = store
-            .dead_letter(&id)
-            .await?
-            .with_context(|| format!("no dead letter {id}"))?;
-        let body = d
-            .body_b64
-            .as_deref()
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-            .with_context(|| format!("dead letter {id}: its body was pruned by retention"))?;
-        let now = chrono::Utc::now().timestamp_millis();
-        if !store.mark_redriven(&id, now).await? {
-            anyhow::bail!("dead letter {id} was already re-driven");
-        }
         let publisher = Publisher::new(PublisherSettings {
             url: cfg.amqp.url.clone(),
             exchange: String::new(),
             confirm_timeout: std::time::Duration::from_millis(cfg.amqp.publish_timeout_ms),
             topology: None,
         });
-        let mut out = OutboundMessage::new(
-            cfg.amqp.inbound_queue.clone(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            body,
-        );
-        out.headers = vec![("x-ers-redriven-from".into(), id.clone())];
-        out.original = Some(DeliveryProperties {
-            message_id: d.message_id.clone(),
-            ..DeliveryProperties::default()
-        });
-        publisher
-            .publish(&out)
-            .await
-            .context("cannot publish to the inbound queue")?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let queue = &cfg.amqp.inbound_queue;
+        let done = actions::redrive(&store, &publisher, queue, &id, &by, now).await;
         publisher.close().await;
-        store
-            .record_operator_action(
-                &by,
-                "redrive",
-                &id,
-                &format!("dead letter {} re-driven", d.reason),
-                now,
-            )
-            .await?;
-        println!(
-            "re-drove {id} to {} (recorded as {by})",
-            cfg.amqp.inbound_queue
-        );
+        done?;
+        println!("re-drove {id} to {queue} (recorded as {by})");
         Ok(ExitCode::SUCCESS)
     })
 }

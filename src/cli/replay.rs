@@ -11,6 +11,7 @@ use anyhow::Context as _;
 
 use crate::app::{App, Shutdown};
 use crate::ids::Ubrn;
+use crate::monitor::actions;
 use crate::pipeline::outbound::Outcome;
 
 /// Arguments of `replay`.
@@ -107,65 +108,45 @@ fn as_new(args: &ReplayArgs, cfg: &crate::config::Config) -> ExitCode {
             let shutdown = Shutdown::new();
             shutdown.trigger_on_signals();
             let app = App::build(cfg, shutdown).await.context("cannot start")?;
+            let store = &app.shared().store;
             let ubrns = match &args.ubrn {
                 Some(u) => vec![u.clone()],
                 None => {
-                    let page = app
-                        .shared()
-                        .store
-                        .search(&crate::store::SearchFilter {
-                            direction: Some("out".into()),
-                            message_type: args.message_type.clone(),
-                            from_ms: args.since.map(|t| t.timestamp_millis()),
-                            to_ms: args.until.map(|t| t.timestamp_millis()),
-                            limit: Some(500),
-                            ..Default::default()
-                        })
-                        .await?;
-                    let mut u: Vec<Ubrn> = page
-                        .items
-                        .iter()
-                        .filter_map(|m| Ubrn::parse(m.ubrn.as_deref()?).ok())
-                        .collect();
-                    u.sort();
-                    u.dedup();
-                    u
+                    let filter = crate::store::SearchFilter {
+                        message_type: args.message_type.clone(),
+                        from_ms: args.since.map(|t| t.timestamp_millis()),
+                        to_ms: args.until.map(|t| t.timestamp_millis()),
+                        ..Default::default()
+                    };
+                    actions::ubrns_matching(store, &filter).await?
                 }
             };
-            let mut failed = false;
-            for ubrn in &ubrns {
-                let plan = app.outbound().replay_plan(ubrn).await?;
-                if args.dry_run {
-                    println!(
-                        "would replay {ubrn}: {} ({})",
-                        plan.originals.join(", "),
-                        plan.event
+            let reports =
+                actions::replay(app.outbound(), store, &args.by, &ubrns, args.dry_run).await;
+            for r in &reports {
+                match (args.dry_run, r.published.is_empty()) {
+                    (true, _) => println!(
+                        "would replay {}: {} ({})",
+                        r.ubrn,
+                        r.replaying.join(", "),
+                        r.event
                             .as_deref()
                             .unwrap_or("never published: processed as new")
-                    );
-                    continue;
+                    ),
+                    (false, false) => println!(
+                        "published {}: {} (replaying {})",
+                        r.ubrn,
+                        r.published.join(", "),
+                        r.replaying.join(", ")
+                    ),
+                    (false, true) => println!(
+                        "{}: {}",
+                        r.ubrn,
+                        r.outcome.as_deref().unwrap_or("nothing published")
+                    ),
                 }
-                let now = chrono::Utc::now();
-                let r = app.outbound().replay_as_new(ubrn, now).await;
-                if let Ok(Outcome::Published(ids)) = &r {
-                    let ids: Vec<_> = ids.iter().map(ToString::to_string).collect();
-                    app.shared()
-                        .store
-                        .record_operator_action(
-                            &args.by,
-                            "replay",
-                            ubrn.as_str(),
-                            &format!(
-                                "published {} replaying {}",
-                                ids.join(", "),
-                                plan.originals.join(", ")
-                            ),
-                            now.timestamp_millis(),
-                        )
-                        .await?;
-                }
-                failed |= report(ubrn, r.map_err(Into::into)) != ExitCode::SUCCESS;
             }
+            let failed = reports.iter().any(|r| r.failed);
             if ubrns.is_empty() {
                 println!("no referral matches");
             }

@@ -24,24 +24,16 @@ pub struct InboundHandled {
 
 impl InternalEvent for InboundHandled {
     fn emit(&self, m: &Metrics) {
-        let cid = self.control_id.as_ref().map(ControlId::as_str);
-        match self.outcome {
-            "needs_action" | "dead_lettered" | "retry" => tracing::warn!(
-                control_id = cid,
-                ubrn = self.ubrn.as_ref().map(Ubrn::as_str),
-                kind = self.kind,
-                outcome = self.outcome,
-                "pas message handled"
-            ),
-            _ => tracing::info!(
-                control_id = cid,
-                ubrn = self.ubrn.as_ref().map(Ubrn::as_str),
-                kind = self.kind,
-                outcome = self.outcome,
-                took_ms = self.took.as_millis() as u64,
-                "pas message handled"
-            ),
-        }
+        // At debug: the pipeline logs each outcome that matters with its reason (applied,
+        // needs action, retry scheduled, dead-lettered); this line would repeat it.
+        tracing::debug!(
+            control_id = self.control_id.as_ref().map(ControlId::as_str),
+            ubrn = self.ubrn.as_ref().map(Ubrn::as_str),
+            kind = self.kind,
+            outcome = self.outcome,
+            took_ms = self.took.as_millis() as u64,
+            "pas message handled"
+        );
         m.inbound_messages
             .get_or_create(&InboundLabels {
                 kind: self.kind,
@@ -91,12 +83,35 @@ impl InternalEvent for AlertChanged {
         if self.state == "open" {
             tracing::error!(alert = %self.alert, detail = %self.detail, "alert opened");
             m.alerts_opened.inc();
+            m.alerts_open.inc();
         } else {
             tracing::info!(alert = %self.alert, "alert resolved");
+            m.alerts_open.dec();
         }
     }
 
     fn observed(&self) -> Option<Event> {
         Some(Event::Alert(self.clone()))
+    }
+}
+
+/// The store's counts of what needs attention, read by the alert evaluation (so a scrape of
+/// `/metrics` never queries the store): sets the gauges.
+#[derive(Debug, Clone)]
+pub struct FactsRead {
+    pub facts: crate::store::StoreFacts,
+    pub now_ms: i64,
+}
+
+impl InternalEvent for FactsRead {
+    fn emit(&self, m: &Metrics) {
+        let f = &self.facts;
+        m.needs_action_open.set(f.needs_action_open);
+        m.parked_open.set(f.parked_open);
+        m.alerts_open.set(f.alerts_open);
+        m.oldest_awaiting_decision.set(
+            f.oldest_awaiting_decision_ms
+                .map_or(0, |t| (self.now_ms - t).max(0) / 1000),
+        );
     }
 }

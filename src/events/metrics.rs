@@ -120,7 +120,7 @@ pub struct Metrics {
     pub dead_lettered: Counter,
     /// 1 while e-RS answers 401/403 to the bridge's credentials, 0 after a success.
     pub ers_auth_failing: Gauge,
-    /// Set at scrape time from the store.
+    /// Set from the store by each alert evaluation ([`super::FactsRead`]).
     pub needs_action_open: Gauge,
     pub parked_open: Gauge,
     pub oldest_awaiting_decision: Gauge,

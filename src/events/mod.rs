@@ -36,7 +36,7 @@ use tokio::sync::broadcast;
 pub use clients::{
     BrokerConnectFailed, BrokerConnected, ErsCallFinished, MessageConfirmed, PublishAttemptFailed,
 };
-pub use inbound::{AlertChanged, InboundHandled, ReplySent};
+pub use inbound::{AlertChanged, FactsRead, InboundHandled, ReplySent};
 pub use metrics::{Metrics, StatusClass};
 pub use outage::{Outage, OutageLog};
 pub use outbound::{

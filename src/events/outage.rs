@@ -102,14 +102,6 @@ impl Outage {
         })
     }
 
-    /// Whether an outage is going on.
-    pub fn is_on(&self) -> bool {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
-    }
-
     /// Writes the line, if any.
     pub fn log(&self, line: Option<OutageLog>) {
         let what = self.what;

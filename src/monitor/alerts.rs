@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::app::Shared;
 use crate::config::AlertsConfig;
-use crate::events::{AlertChanged, Events};
+use crate::events::{AlertChanged, Events, FactsRead};
 use crate::store::{Store, StoreError};
 
 /// One condition as probed now: firing with a detail, or clear.
@@ -175,42 +175,51 @@ pub async fn probe(
             .err()
             .map(|e| format!("the store refuses writes: {e}")),
     );
-    if let Ok(recent) = store.dead_letters(1000).await {
-        let n = recent
-            .iter()
-            .filter(|d| now - d.at_ms < 15 * 60_000)
-            .count();
-        cond(
-            "dead_letters_growing",
-            (n > 0).then(|| format!("{n} messages dead-lettered in the last 15 minutes")),
-        );
-    }
-    if let Ok((n, Some(oldest))) = store.needs_action_open().await {
-        let limit = cfg.needs_action_hours as i64 * 3_600_000;
-        cond(
-            "needs_action_old",
-            (now - oldest > limit).then(|| {
+    // One read of the store's counts: it also sets the gauges `/metrics` shows. When the
+    // read fails, the conditions that depend on it are left as they are (not resolved).
+    let facts = match store.facts(now).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::debug!(error = %e, "alert facts not read");
+            return out;
+        }
+    };
+    shared.events.emit(FactsRead {
+        facts: facts.clone(),
+        now_ms: now,
+    });
+    let n = facts.dead_letters_recent;
+    cond(
+        "dead_letters_growing",
+        (n > 0).then(|| format!("{n} messages dead-lettered in the last 15 minutes")),
+    );
+    let needs_limit = cfg.needs_action_hours as i64 * 3_600_000;
+    cond(
+        "needs_action_old",
+        facts
+            .oldest_needs_action_ms
+            .filter(|o| now - o > needs_limit)
+            .map(|o| {
                 format!(
-                    "{n} needs-action records, the oldest {} hours old",
-                    (now - oldest) / 3_600_000
+                    "{} needs-action records, the oldest {} hours old",
+                    facts.needs_action_open,
+                    (now - o) / 3_600_000
                 )
             }),
-        );
-    } else {
-        cond("needs_action_old", None);
-    }
-    if let Ok(oldest) = store.oldest_awaiting_decision_ms().await {
-        let limit = cfg.no_decision_hours as i64 * 3_600_000;
-        cond(
-            "no_pas_decision",
-            oldest.filter(|o| now - o > limit).map(|o| {
+    );
+    let decision_limit = cfg.no_decision_hours as i64 * 3_600_000;
+    cond(
+        "no_pas_decision",
+        facts
+            .oldest_awaiting_decision_ms
+            .filter(|o| now - o > decision_limit)
+            .map(|o| {
                 format!(
                     "a referral published {} hours ago has no PAS decision",
                     (now - o) / 3_600_000
                 )
             }),
-        );
-    }
+    );
     out
 }
 

@@ -9,13 +9,11 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use base64::Engine as _;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
-use super::MonitorState;
-use crate::amqp::{DeliveryProperties, OutboundMessage};
+use super::{actions, MonitorState};
 use crate::ids::Ubrn;
 use crate::store::{SearchFilter, StoreError};
 
@@ -84,22 +82,19 @@ pub async fn summary(State(s): State<MonitorState>) -> Response {
             let e = inbound.entry(status.as_str()).or_insert(json!(0));
             *e = json!(e.as_i64().unwrap_or(0) + n);
         }
-        let (needs_action, oldest_needs_action) = store.needs_action_open().await?;
-        let parked = store.parked().await?.len();
-        let dead_letters = store.dead_letters(1000).await?.len();
+        let facts = store.facts(now).await?;
         let alerts = store.open_alerts().await?;
-        let oldest_awaiting = store.oldest_awaiting_decision_ms().await?;
         Ok::<_, StoreError>(json!({
             "now_ms": now,
             "flow": flow,
             "published_by_type": published.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
             "inbound_by_status": inbound,
-            "needs_action_open": needs_action,
-            "oldest_needs_action_ms": oldest_needs_action,
-            "parked_open": parked,
-            "dead_letters": dead_letters,
+            "needs_action_open": facts.needs_action_open,
+            "oldest_needs_action_ms": facts.oldest_needs_action_ms,
+            "parked_open": facts.parked_open,
+            "dead_letters": facts.dead_letters_waiting,
             "alerts_open": alerts,
-            "oldest_awaiting_decision_ms": oldest_awaiting,
+            "oldest_awaiting_decision_ms": facts.oldest_awaiting_decision_ms,
             "ers_calls": ers_calls(&s),
         }))
     }
@@ -210,77 +205,21 @@ pub async fn redrive(
     Extension(Caller(who)): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Response {
-    let store = &s.shared.store;
-    let d = match store.dead_letter(&id).await {
-        Ok(Some(d)) => d,
-        Ok(None) => {
-            return (
-                StatusCode::NOT_FOUND,
-                Json(json!({"error": "no such dead letter"})),
-            )
-                .into_response()
-        }
-        Err(e) => return failed(e),
-    };
-    let Some(body) = d
-        .body_b64
-        .as_deref()
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-    else {
-        return (
-            StatusCode::CONFLICT,
-            Json(json!({"error": "its body was pruned by retention"})),
-        )
-            .into_response();
-    };
+    use super::actions::{redrive, RedriveError};
     let now = chrono::Utc::now().timestamp_millis();
-    match store.mark_redriven(&id, now).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return (
-                StatusCode::CONFLICT,
-                Json(json!({"error": "already re-driven"})),
-            )
-                .into_response()
+    let sh = &s.shared;
+    match redrive(&sh.store, &sh.publisher, &s.inbound_queue, &id, &who, now).await {
+        Ok(()) => Json(json!({"redriven": id, "by": who, "at_ms": now})).into_response(),
+        Err(RedriveError::Store(e)) => failed(e),
+        Err(e) => {
+            let code = match e {
+                RedriveError::NotFound(_) => StatusCode::NOT_FOUND,
+                RedriveError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::CONFLICT,
+            };
+            (code, Json(json!({"error": e.to_string()}))).into_response()
         }
-        Err(e) => return failed(e),
     }
-    let mut out = OutboundMessage::new(
-        s.inbound_queue.clone(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        body,
-    );
-    // The default exchange routes by queue name.
-    out.exchange = Some(String::new());
-    out.headers = vec![("x-ers-redriven-from".into(), id.clone())];
-    out.original = Some(DeliveryProperties {
-        message_id: d.message_id.clone(),
-        ..DeliveryProperties::default()
-    });
-    if let Err(e) = s.shared.publisher.publish(&out).await {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": e.to_string()})),
-        )
-            .into_response();
-    }
-    if let Err(e) = store
-        .record_operator_action(
-            &who,
-            "redrive",
-            &id,
-            &format!("dead letter {} re-driven", d.reason),
-            now,
-        )
-        .await
-    {
-        return failed(e);
-    }
-    tracing::info!(id = %id, who = %who, "dead letter re-driven");
-    Json(json!({"redriven": id, "by": who, "at_ms": now})).into_response()
 }
 
 /// `?dry_run=true` on the replay endpoints: say what would be replayed, publish nothing.
@@ -300,7 +239,8 @@ pub async fn replay_one(
     let Ok(ubrn) = Ubrn::parse(&ubrn) else {
         return bad_request("not a UBRN (12 digits)");
     };
-    Json(replay_each(&s, &who, &[ubrn], q.dry_run).await).into_response()
+    let results = actions::replay(&s.outbound, &s.shared.store, &who, &[ubrn], q.dry_run).await;
+    Json(json!({"dry_run": q.dry_run, "results": results})).into_response()
 }
 
 /// Replays every referral with an outbound message matching the filter (the search's
@@ -309,73 +249,13 @@ pub async fn replay_filtered(
     State(s): State<MonitorState>,
     Extension(Caller(who)): Extension<Caller>,
     Query(q): Query<DryRun>,
-    Json(mut f): Json<SearchFilter>,
+    Json(f): Json<SearchFilter>,
 ) -> Response {
-    f.direction = Some("out".into());
-    f.limit = Some(500);
-    let page = match s.shared.store.search(&f).await {
-        Ok(p) => p,
+    let ubrns = match actions::ubrns_matching(&s.shared.store, &f).await {
+        Ok(u) => u,
         Err(StoreError::Decode { .. }) => return bad_request("bad cursor"),
         Err(e) => return failed(e),
     };
-    let mut ubrns: Vec<Ubrn> = page
-        .items
-        .iter()
-        .filter_map(|m| Ubrn::parse(m.ubrn.as_deref()?).ok())
-        .collect();
-    ubrns.sort();
-    ubrns.dedup();
-    Json(replay_each(&s, &who, &ubrns, q.dry_run).await).into_response()
-}
-
-async fn replay_each(s: &MonitorState, who: &str, ubrns: &[Ubrn], dry_run: bool) -> Value {
-    use crate::pipeline::outbound::Outcome;
-    let mut results = Vec::new();
-    for ubrn in ubrns {
-        let plan = match s.outbound.replay_plan(ubrn).await {
-            Ok(p) => p,
-            Err(e) => {
-                results.push(json!({"ubrn": ubrn.to_string(), "error": e.to_string()}));
-                continue;
-            }
-        };
-        if dry_run {
-            results.push(
-                json!({"ubrn": ubrn.to_string(), "would_replay": plan.originals,
-                                "event": plan.event}),
-            );
-            continue;
-        }
-        let now = chrono::Utc::now();
-        let entry = match s.outbound.replay_as_new(ubrn, now).await {
-            Ok(Outcome::Published(ids)) => {
-                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-                let detail = format!(
-                    "published {} replaying {}",
-                    ids.join(", "),
-                    plan.originals.join(", ")
-                );
-                if let Err(e) = s
-                    .shared
-                    .store
-                    .record_operator_action(
-                        who,
-                        "replay",
-                        ubrn.as_str(),
-                        &detail,
-                        now.timestamp_millis(),
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %e, "recording a replay failed");
-                }
-                tracing::info!(ubrn = %ubrn, who = %who, "referral replayed");
-                json!({"ubrn": ubrn.to_string(), "published": ids, "replaying": plan.originals})
-            }
-            Ok(other) => json!({"ubrn": ubrn.to_string(), "outcome": format!("{other:?}")}),
-            Err(e) => json!({"ubrn": ubrn.to_string(), "error": e.to_string()}),
-        };
-        results.push(entry);
-    }
-    json!({"dry_run": dry_run, "results": results})
+    let results = actions::replay(&s.outbound, &s.shared.store, &who, &ubrns, q.dry_run).await;
+    Json(json!({"dry_run": q.dry_run, "results": results})).into_response()
 }

@@ -1,7 +1,7 @@
 //! `/health/live` (fails once a pipeline task has died: restart the process),
 //! `/health/ready` (the broker connected, the store writable, e-RS accepting the bridge's
 //! credentials; the JSON body says which part fails) and `/metrics` (the event hub's
-//! families plus the gauges read from the store at scrape time). All open, no token.
+//! families; the store-backed gauges are set by the alert evaluation). All open, no token.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -87,31 +87,15 @@ pub async fn ready(State(s): State<MonitorState>) -> Response {
     (code, Json(body)).into_response()
 }
 
+/// The exposition only: the store-backed gauges are set by the alert evaluation every
+/// `[alerts] evaluate_secs`, so a scrape costs no store query.
 pub async fn metrics(State(s): State<MonitorState>) -> Response {
-    let sh = &s.shared;
-    let m = sh.events.metrics();
-    // Gauges that are facts of the store; a failed read leaves the last value.
-    if let Ok((n, _)) = sh.store.needs_action_open().await {
-        m.needs_action_open.set(n);
-    }
-    if let Ok(p) = sh.store.parked().await {
-        m.parked_open.set(p.len() as i64);
-    }
-    if let Ok(oldest) = sh.store.oldest_awaiting_decision_ms().await {
-        let age = oldest.map_or(0, |t| {
-            (chrono::Utc::now().timestamp_millis() - t).max(0) / 1000
-        });
-        m.oldest_awaiting_decision.set(age);
-    }
-    if let Ok(a) = sh.store.open_alerts().await {
-        m.alerts_open.set(a.len() as i64);
-    }
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        sh.events.encode(),
+        s.shared.events.encode(),
     )
         .into_response()
 }

@@ -7,6 +7,7 @@
 //! Everything here reads the store and the event hub; nothing here knows e-RS or HL7
 //! beyond what the store records.
 
+pub mod actions;
 pub mod alerts;
 mod api;
 mod dashboard;

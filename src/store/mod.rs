@@ -45,7 +45,8 @@ pub(crate) use error::OpContext;
 pub use error::StoreError;
 pub use inbound::{Attempt, Begin, InboundRecord, InboundStatus};
 pub use monitor::{
-    AlertRow, DeadLetter, Flow, MessageRow, SearchFilter, SearchPage, TimelineEntry,
+    AlertRow, DeadLetter, Flow, MessageRow, SearchFilter, SearchPage, StoreFacts, TimelineEntry,
+    DEAD_LETTER_WINDOW_MS,
 };
 
 use crate::ids::{ControlId, Ubrn, Version};

@@ -103,6 +103,23 @@ pub struct Flow {
 
 const HOUR_MS: i64 = 3_600_000;
 
+/// What counts as "recent" for dead letters (the `dead_letters_growing` alert).
+pub const DEAD_LETTER_WINDOW_MS: i64 = 15 * 60_000;
+
+/// Counts of what needs attention, as [`Store::facts`] reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StoreFacts {
+    pub needs_action_open: i64,
+    pub oldest_needs_action_ms: Option<i64>,
+    pub parked_open: i64,
+    /// Dead letters not re-driven.
+    pub dead_letters_waiting: i64,
+    /// Dead letters in the last [`DEAD_LETTER_WINDOW_MS`].
+    pub dead_letters_recent: i64,
+    pub alerts_open: i64,
+    pub oldest_awaiting_decision_ms: Option<i64>,
+}
+
 impl Store {
     /// Every stored stage of one referral, in time order.
     pub async fn timeline(&self, ubrn: &Ubrn) -> Result<Vec<TimelineEntry>, StoreError> {
@@ -397,6 +414,16 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
+    /// Takes a re-drive mark back (the message could not be sent), so it can be tried again.
+    pub async fn unmark_redriven(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE dead_letters SET redriven_at_ms = NULL WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .op("unmark_redriven")?;
+        Ok(())
+    }
+
     /// Opens alert `name` unless it is open; true when this call opened it.
     pub async fn open_alert(
         &self,
@@ -560,19 +587,59 @@ impl Store {
     }
 
     /// When the oldest referral still waiting for a PAS decision was published (a REF^I12
-    /// with no RRI since that was acted on or needs action).
+    /// with no RRI since that was acted on or needs action). Walks the REF^I12s oldest
+    /// first through the (type, time) index and stops at the first one undecided.
     pub async fn oldest_awaiting_decision_ms(&self) -> Result<Option<i64>, StoreError> {
         sqlx::query(
-            "SELECT MIN(p.confirmed_at_ms) AS oldest FROM published_messages p \
+            "SELECT p.confirmed_at_ms AS oldest FROM published_messages p \
              WHERE p.message_type = 'REF^I12' AND NOT EXISTS (SELECT 1 FROM inbound_messages i \
              WHERE i.ubrn = p.ubrn AND i.message_type LIKE 'RRI%' \
-             AND i.status IN ('done', 'needs-action', 'resolved'))",
+             AND i.status IN ('done', 'needs-action', 'resolved')) \
+             ORDER BY p.confirmed_at_ms LIMIT 1",
         )
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await
         .op("oldest_awaiting_decision")?
-        .try_get("oldest")
+        .map(|r| r.try_get("oldest"))
+        .transpose()
         .op("oldest_awaiting_decision")
+    }
+
+    /// The counts the gauges, the alerts and the dashboard's summary show, read once with
+    /// aggregate queries (no list is loaded to be counted).
+    pub async fn facts(&self, now_ms: i64) -> Result<StoreFacts, StoreError> {
+        const OP: &str = "facts";
+        let (needs_action_open, oldest_needs_action_ms) = self.needs_action_open().await?;
+        let count = |sql: &'static str, since: Option<i64>| async move {
+            let mut q = sqlx::query(sql);
+            if let Some(t) = since {
+                q = q.bind(t);
+            }
+            let r = q.fetch_one(&self.pool).await.op(OP)?;
+            r.try_get::<i64, _>("n").op(OP)
+        };
+        let recent = Some(now_ms - DEAD_LETTER_WINDOW_MS);
+        Ok(StoreFacts {
+            needs_action_open,
+            oldest_needs_action_ms,
+            parked_open: count("SELECT COUNT(*) AS n FROM parked", None).await?,
+            dead_letters_waiting: count(
+                "SELECT COUNT(*) AS n FROM dead_letters WHERE redriven_at_ms IS NULL",
+                None,
+            )
+            .await?,
+            dead_letters_recent: count(
+                "SELECT COUNT(*) AS n FROM dead_letters WHERE at_ms >= $1",
+                recent,
+            )
+            .await?,
+            alerts_open: count(
+                "SELECT COUNT(*) AS n FROM alerts WHERE resolved_at_ms IS NULL",
+                None,
+            )
+            .await?,
+            oldest_awaiting_decision_ms: self.oldest_awaiting_decision_ms().await?,
+        })
     }
 
     /// Needs-action records still open, and when the oldest was received.

@@ -195,6 +195,24 @@ async fn after_a_loop_the_timeline_is_in_order_and_the_metrics_match() {
         .collect();
     assert_eq!(ids.len(), 10);
 
+    // One decision the bridge cannot send (no UBRN): a needs-action record. The alert
+    // evaluation reads the store's counts into the gauges (a scrape never queries the store).
+    let no_ubrn = rri("PASNOUBRN1", "A^Accepted^HL70283", "", "", "x");
+    app.inbound().handle(&no_ubrn, Utc::now()).await.unwrap();
+    let conditions = ers_bridge::monitor::alerts::probe(
+        app.shared(),
+        &ers_bridge::config::AlertsConfig::default(),
+        Utc::now().timestamp_millis(),
+        false,
+    )
+    .await;
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.name == "needs_action_old" && c.firing.is_none()),
+        "a fresh record is not old yet: {conditions:?}"
+    );
+
     // /metrics parses and its counters equal what the store says happened.
     let text = get(&format!("{base}/metrics"), None)
         .send()
@@ -252,7 +270,7 @@ async fn after_a_loop_the_timeline_is_in_order_and_the_metrics_match() {
         ) as i64,
         done
     );
-    assert_eq!(value("ers_bridge_needs_action_open", None), 0.0);
+    assert_eq!(value("ers_bridge_needs_action_open", None), 1.0);
     for s in &scrape.samples {
         for k in ["ubrn", "control_id", "nhs_number"] {
             assert!(!s.labels.contains_key(k), "{} has a {k} label", s.metric);
@@ -474,7 +492,7 @@ async fn a_replay_publishes_a_new_id_linked_to_the_original() {
     };
     let dry = post(format!("{base}/api/referrals/{ubrn}/replay?dry_run=true")).await;
     assert_eq!(
-        dry["results"][0]["would_replay"][0],
+        dry["results"][0]["replaying"][0],
         original.message_id.as_str(),
         "{dry}"
     );
