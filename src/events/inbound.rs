@@ -95,6 +95,53 @@ impl InternalEvent for AlertChanged {
     }
 }
 
+/// One POST of an alert transition to the webhook, delivered or failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertWebhookPosted {
+    pub alert: String,
+    pub state: &'static str,
+    pub attempt: u32,
+    /// The HTTP status, when the webhook answered.
+    pub status: Option<u16>,
+    pub delivered: bool,
+}
+
+impl InternalEvent for AlertWebhookPosted {
+    fn emit(&self, m: &Metrics) {
+        let result = if self.delivered {
+            tracing::debug!(alert = %self.alert, state = self.state, attempt = self.attempt, "alert webhook delivered");
+            "delivered"
+        } else {
+            tracing::warn!(alert = %self.alert, state = self.state, attempt = self.attempt, status = ?self.status, "alert webhook failed");
+            "failed"
+        };
+        m.alert_webhook_posts
+            .get_or_create(&super::metrics::WebhookLabels { result })
+            .inc();
+    }
+
+    fn observed(&self) -> Option<Event> {
+        Some(Event::AlertWebhook(self.clone()))
+    }
+}
+
+/// One evaluation of the alert conditions finished (observers wait for it on a paused clock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertsEvaluated {
+    pub firing: usize,
+}
+
+impl InternalEvent for AlertsEvaluated {
+    fn emit(&self, m: &Metrics) {
+        tracing::debug!(firing = self.firing, "alert conditions evaluated");
+        m.alert_evaluations.inc();
+    }
+
+    fn observed(&self) -> Option<Event> {
+        Some(Event::AlertsEvaluated(self.clone()))
+    }
+}
+
 /// The store's counts of what needs attention, read by the alert evaluation (so a scrape of
 /// `/metrics` never queries the store): sets the gauges.
 #[derive(Debug, Clone)]

@@ -91,6 +91,12 @@ pub struct ReplyLabels {
     pub code: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// `delivered` or `failed`.
+    pub result: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 5 ms … ~20 s.
     Histogram::new(exponential_buckets(0.005, 2.0, 13))
@@ -130,6 +136,10 @@ pub struct Metrics {
     /// App-restricted worklist calls left today, by service.
     pub worklist_budget_left: Family<ServiceLabels, Gauge>,
     pub alerts_opened: Counter,
+    /// Alert webhook POSTs by result (a failed one is retried a few times).
+    pub alert_webhook_posts: Family<WebhookLabels, Counter>,
+    /// Evaluations of the alert conditions (a stalled count means the loop stopped).
+    pub alert_evaluations: Counter,
     /// Not metrics: the outage trackers the events throttle their logs with.
     pub broker_outage: super::Outage,
     pub ers_outage: super::Outage,
@@ -166,6 +176,8 @@ impl Metrics {
             last_successful_poll: Gauge::default(),
             worklist_budget_left: Family::default(),
             alerts_opened: Counter::default(),
+            alert_webhook_posts: Family::default(),
+            alert_evaluations: Counter::default(),
             broker_outage: super::Outage::new("broker"),
             ers_outage: super::Outage::new("e-rs"),
             inbound_outage: super::Outage::new("inbound handling"),
@@ -296,6 +308,16 @@ impl Metrics {
             "ers_bridge_alerts_opened",
             "Alerts opened (each opening once, however long the condition lasts)",
             m.alerts_opened.clone(),
+        );
+        r.register(
+            "ers_bridge_alert_webhook_posts",
+            "Alert webhook POSTs, by result (delivered or failed; a failed POST is retried)",
+            m.alert_webhook_posts.clone(),
+        );
+        r.register(
+            "ers_bridge_alert_evaluations",
+            "Evaluations of the alert conditions",
+            m.alert_evaluations.clone(),
         );
         m
     }

@@ -36,7 +36,9 @@ use tokio::sync::broadcast;
 pub use clients::{
     BrokerConnectFailed, BrokerConnected, ErsCallFinished, MessageConfirmed, PublishAttemptFailed,
 };
-pub use inbound::{AlertChanged, FactsRead, InboundHandled, ReplySent};
+pub use inbound::{
+    AlertChanged, AlertWebhookPosted, AlertsEvaluated, FactsRead, InboundHandled, ReplySent,
+};
 pub use metrics::{Metrics, StatusClass};
 pub use outage::{Outage, OutageLog};
 pub use outbound::{
@@ -62,6 +64,8 @@ pub enum Event {
     PublishRetry(PublishRetry),
     InboundHandled(InboundHandled),
     Alert(AlertChanged),
+    AlertWebhook(AlertWebhookPosted),
+    AlertsEvaluated(AlertsEvaluated),
 }
 
 /// The hub: metrics plus the observer broadcast. Cheap to clone; every clone is the same

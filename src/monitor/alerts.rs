@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::app::Shared;
 use crate::config::AlertsConfig;
-use crate::events::{AlertChanged, Events, FactsRead};
+use crate::events::{AlertChanged, AlertWebhookPosted, AlertsEvaluated, Events, FactsRead};
 use crate::store::{Store, StoreError};
 
 /// One condition as probed now: firing with a detail, or clear.
@@ -93,8 +93,8 @@ impl AlertEngine {
                 detail: t.detail.clone(),
             });
             if let Some(w) = &self.webhook {
-                let (w, t) = (w.clone(), t.clone());
-                tokio::spawn(async move { w.send(&t).await });
+                let (w, t, events) = (w.clone(), t.clone(), self.events.clone());
+                tokio::spawn(async move { w.send(&t, &events).await });
             }
             out.push(t);
         }
@@ -112,18 +112,27 @@ struct Webhook {
 }
 
 impl Webhook {
-    async fn send(&self, t: &Transition) {
+    async fn send(&self, t: &Transition, events: &Events) {
         for attempt in 1..=self.attempts {
-            match self.http.post(&self.url).json(t).send().await {
-                Ok(r) if r.status().is_success() => return,
-                Ok(r) => {
-                    tracing::warn!(alert = %t.alert, status = r.status().as_u16(), attempt, "alert webhook refused")
-                }
-                Err(e) => {
-                    tracing::warn!(alert = %t.alert, error = %e, attempt, "alert webhook failed")
-                }
+            let result = self.http.post(&self.url).json(t).send().await;
+            if let Err(e) = &result {
+                tracing::debug!(alert = %t.alert, error = %e, attempt, "alert webhook unreachable");
             }
-            tokio::time::sleep(self.retry_delay * attempt).await;
+            let status = result.as_ref().ok().map(|r| r.status());
+            let delivered = status.is_some_and(|s| s.is_success());
+            events.emit(AlertWebhookPosted {
+                alert: t.alert.clone(),
+                state: t.state,
+                attempt,
+                status: status.map(|s| s.as_u16()),
+                delivered,
+            });
+            if delivered {
+                return;
+            }
+            if attempt < self.attempts {
+                tokio::time::sleep(self.retry_delay * attempt).await;
+            }
         }
         tracing::error!(alert = %t.alert, state = t.state, "alert webhook gave up");
     }
@@ -246,6 +255,9 @@ pub async fn run<P, F>(
         if let Err(e) = engine.apply(&conditions, now).await {
             tracing::warn!(error = %e, "alert evaluation failed");
         }
+        engine.events.emit(AlertsEvaluated {
+            firing: conditions.iter().filter(|c| c.firing.is_some()).count(),
+        });
     }
 }
 

@@ -204,10 +204,14 @@ impl Store {
             } else {
                 raw.to_string()
             };
-        // An in-memory SQLite database exists once per connection: keep a single one.
-        let max = if url.contains(":memory:") { 1 } else { 8 };
+        // An in-memory SQLite database exists once per connection: keep a single one, and
+        // never let the pool retire it (that would drop the database).
+        let memory = url.contains(":memory:");
         let pool = AnyPoolOptions::new()
-            .max_connections(max)
+            .max_connections(if memory { 1 } else { 8 })
+            .min_connections(u32::from(memory))
+            .idle_timeout((!memory).then_some(std::time::Duration::from_secs(600)))
+            .max_lifetime((!memory).then_some(std::time::Duration::from_secs(1800)))
             .acquire_timeout(timeout)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {

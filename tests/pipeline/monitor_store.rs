@@ -170,19 +170,63 @@ async fn postgres_monitor_store() {
     helpers::drop_pg_database(&name).await;
 }
 
-/// Two hundred evaluations with the condition failing, then fifty with it clear: one
-/// opening and one resolution, never one per failure.
-#[tokio::test]
+/// Where the webhook POST of the current transition is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hook {
+    Idle,
+    InFlight,
+    /// Failed, waiting out its retry delay on the clock.
+    Sleeping,
+}
+
+/// The evaluation loop on tokio's paused clock, every 30 s: 200 evaluations (100 minutes)
+/// with the broker condition failing, then 50 with it clear. One opening and one resolution,
+/// never one per failure; the webhook refuses its first POST, so the opening is retried on
+/// the clock and the webhook ends with exactly two transitions delivered.
+#[tokio::test(start_paused = true)]
 async fn an_alert_opens_once_over_many_failures_and_resolves_once() {
+    // Time moves only when the test advances it: a blocking task holds tokio's auto-advance
+    // off, so no timeout (the store pool's, the webhook client's) fires while real I/O runs.
+    // Dropping `_freeze` (also on a panic) ends the task.
+    let (_freeze, held) = std::sync::mpsc::channel::<()>();
+    let frozen = tokio::task::spawn_blocking(move || {
+        let _ = held.recv();
+    });
+
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    let refused_first = Arc::new(Mutex::new(false));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+            let (seen_tx, refused_first) = (seen_tx.clone(), refused_first.clone());
+            async move {
+                let _ = seen_tx.send(v);
+                let mut refused = refused_first.lock().unwrap();
+                if *refused {
+                    axum::http::StatusCode::OK
+                } else {
+                    *refused = true;
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
     let store = Store::connect(&SecretString::from("sqlite::memory:"))
         .await
         .unwrap();
     let events = Events::new();
     let mut observed = events.subscribe();
-    let engine = AlertEngine::new(store.clone(), events.clone(), None);
+    let engine = AlertEngine::new(
+        store.clone(),
+        events.clone(),
+        Some(&format!("http://{addr}/hook")),
+    );
     let calls = Arc::new(Mutex::new(0usize));
-    let stop = tokio::sync::Notify::new();
-    let stop = Arc::new(stop);
+    let stop = Arc::new(tokio::sync::Notify::new());
     let probe = {
         let (calls, stop) = (calls.clone(), stop.clone());
         move || {
@@ -204,18 +248,84 @@ async fn an_alert_opens_once_over_many_failures_and_resolves_once() {
         let stop = stop.clone();
         async move { stop.notified().await }
     };
-    // A 1 ms period: the count of evaluations, not time, drives the test (the store's pool
-    // keeps its own timeouts, which a paused clock would fire while SQLite works).
-    alerts::run(engine, Duration::from_millis(1), probe, stopped).await;
-    let mut transitions = Vec::new();
-    while let Ok(e) = observed.try_recv() {
-        if let Event::Alert(a) = e {
-            transitions.push(a.state);
+    let every = Duration::from_secs(30);
+    let started = tokio::time::Instant::now();
+    let run = tokio::spawn(alerts::run(engine, every, probe, stopped));
+
+    let (mut transitions, mut posts) = (Vec::new(), Vec::new());
+    let mut hook = Hook::Idle;
+    for n in 1..=250usize {
+        if n > 1 {
+            // Never while a POST is on the wire: its timeout would see the jump.
+            while hook == Hook::InFlight {
+                match observed.recv().await.unwrap() {
+                    Event::AlertWebhook(w) => {
+                        posts.push((w.state, w.delivered));
+                        hook = if w.delivered { Hook::Idle } else { Hook::Sleeping };
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            tokio::time::advance(every).await;
+            if hook == Hook::Sleeping {
+                hook = Hook::InFlight;
+            }
+        }
+        loop {
+            match observed.recv().await.unwrap() {
+                Event::Alert(a) => {
+                    transitions.push((n, a.state));
+                    hook = Hook::InFlight;
+                }
+                Event::AlertWebhook(w) => {
+                    posts.push((w.state, w.delivered));
+                    hook = if w.delivered { Hook::Idle } else { Hook::Sleeping };
+                }
+                Event::AlertsEvaluated(e) => {
+                    assert_eq!(e.firing, usize::from(n <= 200), "evaluation {n}");
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
         }
     }
-    assert_eq!(transitions, ["open", "resolved"]);
+    run.await.unwrap();
+    while hook == Hook::InFlight {
+        if let Event::AlertWebhook(w) = observed.recv().await.unwrap() {
+            posts.push((w.state, w.delivered));
+            hook = if w.delivered { Hook::Idle } else { Hook::Sleeping };
+        }
+    }
+
+    assert_eq!(transitions, [(1, "open"), (201, "resolved")]);
+    assert_eq!(
+        started.elapsed(),
+        every * 249,
+        "the clock moved only as the test advanced it"
+    );
     assert!(store.open_alerts().await.unwrap().is_empty());
-    assert_eq!(events.metrics().alerts_opened.get(), 1);
+    let m = events.metrics();
+    assert_eq!(m.alerts_opened.get(), 1);
+    assert_eq!(m.alert_evaluations.get(), 250);
+    // The webhook: the opening refused once and retried, then the resolution.
+    assert_eq!(
+        posts,
+        [("open", false), ("open", true), ("resolved", true)]
+    );
+    let mut bodies = Vec::new();
+    while let Ok(v) = seen.try_recv() {
+        bodies.push((v["alert"].clone(), v["state"].clone()));
+    }
+    assert_eq!(bodies.len(), 3, "one refused POST and two delivered");
+    assert_eq!(
+        bodies[1..],
+        [
+            ("broker_disconnected".into(), "open".into()),
+            ("broker_disconnected".into(), "resolved".into())
+        ]
+    );
+    drop(_freeze);
+    frozen.await.unwrap();
 }
 
 /// The webhook gets one POST when the alert opens and one when it resolves.
