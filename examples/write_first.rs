@@ -12,18 +12,14 @@
 //! cargo run --release --example write_first -- --backlog 1000 --rate 10 --decisions 40
 //! ```
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use ers_bridge::amqp::QueueClient;
-use ers_bridge::app::{App, Shutdown};
-use ers_bridge::config::{self, MapEnv};
-use ers_bridge::simulator::{self, SimAuth, SimConfig};
 
-const SERVICES: [&str; 7] = [
-    "21012", "21013", "21014", "21015", "11016", "11010", "11014",
-];
+#[path = "support/bridge.rs"]
+mod bridge;
+use bridge::{percentile, Bench, Setup};
 
 struct Args {
     backlog: usize,
@@ -64,57 +60,19 @@ fn rri(n: usize, ubrn: &str) -> String {
     )
 }
 
-fn percentile(sorted: &[i64], p: f64) -> i64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = args()?;
-    let sim = simulator::spawn(SimConfig {
-        generate: a.backlog,
-        auth: SimAuth {
-            require_auth: false,
-            ..SimAuth::default()
-        },
-        rate_limit_per_sec: 10_000,
-        ..SimConfig::default()
+    let dir = tempfile::tempdir()?;
+    let store_url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let bench = Bench::start(Setup {
+        backlog: a.backlog,
+        rate: a.rate,
+        amqp: &a.amqp,
+        store_url: &store_url,
     })
     .await?;
-    let prefix = format!("bench-wf-{}", uuid::Uuid::new_v4().simple());
-    let dir = tempfile::tempdir()?;
-    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
-    let mut text = format!(
-        "[ers]\nbase_url = {}\nrate_limit_per_sec = {}\n[ers.auth]\nmode = \"none\"\n\
-         [amqp]\nurl = {}\ntenant = \"bench\"\nexchange = {}\npas_queue = {}\npas_ack_queue = {}\n\
-         inbound_queue = {}\ndead_letter_exchange = {}\ndead_letter_queue = {}\n\
-         [store]\nurl = {}\n[mappings]\ndir = {}\n[monitor]\nlisten = \"127.0.0.1:0\"\n[pipeline]\nconcurrency = 16\n",
-        q(&sim.fhir_base()),
-        a.rate,
-        q(&a.amqp),
-        q(&format!("{prefix}-x")),
-        q(&format!("{prefix}-pas")),
-        q(&format!("{prefix}-acks")),
-        q(&format!("{prefix}-in")),
-        q(&format!("{prefix}-dlx")),
-        q(&format!("{prefix}-dlq")),
-        q(&format!(
-            "sqlite://{}",
-            dir.path().join("store.db").display()
-        )),
-        q(concat!(env!("CARGO_MANIFEST_DIR"), "/mappings")),
-    );
-    for s in SERVICES {
-        text.push_str(&format!(
-            "[[poll]]\nservice = \"{s}\"\nlists = [\"referrals-for-review\", \"appointment-slot-issues\"]\ninterval_secs = 3600\n"
-        ));
-    }
-    let cfg = config::load_str("<write_first>", &text, &MapEnv::default())?;
-    let shutdown = Shutdown::new();
-    let app = App::build_with_env(&cfg, Arc::new(MapEnv::default()), shutdown.clone()).await?;
-    let store = app.shared().store.clone();
-    let running = tokio::spawn(app.run_until_stopped());
+    let (sim, prefix, store) = (&bench.sim, bench.prefix.clone(), bench.shared.store.clone());
     let queue = QueueClient::connect(&a.amqp).await?;
 
     // Let the backlog form: the pollers have read the worklists and queued the fetches.
@@ -186,20 +144,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     // The backlog is still being worked at the limit: stop without waiting for it.
-    shutdown.trigger();
-    let _ = tokio::time::timeout(Duration::from_secs(10), running).await;
-    let conn = lapin::Connection::connect(&a.amqp, Default::default()).await?;
-    let ch = conn.create_channel().await?;
-    for s in ["pas", "acks", "in", "dlq"] {
-        let _ = ch
-            .queue_delete(format!("{prefix}-{s}").as_str().into(), Default::default())
-            .await;
-    }
-    for s in ["x", "dlx"] {
-        let _ = ch
-            .exchange_delete(format!("{prefix}-{s}").as_str().into(), Default::default())
-            .await;
-    }
+    bench.finish().await?;
     queue.close().await;
     Ok(())
 }

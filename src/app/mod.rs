@@ -326,6 +326,14 @@ impl App {
             tokio::select! {
                 () = self.shared.shutdown.wait() => break,
                 Some(r) = tasks.join_next() => {
+                    // Both branches can be ready at once: a task that ended because the
+                    // bridge is stopping has not died.
+                    if self.shared.shutdown.is_triggered() {
+                        if let Err(e) = r {
+                            tracing::error!(error = %e, "pipeline task failed");
+                        }
+                        break;
+                    }
                     let why = match r {
                         Ok(()) => "a pipeline task stopped".to_string(),
                         Err(e) => format!("a pipeline task failed: {e}"),
@@ -453,7 +461,7 @@ async fn retention_loop(shared: Arc<Shared>, retention: Duration) {
             _ = shared.shutdown.wait() => break,
         }
         let cutoff = Utc::now().timestamp_millis() - retention.as_millis() as i64;
-        match prune(&shared, cutoff, 500, Duration::from_millis(20)).await {
+        match prune(&shared, cutoff, 100, Duration::from_millis(20)).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(pruned = n, "retention pruned message payloads"),
             Err(e) => tracing::warn!(error = %e, "retention pruning failed"),
@@ -463,7 +471,8 @@ async fn retention_loop(shared: Arc<Shared>, retention: Duration) {
 
 /// Prunes every payload older than `cutoff_ms` ([`Store::prune_gently`]: batches of
 /// `batch`, resting at least `pause` and twice each batch's time between them, stopping
-/// early on shutdown), then reclaims the space. Returns how many payloads were cleared.
+/// early on shutdown), then gives the freed space back ([`Store::reclaim_space`]). Returns
+/// how many payloads were deleted.
 pub async fn prune(
     shared: &Shared,
     cutoff_ms: i64,
@@ -475,7 +484,10 @@ pub async fn prune(
         .prune_gently(cutoff_ms, batch, pause, || shared.shutdown.is_triggered())
         .await?;
     if total > 0 {
-        shared.store.reclaim_space(10_000).await?;
+        shared
+            .store
+            .reclaim_gently(10_000, pause, || shared.shutdown.is_triggered())
+            .await?;
     }
     Ok(total)
 }

@@ -25,6 +25,7 @@ impl InternalEvent for ErsCallFinished {
                 status_class,
             })
             .inc();
+        m.ers_calls_by_class[status_class as usize].inc();
         m.ers_call_duration
             .get_or_create(&OperationLabels {
                 operation: self.operation,

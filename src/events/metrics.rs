@@ -20,6 +20,15 @@ pub enum StatusClass {
 }
 
 impl StatusClass {
+    /// Every class, in the order of [`Metrics::ers_calls_by_class`].
+    pub const ALL: [StatusClass; 5] = [
+        Self::Success,
+        Self::Redirect,
+        Self::ClientError,
+        Self::ServerError,
+        Self::NoResponse,
+    ];
+
     pub fn of(status: Option<u16>) -> Self {
         match status {
             Some(200..=299) => Self::Success,
@@ -119,6 +128,7 @@ pub struct Metrics {
     pub broker_connect_failures: Counter,
     pub messages_confirmed: Counter,
     pub confirm_duration: Histogram,
+    pub version_publish_duration: Histogram,
     pub publish_attempts_failed: Counter,
     pub inbound_messages: Family<InboundLabels, Counter>,
     pub inbound_duration: Histogram,
@@ -140,6 +150,9 @@ pub struct Metrics {
     pub alert_webhook_posts: Family<WebhookLabels, Counter>,
     /// Evaluations of the alert conditions (a stalled count means the loop stopped).
     pub alert_evaluations: Counter,
+    /// Not metrics: e-RS calls per status class (in [`StatusClass::ALL`]'s order) over every
+    /// operation, for the API's summary.
+    pub ers_calls_by_class: [Counter; 5],
     /// Not metrics: the outage trackers the events throttle their logs with.
     pub broker_outage: super::Outage,
     pub ers_outage: super::Outage,
@@ -163,6 +176,7 @@ impl Metrics {
             broker_connect_failures: Counter::default(),
             messages_confirmed: Counter::default(),
             confirm_duration: latency_histogram(),
+            version_publish_duration: latency_histogram(),
             publish_attempts_failed: Counter::default(),
             inbound_messages: Family::default(),
             inbound_duration: latency_histogram(),
@@ -178,6 +192,7 @@ impl Metrics {
             alerts_opened: Counter::default(),
             alert_webhook_posts: Family::default(),
             alert_evaluations: Counter::default(),
+            ers_calls_by_class: std::array::from_fn(|_| Counter::default()),
             broker_outage: super::Outage::new("broker"),
             ers_outage: super::Outage::new("e-rs"),
             inbound_outage: super::Outage::new("inbound handling"),
@@ -242,6 +257,11 @@ impl Metrics {
             "ers_bridge_publish_confirm_duration_seconds",
             "Time from publish to the broker's confirm",
             m.confirm_duration.clone(),
+        );
+        r.register(
+            "ers_bridge_version_publish_duration_seconds",
+            "Time from a referral version's first publish to its messages recorded in the store",
+            m.version_publish_duration.clone(),
         );
         r.register(
             "ers_bridge_publish_attempts_failed",

@@ -42,7 +42,8 @@ pub use inbound::{
 pub use metrics::{Metrics, StatusClass};
 pub use outage::{Outage, OutageLog};
 pub use outbound::{
-    LookupMissed, Parked, PollResult, PublishRetry, Published, WorklistBudget, WorklistPolled,
+    LookupMissed, Parked, PollResult, PublishRetry, Published, VersionPublished, WorklistBudget,
+    WorklistPolled,
 };
 
 /// One internal event: its log line and its counters.
@@ -60,6 +61,7 @@ pub trait InternalEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Published(Published),
+    VersionPublished(VersionPublished),
     Parked(Parked),
     PublishRetry(PublishRetry),
     InboundHandled(InboundHandled),

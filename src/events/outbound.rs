@@ -38,6 +38,25 @@ impl InternalEvent for Published {
     }
 }
 
+/// Every message of a referral version published, confirmed and recorded: `took` runs from
+/// the first publish to the end of the store's group commit (the pipeline's publish
+/// latency, which retention pruning must not stretch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionPublished {
+    pub messages: usize,
+    pub took: Duration,
+}
+
+impl InternalEvent for VersionPublished {
+    fn emit(&self, m: &Metrics) {
+        m.version_publish_duration.observe(self.took.as_secs_f64());
+    }
+
+    fn observed(&self) -> Option<Event> {
+        Some(Event::VersionPublished(self.clone()))
+    }
+}
+
 /// A referral version parked with its reason (it waits for a replay).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parked {

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::{actions, MonitorState};
+use crate::events::StatusClass;
 use crate::ids::Ubrn;
 use crate::store::{SearchFilter, StoreError};
 
@@ -107,28 +108,19 @@ pub async fn summary(State(s): State<MonitorState>) -> Response {
 
 /// e-RS calls by status class, from the metrics (what the process saw since it started).
 fn ers_calls(s: &MonitorState) -> Value {
-    let text = s.shared.events.encode();
-    let mut by_class = serde_json::Map::new();
-    let mut rate_limited = 0u64;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("ers_bridge_ers_calls_total{") {
-            let class = rest
-                .split("status_class=\"")
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap_or("?");
-            let n: u64 = rest
-                .rsplit(' ')
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            let e = by_class.entry(class).or_insert(json!(0));
-            *e = json!(e.as_u64().unwrap_or(0) + n);
-        } else if let Some(n) = line.strip_prefix("ers_bridge_ers_rate_limited_total ") {
-            rate_limited = n.parse().unwrap_or(0);
-        }
-    }
-    json!({"by_status_class": by_class, "rate_limited": rate_limited})
+    let m = s.shared.events.metrics();
+    let by_class: serde_json::Map<String, Value> = StatusClass::ALL
+        .iter()
+        .map(|c| {
+            (
+                c.as_str().to_string(),
+                m.ers_calls_by_class[*c as usize].get(),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .map(|(c, n)| (c, json!(n)))
+        .collect();
+    json!({"by_status_class": by_class, "rate_limited": m.ers_rate_limited.get()})
 }
 
 pub async fn timeline(State(s): State<MonitorState>, Path(ubrn): Path<String>) -> Response {

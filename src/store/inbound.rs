@@ -130,7 +130,8 @@ pub struct Attempt {
 macro_rules! columns {
     () => {
         "control_id, received_at_ms, message_type, ubrn, status, action, version_sent, \
-         detail, reply_code, attempts, next_attempt_ms, hl7"
+         detail, reply_code, attempts, next_attempt_ms, (SELECT body FROM payloads \
+         WHERE kind = 'in' AND ref_id = inbound_messages.control_id) AS hl7"
     };
 }
 
@@ -152,15 +153,20 @@ impl Store {
         now_ms: i64,
     ) -> Result<Begin, StoreError> {
         const OP: &str = "inbound_begin";
+        // The payload first: a crash between the two leaves a payload the message row
+        // finds on redelivery, never a row without its HL7.
+        super::insert_payload("in", control_id.as_str(), now_ms, hl7)
+            .execute(&self.pool)
+            .await
+            .op(OP)?;
         let inserted = sqlx::query(
-            "INSERT INTO inbound_messages (control_id, received_at_ms, message_type, status, attempts, hl7) \
-             VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (control_id) DO NOTHING",
+            "INSERT INTO inbound_messages (control_id, received_at_ms, message_type, status, attempts) \
+             VALUES ($1, $2, $3, $4, 0) ON CONFLICT (control_id) DO NOTHING",
         )
         .bind(control_id.as_str())
         .bind(now_ms)
         .bind(message_type)
         .bind(InboundStatus::Received.as_str())
-        .bind(hl7)
         .execute(&self.pool)
         .await
         .op(OP)?;
@@ -456,17 +462,14 @@ impl Store {
         &self,
         control_id: &ControlId,
     ) -> Result<Option<PublishedMessage>, StoreError> {
-        sqlx::query(
-            "SELECT control_id, ubrn, version, message_type, routing_key, hl7, confirmed_at_ms \
-             FROM published_messages WHERE control_id = $1",
-        )
-        .bind(control_id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .op("published_by_control_id")?
-        .as_ref()
-        .map(super::versions::published_from_row)
-        .transpose()
+        sqlx::query(super::select_published!("WHERE control_id = $1"))
+            .bind(control_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .op("published_by_control_id")?
+            .as_ref()
+            .map(super::versions::published_from_row)
+            .transpose()
     }
 }
 

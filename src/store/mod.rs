@@ -26,18 +26,23 @@
 //! ([`Store::record_versions_published`], which the pipeline calls
 //! for a batch of versions at once).
 //!
-//! Retention ([`Store::prune_payloads`]) clears HL7 payloads older than the configured age;
-//! the metadata rows (who, what, when, control id) stay as the audit trail.
+//! Payloads (HL7 both ways, dead-letter bodies) live in their own `payloads` table, keyed
+//! by kind and owner id. Retention ([`Store::prune_gently`]) deletes those older than the
+//! configured age; the metadata rows (who, what, when, control id) stay as the audit trail.
 //!
 //! Files: this one has the types, connecting (WAL set-up) and the shared statements;
 //! `versions.rs` the versions seen and messages published; `bookkeeping.rs` parked items,
 //! the worklist budget and members, attachment waits and named values; `inbound.rs` the
-//! PAS's messages, their e-RS actions and retries; `schema.rs` the migrations.
+//! PAS's messages, their e-RS actions and retries; `monitor.rs` timelines, search, flow and
+//! facts; `operations.rs` dead letters, alerts and operator actions; `retention.rs`
+//! pruning and giving space back; `schema.rs` the migrations.
 
 mod bookkeeping;
 mod error;
 mod inbound;
 mod monitor;
+mod operations;
+mod retention;
 mod schema;
 mod versions;
 
@@ -63,8 +68,26 @@ const UPSERT_SEEN: &str =
      ON CONFLICT (ubrn, version) DO UPDATE SET outcome = excluded.outcome, seen_at_ms = excluded.seen_at_ms";
 
 const INSERT_PUBLISHED: &str = "INSERT INTO published_messages \
-     (control_id, ubrn, version, message_type, routing_key, hl7, confirmed_at_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (control_id) DO NOTHING";
+     (control_id, ubrn, version, message_type, routing_key, confirmed_at_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (control_id) DO NOTHING";
+
+/// A payload, by its kind (`out`, `in`, `dead`) and its owner's id; the first one wins.
+const INSERT_PAYLOAD: &str = "INSERT INTO payloads (kind, ref_id, stored_at_ms, body) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (kind, ref_id) DO NOTHING";
+
+/// `SELECT` of every [`PublishedMessage`] column (the HL7 from `payloads`, `NULL` once
+/// pruned) followed by `$tail`, as one literal.
+macro_rules! select_published {
+    ($tail:literal) => {
+        concat!(
+            "SELECT control_id, ubrn, version, message_type, routing_key, p.body AS hl7, \
+             confirmed_at_ms FROM published_messages LEFT JOIN payloads p \
+             ON p.kind = 'out' AND p.ref_id = control_id ",
+            $tail
+        )
+    };
+}
+pub(crate) use select_published;
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
@@ -123,8 +146,21 @@ fn insert_published(m: &PublishedMessage) -> AnyQuery<'_> {
         .bind(m.version.as_i64())
         .bind(&m.message_type)
         .bind(&m.routing_key)
-        .bind(m.hl7.as_deref())
         .bind(m.confirmed_at_ms)
+}
+
+/// Stores a payload (see [`INSERT_PAYLOAD`]).
+fn insert_payload<'q>(
+    kind: &'static str,
+    ref_id: &'q str,
+    at_ms: i64,
+    body: &'q str,
+) -> AnyQuery<'q> {
+    sqlx::query(INSERT_PAYLOAD)
+        .bind(kind)
+        .bind(ref_id)
+        .bind(at_ms)
+        .bind(body)
 }
 
 /// `$1, $2, …, $n`. (sqlx's `QueryBuilder` writes `?` for the Any driver, which PostgreSQL
@@ -190,10 +226,32 @@ impl Store {
         Self::connect_with_timeout(url, std::time::Duration::from_secs(10)).await
     }
 
+    /// Connects and applies the migrations up to `version` only, leaving the schema as an
+    /// older release left it: for migration tests, which then write rows in that layout and
+    /// reconnect with [`Store::connect`].
+    #[doc(hidden)]
+    pub async fn connect_at_schema(url: &SecretString, version: i64) -> Result<Self, StoreError> {
+        Self::open(url, std::time::Duration::from_secs(10), Some(version)).await
+    }
+
+    /// The pool, for migration tests that write rows in an older layout.
+    #[doc(hidden)]
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Like [`Store::connect`], giving up on an unreachable database after `timeout`.
     pub async fn connect_with_timeout(
         url: &SecretString,
         timeout: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        Self::open(url, timeout, None).await
+    }
+
+    async fn open(
+        url: &SecretString,
+        timeout: std::time::Duration,
+        schema_until: Option<i64>,
     ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let raw = url.expose_secret();
@@ -240,30 +298,8 @@ impl Store {
                 .op("set journal mode")?;
         }
         let store = Self { pool };
-        schema::migrate(&store.pool).await?;
+        schema::migrate(&store.pool, schema_until).await?;
         Ok(store)
-    }
-
-    /// Gives pages freed by pruning back to the file system: SQLite's incremental vacuum
-    /// (on files created with it), in steps of `pages`; PostgreSQL's autovacuum does this
-    /// itself. Returns whether anything could be done.
-    pub async fn reclaim_space(&self, pages: u32) -> Result<bool, StoreError> {
-        let sqlite = matches!(self.pool.connect_options().database_url.scheme(), "sqlite");
-        if !sqlite {
-            return Ok(false);
-        }
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "PRAGMA incremental_vacuum({pages})"
-        )))
-        .execute(&self.pool)
-        .await
-        .op("reclaim_space")?;
-        // In WAL mode the file shrinks when the log is checkpointed into it.
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
-            .await
-            .op("reclaim_space")?;
-        Ok(true)
     }
 
     /// Cheap liveness probe for readiness checks.

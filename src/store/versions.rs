@@ -7,8 +7,9 @@ use std::collections::HashSet;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{
-    insert_published, placeholders, ubrn_col, upsert_seen, version_col, OpContext,
-    PublishedMessage, Seen, Store, StoreError, VersionRecord, VersionState, BATCH_ROWS,
+    insert_payload, insert_published, placeholders, select_published, ubrn_col, upsert_seen,
+    version_col, OpContext, PublishedMessage, Seen, Store, StoreError, VersionRecord, VersionState,
+    BATCH_ROWS,
 };
 use crate::ids::{ControlId, Ubrn, Version};
 
@@ -63,6 +64,12 @@ impl Store {
                     .execute(&mut *tx)
                     .await
                     .op("record_versions_published")?;
+                if let Some(hl7) = &m.hl7 {
+                    insert_payload("out", m.control_id.as_str(), m.confirmed_at_ms, hl7)
+                        .execute(&mut *tx)
+                        .await
+                        .op("record_versions_published")?;
+                }
             }
             upsert_seen(&v.ubrn, v.version, Seen::Published, v.now_ms)
                 .execute(&mut *tx)
@@ -178,10 +185,9 @@ impl Store {
 
     /// The messages published for one referral, oldest first (the referral's timeline).
     pub async fn messages_for(&self, ubrn: &Ubrn) -> Result<Vec<PublishedMessage>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT control_id, ubrn, version, message_type, routing_key, hl7, confirmed_at_ms \
-             FROM published_messages WHERE ubrn = $1 ORDER BY confirmed_at_ms, control_id",
-        )
+        let rows = sqlx::query(select_published!(
+            "WHERE ubrn = $1 ORDER BY confirmed_at_ms, control_id"
+        ))
         .bind(ubrn.as_str())
         .fetch_all(&self.pool)
         .await
@@ -195,10 +201,9 @@ impl Store {
         &self,
         limit: i64,
     ) -> Result<Vec<PublishedMessage>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT control_id, ubrn, version, message_type, routing_key, hl7, confirmed_at_ms \
-             FROM published_messages ORDER BY confirmed_at_ms, control_id LIMIT $1",
-        )
+        let rows = sqlx::query(select_published!(
+            "ORDER BY confirmed_at_ms, control_id LIMIT $1"
+        ))
         .bind(limit)
         .fetch_all(&self.pool)
         .await
@@ -221,26 +226,6 @@ impl Store {
                 ))
             })
             .collect()
-    }
-
-    /// Clears HL7 payloads confirmed before `cutoff_ms`; returns how many were pruned.
-    /// Metadata rows stay.
-    pub async fn prune_payloads(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
-        let r = sqlx::query(
-            "UPDATE published_messages SET hl7 = NULL WHERE confirmed_at_ms < $1 AND hl7 IS NOT NULL",
-        )
-        .bind(cutoff_ms)
-        .execute(&self.pool)
-        .await.op("prune_payloads")?;
-        // Inbound HL7 of finished messages too; one still being worked on keeps its text.
-        let i = sqlx::query(
-            "UPDATE inbound_messages SET hl7 = NULL WHERE received_at_ms < $1 AND hl7 IS NOT NULL              AND status IN ('done', 'no-action', 'needs-action', 'dead-lettered', 'resolved')",
-        )
-        .bind(cutoff_ms)
-        .execute(&self.pool)
-        .await
-        .op("prune_payloads")?;
-        Ok(r.rows_affected() + i.rows_affected())
     }
 }
 

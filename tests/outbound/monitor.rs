@@ -271,6 +271,22 @@ async fn after_a_loop_the_timeline_is_in_order_and_the_metrics_match() {
         done
     );
     assert_eq!(value("ers_bridge_needs_action_open", None), 1.0);
+    // The summary's e-RS calls are the same counts the exposition has.
+    let summary: serde_json::Value = get(&format!("{base}/api/summary"), Some(TOKEN))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ok = summary["ers_calls"]["by_status_class"]["2xx"]
+        .as_u64()
+        .unwrap();
+    assert!(ok > 0, "{summary}");
+    assert_eq!(
+        ok as f64,
+        value("ers_bridge_ers_calls_total", Some(("status_class", "2xx")))
+    );
     for s in &scrape.samples {
         for k in ["ubrn", "control_id", "nhs_number"] {
             assert!(!s.labels.contains_key(k), "{} has a {k} label", s.metric);

@@ -7,5 +7,6 @@ mod helpers;
 #[path = "../common/ids.rs"]
 mod ids;
 mod inbound_store;
+mod migrations;
 mod monitor_store;
 mod store;

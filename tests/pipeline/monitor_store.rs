@@ -138,25 +138,50 @@ async fn sqlite_monitor_store_and_the_file_shrinks() {
         .await
         .unwrap();
     scenario(&store).await;
-    // Fill, prune everything, reclaim: the file gets smaller.
-    let big = "y".repeat(8000);
-    for i in 0..500i64 {
-        let id = cid(&format!("PASBIG{i:04}"));
-        store
-            .inbound_begin(&id, "RRI^I12", &big, 5_000)
-            .await
-            .unwrap();
-        store
-            .inbound_finish(&id, InboundStatus::NoAction, None, None, "", None)
-            .await
-            .unwrap();
-    }
+    // Fill with 2 KB messages (a REF^I12's size: small enough to sit inside a metadata row's
+    // page, which is why payloads have a table of their own), prune everything, reclaim:
+    // the file gets smaller, and a second fill reuses the space instead of growing it.
+    let body = format!("MSH|^~\\&|PAS|{}", "y".repeat(2000));
+    let fill = |round: i64| {
+        let (store, body) = (store.clone(), body.clone());
+        async move {
+            for i in 0..1000i64 {
+                let id = cid(&format!("PASBIG{round}{i:04}"));
+                let at = round * 100_000 + 5_000;
+                store
+                    .inbound_begin(&id, "RRI^I12", &body, at)
+                    .await
+                    .unwrap();
+                store
+                    .inbound_finish(&id, InboundStatus::NoAction, None, None, "", None)
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let size = || std::fs::metadata(&path).unwrap().len();
+    fill(1).await;
     store.reclaim_space(0).await.unwrap();
-    let before = std::fs::metadata(&path).unwrap().len();
-    while store.prune_payloads_batch(10_000, 200).await.unwrap() > 0 {}
-    assert!(store.reclaim_space(100_000).await.unwrap());
-    let after = std::fs::metadata(&path).unwrap().len();
-    assert!(after < before * 3 / 4, "{before} -> {after} bytes");
+    let before = size();
+    assert!(before > 2_000_000, "{before} bytes");
+    while store.prune_payloads_batch(150_000, 200).await.unwrap() > 0 {}
+    assert!(store.free_pages().await.unwrap() > 500, "whole pages freed");
+    // In steps of 100 pages, as the retention job does in steps of 10,000.
+    let given_back = store
+        .reclaim_gently(100, Duration::ZERO, || false)
+        .await
+        .unwrap();
+    assert!(given_back > 500, "{given_back} pages");
+    assert_eq!(store.free_pages().await.unwrap(), 0);
+    let after = size();
+    assert!(after < before / 2, "{before} -> {after} bytes");
+    // Metadata kept: the message is still found, without its HL7.
+    let kept = store.inbound(&cid("PASBIG10007")).await.unwrap().unwrap();
+    assert_eq!((kept.status, kept.hl7), (InboundStatus::NoAction, None));
+    fill(2).await;
+    while store.prune_payloads_batch(250_000, 200).await.unwrap() > 0 {}
+    store.reclaim_space(0).await.unwrap();
+    assert!(size() < before / 2, "bounded over two rounds: {}", size());
     store.close().await;
 }
 
@@ -261,7 +286,11 @@ async fn an_alert_opens_once_over_many_failures_and_resolves_once() {
                 match observed.recv().await.unwrap() {
                     Event::AlertWebhook(w) => {
                         posts.push((w.state, w.delivered));
-                        hook = if w.delivered { Hook::Idle } else { Hook::Sleeping };
+                        hook = if w.delivered {
+                            Hook::Idle
+                        } else {
+                            Hook::Sleeping
+                        };
                     }
                     other => panic!("unexpected {other:?}"),
                 }
@@ -279,7 +308,11 @@ async fn an_alert_opens_once_over_many_failures_and_resolves_once() {
                 }
                 Event::AlertWebhook(w) => {
                     posts.push((w.state, w.delivered));
-                    hook = if w.delivered { Hook::Idle } else { Hook::Sleeping };
+                    hook = if w.delivered {
+                        Hook::Idle
+                    } else {
+                        Hook::Sleeping
+                    };
                 }
                 Event::AlertsEvaluated(e) => {
                     assert_eq!(e.firing, usize::from(n <= 200), "evaluation {n}");
@@ -293,7 +326,11 @@ async fn an_alert_opens_once_over_many_failures_and_resolves_once() {
     while hook == Hook::InFlight {
         if let Event::AlertWebhook(w) = observed.recv().await.unwrap() {
             posts.push((w.state, w.delivered));
-            hook = if w.delivered { Hook::Idle } else { Hook::Sleeping };
+            hook = if w.delivered {
+                Hook::Idle
+            } else {
+                Hook::Sleeping
+            };
         }
     }
 
@@ -308,10 +345,7 @@ async fn an_alert_opens_once_over_many_failures_and_resolves_once() {
     assert_eq!(m.alerts_opened.get(), 1);
     assert_eq!(m.alert_evaluations.get(), 250);
     // The webhook: the opening refused once and retried, then the resolution.
-    assert_eq!(
-        posts,
-        [("open", false), ("open", true), ("resolved", true)]
-    );
+    assert_eq!(posts, [("open", false), ("open", true), ("resolved", true)]);
     let mut bodies = Vec::new();
     while let Ok(v) = seen.try_recv() {
         bodies.push((v["alert"].clone(), v["state"].clone()));

@@ -16,7 +16,7 @@ use super::changes;
 use super::fetch::{self, FetchOptions, Fetched};
 use super::{EventKind, Outcome, Pipeline, Read};
 use crate::amqp::{AmqpError, OutboundMessage, RetryPolicy};
-use crate::events::{LookupMissed, PublishRetry, Published};
+use crate::events::{LookupMissed, PublishRetry, Published, VersionPublished};
 use crate::hl7::Message;
 use crate::ids::{ControlId, Ubrn, Version};
 use crate::mapping::{ApplyInput, CompiledMapping};
@@ -107,7 +107,14 @@ impl Pipeline {
             p.confirmed_at_ms = (now + started.elapsed()).timestamp_millis();
             published.push(p);
         }
-        self.record(ubrn, version, published, now).await
+        let outcome = self.record(ubrn, version, published, now).await?;
+        if let Outcome::Published(ids) = &outcome {
+            self.shared.events.emit(VersionPublished {
+                messages: ids.len(),
+                took: started.elapsed(),
+            });
+        }
+        Ok(outcome)
     }
 
     /// Which message this version gets; `None` when it needs none (cancelled before the PAS
