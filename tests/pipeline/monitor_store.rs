@@ -204,6 +204,21 @@ enum Hook {
     Sleeping,
 }
 
+impl Hook {
+    /// After a POST ended: noted in `posts`; delivered, or sleeping before its retry.
+    fn after(
+        w: &ers_bridge::events::AlertWebhookPosted,
+        posts: &mut Vec<(&'static str, bool)>,
+    ) -> Self {
+        posts.push((w.state, w.delivered));
+        if w.delivered {
+            Hook::Idle
+        } else {
+            Hook::Sleeping
+        }
+    }
+}
+
 /// The evaluation loop on tokio's paused clock, every 30 s: 200 evaluations (100 minutes)
 /// with the broker condition failing, then 50 with it clear. One opening and one resolution,
 /// never one per failure; the webhook refuses its first POST, so the opening is retried on
@@ -285,12 +300,7 @@ async fn an_alert_opens_once_over_many_failures_and_resolves_once() {
             while hook == Hook::InFlight {
                 match observed.recv().await.unwrap() {
                     Event::AlertWebhook(w) => {
-                        posts.push((w.state, w.delivered));
-                        hook = if w.delivered {
-                            Hook::Idle
-                        } else {
-                            Hook::Sleeping
-                        };
+                        hook = Hook::after(&w, &mut posts);
                     }
                     other => panic!("unexpected {other:?}"),
                 }
@@ -307,12 +317,7 @@ async fn an_alert_opens_once_over_many_failures_and_resolves_once() {
                     hook = Hook::InFlight;
                 }
                 Event::AlertWebhook(w) => {
-                    posts.push((w.state, w.delivered));
-                    hook = if w.delivered {
-                        Hook::Idle
-                    } else {
-                        Hook::Sleeping
-                    };
+                    hook = Hook::after(&w, &mut posts);
                 }
                 Event::AlertsEvaluated(e) => {
                     assert_eq!(e.firing, usize::from(n <= 200), "evaluation {n}");
@@ -325,12 +330,7 @@ async fn an_alert_opens_once_over_many_failures_and_resolves_once() {
     run.await.unwrap();
     while hook == Hook::InFlight {
         if let Event::AlertWebhook(w) = observed.recv().await.unwrap() {
-            posts.push((w.state, w.delivered));
-            hook = if w.delivered {
-                Hook::Idle
-            } else {
-                Hook::Sleeping
-            };
+            hook = Hook::after(&w, &mut posts);
         }
     }
 
