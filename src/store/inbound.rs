@@ -153,12 +153,10 @@ impl Store {
         now_ms: i64,
     ) -> Result<Begin, StoreError> {
         const OP: &str = "inbound_begin";
-        // The payload first: a crash between the two leaves a payload the message row
-        // finds on redelivery, never a row without its HL7.
-        super::insert_payload("in", control_id.as_str(), now_ms, hl7)
-            .execute(&self.pool)
-            .await
-            .op(OP)?;
+        // The row and its payload in one transaction (one commit on this hot path); a
+        // message seen before keeps what it has, so a resend after retention does not
+        // bring a pruned payload back.
+        let mut tx = self.pool.begin().await.op(OP)?;
         let inserted = sqlx::query(
             "INSERT INTO inbound_messages (control_id, received_at_ms, message_type, status, attempts) \
              VALUES ($1, $2, $3, $4, 0) ON CONFLICT (control_id) DO NOTHING",
@@ -167,12 +165,18 @@ impl Store {
         .bind(now_ms)
         .bind(message_type)
         .bind(InboundStatus::Received.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .op(OP)?;
         if inserted.rows_affected() == 1 {
+            super::insert_payload("in", control_id.as_str(), now_ms, hl7)
+                .execute(&mut *tx)
+                .await
+                .op(OP)?;
+            tx.commit().await.op(OP)?;
             return Ok(Begin::New);
         }
+        tx.rollback().await.op(OP)?;
         match self.inbound(control_id).await? {
             Some(r) => Ok(Begin::Seen(Box::new(r))),
             None => Err(StoreError::decode(

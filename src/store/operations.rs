@@ -10,12 +10,8 @@ use super::{AlertRow, DeadLetter, OpContext, Store, StoreError};
 impl Store {
     /// Keeps a message sent to the dead-letter exchange.
     pub async fn record_dead_letter(&self, d: &DeadLetter) -> Result<(), StoreError> {
-        if let Some(body) = &d.body_b64 {
-            super::insert_payload("dead", &d.id, d.at_ms, body)
-                .execute(&self.pool)
-                .await
-                .op("record_dead_letter")?;
-        }
+        const OP: &str = "record_dead_letter";
+        let mut tx = self.pool.begin().await.op(OP)?;
         sqlx::query(
             "INSERT INTO dead_letters (id, at_ms, reason, detail, message_id) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -25,9 +21,16 @@ impl Store {
         .bind(d.reason.as_str())
         .bind(d.detail.as_str())
         .bind(d.message_id.as_deref())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .op("record_dead_letter")?;
+        .op(OP)?;
+        if let Some(body) = &d.body_b64 {
+            super::insert_payload("dead", &d.id, d.at_ms, body)
+                .execute(&mut *tx)
+                .await
+                .op(OP)?;
+        }
+        tx.commit().await.op(OP)?;
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ers_bridge::events::{Event, Events};
 use ers_bridge::monitor::alerts::{self, AlertEngine, Condition};
-use ers_bridge::store::{DeadLetter, InboundStatus, SearchFilter, Store};
+use ers_bridge::store::{Begin, DeadLetter, InboundStatus, SearchFilter, Store};
 use secrecy::SecretString;
 
 use crate::helpers;
@@ -178,6 +178,16 @@ async fn sqlite_monitor_store_and_the_file_shrinks() {
     // Metadata kept: the message is still found, without its HL7.
     let kept = store.inbound(&cid("PASBIG10007")).await.unwrap().unwrap();
     assert_eq!((kept.status, kept.hl7), (InboundStatus::NoAction, None));
+    // A resend of a message already handled keeps it as it is: the pruned payload stays
+    // pruned.
+    match store
+        .inbound_begin(&cid("PASBIG10007"), "RRI^I12", &body, 200_000)
+        .await
+        .unwrap()
+    {
+        Begin::Seen(r) => assert_eq!(r.hl7, None, "a resend does not restore the payload"),
+        Begin::New => panic!("a resend is not new"),
+    }
     fill(2).await;
     while store.prune_payloads_batch(250_000, 200).await.unwrap() > 0 {}
     store.reclaim_space(0).await.unwrap();
