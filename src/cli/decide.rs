@@ -1,9 +1,9 @@
 //! `ers-bridge decide --input MSG.hl7 [--referral A005.json] [--table FILE]`: what the
 //! bridge would do with one PAS message, offline (like `render` for the other direction):
 //! the message as read, the decision rule that matches (with the referral's e-RS state
-//! when `--referral` gives it), the action, and the e-RS request body it would send. A
-//! rejection's reason coding system comes from A004 at run time, so it is shown as a
-//! placeholder.
+//! when `--referral` gives it), the action, and the e-RS request body it would send, as
+//! the exact bytes the e-RS client sends. A rejection's reason coding system comes from
+//! A004 at run time, so it is shown as a placeholder.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -102,21 +102,39 @@ fn decide(args: &DecideArgs, table: &DecisionTable) -> anyhow::Result<String> {
     let action = table.decide_with(&msg, state.as_deref());
     out.push_str(&format!("action:   {}\n", serde_json::to_string(&action)?));
     if let Some(body) = request_body(&action, referral.as_ref())? {
-        out.push_str("request body:\n");
-        out.push_str(&serde_json::to_string_pretty(&body)?);
+        out.push_str("request body (the bytes sent, application/fhir+json):\n");
+        out.push_str(&body);
         out.push('\n');
+        if let Some(note) = body_note(&action) {
+            out.push_str(note);
+            out.push('\n');
+        }
     }
     Ok(out)
 }
 
-/// The e-RS request body the action sends, if it has one.
+/// What may differ at run time from the body shown.
+fn body_note(action: &Action) -> Option<&'static str> {
+    match action {
+        Action::Reject { .. } => Some(
+            "note: the rejection reason's system comes from A004 at run time; appointmentCancelledInPAS is sent as the rule says, and a 422 FIELD_NOT_PERMITTED / VALUE_IS_REQUIRED from e-RS is followed by one call without / with it",
+        ),
+        Action::CancelActionLater { .. } => Some(
+            "note: appointmentCancelledInPAS is sent as the rule says, and a 422 FIELD_NOT_PERMITTED / VALUE_IS_REQUIRED from e-RS is followed by one call without / with it",
+        ),
+        _ => None,
+    }
+}
+
+/// The exact bytes of the e-RS request body the action sends, if it has one (what the
+/// e-RS client sends: [`crate::ers::request_body_bytes`]).
 fn request_body(
     action: &Action,
     referral: Option<&ReferralRequest>,
-) -> anyhow::Result<Option<serde_json::Value>> {
+) -> anyhow::Result<Option<String>> {
     let to_json = |p: Result<crate::fhir::Parameters, String>| -> anyhow::Result<_> {
         let p = p.map_err(|reason| anyhow::anyhow!("the body would be refused: {reason}"))?;
-        Ok(Some(serde_json::to_value(p)?))
+        Ok(Some(crate::ers::request_body_bytes(p)?))
     };
     match action {
         Action::Reject {
@@ -135,11 +153,15 @@ fn request_body(
             }
             .to_parameters(),
         ),
-        Action::CancelActionLater { comments, .. } => to_json(
+        Action::CancelActionLater {
+            comments,
+            appointment_cancelled_in_pas,
+            ..
+        } => to_json(
             CancelAppointmentActionLater {
                 comments: comments.clone(),
                 priority: None,
-                appointment_cancelled_in_pas: None,
+                appointment_cancelled_in_pas: appointment_cancelled_in_pas.then_some(true),
                 attachments: Vec::new(),
             }
             .to_parameters(),

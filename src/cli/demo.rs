@@ -133,9 +133,11 @@ async fn close_the_loop(app: &App, args: &DemoArgs) -> anyhow::Result<LoopSummar
     };
     let q = crate::amqp::QueueClient::connect(&args.amqp_url).await?;
     let mut out = LoopSummary::default();
+    // One simulated PAS for every round, so its MSH-10s never repeat.
+    let mut simulated_pas = pas_sim::PasSim::new(pas.clone());
     for _ in 0..10 {
         out.rounds += 1;
-        let answered = pas_sim::answer_all(&pas).await?;
+        let answered = simulated_pas.pass().await?;
         let mut handled = 0;
         // Taken one at a time and handled at once: the demo is the only consumer, and a
         // crash here would lose only demo data.
@@ -167,6 +169,7 @@ async fn close_the_loop(app: &App, args: &DemoArgs) -> anyhow::Result<LoopSummar
         }
     }
     q.close().await;
+    simulated_pas.close().await;
     let mut replied = std::collections::BTreeMap::<String, i64>::new();
     let mut by_action = std::collections::BTreeMap::<String, i64>::new();
     for (status, action, reply, n) in app.shared().store.inbound_counts().await? {

@@ -4,11 +4,13 @@
 //! until SIGINT/SIGTERM, or one pass with `--once`. `--fault` adds a PAS's misbehaviours
 //! (duplicates, resends, garbage, a wrong UBRN, LF separators, AE ACKs, escaped text) to
 //! every fifth referral. For tests and demos against a bridge run with `ers-bridge run`.
+//! It may start before the broker or the bridge: it waits for the broker and the queues,
+//! and reconnects after a broker restart ([`PasSim::run`]).
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use crate::app::Shutdown;
-use crate::pas_sim::{self, Fault, Mix, PasSimConfig};
+use crate::pas_sim::{Fault, Mix, PasSim, PasSimConfig};
 
 /// Arguments of `pas-sim`.
 #[derive(Debug, clap::Args)]
@@ -28,12 +30,13 @@ pub struct PasSimArgs {
     /// Time between passes over the PAS queue.
     #[arg(long, default_value_t = 500)]
     pub every_ms: u64,
-    /// One pass, then exit.
+    /// One pass (once the broker and the queues are there), then exit.
     #[arg(long)]
     pub once: bool,
 }
 
-/// Exit 0 after `--once` or a signal; 1 when the broker fails; 64 for a bad config.
+/// Exit 0 after `--once` or a signal (a broker that is away is waited for); 64 for a bad
+/// config.
 pub fn run(args: &PasSimArgs) -> ExitCode {
     let cfg = match super::load_config(args.config.as_deref()) {
         Ok(c) => c,
@@ -53,8 +56,9 @@ pub fn run(args: &PasSimArgs) -> ExitCode {
         rt.block_on(async {
             let shutdown = Shutdown::new();
             shutdown.trigger_on_signals();
-            loop {
-                let r = pas_sim::answer_all(&sim).await?;
+            let mut pas = PasSim::new(sim);
+            let every = Duration::from_millis(args.every_ms);
+            pas.run(every, args.once, &shutdown, |r| {
                 if r.received > 0 {
                     println!(
                         "answered {} referrals: {} accepted, {} rejected, {} pending, {} faulty extras",
@@ -65,14 +69,10 @@ pub fn run(args: &PasSimArgs) -> ExitCode {
                         r.faulty
                     );
                 }
-                if args.once {
-                    return anyhow::Ok(true);
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(args.every_ms)) => {}
-                    _ = shutdown.wait() => return Ok(true),
-                }
-            }
+            })
+            .await;
+            pas.close().await;
+            anyhow::Ok(true)
         })
     });
     super::exit_code(result)

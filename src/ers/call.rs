@@ -20,8 +20,8 @@ pub const FHIR_JSON: &str = "application/fhir+json";
 
 /// A request body.
 pub(crate) enum Body {
-    /// `application/fhir+json`.
-    Fhir(serde_json::Value),
+    /// `application/fhir+json`, as the bytes sent ([`super::ops::request_body_bytes`]).
+    Fhir(String),
     /// `application/json` (legacy session endpoints).
     Json(serde_json::Value),
 }

@@ -245,8 +245,8 @@ impl ErsClient {
                 req = req.query(&call.query);
             }
             match &call.body {
-                Some(Body::Fhir(v)) => {
-                    req = req.header(CONTENT_TYPE, FHIR_JSON).body(v.to_string());
+                Some(Body::Fhir(bytes)) => {
+                    req = req.header(CONTENT_TYPE, FHIR_JSON).body(bytes.clone());
                 }
                 Some(Body::Json(v)) => {
                     req = req

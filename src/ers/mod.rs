@@ -30,7 +30,7 @@ pub use call::Reply;
 pub use capability::{AuthMode, Operation};
 pub use client::ErsClient;
 pub use error::{ApiError, ErsError};
-pub use ops::{binary_id_of, clinical_info_path, Binary, Versioned};
+pub use ops::{binary_id_of, clinical_info_path, request_body_bytes, Binary, Versioned};
 pub use ratelimit::{with_promotion, Promotion};
 pub use refdata::RefDataCache;
 pub use rejection::{rejection_input, RejectionError};

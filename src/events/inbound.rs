@@ -16,7 +16,8 @@ pub struct InboundHandled {
     pub ubrn: Option<Ubrn>,
     /// `rri`, `ack` or `unreadable`.
     pub kind: &'static str,
-    /// `done`, `no_action`, `needs_action`, `retry`, `duplicate` or `dead_lettered`.
+    /// `done`, `no_action`, `needs_action`, `retry`, `duplicate`, `id_reused` or
+    /// `dead_lettered`.
     pub outcome: &'static str,
     /// From receipt (or the retry's start) to the outcome recorded.
     pub took: Duration,

@@ -57,6 +57,7 @@ fn code_text(code: &str) -> &'static str {
         "102" => "Data type error",
         "103" => "Table value not found",
         "200" => "Unsupported message type",
+        "205" => "Duplicate key identifier",
         "206" => "Application record locked",
         _ => "Application internal error",
     }

@@ -2,7 +2,8 @@
 //! referral does no parsing. Every error names the file, the line and the field.
 //!
 //! Checks: `version = 1`; MSH-9, MSH-12 and MSH-18 are valid (they are set from the header
-//! keys, as are MSH-1/2, and may not be assigned); the first segment is MSH; segment ids
+//! keys); no set assigns a field the engine owns (MSH-1, 2, 7, 9, 10, 12, 18:
+//! [`ENGINE_OWNED_MSH`]); the first segment is MSH; segment ids
 //! are three upper-case letters or digits; each `set` has a valid position and exactly
 //! one of `value` / `expr`; every expression parses; every `lookup` names a declared table
 //! with a literal name; every table file loads.
@@ -275,12 +276,17 @@ fn compile_set(
 ) -> Result<CompiledSet, MappingError> {
     let pos = parse_position(set.at.get_ref()).map_err(|r| err(set.at.span(), "at", r))?;
     let label = format!("{seg}-{}", set.at.get_ref());
-    if seg == "MSH" && matches!(pos.field, 1 | 2 | 9 | 12 | 18) {
-        return Err(err(
-            set.at.span(),
-            "at",
-            format!("{label} is set from the file header (message, hl7_version, charset)"),
-        ));
+    if seg == "MSH" {
+        if let Some(why) = engine_owned(pos.field) {
+            return Err(err(
+                set.at.span(),
+                "at",
+                format!(
+                    "MSH-{} is owned by the engine ({why}); a mapping cannot assign it",
+                    pos.field
+                ),
+            ));
+        }
     }
     let source = match (&set.value, &set.expr) {
         (Some(v), None) => Source::Const(match v.get_ref() {
@@ -313,6 +319,27 @@ fn compile_set(
         name: set.name.clone().unwrap_or_else(|| label.clone()),
         label,
     })
+}
+
+/// The MSH fields the engine sets itself, with where each comes from (docs/mappings.md):
+/// a mapping that assigned one would contradict the engine (a control id that is not the
+/// deterministic one, a message time that is not the render's).
+pub const ENGINE_OWNED_MSH: [(usize, &str); 7] = [
+    (1, "the field separator"),
+    (2, "the encoding characters"),
+    (7, "the message time"),
+    (9, "set from the file header `message`"),
+    (10, "the deterministic control id"),
+    (12, "set from the file header `hl7_version`"),
+    (18, "set from the file header `charset`"),
+];
+
+/// Why MSH-`field` is the engine's, if it is.
+fn engine_owned(field: usize) -> Option<&'static str> {
+    ENGINE_OWNED_MSH
+        .iter()
+        .find(|(f, _)| *f == field)
+        .map(|(_, why)| *why)
 }
 
 /// Parses `field[.comp[.sub]]` with an optional `[rep]` after the field.
@@ -398,6 +425,34 @@ mod tests {
         assert!(parse_position("3[x]").is_err());
     }
 
+    /// Every MSH field the engine sets is refused, whatever part of it the set names, and
+    /// the error names the field; the fields a mapping may set are accepted.
+    #[test]
+    fn engine_owned_msh_fields_cannot_be_assigned() {
+        for (field, _) in ENGINE_OWNED_MSH {
+            for at in [
+                format!("{field}"),
+                format!("{field}.1"),
+                format!("{field}[1].2"),
+            ] {
+                let e = compile(&format!("[[segment.set]]\nat = \"{at}\"\nvalue = \"X\"\n"))
+                    .unwrap_err();
+                let text = e.to_string();
+                assert!(text.starts_with("m.toml:8: at: "), "{text}");
+                assert!(
+                    text.contains(&format!("MSH-{field} is owned by the engine")),
+                    "{at}: {text}"
+                );
+            }
+        }
+        for field in [3, 4, 5, 6, 11, 15, 16, 17, 19] {
+            compile(&format!(
+                "[[segment.set]]\nat = \"{field}\"\nvalue = \"X\"\n"
+            ))
+            .unwrap_or_else(|e| panic!("MSH-{field}: {e}"));
+        }
+    }
+
     #[test]
     fn errors_name_file_line_and_field() {
         let e = compile("[[segment]]\nid = \"PID\"\nbogus = 1\n").unwrap_err();
@@ -418,7 +473,8 @@ mod tests {
         );
         let e = compile("[[segment.set]]\nat = \"9\"\nvalue = \"X\"\n").unwrap_err();
         assert!(
-            e.to_string().contains("MSH-9 is set from the file header"),
+            e.to_string()
+                .contains("MSH-9 is owned by the engine (set from the file header `message`)"),
             "{e}"
         );
         let e = compile("[[segment]]\nid = \"PID\"\n[[segment.set]]\nat = \"3\"\n").unwrap_err();

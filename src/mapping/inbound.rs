@@ -44,8 +44,13 @@ pub enum Action {
         comments: String,
         appointment_cancelled_in_pas: bool,
     },
-    /// A022 cancel appointment, action later.
-    CancelActionLater { ubrn: Ubrn, comments: String },
+    /// A022 cancel appointment, action later; `appointment_cancelled_in_pas` as for A014
+    /// (required by e-RS for an indirectly bookable service).
+    CancelActionLater {
+        ubrn: Ubrn,
+        comments: String,
+        appointment_cancelled_in_pas: bool,
+    },
     /// A028 record review outcome.
     RecordReviewOutcome {
         ubrn: Ubrn,
@@ -112,9 +117,10 @@ pub struct Rule {
     /// `outcome`, parsed when the table is compiled.
     #[serde(skip)]
     pub review_outcome: Option<ReviewOutcome>,
-    /// For `reject`: whether the PAS has already cancelled the appointment (IBS).
-    #[serde(default)]
-    pub appointment_cancelled_in_pas: bool,
+    /// For `reject` and `cancel_action_later`: whether the PAS has already cancelled the
+    /// appointment (sent as `appointmentCancelledInPAS`, which e-RS requires for an
+    /// indirectly bookable service). Absent means false.
+    pub appointment_cancelled_in_pas: Option<bool>,
     /// For `reject`: the table mapping RF1-10 reasons to e-RS rejection codes.
     pub reason_table: Option<String>,
     /// For `no_action` / `review`: the explanation shown to people.
@@ -165,13 +171,22 @@ impl DecisionTable {
             let start = spanned.span().start;
             let mut rule = spanned.into_inner();
             rule.review_outcome = rule.outcome.as_deref().and_then(|o| o.parse().ok());
-            match (rule.action, rule.review_outcome) {
-                (ActionKind::RecordReviewOutcome, Some(_)) => {}
-                (ActionKind::RecordReviewOutcome, _) => {
-                    return Err(err(start, "outcome", format!("rule {:?}: record_review_outcome needs outcome RETURN_TO_REFERRER_WITH_ADVICE or ACCEPT_REFER_BOOK_LATER", rule.name)))
-                }
-                (_, _) if rule.outcome.is_some() => return Err(err(start, "outcome", format!("rule {:?}: outcome is only for record_review_outcome", rule.name))),
-                _ => {}
+            // A key the rule's action does not use would be silently ignored: refuse it.
+            if let Some((key, used_by)) = unused_key(&rule) {
+                let used_by: Vec<_> = used_by.iter().map(|k| k.name()).collect();
+                return Err(err(
+                    start,
+                    key,
+                    format!(
+                        "rule {:?}: action {} does not use {key} (only {} do)",
+                        rule.name,
+                        rule.action.name(),
+                        used_by.join(", ")
+                    ),
+                ));
+            }
+            if rule.action == ActionKind::RecordReviewOutcome && rule.review_outcome.is_none() {
+                return Err(err(start, "outcome", format!("rule {:?}: record_review_outcome needs outcome RETURN_TO_REFERRER_WITH_ADVICE or ACCEPT_REFER_BOOK_LATER", rule.name)));
             }
             if rule.action == ActionKind::Reject {
                 let t = rule.reason_table.as_deref().unwrap_or("");
@@ -286,7 +301,9 @@ impl DecisionTable {
                         ubrn,
                         reason_code: code.to_string(),
                         comments,
-                        appointment_cancelled_in_pas: rule.appointment_cancelled_in_pas,
+                        appointment_cancelled_in_pas: rule
+                            .appointment_cancelled_in_pas
+                            .unwrap_or(false),
                     },
                     None => Action::Review {
                         why: format!(
@@ -297,7 +314,11 @@ impl DecisionTable {
                     },
                 }
             }
-            ActionKind::CancelActionLater => Action::CancelActionLater { ubrn, comments },
+            ActionKind::CancelActionLater => Action::CancelActionLater {
+                ubrn,
+                comments,
+                appointment_cancelled_in_pas: rule.appointment_cancelled_in_pas.unwrap_or(false),
+            },
             ActionKind::RecordReviewOutcome => match rule.review_outcome {
                 Some(outcome) => Action::RecordReviewOutcome {
                     ubrn,
@@ -361,6 +382,24 @@ impl ActionKind {
             ActionKind::NoAction | ActionKind::Review => return None,
         })
     }
+}
+
+/// The first key `rule` sets that its action does not use, with the actions that use it.
+fn unused_key(rule: &Rule) -> Option<(&'static str, &'static [ActionKind])> {
+    use ActionKind::*;
+    let keys: [(&'static str, bool, &'static [ActionKind]); 4] = [
+        ("outcome", rule.outcome.is_some(), &[RecordReviewOutcome]),
+        ("reason_table", rule.reason_table.is_some(), &[Reject]),
+        (
+            "appointment_cancelled_in_pas",
+            rule.appointment_cancelled_in_pas.is_some(),
+            &[Reject, CancelActionLater],
+        ),
+        ("why", rule.why.is_some(), &[NoAction, Review]),
+    ];
+    keys.into_iter()
+        .find(|(_, set, used_by)| *set && !used_by.contains(&rule.action))
+        .map(|(key, _, used_by)| (key, used_by))
 }
 
 /// Whether `rule`'s conditions on the message itself (MSH-9, MSA-1, RF1-1, RF1-10) hold.
@@ -435,5 +474,80 @@ mod tests {
         let e =
             table("[[rule]]\nname = \"r\"\naction = \"accept\"\nstatsu = [\"A\"]\n").unwrap_err();
         assert!(e.to_string().contains("unknown field `statsu`"), "{e}");
+    }
+
+    /// A key the rule's action would ignore is refused, naming the key and the actions
+    /// that use it; the same key on an action that uses it is accepted.
+    #[test]
+    fn keys_the_action_does_not_use_are_refused() {
+        for (lines, key) in [
+            (
+                "action = \"accept\"\nappointment_cancelled_in_pas = true",
+                "appointment_cancelled_in_pas",
+            ),
+            (
+                "action = \"record_review_outcome\"\noutcome = \"ACCEPT_REFER_BOOK_LATER\"\nappointment_cancelled_in_pas = false",
+                "appointment_cancelled_in_pas",
+            ),
+            (
+                "action = \"cancel_action_later\"\nreason_table = \"reasons\"",
+                "reason_table",
+            ),
+            ("action = \"accept\"\nwhy = \"because\"", "why"),
+            (
+                "action = \"reject\"\nreason_table = \"reasons\"\noutcome = \"ACCEPT_REFER_BOOK_LATER\"",
+                "outcome",
+            ),
+        ] {
+            let e = table(&format!("[[rule]]\nname = \"r\"\n{lines}\n")).unwrap_err();
+            assert!(
+                e.to_string().contains(&format!("does not use {key}")),
+                "{lines}: {e}"
+            );
+        }
+        let e = table(
+            "[[rule]]\nname = \"r\"\naction = \"accept\"\nappointment_cancelled_in_pas = true\n",
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("t.toml:"), "{text}");
+        assert!(
+            text.ends_with(": appointment_cancelled_in_pas: rule \"r\": action accept does not use appointment_cancelled_in_pas (only reject, cancel_action_later do)"),
+            "{text}"
+        );
+        for ok in [
+            "action = \"cancel_action_later\"\nappointment_cancelled_in_pas = true",
+            "action = \"reject\"\nreason_table = \"reasons\"\nappointment_cancelled_in_pas = true",
+            "action = \"no_action\"\nwhy = \"nothing to do\"",
+        ] {
+            table(&format!("[[rule]]\nname = \"r\"\n{ok}\n"))
+                .unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+    }
+
+    /// A022's rule value is carried in the action, as A014's is.
+    #[test]
+    fn cancel_action_later_carries_the_rules_pas_flag() {
+        let rule = |flag: &str| {
+            table(&format!(
+                "[[rule]]\nname = \"c\"\nmessage = [\"RRI\"]\naction = \"cancel_action_later\"\n{flag}\n"
+            ))
+            .unwrap()
+        };
+        let rri = inbound(
+            "MSH|^~\\&|PAS||||2024||RRI^I12|X1|P|2.4\nRF1|R|||||000000070002^UBRN||||REBOOK\nNTE|1|L|Please contact patient to rebook\n",
+        );
+        let ubrn = Ubrn::parse("000000070002").unwrap();
+        for (flag, want) in [("appointment_cancelled_in_pas = true", true), ("", false)] {
+            assert_eq!(
+                rule(flag).decide(&rri),
+                Action::CancelActionLater {
+                    ubrn: ubrn.clone(),
+                    comments: "Please contact patient to rebook".into(),
+                    appointment_cancelled_in_pas: want,
+                },
+                "{flag:?}"
+            );
+        }
     }
 }

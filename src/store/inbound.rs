@@ -2,12 +2,16 @@
 //! with its raw HL7, the decision, the e-RS action's intent and result, every attempt of the
 //! e-RS call, the reply sent to the PAS, and store-scheduled retries.
 //!
-//! Exactly once in effect: [`Store::inbound_begin`] inserts the message or finds it
-//! (a redelivery or a resend with the same MSH-10); the intent (action, UBRN, version
-//! sent) is written **before** the e-RS call ([`Store::inbound_intent`]) and the result
-//! after it ([`Store::inbound_finish`]); the delivery is acked only after that. A message
-//! found in `intent` was interrupted between the call and the record: the pipeline re-reads
-//! the referral to decide whether the write was applied, instead of writing again.
+//! Exactly once in effect: [`Store::inbound_begin_hashed`] inserts the message with a hash
+//! of its bytes or finds it (a redelivery or a resend with the same MSH-10; the hash tells
+//! a copy from another message reusing the id); the intent (action, UBRN, version sent, and
+//! the [`Decision`] behind it) is written **before** the e-RS call
+//! ([`Store::inbound_intent`]) and the result after it ([`Store::inbound_finish`]); the
+//! delivery is acked only after that. A message found in `intent` was interrupted between
+//! the call and the record: the pipeline acts on the stored decision, re-reading the
+//! referral to find whether the write was applied, instead of deciding or writing again.
+//! The exact bytes of the reply sent to the PAS are kept ([`Store::inbound_store_reply`],
+//! a `reply` payload) so a resend of the message gets the same reply again.
 //!
 //! Retries of transient e-RS failures are rows in `retry` with a due time; any instance
 //! claims a due row with a lease ([`Store::inbound_claim_due`]), so two bridges never run
@@ -102,6 +106,24 @@ pub struct InboundRecord {
     pub next_attempt_ms: Option<i64>,
     /// The raw HL7; `None` once retention pruned it.
     pub hl7: Option<String>,
+    /// A hash of the message's bytes (`None` for rows stored before it was kept).
+    pub body_hash: Option<String>,
+    /// The referral's e-RS state the stored decision was made on.
+    pub decided_state: Option<String>,
+    /// A hash of the action decided, once an e-RS write was intended.
+    pub decision_hash: Option<String>,
+}
+
+/// The decision behind an e-RS write, stored with its intent: a message interrupted after
+/// it acts on this decision again, and a later message whose decision hashes the same on
+/// the same state is a resend of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The referral's e-RS state the decision table was applied to (`None`: decided
+    /// without it).
+    pub state: Option<String>,
+    /// A hash of the action decided (its kind and every value it sends).
+    pub hash: String,
 }
 
 /// What [`Store::inbound_begin`] found.
@@ -130,8 +152,9 @@ pub struct Attempt {
 macro_rules! columns {
     () => {
         "control_id, received_at_ms, message_type, ubrn, status, action, version_sent, \
-         detail, reply_code, attempts, next_attempt_ms, (SELECT body FROM payloads \
-         WHERE kind = 'in' AND ref_id = inbound_messages.control_id) AS hl7"
+         detail, reply_code, attempts, next_attempt_ms, body_hash, decided_state, \
+         decision_hash, (SELECT body FROM payloads WHERE kind = 'in' \
+         AND ref_id = inbound_messages.control_id) AS hl7"
     };
 }
 
@@ -144,12 +167,27 @@ macro_rules! select {
 
 impl Store {
     /// Stores a new inbound message as received, or returns the stored one when its MSH-10
-    /// was seen before.
+    /// was seen before ([`Store::inbound_begin_hashed`] without a hash of the body).
     pub async fn inbound_begin(
         &self,
         control_id: &ControlId,
         message_type: &str,
         hl7: &str,
+        now_ms: i64,
+    ) -> Result<Begin, StoreError> {
+        self.inbound_begin_hashed(control_id, message_type, hl7, None, now_ms)
+            .await
+    }
+
+    /// Stores a new inbound message as received with `body_hash` (a hash of its bytes), or
+    /// returns the stored one when its MSH-10 was seen before: the caller compares the
+    /// hashes to tell a copy from another message reusing the MSH-10.
+    pub async fn inbound_begin_hashed(
+        &self,
+        control_id: &ControlId,
+        message_type: &str,
+        hl7: &str,
+        body_hash: Option<&str>,
         now_ms: i64,
     ) -> Result<Begin, StoreError> {
         const OP: &str = "inbound_begin";
@@ -158,13 +196,14 @@ impl Store {
         // bring a pruned payload back.
         let mut tx = self.pool.begin().await.op(OP)?;
         let inserted = sqlx::query(
-            "INSERT INTO inbound_messages (control_id, received_at_ms, message_type, status, attempts) \
-             VALUES ($1, $2, $3, $4, 0) ON CONFLICT (control_id) DO NOTHING",
+            "INSERT INTO inbound_messages (control_id, received_at_ms, message_type, status, \
+             attempts, body_hash) VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (control_id) DO NOTHING",
         )
         .bind(control_id.as_str())
         .bind(now_ms)
         .bind(message_type)
         .bind(InboundStatus::Received.as_str())
+        .bind(body_hash)
         .execute(&mut *tx)
         .await
         .op(OP)?;
@@ -217,24 +256,28 @@ impl Store {
         .collect()
     }
 
-    /// Records the intent before the e-RS call: the action, the referral and the version
-    /// sent in `If-Match`.
+    /// Records the intent before the e-RS call: the action, the referral, the version
+    /// sent in `If-Match` and the decision behind them.
     pub async fn inbound_intent(
         &self,
         control_id: &ControlId,
         ubrn: &Ubrn,
         action: &str,
         version: Version,
+        decision: &Decision,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE inbound_messages SET status = $2, ubrn = $3, action = $4, version_sent = $5, \
-             attempts = attempts + 1, next_attempt_ms = NULL WHERE control_id = $1",
+             decided_state = $6, decision_hash = $7, attempts = attempts + 1, \
+             next_attempt_ms = NULL WHERE control_id = $1",
         )
         .bind(control_id.as_str())
         .bind(InboundStatus::Intent.as_str())
         .bind(ubrn.as_str())
         .bind(action)
         .bind(version.as_i64())
+        .bind(decision.state.as_deref())
+        .bind(decision.hash.as_str())
         .execute(&self.pool)
         .await
         .op("inbound_intent")?;
@@ -328,6 +371,50 @@ impl Store {
         .await
         .op("inbound_finish")?;
         Ok(())
+    }
+
+    /// Keeps the exact bytes of the reply sent to the PAS for this message (a `reply`
+    /// payload, base64, pruned by retention like the others), replacing an earlier one: a
+    /// resend of the message gets these bytes again.
+    pub async fn inbound_store_reply(
+        &self,
+        control_id: &ControlId,
+        reply: &[u8],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "inbound_store_reply";
+        let body = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, reply);
+        let mut tx = self.pool.begin().await.op(OP)?;
+        sqlx::query("DELETE FROM payloads WHERE kind = 'reply' AND ref_id = $1")
+            .bind(control_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .op(OP)?;
+        super::insert_payload("reply", control_id.as_str(), now_ms, &body)
+            .execute(&mut *tx)
+            .await
+            .op(OP)?;
+        tx.commit().await.op(OP)?;
+        Ok(())
+    }
+
+    /// The bytes of the reply last sent to the PAS for this message; `None` when none was
+    /// sent (an ACK from the PAS, a message not finished) or retention pruned it.
+    pub async fn inbound_reply(
+        &self,
+        control_id: &ControlId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        const OP: &str = "inbound_reply";
+        let row = sqlx::query("SELECT body FROM payloads WHERE kind = 'reply' AND ref_id = $1")
+            .bind(control_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .op(OP)?;
+        let Some(row) = row else { return Ok(None) };
+        let body: String = row.try_get("body").op(OP)?;
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body)
+            .map(Some)
+            .map_err(|e| StoreError::decode(OP, e))
     }
 
     /// Schedules another try at `due_ms` after a transient failure. A failure before any
@@ -502,5 +589,8 @@ fn inbound_from_row(r: &sqlx::any::AnyRow, op: &'static str) -> Result<InboundRe
         attempts: r.try_get("attempts").op(op)?,
         next_attempt_ms: r.try_get("next_attempt_ms").op(op)?,
         hl7: r.try_get("hl7").op(op)?,
+        body_hash: r.try_get("body_hash").op(op)?,
+        decided_state: r.try_get("decided_state").op(op)?,
+        decision_hash: r.try_get("decision_hash").op(op)?,
     })
 }

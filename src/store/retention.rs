@@ -1,9 +1,9 @@
-//! Retention: payloads (outbound HL7, inbound HL7, dead-letter bodies) older than the
-//! configured age are deleted from the `payloads` table in small batches with rests between
-//! them, so the pipelines' writes never wait behind a long statement, and the metadata rows
-//! stay as the audit trail. On SQLite the freed pages then go back to the file system in
-//! short incremental-vacuum steps (BENCHMARKS.md, "Retention beside the running pipeline");
-//! PostgreSQL's autovacuum makes the space reusable itself.
+//! Retention: payloads (outbound HL7, inbound HL7, replies to the PAS, dead-letter bodies)
+//! older than the configured age are deleted from the `payloads` table in small batches
+//! with rests between them, so the pipelines' writes never wait behind a long statement,
+//! and the metadata rows stay as the audit trail. On SQLite the freed pages then go back to
+//! the file system in short incremental-vacuum steps (BENCHMARKS.md, "Retention beside the
+//! running pipeline"); PostgreSQL's autovacuum makes the space reusable itself.
 
 use sqlx::Row;
 
@@ -91,10 +91,10 @@ impl Store {
             .op("free_pages")
     }
 
-    /// Deletes at most `batch` expired payloads, oldest first: outbound HL7, dead-letter
-    /// bodies, and the HL7 of inbound messages that are finished (one still being worked on
-    /// keeps its text). Returns how many. Called in a loop by the retention job, so no
-    /// statement holds the store for long; the metadata rows stay.
+    /// Deletes at most `batch` expired payloads, oldest first: outbound HL7, replies to the
+    /// PAS, dead-letter bodies, and the HL7 of inbound messages that are finished (one
+    /// still being worked on keeps its text). Returns how many. Called in a loop by the
+    /// retention job, so no statement holds the store for long; the metadata rows stay.
     pub async fn prune_payloads_batch(
         &self,
         cutoff_ms: i64,

@@ -193,6 +193,19 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "ALTER TABLE dead_letters DROP COLUMN body_b64",
         ],
     ),
+    (
+        7,
+        &[
+            // A hash of the PAS message's bytes: a second message under an MSH-10 already
+            // used is a copy only when its body is the same (store/inbound.rs).
+            "ALTER TABLE inbound_messages ADD COLUMN body_hash TEXT",
+            // The decision behind an e-RS write, kept with its intent: the referral's e-RS
+            // state the table was applied to and a hash of the action, so an interrupted
+            // message acts on what was decided and a resend under a new MSH-10 is known.
+            "ALTER TABLE inbound_messages ADD COLUMN decided_state TEXT",
+            "ALTER TABLE inbound_messages ADD COLUMN decision_hash TEXT",
+        ],
+    ),
 ];
 
 /// Applies every migration the database has not seen yet, up to `until` (the last one when

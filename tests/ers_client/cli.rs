@@ -193,3 +193,57 @@ async fn app_restricted_reject_is_refused_before_anything_is_sent() {
     );
     assert!(server.seen().is_empty(), "nothing may be sent");
 }
+
+/// `decide` prints the e-RS body as the exact bytes the client sends for the same decision
+/// (with `resourceType: Parameters`), and that body is the official A022 example for an
+/// indirectly bookable service (the default rule sends `appointmentCancelledInPAS`).
+#[tokio::test(flavor = "multi_thread")]
+async fn decide_prints_exactly_the_bytes_the_client_sends() {
+    let mut cmd = crate::common::bridge();
+    cmd.args([
+        "decide",
+        "--input",
+        "samples/pas/rri-cancel-action-later.hl7",
+    ]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = assert_success(&out);
+    let mut lines = stdout.lines();
+    lines
+        .by_ref()
+        .find(|l| l.starts_with("request body"))
+        .unwrap_or_else(|| panic!("no request body: {stdout}"));
+    let printed = lines.next().expect("the body follows its heading");
+
+    let server = RecordingServer::spawn(|s, _| crate::wire::canned(s)).await;
+    let c = crate::helpers::client(
+        &config_toml(&server.base(), "", "mode = \"none\""),
+        ers_bridge::config::MapEnv::default(),
+    );
+    c.cancel_action_later(
+        &crate::helpers::ubrn("000000070005"),
+        crate::helpers::ver(5),
+        &ers_bridge::fhir::requests::CancelAppointmentActionLater {
+            comments: "Please contact patient to rebook".into(),
+            priority: None,
+            appointment_cancelled_in_pas: Some(true),
+            attachments: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        printed,
+        String::from_utf8_lossy(&seen[0].body),
+        "decide printed other bytes than the client sends"
+    );
+    let body: serde_json::Value = serde_json::from_str(printed).unwrap();
+    assert_eq!(body["resourceType"], "Parameters");
+    assert_eq!(
+        body,
+        example_json("stu3/cancelAppointmentActionLater/requests/MinimalExampleIBS.json")
+    );
+}

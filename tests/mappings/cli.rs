@@ -230,3 +230,112 @@ fn decide_shows_rule_action_and_body() {
         .unwrap();
     assert_eq!(garbage.status.code(), Some(1));
 }
+
+/// A copy of the default mappings folder and a configuration that uses it, for tests that
+/// break one file.
+fn mappings_copy(dir: &tempfile::TempDir) -> (std::path::PathBuf, std::path::PathBuf) {
+    let mappings = dir.path().join("mappings");
+    std::fs::create_dir_all(mappings.join("tables")).unwrap();
+    for sub in ["", "tables"] {
+        for entry in std::fs::read_dir(super::root("mappings").join(sub)).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_file() && p.file_name().is_some_and(|n| n != "samples.toml") {
+                std::fs::copy(&p, mappings.join(sub).join(p.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    let config = dir.path().join("bridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ers]\nbase_url = \"http://127.0.0.1:8080/referrals/FHIR\"\n[ers.auth]\nmode = \"none\"\n[mappings]\ndir = \"{}\"\n",
+            mappings.display()
+        ),
+    )
+    .unwrap();
+    (mappings, config)
+}
+
+/// docs/mappings.md: the engine sets MSH-1/2, MSH-7, MSH-9, MSH-10, MSH-12 and MSH-18, and
+/// a mapping cannot assign them. `validate` refuses one that does, naming the field (an
+/// `at = "10"` once rendered `|P|` as the control id and validated ok).
+#[test]
+fn validate_refuses_a_mapping_that_assigns_a_field_the_engine_owns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mappings, config) = mappings_copy(&dir);
+    let validate = || {
+        bridge()
+            .args(["validate", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    assert_success(&validate());
+    let head = "version = 1\nmessage = \"REF^I12^REF_I12\"\nhl7_version = \"2.4\"\ncharset = \"8859/1\"\n[[segment]]\nid = \"MSH\"\n";
+    for at in ["1", "2", "7", "9", "10", "10.1", "12", "18"] {
+        std::fs::write(
+            mappings.join("zz_owned.toml"),
+            format!("{head}[[segment.set]]\nat = \"{at}\"\nvalue = \"P\"\n"),
+        )
+        .unwrap();
+        let field = at.split('.').next().unwrap();
+        assert_exit(
+            &validate(),
+            64,
+            &format!("zz_owned.toml:8: at: MSH-{field} is owned by the engine"),
+        );
+    }
+    // The fields a mapping owns (sender, receiver, processing id, ...) stay assignable.
+    std::fs::write(
+        mappings.join("zz_owned.toml"),
+        format!("{head}[[segment.set]]\nat = \"11\"\nvalue = \"T\"\n"),
+    )
+    .unwrap();
+    assert_success(&validate());
+}
+
+/// A decision rule's key its action does not use would be silently ignored, so `validate`
+/// refuses it with the rule and the key; A022 uses `appointment_cancelled_in_pas`.
+#[test]
+fn validate_refuses_decision_rule_keys_the_action_does_not_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mappings, config) = mappings_copy(&dir);
+    let default = std::fs::read_to_string(mappings.join("inbound.toml")).unwrap();
+    assert!(
+        default.contains("action = \"cancel_action_later\"\nappointment_cancelled_in_pas = true"),
+        "the default A022 rule sends the flag"
+    );
+    let validate = || {
+        bridge()
+            .args(["validate", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    assert_success(&validate());
+    for (rule, key) in [
+        (
+            "action = \"accept\"\nappointment_cancelled_in_pas = true",
+            "appointment_cancelled_in_pas",
+        ),
+        (
+            "action = \"cancel_action_later\"\nreason_table = \"rejection_reasons\"",
+            "reason_table",
+        ),
+        ("action = \"accept\"\nwhy = \"looks fine\"", "why"),
+        (
+            "action = \"accept\"\noutcome = \"ACCEPT_REFER_BOOK_LATER\"",
+            "outcome",
+        ),
+    ] {
+        std::fs::write(
+            mappings.join("inbound.toml"),
+            format!("{default}\n[[rule]]\nname = \"extra\"\nmessage = [\"RRI\"]\n{rule}\n"),
+        )
+        .unwrap();
+        let stderr = assert_exit(&validate(), 64, &format!("{key}: rule \"extra\": action"));
+        assert!(
+            stderr.contains(&format!("does not use {key}")),
+            "{rule}: {stderr}"
+        );
+        assert!(stderr.contains("inbound.toml:"), "{stderr}");
+    }
+}

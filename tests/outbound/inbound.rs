@@ -76,7 +76,8 @@ async fn an_accept_is_one_a013_an_aa_and_no_echo() {
     assert_eq!(ack.ack_code, Some(AckCode::AA));
     assert_eq!(ack.acked_control_id.unwrap().as_str(), "PASACC0001");
 
-    // The same message again (a redelivery or a resend): no second call, no second reply.
+    // The same message again (a redelivery or a resend): no second call; the PAS gets the
+    // stored reply again (decisions.rs checks its bytes).
     let again = app.inbound().handle(&msg, Utc::now()).await.unwrap();
     assert_eq!(
         again,
@@ -613,7 +614,14 @@ async fn every_pas_sample_ends_as_expected() {
                 .is_some_and(|x| x == "hl7")
         })
         .count();
-    assert_eq!(files, table.len(), "a sample without an expected outcome");
+    // Samples about a referral that another sample here changes first run in their own
+    // test: rri-cancel-action-later-ibs (70002, as rri-rejected) in cancel_action_later.rs.
+    let elsewhere = ["rri-cancel-action-later-ibs"];
+    assert_eq!(
+        files,
+        table.len() + elsewhere.len(),
+        "a sample without an expected outcome"
+    );
     for (name, want, reply_code) in table {
         let path = format!("{}/samples/pas/{name}.hl7", env!("CARGO_MANIFEST_DIR"));
         let body = std::fs::read(&path).unwrap();

@@ -5,6 +5,7 @@
 
 mod broker;
 mod budget;
+mod cancel_action_later;
 mod cli;
 #[path = "../common/mod.rs"]
 mod common;
@@ -20,6 +21,7 @@ mod inbound;
 mod load;
 mod monitor;
 mod parked;
+mod pas_sim;
 mod restart;
 mod run;
 mod store_ext;

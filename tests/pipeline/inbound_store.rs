@@ -1,8 +1,11 @@
-//! The inbound store on SQLite and PostgreSQL: MSH-10 de-duplication, intent before the
-//! call and result after, attempts, store-scheduled retries claimed with a lease, the
+//! The inbound store on SQLite and PostgreSQL: MSH-10 de-duplication (with the body's
+//! hash), intent before the call (with the decision behind it) and result after, attempts,
+//! store-scheduled retries claimed with a lease, the reply's bytes kept for a resend, the
 //! MSA-2 look-up of a published message, and retention of inbound payloads.
 
-use ers_bridge::store::{Attempt, Begin, InboundStatus, PublishedMessage, Store, VersionRecord};
+use ers_bridge::store::{
+    Attempt, Begin, Decision, InboundStatus, PublishedMessage, Store, VersionRecord,
+};
 use secrecy::SecretString;
 
 use crate::helpers;
@@ -12,14 +15,15 @@ async fn scenario(store: &Store) {
     let pas = cid("PAS00017");
     assert_eq!(
         store
-            .inbound_begin(&pas, "RRI^I12", "MSH|...", 1_000)
+            .inbound_begin_hashed(&pas, "RRI^I12", "MSH|...", Some("hash-1"), 1_000)
             .await
             .unwrap(),
         Begin::New
     );
-    // A redelivery (or a resend with the same MSH-10) finds the first.
+    // A redelivery (or a resend with the same MSH-10) finds the first, with the hash of
+    // the first body to compare with.
     let Begin::Seen(seen) = store
-        .inbound_begin(&pas, "RRI^I12", "MSH|...other", 2_000)
+        .inbound_begin_hashed(&pas, "RRI^I12", "MSH|...other", Some("hash-2"), 2_000)
         .await
         .unwrap()
     else {
@@ -28,15 +32,23 @@ async fn scenario(store: &Store) {
     assert_eq!(seen.status, InboundStatus::Received);
     assert_eq!(seen.received_at_ms, 1_000);
     assert_eq!(seen.hl7.as_deref(), Some("MSH|..."));
+    assert_eq!(seen.body_hash.as_deref(), Some("hash-1"));
+    assert_eq!((seen.decided_state, seen.decision_hash), (None, None));
 
-    // Intent before the call, attempt and result after.
+    // Intent before the call, with the decision behind it; attempt and result after.
+    let decision = Decision {
+        state: Some("AWAITING_TRIAGE".into()),
+        hash: "decision-1".into(),
+    };
     store
-        .inbound_intent(&pas, &u("000000070001"), "accept", ver(5))
+        .inbound_intent(&pas, &u("000000070001"), "accept", ver(5), &decision)
         .await
         .unwrap();
     let r = store.inbound(&pas).await.unwrap().unwrap();
     assert_eq!(r.status, InboundStatus::Intent);
     assert_eq!((r.attempts, r.version_sent), (1, Some(ver(5))));
+    assert_eq!(r.decided_state.as_deref(), Some("AWAITING_TRIAGE"));
+    assert_eq!(r.decision_hash.as_deref(), Some("decision-1"));
     let attempt = Attempt {
         operation: "A013".into(),
         version: Some(ver(5)),
@@ -80,7 +92,7 @@ async fn scenario(store: &Store) {
     );
 
     store
-        .inbound_intent(&pas, &u("000000070001"), "accept", ver(5))
+        .inbound_intent(&pas, &u("000000070001"), "accept", ver(5), &decision)
         .await
         .unwrap();
     store
@@ -123,6 +135,22 @@ async fn scenario(store: &Store) {
         1
     );
 
+    // The reply's exact bytes (8859/1 text included) are kept for a resend; a later reply
+    // (a needs-action retry) replaces them.
+    assert_eq!(store.inbound_reply(&pas).await.unwrap(), None);
+    let first = b"MSH|^~\\&|ERS_BRIDGE\rMSA|AA|PAS00017|caf\xe9\r".to_vec();
+    store
+        .inbound_store_reply(&pas, &first, 3_000)
+        .await
+        .unwrap();
+    assert_eq!(store.inbound_reply(&pas).await.unwrap(), Some(first));
+    let second = b"MSH|^~\\&|ERS_BRIDGE\rMSA|AE|PAS00017\r".to_vec();
+    store
+        .inbound_store_reply(&pas, &second, 3_500)
+        .await
+        .unwrap();
+    assert_eq!(store.inbound_reply(&pas).await.unwrap(), Some(second));
+
     // MSA-2 names a message we published.
     let published = PublishedMessage {
         control_id: cid("000000070001I1200005"),
@@ -162,6 +190,11 @@ async fn scenario(store: &Store) {
         .unwrap();
     store.prune_payloads(10_000).await.unwrap();
     assert_eq!(store.inbound(&pas).await.unwrap().unwrap().hl7, None);
+    assert_eq!(
+        store.inbound_reply(&pas).await.unwrap(),
+        None,
+        "reply pruned"
+    );
     assert!(store.inbound(&open).await.unwrap().unwrap().hl7.is_some());
 }
 

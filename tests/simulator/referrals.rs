@@ -229,6 +229,38 @@ async fn cancel_appointment_action_later() {
     .await;
 }
 
+/// `appointmentCancelledInPAS` on A022 as on A014: required for a referral booked into an
+/// indirectly bookable service (70002), refused for a directly bookable one (70005); the
+/// official minimal examples are each accepted on their service type.
+#[tokio::test]
+async fn cancel_appointment_action_later_checks_the_ibs_flag() {
+    let t = spawn().await;
+    let example = |name: &str| -> Value {
+        let path =
+            examples_dir().join(format!("cancelAppointmentActionLater/requests/{name}.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let (dbs, ibs) = (example("MinimalExampleDBS"), example("MinimalExampleIBS"));
+    let path = |u: &str| format!("ReferralRequest/{u}/$ers.cancelAppointmentActionLater");
+    let m = Some("W/\"5\"");
+    t.post_rejected(&path("000000070002"), m, &dbs, "VALUE_IS_REQUIRED")
+        .await;
+    t.post_rejected(&path("000000070005"), m, &ibs, "FIELD_NOT_PERMITTED")
+        .await;
+    for (ubrn, body) in [("000000070002", &ibs), ("000000070005", &dbs)] {
+        let (s, out) = t.post_json(&path(ubrn), m, Some(body)).await;
+        assert_eq!(s, StatusCode::OK, "{ubrn}: {out}");
+        assert_eq!(
+            state_of(&out),
+            (
+                "TRIAGED_PROVIDER_TO_ACTION".into(),
+                Some("CANCEL_APPOINTMENT_ACTION_LATER".into())
+            ),
+            "{ubrn}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn record_review_outcome_on_triage_and_deferred_referrals() {
     let t = spawn().await;

@@ -275,9 +275,16 @@ fn check_id(op: Operation, id: &str) -> Result<(), ErsError> {
     }
 }
 
+/// The exact bytes a write sends as its `application/fhir+json` body for `p`: the
+/// `Parameters` resource with its `resourceType`, compact JSON. The client sends these and
+/// `ers-bridge decide` prints them, so what the offline tool shows is what e-RS gets.
+pub fn request_body_bytes(p: Parameters) -> Result<String, serde_json::Error> {
+    serde_json::to_value(Resource::from(p)).map(|v| v.to_string())
+}
+
 fn fhir_body(op: Operation, p: Result<Parameters, String>) -> Result<Body, ErsError> {
     let p = p.map_err(|r| invalid(op, r))?;
-    serde_json::to_value(Resource::from(p))
+    request_body_bytes(p)
         .map(Body::Fhir)
         .map_err(|e| invalid(op, format!("cannot serialise the body: {e}")))
 }

@@ -25,7 +25,7 @@ use crate::fhir::ReferralRequest;
 use crate::hl7::{ControlId, Ubrn};
 use crate::mapping::Action;
 use crate::pipeline::PipelineError;
-use crate::store::{Attempt, InboundStatus, Seen};
+use crate::store::{Attempt, Decision, InboundStatus, Seen};
 
 /// Re-reads after a 409/423 before giving the decision to a person.
 pub const MAX_CONFLICTS: u32 = 3;
@@ -50,15 +50,22 @@ pub fn action_name(a: &Action) -> &'static str {
     a.kind().name()
 }
 
-/// Whether the referral already shows the action's effect (a write made before a crash).
-fn already_applied(a: &Action, r: &ReferralRequest) -> bool {
+/// Whether the referral already shows the action's effect (a write made before a crash,
+/// or for an earlier message carrying the same decision).
+pub(super) fn already_applied(a: &Action, r: &ReferralRequest) -> bool {
     let state = r.state().map(|c| c.code()).unwrap_or_default();
     match a {
         Action::Reject { .. } => state == "REJECTED",
+        // Still awaiting a review: not applied, whatever an older outcome says.
         Action::RecordReviewOutcome { outcome, .. } => {
-            r.state_reason().map(|c| c.code()) == Some(outcome.code())
+            !matches!(state, "AWAITING_TRIAGE" | "DEFERRED_TO_PROVIDER")
+                && r.state_reason().map(|c| c.code()) == Some(outcome.code())
         }
-        Action::CancelActionLater { .. } => state == "APPT_CANCELLED_BY_PROVIDER",
+        // e-RS records A022 as the review outcome CANCEL_APPOINTMENT_ACTION_LATER (the
+        // official response: TRIAGED_PROVIDER_TO_ACTION with that reason).
+        Action::CancelActionLater { .. } => {
+            r.state_reason().map(|c| c.code()) == Some("CANCEL_APPOINTMENT_ACTION_LATER")
+        }
         _ => false,
     }
 }
@@ -71,13 +78,15 @@ fn refused(why: impl Into<String>) -> Outcome {
     }
 }
 
-/// Performs `action` for the PAS message `control_id`; `first_read` is the referral as
-/// just read for the decision (read again when absent, and after a conflict).
+/// Performs `action` for the PAS message `control_id`; `decision` is what it was decided
+/// from, stored with the intent; `first_read` is the referral as just read for the
+/// decision (read again when absent, and after a conflict).
 pub async fn run(
     shared: &Shared,
     control_id: &ControlId,
     ubrn: &Ubrn,
     action: &Action,
+    decision: &Decision,
     first_read: Option<Versioned<ReferralRequest>>,
     now: DateTime<Utc>,
 ) -> Result<Outcome, PipelineError> {
@@ -145,7 +154,7 @@ pub async fn run(
             }
         }
         store
-            .inbound_intent(control_id, ubrn, name, version)
+            .inbound_intent(control_id, ubrn, name, version, decision)
             .await?;
         let correlation = uuid::Uuid::new_v4();
         let ers = shared.ers.for_decision().with_correlation_id(correlation);
@@ -226,6 +235,22 @@ fn classify(op: Operation, e: ErsError, called: bool) -> Outcome {
     refused(why)
 }
 
+/// `appointmentCancelledInPAS` (A014, A022) is required for an indirectly bookable service
+/// and refused for any other, and A005 does not say which the referral is booked into: the
+/// rule's value is sent, and when e-RS's 422 says it was wrong (`FIELD_NOT_PERMITTED` with
+/// the flag, `VALUE_IS_REQUIRED` without it) this is the flag for the one corrected call
+/// (the refused call changed nothing).
+fn corrected_pas_flag(e: &ErsError, sent: Option<bool>) -> Option<Option<bool>> {
+    if e.status() != Some(422) {
+        return None;
+    }
+    match (e.ers_code(), sent) {
+        (Some("FIELD_NOT_PERMITTED"), Some(_)) => Some(None),
+        (Some("VALUE_IS_REQUIRED"), None) => Some(Some(true)),
+        _ => None,
+    }
+}
+
 /// Why a call was not made or failed.
 enum Call {
     /// The decision cannot be sent as it is (a comment too long or missing, an unknown
@@ -276,41 +301,46 @@ async fn call(
                         }))
                     }
                 };
-            // appointmentCancelledInPAS is required for an indirectly bookable service and
-            // refused for any other; A005 does not say which the referral is booked into,
-            // so e-RS's 422 tells, and the one corrected call follows (the refused one
-            // changed nothing).
             match ers.reject(ubrn, version, &input).await {
-                Err(e) if e.status() == Some(422) => {
-                    let corrected = match (e.ers_code(), input.appointment_cancelled_in_pas) {
-                        (Some("FIELD_NOT_PERMITTED"), Some(_)) => Some(None),
-                        (Some("VALUE_IS_REQUIRED"), None) => Some(Some(true)),
-                        _ => None,
-                    };
-                    match corrected {
-                        Some(flag) => {
-                            let input = crate::fhir::requests::RejectReferral {
-                                appointment_cancelled_in_pas: flag,
-                                ..input
-                            };
-                            ers.reject(ubrn, version, &input).await.map_err(nte)
-                        }
-                        None => Err(nte(e)),
+                Err(e) => match corrected_pas_flag(&e, input.appointment_cancelled_in_pas) {
+                    Some(flag) => {
+                        let input = crate::fhir::requests::RejectReferral {
+                            appointment_cancelled_in_pas: flag,
+                            ..input
+                        };
+                        ers.reject(ubrn, version, &input).await.map_err(nte)
                     }
-                }
-                other => other.map_err(nte),
+                    None => Err(nte(e)),
+                },
+                ok => ok.map_err(nte),
             }
         }
-        Action::CancelActionLater { comments, .. } => {
+        Action::CancelActionLater {
+            comments,
+            appointment_cancelled_in_pas,
+            ..
+        } => {
             let input = CancelAppointmentActionLater {
                 comments: comments.clone(),
                 priority: None,
-                appointment_cancelled_in_pas: None,
+                appointment_cancelled_in_pas: appointment_cancelled_in_pas.then_some(true),
                 attachments: Vec::new(),
             };
-            ers.cancel_action_later(ubrn, version, &input)
-                .await
-                .map_err(nte)
+            match ers.cancel_action_later(ubrn, version, &input).await {
+                Err(e) => match corrected_pas_flag(&e, input.appointment_cancelled_in_pas) {
+                    Some(flag) => {
+                        let input = CancelAppointmentActionLater {
+                            appointment_cancelled_in_pas: flag,
+                            ..input
+                        };
+                        ers.cancel_action_later(ubrn, version, &input)
+                            .await
+                            .map_err(nte)
+                    }
+                    None => Err(nte(e)),
+                },
+                ok => ok.map_err(nte),
+            }
         }
         Action::RecordReviewOutcome {
             outcome, comments, ..

@@ -8,11 +8,16 @@
 //!
 //! [`Inbound::handle`] processes one message body and says what became of it; the caller
 //! (the consumer loop, or a test) acks the delivery only after it returns `Ok`. A
-//! redelivery or a resend with the same MSH-10 makes no second e-RS call: the store decides
-//! (`store/inbound.rs`). A transient e-RS failure is scheduled in the store and retried by
-//! [`Inbound::retry_due`], so it never holds the queue.
+//! redelivery or a resend with the same MSH-10 makes no second e-RS call: a copy of a
+//! message still in flight waits for it ([`inflight`]), the store decides
+//! (`store/inbound.rs`), and a copy of a message handled before gets the stored reply
+//! again, byte for byte; an MSH-10 reused for a different body is refused. A message
+//! interrupted after its decision acts on the stored decision, never on one made again
+//! from the state our own write produced. A transient e-RS failure is scheduled in the
+//! store and retried by [`Inbound::retry_due`], so it never holds the queue.
 
 mod execute;
+mod inflight;
 mod reply;
 
 use std::sync::Arc;
@@ -26,8 +31,9 @@ use crate::events::{InboundHandled, ReplySent};
 use crate::hl7::ack::summarise;
 use crate::hl7::reply::Reply;
 use crate::hl7::{read_with_limit, Inbound as InboundMsg, Message, Ubrn};
+use crate::ids::ControlId;
 use crate::mapping::{Action, DecisionTable};
-use crate::store::{Begin, InboundRecord, InboundStatus};
+use crate::store::{Begin, Decision, InboundRecord, InboundStatus};
 
 pub use execute::Outcome as ExecuteOutcome;
 use reply::refusal;
@@ -55,8 +61,12 @@ pub struct InboundSettings {
 pub enum Handled {
     /// Not readable HL7: on the dead letter with this reason.
     DeadLettered { reason: String },
-    /// Its MSH-10 was handled before: nothing done again.
+    /// Its MSH-10 was handled before (or waits for a retry): nothing done again; the
+    /// stored reply, when there is one, sent again.
     Duplicate { status: InboundStatus },
+    /// Its MSH-10 was used before for a different body: refused with an AE, nothing
+    /// written.
+    IdReused { why: String },
     /// Nothing to do in e-RS (a commit ACK, a pending RRI).
     NoAction { why: String },
     /// The e-RS action is applied (now, or found applied).
@@ -74,6 +84,7 @@ impl Handled {
         match self {
             Self::DeadLettered { .. } => "dead_lettered",
             Self::Duplicate { .. } => "duplicate",
+            Self::IdReused { .. } => "id_reused",
             Self::NoAction { .. } => "no_action",
             Self::Done { .. } => "done",
             Self::NeedsAction { .. } => "needs_action",
@@ -87,6 +98,8 @@ pub struct Inbound {
     shared: Arc<Shared>,
     table: Arc<DecisionTable>,
     settings: InboundSettings,
+    /// The MSH-10s being handled now: a second copy waits for the first.
+    in_flight: inflight::InFlight,
 }
 
 impl std::fmt::Debug for Inbound {
@@ -103,6 +116,7 @@ impl Inbound {
             shared,
             table,
             settings,
+            in_flight: inflight::InFlight::default(),
         }
     }
 
@@ -152,26 +166,60 @@ impl Inbound {
     ) -> Result<Handled, PipelineError> {
         let text = String::from_utf8_lossy(body).into_owned();
         let message_type = format!("{}^{}", msg.message_type, msg.event);
+        let hash = sha256_hex(body);
+        // A copy of a message still being handled (a redelivery after a channel loss, a
+        // resend before our reply) waits here for the first copy's outcome, found below.
+        let _handling = self.handling(&msg.control_id).await?;
         let store = &self.shared.store;
-        match store
-            .inbound_begin(
+        let seen = match store
+            .inbound_begin_hashed(
                 &msg.control_id,
                 &message_type,
                 &text,
+                Some(&hash),
                 now.timestamp_millis(),
             )
             .await?
         {
-            Begin::New => {}
-            Begin::Seen(r) if r.status.is_final() || r.status == InboundStatus::Retry => {
-                tracing::info!(control_id = %msg.control_id, status = r.status.as_str(), "inbound message seen before, nothing done again");
-                return Ok(Handled::Duplicate { status: r.status });
-            }
-            // Received or interrupted at the intent: carry on (the execute step re-reads
-            // the referral before writing again).
-            Begin::Seen(_) => {}
+            Begin::New => return self.decide_and_act(msg, message, None, now).await,
+            Begin::Seen(r) => r,
+        };
+        // The same MSH-10 on another body is another message: refused, nothing written.
+        // (A row stored before bodies were hashed has no hash and counts as the same.)
+        if seen.body_hash.as_deref().is_some_and(|h| h != hash) {
+            return self.refuse_reused_id(msg, message, &hash, now).await;
         }
-        self.decide_and_act(msg, message, now).await
+        if seen.status.is_final() {
+            let resent = self.resend_reply(msg, &seen).await?;
+            tracing::info!(control_id = %msg.control_id, status = seen.status.as_str(), reply_resent = resent, "inbound message seen before, nothing done again");
+            return Ok(Handled::Duplicate {
+                status: seen.status,
+            });
+        }
+        if seen.status == InboundStatus::Retry {
+            // The reply goes out once, when the retry ends.
+            tracing::info!(control_id = %msg.control_id, "inbound message seen before, waits for its retry");
+            return Ok(Handled::Duplicate {
+                status: seen.status,
+            });
+        }
+        // Received, or interrupted at the intent (the bridge stopped mid-way): carry on,
+        // acting on the stored decision when there is one (the execute step re-reads the
+        // referral before writing again).
+        self.decide_and_act(msg, message, Some(&seen), now).await
+    }
+
+    /// Marks the message as being handled here, waiting first for a copy already in
+    /// flight (unless the bridge stops first).
+    async fn handling<'a>(
+        &'a self,
+        control_id: &ControlId,
+    ) -> Result<inflight::Handling<'a>, PipelineError> {
+        tokio::select! {
+            biased;
+            h = self.in_flight.take(control_id) => Ok(h),
+            () = self.shared.shutdown.wait() => Err(PipelineError::ShuttingDown),
+        }
     }
 
     /// Counts and logs what became of one message.
@@ -214,9 +262,21 @@ impl Inbound {
 
     async fn retry_one(
         &self,
-        r: &InboundRecord,
+        claimed: &InboundRecord,
         now: DateTime<Utc>,
     ) -> Result<Handled, PipelineError> {
+        let _handling = self.handling(&claimed.control_id).await?;
+        // Read again under the message's mark: a try still running past its lease, or a
+        // copy handled meanwhile, may have finished it.
+        let r = match self.shared.store.inbound(&claimed.control_id).await? {
+            Some(r) if r.status == InboundStatus::Retry => r,
+            Some(r) => return Ok(Handled::Duplicate { status: r.status }),
+            None => {
+                return Ok(Handled::Duplicate {
+                    status: claimed.status,
+                })
+            }
+        };
         // Stored text that cannot be acted on any more ends the retries as a record for a
         // person (a message left in `retry` would be claimed again after every lease).
         let read = match &r.hl7 {
@@ -241,15 +301,19 @@ impl Inbound {
             }
         };
         let started = std::time::Instant::now();
-        let handled = self.decide_and_act(&msg, &message, now).await?;
+        let handled = self.decide_and_act(&msg, &message, Some(&r), now).await?;
         self.emit(Some(&msg), &handled, started);
         Ok(handled)
     }
 
+    /// Decides and acts on one message; `stored` is its row when it was stored before (a
+    /// retry, or a message interrupted mid-way), whose decision, when it has one, is acted
+    /// on again rather than made again.
     async fn decide_and_act(
         &self,
         msg: &InboundMsg,
         message: &Message,
+        stored: Option<&InboundRecord>,
         now: DateTime<Utc>,
     ) -> Result<Handled, PipelineError> {
         let store = &self.shared.store;
@@ -296,7 +360,32 @@ impl Inbound {
         let state = read
             .as_ref()
             .and_then(|r| r.resource.state().map(|c| c.code().to_string()));
-        let action = self.table.decide_with(msg, state.as_deref());
+        // A message interrupted after its decision (found at its intent, or waiting for a
+        // retry of its write) acts on what was decided, on the state it was decided on:
+        // the state now may be the one our own write produced.
+        let resumed = stored.filter(|r| r.decision_hash.is_some());
+        let (action, decided_state) = match resumed {
+            Some(r) => {
+                let action = self.table.decide_with(msg, r.decided_state.as_deref());
+                if r.decision_hash.as_deref() != Some(decision_hash(&action).as_str()) {
+                    let why = "the decision table changed while this decision was in flight: \
+                               check the referral in e-RS before deciding again"
+                        .to_string();
+                    let reply = refusal(
+                        "not sent to e-RS: needs review",
+                        "RF1",
+                        Some(1),
+                        "207",
+                        why.clone(),
+                    );
+                    return self
+                        .finish_needs_action(msg, message, ubrn.as_ref(), &why, Some(reply), now)
+                        .await;
+                }
+                (action, r.decided_state.clone())
+            }
+            None => (self.table.decide_with(msg, state.as_deref()), state),
+        };
         match &action {
             Action::NoAction { why } => {
                 let reply = is_rri.then(|| Reply::accept(why.clone()));
@@ -334,10 +423,28 @@ impl Inbound {
                         .finish_needs_action(msg, message, None, &why, Some(reply), now)
                         .await;
                 };
-                // A resend under a new MSH-10 of a decision already applied for this
-                // referral, which has not changed since our write: answered as applied,
-                // not written again. (A later decision on a changed referral is acted on.)
-                let name = execute::action_name(&action);
+                // The same decision under another MSH-10 (the PAS resent it): recognised
+                // by deciding this message on the state the other was decided on, whatever
+                // state our write moved the referral to since.
+                let earlier = self.shared.store.inbound_for(&ubrn).await?;
+                let same = self.same_decision(msg, &earlier);
+                // Another copy still in flight (waiting for a retry of its write, or
+                // interrupted at its intent): this one waits for its outcome, never
+                // writes beside it. A message with a decision of its own does not wait.
+                if resumed.is_none() {
+                    if let Some((other, _)) = same.iter().find(|(r, _)| {
+                        matches!(r.status, InboundStatus::Retry | InboundStatus::Intent)
+                    }) {
+                        let why = format!(
+                            "waiting for message {} carrying the same decision",
+                            other.control_id
+                        );
+                        return self.schedule_retry(msg, message, &ubrn, why, now).await;
+                    }
+                }
+                // Applied for a message handled before, and the referral has not changed
+                // since our write or still shows the effect: answered as applied, not
+                // written again. (A later decision on a changed referral is acted on.)
                 let unchanged_since_our_write = match read.as_ref().and_then(|r| r.version) {
                     Some(v) => self
                         .shared
@@ -347,16 +454,15 @@ impl Inbound {
                         .map_err(PipelineError::store(&ubrn))?,
                     None => false,
                 };
-                let earlier = if unchanged_since_our_write {
-                    self.shared.store.inbound_for(&ubrn).await?
-                } else {
-                    Vec::new()
-                };
-                if let Some(first) = earlier.iter().find(|r| {
-                    r.control_id != msg.control_id
-                        && r.status == InboundStatus::Done
-                        && r.action.as_deref() == Some(name)
-                }) {
+                let applied = same.iter().find(|(r, action)| {
+                    r.status == InboundStatus::Done
+                        && (unchanged_since_our_write
+                            || read.as_ref().is_some_and(|read| {
+                                execute::already_applied(action, &read.resource)
+                            }))
+                });
+                if let Some((first, applied_action)) = applied {
+                    let name = execute::action_name(applied_action);
                     let detail = format!(
                         "{name} already applied for message {} (a resend): not written again",
                         first.control_id
@@ -380,9 +486,33 @@ impl Inbound {
                         action: name.to_string(),
                     });
                 }
-                self.act(msg, message, &ubrn, &action, read, now).await
+                let decision = Decision {
+                    state: decided_state,
+                    hash: decision_hash(&action),
+                };
+                self.act(msg, message, &ubrn, (&action, &decision), read, now)
+                    .await
             }
         }
+    }
+
+    /// The other messages among `earlier` that carry the same decision as `msg`: decided
+    /// on the e-RS state each was decided on, `msg` gives the action that one stored.
+    /// Returns each with that action.
+    fn same_decision<'r>(
+        &self,
+        msg: &InboundMsg,
+        earlier: &'r [InboundRecord],
+    ) -> Vec<(&'r InboundRecord, Action)> {
+        earlier
+            .iter()
+            .filter(|r| r.control_id != msg.control_id)
+            .filter_map(|r| {
+                let stored = r.decision_hash.as_deref()?;
+                let action = self.table.decide_with(msg, r.decided_state.as_deref());
+                (decision_hash(&action) == stored).then_some((r, action))
+            })
+            .collect()
     }
 
     /// The referral a message is about: MSA-2 names one of our messages (looked up in the
@@ -419,18 +549,27 @@ impl Inbound {
         }
     }
 
-    /// Runs the e-RS action (the caller holds the referral's claim) and records how it
-    /// ended.
+    /// Runs the e-RS action decided (the caller holds the referral's claim), with the
+    /// decision it came from, and records how it ended.
     async fn act(
         &self,
         msg: &InboundMsg,
         message: &Message,
         ubrn: &Ubrn,
-        action: &Action,
+        (action, decision): (&Action, &Decision),
         read: Option<crate::ers::Versioned<crate::fhir::ReferralRequest>>,
         now: DateTime<Utc>,
     ) -> Result<Handled, PipelineError> {
-        let outcome = execute::run(&self.shared, &msg.control_id, ubrn, action, read, now).await;
+        let outcome = execute::run(
+            &self.shared,
+            &msg.control_id,
+            ubrn,
+            action,
+            decision,
+            read,
+            now,
+        )
+        .await;
         let store = &self.shared.store;
         let name = execute::action_name(action);
         match outcome? {
@@ -495,7 +634,7 @@ impl Inbound {
         store
             .inbound_schedule_retry(&msg.control_id, due_ms, &why)
             .await?;
-        tracing::warn!(ubrn = %ubrn, control_id = %msg.control_id, retry_in_ms = wait.as_millis() as u64, error = %why, "e-rs call failed, retry scheduled");
+        tracing::warn!(ubrn = %ubrn, control_id = %msg.control_id, retry_in_ms = wait.as_millis() as u64, error = %why, "pas decision not applied yet, retry scheduled");
         Ok(Handled::RetryScheduled { due_ms })
     }
 
@@ -525,4 +664,17 @@ impl Inbound {
             why: why.to_string(),
         })
     }
+}
+
+/// A hash of a message's bytes (SHA-256, hex): tells a copy of a message from another
+/// message reusing its MSH-10.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// A hash of a decided action (its kind and every value it sends), stored with the intent.
+fn decision_hash(action: &Action) -> String {
+    // An enum of strings, codes and flags: serialising it cannot fail.
+    sha256_hex(&serde_json::to_vec(action).unwrap_or_default())
 }

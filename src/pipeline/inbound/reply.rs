@@ -1,19 +1,23 @@
 //! What the inbound pipeline sends back: the bridge's HL7 ACK to each PAS RRI (on
-//! `<tenant>.ACK.<event>`, with confirms) and, for a message it cannot read, a dead letter
-//! that keeps the PAS's original AMQP properties and adds the reason headers
-//! `x-ers-error` / `x-ers-error-detail`.
+//! `<tenant>.ACK.<event>`, with confirms; its bytes kept in the store and sent again, the
+//! same bytes, to a resend of the message), the AE refusing an MSH-10 reused for another
+//! body, and, for a message it cannot read, a dead letter that keeps the PAS's original
+//! AMQP properties and adds the reason headers `x-ers-error` / `x-ers-error-detail`.
 
 use chrono::{DateTime, Utc};
 
 use crate::amqp::{AmqpError, DeliveryProperties, OutboundMessage};
+use crate::hl7::ack::AckCode;
 use crate::hl7::reply::{self, Reply, ReplyError};
 use crate::hl7::{ControlId, Inbound as InboundMsg, Message};
+use crate::store::InboundRecord;
 
-use super::{Inbound, PipelineError};
+use super::{Handled, Inbound, PipelineError};
 
 impl Inbound {
     /// Publishes the bridge's ACK to the PAS's message (RRIs only: an ACK is never
-    /// acknowledged). Returns the MSA-1 sent.
+    /// acknowledged), keeping its bytes first for a resend of the message. Returns the
+    /// MSA-1 sent.
     pub(super) async fn reply(
         &self,
         msg: &InboundMsg,
@@ -23,15 +27,85 @@ impl Inbound {
     ) -> Result<Option<&'static str>, PipelineError> {
         let Some(reply) = reply else { return Ok(None) };
         let control_id = reply_control_id(&msg.control_id);
-        let ack = reply::build(
-            message,
-            &reply,
-            &control_id,
-            &now.format("%Y%m%d%H%M%S%z").to_string(),
+        let bytes = encode(message, &reply, &control_id, now)?;
+        self.shared
+            .store
+            .inbound_store_reply(&msg.control_id, &bytes, now.timestamp_millis())
+            .await?;
+        self.publish_reply(msg, &control_id, bytes).await?;
+        self.shared.events.emit(super::ReplySent {
+            control_id: msg.control_id.clone(),
+            code: reply.code.as_str(),
+        });
+        Ok(Some(reply.code.as_str()))
+    }
+
+    /// Sends the stored reply to a message handled before again, the same bytes (the same
+    /// MSH-10 of ours): the PAS resent it because our ACK did not reach it. `false` when
+    /// there is none (an ACK from the PAS is never answered; retention may have pruned it).
+    pub(super) async fn resend_reply(
+        &self,
+        msg: &InboundMsg,
+        stored: &InboundRecord,
+    ) -> Result<bool, PipelineError> {
+        let Some(bytes) = self.shared.store.inbound_reply(&msg.control_id).await? else {
+            if stored.reply_code.is_some() {
+                tracing::warn!(control_id = %msg.control_id, "the reply to a resent pas message was pruned, not sent again");
+            }
+            return Ok(false);
+        };
+        self.publish_reply(msg, &reply_control_id(&msg.control_id), bytes)
+            .await?;
+        if let Some(code) = stored.reply_code.as_deref().and_then(AckCode::parse) {
+            self.shared.events.emit(super::ReplySent {
+                control_id: msg.control_id.clone(),
+                code: code.as_str(),
+            });
+        }
+        Ok(true)
+    }
+
+    /// Refuses a message whose MSH-10 was used before for a different body: an AE saying
+    /// so (under a reply MSH-10 of its own, so it is never taken for the reply to the first
+    /// message), no e-RS call, and nothing stored about the first message changed.
+    pub(super) async fn refuse_reused_id(
+        &self,
+        msg: &InboundMsg,
+        message: &Message,
+        body_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, PipelineError> {
+        let why = format!(
+            "MSH-10 {} was already used for a different message: not sent to e-RS; send it \
+             under a new MSH-10",
+            msg.control_id
         );
-        let bytes = ack
-            .encode()
-            .map_err(|e| PipelineError::BadMessage(e.to_string()))?;
+        tracing::warn!(control_id = %msg.control_id, "pas message reuses an msh-10 for a different body, refused");
+        if msg.referral.is_some() {
+            let reply = refusal(
+                "not sent to e-RS: MSH-10 reused",
+                "MSH",
+                Some(10),
+                "205",
+                why.clone(),
+            );
+            let control_id = reply_control_id_salted(&msg.control_id, body_hash);
+            let bytes = encode(message, &reply, &control_id, now)?;
+            self.publish_reply(msg, &control_id, bytes).await?;
+            self.shared.events.emit(super::ReplySent {
+                control_id: msg.control_id.clone(),
+                code: reply.code.as_str(),
+            });
+        }
+        Ok(Handled::IdReused { why })
+    }
+
+    async fn publish_reply(
+        &self,
+        msg: &InboundMsg,
+        control_id: &ControlId,
+        bytes: Vec<u8>,
+    ) -> Result<(), PipelineError> {
         let out = OutboundMessage::new(
             format!("{}.ACK.{}", self.settings.tenant, msg.event),
             control_id.to_string(),
@@ -40,12 +114,7 @@ impl Inbound {
             String::new(),
             bytes,
         );
-        self.publish(&out).await?;
-        self.shared.events.emit(super::ReplySent {
-            control_id: msg.control_id.clone(),
-            code: reply.code.as_str(),
-        });
-        Ok(Some(reply.code.as_str()))
+        self.publish(&out).await
     }
 
     /// Sends an unreadable message to the dead-letter exchange with its reason, under
@@ -101,6 +170,23 @@ impl Inbound {
     }
 }
 
+/// The bytes of the ACK to `message`.
+fn encode(
+    message: &Message,
+    reply: &Reply,
+    control_id: &ControlId,
+    now: DateTime<Utc>,
+) -> Result<Vec<u8>, PipelineError> {
+    reply::build(
+        message,
+        reply,
+        control_id,
+        &now.format("%Y%m%d%H%M%S%z").to_string(),
+    )
+    .encode()
+    .map_err(|e| PipelineError::BadMessage(e.to_string()))
+}
+
 /// An AE reply: `text` in MSA-3, the ERR naming `segment`/`field` with a table 0357 code
 /// and `why` for the PAS's people.
 pub(super) fn refusal(
@@ -124,9 +210,26 @@ pub(super) fn refusal(
 /// The MSH-10 of our reply: `R` and 19 digits of a hash of the PAS's MSH-10, so a reply
 /// sent again carries the same id (20 characters, MSH-10's limit).
 pub fn reply_control_id(theirs: &ControlId) -> ControlId {
+    hashed_control_id(theirs.as_str().bytes())
+}
+
+/// The MSH-10 of the AE refusing a reused MSH-10: a hash of theirs and of the body, so it
+/// differs from the reply to the first message and is the same if the refused one comes
+/// again.
+fn reply_control_id_salted(theirs: &ControlId, body_hash: &str) -> ControlId {
+    hashed_control_id(
+        theirs
+            .as_str()
+            .bytes()
+            .chain(std::iter::once(b'|'))
+            .chain(body_hash.bytes()),
+    )
+}
+
+fn hashed_control_id(bytes: impl Iterator<Item = u8>) -> ControlId {
     // FNV-1a: stable across builds and platforms (std's hasher is not).
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in theirs.as_str().bytes() {
+    for b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -147,5 +250,8 @@ mod tests {
         assert_ne!(a, c);
         assert_eq!(a.as_str().len(), 20);
         assert!(a.as_str().starts_with('R'));
+        let reused = reply_control_id_salted(&ControlId::parse("PAS00017").unwrap(), "ab12");
+        assert_ne!(reused, a, "the refusal of a reused id has an id of its own");
+        assert_eq!(reused.as_str().len(), 20);
     }
 }

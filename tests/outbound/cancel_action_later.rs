@@ -1,0 +1,137 @@
+//! A022 (cancel appointment, action later) through the inbound pipeline against the
+//! simulator over HTTP and the real RabbitMQ: the PAS samples for a directly and an
+//! indirectly bookable service each end in one applied A022 whose body deep-equals the
+//! official example request for that service type (as the official sandbox compares
+//! them), with e-RS's 422 on `appointmentCancelledInPAS` followed by the one corrected
+//! call; and an A022 whose response was lost is found applied, never sent twice.
+
+use chrono::Utc;
+use ers_bridge::hl7::AckCode;
+use ers_bridge::pipeline::inbound::Handled;
+
+use crate::inbound::{applied_writes, reply, rri, seeded, write_calls};
+
+fn sample(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/samples/pas/{name}.hl7",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// An official A022 example request from `../shared/ers-api/examples/`.
+fn official(name: &str) -> serde_json::Value {
+    let path = format!(
+        "{}/../shared/ers-api/examples/stu3/cancelAppointmentActionLater/requests/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The referral's state and state reason codes, as the simulator serves it.
+async fn state_of(h: &crate::helpers::Harness, ubrn: &str) -> (String, String) {
+    let r: ers_bridge::fhir::ReferralRequest =
+        serde_json::from_value(h.referral(ubrn).await).unwrap();
+    let code = |c: Option<&ers_bridge::fhir::Coding>| c.map(|c| c.code().to_string());
+    (
+        code(r.state()).unwrap_or_default(),
+        code(r.state_reason()).unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a022_bodies_are_the_official_examples_for_dbs_and_ibs() {
+    let (h, app) = seeded(false).await;
+    // 70005 is booked into a directly bookable service, 70002 into an indirectly bookable
+    // one. The default rule sends appointmentCancelledInPAS: the DBS referral's first call
+    // is refused (FIELD_NOT_PERMITTED, nothing changed) and the corrected one applied.
+    for (name, ubrn, example, calls) in [
+        (
+            "rri-cancel-action-later",
+            "000000070005",
+            "MinimalExampleDBS",
+            2,
+        ),
+        (
+            "rri-cancel-action-later-ibs",
+            "000000070002",
+            "MinimalExampleIBS",
+            1,
+        ),
+    ] {
+        let handled = app
+            .inbound()
+            .handle(&sample(name), Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(
+            handled,
+            Handled::Done {
+                action: "cancel_action_later".into()
+            },
+            "{name}"
+        );
+        assert_eq!(reply(&h).await.ack_code, Some(AckCode::AA), "{name}");
+        let a022: Vec<_> = write_calls(&h)
+            .await
+            .into_iter()
+            .filter(|c| c["operation"] == "A022" && c["ubrn"] == ubrn)
+            .collect();
+        assert_eq!(a022.len(), calls, "{name}: {a022:#?}");
+        let applied: Vec<_> = a022.iter().filter(|c| c["applied"] == true).collect();
+        assert_eq!(applied.len(), 1, "{name}: {a022:#?}");
+        assert_eq!(applied[0]["body"], official(example), "{name}");
+        assert_eq!(
+            state_of(&h, ubrn).await,
+            (
+                "TRIAGED_PROVIDER_TO_ACTION".to_string(),
+                "CANCEL_APPOINTMENT_ACTION_LATER".to_string()
+            ),
+            "{name}"
+        );
+    }
+    app.close().await;
+    h.cleanup().await;
+}
+
+/// e-RS applies the A022 but the response is lost (a 502): the retry from the store finds
+/// the referral carrying the A022 review outcome and answers AA without a second write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_a022_applied_with_its_response_lost_is_not_sent_twice() {
+    let (h, app) = seeded(false).await;
+    h.admin("faults", serde_json::json!({"lose_write_responses": 1}))
+        .await;
+    let now = Utc::now();
+    let msg = rri(
+        "PASLOST022",
+        "R^Rejected^HL70283",
+        "000000070002",
+        "REBOOK^Rebook",
+        "Please contact patient to rebook",
+    );
+    let handled = app.inbound().handle(&msg, now).await.unwrap();
+    assert!(
+        matches!(handled, Handled::RetryScheduled { .. }),
+        "{handled:?}"
+    );
+    assert_eq!(applied_writes(&h, "A022").await, 1, "e-RS applied it");
+    let done = app
+        .inbound()
+        .retry_due(now + chrono::Duration::minutes(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        [Handled::Done {
+            action: "cancel_action_later".into()
+        }]
+    );
+    assert_eq!(
+        applied_writes(&h, "A022").await,
+        1,
+        "still exactly one write"
+    );
+    app.close().await;
+    h.cleanup().await;
+}
