@@ -87,6 +87,13 @@ impl RateLimiter {
                     at = at.max(p);
                 }
                 st.next = Some(at + self.interval);
+                if at <= now {
+                    // A free slot now: no timer. Even a deadline already passed costs a
+                    // trip through tokio's timer wheel (its millisecond tick), and the read
+                    // at the head of the queue holds the gate meanwhile: with a generous
+                    // limit that serialised every read of the process behind a 1 ms sleep.
+                    return;
+                }
                 at
             };
             tokio::time::sleep_until(at).await;
