@@ -21,6 +21,8 @@
 # drifts by +-30% between hours: compare only inside one run, and prefer the bridge/
 # simulator CPU ratio, which takes out most of the host's drift.
 #
+# TOOLS=REV takes the simulator and the ceiling client from another commit (a bisection
+# over commits older than the ceiling's flags).
 # Env: N=10000 PAIRS=3 CONCURRENCY=32 AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f
 # CARGO_TARGET_DIR (default target/) holds the builds and target/compare/.
 # Needs RabbitMQ on 127.0.0.1:5672, curl, python3, /usr/bin/time.
@@ -80,15 +82,17 @@ build() { # rev examples?
 label() { if [[ $1 == . ]]; then echo "worktree"; else git rev-parse --short=10 "$1^{commit}"; fi; }
 BASE=$1
 HEAD_REV=${2:-.}
+TOOLS=${TOOLS:-$HEAD_REV}
 BASE_BIN=$(build "$BASE" "") || { echo "error: building $BASE failed" >&2; exit 1; }
-HEAD_BIN=$(build "$HEAD_REV" yes) || { echo "error: building $HEAD_REV failed" >&2; exit 1; }
+HEAD_BIN=$(build "$HEAD_REV" "") || { echo "error: building $HEAD_REV failed" >&2; exit 1; }
+TOOLS_BIN=$(build "$TOOLS" yes) || { echo "error: building $TOOLS failed" >&2; exit 1; }
 BASE_LABEL=$(label "$BASE")
 HEAD_LABEL=$(label "$HEAD_REV")
-SIM_BIN=$HEAD_BIN/ers-bridge
-CEILING=$HEAD_BIN/ceiling
+SIM_BIN=$TOOLS_BIN/ers-bridge
+CEILING=$TOOLS_BIN/ceiling
 
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-echo "== base $BASE_LABEL, head $HEAD_LABEL; N=$N PAIRS=$PAIRS CONCURRENCY=$CONCURRENCY; simulator and ceiling from head"
+echo "== base $BASE_LABEL, head $HEAD_LABEL; N=$N PAIRS=$PAIRS CONCURRENCY=$CONCURRENCY; simulator and ceiling from $(label "$TOOLS")"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 600); do curl -fs "$1" >/dev/null && return 0; sleep 0.1; done; return 1; }
