@@ -68,6 +68,11 @@ build() { # rev examples?
         local wt=$CACHE/wt-$sha
         [[ -d $wt ]] || git worktree add --detach "$wt" "$sha" >&2
         echo "== building $sha" >&2
+        # The worktrees share one target directory, where cargo keeps one fingerprint for
+        # the package whatever its path, and judges freshness by the sources' mtimes: a
+        # worktree made before the last build would count as built. Touching its sources
+        # makes cargo compile this commit.
+        find "$wt/src" "$wt/examples" "$wt/Cargo.toml" -type f -exec touch {} +
         (cd "$wt" && CARGO_TARGET_DIR=$TARGET nice cargo build --quiet --release \
             --bin ers-bridge ${with_examples:+--example ceiling} >&2)
         mkdir -p "$dir"
@@ -170,6 +175,7 @@ run_one() { # label bindir pair
     /usr/bin/time -v "$bin" run --config "$cfg" --until-drained >"$WORK/run.out" 2>"$WORK/run.err" \
         || { tail -20 "$WORK/run.err" >&2; exit 1; }
     sim1=$(cpu_ticks "$sim_pid"); beam1=$(cpu_ticks "$beam")
+    [[ -z ${KEEP_OUTPUT:-} ]] || { echo "--- $label"; grep -E "published|calls|failed|parked|took" "$WORK/run.out"; } >&2
     local published avg ceiling_line
     published=$(grep 'referrals published:' "$WORK/run.out" | awk '{print $NF}')
     avg=$(avg_message "$WORK/$name.db")
