@@ -58,28 +58,30 @@ build() { # rev examples?
         mkdir -p "$dir"
         cp "$TARGET/release/ers-bridge" "$dir/"
         [[ -z $with_examples ]] || cp "$TARGET/release/examples/ceiling" "$dir/"
-        ln -sfn "$ROOT/mappings" "$dir/mappings"
+        rm -rf "$dir/mappings"
+        cp -r "$ROOT/mappings" "$dir/mappings"
         echo "$dir"
         return
     fi
     sha=$(git rev-parse --short=10 "$rev^{commit}")
     dir=$CACHE/bin/$sha
     if [[ ! -x $dir/ers-bridge || ( -n $with_examples && ! -x $dir/ceiling ) ]]; then
-        local wt=$CACHE/wt-$sha
+        # One worktree at one path, checked out at each commit in turn: cargo keeps one
+        # fingerprint per package path and judges freshness by mtimes, which a checkout
+        # updates. (A worktree per commit sharing the target directory made cargo reuse
+        # another commit's build.)
+        local wt=$CACHE/wt
         [[ -d $wt ]] || git worktree add --detach "$wt" "$sha" >&2
+        git -C "$wt" checkout --quiet --detach --force "$sha" >&2
         echo "== building $sha" >&2
-        # The worktrees share one target directory, where cargo keeps one fingerprint for
-        # the package whatever its path, and judges freshness by the sources' mtimes: a
-        # worktree made before the last build would count as built. Touching its sources
-        # makes cargo compile this commit.
-        find "$wt/src" "$wt/examples" "$wt/Cargo.toml" -type f -exec touch {} +
         (cd "$wt" && CARGO_TARGET_DIR=$TARGET nice cargo build --quiet --release \
             --bin ers-bridge ${with_examples:+--example ceiling} >&2)
         mkdir -p "$dir"
         cp "$TARGET/release/ers-bridge" "$dir/"
         [[ -z $with_examples ]] || cp "$TARGET/release/examples/ceiling" "$dir/"
         # Each bridge maps with its own commit's mapping files.
-        ln -sfn "$wt/mappings" "$dir/mappings"
+        rm -rf "$dir/mappings"
+        git -C "$wt" archive "$sha" mappings | tar -x -C "$dir"
     fi
     echo "$dir"
 }
