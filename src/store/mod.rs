@@ -67,10 +67,6 @@ const UPSERT_SEEN: &str =
     "INSERT INTO referral_versions (ubrn, version, outcome, seen_at_ms) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (ubrn, version) DO UPDATE SET outcome = excluded.outcome, seen_at_ms = excluded.seen_at_ms";
 
-const INSERT_PUBLISHED: &str = "INSERT INTO published_messages \
-     (control_id, ubrn, version, message_type, routing_key, confirmed_at_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (control_id) DO NOTHING";
-
 /// A payload, by its kind (`out`, `in`, `dead`) and its owner's id; the first one wins.
 const INSERT_PAYLOAD: &str = "INSERT INTO payloads (kind, ref_id, stored_at_ms, body) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (kind, ref_id) DO NOTHING";
@@ -138,17 +134,6 @@ fn version_col(r: &sqlx::any::AnyRow, col: &str, op: &'static str) -> Result<Ver
     Version::from_i64(v).map_err(|e| StoreError::decode(op, e))
 }
 
-/// Inserts a confirmed message; the first row for a control id wins.
-fn insert_published(m: &PublishedMessage) -> AnyQuery<'_> {
-    sqlx::query(INSERT_PUBLISHED)
-        .bind(m.control_id.as_str())
-        .bind(m.ubrn.as_str())
-        .bind(m.version.as_i64())
-        .bind(&m.message_type)
-        .bind(&m.routing_key)
-        .bind(m.confirmed_at_ms)
-}
-
 /// Stores a payload (see [`INSERT_PAYLOAD`]).
 fn insert_payload<'q>(
     kind: &'static str,
@@ -170,6 +155,27 @@ fn placeholders(n: usize) -> String {
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `($1, …, $w), ($w+1, …, $2w), …`: `rows` rows of `width` numbered placeholders, for a
+/// multi-row `INSERT … VALUES`.
+fn value_rows(rows: usize, width: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..width {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(r * width + c + 1).to_string());
+        }
+        out.push(')');
+    }
+    out
 }
 
 /// One published message, as recorded after its broker confirm.
