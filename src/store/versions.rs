@@ -26,7 +26,7 @@ impl Store {
                 "SELECT ubrn, version FROM referral_versions WHERE ubrn IN ({})",
                 placeholders(chunk.len())
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
             for (ubrn, _) in chunk {
                 q = q.bind(ubrn.as_str());
             }
@@ -83,7 +83,7 @@ impl Store {
                  VALUES {} ON CONFLICT (control_id) DO NOTHING",
                 value_rows(chunk.len(), 6)
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
             for m in chunk {
                 q = q
                     .bind(m.control_id.as_str())
@@ -101,7 +101,7 @@ impl Store {
                  ON CONFLICT (kind, ref_id) DO NOTHING",
                 value_rows(chunk.len(), 4)
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
             for (m, body) in chunk {
                 q = q
                     .bind("out")
@@ -118,7 +118,7 @@ impl Store {
                  seen_at_ms = excluded.seen_at_ms",
                 value_rows(chunk.len(), 4)
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
             for v in chunk {
                 q = q
                     .bind(v.ubrn.as_str())
@@ -136,7 +136,7 @@ impl Store {
                     "DELETE FROM {table} WHERE ubrn IN ({})",
                     placeholders(chunk.len())
                 );
-                let mut q = sqlx::query(AssertSqlSafe(sql));
+                let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
                 for ubrn in chunk {
                     q = q.bind(*ubrn);
                 }
