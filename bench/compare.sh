@@ -73,6 +73,9 @@ build() { # rev examples?
         local wt=$CACHE/wt
         [[ -d $wt ]] || git worktree add --detach "$wt" "$sha" >&2
         git -C "$wt" checkout --quiet --detach --force "$sha" >&2
+        # Its sources newer than any build before, so a build interrupted half-way (a
+        # stopped comparison) is never taken for this commit's.
+        find "$wt/src" "$wt/examples" -type f -exec touch {} +
         echo "== building $sha" >&2
         (cd "$wt" && CARGO_TARGET_DIR=$TARGET nice cargo build --quiet --release \
             --bin ers-bridge ${with_examples:+--example ceiling} >&2)
