@@ -71,7 +71,10 @@ impl Store {
         // in one statement).
         let mut seen: Vec<&VersionRecord> = Vec::with_capacity(versions.len());
         for v in versions.iter().rev() {
-            if !seen.iter().any(|s| s.ubrn == v.ubrn && s.version == v.version) {
+            if !seen
+                .iter()
+                .any(|s| s.ubrn == v.ubrn && s.version == v.version)
+            {
                 seen.push(v);
             }
         }
