@@ -2,9 +2,13 @@
 //! unavoidable part of the outbound job, against the same simulator and broker as
 //! `bench/e2e.sh` step 1. It reads the worklists (A008, with the bridge's client), then for
 //! every referral: A005 (parsed to JSON, as the attachment list is inside), A042 for each
-//! attachment following the 307 to the object store, and one confirmed, persistent,
-//! mandatory publish of the A005 body to a fresh quorum queue (lapin alone, `--in-flight`
-//! referrals at once). No mapping, no store, no retries, no logging.
+//! available attachment following the 307 to the object store, A007 (the clinical
+//! information PDF) when the referral has no letter and none is still being scanned (as the
+//! bridge does with `clinical_info_when_no_letter`, its default; `--no-clinical-info` turns
+//! it off), and one confirmed, persistent, mandatory publish of a message of
+//! `--message-bytes` (the bridge's average message, which `bench/e2e.sh` and
+//! `bench/compare.sh` pass in; the A005 body when not given) to a fresh quorum queue (lapin
+//! alone, `--in-flight` referrals at once). No mapping, no store, no retries, no logging.
 //!
 //! Whatever rate this reaches bounds the end-to-end rate of the real bridge on the same
 //! cores from above. Prints one line of results.
@@ -21,7 +25,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use ers_bridge::config::{self, MapEnv, WorklistKind};
-use ers_bridge::ers::ErsClient;
+use ers_bridge::ers::{clinical_info_path, ErsClient};
 use ers_bridge::fhir::requests::FetchWorklist;
 use ers_bridge::pipeline::outbound::fetch::facts;
 use futures_util::StreamExt;
@@ -36,6 +40,10 @@ struct Args {
     sim: String,
     amqp: String,
     in_flight: usize,
+    /// A007 when the referral carries no letter (the bridge's default).
+    clinical_info: bool,
+    /// The size of each published message; `None`: the A005 body as it is.
+    message_bytes: Option<usize>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -43,6 +51,8 @@ fn args() -> anyhow::Result<Args> {
         sim: String::new(),
         amqp: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
         in_flight: 64,
+        clinical_info: true,
+        message_bytes: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -51,7 +61,12 @@ fn args() -> anyhow::Result<Args> {
             "--sim" => a.sim = value()?,
             "--amqp" => a.amqp = value()?,
             "--in-flight" => a.in_flight = value()?.parse()?,
-            other => bail!("unknown argument {other} (--sim URL --amqp URL --in-flight N)"),
+            "--message-bytes" => a.message_bytes = Some(value()?.parse()?),
+            "--no-clinical-info" => a.clinical_info = false,
+            other => bail!(
+                "unknown argument {other} (--sim URL --amqp URL --in-flight N \
+                 --message-bytes N --no-clinical-info)"
+            ),
         }
     }
     if a.sim.is_empty() || a.in_flight == 0 {
@@ -60,13 +75,15 @@ fn args() -> anyhow::Result<Args> {
     Ok(a)
 }
 
-/// One referral: A005, its attachments (A042 + object store), one confirmed publish.
+/// One referral: A005, its available attachments (A042 + object store), A007 when it has
+/// no letter, one confirmed publish.
 async fn one(
     http: &reqwest::Client,
     fhir: &str,
     ch: &lapin::Channel,
     exchange: &str,
     ubrn: &str,
+    a: &Args,
 ) -> anyhow::Result<usize> {
     let body = http
         .get(format!("{fhir}/STU3/ReferralRequest/{ubrn}"))
@@ -78,15 +95,40 @@ async fn one(
         .await?;
     let referral: serde_json::Value = serde_json::from_slice(&body)?;
     let mut requests = 1;
-    for a in facts(&ers_bridge::ids::Ubrn::parse(ubrn)?, &referral)?.attachments {
+    let parsed = ers_bridge::ids::Ubrn::parse(ubrn)?;
+    let (mut letters, mut pending) = (0, 0);
+    for att in facts(&parsed, &referral)?.attachments {
+        match att.status.as_deref() {
+            None | Some("AVAILABLE") => {}
+            Some("PENDING") => {
+                pending += 1;
+                continue;
+            }
+            Some(_) => continue,
+        }
         // reqwest follows the 307 to the object store by itself: two requests.
-        http.get(format!("{fhir}/R4/Binary/{}", a.binary_id))
+        http.get(format!("{fhir}/R4/Binary/{}", att.binary_id))
             .send()
             .await?
             .error_for_status()?
             .bytes()
             .await?;
         requests += 2;
+        letters += 1;
+    }
+    if a.clinical_info && letters == 0 && pending == 0 {
+        http.post(format!("{fhir}/STU3/{}", clinical_info_path(&parsed)))
+            .header("accept", "application/pdf")
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        requests += 1;
+    }
+    let mut body = body.to_vec();
+    if let Some(n) = a.message_bytes {
+        body.resize(n, b' ');
     }
     let confirm = ch
         .basic_publish(
@@ -143,7 +185,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let results: Vec<anyhow::Result<usize>> = futures_util::stream::iter(&ubrns)
-        .map(|u| one(&http, &fhir, ch, &t.exchange, u))
+        .map(|u| one(&http, &fhir, ch, &t.exchange, u, &a))
         .buffer_unordered(a.in_flight)
         .collect()
         .await;

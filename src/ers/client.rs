@@ -273,15 +273,27 @@ impl ErsClient {
             });
             let err = match outcome {
                 Ok(reply) => {
-                    info!(
-                        operation = op.id(),
-                        correlation_id = %cid,
-                        request_id = reply.request_id.as_deref().unwrap_or(""),
-                        status = reply.status,
-                        attempt,
-                        elapsed_ms,
-                        "e-rs call"
-                    );
+                    // Writes at info (each is a clinical decision); reads, several per
+                    // referral, at debug: at info they were most of the log and a
+                    // measurable share of the bridge's CPU. The metrics count every call.
+                    macro_rules! call_line {
+                        ($level:ident) => {
+                            $level!(
+                                operation = op.id(),
+                                correlation_id = %cid,
+                                request_id = reply.request_id.as_deref().unwrap_or(""),
+                                status = reply.status,
+                                attempt,
+                                elapsed_ms,
+                                "e-rs call"
+                            )
+                        };
+                    }
+                    if op.is_write() {
+                        call_line!(info);
+                    } else {
+                        call_line!(debug);
+                    }
                     if attempt == 1 {
                         inner.budget.earn();
                     }

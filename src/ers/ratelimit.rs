@@ -22,7 +22,13 @@ use std::{sync::Arc, sync::Mutex, time::Duration};
 
 use tokio::time::Instant;
 
-/// A shared limiter: at most `per_sec` permits in any one-second window.
+/// The resolution of tokio's timer: a permit whose slot is less than this ahead is granted
+/// at once, so a permit may come up to 1 ms before its slot (and a limit above 1,000/s
+/// spaces permits no finer than the timer can).
+const TIMER_TICK: Duration = Duration::from_millis(1);
+
+/// A shared limiter: at most `per_sec` permits in any one-second window (to within
+/// [`TIMER_TICK`]).
 #[derive(Debug)]
 pub struct RateLimiter {
     interval: Duration,
@@ -87,6 +93,14 @@ impl RateLimiter {
                     at = at.max(p);
                 }
                 st.next = Some(at + self.interval);
+                if at.saturating_duration_since(now) < TIMER_TICK {
+                    // Within the timer's resolution: granted now, with no timer. A sleep
+                    // rounds up to tokio's next millisecond tick (even for a deadline
+                    // already passed), and the read at the head of the queue holds the gate
+                    // meanwhile: with a generous limit every read of the process waited
+                    // behind a 1 ms sleep (issue 20: the bridge at a third of its speed).
+                    return;
+                }
                 at
             };
             tokio::time::sleep_until(at).await;
@@ -184,6 +198,31 @@ mod tests {
         let before = Instant::now();
         l.acquire().await;
         assert!(Instant::now() - before >= Duration::from_secs(5));
+    }
+
+    /// The 3x regression of issue 20: a slot free now must not wait for tokio's timer
+    /// (whose millisecond tick, on a paused clock, shows up as elapsed time), since the read
+    /// at the head of the queue holds the gate meanwhile and every read of the process
+    /// waits behind it.
+    #[tokio::test(start_paused = true)]
+    async fn a_generous_limit_grants_reads_without_waiting_for_the_timer() {
+        let l = Arc::new(RateLimiter::new(1_000_000));
+        let start = Instant::now();
+        let reads: Vec<_> = (0..1000)
+            .map(|_| {
+                let l = l.clone();
+                tokio::spawn(async move { l.acquire().await })
+            })
+            .collect();
+        for r in reads {
+            r.await.unwrap();
+        }
+        // 1,000 permits at 1,000,000/s span 1 ms; one timer tick per read would be 1 s.
+        assert!(
+            start.elapsed() <= Duration::from_millis(10),
+            "1,000 reads took {:?} at a limit of 1,000,000/s",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -147,15 +147,12 @@ impl Store {
             .await
             .op("set_worklist_members")?;
         for chunk in ubrns.chunks(BATCH_ROWS / 3) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-                .collect();
             let sql = format!(
                 "INSERT INTO worklist_members (service, list, ubrn) VALUES {} \
                  ON CONFLICT (service, list, ubrn) DO NOTHING",
-                rows.join(", ")
+                super::value_rows(chunk.len(), 3)
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
             for ubrn in chunk {
                 q = q.bind(service).bind(list).bind(ubrn.as_str());
             }

@@ -7,9 +7,8 @@ use std::collections::HashSet;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{
-    insert_payload, insert_published, placeholders, select_published, ubrn_col, upsert_seen,
-    version_col, OpContext, PublishedMessage, Seen, Store, StoreError, VersionRecord, VersionState,
-    BATCH_ROWS,
+    placeholders, select_published, ubrn_col, upsert_seen, value_rows, version_col, OpContext,
+    PublishedMessage, Seen, Store, StoreError, VersionRecord, VersionState, BATCH_ROWS,
 };
 use crate::ids::{ControlId, Ubrn, Version};
 
@@ -27,7 +26,7 @@ impl Store {
                 "SELECT ubrn, version FROM referral_versions WHERE ubrn IN ({})",
                 placeholders(chunk.len())
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
             for (ubrn, _) in chunk {
                 q = q.bind(ubrn.as_str());
             }
@@ -53,28 +52,84 @@ impl Store {
     /// Records referral versions as done, all in one transaction (the pipeline's group
     /// commit), after every message of each was confirmed: the messages, each version as seen
     /// with `outcome = "published"`, and each referral's parked item and waits cleared.
+    ///
+    /// Each table gets one multi-row statement per [`BATCH_ROWS`] bind parameters, so a
+    /// batch of 32 versions costs about six statements, not four per version: on SQLite
+    /// every statement is a round trip to the connection's worker thread.
     pub async fn record_versions_published(
         &self,
         versions: &[VersionRecord],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.op("record_versions_published")?;
-        for v in versions {
-            for m in &v.messages {
-                insert_published(m)
-                    .execute(&mut *tx)
-                    .await
-                    .op("record_versions_published")?;
-                if let Some(hl7) = &m.hl7 {
-                    insert_payload("out", m.control_id.as_str(), m.confirmed_at_ms, hl7)
-                        .execute(&mut *tx)
-                        .await
-                        .op("record_versions_published")?;
-                }
+        const OP: &str = "record_versions_published";
+        let messages: Vec<&PublishedMessage> =
+            versions.iter().flat_map(|v| v.messages.iter()).collect();
+        let payloads: Vec<(&PublishedMessage, &str)> = messages
+            .iter()
+            .filter_map(|m| Some((*m, m.hl7.as_deref()?)))
+            .collect();
+        // The latest record of a version wins (PostgreSQL refuses to update one row twice
+        // in one statement).
+        let mut seen: Vec<&VersionRecord> = Vec::with_capacity(versions.len());
+        for v in versions.iter().rev() {
+            if !seen
+                .iter()
+                .any(|s| s.ubrn == v.ubrn && s.version == v.version)
+            {
+                seen.push(v);
             }
-            upsert_seen(&v.ubrn, v.version, Seen::Published, v.now_ms)
-                .execute(&mut *tx)
-                .await
-                .op("record_versions_published")?;
+        }
+        let mut tx = self.pool.begin().await.op(OP)?;
+        for chunk in messages.chunks(BATCH_ROWS / 6) {
+            let sql = format!(
+                "INSERT INTO published_messages \
+                 (control_id, ubrn, version, message_type, routing_key, confirmed_at_ms) \
+                 VALUES {} ON CONFLICT (control_id) DO NOTHING",
+                value_rows(chunk.len(), 6)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+            for m in chunk {
+                q = q
+                    .bind(m.control_id.as_str())
+                    .bind(m.ubrn.as_str())
+                    .bind(m.version.as_i64())
+                    .bind(m.message_type.as_str())
+                    .bind(m.routing_key.as_str())
+                    .bind(m.confirmed_at_ms);
+            }
+            q.execute(&mut *tx).await.op(OP)?;
+        }
+        for chunk in payloads.chunks(BATCH_ROWS / 4) {
+            let sql = format!(
+                "INSERT INTO payloads (kind, ref_id, stored_at_ms, body) VALUES {} \
+                 ON CONFLICT (kind, ref_id) DO NOTHING",
+                value_rows(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+            for (m, body) in chunk {
+                q = q
+                    .bind("out")
+                    .bind(m.control_id.as_str())
+                    .bind(m.confirmed_at_ms)
+                    .bind(*body);
+            }
+            q.execute(&mut *tx).await.op(OP)?;
+        }
+        for chunk in seen.chunks(BATCH_ROWS / 4) {
+            let sql = format!(
+                "INSERT INTO referral_versions (ubrn, version, outcome, seen_at_ms) VALUES {} \
+                 ON CONFLICT (ubrn, version) DO UPDATE SET outcome = excluded.outcome, \
+                 seen_at_ms = excluded.seen_at_ms",
+                value_rows(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+            for v in chunk {
+                q = q
+                    .bind(v.ubrn.as_str())
+                    .bind(v.version.as_i64())
+                    .bind(Seen::Published.as_str())
+                    .bind(v.now_ms);
+            }
+            q.execute(&mut *tx).await.op(OP)?;
         }
         // Cleared per batch of UBRNs rather than per version: two statements in all.
         let ubrns: Vec<&str> = versions.iter().map(|v| v.ubrn.as_str()).collect();
@@ -84,14 +139,14 @@ impl Store {
                     "DELETE FROM {table} WHERE ubrn IN ({})",
                     placeholders(chunk.len())
                 );
-                let mut q = sqlx::query(AssertSqlSafe(sql));
+                let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
                 for ubrn in chunk {
                     q = q.bind(*ubrn);
                 }
-                q.execute(&mut *tx).await.op("record_versions_published")?;
+                q.execute(&mut *tx).await.op(OP)?;
             }
         }
-        tx.commit().await.op("record_versions_published")?;
+        tx.commit().await.op(OP)?;
         Ok(())
     }
 

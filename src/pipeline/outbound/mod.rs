@@ -88,6 +88,11 @@ pub struct Pipeline {
     recorder: Recorder,
     /// Referral tasks running at once, across all lists and schedulers.
     pub(super) permits: Arc<Semaphore>,
+    /// One worklist response read and parsed at a time: the lists of a pass are polled
+    /// concurrently, but a list's body and typed form are the largest transient values of
+    /// the process (all fourteen of a 10,000-referral backlog at once were about 10 MB
+    /// of peak RSS); the referrals of every list still share `permits`.
+    pub(super) worklist_reads: Semaphore,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -109,6 +114,7 @@ impl Pipeline {
         Self {
             recorder: Recorder::new(shared.store.clone()),
             permits: Arc::new(Semaphore::new(settings.tuning.concurrency.get())),
+            worklist_reads: Semaphore::new(1),
             shared,
             mappings,
             settings,

@@ -120,8 +120,15 @@ impl Pipeline {
                 return Ok(report);
             }
         }
-        let items = match shared.ers.worklist(&req).await {
-            Ok(l) => l.worklist_items(),
+        let reading = self
+            .worklist_reads
+            .acquire()
+            .await
+            .expect("the pipeline never closes its semaphores");
+        let items = shared.ers.worklist(&req).await.map(|l| l.worklist_items());
+        drop(reading);
+        let items = match items {
+            Ok(items) => items,
             Err(source) => {
                 let e = PipelineError::Worklist {
                     service: t.service.clone(),
