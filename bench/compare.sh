@@ -4,6 +4,7 @@
 # quote.
 #
 #   bench/compare.sh BASE [HEAD]
+#   MODE=loop N=2000 bench/compare.sh BASE [HEAD]     (the inbound side, below)
 #
 # BASE and HEAD are anything `git rev-parse` takes; HEAD defaults to `.`, the working tree
 # as it is (uncommitted changes included). Each commit is built once in release, in a
@@ -215,13 +216,70 @@ print(f"run pair={pair} commit={label} referrals={n} referrals_per_s={r['per_s']
 PY
 }
 
+# MODE=loop: the inbound side. `ers-bridge demo --generate N` twice per side, once with
+# --no-pas-sim (outbound only) and once with the PAS simulator answering every REF with a
+# commit ACK and an RRI^I12 (the whole loop); the difference in CPU is the inbound half,
+# divided by the PAS messages handled and the decisions applied. The e-RS and PAS
+# simulators run inside the demo process, so this is an upper bound per decision.
+run_loop() { # label bindir pair
+    local label=$1 bin=$2/ers-bridge out=$WORK/loop.out
+    local prefix="cmp-$(date +%s%N)"
+    RUST_LOG=warn /usr/bin/time -v "$bin" demo --generate "$N" --rate-limit-per-sec 5000 \
+        --concurrency 32 --queue-prefix "$prefix-o" --no-pas-sim >"$WORK/out.out" 2>"$WORK/out.err" \
+        || { tail -20 "$WORK/out.err" >&2; exit 1; }
+    RUST_LOG=warn /usr/bin/time -v "$bin" demo --generate "$N" --rate-limit-per-sec 5000 \
+        --concurrency 32 --queue-prefix "$prefix-l" >"$out" 2>"$WORK/loop.err" \
+        || { tail -20 "$WORK/loop.err" >&2; exit 1; }
+    for p in "$prefix-o" "$prefix-l"; do
+        for q in pas.referrals pas.acks from-pas dead-letter; do
+            rabbitmqctl delete_queue "$p.$q" >/dev/null 2>&1 || true
+        done
+    done
+    python3 - "$label" "$3" "$WORK/out.err" "$WORK/loop.err" "$out" "$RESULTS" <<'PY'
+import json, re, sys
+label, pair, out_err, loop_err, loop_out, results = sys.argv[1:]
+def cpu(path):
+    t = open(path).read()
+    g = lambda k: float(re.search(re.escape(k) + r".*: (.*)", t).group(1))
+    return g("User time (seconds)") + g("System time (seconds)")
+o = open(loop_out).read()
+handled, secs = re.search(r"inbound handled:\s+(\d+) PAS messages in ([\d.]+)s", o).groups()
+handled, secs = int(handled), float(secs)
+n = lambda k: int(re.search(re.escape(k) + r"\s+(\d+)", o).group(1))
+decisions = sum(n(k) for k in ("accepted (A013):", "review outcomes (A028):", "rejected (A014):", "cancel-action-later (A022):"))
+inbound = cpu(loop_err) - cpu(out_err)
+r = dict(label=label, pair=int(pair), per_s=handled / secs, decisions=decisions,
+         us_per_message=1e6 * inbound / handled, us_per_decision=1e6 * inbound / max(1, decisions),
+         needs_action=n("needs action in e-RS:"))
+open(results, "a").write(json.dumps(r) + "\n")
+print(f"run pair={pair} commit={label} pas_messages={handled} messages_per_s={r['per_s']:.0f} "
+      f"decisions={decisions} needs_action={r['needs_action']} inbound_cpu_s={inbound:.2f} "
+      f"cpu_per_message_us={r['us_per_message']:.0f} cpu_per_decision_us={r['us_per_decision']:.0f}", flush=True)
+PY
+}
+
 for ((pair = 1; pair <= PAIRS; pair++)); do
     if ((pair % 2)); then order="base head"; else order="head base"; fi
     for side in $order; do
-        if [[ $side == base ]]; then run_one "$BASE_LABEL" "$BASE_BIN" "$pair"
-        else run_one "$HEAD_LABEL" "$HEAD_BIN" "$pair"; fi
+        if [[ $side == base ]]; then label=$BASE_LABEL bin=$BASE_BIN; else label=$HEAD_LABEL bin=$HEAD_BIN; fi
+        if [[ ${MODE:-outbound} == loop ]]; then run_loop "$label" "$bin" "$pair"
+        else run_one "$label" "$bin" "$pair"; fi
     done
 done
+
+if [[ ${MODE:-outbound} == loop ]]; then
+    python3 - "$RESULTS" "$BASE_LABEL" "$HEAD_LABEL" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+base, head = sys.argv[2], sys.argv[3]
+keys = ["per_s", "us_per_message", "us_per_decision"]
+mean = lambda label, k: sum(r[k] for r in rows if r["label"] == label) / max(1, sum(1 for r in rows if r["label"] == label))
+for label in (base, head):
+    print(f"mean commit={label} " + " ".join(f"{k}={mean(label, k):.2f}" for k in keys))
+print("RATIO head/base " + " ".join(f"{k}={mean(head, k) / mean(base, k):.2f}" for k in keys if mean(base, k)))
+PY
+    exit 0
+fi
 
 python3 - "$RESULTS" "$BASE_LABEL" "$HEAD_LABEL" <<'PY'
 import json, sys
