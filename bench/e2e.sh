@@ -111,8 +111,15 @@ sim0=$(cpu_ticks "$SIM_PID"); beam0=$(cpu_ticks "${BEAM_PID:-0}")
 sim1=$(cpu_ticks "$SIM_PID"); beam1=$(cpu_ticks "${BEAM_PID:-0}")
 cat "$WORK/e2e.out"
 curl -fs "$SIM/_admin/stats" | python3 -c 'import json,sys; s=json.load(sys.stdin); print("simulator requests:", s["total"], s["by_operation"], "429s:", s["too_many_requests"])'
-echo "== 1b. ceiling: a client doing only the unavoidable part (A008, A005, A042 + object store, one confirmed publish each; examples/ceiling.rs) against the same simulator"
-ceiling_line=$("$CEILING" --sim "$SIM" --amqp "$AMQP_URL" --in-flight 64)
+echo "== 1b. ceiling: a client doing only the unavoidable part (A008, A005, A042 + object store, A007 when there is no letter, one confirmed publish of a message of the bridge's average size each; examples/ceiling.rs) against the same simulator"
+# The same message size as the bridge's (its average, from the step 1 store).
+avg_message=$(python3 - "$WORK/e2e.db" <<'PY'
+import sqlite3, sys
+v = sqlite3.connect(sys.argv[1]).execute("SELECT AVG(LENGTH(body)) FROM payloads WHERE kind = 'out'").fetchone()[0]
+print(round(v or 0))
+PY
+)
+ceiling_line=$("$CEILING" --sim "$SIM" --amqp "$AMQP_URL" --in-flight 64 --message-bytes "$avg_message")
 echo "$ceiling_line"
 ceiling=$(sed -E 's/.*ceiling_referrals_per_s=([0-9]+).*/\1/' <<<"$ceiling_line")
 kill "$SIM_PID" 2>/dev/null || true
