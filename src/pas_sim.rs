@@ -103,10 +103,32 @@ pub enum PasSimError {
     /// A queue the bridge declares does not exist (yet).
     #[error("pas simulator: queue `{queue}` does not exist (has the bridge declared it?)")]
     QueueMissing { queue: String },
+    /// A broker operation got no answer in time: the connection is taken as lost.
+    #[error("pas simulator: {what} got no answer from the broker within {timeout_ms} ms")]
+    Stalled { what: &'static str, timeout_ms: u64 },
 }
 
 /// How long a connect may take before the pass fails (and is retried).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long one broker operation of a pass may take. A connection cut mid-operation can
+/// leave its future pending for good (seen in CI: a pass waited forever after a broker
+/// restart), so every operation is bounded and a stall drops the connection like an error.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `fut`, or [`PasSimError::Stalled`] after [`OPERATION_TIMEOUT`].
+async fn within<T>(
+    what: &'static str,
+    fut: impl std::future::Future<Output = Result<T, AmqpError>>,
+) -> Result<T, PasSimError> {
+    match tokio::time::timeout(OPERATION_TIMEOUT, fut).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(PasSimError::Stalled {
+            what,
+            timeout_ms: OPERATION_TIMEOUT.as_millis() as u64,
+        }),
+    }
+}
 
 /// The waits between passes that failed (broker away, queues missing).
 const RECONNECT: Backoff = Backoff {
@@ -221,14 +243,14 @@ impl PasSim {
         } = self;
         let q = client.as_ref().expect("connected by pass");
         for queue in [&cfg.pas_queue, &cfg.inbound_queue] {
-            if !q.queue_exists(queue).await? {
+            if !within("checking a queue", q.queue_exists(queue)).await? {
                 return Err(PasSimError::QueueMissing {
                     queue: queue.clone(),
                 });
             }
         }
         let mut report = PasSimReport::default();
-        while let Some(taken) = q.take_unacked(&cfg.pas_queue).await? {
+        while let Some(taken) = within("taking a message", q.take_unacked(&cfg.pas_queue)).await? {
             report.received += 1;
             let out = match read(&taken.body) {
                 Ok(msg) if msg.message_type().0 == "REF" && msg.message_type().1 == "I12" => {
@@ -238,7 +260,11 @@ impl PasSim {
                 _ => Vec::new(),
             };
             for (text, counted) in out {
-                q.send(&cfg.inbound_queue, text.as_bytes()).await?;
+                within(
+                    "a confirmed send",
+                    q.send(&cfg.inbound_queue, text.as_bytes()),
+                )
+                .await?;
                 match counted {
                     Answer::Ack => report.acked += 1,
                     Answer::Accept => report.accepted += 1,
@@ -247,7 +273,7 @@ impl PasSim {
                     Answer::Faulty => report.faulty += 1,
                 }
             }
-            taken.ack().await?;
+            within("an ack", taken.ack()).await?;
         }
         Ok(report)
     }
