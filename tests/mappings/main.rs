@@ -10,6 +10,7 @@ mod common;
 mod fact_props;
 mod facts;
 mod goldens;
+mod pas_interface;
 mod props;
 mod robustness;
 mod structure;
