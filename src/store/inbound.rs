@@ -1,6 +1,7 @@
 //! The inbound side of the store: each PAS message by its MSH-10 (the idempotency key),
-//! with its raw HL7, the decision, the e-RS action's intent and result, every attempt of the
-//! e-RS call, the reply sent to the PAS, and store-scheduled retries.
+//! with its raw HL7 (the PAS's bytes, base64, payload kind `in64`), the decision, the e-RS
+//! action's intent and result, every attempt of the e-RS call, the reply sent to the PAS,
+//! and store-scheduled retries.
 //!
 //! Exactly once in effect: [`Store::inbound_begin_hashed`] inserts the message with a hash
 //! of its bytes or finds it (a redelivery or a resend with the same MSH-10; the hash tells
@@ -104,8 +105,12 @@ pub struct InboundRecord {
     pub reply_code: Option<String>,
     pub attempts: i64,
     pub next_attempt_ms: Option<i64>,
-    /// The raw HL7; `None` once retention pruned it.
+    /// The raw HL7 as text for people (bytes that are not UTF-8 shown lossily); `None`
+    /// once retention pruned it.
     pub hl7: Option<String>,
+    /// The PAS's exact bytes (kind `in64`, base64 in `payloads`; a row stored before
+    /// bytes were kept has its text's bytes): what a retry reads, decoding with MSH-18.
+    pub hl7_bytes: Option<Vec<u8>>,
     /// A hash of the message's bytes (`None` for rows stored before it was kept).
     pub body_hash: Option<String>,
     /// The referral's e-RS state the stored decision was made on.
@@ -154,7 +159,8 @@ macro_rules! columns {
         "control_id, received_at_ms, message_type, ubrn, status, action, version_sent, \
          detail, reply_code, attempts, next_attempt_ms, body_hash, decided_state, \
          decision_hash, (SELECT body FROM payloads WHERE kind = 'in' \
-         AND ref_id = inbound_messages.control_id) AS hl7"
+         AND ref_id = inbound_messages.control_id) AS hl7, (SELECT body FROM payloads \
+         WHERE kind = 'in64' AND ref_id = inbound_messages.control_id) AS hl7_b64"
     };
 }
 
@@ -172,10 +178,10 @@ impl Store {
         &self,
         control_id: &ControlId,
         message_type: &str,
-        hl7: &str,
+        hl7: impl AsRef<[u8]>,
         now_ms: i64,
     ) -> Result<Begin, StoreError> {
-        self.inbound_begin_hashed(control_id, message_type, hl7, None, now_ms)
+        self.inbound_begin_hashed(control_id, message_type, hl7.as_ref(), None, now_ms)
             .await
     }
 
@@ -186,11 +192,13 @@ impl Store {
         &self,
         control_id: &ControlId,
         message_type: &str,
-        hl7: &str,
+        hl7: impl AsRef<[u8]>,
         body_hash: Option<&str>,
         now_ms: i64,
     ) -> Result<Begin, StoreError> {
         const OP: &str = "inbound_begin";
+        // The PAS's bytes as they came (any MSH-18 charset), base64 like a `reply`.
+        let body = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, hl7.as_ref());
         // The row and its payload in one transaction (one commit on this hot path); a
         // message seen before keeps what it has, so a resend after retention does not
         // bring a pruned payload back.
@@ -208,7 +216,7 @@ impl Store {
         .await
         .op(OP)?;
         if inserted.rows_affected() == 1 {
-            super::insert_payload("in", control_id.as_str(), now_ms, hl7)
+            super::insert_payload("in64", control_id.as_str(), now_ms, &body)
                 .execute(&mut *tx)
                 .await
                 .op(OP)?;
@@ -565,6 +573,18 @@ impl Store {
 }
 
 fn inbound_from_row(r: &sqlx::any::AnyRow, op: &'static str) -> Result<InboundRecord, StoreError> {
+    let b64: Option<String> = r.try_get("hl7_b64").op(op)?;
+    let text: Option<String> = r.try_get("hl7").op(op)?;
+    let hl7_bytes = match b64 {
+        Some(b) => Some(
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b)
+                .map_err(|e| StoreError::decode(op, e))?,
+        ),
+        None => text.map(String::into_bytes),
+    };
+    let hl7 = hl7_bytes
+        .as_deref()
+        .map(|b| String::from_utf8_lossy(b).into_owned());
     let control_id: String = r.try_get("control_id").op(op)?;
     let ubrn: Option<String> = r.try_get("ubrn").op(op)?;
     let status: String = r.try_get("status").op(op)?;
@@ -588,7 +608,8 @@ fn inbound_from_row(r: &sqlx::any::AnyRow, op: &'static str) -> Result<InboundRe
         reply_code: r.try_get("reply_code").op(op)?,
         attempts: r.try_get("attempts").op(op)?,
         next_attempt_ms: r.try_get("next_attempt_ms").op(op)?,
-        hl7: r.try_get("hl7").op(op)?,
+        hl7,
+        hl7_bytes,
         body_hash: r.try_get("body_hash").op(op)?,
         decided_state: r.try_get("decided_state").op(op)?,
         decision_hash: r.try_get("decision_hash").op(op)?,

@@ -102,7 +102,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let r = sqlx::query(
             "DELETE FROM payloads WHERE (kind, ref_id) IN (SELECT kind, ref_id FROM payloads \
-             WHERE stored_at_ms < $1 AND (kind <> 'in' OR EXISTS (SELECT 1 FROM inbound_messages \
+             WHERE stored_at_ms < $1 AND (kind NOT IN ('in', 'in64') OR EXISTS (SELECT 1 FROM inbound_messages \
              WHERE control_id = ref_id AND status IN \
              ('done', 'no-action', 'needs-action', 'dead-lettered', 'resolved'))) \
              ORDER BY stored_at_ms LIMIT $2)",

@@ -6,10 +6,12 @@
 mod broker;
 mod budget;
 mod cancel_action_later;
+mod charsets;
 mod cli;
 #[path = "../common/mod.rs"]
 mod common;
 mod content;
+mod decided_version;
 mod decisions;
 mod faults;
 mod filters;

@@ -1,8 +1,12 @@
 //! One PAS decision as one effective e-RS write: read the referral (A005) for its current
 //! version, record the intent, call with `If-Match`, record the attempt and the result.
 //!
-//! - 409/423 (the version moved, or e-RS holds a lock): re-read and try again, at most
-//!   [`MAX_CONFLICTS`] times.
+//! - The version written is the one the PAS decided on (the REF MSA-2 acknowledges, else
+//!   the latest REF published for the UBRN); a referral that moved on since is written
+//!   with its current version only when every newer version is the bridge's own write,
+//!   and otherwise refused (no write, a needs-action record and an AE).
+//! - 409/423 (the version moved, or e-RS holds a lock): re-read (through the rule above)
+//!   and try again, at most [`MAX_CONFLICTS`] times.
 //! - A message found at its intent (the bridge stopped between the call and the record),
 //!   or whose last call got no answer or a 5xx (applied, response lost?), first asks the
 //!   referral whether the write was applied ([`already_applied`]); A013's effect does not
@@ -78,12 +82,13 @@ fn refused(why: impl Into<String>) -> Outcome {
     }
 }
 
-/// Performs `action` for the PAS message `control_id`; `decision` is what it was decided
-/// from, stored with the intent; `first_read` is the referral as just read for the
+/// Performs `action` for the PAS message `control_id` (whose MSA-2 names `acked`, the REF
+/// the PAS decided on); `decision` is what it was decided from, stored with the intent;
+/// `first_read` is the referral as just read for the
 /// decision (read again when absent, and after a conflict).
 pub async fn run(
     shared: &Shared,
-    control_id: &ControlId,
+    (control_id, acked): (&ControlId, Option<&ControlId>),
     ubrn: &Ubrn,
     action: &Action,
     decision: &Decision,
@@ -120,6 +125,13 @@ pub async fn run(
         .is_some_and(|r| r.status == InboundStatus::Intent)
         || last.is_some_and(|a| a.http_status.is_none_or(|s| s >= 500));
     let name = action_name(action);
+    // An interrupted write was checked against the decided version before its call; the
+    // version it may have produced is not marked yet, so it goes by the stored decision.
+    let decided = if interrupted {
+        None
+    } else {
+        decided_version(shared, ubrn, acked).await?
+    };
     let mut conflicts = 0;
     let mut first_read = first_read;
     loop {
@@ -135,8 +147,22 @@ pub async fn run(
                 detail: format!("{op} found applied (version {})", version_text(&read)),
             });
         }
-        let Some(version) = read.version else {
+        let Some(current) = read.version else {
             return Ok(refused("e-RS gave the referral without a version"));
+        };
+        // The write carries the version the PAS decided on; e-RS having moved on since is
+        // written over only when every newer version is the bridge's own write.
+        let version = match decided {
+            Some(d) if d != current => {
+                if !moved_by_own_writes(shared, ubrn, d, current).await? {
+                    tracing::info!(ubrn = %ubrn, decided = %d, current = %current, "referral changed in e-rs since the version the pas decided on");
+                    return Ok(refused(format!(
+                        "the referral changed in e-RS since the version the PAS decided on (version {d}, now {current}): not applied, decide again on the new version"
+                    )));
+                }
+                current
+            }
+            _ => current,
         };
         // A deferred referral takes A028 only while it is pending review: ask e-RS (A029)
         // which actions it offers first.
@@ -214,6 +240,56 @@ pub async fn run(
             }
         }
     }
+}
+
+/// The version the PAS decided on: the one of the REF message MSA-2 acknowledges, else
+/// the latest REF published for the UBRN; `None` when the bridge published none.
+async fn decided_version(
+    shared: &Shared,
+    ubrn: &Ubrn,
+    acked: Option<&ControlId>,
+) -> Result<Option<crate::ids::Version>, PipelineError> {
+    let store = &shared.store;
+    if let Some(cid) = acked {
+        if let Some(p) = store.published_by_control_id(cid).await? {
+            if &p.ubrn == ubrn && p.message_type.starts_with("REF") {
+                return Ok(Some(p.version));
+            }
+        }
+    }
+    let published = store
+        .messages_for(ubrn)
+        .await
+        .map_err(PipelineError::store(ubrn))?;
+    Ok(published
+        .iter()
+        .filter(|p| p.message_type.starts_with("REF"))
+        .map(|p| p.version)
+        .max())
+}
+
+/// Whether every version after `decided` up to `current` is one the bridge's own write
+/// produced (marked `own-write`).
+async fn moved_by_own_writes(
+    shared: &Shared,
+    ubrn: &Ubrn,
+    decided: crate::ids::Version,
+    current: crate::ids::Version,
+) -> Result<bool, PipelineError> {
+    if current.get() < decided.get() {
+        return Ok(false);
+    }
+    for v in decided.get() + 1..=current.get() {
+        let own = shared
+            .store
+            .is_own_write(ubrn, crate::ids::Version::new(v))
+            .await
+            .map_err(PipelineError::store(ubrn))?;
+        if !own {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn version_text<T>(v: &Versioned<T>) -> String {

@@ -164,7 +164,6 @@ impl Inbound {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<Handled, PipelineError> {
-        let text = String::from_utf8_lossy(body).into_owned();
         let message_type = format!("{}^{}", msg.message_type, msg.event);
         let hash = sha256_hex(body);
         // A copy of a message still being handled (a redelivery after a channel loss, a
@@ -175,7 +174,7 @@ impl Inbound {
             .inbound_begin_hashed(
                 &msg.control_id,
                 &message_type,
-                &text,
+                body,
                 Some(&hash),
                 now.timestamp_millis(),
             )
@@ -279,9 +278,9 @@ impl Inbound {
         };
         // Stored text that cannot be acted on any more ends the retries as a record for a
         // person (a message left in `retry` would be claimed again after every lease).
-        let read = match &r.hl7 {
+        let read = match &r.hl7_bytes {
             None => Err("the message text was pruned before its retry".to_string()),
-            Some(text) => self.read(text.as_bytes()).map_err(|e| e.to_string()),
+            Some(bytes) => self.read(bytes).map_err(|e| e.to_string()),
         };
         let (message, msg) = match read {
             Ok(m) => m,
@@ -562,7 +561,7 @@ impl Inbound {
     ) -> Result<Handled, PipelineError> {
         let outcome = execute::run(
             &self.shared,
-            &msg.control_id,
+            (&msg.control_id, msg.acked_control_id.as_ref()),
             ubrn,
             action,
             decision,
