@@ -100,9 +100,6 @@ async fn a022_bodies_are_the_official_examples_for_dbs_and_ibs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_a022_applied_with_its_response_lost_is_not_sent_twice() {
     let (h, app) = seeded(false).await;
-    h.admin("faults", serde_json::json!({"lose_write_responses": 1}))
-        .await;
-    let now = Utc::now();
     let msg = rri(
         "PASLOST022",
         "R^Rejected^HL70283",
@@ -110,17 +107,7 @@ async fn an_a022_applied_with_its_response_lost_is_not_sent_twice() {
         "REBOOK^Rebook",
         "Please contact patient to rebook",
     );
-    let handled = app.inbound().handle(&msg, now).await.unwrap();
-    assert!(
-        matches!(handled, Handled::RetryScheduled { .. }),
-        "{handled:?}"
-    );
-    assert_eq!(applied_writes(&h, "A022").await, 1, "e-RS applied it");
-    let done = app
-        .inbound()
-        .retry_due(now + chrono::Duration::minutes(10))
-        .await
-        .unwrap();
+    let done = crate::inbound::lose_the_response_then_retry(&h, &app, &msg, "A022").await;
     assert_eq!(
         done,
         [Handled::Done {

@@ -571,9 +571,6 @@ async fn an_interrupted_decision_acts_on_its_stored_decision() {
     let (h, app) = seeded(false).await;
 
     // The response is lost: a retry from the store.
-    h.admin("faults", serde_json::json!({"lose_write_responses": 1}))
-        .await;
-    let now = Utc::now();
     let reject = rri(
         "PASINT0001",
         "R^Rejected^HL70283",
@@ -581,17 +578,7 @@ async fn an_interrupted_decision_acts_on_its_stored_decision() {
         "WRONGSVC^Wrong service",
         "Decided at triage",
     );
-    let handled = app.inbound().handle(&reject, now).await.unwrap();
-    assert!(
-        matches!(handled, Handled::RetryScheduled { .. }),
-        "{handled:?}"
-    );
-    assert_eq!(applied_writes(&h, "A028").await, 1, "e-RS applied it");
-    let done = app
-        .inbound()
-        .retry_due(now + chrono::Duration::minutes(10))
-        .await
-        .unwrap();
+    let done = crate::inbound::lose_the_response_then_retry(&h, &app, &reject, "A028").await;
     assert_eq!(
         done,
         [Handled::Done {

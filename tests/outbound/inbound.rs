@@ -421,6 +421,30 @@ pub(crate) async fn applied_writes(h: &Harness, op: &str) -> usize {
         .count()
 }
 
+/// Handles `msg` while e-RS loses the response to its write (applied, answered 502):
+/// checks the decision waits in the store with `op` applied once, then runs the retries
+/// due ten minutes later and returns what became of them.
+pub(crate) async fn lose_the_response_then_retry(
+    h: &Harness,
+    app: &ers_bridge::app::App,
+    msg: &[u8],
+    op: &str,
+) -> Vec<Handled> {
+    h.admin("faults", serde_json::json!({"lose_write_responses": 1}))
+        .await;
+    let now = Utc::now();
+    let handled = app.inbound().handle(msg, now).await.unwrap();
+    assert!(
+        matches!(handled, Handled::RetryScheduled { .. }),
+        "{op}: {handled:?}"
+    );
+    assert_eq!(applied_writes(h, op).await, 1, "{op}: e-RS applied it");
+    app.inbound()
+        .retry_due(now + chrono::Duration::minutes(10))
+        .await
+        .unwrap()
+}
+
 /// e-RS applies the write but the response is lost (a 502): the bridge cannot know, so it
 /// retries from the store, asks e-RS, finds it applied and makes no second write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,21 +466,8 @@ async fn a_write_applied_with_its_response_lost_is_not_written_twice() {
             "A014",
         ),
     ] {
-        h.admin("faults", serde_json::json!({"lose_write_responses": 1}))
-            .await;
-        let now = Utc::now();
         let msg = rri(id, status, ubrn, reason, "Decided in clinic");
-        let handled = app.inbound().handle(&msg, now).await.unwrap();
-        assert!(
-            matches!(handled, Handled::RetryScheduled { .. }),
-            "{id}: {handled:?}"
-        );
-        assert_eq!(applied_writes(&h, op).await, 1, "{id}: e-RS applied it");
-        let done = app
-            .inbound()
-            .retry_due(now + chrono::Duration::minutes(10))
-            .await
-            .unwrap();
+        let done = lose_the_response_then_retry(&h, &app, &msg, op).await;
         assert!(
             matches!(done.as_slice(), [Handled::Done { .. }]),
             "{id}: {done:?}"
