@@ -198,7 +198,7 @@ impl Store {
     ) -> Result<Begin, StoreError> {
         const OP: &str = "inbound_begin";
         // The PAS's bytes as they came (any MSH-18 charset), base64 like a `reply`.
-        let body = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, hl7.as_ref());
+        let body = to_base64(hl7.as_ref());
         // The row and its payload in one transaction (one commit on this hot path); a
         // message seen before keeps what it has, so a resend after retention does not
         // bring a pruned payload back.
@@ -391,7 +391,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         const OP: &str = "inbound_store_reply";
-        let body = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, reply);
+        let body = to_base64(reply);
         let mut tx = self.pool.begin().await.op(OP)?;
         sqlx::query("DELETE FROM payloads WHERE kind = 'reply' AND ref_id = $1")
             .bind(control_id.as_str())
@@ -420,9 +420,7 @@ impl Store {
             .op(OP)?;
         let Some(row) = row else { return Ok(None) };
         let body: String = row.try_get("body").op(OP)?;
-        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body)
-            .map(Some)
-            .map_err(|e| StoreError::decode(OP, e))
+        from_base64(OP, &body).map(Some)
     }
 
     /// Schedules another try at `due_ms` after a transient failure. A failure before any
@@ -572,14 +570,23 @@ impl Store {
     }
 }
 
+/// Bytes as a `payloads.body` (base64: the column is text on both databases, and the PAS's
+/// bytes or our reply's may be in any MSH-18 charset).
+fn to_base64(bytes: &[u8]) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
+}
+
+/// The bytes [`to_base64`] stored; a body that is not base64 is a decode error of `op`.
+fn from_base64(op: &'static str, body: &str) -> Result<Vec<u8>, StoreError> {
+    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body)
+        .map_err(|e| StoreError::decode(op, e))
+}
+
 fn inbound_from_row(r: &sqlx::any::AnyRow, op: &'static str) -> Result<InboundRecord, StoreError> {
     let b64: Option<String> = r.try_get("hl7_b64").op(op)?;
     let text: Option<String> = r.try_get("hl7").op(op)?;
     let hl7_bytes = match b64 {
-        Some(b) => Some(
-            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b)
-                .map_err(|e| StoreError::decode(op, e))?,
-        ),
+        Some(b) => Some(from_base64(op, &b)?),
         None => text.map(String::into_bytes),
     };
     let hl7 = hl7_bytes

@@ -61,14 +61,14 @@ use sqlx::{any::AnyPoolOptions, AnyPool, Executor, Row};
 
 /// Connections to a SQLite file. It takes one writer at a time and every connection is a
 /// thread of its own with its own page cache and allocator arena: four serve the
-/// pipelines' reads beside the group commit, and eight cost about 10 MB more for nothing
-/// (issue 20: peak RSS of a 10,000-referral backlog).
+/// pipelines' reads beside the group commit, and eight cost about 2 MB more of peak RSS on
+/// a 10,000-referral backlog with no gain in throughput (issue 20, BENCHMARKS.md).
 const SQLITE_CONNECTIONS: u32 = 4;
 
 /// Bind parameters per batched statement: well under SQLite's (32,766) and PostgreSQL's
 /// (65,535) limits. Batched statements, whose text varies with the batch, are not kept
-/// in the connections' prepared-statement caches (`persistent(false)`): a cache of a
-/// hundred 900-parameter statements per connection was memory for nothing.
+/// in the connections' prepared-statement caches (`persistent(false)`): each batch size
+/// would otherwise be a cached statement of its own, used again only by chance.
 const BATCH_ROWS: usize = 900;
 
 const UPSERT_SEEN: &str =

@@ -90,8 +90,8 @@ pub struct Pipeline {
     pub(super) permits: Arc<Semaphore>,
     /// One worklist response read and parsed at a time: the lists of a pass are polled
     /// concurrently, but a list's body and typed form are the largest transient values of
-    /// the process (all fourteen of a 10,000-referral backlog at once were about 10 MB
-    /// of peak RSS); the referrals of every list still share `permits`.
+    /// the process (reading all fourteen of a 10,000-referral backlog at once cost about
+    /// 2 MB of peak RSS, BENCHMARKS.md); the referrals of every list still share `permits`.
     pub(super) worklist_reads: Semaphore,
 }
 
