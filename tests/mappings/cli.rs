@@ -109,42 +109,14 @@ fn test_mappings_passes_on_the_default_set_and_shows_diffs() {
 #[test]
 fn validate_compiles_every_mapping_and_names_the_broken_one() {
     let dir = tempfile::tempdir().unwrap();
-    let mappings = dir.path().join("mappings");
-    std::fs::create_dir(&mappings).unwrap();
-    for f in [
-        "ref_i12.v24.toml",
-        "ref_i13.v24.toml",
-        "ref_i14.v24.toml",
-        "ref_i12.v251.toml",
-        "ref_i13.v251.toml",
-        "ref_i14.v251.toml",
-        "adt_a28.v24.toml",
-        "adt_a28.v251.toml",
-        "inbound.toml",
-    ] {
-        std::fs::copy(super::root("mappings").join(f), mappings.join(f)).unwrap();
-    }
-    std::fs::create_dir(mappings.join("tables")).unwrap();
-    for entry in std::fs::read_dir(super::root("mappings/tables")).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, mappings.join("tables").join(p.file_name().unwrap())).unwrap();
-    }
-    let config = dir.path().join("bridge.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[ers]\nbase_url = \"http://127.0.0.1:8080/referrals/FHIR\"\n[ers.auth]\nmode = \"none\"\n[mappings]\ndir = \"{}\"\n",
-            mappings.display()
-        ),
-    )
-    .unwrap();
+    let (mappings, config) = mappings_copy(&dir);
     let out = bridge()
         .args(["validate", "--config", config.to_str().unwrap()])
         .output()
         .unwrap();
     let stdout = assert_success(&out);
     assert!(
-        stdout.contains("ok (9 mapping file(s) compiled)"),
+        stdout.contains("ok (11 mapping file(s) compiled)"),
         "{stdout}"
     );
     assert!(!stdout.contains("warning"), "the defaults warn: {stdout}");
