@@ -274,8 +274,8 @@ impl ErsClient {
             let err = match outcome {
                 Ok(reply) => {
                     // Writes at info (each is a clinical decision); reads, several per
-                    // referral, at debug: at info they were most of the log and a
-                    // measurable share of the bridge's CPU. The metrics count every call.
+                    // referral, at debug: at info they were most of the log. The metrics
+                    // count every call. (tracing fixes a call site's level, hence two.)
                     macro_rules! call_line {
                         ($level:ident) => {
                             $level!(
