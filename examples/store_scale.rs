@@ -88,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
                     confirmed_at_ms: at,
                 }],
                 now_ms: at,
+                facts: None,
             });
             written += 1;
         }
@@ -255,6 +256,7 @@ async fn main() -> anyhow::Result<()> {
                         confirmed_at_ms: chrono::Utc::now().timestamp_millis(),
                     }],
                     now_ms: chrono::Utc::now().timestamp_millis(),
+                    facts: None,
                 });
             }
             let t = Instant::now();

@@ -101,7 +101,7 @@ fn decide(args: &DecideArgs, table: &DecisionTable) -> anyhow::Result<String> {
     ));
     let action = table.decide_with(&msg, state.as_deref());
     out.push_str(&format!("action:   {}\n", serde_json::to_string(&action)?));
-    if let Some(body) = request_body(&action, referral.as_ref())? {
+    if let Some(body) = request_body(&action)? {
         out.push_str("request body (the bytes sent, application/fhir+json):\n");
         out.push_str(&body);
         out.push('\n');
@@ -128,10 +128,7 @@ fn body_note(action: &Action) -> Option<&'static str> {
 
 /// The exact bytes of the e-RS request body the action sends, if it has one (what the
 /// e-RS client sends: [`crate::ers::request_body_bytes`]).
-fn request_body(
-    action: &Action,
-    referral: Option<&ReferralRequest>,
-) -> anyhow::Result<Option<String>> {
+fn request_body(action: &Action) -> anyhow::Result<Option<String>> {
     let to_json = |p: Result<crate::fhir::Parameters, String>| -> anyhow::Result<_> {
         let p = p.map_err(|reason| anyhow::anyhow!("the body would be refused: {reason}"))?;
         Ok(Some(crate::ers::request_body_bytes(p)?))
@@ -156,23 +153,27 @@ fn request_body(
         Action::CancelActionLater {
             comments,
             appointment_cancelled_in_pas,
+            priority,
             ..
         } => to_json(
             CancelAppointmentActionLater {
                 comments: comments.clone(),
-                priority: None,
+                priority: priority.as_deref().and_then(|p| p.parse().ok()),
                 appointment_cancelled_in_pas: appointment_cancelled_in_pas.then_some(true),
                 attachments: Vec::new(),
             }
             .to_parameters(),
         ),
         Action::RecordReviewOutcome {
-            outcome, comments, ..
+            outcome,
+            comments,
+            priority,
+            ..
         } => to_json(
             RecordReviewOutcome {
                 outcome: *outcome,
                 comments: comments.clone(),
-                priority: referral.and_then(|r| r.priority()?.parse().ok()),
+                priority: priority.as_deref().and_then(|p| p.parse().ok()),
                 attachments: Vec::new(),
             }
             .to_parameters(),

@@ -12,7 +12,10 @@
 
 use serde::Deserialize;
 
-use super::referral::{EXT_AVAILABILITY, EXT_REFERRAL_STATE};
+use super::referral::{EXT_AVAILABILITY, EXT_PRIORITY, EXT_REFERRAL_STATE};
+
+/// The extension e-RS updates when the referrer changes the clinical information.
+pub const EXT_CLINICAL_INFO_UPDATED: &str = "Extension-eRS-ClinicalInfoLastUpdated-1";
 
 /// The facts of a referral the outbound pipeline needs, borrowed from its JSON.
 #[derive(Debug, Default, Deserialize)]
@@ -60,6 +63,34 @@ impl<'a> ReferralFacts<'a> {
             .iter()
             .find(|e| e.url == "state")?
             .code()
+    }
+
+    /// The state's `reason` code (e.g. a review outcome), as
+    /// [`ReferralRequest::state_reason`](super::ReferralRequest::state_reason).
+    pub fn state_reason(&self) -> Option<&'a str> {
+        find(&self.extension, EXT_REFERRAL_STATE)?
+            .extension
+            .iter()
+            .find(|e| e.url == "reason")?
+            .code()
+    }
+
+    /// The priority code (`ROUTINE`, `URGENT`, `TWO_WEEK_WAIT`).
+    pub fn priority(&self) -> Option<&'a str> {
+        find(&self.extension, EXT_PRIORITY)?.code()
+    }
+
+    /// When the referrer last changed the clinical information (absent until they do).
+    pub fn clinical_info_updated(&self) -> Option<&'a str> {
+        find(&self.extension, EXT_CLINICAL_INFO_UPDATED)?.value_date_time
+    }
+
+    /// The contained booked appointment's id, start and status.
+    pub fn appointment(&self) -> Option<(Option<&'a str>, Option<&'a str>, Option<&'a str>)> {
+        self.contained
+            .iter()
+            .find(|r| r.resource_type == "Appointment")
+            .map(|r| (r.id, r.start, r.status))
     }
 
     /// The attachments of the contained DocumentReferences, in order.
@@ -119,6 +150,8 @@ struct FactExtension<'a> {
     value_codeable_concept: Option<FactConcept<'a>>,
     #[serde(borrow, default)]
     value_code: Option<&'a str>,
+    #[serde(borrow, default)]
+    value_date_time: Option<&'a str>,
 }
 
 impl<'a> FactExtension<'a> {
@@ -154,6 +187,12 @@ struct FactConcept<'a> {
 struct FactResource<'a> {
     #[serde(borrow, default)]
     resource_type: &'a str,
+    #[serde(borrow, default)]
+    id: Option<&'a str>,
+    #[serde(borrow, default)]
+    start: Option<&'a str>,
+    #[serde(borrow, default)]
+    status: Option<&'a str>,
     #[serde(borrow, default)]
     content: Vec<FactContent<'a>>,
     #[serde(borrow, default)]

@@ -22,6 +22,7 @@ pub mod facts;
 pub mod outcome;
 pub mod parameters;
 pub mod referral;
+pub mod relevant;
 pub mod requests;
 pub mod session;
 pub mod worklist;

@@ -1,8 +1,9 @@
 //! The bridge's own HL7 ACK to a PAS message (HL7V2.md §4): MSH with sender and receiver
 //! swapped from the PAS's MSH-3..6, its MSH-12 version and MSH-18 charset, MSA-1 AA/AE/AR,
 //! MSA-2 = the PAS's MSH-10, MSA-3 a short text, and for AE/AR an ERR in the layout of the
-//! version (2.4: ERR-1 location and code; 2.5.1: ERR-2 location, ERR-3 code, ERR-4
-//! severity, ERR-8 user message). Pure: the control id and time are passed in.
+//! version (2.4: ERR-1 location and code, the reason in the code's text, ERR-1.4.2, which
+//! is all 2.4's ERR has room for; 2.5.1: ERR-2 location, ERR-3 code, ERR-4 severity, ERR-8
+//! user message). Pure: the control id and time are passed in.
 
 use super::ack::AckCode;
 use super::escape::Delimiters;
@@ -16,8 +17,10 @@ pub struct ReplyError {
     pub segment: String,
     /// The field, 1-based, when known.
     pub field: Option<usize>,
-    /// Table 0357: `101` required field missing, `103` table value not found, `207`
-    /// application internal error (e-RS refused), ...
+    /// Table 0357: `101` required field missing, `102` data type error, `103` table value
+    /// not found, `204` unknown key identifier, `205` duplicate key identifier, `206`
+    /// application record locked (the referral is not in a state to take the decision),
+    /// `207` application internal error (the bridge's own limits and faults only).
     pub code: &'static str,
     /// For the PAS's people; no patient data.
     pub text: String,
@@ -57,6 +60,7 @@ fn code_text(code: &str) -> &'static str {
         "102" => "Data type error",
         "103" => "Table value not found",
         "200" => "Unsupported message type",
+        "204" => "Unknown key identifier",
         "205" => "Duplicate key identifier",
         "206" => "Application record locked",
         _ => "Application internal error",
@@ -152,8 +156,14 @@ pub fn build(
             if let Some(f) = e.field {
                 err.set(1, 1, 3, 1, f.to_string());
             }
+            // 2.4's ERR has no user message: the reason goes in the code's text (CE.2,
+            // 199 characters at most), after the code's own.
             err.set(1, 1, 4, 1, e.code);
-            err.set(1, 1, 4, 2, code_text(e.code));
+            let text: String = format!("{}: {}", code_text(e.code), e.text)
+                .chars()
+                .take(199)
+                .collect();
+            err.set(1, 1, 4, 2, text.trim_end());
             err.set(1, 1, 4, 3, "HL70357");
         }
         message.segments.push(err);
@@ -217,8 +227,8 @@ mod tests {
         );
         let v24 = build(&rri("2.4"), &reply, &cid(), "20240116090001").to_er7();
         assert!(
-            v24.ends_with("ERR|NTE^1^3^101&Required field missing&HL70357\r"),
-            "{v24}"
+            v24.ends_with("ERR|NTE^1^3^101&Required field missing: a comment is mandatory for this rejection reason&HL70357\r"),
+            "2.4 carries the reason too: {v24}"
         );
         assert!(v24.contains("|ACK^I12|"), "2.4 has no MSH-9.3: {v24}");
         let back = read_inbound(v251.as_bytes(), 1 << 20).unwrap();

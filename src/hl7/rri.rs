@@ -19,6 +19,13 @@ pub struct RriReferral {
     /// RF1-6, else the RF1-11 repetition, whose namespace (component 2) is `UBRN` and whose
     /// id is 12 digits: a PAS-local referral number is never taken for a UBRN.
     pub ubrn: Option<Ubrn>,
+    /// RF1-2.1, the PAS's priority (table 0280, or the local code the bridge's REF sent).
+    pub priority: String,
+    /// RF1-2.4, the alternate identifier: the e-RS priority code when the PAS echoes it.
+    pub priority_code: String,
+    /// How many OBX segments the message carries (documents or observations, which the
+    /// bridge does not send to e-RS with a decision).
+    pub observations: usize,
     /// RF1-10 repetitions with a code, component 1 (the PAS's reason codes).
     pub reasons: Vec<String>,
     /// Their texts (component 2), aligned with `reasons` by repetition ("" when absent).
@@ -37,6 +44,9 @@ impl std::fmt::Debug for RriReferral {
         let texts: Vec<_> = self.reason_texts.iter().map(|t| Redacted(t)).collect();
         f.debug_struct("RriReferral")
             .field("status", &self.status)
+            .field("priority", &self.priority)
+            .field("priority_code", &self.priority_code)
+            .field("observations", &self.observations)
             .field("ubrn", &self.ubrn)
             .field("reasons", &self.reasons)
             .field("reason_texts", &texts)
@@ -80,6 +90,9 @@ impl RriReferral {
             .collect();
         Self {
             status: get(1, 1, 1).to_string(),
+            priority: get(2, 1, 1).to_string(),
+            priority_code: get(2, 1, 4).to_string(),
+            observations: msg.segments_named("OBX").count(),
             ubrn,
             reasons,
             reason_texts,

@@ -45,18 +45,23 @@ pub enum Action {
         appointment_cancelled_in_pas: bool,
     },
     /// A022 cancel appointment, action later; `appointment_cancelled_in_pas` as for A014
-    /// (required by e-RS for an indirectly bookable service).
+    /// (required by e-RS for an indirectly bookable service); `priority` the e-RS code of
+    /// the PAS's RF1-2, sent only when the PAS gave one.
     CancelActionLater {
         ubrn: Ubrn,
         comments: String,
         appointment_cancelled_in_pas: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        priority: Option<String>,
     },
-    /// A028 record review outcome.
+    /// A028 record review outcome; `priority` (`reviewPriority`) as for A022.
     RecordReviewOutcome {
         ubrn: Ubrn,
         #[serde(serialize_with = "review_outcome_code")]
         outcome: ReviewOutcome,
         comments: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        priority: Option<String>,
     },
     /// A026 A&G response.
     AdviceResponse { ubrn: Ubrn, comments: String },
@@ -64,9 +69,59 @@ pub enum Action {
     ConvertAdvice { ubrn: Ubrn, comments: String },
     /// Nothing to do in e-RS (e.g. a commit ACK).
     NoAction { why: String },
-    /// A person must look at it.
-    Review { why: String },
+    /// A person must look at it; `fault` names the part of the message at fault, when it is
+    /// the message's (the AE's ERR location and table 0357 code).
+    Review {
+        why: String,
+        #[serde(skip)]
+        fault: Option<Fault>,
+    },
 }
+
+/// The part of a PAS message a refusal is about: ERR-2 (2.5.1) / ERR-1 (2.4) location and
+/// the HL7 table 0357 code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault {
+    pub segment: &'static str,
+    pub field: usize,
+    /// `101` required field missing, `102` data type error, `103` table value not found,
+    /// ...
+    pub code: &'static str,
+}
+
+impl Action {
+    /// A review with no fault in the message (a business outcome a person must handle).
+    pub fn review(why: impl Into<String>) -> Self {
+        Action::Review {
+            why: why.into(),
+            fault: None,
+        }
+    }
+
+    /// A review caused by `segment`-`field` of the message, with its table 0357 code.
+    pub fn review_at(
+        why: impl Into<String>,
+        segment: &'static str,
+        field: usize,
+        code: &'static str,
+    ) -> Self {
+        Action::Review {
+            why: why.into(),
+            fault: Some(Fault {
+                segment,
+                field,
+                code,
+            }),
+        }
+    }
+}
+
+/// The decision table's priority table (`[tables] priority`, e-RS code -> RF1-2.1 local
+/// code): RF1-2 on an RRI is read back through it.
+pub const PRIORITY_TABLE: &str = "priority";
+
+/// The e-RS priority codes (`eRS-Priority-1`).
+const ERS_PRIORITIES: [&str; 3] = ["ROUTINE", "URGENT", "TWO_WEEK_WAIT"];
 
 /// The kinds of action a rule may name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -241,11 +296,13 @@ impl DecisionTable {
         let reasons: &[String] = referral.map_or(&[], |r| &r.reasons);
         let ack = msg.ack_code.map_or("", |a| a.as_str());
         let Some(rule) = self.matching_rule(msg, ers_state) else {
-            return Action::Review {
-                why: format!(
-                    "no rule matches {} {} ack {ack:?} status {status:?}",
-                    msg.message_type, msg.event
-                ),
+            let why = format!(
+                "no rule matches {} {} ack {ack:?} status {status:?}",
+                msg.message_type, msg.event
+            );
+            return match referral {
+                Some(_) => Action::review_at(why, "RF1", 1, "103"),
+                None => Action::review(why),
             };
         };
         let why = || {
@@ -279,15 +336,42 @@ impl DecisionTable {
         let Some(ubrn) = ubrn.filter(|_| needs_ubrn) else {
             return match rule.action {
                 ActionKind::NoAction => Action::NoAction { why: why() },
-                ActionKind::Review => Action::Review { why: why() },
-                _ => Action::Review {
-                    why: format!(
+                ActionKind::Review => Action::review(why()),
+                _ => Action::review_at(
+                    format!(
                         "rule {:?} needs a UBRN, but RF1-6, RF1-11 and MSA-2 have none",
                         rule.name
                     ),
-                },
+                    "RF1",
+                    6,
+                    "101",
+                ),
             };
         };
+        // RF1-2, for the actions that carry a priority (A022, A028): never guessed.
+        let carries_priority = matches!(
+            rule.action,
+            ActionKind::CancelActionLater | ActionKind::RecordReviewOutcome
+        );
+        let priority = match self.priority(referral.filter(|_| carries_priority)) {
+            Ok(p) => p,
+            Err(why) => return Action::review_at(why, "RF1", 2, "103"),
+        };
+        // A PAS document attached to its decision (an OBX) is not carried: said, never
+        // dropped.
+        let obx = referral.map_or(0, |r| r.observations);
+        if obx > 0 && !matches!(rule.action, ActionKind::NoAction | ActionKind::Review) {
+            return Action::review_at(
+                format!(
+                    "the decision carries {obx} OBX segment(s) (a document or observation); \
+                     this bridge does not upload documents with a decision (A020): send the \
+                     decision without them, and the document through e-RS"
+                ),
+                "OBX",
+                5,
+                "207",
+            );
+        }
         match rule.action {
             ActionKind::Accept => Action::Accept { ubrn },
             ActionKind::Reject => {
@@ -305,36 +389,70 @@ impl DecisionTable {
                             .appointment_cancelled_in_pas
                             .unwrap_or(false),
                     },
-                    None => Action::Review {
-                        why: format!(
+                    None => Action::review_at(
+                        format!(
                             "rule {:?}: table {table} has no e-RS rejection code for any PAS reason in RF1-10 ({})",
                             rule.name,
                             reasons.join(", ")
                         ),
-                    },
+                        "RF1",
+                        10,
+                        "103",
+                    ),
                 }
             }
             ActionKind::CancelActionLater => Action::CancelActionLater {
                 ubrn,
                 comments,
                 appointment_cancelled_in_pas: rule.appointment_cancelled_in_pas.unwrap_or(false),
+                priority,
             },
             ActionKind::RecordReviewOutcome => match rule.review_outcome {
                 Some(outcome) => Action::RecordReviewOutcome {
                     ubrn,
                     outcome,
                     comments,
+                    priority,
                 },
                 // Compiling refuses such a rule; a table built by hand still cannot act.
-                None => Action::Review {
-                    why: format!("rule {:?}: no review outcome", rule.name),
-                },
+                None => Action::review(format!("rule {:?}: no review outcome", rule.name)),
             },
             ActionKind::AdviceResponse => Action::AdviceResponse { ubrn, comments },
             ActionKind::ConvertAdvice => Action::ConvertAdvice { ubrn, comments },
             ActionKind::NoAction => Action::NoAction { why: why() },
-            ActionKind::Review => Action::Review { why: why() },
+            ActionKind::Review => Action::review(why()),
         }
+    }
+
+    /// The e-RS priority the PAS gave in RF1-2: RF1-2.4 when it is an e-RS code (the
+    /// bridge's REF sends it there), else RF1-2.1 read back through the priority table.
+    /// `Ok(None)` when RF1-2 is empty; an error names a value that maps to nothing.
+    fn priority(
+        &self,
+        referral: Option<&crate::hl7::RriReferral>,
+    ) -> Result<Option<String>, String> {
+        let Some(r) = referral else { return Ok(None) };
+        if ERS_PRIORITIES.contains(&r.priority_code.as_str()) {
+            return Ok(Some(r.priority_code.clone()));
+        }
+        if r.priority.is_empty() {
+            return Ok(None);
+        }
+        if !self.tables.contains(PRIORITY_TABLE) {
+            return Err(format!(
+                "RF1-2 gives priority {:?} but the decision table declares no [tables] {PRIORITY_TABLE} to read it",
+                r.priority
+            ));
+        }
+        self.tables
+            .reverse_lookup(PRIORITY_TABLE, &r.priority)
+            .map(|code| Some(code.to_string()))
+            .ok_or_else(|| {
+                format!(
+                    "RF1-2 priority {:?} is not in table {PRIORITY_TABLE} (R, A, W for the default table)",
+                    r.priority
+                )
+            })
     }
 }
 
@@ -545,9 +663,74 @@ mod tests {
                     ubrn: ubrn.clone(),
                     comments: "Please contact patient to rebook".into(),
                     appointment_cancelled_in_pas: want,
+                    priority: None,
                 },
                 "{flag:?}"
             );
+        }
+    }
+
+    /// RF1-2 reaches A022 and A028 as an e-RS priority: RF1-2.4 when it is an e-RS code,
+    /// else RF1-2.1 read back through the priority table; a value the table lacks is a
+    /// review naming RF1-2 (table 0357 103), never a guess; no RF1-2, no priority.
+    #[test]
+    fn rf1_2_is_read_back_through_the_priority_table() {
+        let table = DecisionTable::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/inbound.toml"),
+        )
+        .unwrap();
+        let msg = |rf1_2: &str| {
+            inbound(&format!(
+                "MSH|^~\\&|PAS||||2024||RRI^I12|X1|P|2.4\nRF1|A|{rf1_2}||||000000070003^UBRN||||BOOK_LATER\nNTE|1|L|ok\n"
+            ))
+        };
+        let priority = |a: Action| match a {
+            Action::RecordReviewOutcome { priority, .. } => priority,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(priority(table.decide(&msg("A"))).as_deref(), Some("URGENT"));
+        assert_eq!(
+            priority(table.decide(&msg("W^Two week wait"))).as_deref(),
+            Some("TWO_WEEK_WAIT")
+        );
+        assert_eq!(
+            priority(table.decide(&msg("X^^^ROUTINE"))).as_deref(),
+            Some("ROUTINE")
+        );
+        assert_eq!(priority(table.decide(&msg(""))), None);
+        match table.decide(&msg("Q")) {
+            Action::Review { why, fault } => {
+                assert!(why.contains("RF1-2"), "{why}");
+                assert_eq!(
+                    fault,
+                    Some(Fault {
+                        segment: "RF1",
+                        field: 2,
+                        code: "103"
+                    })
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A document attached to a decision (OBX) is not carried: a review naming OBX-5,
+    /// never a write without it.
+    #[test]
+    fn a_decision_with_an_obx_is_a_review_naming_it() {
+        let table = DecisionTable::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/inbound.toml"),
+        )
+        .unwrap();
+        let msg = inbound(
+            "MSH|^~\\&|PAS||||2024||RRI^I12|X1|P|2.4\nRF1|A|||||000000070001^UBRN\nOBX|1|ED|LETTER^Triage letter||^application^pdf^Base64^JVBERi0=\n",
+        );
+        match table.decide(&msg) {
+            Action::Review { why, fault } => {
+                assert!(why.contains("OBX"), "{why}");
+                assert_eq!(fault.map(|f| (f.segment, f.field)), Some(("OBX", 5)));
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

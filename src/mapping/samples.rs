@@ -239,9 +239,7 @@ pub fn run_manifest(path: &Path) -> Result<Vec<CaseResult>, MappingError> {
             let action = match crate::hl7::read_inbound(&bytes, crate::hl7::read::DEFAULT_MAX_BYTES)
             {
                 Ok(msg) => table.decide(&msg),
-                Err(e) => super::Action::Review {
-                    why: format!("unreadable message: {e}"),
-                },
+                Err(e) => super::Action::review(format!("unreadable message: {e}")),
             };
             let mut json = serde_json::to_string_pretty(&action).map_err(|e| e.to_string())?;
             json.push('\n');

@@ -98,6 +98,18 @@ impl Tables {
         self.tables.contains_key(name)
     }
 
+    /// The code whose local value is `local` in table `name` (the first, in code order,
+    /// when several share it); `None` for a miss or an unknown table.
+    pub fn reverse_lookup(&self, name: &str, local: &str) -> Option<&str> {
+        self.tables
+            .get(name)?
+            .map
+            .iter()
+            .filter(|(_, l)| l.as_str() == local)
+            .map(|(c, _)| c.as_str())
+            .min()
+    }
+
     /// Looks `code` up in table `name`; `None` for a miss or an unknown table.
     pub fn lookup(&self, name: &str, code: &str) -> Option<&str> {
         self.tables.get(name)?.get(code)

@@ -44,6 +44,24 @@ pub struct Faults {
     /// milliseconds: the window in which a bridge can be killed after e-RS changed state
     /// and before it recorded the result.
     pub hold_write_responses_ms: u64,
+    /// The next this-many writes find the referral changed by someone else just before
+    /// they arrive (a new version, so their `If-Match` answers 409): a bookkeeping change,
+    /// or the referral letter when `change_before_writes_letter`.
+    pub change_before_writes: u32,
+    /// See `change_before_writes`.
+    pub change_before_writes_letter: bool,
+}
+
+/// Takes one "changed before the write" from the fault's budget: `Some(letter)` when this
+/// write is to find the referral changed.
+pub fn take_change_before_write(sim: &Sim) -> Option<bool> {
+    let mut t = sim.traffic.lock().unwrap_or_else(|e| e.into_inner());
+    if t.faults.change_before_writes > 0 {
+        t.faults.change_before_writes -= 1;
+        Some(t.faults.change_before_writes_letter)
+    } else {
+        None
+    }
 }
 
 /// Takes one "response lost" from the fault's budget; true when this write's response is

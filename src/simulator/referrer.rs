@@ -6,6 +6,8 @@
 //!   information. The version and ETag are bumped, the priority extension is updated, and
 //!   the worklist item's `requestContextStatus` becomes PRIORITY_CHANGED, LETTER_CHANGED or
 //!   PRIORITY_AND_LETTER_CHANGED (flags accumulate). The referral stays on its worklist.
+//!   `{"touch": true}` alone bumps the version with no content change (e-RS bookkeeping,
+//!   such as another system's update to something no decision depends on).
 //! - `POST /_admin/referrals/{ubrn}/cancel` with an optional `{"reason": "..."}`: the
 //!   referrer cancels. `status` becomes `cancelled`, the state `CANCELLED_REFERRAL` (the
 //!   reason as the state's `comments`), any appointment is cancelled and the version bumped.
@@ -40,6 +42,8 @@ pub struct Change {
     pub priority: Option<String>,
     /// Whether the referrer changed the clinical information (the referral letter).
     pub letter_changed: bool,
+    /// A new version with no content change (bookkeeping).
+    pub touch: bool,
 }
 
 /// Body of `POST /_admin/referrals/{ubrn}/cancel`.
@@ -108,10 +112,10 @@ pub async fn change(
         Ok(c) => c,
         Err(r) => return *r,
     };
-    if change.priority.is_none() && !change.letter_changed {
+    if change.priority.is_none() && !change.letter_changed && !change.touch {
         return error(
             StatusCode::BAD_REQUEST,
-            "give priority and/or letter_changed: true",
+            "give priority and/or letter_changed: true (or touch: true)",
         );
     }
     if let Some(p) = &change.priority {
@@ -131,7 +135,15 @@ pub async fn change(
         r.set_priority(p);
         r.priority_changed = true;
     }
-    if change.letter_changed {
+    apply_change(r, change.letter_changed);
+    tracing::debug!(ubrn = %ubrn, version = r.version(), "referrer changed referral");
+    summary(r)
+}
+
+/// A new version of the referral, with the letter changed when `letter` (the clinical
+/// information's last-updated time moves), else a bookkeeping change only.
+pub fn apply_change(r: &mut Referral, letter: bool) {
+    if letter {
         r.letter_changed = true;
         let now = now_instant();
         set_extension(
@@ -141,8 +153,6 @@ pub async fn change(
         );
     }
     bump_version(&mut r.resource);
-    tracing::debug!(ubrn = %ubrn, version = r.version(), "referrer changed referral");
-    summary(r)
 }
 
 /// `POST /_admin/referrals/{ubrn}/cancel`.

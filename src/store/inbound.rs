@@ -249,11 +249,12 @@ impl Store {
             .transpose()
     }
 
-    /// Inbound messages for one referral, oldest first (its timeline).
+    /// Inbound messages for one referral, oldest first (its timeline): those about it, and
+    /// those refused for naming it beside another (`other_ubrn`).
     pub async fn inbound_for(&self, ubrn: &Ubrn) -> Result<Vec<InboundRecord>, StoreError> {
         const OP: &str = "inbound_for";
         sqlx::query(select!(
-            "WHERE ubrn = $1 ORDER BY received_at_ms, control_id"
+            "WHERE ubrn = $1 OR other_ubrn = $1 ORDER BY received_at_ms, control_id"
         ))
         .bind(ubrn.as_str())
         .fetch_all(&self.pool)
@@ -273,10 +274,11 @@ impl Store {
         action: &str,
         version: Version,
         decision: &Decision,
+        new_attempt: bool,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE inbound_messages SET status = $2, ubrn = $3, action = $4, version_sent = $5, \
-             decided_state = $6, decision_hash = $7, attempts = attempts + 1, \
+             decided_state = $6, decision_hash = $7, attempts = attempts + $8, \
              next_attempt_ms = NULL WHERE control_id = $1",
         )
         .bind(control_id.as_str())
@@ -286,9 +288,26 @@ impl Store {
         .bind(version.as_i64())
         .bind(decision.state.as_deref())
         .bind(decision.hash.as_str())
+        .bind(i64::from(new_attempt))
         .execute(&self.pool)
         .await
         .op("inbound_intent")?;
+        Ok(())
+    }
+
+    /// Records the second referral a message names (MSA-2's, when it differs from RF1's):
+    /// the message shows on both referrals' timelines.
+    pub async fn inbound_other_ubrn(
+        &self,
+        control_id: &ControlId,
+        other: &Ubrn,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE inbound_messages SET other_ubrn = $2 WHERE control_id = $1")
+            .bind(control_id.as_str())
+            .bind(other.as_str())
+            .execute(&self.pool)
+            .await
+            .op("inbound_other_ubrn")?;
         Ok(())
     }
 

@@ -207,6 +207,20 @@ pub struct VersionRecord {
     pub messages: Vec<PublishedMessage>,
     /// When the version was handled (its "seen" time).
     pub now_ms: i64,
+    /// Its clinically relevant facts as published ([`crate::fhir::relevant`]), compared
+    /// with the referral's when a PAS decision on this version arrives after a change.
+    pub facts: Option<String>,
+}
+
+/// One referral version as the store recorded it ([`Store::versions_between`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVersion {
+    pub version: Version,
+    /// `published`, `own-write`, `parked`, ... ([`Seen`]).
+    pub outcome: String,
+    /// The relevant facts as published (JSON); `None` for a version not published by this
+    /// release or later.
+    pub facts: Option<String>,
 }
 
 /// See [`Store::version_state`].

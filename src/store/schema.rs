@@ -206,6 +206,19 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "ALTER TABLE inbound_messages ADD COLUMN decision_hash TEXT",
         ],
     ),
+    (
+        8,
+        &[
+            // The clinically relevant facts of a version published to the PAS (JSON,
+            // fhir/relevant.rs): a decision on it arriving after e-RS moved on is checked
+            // against what changed, since e-RS serves only a referral's latest version.
+            "ALTER TABLE referral_versions ADD COLUMN facts TEXT",
+            // The UBRN MSA-2's message names when it differs from RF1's (a refused
+            // decision shows on both referrals' timelines).
+            "ALTER TABLE inbound_messages ADD COLUMN other_ubrn TEXT",
+            "CREATE INDEX inbound_messages_other_ubrn ON inbound_messages (other_ubrn)",
+        ],
+    ),
 ];
 
 /// Applies every migration the database has not seen yet, up to `until` (the last one when

@@ -8,7 +8,8 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::{
     placeholders, select_published, ubrn_col, upsert_seen, value_rows, version_col, OpContext,
-    PublishedMessage, Seen, Store, StoreError, VersionRecord, VersionState, BATCH_ROWS,
+    PublishedMessage, Seen, Store, StoreError, StoredVersion, VersionRecord, VersionState,
+    BATCH_ROWS,
 };
 use crate::ids::{ControlId, Ubrn, Version};
 
@@ -114,12 +115,12 @@ impl Store {
             }
             q.execute(&mut *tx).await.op(OP)?;
         }
-        for chunk in seen.chunks(BATCH_ROWS / 4) {
+        for chunk in seen.chunks(BATCH_ROWS / 5) {
             let sql = format!(
-                "INSERT INTO referral_versions (ubrn, version, outcome, seen_at_ms) VALUES {} \
-                 ON CONFLICT (ubrn, version) DO UPDATE SET outcome = excluded.outcome, \
-                 seen_at_ms = excluded.seen_at_ms",
-                value_rows(chunk.len(), 4)
+                "INSERT INTO referral_versions (ubrn, version, outcome, seen_at_ms, facts) \
+                 VALUES {} ON CONFLICT (ubrn, version) DO UPDATE SET outcome = excluded.outcome, \
+                 seen_at_ms = excluded.seen_at_ms, facts = excluded.facts",
+                value_rows(chunk.len(), 5)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
             for v in chunk {
@@ -127,7 +128,8 @@ impl Store {
                     .bind(v.ubrn.as_str())
                     .bind(v.version.as_i64())
                     .bind(Seen::Published.as_str())
-                    .bind(v.now_ms);
+                    .bind(v.now_ms)
+                    .bind(v.facts.as_deref());
             }
             q.execute(&mut *tx).await.op(OP)?;
         }
@@ -198,6 +200,38 @@ impl Store {
         .await
         .op("is_own_write")?;
         Ok(row.is_some())
+    }
+
+    /// What the store holds of this referral's versions `from..=to`, in order: each
+    /// recorded version's outcome and, for a published one, its relevant facts. One round
+    /// trip, for a PAS decision that arrives after e-RS moved on.
+    pub async fn versions_between(
+        &self,
+        ubrn: &Ubrn,
+        from: Version,
+        to: Version,
+    ) -> Result<Vec<StoredVersion>, StoreError> {
+        const OP: &str = "versions_between";
+        let rows = sqlx::query(
+            "SELECT version, outcome, facts FROM referral_versions \
+             WHERE ubrn = $1 AND version >= $2 AND version <= $3 ORDER BY version",
+        )
+        .bind(ubrn.as_str())
+        .bind(from.as_i64())
+        .bind(to.as_i64())
+        .fetch_all(&self.pool)
+        .await
+        .op(OP)?;
+        rows.iter()
+            .map(|r| {
+                let version: i64 = r.try_get("version").op(OP)?;
+                Ok(StoredVersion {
+                    version: Version::from_i64(version).map_err(|e| StoreError::decode(OP, e))?,
+                    outcome: r.try_get("outcome").op(OP)?,
+                    facts: r.try_get("facts").op(OP)?,
+                })
+            })
+            .collect()
     }
 
     /// The highest version of this referral seen so far, if any.

@@ -37,6 +37,10 @@ const REJECTION_REASONS: [(&str, &str); 5] = [
     ("OTHER", "OTHER"),
 ];
 
+/// RF1-2.1 priorities and their e-RS codes (§2.3, `mappings/tables/priority.csv`); RF1-2.4
+/// may carry the e-RS code itself.
+const PRIORITIES: [(&str, &str); 3] = [("R", "ROUTINE"), ("A", "URGENT"), ("W", "TWO_WEEK_WAIT")];
+
 /// The samples the document names as deliberately non-conforming, with a word of the
 /// violation the check must report.
 const NON_CONFORMING: [(&str, &str); 3] = [
@@ -46,7 +50,7 @@ const NON_CONFORMING: [(&str, &str); 3] = [
 ];
 
 /// §6: each sample and the decision its `.expected.json` holds.
-const EXAMPLES: [(&str, &str); 20] = [
+const EXAMPLES: [(&str, &str); 24] = [
     ("ack-commit-ca", "no_action"),
     ("ack-application-aa", "no_action"),
     ("ack-error-v24", "review"),
@@ -60,6 +64,10 @@ const EXAMPLES: [(&str, &str); 20] = [
     ("rri-cancel-action-later-ibs", "cancel_action_later"),
     ("rri-triage-book-later", "record_review_outcome"),
     ("rri-triage-return-advice", "record_review_outcome"),
+    ("rri-reject-dbs", "reject"),
+    ("rri-reject-ibs", "reject"),
+    ("rri-triage-return-no-action", "record_review_outcome"),
+    ("rri-triage-book-later-urgent", "record_review_outcome"),
     ("rri-pending", "no_action"),
     ("rri-expired", "review"),
     ("rri-ag-advice", "advice_response"),
@@ -166,6 +174,19 @@ fn rri_violations(msg: &Inbound) -> Vec<String> {
         (Some(a), Some(b)) if a != b => out.push(format!("RF1 UBRN {a} differs from MSA-2's {b}")),
         _ => {}
     }
+    let priority_known = rri.priority.is_empty()
+        || PRIORITIES
+            .iter()
+            .any(|(local, code)| *local == rri.priority || *code == rri.priority_code);
+    if !priority_known {
+        out.push(format!(
+            "RF1-2 {:?} is not a priority of §2.3",
+            rri.priority
+        ));
+    }
+    if rri.observations > 0 {
+        out.push("OBX on an RRI: documents are not carried with a decision".into());
+    }
     if rri.status == "R" {
         let known = rri.reasons.iter().any(|r| {
             DECISION_REASONS.contains(&r.as_str())
@@ -249,6 +270,24 @@ fn the_profile_code_tables_are_the_configured_ones() {
         })
         .collect();
     let documented: BTreeSet<(String, String)> = REJECTION_REASONS
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(rows, documented);
+    // RF1-2 is read back through the priority table the REF used.
+    let csv_path = toml["tables"]["priority"].as_str().unwrap();
+    let csv = std::fs::read_to_string(root(&format!("mappings/{csv_path}"))).unwrap();
+    let rows: BTreeSet<(String, String)> = csv
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut f = l.split(',');
+            let code = f.next().unwrap().to_string();
+            (f.next().unwrap().to_string(), code)
+        })
+        .collect();
+    let documented: BTreeSet<(String, String)> = PRIORITIES
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();

@@ -10,23 +10,11 @@ use ers_bridge::hl7::AckCode;
 use ers_bridge::pipeline::inbound::Handled;
 
 use crate::inbound::{applied_writes, reply, rri, seeded, write_calls};
-
-fn sample(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/samples/pas/{name}.hl7",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
+use crate::official_bodies::sample;
 
 /// An official A022 example request from `../shared/ers-api/examples/`.
 fn official(name: &str) -> serde_json::Value {
-    let path = format!(
-        "{}/../shared/ers-api/examples/stu3/cancelAppointmentActionLater/requests/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap()
+    crate::official_bodies::official("cancelAppointmentActionLater", name)
 }
 
 /// The referral's state and state reason codes, as the simulator serves it.

@@ -1,13 +1,53 @@
 //! A PAS decision is written on the referral version the PAS saw: `If-Match` carries the
-//! version of the REF published to the PAS, and a referral that changed in e-RS since is
-//! not written (an AE and a needs-action record), never written over with the version
-//! just read.
+//! version of the REF published to the PAS (the one MSA-2 names, else the latest), and a
+//! referral whose clinically relevant content changed in e-RS since is not written (an AE
+//! naming what changed, a needs-action record, and the new version sent to the PAS as a
+//! REF^I13), never written over with the version just read. A change to nothing relevant
+//! (bookkeeping) is written with the current version; a 409 re-reads under the same rule.
 
 use chrono::Utc;
 use ers_bridge::hl7::AckCode;
 use ers_bridge::pipeline::inbound::Handled;
 
+use crate::helpers::Harness;
 use crate::inbound::{ops, reply, rri, seeded, write_calls};
+
+/// An accept of `ubrn` whose MSA-2 acknowledges our message `acked`.
+fn accept_acking(control_id: &str, acked: &str, ubrn: &str) -> Vec<u8> {
+    let body = rri(control_id, "A^Accepted^HL70283", ubrn, "", "ok");
+    let text = String::from_utf8(body).unwrap();
+    let (msh, rest) = text.split_once('\r').unwrap();
+    format!("{msh}\rMSA|AA|{acked}\r{rest}").into_bytes()
+}
+
+/// The referral's current version in the simulator.
+async fn version_of(h: &Harness, ubrn: &str) -> String {
+    h.referral(ubrn).await["meta"]["versionId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The A013 calls made for `ubrn`, with their `If-Match` and whether e-RS applied them.
+async fn a013s(h: &Harness, ubrn: &str) -> Vec<(String, bool)> {
+    write_calls(h)
+        .await
+        .into_iter()
+        .filter(|c| c["operation"] == "A013" && c["ubrn"] == ubrn)
+        .map(|c| {
+            (
+                c["if_match"].as_str().unwrap_or_default().to_string(),
+                c["applied"] == true,
+            )
+        })
+        .collect()
+}
+
+/// A refusal's ERR: (table 0357 code, the reason text), from a 2.4 ACK's ERR-1.4.
+fn err_of(ack: &ers_bridge::hl7::Inbound) -> (String, String) {
+    let e = ack.errors.first().expect("an ERR");
+    (e.code.clone(), format!("{} {}", e.text, e.message))
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_referral_is_written_with_the_version_the_pas_saw() {
@@ -58,6 +98,198 @@ async fn a_referral_changed_since_the_pas_saw_it_is_not_written() {
     assert_eq!(ops(&h, "A013").await, 0);
     let ack = reply(&h).await;
     assert_eq!(ack.ack_code, Some(AckCode::AE));
+    app.close().await;
+    h.cleanup().await;
+}
+
+/// A bookkeeping change (a new version, nothing a clinician reads changed) is not a
+/// reason to refuse: written with the current version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bookkeeping_change_is_written_with_the_current_version() {
+    let (h, app) = seeded(false).await;
+    app.drain(10).await.expect("drain");
+    h.take_messages().await;
+    h.admin(
+        "referrals/000000070001/change",
+        serde_json::json!({"touch": true}),
+    )
+    .await;
+    let now_version = version_of(&h, "000000070001").await;
+    let msg = rri("PASVER0003", "A^Accepted^HL70283", "000000070001", "", "ok");
+    let handled = app.inbound().handle(&msg, Utc::now()).await.unwrap();
+    assert_eq!(
+        handled,
+        Handled::Done {
+            action: "accept".into()
+        }
+    );
+    assert_eq!(
+        a013s(&h, "000000070001").await,
+        [(format!("W/\"{now_version}\""), true)]
+    );
+    assert_eq!(reply(&h).await.ack_code, Some(AckCode::AA));
+    app.close().await;
+    h.cleanup().await;
+}
+
+/// The letter changes while the clinician decides: no write, an AE naming what changed
+/// (table 0357 206 against MSA-2), and the next poll sends the new version to the PAS as
+/// a REF^I13, on which a new decision is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_letter_change_is_refused_naming_it_and_the_new_version_goes_to_the_pas() {
+    let (h, app) = seeded(false).await;
+    app.drain(10).await.expect("drain");
+    h.take_messages().await;
+    h.admin(
+        "referrals/000000070001/change",
+        serde_json::json!({"letter_changed": true}),
+    )
+    .await;
+    let msg = rri("PASVER0004", "A^Accepted^HL70283", "000000070001", "", "ok");
+    let handled = app.inbound().handle(&msg, Utc::now()).await.unwrap();
+    assert!(
+        matches!(handled, Handled::NeedsAction { .. }),
+        "{handled:?}"
+    );
+    assert!(a013s(&h, "000000070001").await.is_empty(), "no write");
+    let ack = reply(&h).await;
+    assert_eq!(ack.ack_code, Some(AckCode::AE));
+    let (code, text) = err_of(&ack);
+    assert_eq!(code, "206", "{text}");
+    assert!(text.contains("clinical information"), "{text}");
+
+    app.drain(10).await.expect("drain");
+    let sent = h.take_messages().await;
+    let i13: Vec<_> = sent
+        .iter()
+        .filter(|m| m.kind == "REF^I13" && m.ubrn() == "000000070001")
+        .collect();
+    assert_eq!(i13.len(), 1, "the new version reaches the PAS");
+    let new_version = version_of(&h, "000000070001").await;
+    assert_eq!(
+        i13[0].header("x-ers-version").as_deref(),
+        Some(new_version.as_str())
+    );
+    // The clinician decides again on the new version: applied.
+    let again = accept_acking("PASVER0005", &i13[0].message_id, "000000070001");
+    let handled = app.inbound().handle(&again, Utc::now()).await.unwrap();
+    assert_eq!(
+        handled,
+        Handled::Done {
+            action: "accept".into()
+        }
+    );
+    assert_eq!(
+        a013s(&h, "000000070001").await,
+        [(format!("W/\"{new_version}\""), true)]
+    );
+    app.close().await;
+    h.cleanup().await;
+}
+
+/// The PAS received v1 and, after a priority change, v2; a decision whose MSA-2 names the
+/// v1 REF was made on v1 and is refused (the priority changed), while one naming the v2
+/// REF is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn msa_2_naming_an_older_ref_is_checked_against_that_version() {
+    let (h, app) = seeded(false).await;
+    app.drain(10).await.expect("drain");
+    let first = h
+        .take_messages()
+        .await
+        .into_iter()
+        .find(|m| m.kind == "REF^I12" && m.ubrn() == "000000070001")
+        .expect("the REF^I12");
+    h.admin(
+        "referrals/000000070001/change",
+        serde_json::json!({"priority": "URGENT"}),
+    )
+    .await;
+    app.drain(10).await.expect("drain");
+    let second = h
+        .take_messages()
+        .await
+        .into_iter()
+        .find(|m| m.kind == "REF^I13" && m.ubrn() == "000000070001")
+        .expect("the REF^I13");
+
+    let on_first = accept_acking("PASVER0006", &first.message_id, "000000070001");
+    let handled = app.inbound().handle(&on_first, Utc::now()).await.unwrap();
+    assert!(
+        matches!(handled, Handled::NeedsAction { .. }),
+        "{handled:?}"
+    );
+    let (code, text) = err_of(&reply(&h).await);
+    assert_eq!(code, "206");
+    assert!(text.contains("priority"), "{text}");
+    assert!(a013s(&h, "000000070001").await.is_empty());
+
+    let current = version_of(&h, "000000070001").await;
+    let on_second = accept_acking("PASVER0007", &second.message_id, "000000070001");
+    let handled = app.inbound().handle(&on_second, Utc::now()).await.unwrap();
+    assert_eq!(
+        handled,
+        Handled::Done {
+            action: "accept".into()
+        }
+    );
+    assert_eq!(
+        a013s(&h, "000000070001").await,
+        [(format!("W/\"{current}\""), true)]
+    );
+    app.close().await;
+    h.cleanup().await;
+}
+
+/// e-RS answers 409 because the referral changed between our read and our write: a
+/// bookkeeping change is re-read and written (one attempt, not two, for the backoff); a
+/// letter change is refused, nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_409_is_re_read_under_the_same_rule() {
+    let (h, app) = seeded(false).await;
+    app.drain(10).await.expect("drain");
+    h.take_messages().await;
+
+    h.admin("faults", serde_json::json!({"change_before_writes": 1}))
+        .await;
+    let msg = rri("PASVER0008", "A^Accepted^HL70283", "000000070001", "", "ok");
+    let handled = app.inbound().handle(&msg, Utc::now()).await.unwrap();
+    assert_eq!(
+        handled,
+        Handled::Done {
+            action: "accept".into()
+        }
+    );
+    let calls = a013s(&h, "000000070001").await;
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(!calls[0].1 && calls[1].1, "409, then applied: {calls:?}");
+    let row = app
+        .outbound()
+        .store()
+        .inbound(&ers_bridge::hl7::ControlId::parse("PASVER0008").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.attempts, 1, "a re-read after a 409 is the same attempt");
+    assert_eq!(reply(&h).await.ack_code, Some(AckCode::AA));
+
+    h.admin(
+        "faults",
+        serde_json::json!({"change_before_writes": 1, "change_before_writes_letter": true}),
+    )
+    .await;
+    let msg = rri("PASVER0009", "A^Accepted^HL70283", "000000070002", "", "ok");
+    let handled = app.inbound().handle(&msg, Utc::now()).await.unwrap();
+    assert!(
+        matches!(handled, Handled::NeedsAction { .. }),
+        "{handled:?}"
+    );
+    let calls = a013s(&h, "000000070002").await;
+    assert_eq!(calls.len(), 1, "the 409 only: {calls:?}");
+    assert!(!calls[0].1);
+    let (code, text) = err_of(&reply(&h).await);
+    assert_eq!(code, "206");
+    assert!(text.contains("clinical information"), "{text}");
     app.close().await;
     h.cleanup().await;
 }

@@ -224,8 +224,40 @@ async fn garbage_is_dead_lettered_and_a_ubrn_mismatch_is_never_a_guess() {
         why.contains("000000070001") && why.contains("000000070002"),
         "{why}"
     );
-    assert_eq!(reply(&h).await.ack_code, Some(AckCode::AE));
+    let ack = reply(&h).await;
+    assert_eq!(ack.ack_code, Some(AckCode::AE));
+    assert_eq!(ack.errors[0].code, "204", "{:?}", ack.errors);
     assert_eq!(ops(&h, "A013").await, 0);
+    // Both referrals' timelines show the refused decision.
+    let store = app.outbound().store();
+    for ubrn in ["000000070001", "000000070002"] {
+        let rows = store
+            .inbound_for(&ers_bridge::hl7::Ubrn::parse(ubrn).unwrap())
+            .await
+            .unwrap();
+        assert!(
+            rows.iter().any(|r| r.control_id.as_str() == "PASMIS0001"),
+            "{ubrn}: {rows:?}"
+        );
+    }
+
+    // e-RS does not know the referral: the failed read is in the message's timeline, and
+    // the AE says 204 (unknown key) against RF1-6.
+    let unknown = rri("PASUNK0001", "A^Accepted^HL70283", "000000079999", "", "ok");
+    let handled = app.inbound().handle(&unknown, Utc::now()).await.unwrap();
+    assert!(
+        matches!(handled, Handled::NeedsAction { .. }),
+        "{handled:?}"
+    );
+    let ack = reply(&h).await;
+    assert_eq!(ack.errors[0].code, "204", "{:?}", ack.errors);
+    let attempts = store
+        .inbound_attempts(&ControlId::parse("PASUNK0001").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].operation, "A005");
+    assert_eq!(attempts[0].http_status, Some(404));
     app.close().await;
     h.cleanup().await;
 }
@@ -627,7 +659,14 @@ async fn every_pas_sample_ends_as_expected() {
         .count();
     // Samples about a referral that another sample here changes first run in their own
     // test: rri-cancel-action-later-ibs (70002, as rri-rejected) in cancel_action_later.rs.
-    let elsewhere = ["rri-cancel-action-later-ibs"];
+    // The official-body samples (70001, 70002, 70003, 70013) in official_bodies.rs.
+    let elsewhere = [
+        "rri-cancel-action-later-ibs",
+        "rri-reject-dbs",
+        "rri-reject-ibs",
+        "rri-triage-return-no-action",
+        "rri-triage-book-later-urgent",
+    ];
     assert_eq!(
         files,
         table.len() + elsewhere.len(),

@@ -22,6 +22,7 @@ mod ids;
 mod inbound;
 mod load;
 mod monitor;
+mod official_bodies;
 mod parked;
 mod pas_sim;
 mod restart;

@@ -63,6 +63,7 @@ async fn exercise(store: &Store) {
             version: ver(5),
             messages: vec![],
             now_ms: 900,
+            facts: None,
         }])
         .await
         .unwrap();
@@ -97,6 +98,7 @@ async fn exercise(store: &Store) {
                 version: ver(v),
                 messages: vec![message],
                 now_ms: 1,
+                facts: None,
             }])
             .await
             .unwrap();
@@ -169,6 +171,7 @@ async fn batched(store: &Store) {
         version: ver(1),
         messages: vec![],
         now_ms: 30,
+        facts: None,
     };
     store
         .record_versions_published(&[
@@ -177,6 +180,7 @@ async fn batched(store: &Store) {
                 version: ver(4),
                 messages: msgs.clone(),
                 now_ms: 30,
+                facts: None,
             },
             other,
         ])

@@ -41,7 +41,7 @@ async fn scenario(store: &Store) {
         hash: "decision-1".into(),
     };
     store
-        .inbound_intent(&pas, &u("000000070001"), "accept", ver(5), &decision)
+        .inbound_intent(&pas, &u("000000070001"), "accept", ver(5), &decision, true)
         .await
         .unwrap();
     let r = store.inbound(&pas).await.unwrap().unwrap();
@@ -92,7 +92,7 @@ async fn scenario(store: &Store) {
     );
 
     store
-        .inbound_intent(&pas, &u("000000070001"), "accept", ver(5), &decision)
+        .inbound_intent(&pas, &u("000000070001"), "accept", ver(5), &decision, true)
         .await
         .unwrap();
     store
@@ -167,6 +167,7 @@ async fn scenario(store: &Store) {
             version: ver(5),
             messages: vec![published.clone()],
             now_ms: 500,
+            facts: None,
         }])
         .await
         .unwrap();

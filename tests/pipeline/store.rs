@@ -220,6 +220,7 @@ async fn record(store: &Store, m: &PublishedMessage) {
             version: m.version,
             messages: vec![m.clone()],
             now_ms: m.confirmed_at_ms,
+            facts: None,
         }])
         .await
         .unwrap();

@@ -24,9 +24,11 @@ use chrono::{DateTime, Utc};
 use crate::app::Shared;
 use crate::ers::capability::Operation;
 use crate::ers::{rejection_input, ErsError, Versioned};
+use crate::fhir::relevant::RelevantFacts;
 use crate::fhir::requests::{CancelAppointmentActionLater, Priority, RecordReviewOutcome};
 use crate::fhir::ReferralRequest;
 use crate::hl7::{ControlId, Ubrn};
+use crate::ids::Version;
 use crate::mapping::Action;
 use crate::pipeline::PipelineError;
 use crate::store::{Attempt, Decision, InboundStatus, Seen};
@@ -39,11 +41,13 @@ pub const MAX_CONFLICTS: u32 = 3;
 pub enum Outcome {
     /// Applied (by this call, or found applied by an earlier one).
     Applied { detail: String },
-    /// e-RS will not take it from us; `segment`/`field` name what the PAS should look at.
+    /// e-RS will not take it from us; `segment`/`field` name what the PAS should look at,
+    /// `code` the HL7 table 0357 code of the AE's ERR.
     Refused {
         why: String,
         segment: &'static str,
         field: Option<usize>,
+        code: &'static str,
     },
     /// May succeed later.
     Transient { why: String },
@@ -74,11 +78,13 @@ pub(super) fn already_applied(a: &Action, r: &ReferralRequest) -> bool {
     }
 }
 
+/// A refusal that is the bridge's limit, not the message's fault (table 0357 `207`).
 fn refused(why: impl Into<String>) -> Outcome {
     Outcome::Refused {
         why: why.into(),
-        segment: "RF1",
+        segment: "",
         field: None,
+        code: "207",
     }
 }
 
@@ -119,7 +125,13 @@ pub async fn run(
     // and the record (status still `intent`), or the last call's answer never came or was
     // a 5xx (the write may have been applied and its response lost).
     let before = store.inbound(control_id).await?;
-    let last = store.inbound_attempts(control_id).await?.pop();
+    // The last write call (a failed read is in the timeline too, and wrote nothing).
+    let last = store
+        .inbound_attempts(control_id)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|a| a.operation == op.id());
     let interrupted = before
         .as_ref()
         .is_some_and(|r| r.status == InboundStatus::Intent)
@@ -139,7 +151,10 @@ pub async fn run(
             Some(r) => r,
             None => match shared.ers.for_decision().referral(ubrn, None).await {
                 Ok(r) => r,
-                Err(e) => return Ok(classify(op, e, false)),
+                Err(e) => {
+                    store.inbound_attempt(control_id, &failed_read(&e)).await?;
+                    return Ok(classify(op, e, false));
+                }
             },
         };
         if interrupted && already_applied(action, &read.resource) {
@@ -152,18 +167,18 @@ pub async fn run(
         };
         // The write carries the version the PAS decided on; e-RS having moved on since is
         // written over only when every newer version is the bridge's own write.
-        let version = match decided {
-            Some(d) if d != current => {
-                if !moved_by_own_writes(shared, ubrn, d, current).await? {
-                    tracing::info!(ubrn = %ubrn, decided = %d, current = %current, "referral changed in e-rs since the version the pas decided on");
-                    return Ok(refused(format!(
-                        "the referral changed in e-RS since the version the PAS decided on (version {d}, now {current}): not applied, decide again on the new version"
-                    )));
-                }
-                current
+        if let Some(d) = decided.filter(|d| *d != current) {
+            if let Err(why) = moved_on(shared, ubrn, d, current, &read.resource).await? {
+                tracing::info!(ubrn = %ubrn, decided = %d, current = %current, "referral changed in e-rs since the version the pas decided on");
+                return Ok(Outcome::Refused {
+                    why,
+                    segment: "MSA",
+                    field: Some(2),
+                    code: "206",
+                });
             }
-            _ => current,
-        };
+        }
+        let version = current;
         // A deferred referral takes A028 only while it is pending review: ask e-RS (A029)
         // which actions it offers first.
         if op == Operation::A028
@@ -172,19 +187,25 @@ pub async fn run(
             match shared.ers.for_decision().available_actions(ubrn, version).await {
                 Ok(b) if b.task_codes().contains(&"RECORD_REVIEW_OUTCOME") => {}
                 Ok(_) => {
-                    return Ok(refused(
-                        "e-RS does not offer A028 for this deferred referral (A029): it is no longer pending review",
-                    ))
+                    return Ok(Outcome::Refused {
+                        why: "e-RS does not offer A028 for this deferred referral (A029): it is no longer pending review".into(),
+                        segment: "RF1",
+                        field: Some(6),
+                        code: "206",
+                    })
                 }
                 Err(e) => return Ok(classify(Operation::A029, e, false)),
             }
         }
+        // A re-read after a 409/423 belongs to the same attempt (the backoff counts
+        // attempts).
         store
-            .inbound_intent(control_id, ubrn, name, version, decision)
+            .inbound_intent(control_id, ubrn, name, version, decision, conflicts == 0)
             .await?;
         let correlation = uuid::Uuid::new_v4();
         let ers = shared.ers.for_decision().with_correlation_id(correlation);
-        let result = call(shared, &ers, ubrn, version, action, &read.resource, now).await;
+        let called_at = Utc::now().timestamp_millis();
+        let result = call(shared, &ers, ubrn, version, action, now).await;
         let attempt =
             |status: Option<u16>, e: Option<&ErsError>, request_id: Option<String>| Attempt {
                 operation: op.id().to_string(),
@@ -193,7 +214,7 @@ pub async fn run(
                 ers_code: e.and_then(ErsError::ers_code).map(str::to_string),
                 correlation_id: Some(correlation.to_string()),
                 request_id: request_id.or_else(|| e.and_then(|e| e.api()?.request_id.clone())),
-                at_ms: now.timestamp_millis(),
+                at_ms: called_at,
             };
         match result {
             Ok(written) => {
@@ -268,28 +289,77 @@ async fn decided_version(
         .max())
 }
 
-/// Whether every version after `decided` up to `current` is one the bridge's own write
-/// produced (marked `own-write`).
-async fn moved_by_own_writes(
+/// Whether a decision on version `decided` may be written on `current` (docs/inbound.md,
+/// "The version decided on"): yes when every newer version is the bridge's own write, or
+/// when nothing clinically relevant ([`RelevantFacts`]) differs between the version the
+/// PAS received and the referral now (a state our own write produced is ours, not a
+/// change); otherwise `Err` with the reason naming what changed. A version whose facts
+/// the store does not hold counts as changed: never guessed.
+async fn moved_on(
     shared: &Shared,
     ubrn: &Ubrn,
-    decided: crate::ids::Version,
-    current: crate::ids::Version,
-) -> Result<bool, PipelineError> {
+    decided: Version,
+    current: Version,
+    now: &ReferralRequest,
+) -> Result<Result<(), String>, PipelineError> {
+    let changed = |what: String| {
+        Err(format!(
+            "the referral changed in e-RS since the version the PAS decided on (version \
+             {decided}, now {current}: {what}): not applied; decide again on the current version"
+        ))
+    };
     if current.get() < decided.get() {
-        return Ok(false);
+        return Ok(changed("e-RS gives an older version".into()));
     }
-    for v in decided.get() + 1..=current.get() {
-        let own = shared
-            .store
-            .is_own_write(ubrn, crate::ids::Version::new(v))
-            .await
-            .map_err(PipelineError::store(ubrn))?;
-        if !own {
-            return Ok(false);
-        }
+    let stored = shared
+        .store
+        .versions_between(ubrn, decided, current)
+        .await
+        .map_err(PipelineError::store(ubrn))?;
+    let own = |v: u32| {
+        stored
+            .iter()
+            .any(|s| s.version.get() == v && s.outcome == Seen::OwnWrite.as_str())
+    };
+    let newer = decided.get() + 1..=current.get();
+    if newer.clone().all(own) {
+        return Ok(Ok(()));
     }
-    Ok(true)
+    let Some(base) = stored
+        .iter()
+        .find(|s| s.version == decided)
+        .and_then(|s| s.facts.as_deref())
+        .and_then(RelevantFacts::from_stored)
+    else {
+        return Ok(changed(format!(
+            "the bridge holds no record of what version {decided} contained"
+        )));
+    };
+    let facts_now = serde_json::to_value(now)
+        .ok()
+        .and_then(|j| RelevantFacts::of_json(&j))
+        .unwrap_or_default();
+    let mut changes = base.changes(&facts_now);
+    if newer.clone().any(own) {
+        changes.retain(|c| *c != "referral state");
+    }
+    if changes.is_empty() {
+        return Ok(Ok(()));
+    }
+    Ok(changed(changes.join(", ")))
+}
+
+/// A failed A005 read of the referral, for the message's timeline.
+pub(super) fn failed_read(e: &ErsError) -> Attempt {
+    Attempt {
+        operation: Operation::A005.id().to_string(),
+        version: None,
+        http_status: e.status(),
+        ers_code: e.ers_code().map(str::to_string),
+        correlation_id: None,
+        request_id: e.api().and_then(|a| a.request_id.clone()),
+        at_ms: Utc::now().timestamp_millis(),
+    }
 }
 
 fn version_text<T>(v: &Versioned<T>) -> String {
@@ -301,14 +371,23 @@ fn classify(op: Operation, e: ErsError, called: bool) -> Outcome {
     if e.is_retryable() {
         return Outcome::Transient { why: e.to_string() };
     }
-    let why = match e.ers_code() {
-        Some("INVALID_REQUEST_STATE") => {
-            format!("e-RS refused {op}: the referral is no longer in a state that allows it ({e})")
-        }
-        _ if called => format!("e-RS refused {op}: {e}"),
-        _ => format!("reading the referral failed: {e}"),
+    // Table 0357: 206 the referral (the record) is not in a state to take the decision,
+    // 204 e-RS does not know it, 207 anything else (the bridge's own limits and faults).
+    let (why, code) = match e.ers_code() {
+        Some("INVALID_REQUEST_STATE") => (
+            format!("e-RS refused {op}: the referral is no longer in a state that allows it ({e})"),
+            "206",
+        ),
+        _ if e.status() == Some(404) => (format!("e-RS does not know the referral: {e}"), "204"),
+        _ if called => (format!("e-RS refused {op}: {e}"), "207"),
+        _ => (format!("reading the referral failed: {e}"), "207"),
     };
-    refused(why)
+    Outcome::Refused {
+        why,
+        segment: if code == "207" { "" } else { "RF1" },
+        field: (code != "207").then_some(6),
+        code,
+    }
 }
 
 /// `appointmentCancelledInPAS` (A014, A022) is required for an indirectly bookable service
@@ -341,14 +420,15 @@ async fn call(
     ubrn: &Ubrn,
     version: crate::ids::Version,
     action: &Action,
-    referral: &ReferralRequest,
     now: DateTime<Utc>,
 ) -> Result<Versioned<ReferralRequest>, Call> {
     let nte = |e: ErsError| match e {
+        // The only input e-RS limits that the PAS writes is the comment's length.
         ErsError::InvalidInput { reason, .. } => Call::Input(Outcome::Refused {
             why: reason,
             segment: "NTE",
             field: Some(3),
+            code: "102",
         }),
         other => Call::Ers(other),
     };
@@ -370,11 +450,18 @@ async fn call(
                         return Err(Call::Input(Outcome::Transient { why: e.to_string() }))
                     }
                     Err(e) => {
+                        use crate::ers::RejectionError as R;
+                        let (segment, field, code) = match &e {
+                            R::UnknownReason { .. } => ("RF1", Some(10), "103"),
+                            R::CommentRequired { .. } => ("NTE", Some(3), "101"),
+                            _ => ("", None, "207"),
+                        };
                         return Err(Call::Input(Outcome::Refused {
                             why: e.to_string(),
-                            segment: "RF1",
-                            field: Some(10),
-                        }))
+                            segment,
+                            field,
+                            code,
+                        }));
                     }
                 };
             match ers.reject(ubrn, version, &input).await {
@@ -394,11 +481,12 @@ async fn call(
         Action::CancelActionLater {
             comments,
             appointment_cancelled_in_pas,
+            priority,
             ..
         } => {
             let input = CancelAppointmentActionLater {
                 comments: comments.clone(),
-                priority: None,
+                priority: priority.as_deref().and_then(|p| p.parse::<Priority>().ok()),
                 appointment_cancelled_in_pas: appointment_cancelled_in_pas.then_some(true),
                 attachments: Vec::new(),
             };
@@ -419,14 +507,18 @@ async fn call(
             }
         }
         Action::RecordReviewOutcome {
-            outcome, comments, ..
+            outcome,
+            comments,
+            priority,
+            ..
         } => {
-            // Returning to the referrer must repeat the current priority.
-            let priority = referral.priority().and_then(|p| p.parse::<Priority>().ok());
+            // The PAS's priority when it gave one (RF1-2), else none: e-RS keeps the
+            // referral's (and requires a return to the referrer to repeat it, which
+            // leaving it out does).
             let input = RecordReviewOutcome {
                 outcome: *outcome,
                 comments: comments.clone(),
-                priority,
+                priority: priority.as_deref().and_then(|p| p.parse::<Priority>().ok()),
                 attachments: Vec::new(),
             };
             ers.record_review_outcome(ubrn, version, &input)

@@ -319,11 +319,13 @@ impl Inbound {
         let is_rri = msg.referral.is_some();
         let ubrn = match self.correlate(msg).await? {
             Ok(u) => u,
-            Err(why) => {
+            Err((why, rf1, msa)) => {
+                // Both referrals' timelines show the refused decision.
+                store.inbound_other_ubrn(&msg.control_id, &msa).await?;
                 let reply =
-                    is_rri.then(|| refusal("not sent to e-RS", "RF1", Some(6), "103", why.clone()));
+                    is_rri.then(|| refusal("not sent to e-RS", "RF1", Some(6), "204", why.clone()));
                 return self
-                    .finish_needs_action(msg, message, None, &why, reply, now)
+                    .finish_needs_action(msg, message, Some(&rf1), &why, reply, now)
                     .await;
             }
         };
@@ -342,13 +344,24 @@ impl Inbound {
             Some(u) => match self.shared.ers.for_decision().referral(u, None).await {
                 Ok(r) => Some(r),
                 Err(e) if e.is_retryable() => {
+                    store
+                        .inbound_attempt(&msg.control_id, &execute::failed_read(&e))
+                        .await?;
                     return self
                         .schedule_retry(msg, message, u, e.to_string(), now)
-                        .await
+                        .await;
                 }
                 Err(e) => {
+                    store
+                        .inbound_attempt(&msg.control_id, &execute::failed_read(&e))
+                        .await?;
                     let why = format!("e-RS does not give referral {u}: {e}");
-                    let reply = refusal("not sent to e-RS", "RF1", Some(6), "103", why.clone());
+                    let code = if e.status() == Some(404) {
+                        "204"
+                    } else {
+                        "207"
+                    };
+                    let reply = refusal("not sent to e-RS", "RF1", Some(6), code, why.clone());
                     return self
                         .finish_needs_action(msg, message, Some(u), &why, Some(reply), now)
                         .await;
@@ -372,8 +385,8 @@ impl Inbound {
                         .to_string();
                     let reply = refusal(
                         "not sent to e-RS: needs review",
-                        "RF1",
-                        Some(1),
+                        "",
+                        None,
                         "207",
                         why.clone(),
                     );
@@ -401,13 +414,19 @@ impl Inbound {
                     .await?;
                 Ok(Handled::NoAction { why: why.clone() })
             }
-            Action::Review { why } => {
+            Action::Review { why, fault } => {
+                // The part of the message at fault when it is the message's; else the
+                // bridge does not act on this by itself (207).
+                let (segment, field, code) = match fault {
+                    Some(f) => (f.segment, Some(f.field), f.code),
+                    None => ("", None, "207"),
+                };
                 let reply = is_rri.then(|| {
                     refusal(
                         "not sent to e-RS: needs review",
-                        "RF1",
-                        Some(1),
-                        "207",
+                        segment,
+                        field,
+                        code,
                         why.clone(),
                     )
                 });
@@ -521,7 +540,7 @@ impl Inbound {
     async fn correlate(
         &self,
         msg: &InboundMsg,
-    ) -> Result<Result<Option<Ubrn>, String>, PipelineError> {
+    ) -> Result<Result<Option<Ubrn>, (String, Ubrn, Ubrn)>, PipelineError> {
         let from_rf1 = msg.referral.as_ref().and_then(|r| r.ubrn.clone());
         let from_msa = match &msg.acked_control_id {
             Some(cid) => match self.shared.store.published_by_control_id(cid).await? {
@@ -531,8 +550,10 @@ impl Inbound {
             None => None,
         };
         Ok(match (from_rf1, from_msa) {
-            (Some(a), Some(b)) if a != b => Err(format!(
-                "RF1 names UBRN {a} but MSA-2 acknowledges a message about UBRN {b}"
+            (Some(a), Some(b)) if a != b => Err((
+                format!("RF1 names UBRN {a} but MSA-2 acknowledges a message about UBRN {b}"),
+                a,
+                b,
             )),
             (Some(a), _) => Ok(Some(a)),
             (None, b) => Ok(b),
@@ -595,8 +616,9 @@ impl Inbound {
                 why,
                 segment,
                 field,
+                code,
             } => {
-                let reply = refusal("not applied in e-RS", segment, field, "207", why.clone());
+                let reply = refusal("not applied in e-RS", segment, field, code, why.clone());
                 self.finish_needs_action(msg, message, Some(ubrn), &why, Some(reply), now)
                     .await
             }

@@ -60,6 +60,9 @@ pub struct Facts {
     pub related: Vec<String>,
     /// The specialty code no display names (see [`ReferralFacts::specialty_without_display`]).
     pub specialty_to_name: Option<String>,
+    /// The clinically relevant facts, as stored with the version once published
+    /// ([`crate::fhir::relevant::RelevantFacts`]).
+    pub relevant: String,
 }
 
 /// Reads the facts of an A005 body; a body that does not fit the e-RS structure is a bad
@@ -86,6 +89,7 @@ pub fn facts(ubrn: &Ubrn, json: &Value) -> Result<Facts, PipelineError> {
         attachments,
         related: view.related_ubrns().map(str::to_string).collect(),
         specialty_to_name: view.specialty_without_display().map(str::to_string),
+        relevant: crate::fhir::relevant::RelevantFacts::of(&view).to_stored(),
     })
 }
 

@@ -107,7 +107,8 @@ impl Pipeline {
             p.confirmed_at_ms = (now + started.elapsed()).timestamp_millis();
             published.push(p);
         }
-        let outcome = self.record(ubrn, version, published, now).await?;
+        let facts = referral.facts.relevant.clone();
+        let outcome = self.record(ubrn, (version, facts), published, now).await?;
         if let Outcome::Published(ids) = &outcome {
             self.shared.events.emit(VersionPublished {
                 messages: ids.len(),
@@ -350,7 +351,7 @@ impl Pipeline {
     async fn record(
         &self,
         ubrn: &Ubrn,
-        version: Version,
+        (version, facts): (Version, String),
         published: Vec<PublishedMessage>,
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
@@ -364,6 +365,7 @@ impl Pipeline {
                 version,
                 messages: published,
                 now_ms: now.timestamp_millis(),
+                facts: Some(facts),
             })
             .await
             .map_err(PipelineError::store(ubrn))?;

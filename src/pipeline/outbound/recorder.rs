@@ -79,6 +79,7 @@ mod tests {
             version: Version::new(1),
             messages: vec![],
             now_ms: 1,
+            facts: None,
         }
     }
 

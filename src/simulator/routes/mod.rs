@@ -313,6 +313,13 @@ async fn pipeline(
         });
         (op.code().to_owned(), ubrn, parsed)
     });
+    if let Some((_, Some(ubrn), _)) = &write {
+        if let Some(letter) = faults::take_change_before_write(sim) {
+            if let Some(r) = sim.world.lock().await.referrals.get_mut(ubrn.as_str()) {
+                super::referrer::apply_change(r, letter);
+            }
+        }
+    }
     let result = dispatch_checked(sim, flavor, op, query, headers, body).await;
     let Some((operation, ubrn, parsed)) = write else {
         return result;
