@@ -40,6 +40,8 @@
 mod bookkeeping;
 mod error;
 mod inbound;
+mod inbound_queue;
+mod inbound_record;
 mod monitor;
 mod operations;
 mod retention;
@@ -48,7 +50,7 @@ mod versions;
 
 pub(crate) use error::OpContext;
 pub use error::StoreError;
-pub use inbound::{Attempt, Begin, Decision, InboundRecord, InboundStatus};
+pub use inbound::{Attempt, Begin, Decision, Finish, InboundRecord, InboundStatus};
 pub use monitor::{
     AlertRow, DeadLetter, Flow, MessageRow, SearchFilter, SearchPage, StoreFacts, TimelineEntry,
     DEAD_LETTER_WINDOW_MS,
@@ -246,6 +248,9 @@ pub struct ParkedItem {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Connections handed out by the pool: one per statement outside a transaction, one
+    /// per transaction ([`Store::round_trips`]).
+    round_trips: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -294,6 +299,8 @@ impl Store {
         // never let the pool retire it (that would drop the database).
         let memory = url.contains(":memory:");
         let sqlite = url.starts_with("sqlite:");
+        let round_trips = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = round_trips.clone();
         let pool = AnyPoolOptions::new()
             .max_connections(if memory {
                 1
@@ -306,6 +313,10 @@ impl Store {
             .idle_timeout((!memory).then_some(std::time::Duration::from_secs(600)))
             .max_lifetime((!memory).then_some(std::time::Duration::from_secs(1800)))
             .acquire_timeout(timeout)
+            .before_acquire(move |_conn, _meta| {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Box::pin(async { Ok(true) })
+            })
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     // Per connection: in WAL mode a commit need not wait for fsync (see
@@ -336,9 +347,17 @@ impl Store {
                 .await
                 .op("set journal mode")?;
         }
-        let store = Self { pool };
+        let store = Self { pool, round_trips };
         schema::migrate(&store.pool, schema_until).await?;
         Ok(store)
+    }
+
+    /// How many times the pool has handed out an idle connection: each statement outside a
+    /// transaction, and each transaction, is one (a connection opened for the purpose is
+    /// not counted; after the first few, the pool reuses its connections). The measure of
+    /// store round trips per unit of work (BENCHMARKS.md, issue 20).
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Cheap liveness probe for readiness checks.

@@ -110,3 +110,46 @@ async fn an_a022_applied_with_its_response_lost_is_not_sent_twice() {
     app.close().await;
     h.cleanup().await;
 }
+
+/// The clinician's priority (RF1-2 `W`, read back through the priority table) reaches
+/// A022 as its `priority`; the body otherwise stays the official one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pas_priority_reaches_a022() {
+    let (h, app) = seeded(false).await;
+    let msg = String::from_utf8(sample("rri-cancel-action-later-ibs"))
+        .unwrap()
+        .replace(
+            "RF1|R^Rejected^HL70283||",
+            "RF1|R^Rejected^HL70283|W^Two week wait|",
+        )
+        .replace("PAS-2013", "PAS-2013W");
+    let handled = app
+        .inbound()
+        .handle(msg.as_bytes(), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        handled,
+        Handled::Done {
+            action: "cancel_action_later".into()
+        }
+    );
+    let applied: Vec<_> = write_calls(&h)
+        .await
+        .into_iter()
+        .filter(|c| c["operation"] == "A022" && c["applied"] == true)
+        .collect();
+    assert_eq!(applied.len(), 1);
+    let mut want = official("MinimalExampleIBS");
+    let params = want["parameter"].as_array_mut().unwrap();
+    params.insert(
+        1,
+        serde_json::json!({"name": "priority", "valueCoding": {
+            "system": "https://fhir.nhs.uk/STU3/CodeSystem/eRS-Priority-1",
+            "code": "TWO_WEEK_WAIT"
+        }}),
+    );
+    assert_eq!(applied[0]["body"], want);
+    app.close().await;
+    h.cleanup().await;
+}

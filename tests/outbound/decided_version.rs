@@ -293,3 +293,36 @@ async fn a_409_is_re_read_under_the_same_rule() {
     app.close().await;
     h.cleanup().await;
 }
+
+/// What one decision costs the store, counted (issue 20): an accept whose MSA-2 names the
+/// REF the PAS received, from the message stored to the reply recorded. The exactly-once
+/// design needs six: the message stored by its MSH-10 (with its bytes), the REF MSA-2
+/// names, the referral's earlier decisions (a resend under a new MSH-10), the intent
+/// before the call, the attempt with the version it produced after it, and the final
+/// status with the reply's bytes (docs/inbound.md). It was twelve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_costs_the_store_what_exactly_once_needs() {
+    let (h, app) = seeded(false).await;
+    app.drain(10).await.expect("drain");
+    let first = h
+        .take_messages()
+        .await
+        .into_iter()
+        .find(|m| m.kind == "REF^I12" && m.ubrn() == "000000070001")
+        .expect("the REF^I12");
+    let store = app.outbound().store().clone();
+    let before = store.round_trips();
+    let msg = accept_acking("PASCOST001", &first.message_id, "000000070001");
+    let handled = app.inbound().handle(&msg, Utc::now()).await.unwrap();
+    assert_eq!(
+        handled,
+        Handled::Done {
+            action: "accept".into()
+        }
+    );
+    let used = store.round_trips() - before;
+    eprintln!("store round trips for one decision: {used}");
+    assert!(used <= 6, "{used} round trips (6 is what the design needs)");
+    app.close().await;
+    h.cleanup().await;
+}

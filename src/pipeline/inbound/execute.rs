@@ -24,14 +24,15 @@ use chrono::{DateTime, Utc};
 use crate::app::Shared;
 use crate::ers::capability::Operation;
 use crate::ers::{rejection_input, ErsError, Versioned};
-use crate::fhir::relevant::RelevantFacts;
+
 use crate::fhir::requests::{CancelAppointmentActionLater, Priority, RecordReviewOutcome};
 use crate::fhir::ReferralRequest;
 use crate::hl7::{ControlId, Ubrn};
-use crate::ids::Version;
+
+use super::version::{decided_version, moved_on};
 use crate::mapping::Action;
 use crate::pipeline::PipelineError;
-use crate::store::{Attempt, Decision, InboundStatus, Seen};
+use crate::store::{Attempt, Decision, InboundRecord, InboundStatus, PublishedMessage};
 
 /// Re-reads after a 409/423 before giving the decision to a person.
 pub const MAX_CONFLICTS: u32 = 3;
@@ -88,19 +89,30 @@ fn refused(why: impl Into<String>) -> Outcome {
     }
 }
 
-/// Performs `action` for the PAS message `control_id` (whose MSA-2 names `acked`, the REF
-/// the PAS decided on); `decision` is what it was decided from, stored with the intent;
-/// `first_read` is the referral as just read for the
-/// decision (read again when absent, and after a conflict).
+/// The PAS message a write is for: its MSH-10, its stored row when it was stored before
+/// this handling (a retry, a message interrupted mid-way; `None` for a new one), and the
+/// message of ours its MSA-2 acknowledges, as the store holds it (`acked_ref`) when
+/// MSA-2 names one.
+pub struct ForMessage<'a> {
+    pub control_id: &'a ControlId,
+    pub prior: Option<&'a InboundRecord>,
+    pub acked: Option<&'a ControlId>,
+    pub acked_ref: Option<&'a PublishedMessage>,
+}
+
+/// Performs `action` for the PAS message `m`; `decision` is what it was decided from,
+/// stored with the intent; `first_read` is the referral as just read for the decision
+/// (read again when absent, and after a conflict).
 pub async fn run(
     shared: &Shared,
-    (control_id, acked): (&ControlId, Option<&ControlId>),
+    m: ForMessage<'_>,
     ubrn: &Ubrn,
     action: &Action,
     decision: &Decision,
     first_read: Option<Versioned<ReferralRequest>>,
     now: DateTime<Utc>,
 ) -> Result<Outcome, PipelineError> {
+    let control_id = m.control_id;
     // A&G answers (A026/A027) are not sent from the inbound pipeline yet.
     let op = action.kind().operation().filter(|op| {
         matches!(
@@ -123,26 +135,27 @@ pub async fn run(
     let store = &shared.store;
     // A write may have happened without our knowing: the bridge stopped between the call
     // and the record (status still `intent`), or the last call's answer never came or was
-    // a 5xx (the write may have been applied and its response lost).
-    let before = store.inbound(control_id).await?;
-    // The last write call (a failed read is in the timeline too, and wrote nothing).
-    let last = store
-        .inbound_attempts(control_id)
-        .await?
-        .into_iter()
-        .rev()
-        .find(|a| a.operation == op.id());
-    let interrupted = before
-        .as_ref()
-        .is_some_and(|r| r.status == InboundStatus::Intent)
-        || last.is_some_and(|a| a.http_status.is_none_or(|s| s >= 500));
+    // a 5xx (the write may have been applied and its response lost). A message new to
+    // this handling has made no call.
+    let interrupted = match m.prior {
+        None => false,
+        Some(r) if r.status == InboundStatus::Intent => true,
+        Some(_) => store
+            .inbound_attempts(control_id)
+            .await?
+            .into_iter()
+            .rev()
+            // The last write call (a failed read is in the timeline too, and wrote nothing).
+            .find(|a| a.operation == op.id())
+            .is_some_and(|a| a.http_status.is_none_or(|s| s >= 500)),
+    };
     let name = action_name(action);
     // An interrupted write was checked against the decided version before its call; the
     // version it may have produced is not marked yet, so it goes by the stored decision.
     let decided = if interrupted {
         None
     } else {
-        decided_version(shared, ubrn, acked).await?
+        decided_version(shared, ubrn, (m.acked, m.acked_ref)).await?
     };
     let mut conflicts = 0;
     let mut first_read = first_read;
@@ -219,17 +232,13 @@ pub async fn run(
         match result {
             Ok(written) => {
                 store
-                    .inbound_attempt(
+                    .inbound_attempt_applied(
                         control_id,
                         &attempt(Some(200), None, written.request_id.clone()),
+                        written.version.map(|v| (ubrn, v)),
+                        now.timestamp_millis(),
                     )
                     .await?;
-                if let Some(v) = written.version {
-                    store
-                        .mark_seen(ubrn, v, Seen::OwnWrite, now.timestamp_millis())
-                        .await
-                        .map_err(PipelineError::store(ubrn))?;
-                }
                 return Ok(Outcome::Applied {
                     detail: format!(
                         "{op} applied (version {} -> {})",
@@ -261,92 +270,6 @@ pub async fn run(
             }
         }
     }
-}
-
-/// The version the PAS decided on: the one of the REF message MSA-2 acknowledges, else
-/// the latest REF published for the UBRN; `None` when the bridge published none.
-async fn decided_version(
-    shared: &Shared,
-    ubrn: &Ubrn,
-    acked: Option<&ControlId>,
-) -> Result<Option<crate::ids::Version>, PipelineError> {
-    let store = &shared.store;
-    if let Some(cid) = acked {
-        if let Some(p) = store.published_by_control_id(cid).await? {
-            if &p.ubrn == ubrn && p.message_type.starts_with("REF") {
-                return Ok(Some(p.version));
-            }
-        }
-    }
-    let published = store
-        .messages_for(ubrn)
-        .await
-        .map_err(PipelineError::store(ubrn))?;
-    Ok(published
-        .iter()
-        .filter(|p| p.message_type.starts_with("REF"))
-        .map(|p| p.version)
-        .max())
-}
-
-/// Whether a decision on version `decided` may be written on `current` (docs/inbound.md,
-/// "The version decided on"): yes when every newer version is the bridge's own write, or
-/// when nothing clinically relevant ([`RelevantFacts`]) differs between the version the
-/// PAS received and the referral now (a state our own write produced is ours, not a
-/// change); otherwise `Err` with the reason naming what changed. A version whose facts
-/// the store does not hold counts as changed: never guessed.
-async fn moved_on(
-    shared: &Shared,
-    ubrn: &Ubrn,
-    decided: Version,
-    current: Version,
-    now: &ReferralRequest,
-) -> Result<Result<(), String>, PipelineError> {
-    let changed = |what: String| {
-        Err(format!(
-            "the referral changed in e-RS since the version the PAS decided on (version \
-             {decided}, now {current}: {what}): not applied; decide again on the current version"
-        ))
-    };
-    if current.get() < decided.get() {
-        return Ok(changed("e-RS gives an older version".into()));
-    }
-    let stored = shared
-        .store
-        .versions_between(ubrn, decided, current)
-        .await
-        .map_err(PipelineError::store(ubrn))?;
-    let own = |v: u32| {
-        stored
-            .iter()
-            .any(|s| s.version.get() == v && s.outcome == Seen::OwnWrite.as_str())
-    };
-    let newer = decided.get() + 1..=current.get();
-    if newer.clone().all(own) {
-        return Ok(Ok(()));
-    }
-    let Some(base) = stored
-        .iter()
-        .find(|s| s.version == decided)
-        .and_then(|s| s.facts.as_deref())
-        .and_then(RelevantFacts::from_stored)
-    else {
-        return Ok(changed(format!(
-            "the bridge holds no record of what version {decided} contained"
-        )));
-    };
-    let facts_now = serde_json::to_value(now)
-        .ok()
-        .and_then(|j| RelevantFacts::of_json(&j))
-        .unwrap_or_default();
-    let mut changes = base.changes(&facts_now);
-    if newer.clone().any(own) {
-        changes.retain(|c| *c != "referral state");
-    }
-    if changes.is_empty() {
-        return Ok(Ok(()));
-    }
-    Ok(changed(changes.join(", ")))
 }
 
 /// A failed A005 read of the referral, for the message's timeline.

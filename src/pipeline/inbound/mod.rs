@@ -16,9 +16,12 @@
 //! from the state our own write produced. A transient e-RS failure is scheduled in the
 //! store and retried by [`Inbound::retry_due`], so it never holds the queue.
 
+mod correlate;
 mod execute;
 mod inflight;
 mod reply;
+mod retry;
+mod version;
 
 use std::sync::Arc;
 
@@ -33,7 +36,7 @@ use crate::hl7::reply::Reply;
 use crate::hl7::{read_with_limit, Inbound as InboundMsg, Message, Ubrn};
 use crate::ids::ControlId;
 use crate::mapping::{Action, DecisionTable};
-use crate::store::{Begin, Decision, InboundRecord, InboundStatus};
+use crate::store::{Begin, Decision, Finish, InboundRecord, InboundStatus};
 
 pub use execute::Outcome as ExecuteOutcome;
 use reply::refusal;
@@ -243,68 +246,6 @@ impl Inbound {
         Ok((message, msg))
     }
 
-    /// Runs the retries due now (claimed in the store with a lease, so another instance
-    /// does not run the same one). Returns what became of each.
-    pub async fn retry_due(&self, now: DateTime<Utc>) -> Result<Vec<Handled>, PipelineError> {
-        let lease_ms = 60_000;
-        let due = self
-            .shared
-            .store
-            .inbound_claim_due(now.timestamp_millis(), lease_ms, 16)
-            .await?;
-        let mut out = Vec::with_capacity(due.len());
-        for r in due {
-            out.push(self.retry_one(&r, now).await?);
-        }
-        Ok(out)
-    }
-
-    async fn retry_one(
-        &self,
-        claimed: &InboundRecord,
-        now: DateTime<Utc>,
-    ) -> Result<Handled, PipelineError> {
-        let _handling = self.handling(&claimed.control_id).await?;
-        // Read again under the message's mark: a try still running past its lease, or a
-        // copy handled meanwhile, may have finished it.
-        let r = match self.shared.store.inbound(&claimed.control_id).await? {
-            Some(r) if r.status == InboundStatus::Retry => r,
-            Some(r) => return Ok(Handled::Duplicate { status: r.status }),
-            None => {
-                return Ok(Handled::Duplicate {
-                    status: claimed.status,
-                })
-            }
-        };
-        // Stored text that cannot be acted on any more ends the retries as a record for a
-        // person (a message left in `retry` would be claimed again after every lease).
-        let read = match &r.hl7_bytes {
-            None => Err("the message text was pruned before its retry".to_string()),
-            Some(bytes) => self.read(bytes).map_err(|e| e.to_string()),
-        };
-        let (message, msg) = match read {
-            Ok(m) => m,
-            Err(why) => {
-                self.shared
-                    .store
-                    .inbound_finish(
-                        &r.control_id,
-                        InboundStatus::NeedsAction,
-                        None,
-                        None,
-                        &why,
-                        None,
-                    )
-                    .await?;
-                return Ok(Handled::NeedsAction { why });
-            }
-        };
-        let started = std::time::Instant::now();
-        let handled = self.decide_and_act(&msg, &message, Some(&r), now).await?;
-        self.emit(Some(&msg), &handled, started);
-        Ok(handled)
-    }
-
     /// Decides and acts on one message; `stored` is its row when it was stored before (a
     /// retry, or a message interrupted mid-way), whose decision, when it has one, is acted
     /// on again rather than made again.
@@ -317,8 +258,8 @@ impl Inbound {
     ) -> Result<Handled, PipelineError> {
         let store = &self.shared.store;
         let is_rri = msg.referral.is_some();
-        let ubrn = match self.correlate(msg).await? {
-            Ok(u) => u,
+        let (ubrn, acked_ref) = match self.correlate(msg).await? {
+            Ok(found) => found,
             Err((why, rf1, msa)) => {
                 // Both referrals' timelines show the refused decision.
                 store.inbound_other_ubrn(&msg.control_id, &msa).await?;
@@ -401,17 +342,14 @@ impl Inbound {
         match &action {
             Action::NoAction { why } => {
                 let reply = is_rri.then(|| Reply::accept(why.clone()));
-                let code = self.reply(msg, message, reply, now).await?;
-                store
-                    .inbound_finish(
-                        &msg.control_id,
-                        InboundStatus::NoAction,
-                        ubrn.as_ref(),
-                        Some("no_action"),
-                        why,
-                        code,
-                    )
-                    .await?;
+                let end = Finish {
+                    status: InboundStatus::NoAction,
+                    ubrn: ubrn.as_ref(),
+                    action: Some("no_action"),
+                    detail: why,
+                    reply_code: None,
+                };
+                self.finish((msg, message), reply, end, now).await?;
                 Ok(Handled::NoAction { why: why.clone() })
             }
             Action::Review { why, fault } => {
@@ -463,14 +401,16 @@ impl Inbound {
                 // Applied for a message handled before, and the referral has not changed
                 // since our write or still shows the effect: answered as applied, not
                 // written again. (A later decision on a changed referral is acted on.)
+                // Asked only when there is such a message.
+                let any_done = same.iter().any(|(r, _)| r.status == InboundStatus::Done);
                 let unchanged_since_our_write = match read.as_ref().and_then(|r| r.version) {
-                    Some(v) => self
+                    Some(v) if any_done => self
                         .shared
                         .store
                         .is_own_write(&ubrn, v)
                         .await
                         .map_err(PipelineError::store(&ubrn))?,
-                    None => false,
+                    _ => false,
                 };
                 let applied = same.iter().find(|(r, action)| {
                     r.status == InboundStatus::Done
@@ -485,20 +425,15 @@ impl Inbound {
                         "{name} already applied for message {} (a resend): not written again",
                         first.control_id
                     );
-                    let code = self
-                        .reply(msg, message, Some(Reply::accept(detail.clone())), now)
-                        .await?;
-                    self.shared
-                        .store
-                        .inbound_finish(
-                            &msg.control_id,
-                            InboundStatus::Done,
-                            Some(&ubrn),
-                            Some(name),
-                            &detail,
-                            code,
-                        )
-                        .await?;
+                    let end = Finish {
+                        status: InboundStatus::Done,
+                        ubrn: Some(&ubrn),
+                        action: Some(name),
+                        detail: &detail,
+                        reply_code: None,
+                    };
+                    let reply = Some(Reply::accept(detail.clone()));
+                    self.finish((msg, message), reply, end, now).await?;
                     tracing::info!(ubrn = %ubrn, control_id = %msg.control_id, action = name, "resent pas decision already applied");
                     return Ok(Handled::Done {
                         action: name.to_string(),
@@ -508,64 +443,15 @@ impl Inbound {
                     state: decided_state,
                     hash: decision_hash(&action),
                 };
-                self.act(msg, message, &ubrn, (&action, &decision), read, now)
+                let m = execute::ForMessage {
+                    control_id: &msg.control_id,
+                    prior: stored,
+                    acked: msg.acked_control_id.as_ref(),
+                    acked_ref: acked_ref.as_ref(),
+                };
+                self.act((msg, message), m, &ubrn, (&action, &decision), read, now)
                     .await
             }
-        }
-    }
-
-    /// The other messages among `earlier` that carry the same decision as `msg`: decided
-    /// on the e-RS state each was decided on, `msg` gives the action that one stored.
-    /// Returns each with that action.
-    fn same_decision<'r>(
-        &self,
-        msg: &InboundMsg,
-        earlier: &'r [InboundRecord],
-    ) -> Vec<(&'r InboundRecord, Action)> {
-        earlier
-            .iter()
-            .filter(|r| r.control_id != msg.control_id)
-            .filter_map(|r| {
-                let stored = r.decision_hash.as_deref()?;
-                let action = self.table.decide_with(msg, r.decided_state.as_deref());
-                (decision_hash(&action) == stored).then_some((r, action))
-            })
-            .collect()
-    }
-
-    /// The referral a message is about: MSA-2 names one of our messages (looked up in the
-    /// store), RF1-6/RF1-11 name a UBRN; when both do and they differ, that is an error,
-    /// never a guess. `Ok(None)`: the message names no referral (a bare ACK of something
-    /// we do not know).
-    async fn correlate(
-        &self,
-        msg: &InboundMsg,
-    ) -> Result<Result<Option<Ubrn>, (String, Ubrn, Ubrn)>, PipelineError> {
-        let from_rf1 = msg.referral.as_ref().and_then(|r| r.ubrn.clone());
-        let from_msa = match &msg.acked_control_id {
-            Some(cid) => match self.shared.store.published_by_control_id(cid).await? {
-                Some(p) => Some(p.ubrn),
-                None => cid.outbound_parts().map(|(u, ..)| u),
-            },
-            None => None,
-        };
-        Ok(match (from_rf1, from_msa) {
-            (Some(a), Some(b)) if a != b => Err((
-                format!("RF1 names UBRN {a} but MSA-2 acknowledges a message about UBRN {b}"),
-                a,
-                b,
-            )),
-            (Some(a), _) => Ok(Some(a)),
-            (None, b) => Ok(b),
-        })
-    }
-
-    /// Waits for the per-UBRN claim (held by an outbound fetch or another PAS message about
-    /// the same referral), unless the bridge stops first.
-    async fn claim<'a>(&'a self, ubrn: &Ubrn) -> Result<crate::app::Claim<'a>, PipelineError> {
-        tokio::select! {
-            c = self.shared.claims.take_when_free(ubrn) => Ok(c),
-            () = self.shared.shutdown.wait() => Err(PipelineError::ShuttingDown),
         }
     }
 
@@ -573,40 +459,26 @@ impl Inbound {
     /// decision it came from, and records how it ended.
     async fn act(
         &self,
-        msg: &InboundMsg,
-        message: &Message,
+        (msg, message): (&InboundMsg, &Message),
+        m: execute::ForMessage<'_>,
         ubrn: &Ubrn,
         (action, decision): (&Action, &Decision),
         read: Option<crate::ers::Versioned<crate::fhir::ReferralRequest>>,
         now: DateTime<Utc>,
     ) -> Result<Handled, PipelineError> {
-        let outcome = execute::run(
-            &self.shared,
-            (&msg.control_id, msg.acked_control_id.as_ref()),
-            ubrn,
-            action,
-            decision,
-            read,
-            now,
-        )
-        .await;
-        let store = &self.shared.store;
+        let outcome = execute::run(&self.shared, m, ubrn, action, decision, read, now).await;
         let name = execute::action_name(action);
         match outcome? {
             execute::Outcome::Applied { detail } => {
-                let code = self
-                    .reply(msg, message, Some(Reply::accept(detail.clone())), now)
-                    .await?;
-                store
-                    .inbound_finish(
-                        &msg.control_id,
-                        InboundStatus::Done,
-                        Some(ubrn),
-                        Some(name),
-                        &detail,
-                        code,
-                    )
-                    .await?;
+                let end = Finish {
+                    status: InboundStatus::Done,
+                    ubrn: Some(ubrn),
+                    action: Some(name),
+                    detail: &detail,
+                    reply_code: None,
+                };
+                let reply = Some(Reply::accept(detail.clone()));
+                self.finish((msg, message), reply, end, now).await?;
                 tracing::info!(ubrn = %ubrn, control_id = %msg.control_id, action = name, "pas decision applied in e-rs");
                 Ok(Handled::Done {
                     action: name.to_string(),
@@ -628,37 +500,6 @@ impl Inbound {
         }
     }
 
-    /// After a transient failure: a retry from the store with backoff, or, past the
-    /// attempts allowed, a needs-action record and an AE.
-    async fn schedule_retry(
-        &self,
-        msg: &InboundMsg,
-        message: &Message,
-        ubrn: &Ubrn,
-        why: String,
-        now: DateTime<Utc>,
-    ) -> Result<Handled, PipelineError> {
-        let store = &self.shared.store;
-        let attempts = store
-            .inbound(&msg.control_id)
-            .await?
-            .map_or(1, |r| r.attempts.max(1));
-        if attempts >= i64::from(self.settings.max_attempts) {
-            let why = format!("gave up after {attempts} attempts: {why}");
-            let reply = refusal("not applied in e-RS", "", None, "207", why.clone());
-            return self
-                .finish_needs_action(msg, message, Some(ubrn), &why, Some(reply), now)
-                .await;
-        }
-        let wait = self.settings.retry.delay_random(attempts as u32);
-        let due_ms = now.timestamp_millis() + wait.as_millis() as i64;
-        store
-            .inbound_schedule_retry(&msg.control_id, due_ms, &why)
-            .await?;
-        tracing::warn!(ubrn = %ubrn, control_id = %msg.control_id, retry_in_ms = wait.as_millis() as u64, error = %why, "pas decision not applied yet, retry scheduled");
-        Ok(Handled::RetryScheduled { due_ms })
-    }
-
     async fn finish_needs_action(
         &self,
         msg: &InboundMsg,
@@ -668,18 +509,14 @@ impl Inbound {
         reply: Option<Reply>,
         now: DateTime<Utc>,
     ) -> Result<Handled, PipelineError> {
-        let code = self.reply(msg, message, reply, now).await?;
-        self.shared
-            .store
-            .inbound_finish(
-                &msg.control_id,
-                InboundStatus::NeedsAction,
-                ubrn,
-                None,
-                why,
-                code,
-            )
-            .await?;
+        let end = Finish {
+            status: InboundStatus::NeedsAction,
+            ubrn,
+            action: None,
+            detail: why,
+            reply_code: None,
+        };
+        self.finish((msg, message), reply, end, now).await?;
         tracing::warn!(control_id = %msg.control_id, why, "pas message needs action");
         Ok(Handled::NeedsAction {
             why: why.to_string(),

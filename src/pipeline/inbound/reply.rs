@@ -10,34 +10,48 @@ use crate::amqp::{AmqpError, DeliveryProperties, OutboundMessage};
 use crate::hl7::ack::AckCode;
 use crate::hl7::reply::{self, Reply, ReplyError};
 use crate::hl7::{ControlId, Inbound as InboundMsg, Message};
-use crate::store::InboundRecord;
+use crate::store::{Finish, InboundRecord};
 
 use super::{Handled, Inbound, PipelineError};
 
 impl Inbound {
-    /// Publishes the bridge's ACK to the PAS's message (RRIs only: an ACK is never
-    /// acknowledged), keeping its bytes first for a resend of the message. Returns the
-    /// MSA-1 sent.
-    pub(super) async fn reply(
+    /// Records how the message ended (`end`, whose `reply_code` is set here) together with
+    /// the bytes of the bridge's ACK to it, in one transaction, then publishes the ACK (RRIs
+    /// only: an ACK from the PAS is never acknowledged). Recorded first, so a redelivery
+    /// after a failed publish finds the outcome and sends these bytes again.
+    pub(super) async fn finish(
         &self,
-        msg: &InboundMsg,
-        message: &Message,
+        (msg, message): (&InboundMsg, &Message),
         reply: Option<Reply>,
+        end: Finish<'_>,
         now: DateTime<Utc>,
-    ) -> Result<Option<&'static str>, PipelineError> {
-        let Some(reply) = reply else { return Ok(None) };
+    ) -> Result<(), PipelineError> {
         let control_id = reply_control_id(&msg.control_id);
-        let bytes = encode(message, &reply, &control_id, now)?;
+        let bytes = reply
+            .as_ref()
+            .map(|r| encode(message, r, &control_id, now))
+            .transpose()?;
+        let end = Finish {
+            reply_code: reply.as_ref().map(|r| r.code.as_str()),
+            ..end
+        };
         self.shared
             .store
-            .inbound_store_reply(&msg.control_id, &bytes, now.timestamp_millis())
+            .inbound_finish_with_reply(
+                &msg.control_id,
+                &end,
+                bytes.as_deref(),
+                now.timestamp_millis(),
+            )
             .await?;
-        self.publish_reply(msg, &control_id, bytes).await?;
-        self.shared.events.emit(super::ReplySent {
-            control_id: msg.control_id.clone(),
-            code: reply.code.as_str(),
-        });
-        Ok(Some(reply.code.as_str()))
+        if let (Some(reply), Some(bytes)) = (reply, bytes) {
+            self.publish_reply(msg, &control_id, bytes).await?;
+            self.shared.events.emit(super::ReplySent {
+                control_id: msg.control_id.clone(),
+                code: reply.code.as_str(),
+            });
+        }
+        Ok(())
     }
 
     /// Sends the stored reply to a message handled before again, the same bytes (the same
