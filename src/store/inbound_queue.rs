@@ -47,23 +47,57 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<InboundRecord>, StoreError> {
         const OP: &str = "inbound_claim_due";
+        // `retry` rows, and finished rows whose reply is still to be sent (a publish that
+        // failed after the outcome was recorded: `next_attempt_ms` set on a final row).
         sqlx::query(concat!(
             "UPDATE inbound_messages SET next_attempt_ms = $2 WHERE control_id IN ",
-            "(SELECT control_id FROM inbound_messages WHERE status = $3 AND next_attempt_ms <= $1 ",
-            "ORDER BY next_attempt_ms LIMIT $4) ",
-            "AND status = $3 AND next_attempt_ms <= $1 RETURNING ",
+            "(SELECT control_id FROM inbound_messages WHERE status IN ($3, $5, $6, $7) ",
+            "AND next_attempt_ms <= $1 ORDER BY next_attempt_ms LIMIT $4) ",
+            "AND next_attempt_ms <= $1 RETURNING ",
             columns!()
         ))
         .bind(now_ms)
         .bind(now_ms + lease_ms)
         .bind(InboundStatus::Retry.as_str())
         .bind(limit)
+        .bind(InboundStatus::Done.as_str())
+        .bind(InboundStatus::NoAction.as_str())
+        .bind(InboundStatus::NeedsAction.as_str())
         .fetch_all(&self.pool)
         .await
         .op(OP)?
         .iter()
         .map(|r| inbound_from_row(r, OP))
         .collect()
+    }
+
+    /// Marks a finished message's reply as not sent yet (its publish failed): the retry
+    /// loop sends the stored bytes from `due_ms` ([`Store::inbound_claim_due`]).
+    pub async fn inbound_reply_pending(
+        &self,
+        control_id: &ControlId,
+        due_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE inbound_messages SET next_attempt_ms = $2 WHERE control_id = $1")
+            .bind(control_id.as_str())
+            .bind(due_ms)
+            .execute(&self.pool)
+            .await
+            .op("inbound_reply_pending")?;
+        Ok(())
+    }
+
+    /// Clears [`Store::inbound_reply_pending`] once the reply is sent.
+    pub async fn inbound_reply_sent(&self, control_id: &ControlId) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE inbound_messages SET next_attempt_ms = NULL WHERE control_id = $1 \
+             AND status <> 'retry'",
+        )
+        .bind(control_id.as_str())
+        .execute(&self.pool)
+        .await
+        .op("inbound_reply_sent")?;
+        Ok(())
     }
 
     /// The open needs-action records, oldest first.

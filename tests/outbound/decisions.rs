@@ -650,3 +650,58 @@ async fn an_interrupted_decision_acts_on_its_stored_decision() {
     restarted.close().await;
     h.cleanup().await;
 }
+
+/// The outcome is recorded with the reply's bytes before the reply is published; when the
+/// publish fails (the broker went away) the row is marked, and the retry loop sends the
+/// stored bytes, once, without deciding or writing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_whose_publish_failed_is_sent_by_the_retry_loop() {
+    let (h, app) = seeded(false).await;
+    let msg = rri(
+        "PASPEND001",
+        "A^Accepted^HL70283",
+        "000000070001",
+        "",
+        "Decided in clinic",
+    );
+    let now = Utc::now();
+    let handled = app.inbound().handle(&msg, now).await.unwrap();
+    assert_eq!(
+        handled,
+        Handled::Done {
+            action: "accept".into()
+        }
+    );
+    let (sent, _) = reply_raw(&h).await;
+    // As a failed publish leaves it.
+    let store = app.outbound().store();
+    let id = ControlId::parse("PASPEND001").unwrap();
+    store
+        .inbound_reply_pending(&id, now.timestamp_millis())
+        .await
+        .unwrap();
+    let done = app
+        .inbound()
+        .retry_due(now + chrono::Duration::seconds(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        [Handled::Duplicate {
+            status: InboundStatus::Done
+        }]
+    );
+    let (again, _) = reply_raw(&h).await;
+    assert_eq!(again, sent, "the stored bytes");
+    assert!(no_more_replies(&h).await);
+    assert!(app
+        .inbound()
+        .retry_due(now + chrono::Duration::minutes(10))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(row(&app, "PASPEND001").await.status, InboundStatus::Done);
+    assert_eq!(applied_writes(&h, "A013").await, 1);
+    app.close().await;
+    h.cleanup().await;
+}

@@ -14,6 +14,9 @@ use crate::store::{Finish, InboundRecord};
 
 use super::{Handled, Inbound, PipelineError};
 
+/// How long after a failed reply publish the retry loop sends it.
+const REPLY_RESEND_MS: i64 = 5_000;
+
 impl Inbound {
     /// Records how the message ended (`end`, whose `reply_code` is set here) together with
     /// the bytes of the bridge's ACK to it, in one transaction, then publishes the ACK (RRIs
@@ -45,13 +48,53 @@ impl Inbound {
             )
             .await?;
         if let (Some(reply), Some(bytes)) = (reply, bytes) {
-            self.publish_reply(msg, &control_id, bytes).await?;
+            if let Err(e) = self.publish_reply(msg, &control_id, bytes).await {
+                // Recorded but not sent: the retry loop sends the stored bytes (and a
+                // delivery, returned to the queue, finds them too).
+                let due = now.timestamp_millis() + REPLY_RESEND_MS;
+                if let Err(s) = self
+                    .shared
+                    .store
+                    .inbound_reply_pending(&msg.control_id, due)
+                    .await
+                {
+                    tracing::warn!(control_id = %msg.control_id, error = %s, "could not mark the unsent reply for a resend");
+                }
+                return Err(e);
+            }
             self.shared.events.emit(super::ReplySent {
                 control_id: msg.control_id.clone(),
                 code: reply.code.as_str(),
             });
         }
         Ok(())
+    }
+
+    /// Sends the stored reply of a finished message whose publish failed (the retry loop).
+    pub(super) async fn send_pending_reply(
+        &self,
+        row: &InboundRecord,
+    ) -> Result<Handled, PipelineError> {
+        let msg = row
+            .hl7_bytes
+            .as_deref()
+            .map(|b| self.read(b))
+            .transpose()
+            .ok()
+            .flatten();
+        match msg {
+            Some((_, msg)) => {
+                self.resend_reply(&msg, row).await?;
+            }
+            None => {
+                tracing::warn!(control_id = %row.control_id, "the reply to a pas message could not be sent and its text is gone: not sent");
+            }
+        }
+        self.shared
+            .store
+            .inbound_reply_sent(&row.control_id)
+            .await?;
+        Ok(Handled::Duplicate { status: row.status })
     }
 
     /// Sends the stored reply to a message handled before again, the same bytes (the same

@@ -37,6 +37,10 @@ impl Inbound {
         // copy handled meanwhile, may have finished it.
         let r = match self.shared.store.inbound(&claimed.control_id).await? {
             Some(r) if r.status == InboundStatus::Retry => r,
+            // Finished, its reply's publish failed: send the stored bytes.
+            Some(r) if r.status.is_final() && r.next_attempt_ms.is_some() => {
+                return self.send_pending_reply(&r).await;
+            }
             Some(r) => return Ok(Handled::Duplicate { status: r.status }),
             None => {
                 return Ok(Handled::Duplicate {
