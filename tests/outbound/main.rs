@@ -21,6 +21,7 @@ mod helpers;
 mod ids;
 mod inbound;
 mod load;
+mod model;
 mod monitor;
 mod official_bodies;
 mod parked;
