@@ -231,7 +231,7 @@ struct FactReference<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::fhir::ReferralRequest;
 
@@ -247,7 +247,8 @@ mod tests {
         "with-unavailable-attachments",
     ];
 
-    fn sample(name: &str) -> serde_json::Value {
+    /// A sample referral from `samples/fhir/referrals/` (also read by `relevant.rs`).
+    pub(in crate::fhir) fn sample(name: &str) -> serde_json::Value {
         let path = format!(
             "{}/samples/fhir/referrals/{name}.json",
             env!("CARGO_MANIFEST_DIR")

@@ -100,15 +100,8 @@ impl RelevantFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fhir::facts::tests::sample;
     use crate::fhir::ReferralRequest;
-
-    fn sample(name: &str) -> serde_json::Value {
-        let path = format!(
-            "{}/samples/fhir/referrals/{name}.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    }
 
     /// The inbound pipeline reads a referral typed and takes its facts from the typed
     /// value written back as JSON: that must give the same facts as the A005 body.

@@ -43,6 +43,22 @@ async fn a013s(h: &Harness, ubrn: &str) -> Vec<(String, bool)> {
         .collect()
 }
 
+/// Handles `msg`, an accept of 70001, and checks it was applied as the one A013 on
+/// 70001, with `If-Match: W/"<version>"`.
+async fn assert_accepted_on(h: &Harness, app: &ers_bridge::app::App, msg: &[u8], version: &str) {
+    let handled = app.inbound().handle(msg, Utc::now()).await.unwrap();
+    assert_eq!(
+        handled,
+        Handled::Done {
+            action: "accept".into()
+        }
+    );
+    assert_eq!(
+        a013s(h, "000000070001").await,
+        [(format!("W/\"{version}\""), true)]
+    );
+}
+
 /// A refusal's ERR: (table 0357 code, the reason text), from a 2.4 ACK's ERR-1.4.
 fn err_of(ack: &ers_bridge::hl7::Inbound) -> (String, String) {
     let e = ack.errors.first().expect("an ERR");
@@ -116,17 +132,7 @@ async fn a_bookkeeping_change_is_written_with_the_current_version() {
     .await;
     let now_version = version_of(&h, "000000070001").await;
     let msg = rri("PASVER0003", "A^Accepted^HL70283", "000000070001", "", "ok");
-    let handled = app.inbound().handle(&msg, Utc::now()).await.unwrap();
-    assert_eq!(
-        handled,
-        Handled::Done {
-            action: "accept".into()
-        }
-    );
-    assert_eq!(
-        a013s(&h, "000000070001").await,
-        [(format!("W/\"{now_version}\""), true)]
-    );
+    assert_accepted_on(&h, &app, &msg, &now_version).await;
     assert_eq!(reply(&h).await.ack_code, Some(AckCode::AA));
     app.close().await;
     h.cleanup().await;
@@ -172,17 +178,7 @@ async fn a_letter_change_is_refused_naming_it_and_the_new_version_goes_to_the_pa
     );
     // The clinician decides again on the new version: applied.
     let again = accept_acking("PASVER0005", &i13[0].message_id, "000000070001");
-    let handled = app.inbound().handle(&again, Utc::now()).await.unwrap();
-    assert_eq!(
-        handled,
-        Handled::Done {
-            action: "accept".into()
-        }
-    );
-    assert_eq!(
-        a013s(&h, "000000070001").await,
-        [(format!("W/\"{new_version}\""), true)]
-    );
+    assert_accepted_on(&h, &app, &again, &new_version).await;
     app.close().await;
     h.cleanup().await;
 }
@@ -226,17 +222,7 @@ async fn msa_2_naming_an_older_ref_is_checked_against_that_version() {
 
     let current = version_of(&h, "000000070001").await;
     let on_second = accept_acking("PASVER0007", &second.message_id, "000000070001");
-    let handled = app.inbound().handle(&on_second, Utc::now()).await.unwrap();
-    assert_eq!(
-        handled,
-        Handled::Done {
-            action: "accept".into()
-        }
-    );
-    assert_eq!(
-        a013s(&h, "000000070001").await,
-        [(format!("W/\"{current}\""), true)]
-    );
+    assert_accepted_on(&h, &app, &on_second, &current).await;
     app.close().await;
     h.cleanup().await;
 }
