@@ -312,3 +312,33 @@ async fn a_decision_costs_the_store_what_exactly_once_needs() {
     app.close().await;
     h.cleanup().await;
 }
+
+/// An attempt's time is when the call was made, not when the handling began (a retry
+/// handled with a `now` long past still shows the call's time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_is_timed_at_its_call() {
+    let (h, app) = seeded(false).await;
+    let before = Utc::now();
+    let msg = rri("PASVER0010", "A^Accepted^HL70283", "000000070001", "", "ok");
+    let handled = app
+        .inbound()
+        .handle(&msg, before - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(matches!(handled, Handled::Done { .. }), "{handled:?}");
+    let attempts = app
+        .outbound()
+        .store()
+        .inbound_attempts(&ers_bridge::hl7::ControlId::parse("PASVER0010").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert!(
+        attempts[0].at_ms >= before.timestamp_millis(),
+        "{} < {}",
+        attempts[0].at_ms,
+        before.timestamp_millis()
+    );
+    app.close().await;
+    h.cleanup().await;
+}
