@@ -817,3 +817,35 @@ async fn a_pending_rri_makes_no_e_rs_call() {
     app.close().await;
     h.cleanup().await;
 }
+
+/// A PAS that attaches a document to its decision (OBX ED) is told it is not carried: an
+/// AE at OBX-5, a needs-action record, and nothing written to e-RS (never the decision
+/// without its document).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_with_a_document_is_refused_naming_the_obx() {
+    let (h, app) = seeded(false).await;
+    let mut msg = rri(
+        "PASOBX0001",
+        "A^Accepted^HL70283",
+        "000000070001",
+        "",
+        "See the triage letter",
+    );
+    msg.extend_from_slice(b"OBX|1|ED|LETTER^Triage letter||^application^pdf^Base64^JVBERi0xLjQK\r");
+    let handled = app.inbound().handle(&msg, Utc::now()).await.unwrap();
+    let Handled::NeedsAction { why } = handled else {
+        panic!("{handled:?}");
+    };
+    assert!(why.contains("OBX"), "{why}");
+    let ack = reply(&h).await;
+    assert_eq!(ack.ack_code, Some(AckCode::AE));
+    assert_eq!(ack.errors[0].code, "207");
+    assert!(
+        ack.errors[0].location.starts_with("OBX"),
+        "{:?}",
+        ack.errors
+    );
+    assert!(write_calls(&h).await.is_empty(), "nothing written");
+    app.close().await;
+    h.cleanup().await;
+}
