@@ -39,6 +39,7 @@ pub mod mapping;
 pub mod monitor;
 pub mod pas_sim;
 pub mod pipeline;
+pub mod runtime;
 pub mod simulator;
 pub mod store;
 pub mod telemetry;

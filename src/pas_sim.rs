@@ -17,9 +17,9 @@
 use std::time::Duration;
 
 use crate::amqp::{AmqpError, QueueClient};
-use crate::app::Shutdown;
 use crate::backoff::Backoff;
 use crate::hl7::{read, Message};
+use crate::runtime::Shutdown;
 
 /// How the simulated PAS decides, in percent (the rest is accept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,11 +13,7 @@
 //! A direction is a pipeline under [`crate::pipeline`] built from an `Arc<Shared>` and its
 //! own configuration; ARCHITECTURE.md "Adding a direction" says how one plugs in.
 
-pub mod shared;
-pub mod shutdown;
-
-pub use shared::{Claim, Claims, Shared};
-pub use shutdown::Shutdown;
+pub use crate::runtime::{Claim, Claims, Shared, Shutdown};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::app::Shared;
 use crate::config::AlertsConfig;
 use crate::events::{AlertChanged, AlertWebhookPosted, AlertsEvaluated, Events, FactsRead};
+use crate::runtime::Shared;
 use crate::store::{Store, StoreError};
 
 /// One condition as probed now: firing with a detail, or clear.

@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use secrecy::SecretString;
 
-use crate::app::Shared;
+use crate::runtime::Shared;
 
 pub use health::Liveness;
 

@@ -1,4 +1,4 @@
-//! The bridge's directions, each a pipeline built from the [`crate::app::Shared`] parts:
+//! The bridge's directions, each a pipeline built from the [`crate::runtime::Shared`] parts:
 //!
 //! - [`outbound`]: e-RS → PAS, the main job: poll the worklists (A008), fetch each new or
 //!   changed referral version (A005, attachments, clinical information), map it and publish

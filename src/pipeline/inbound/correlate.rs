@@ -66,7 +66,7 @@ impl Inbound {
     pub(super) async fn claim<'a>(
         &'a self,
         ubrn: &Ubrn,
-    ) -> Result<crate::app::Claim<'a>, PipelineError> {
+    ) -> Result<crate::runtime::Claim<'a>, PipelineError> {
         tokio::select! {
             c = self.shared.claims.take_when_free(ubrn) => Ok(c),
             () = self.shared.shutdown.wait() => Err(PipelineError::ShuttingDown),

@@ -21,9 +21,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::app::Shared;
 use crate::ers::capability::Operation;
 use crate::ers::{rejection_input, ErsError, Versioned};
+use crate::runtime::Shared;
 
 use crate::fhir::requests::{CancelAppointmentActionLater, Priority, RecordReviewOutcome};
 use crate::fhir::ReferralRequest;

@@ -28,7 +28,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::amqp::DeliveryProperties;
-use crate::app::Shared;
 use crate::backoff::Backoff;
 use crate::events::{InboundHandled, ReplySent};
 use crate::hl7::ack::summarise;
@@ -36,6 +35,7 @@ use crate::hl7::reply::Reply;
 use crate::hl7::{read_with_limit, Inbound as InboundMsg, Message, Ubrn};
 use crate::ids::ControlId;
 use crate::mapping::{Action, DecisionTable};
+use crate::runtime::Shared;
 use crate::store::{Begin, Decision, Finish, InboundRecord, InboundStatus};
 
 pub use execute::Outcome as ExecuteOutcome;

@@ -4,11 +4,11 @@
 //! referral now.
 
 use super::PipelineError;
-use crate::app::Shared;
 use crate::fhir::relevant::RelevantFacts;
 use crate::fhir::ReferralRequest;
 use crate::hl7::{ControlId, Ubrn};
 use crate::ids::Version;
+use crate::runtime::Shared;
 use crate::store::{PublishedMessage, Seen};
 
 /// The version the PAS decided on: the one of the REF message MSA-2 acknowledges (`acked`,

@@ -53,10 +53,10 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use super::PipelineError;
-use crate::app::Shared;
 use crate::config::PipelineTuning;
 use crate::events::Parked;
 use crate::ids::{Ubrn, Version};
+use crate::runtime::Shared;
 use crate::store::{Store, VersionState};
 use recorder::Recorder;
 

@@ -1,4 +1,4 @@
-//! What both directions share, owned by [`super::App`]: the e-RS client, the store, the
+//! What both directions share, owned by [`crate::app::App`]: the e-RS client, the store, the
 //! broker publisher, the A004 cache, the per-UBRN claims, the shutdown signal and the event
 //! hub. A pipeline holds an `Arc<Shared>` and never builds or closes these itself.
 
