@@ -7,11 +7,13 @@
 //! outbound passes until the worklists have nothing new (the demo, `run --until-drained`
 //! and tests use it).
 //!
-//! - [`shared`]: [`Shared`] and the per-UBRN [`Claims`].
-//! - [`shutdown`]: the [`Shutdown`] signal cloned into every task.
+//! [`Shared`], the per-UBRN [`Claims`] and the [`Shutdown`] signal live in
+//! [`crate::runtime`], below what this module composes; they are re-exported here.
 //!
 //! A direction is a pipeline under [`crate::pipeline`] built from an `Arc<Shared>` and its
-//! own configuration; ARCHITECTURE.md "Adding a direction" says how one plugs in.
+//! own configuration, which spawns its own long-running tasks
+//! (`outbound::spawn_schedulers`, `inbound::spawn_loops`); ARCHITECTURE.md "Adding a
+//! direction" says how one plugs in.
 
 pub use crate::runtime::{Claim, Claims, Shared, Shutdown};
 
@@ -20,10 +22,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::amqp::{
-    Consumer, ConsumerSettings, Publisher, PublisherSettings, RetryPolicy, Topology,
-};
-use crate::backoff::Backoff;
+use crate::amqp::{ConsumerSettings, Publisher, PublisherSettings, Topology};
 use crate::config::{AlertsConfig, Config, Env, ProcessEnv};
 use crate::ers::{ErsClient, ErsError, RefDataCache};
 use crate::events::Events;
@@ -297,15 +296,7 @@ impl App {
         let mut tasks = outbound::spawn_schedulers(&self.outbound);
         tasks.spawn(retention_loop(self.shared.clone(), self.retention));
         if self.inbound_enabled {
-            tasks.spawn(consume_loop(
-                self.inbound.clone(),
-                self.consumer.clone(),
-                self.shared.shutdown.clone(),
-            ));
-            tasks.spawn(inbound_retry_loop(
-                self.inbound.clone(),
-                self.shared.clone(),
-            ));
+            crate::pipeline::inbound::spawn_loops(&self.inbound, self.consumer.clone(), &mut tasks);
             tracing::info!(queue = %self.consumer.queue, "inbound pipeline running");
         }
         tracing::info!(
@@ -360,89 +351,6 @@ impl App {
             tracing::warn!(error = %e, "closing the e-rs session failed");
         }
         s.store.close().await;
-    }
-}
-
-/// Consumes the inbound queue until shutdown, handling up to `prefetch` messages at once
-/// (messages about the same referral still wait for each other: the per-UBRN claim). Each
-/// delivery is acked only after its outcome is recorded. When the store or broker fails
-/// mid-way, the delivery goes back to the queue after a pause (never a hot requeue loop).
-async fn consume_loop(inbound: Arc<Inbound>, settings: ConsumerSettings, shutdown: Shutdown) {
-    let limit = Arc::new(tokio::sync::Semaphore::new(usize::from(
-        settings.prefetch.max(1),
-    )));
-    let mut consumer = Consumer::new(settings);
-    let policy = RetryPolicy {
-        backoff: Backoff {
-            initial: Duration::from_millis(500),
-            max: Duration::from_secs(30),
-        },
-        give_up_after: None,
-    };
-    let mut tasks = tokio::task::JoinSet::new();
-    loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            break;
-        };
-        match consumer.next(&policy, shutdown.wait()).await {
-            Ok(Some(d)) => {
-                let inbound = inbound.clone();
-                let shutdown = shutdown.clone();
-                tasks.spawn(async move {
-                    handle_delivery(&inbound, d, &shutdown).await;
-                    drop(permit);
-                });
-                while tasks.try_join_next().is_some() {}
-            }
-            Ok(None) => break,
-            Err(e) => {
-                tracing::error!(error = %e, "inbound consumer stopped");
-                break;
-            }
-        }
-    }
-    while tasks.join_next().await.is_some() {}
-    consumer.close().await;
-}
-
-async fn handle_delivery(inbound: &Inbound, d: crate::amqp::InboundDelivery, shutdown: &Shutdown) {
-    let m = inbound.events().metrics();
-    match inbound
-        .handle_with(&d.body, Some(&d.properties), Utc::now())
-        .await
-    {
-        Ok(_) => {
-            m.inbound_outage.log(m.inbound_outage.success());
-            if let Err(e) = d.ack().await {
-                tracing::warn!(error = %e, "ack of an inbound delivery failed; it comes back and is found handled");
-            }
-        }
-        Err(e) => {
-            // One line per outage, not per message per retry (events/outage.rs).
-            tracing::debug!(error = %e, "inbound message not handled, returned to the queue");
-            let id = d.message_id.clone().unwrap_or_default();
-            m.inbound_outage
-                .log(m.inbound_outage.failure(&id, &e.to_string()));
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.wait() => {}
-            }
-            let _ = d.reject(true).await;
-        }
-    }
-}
-
-/// Runs the inbound retries the store says are due, every second, until shutdown.
-async fn inbound_retry_loop(inbound: Arc<Inbound>, shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shared.shutdown.wait() => break,
-        }
-        if let Err(e) = inbound.retry_due(Utc::now()).await {
-            tracing::warn!(error = %e, "inbound retries failed, trying again later");
-        }
     }
 }
 

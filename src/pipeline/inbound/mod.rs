@@ -19,6 +19,7 @@
 mod correlate;
 mod execute;
 mod inflight;
+mod loops;
 mod reply;
 mod retry;
 mod version;
@@ -39,6 +40,7 @@ use crate::runtime::Shared;
 use crate::store::{Begin, Decision, Finish, InboundRecord, InboundStatus};
 
 pub use execute::Outcome as ExecuteOutcome;
+pub use loops::spawn_loops;
 use reply::refusal;
 pub use reply::reply_control_id;
 
