@@ -31,6 +31,7 @@ use super::{AmqpError, GiveUpReason, RetryPolicy, Topology, APP_ID, HL7_CONTENT_
 use crate::events::{
     BrokerConnectFailed, BrokerConnected, Events, MessageConfirmed, PublishAttemptFailed,
 };
+use crate::ids::{ControlId, Version};
 
 /// One HL7 message ready to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,26 +57,92 @@ pub struct OutboundMessage {
     pub original: Option<super::DeliveryProperties>,
 }
 
+/// An HL7 message for the PAS as the pipelines know it, with nothing of AMQP in it: its
+/// routing key, properties and headers are made here ([`OutboundMessage::hl7`]).
+#[derive(Debug, Clone)]
+pub struct Hl7Out {
+    /// MSH-10.
+    pub control_id: ControlId,
+    /// MSH-9.1 and MSH-9.2, e.g. `("REF", "I12")`, `("ACK", "I12")`.
+    pub message_type: (String, String),
+    /// What it is about: the UBRN of a REF or ADT, the PAS's MSH-10 an ACK answers.
+    pub about: String,
+    /// The referral version a REF or ADT carries.
+    pub version: Option<Version>,
+    /// The messages this one replays under a new id.
+    pub replay_of: Vec<ControlId>,
+    /// The encoded message (MSH-18's charset).
+    pub bytes: Vec<u8>,
+}
+
 impl OutboundMessage {
-    /// A message to the publisher's exchange with no extra headers.
-    pub fn new(
-        routing_key: String,
-        message_id: String,
-        correlation_id: String,
-        message_type: String,
-        ers_version: String,
+    /// `m` on the outbound exchange: routing key `<tenant>.<MSH-9.1>.<MSH-9.2>`, message id
+    /// MSH-10, correlation id what it is about, type `MSH-9.1^MSH-9.2`, header
+    /// `x-ers-version` the referral version, `x-ers-replay-of` each replayed message.
+    pub fn hl7(tenant: &str, m: Hl7Out) -> Self {
+        let (t1, t2) = &m.message_type;
+        Self {
+            routing_key: format!("{tenant}.{t1}.{t2}"),
+            message_id: m.control_id.to_string(),
+            correlation_id: m.about,
+            message_type: format!("{t1}^{t2}"),
+            ers_version: m.version.map(|v| v.to_string()).unwrap_or_default(),
+            body: m.bytes,
+            exchange: None,
+            headers: m
+                .replay_of
+                .iter()
+                .map(|o| ("x-ers-replay-of".to_string(), o.to_string()))
+                .collect(),
+            original: None,
+        }
+    }
+
+    /// A message that could not be read, to the dead-letter `exchange` under the
+    /// properties it came with (when known), with the reason in `x-ers-error` (its kind)
+    /// and `x-ers-error-detail` (at most 500 characters).
+    pub fn dead_letter(
+        exchange: &str,
         body: Vec<u8>,
+        (kind, detail): (&str, &str),
+        original: Option<super::DeliveryProperties>,
     ) -> Self {
         Self {
-            routing_key,
-            message_id,
-            correlation_id,
-            message_type,
-            ers_version,
+            routing_key: String::new(),
+            message_id: String::new(),
+            correlation_id: String::new(),
+            message_type: "unknown".into(),
+            ers_version: String::new(),
             body,
-            exchange: None,
-            headers: Vec::new(),
-            original: None,
+            exchange: Some(exchange.to_string()),
+            headers: vec![
+                ("x-ers-error".into(), kind.to_string()),
+                (
+                    "x-ers-error-detail".into(),
+                    detail.chars().take(500).collect(),
+                ),
+            ],
+            original,
+        }
+    }
+
+    /// A dead letter `id` sent again to the inbound `queue` (through the default exchange,
+    /// which routes by queue name), under its original message id, with header
+    /// `x-ers-redriven-from`.
+    pub fn redrive(queue: &str, id: &str, body: Vec<u8>, message_id: Option<String>) -> Self {
+        Self {
+            routing_key: queue.to_string(),
+            message_id: String::new(),
+            correlation_id: String::new(),
+            message_type: String::new(),
+            ers_version: String::new(),
+            body,
+            exchange: Some(String::new()),
+            headers: vec![("x-ers-redriven-from".into(), id.to_string())],
+            original: Some(super::DeliveryProperties {
+                message_id,
+                ..super::DeliveryProperties::default()
+            }),
         }
     }
 }

@@ -6,7 +6,7 @@
 use base64::Engine as _;
 use serde::Serialize;
 
-use crate::amqp::{AmqpError, DeliveryProperties, OutboundMessage, Publisher};
+use crate::amqp::{AmqpError, OutboundMessage, Publisher};
 use crate::ids::Ubrn;
 use crate::pipeline::outbound::{Outcome, Pipeline};
 use crate::store::{SearchFilter, Store, StoreError};
@@ -55,21 +55,7 @@ pub async fn redrive(
     if !store.mark_redriven(id, now_ms).await? {
         return Err(RedriveError::AlreadyRedriven(id.to_string()));
     }
-    let mut out = OutboundMessage::new(
-        inbound_queue.to_string(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        body,
-    );
-    // The default exchange routes by queue name.
-    out.exchange = Some(String::new());
-    out.headers = vec![("x-ers-redriven-from".into(), id.to_string())];
-    out.original = Some(DeliveryProperties {
-        message_id: d.message_id.clone(),
-        ..DeliveryProperties::default()
-    });
+    let out = OutboundMessage::redrive(inbound_queue, id, body, d.message_id.clone());
     if let Err(e) = publisher.publish(&out).await {
         store.unmark_redriven(id).await?;
         return Err(e.into());

@@ -68,6 +68,11 @@ fn only_the_protocol_modules_use_their_crates() {
             "only the monitor and the simulator serve HTTP",
         ),
         (
+            "\"x-ers-",
+            &["src/amqp/"][..],
+            "only amqp/ names AMQP headers (the pipelines hand it typed messages, Hl7Out)",
+        ),
+        (
             "reqwest::Client",
             &["src/ers/", "src/monitor/alerts.rs"][..],
             "only ers/ calls e-RS over HTTP (the alert webhooks are the one other client)",

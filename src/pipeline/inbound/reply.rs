@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::amqp::{AmqpError, DeliveryProperties, OutboundMessage};
+use crate::amqp::{AmqpError, DeliveryProperties, Hl7Out, OutboundMessage};
 use crate::hl7::ack::AckCode;
 use crate::hl7::reply::{self, Reply, ReplyError};
 use crate::hl7::{ControlId, Inbound as InboundMsg, Message};
@@ -163,13 +163,16 @@ impl Inbound {
         control_id: &ControlId,
         bytes: Vec<u8>,
     ) -> Result<(), PipelineError> {
-        let out = OutboundMessage::new(
-            format!("{}.ACK.{}", self.settings.tenant, msg.event),
-            control_id.to_string(),
-            msg.control_id.to_string(),
-            format!("ACK^{}", msg.event),
-            String::new(),
-            bytes,
+        let out = OutboundMessage::hl7(
+            &self.settings.tenant,
+            Hl7Out {
+                control_id: control_id.clone(),
+                message_type: ("ACK".into(), msg.event.clone()),
+                about: msg.control_id.to_string(),
+                version: None,
+                replay_of: Vec::new(),
+                bytes,
+            },
         );
         self.publish(&out).await
     }
@@ -183,23 +186,12 @@ impl Inbound {
         kind: &str,
         detail: &str,
     ) -> Result<(), PipelineError> {
-        let mut out = OutboundMessage::new(
-            String::new(),
-            String::new(),
-            String::new(),
-            "unknown".into(),
-            String::new(),
+        let out = OutboundMessage::dead_letter(
+            &self.settings.dead_letter_exchange,
             body.to_vec(),
+            (kind, detail),
+            original.cloned(),
         );
-        out.exchange = Some(self.settings.dead_letter_exchange.clone());
-        out.headers = vec![
-            ("x-ers-error".into(), kind.to_string()),
-            (
-                "x-ers-error-detail".into(),
-                detail.chars().take(500).collect(),
-            ),
-        ];
-        out.original = original.cloned();
         self.publish(&out).await?;
         // Kept for the dashboard's list and a re-drive (the body is pruned by retention).
         let kept = crate::store::DeadLetter {

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::changes;
 use super::fetch::{self, FetchOptions, Fetched};
 use super::{EventKind, Outcome, Pipeline, Read};
-use crate::amqp::{AmqpError, OutboundMessage, RetryPolicy};
+use crate::amqp::{AmqpError, Hl7Out, OutboundMessage, RetryPolicy};
 use crate::events::{LookupMissed, PublishRetry, Published, VersionPublished};
 use crate::hl7::Message;
 use crate::ids::{ControlId, Ubrn, Version};
@@ -288,21 +288,17 @@ impl Pipeline {
         m: Rendered<'_>,
     ) -> Result<PublishedMessage, PipelineError> {
         let [t1, t2, _] = &m.mapping.message_type;
-        let msg = OutboundMessage {
-            routing_key: format!("{}.{t1}.{t2}", self.settings.tenant),
-            message_id: m.control_id.as_str().to_string(),
-            correlation_id: ubrn.to_string(),
-            message_type: format!("{t1}^{t2}"),
-            ers_version: version.to_string(),
-            body: m.body,
-            exchange: None,
-            headers: m
-                .replay_of
-                .iter()
-                .map(|o| ("x-ers-replay-of".to_string(), o.to_string()))
-                .collect(),
-            original: None,
-        };
+        let msg = OutboundMessage::hl7(
+            &self.settings.tenant,
+            Hl7Out {
+                control_id: m.control_id.clone(),
+                message_type: (t1.clone(), t2.clone()),
+                about: ubrn.to_string(),
+                version: Some(version),
+                replay_of: m.replay_of.into_iter().collect(),
+                bytes: m.body,
+            },
+        );
         let policy = RetryPolicy {
             backoff: self.settings.tuning.publish_retry,
             give_up_after: None,
