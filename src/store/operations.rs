@@ -109,26 +109,20 @@ impl Store {
         detail: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        const OP: &str = "open_alert";
-        let mut tx = self.pool.begin().await.op(OP)?;
-        let open = sqlx::query("SELECT id FROM alerts WHERE name = $1 AND resolved_at_ms IS NULL")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await
-            .op(OP)?;
-        if open.is_some() {
-            return Ok(false);
-        }
-        sqlx::query("INSERT INTO alerts (id, name, detail, opened_at_ms) VALUES ($1, $2, $3, $4)")
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(name)
-            .bind(detail)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .op(OP)?;
-        tx.commit().await.op(OP)?;
-        Ok(true)
+        // One statement: the unique index on open alerts (migration 9) decides, so two
+        // bridges evaluating the same condition open it once.
+        let r = sqlx::query(
+            "INSERT INTO alerts (id, name, detail, opened_at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) WHERE resolved_at_ms IS NULL DO NOTHING",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(name)
+        .bind(detail)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .op("open_alert")?;
+        Ok(r.rows_affected() == 1)
     }
 
     /// Resolves alert `name` when open; true when this call resolved it.

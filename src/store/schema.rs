@@ -1,10 +1,11 @@
 //! Schema migrations, written once in SQL that both SQLite and PostgreSQL accept.
 //!
 //! Each migration runs in its own transaction and is recorded in `schema_migrations`; a
-//! migration is never edited once released, only followed by a new one. Timestamps are
+//! migration is never edited once released, only followed by a new one. On PostgreSQL the
+//! run holds an advisory lock, so bridges starting together migrate one after the other. Timestamps are
 //! integers (milliseconds since the Unix epoch) so both engines compare them the same way.
 
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, Connection, Row};
 
 use super::{OpContext, StoreError};
 
@@ -219,18 +220,64 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX inbound_messages_other_ubrn ON inbound_messages (other_ubrn)",
         ],
     ),
+    (
+        9,
+        &[
+            // At most one open alert per name, whichever instance opens it: duplicates
+            // left by two bridges racing are closed (the earliest stays open) before the
+            // index that makes the rule the database's.
+            "UPDATE alerts SET resolved_at_ms = opened_at_ms WHERE resolved_at_ms IS NULL \
+             AND EXISTS (SELECT 1 FROM alerts a2 WHERE a2.name = alerts.name \
+             AND a2.resolved_at_ms IS NULL AND (a2.opened_at_ms < alerts.opened_at_ms \
+             OR (a2.opened_at_ms = alerts.opened_at_ms AND a2.id < alerts.id)))",
+            "CREATE UNIQUE INDEX alerts_one_open ON alerts (name) WHERE resolved_at_ms IS NULL",
+        ],
+    ),
 ];
+
+/// The PostgreSQL advisory lock a bridge holds while it migrates, so two first starts on
+/// one database migrate one after the other (the second finds the work done). Any fixed
+/// number: "ers-bridge" in ASCII.
+const MIGRATION_LOCK: i64 = 0x6572_732d_6272_6964;
 
 /// Applies every migration the database has not seen yet, up to `until` (the last one when
 /// `None`; migration tests stop earlier to write rows in an old layout).
+///
+/// On PostgreSQL the whole run holds an advisory lock ([`MIGRATION_LOCK`]) on one
+/// connection, and the version reached is read under it: bridges starting together on a
+/// new database never run a migration twice. (SQLite is for one instance.)
 pub(super) async fn migrate(pool: &AnyPool, until: Option<i64>) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await.op("migrate")?;
+    let pg = conn.backend_name() == "PostgreSQL";
+    if pg {
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await
+            .op("migrate lock")?;
+    }
+    let result = migrate_on(&mut conn, until).await;
+    if pg {
+        // Released with the session anyway if this fails.
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await;
+        if let Err(e) = unlocked {
+            tracing::warn!(error = %e, "releasing the migration lock failed");
+        }
+    }
+    result
+}
+
+async fn migrate_on(conn: &mut AnyConnection, until: Option<i64>) -> Result<(), StoreError> {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
     )
-    .execute(pool)
+    .execute(&mut *conn)
     .await.op("migrate")?;
     let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await
         .op("migrate")?
         .try_get("v")
@@ -243,7 +290,7 @@ pub(super) async fn migrate(pool: &AnyPool, until: Option<i64>) -> Result<(), St
             version: *version,
             source,
         };
-        let mut tx = pool.begin().await.map_err(wrap)?;
+        let mut tx = conn.begin().await.map_err(wrap)?;
         for sql in *statements {
             sqlx::query(*sql).execute(&mut *tx).await.map_err(wrap)?;
         }

@@ -73,3 +73,57 @@ async fn postgres_payloads_survive_migration_6() {
     payloads_survive_migration_6(&url).await;
     helpers::drop_pg_database(&name).await;
 }
+
+/// Bridges starting together on a new PostgreSQL database: each migrates under the
+/// advisory lock, so none runs a migration the other already ran (without it the loser of
+/// the race fails on "already exists" or a duplicate schema version). Several databases,
+/// four bridges each, to give the race its chances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridges_starting_together_migrate_once() {
+    for _ in 0..3 {
+        let (name, url) = helpers::pg_database().await;
+        let url = SecretString::from(url);
+        let (a, b, c, d) = tokio::join!(
+            Store::connect(&url),
+            Store::connect(&url),
+            Store::connect(&url),
+            Store::connect(&url)
+        );
+        for (i, s) in [a, b, c, d].into_iter().enumerate() {
+            let s = s.unwrap_or_else(|e| panic!("bridge {i}: {e}"));
+            s.close().await;
+        }
+        helpers::drop_pg_database(&name).await;
+    }
+}
+
+/// Two bridges on one store see the same outage at once: the alert opens once (the
+/// database's unique index on open alerts decides, not a read before the write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_two_bridges_raise_at_once_opens_once() {
+    let (name, url) = helpers::pg_database().await;
+    let url = SecretString::from(url);
+    let a = Store::connect(&url).await.unwrap();
+    let b = Store::connect(&url).await.unwrap();
+    for round in 0..10 {
+        let now = 1_000 + round * 10;
+        let (x, y) = tokio::join!(
+            a.open_alert("broker_disconnected", "down", now),
+            b.open_alert("broker_disconnected", "down", now)
+        );
+        let opened = [x.unwrap(), y.unwrap()];
+        assert_eq!(
+            opened.iter().filter(|o| **o).count(),
+            1,
+            "round {round}: {opened:?}"
+        );
+        assert_eq!(a.open_alerts().await.unwrap().len(), 1);
+        assert!(b
+            .resolve_alert("broker_disconnected", now + 1)
+            .await
+            .unwrap());
+    }
+    a.close().await;
+    b.close().await;
+    helpers::drop_pg_database(&name).await;
+}
