@@ -1,5 +1,7 @@
 //! Telemetry setup: `tracing` with a pretty or JSON formatter, level from `RUST_LOG`
-//! (default `info`). Logs go to stderr so commands that print data keep stdout clean.
+//! (default `info`). Logs go to stderr so commands that print data keep stdout clean;
+//! colour only when stderr is a terminal and `NO_COLOR` is unset, so log files and
+//! journald get plain text.
 
 use tracing_subscriber::{fmt, EnvFilter};
 
@@ -15,7 +17,12 @@ pub enum LogFormat {
 /// Installs the global subscriber. Calling it twice is harmless (the second call is ignored).
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     let _ = match format {
         LogFormat::Pretty => builder.with_target(false).try_init(),
         LogFormat::Json => builder

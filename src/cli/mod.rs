@@ -109,6 +109,15 @@ pub fn main() -> ExitCode {
 /// 0 when the job succeeded, 1 when it finished with failures or failed (printed).
 /// Loads the configuration named by `--config` / `ERS_BRIDGE_CONFIG`; on error prints it
 /// and gives the exit code (64).
+/// The configuration for a one-shot tool (`needs-action`, `replay`): it serves no monitor,
+/// so it needs neither the monitor's address nor its API tokens' environment variables.
+fn load_tool_config(path: Option<&std::path::Path>) -> Result<crate::config::Config, ExitCode> {
+    let mut cfg = load_config(path)?;
+    cfg.monitor.enabled = false;
+    cfg.monitor.tokens.clear();
+    Ok(cfg)
+}
+
 fn load_config(path: Option<&std::path::Path>) -> Result<crate::config::Config, ExitCode> {
     run::load(path).map_err(|e| {
         eprintln!("error: {e:#}");

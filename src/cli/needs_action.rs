@@ -45,7 +45,7 @@ pub enum NeedsActionCommand {
 
 /// Exits 0, 1 when the retry did not apply it or the ID is not open, 64 for a bad config.
 pub fn run(args: &NeedsActionArgs) -> ExitCode {
-    let cfg = match super::load_config(args.config.as_deref()) {
+    let cfg = match super::load_tool_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -104,11 +104,26 @@ async fn act(app: &App, command: &NeedsActionCommand) -> anyhow::Result<bool> {
                 println!("{id} is not an open needs-action record");
                 return Ok(false);
             }
-            let handled = app.inbound().retry_due(now).await?;
-            for h in &handled {
-                println!("{id}: {h:?}");
-            }
-            Ok(handled.iter().any(|h| matches!(h, Handled::Done { .. })))
+            // This message only (other retries due keep their own schedule).
+            let handled = app.inbound().retry_now(id, now).await?;
+            let (line, ok) = match &handled {
+                Some(Handled::Done { action }) => (format!("applied in e-RS ({action})"), true),
+                Some(Handled::NoAction { why }) => (format!("nothing to do in e-RS: {why}"), true),
+                Some(Handled::NeedsAction { why }) => (format!("still needs action: {why}"), false),
+                Some(Handled::RetryScheduled { due_ms }) => (
+                    format!(
+                        "not applied yet (e-RS unavailable); retried from the store at {}",
+                        chrono::DateTime::from_timestamp_millis(*due_ms)
+                            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                            .unwrap_or_default()
+                    ),
+                    false,
+                ),
+                Some(other) => (format!("not retried: {}", other.outcome()), false),
+                None => ("not found".to_string(), false),
+            };
+            println!("{id}: {line}");
+            Ok(ok)
         }
     }
 }

@@ -43,8 +43,13 @@ pub struct SearchArgs {
     /// `in` (from the PAS) or `out` (to the PAS).
     #[arg(long, value_parser = ["in", "out"])]
     pub direction: Option<String>,
-    /// e.g. `confirmed`, `done`, `needs-action`, `no-action`.
-    #[arg(long)]
+    /// `confirmed` (to the PAS), or a PAS message's status: `received`, `intent`, `retry`,
+    /// `done`, `no-action`, `needs-action`, `dead-lettered`, `resolved`. Anything else is
+    /// a usage error (exit 2), never an empty result.
+    #[arg(long, value_parser = [
+        "confirmed", "received", "intent", "retry", "done", "no-action", "needs-action",
+        "dead-lettered", "resolved",
+    ])]
     pub status: Option<String>,
     /// e.g. `REF^I12`, `RRI^I12`.
     #[arg(long = "type")]

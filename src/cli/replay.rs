@@ -47,7 +47,7 @@ pub struct ReplayArgs {
 /// Prints what happened; exits 0 when published (or nothing to do), 1 when parked again or
 /// failed.
 pub fn run(args: &ReplayArgs) -> ExitCode {
-    let cfg = match super::load_config(args.config.as_deref()) {
+    let cfg = match super::load_tool_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
     };

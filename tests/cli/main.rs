@@ -92,3 +92,19 @@ fn validate_reports_decisions_the_auth_mode_cannot_perform() {
         .unwrap();
     assert!(!assert_success(&none).contains("decision rule"));
 }
+
+/// `search --status` takes only statuses that exist: a typo is a usage error naming the
+/// possible values, never an empty result that looks like "nothing found".
+#[test]
+fn search_refuses_a_status_that_does_not_exist() {
+    let out = bridge()
+        .args(["search", "--status", "bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs-action") && err.contains("confirmed"),
+        "{err}"
+    );
+}

@@ -48,6 +48,13 @@ async fn demo_runs_until_drained_and_prints_a_summary() {
         "demo failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // stderr is a pipe here, as in a log file or journald: plain text, no colour codes.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.is_empty(), "the demo logs");
+    assert!(
+        !stderr.contains('\x1b'),
+        "ANSI codes in piped logs: {stderr}"
+    );
     // 20 generated plus the 6 seeded referrals that are on a provider worklist.
     assert!(stdout.contains("referrals published:  26"), "{stdout}");
     assert!(stdout.contains("REF^I12"), "{stdout}");

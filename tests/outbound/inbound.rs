@@ -375,7 +375,16 @@ async fn needs_action_is_listed_resolved_and_retried_without_being_dropped() {
     }
     app.close().await;
 
-    let config = h.config_path.to_str().unwrap().to_string();
+    // The configuration names a dashboard token whose variable this shell lacks: a
+    // one-shot tool serves no monitor and must not need it.
+    let with_token = h.config_path.with_file_name("with-token.toml");
+    std::fs::write(
+        &with_token,
+        std::fs::read_to_string(&h.config_path).unwrap()
+            + "\n[[monitor.tokens]]\nname = \"dashboard\"\ntoken_env = \"ERS_BRIDGE_TEST_TOKEN_NEVER_SET\"\n",
+    )
+    .unwrap();
+    let config = with_token.to_str().unwrap().to_string();
     let cli = move |args: Vec<String>| {
         let out = crate::common::bridge()
             .env("RUST_LOG", "warn")
@@ -409,7 +418,8 @@ async fn needs_action_is_listed_resolved_and_retried_without_being_dropped() {
     .await
     .unwrap();
     assert_eq!(code, Some(0), "{out}");
-    let (_, listed) = tokio::task::spawn_blocking(move || cli(vec![]))
+    let cli5 = cli.clone();
+    let (_, listed) = tokio::task::spawn_blocking(move || cli5(vec![]))
         .await
         .unwrap();
     assert!(
@@ -417,8 +427,19 @@ async fn needs_action_is_listed_resolved_and_retried_without_being_dropped() {
         "{listed}"
     );
 
-    // Retried with the same (app-restricted) access: refused again before any call, and
-    // still listed, never dropped.
+    // Retried from the command line with the same (app-restricted) access: refused again,
+    // said in words (not a Rust debug dump), exit 1, still listed.
+    let cli4 = cli.clone();
+    let (code, out) =
+        tokio::task::spawn_blocking(move || cli4(vec!["retry".into(), "PASREJ0010".into()]))
+            .await
+            .unwrap();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.starts_with("PASREJ0010: still needs action: "), "{out}");
+    assert!(!out.contains("NeedsAction {"), "{out}");
+
+    // And through the pipeline: refused again before any call, and still listed, never
+    // dropped.
     let again = h.app(Shutdown::new()).await;
     let id = ControlId::parse("PASREJ0010").unwrap();
     let store = again.outbound().store();

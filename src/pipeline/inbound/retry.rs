@@ -27,6 +27,19 @@ impl Inbound {
         Ok(out)
     }
 
+    /// Runs one message's retry now, whatever its due time (`needs-action retry`, after
+    /// the record was put back in `retry`); `None` when there is no such message.
+    pub async fn retry_now(
+        &self,
+        control_id: &crate::hl7::ControlId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Handled>, PipelineError> {
+        match self.shared.store.inbound(control_id).await? {
+            Some(r) => self.retry_one(&r, now).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
     async fn retry_one(
         &self,
         claimed: &InboundRecord,
