@@ -349,10 +349,106 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    /// The Prometheus text format (version 0.0.4) of every family, for scrapers and tools
+    /// that do not speak OpenMetrics (`promtool check metrics` before 2.43, older agents).
+    /// prometheus-client writes only OpenMetrics; this is its output with what 0.0.4 does
+    /// not have taken out (`# EOF`, `# UNIT`, `_created` samples) and each counter's HELP
+    /// and TYPE named as its samples are (`…_total`), the one place the formats differ for
+    /// the counters, gauges and histograms used here.
+    pub fn encode_prometheus_text(&self) -> String {
+        to_prometheus_text(&self.encode())
+    }
+}
+
+/// See [`Metrics::encode_prometheus_text`].
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) && !name.ends_with("_total") {
+                    out.push_str(&format!("{prefix}{name}_total {tail}"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => {
+                let name = line.split(['{', ' ']).next().unwrap_or("");
+                if name.ends_with("_created") {
+                    continue;
+                }
+                out.push_str(line);
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 0.0.4 text parses with every counter typed as one (an OpenMetrics exposition
+    /// read as 0.0.4 leaves `…_total` samples untyped), and carries nothing 0.0.4 lacks.
+    #[test]
+    fn the_prometheus_text_types_every_counter_and_has_no_openmetrics_lines() {
+        let m = Metrics::new();
+        m.ers_calls_by_class[2].inc();
+        let om = m.encode();
+        assert!(om.ends_with("# EOF\n"));
+        let text = m.encode_prometheus_text();
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT "),
+            "{text}"
+        );
+        for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            if let Some(name) = line.strip_suffix(" counter") {
+                assert!(name.ends_with("_total"), "{line}");
+            }
+        }
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .expect("parses");
+        let totals: Vec<_> = scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric.ends_with("_total"))
+            .collect();
+        assert!(!totals.is_empty());
+        for s in totals {
+            assert!(
+                matches!(s.value, prometheus_parse::Value::Counter(_)),
+                "{} is {:?}",
+                s.metric,
+                s.value
+            );
+        }
+        // The same samples in both.
+        let samples = |t: &str| {
+            t.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(samples(&om), samples(&text));
     }
 }

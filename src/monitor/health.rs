@@ -88,14 +88,32 @@ pub async fn ready(State(s): State<MonitorState>) -> Response {
 }
 
 /// The exposition only: the store-backed gauges are set by the alert evaluation every
-/// `[alerts] evaluate_secs`, so a scrape costs no store query.
-pub async fn metrics(State(s): State<MonitorState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.shared.events.encode(),
-    )
-        .into_response()
+/// `[alerts] evaluate_secs`, so a scrape costs no store query. OpenMetrics when the
+/// scraper asks for it (`Accept: application/openmetrics-text`, as Prometheus does), else
+/// the Prometheus text format 0.0.4 that every consumer reads.
+pub async fn metrics(State(s): State<MonitorState>, headers: header::HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            s.shared.events.encode(),
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            s.shared.events.metrics().encode_prometheus_text(),
+        )
+            .into_response()
+    }
 }

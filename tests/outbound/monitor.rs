@@ -99,6 +99,23 @@ async fn the_api_needs_its_token_and_the_health_endpoints_stay_open() {
     assert_eq!(body["ready"], true, "{body}");
     let metrics = get(&format!("{base}/metrics"), None).send().await.unwrap();
     assert_eq!(metrics.status().as_u16(), 200);
+    // Content negotiation: the Prometheus text format unless OpenMetrics is asked for (as
+    // Prometheus asks), so promtool and older agents read it too.
+    let content_type =
+        |r: &reqwest::Response| r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(content_type(&metrics).starts_with("text/plain; version=0.0.4"));
+    let text = metrics.text().await.unwrap();
+    assert!(!text.contains("# EOF"), "{text}");
+    let om = get(&format!("{base}/metrics"), None)
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(content_type(&om).starts_with("application/openmetrics-text; version=1.0.0"));
+    assert!(om.text().await.unwrap().ends_with("# EOF\n"));
     shutdown.trigger();
     app.close().await;
     h.cleanup().await;
