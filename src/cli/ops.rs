@@ -119,6 +119,19 @@ where
     })
 }
 
+/// How many items of each list `status` shows.
+const SHOWN: usize = 10;
+
+/// The line under a list cut at [`SHOWN`]: how many more, and the command that lists them.
+fn more(total: usize, command: &str) {
+    if total > SHOWN {
+        println!(
+            "  ... {} more (newest shown first; `{command}` lists them all)",
+            total - SHOWN
+        );
+    }
+}
+
 /// `ers-bridge status`.
 pub fn status(args: &ConfigArg) -> ExitCode {
     with_store(args, |_, store| async move {
@@ -144,9 +157,11 @@ pub fn status(args: &ConfigArg) -> ExitCode {
         for a in &alerts {
             println!("  {}  since {}  {}", a.name, when(a.opened_at_ms), a.detail);
         }
+        // Each list newest first (the newest is what the on-call can still act on), cut at
+        // SHOWN with how many more there are and where to see them all.
         let needs = store.inbound_needing_action().await?;
         println!("needs action {}", needs.len());
-        for r in needs.iter().take(10) {
+        for r in needs.iter().rev().take(SHOWN) {
             println!(
                 "  {}  {}  {}  {}",
                 r.control_id,
@@ -155,9 +170,10 @@ pub fn status(args: &ConfigArg) -> ExitCode {
                 r.detail.as_deref().unwrap_or("")
             );
         }
+        more(needs.len(), "ers-bridge needs-action");
         let parked = store.parked().await?;
         println!("parked      {}", parked.len());
-        for p in parked.iter().take(10) {
+        for p in parked.iter().rev().take(SHOWN) {
             println!(
                 "  {} v{}  {}  {}",
                 p.ubrn,
@@ -166,6 +182,7 @@ pub fn status(args: &ConfigArg) -> ExitCode {
                 p.reason
             );
         }
+        more(parked.len(), "ers-bridge parked");
         let dead: Vec<_> = store
             .dead_letters(100)
             .await?
@@ -173,9 +190,10 @@ pub fn status(args: &ConfigArg) -> ExitCode {
             .filter(|d| d.redriven_at_ms.is_none())
             .collect();
         println!("dead letters {} not re-driven", dead.len());
-        for d in dead.iter().take(10) {
+        for d in dead.iter().take(SHOWN) {
             println!("  {}  {}  {}: {}", d.id, when(d.at_ms), d.reason, d.detail);
         }
+        more(dead.len(), "GET /api/dead-letters");
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -1,5 +1,6 @@
 //! The commands: `ers-bridge demo` end to end, `run` until SIGTERM and `--until-drained`,
-//! `replay`, and `parked` on a store with a parked item.
+//! `replay`, `parked` on a store with a parked item, and `status` with more items than it
+//! shows.
 
 use std::process::Command;
 
@@ -232,4 +233,51 @@ fn demo_without_a_broker_exits_69_with_one_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("rabbitmq-server -detached"), "{stderr}");
     assert!(!stderr.contains("secret"), "no password: {stderr}");
+}
+
+/// `status` shows each list newest first, cut at ten with how many more there are and
+/// the command that lists them all (the newest items are the ones still actionable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_the_newest_first_and_how_many_more() {
+    let (h, app) = crate::inbound::seeded(true).await;
+    let start = chrono::Utc::now();
+    for i in 0..12 {
+        // App-restricted access cannot reject: each is a needs-action record.
+        let msg = crate::inbound::rri(
+            &format!("PASSTAT{i:03}"),
+            "R^Rejected^HL70283",
+            "000000070002",
+            "WRONGSVC^Wrong service",
+            "No",
+        );
+        let at = start + chrono::Duration::seconds(i);
+        app.inbound().handle(&msg, at).await.unwrap();
+    }
+    app.close().await;
+    let config = h.config_path.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        bridge()
+            .env("RUST_LOG", "warn")
+            .args(["status", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("needs action 12"), "{stdout}");
+    let listed: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("PASSTAT"))
+        .collect();
+    assert_eq!(listed.len(), 10, "{stdout}");
+    assert!(listed[0].starts_with("011"), "newest first: {stdout}");
+    assert!(
+        stdout
+            .contains("... 2 more (newest shown first; `ers-bridge needs-action` lists them all)"),
+        "{stdout}"
+    );
+    h.cleanup().await;
 }
