@@ -493,6 +493,24 @@ async fn the_dashboard_renders_counts_and_a_timeline_in_chromium() {
         "screenshot: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // The bridge can no longer read its store: the page says so, in an alert, instead of
+    // showing figures as if they were current.
+    app.shared().store.close().await;
+    let dom = run(vec!["--dump-dom".into()]).await.unwrap();
+    let html = String::from_utf8_lossy(&dom.stdout).into_owned();
+    let banner = html
+        .split("<div id=\"stale\" role=\"alert\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the stale banner: {html}"));
+    let (attrs, rest) = banner.split_once('>').unwrap();
+    assert!(!attrs.contains("hidden"), "the banner is shown: {banner}");
+    assert!(
+        rest.starts_with("No figures yet: the bridge answered /api/summary: 5"),
+        "{rest}"
+    );
+    assert!(html.contains("class=\"stale\""), "the figures are greyed: {html}");
+    assert!(!html.contains("data-ready=\"yes\""), "{html}");
     shutdown.trigger();
     app.close().await;
     h.cleanup().await;
