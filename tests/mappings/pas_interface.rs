@@ -253,39 +253,35 @@ fn every_sample_is_a_documented_example_with_its_decision() {
     }
 }
 
-#[test]
-fn the_profile_code_tables_are_the_configured_ones() {
-    // The rejection table is the CSV that mappings/inbound.toml references.
-    let toml: toml::Value =
-        toml::from_str(&std::fs::read_to_string(root("mappings/inbound.toml")).unwrap()).unwrap();
-    let csv_path = toml["tables"]["rejection_reasons"].as_str().unwrap();
+/// The (code, local) rows of the CSV table `name` that mappings/inbound.toml declares.
+fn table_rows(toml: &toml::Value, name: &str) -> BTreeSet<(String, String)> {
+    let csv_path = toml["tables"][name].as_str().unwrap();
     let csv = std::fs::read_to_string(root(&format!("mappings/{csv_path}"))).unwrap();
-    let rows: BTreeSet<(String, String)> = csv
-        .lines()
+    csv.lines()
         .skip(1)
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
             let mut f = l.split(',');
             (f.next().unwrap().into(), f.next().unwrap().into())
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_profile_code_tables_are_the_configured_ones() {
+    // The rejection table is the CSV that mappings/inbound.toml references.
+    let toml: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root("mappings/inbound.toml")).unwrap()).unwrap();
+    let rows = table_rows(&toml, "rejection_reasons");
     let documented: BTreeSet<(String, String)> = REJECTION_REASONS
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
     assert_eq!(rows, documented);
     // RF1-2 is read back through the priority table the REF used.
-    let csv_path = toml["tables"]["priority"].as_str().unwrap();
-    let csv = std::fs::read_to_string(root(&format!("mappings/{csv_path}"))).unwrap();
-    let rows: BTreeSet<(String, String)> = csv
-        .lines()
-        .skip(1)
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let mut f = l.split(',');
-            let code = f.next().unwrap().to_string();
-            (f.next().unwrap().to_string(), code)
-        })
+    let rows: BTreeSet<(String, String)> = table_rows(&toml, "priority")
+        .into_iter()
+        .map(|(code, local)| (local, code))
         .collect();
     let documented: BTreeSet<(String, String)> = PRIORITIES
         .iter()

@@ -20,6 +20,16 @@ fn accept_acking(control_id: &str, acked: &str, ubrn: &str) -> Vec<u8> {
     format!("{msh}\rMSA|AA|{acked}\r{rest}").into_bytes()
 }
 
+/// The message of `kind` about 70001 among those the PAS has been sent since the last
+/// look (taking them all off its queue).
+async fn sent_for_70001(h: &Harness, kind: &str) -> crate::helpers::Delivered {
+    h.take_messages()
+        .await
+        .into_iter()
+        .find(|m| m.kind == kind && m.ubrn() == "000000070001")
+        .unwrap_or_else(|| panic!("a {kind} about 70001"))
+}
+
 /// The referral's current version in the simulator.
 async fn version_of(h: &Harness, ubrn: &str) -> String {
     h.referral(ubrn).await["meta"]["versionId"]
@@ -190,24 +200,14 @@ async fn a_letter_change_is_refused_naming_it_and_the_new_version_goes_to_the_pa
 async fn msa_2_naming_an_older_ref_is_checked_against_that_version() {
     let (h, app) = seeded(false).await;
     app.drain(10).await.expect("drain");
-    let first = h
-        .take_messages()
-        .await
-        .into_iter()
-        .find(|m| m.kind == "REF^I12" && m.ubrn() == "000000070001")
-        .expect("the REF^I12");
+    let first = sent_for_70001(&h, "REF^I12").await;
     h.admin(
         "referrals/000000070001/change",
         serde_json::json!({"priority": "URGENT"}),
     )
     .await;
     app.drain(10).await.expect("drain");
-    let second = h
-        .take_messages()
-        .await
-        .into_iter()
-        .find(|m| m.kind == "REF^I13" && m.ubrn() == "000000070001")
-        .expect("the REF^I13");
+    let second = sent_for_70001(&h, "REF^I13").await;
 
     let on_first = accept_acking("PASVER0006", &first.message_id, "000000070001");
     let handled = app.inbound().handle(&on_first, Utc::now()).await.unwrap();
@@ -290,12 +290,7 @@ async fn a_409_is_re_read_under_the_same_rule() {
 async fn a_decision_costs_the_store_what_exactly_once_needs() {
     let (h, app) = seeded(false).await;
     app.drain(10).await.expect("drain");
-    let first = h
-        .take_messages()
-        .await
-        .into_iter()
-        .find(|m| m.kind == "REF^I12" && m.ubrn() == "000000070001")
-        .expect("the REF^I12");
+    let first = sent_for_70001(&h, "REF^I12").await;
     let store = app.outbound().store().clone();
     let before = store.round_trips();
     let msg = accept_acking("PASCOST001", &first.message_id, "000000070001");

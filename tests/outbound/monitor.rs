@@ -509,7 +509,10 @@ async fn the_dashboard_renders_counts_and_a_timeline_in_chromium() {
         rest.starts_with("No figures yet: the bridge answered /api/summary: 5"),
         "{rest}"
     );
-    assert!(html.contains("class=\"stale\""), "the figures are greyed: {html}");
+    assert!(
+        html.contains("class=\"stale\""),
+        "the figures are greyed: {html}"
+    );
     assert!(!html.contains("data-ready=\"yes\""), "{html}");
     shutdown.trigger();
     app.close().await;
