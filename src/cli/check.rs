@@ -1,6 +1,8 @@
-//! `ers-bridge check --config FILE`: the e-RS connectivity probe. Unlike `validate` it uses
-//! the network: it authenticates in the configured mode (token, bearer file, or legacy
-//! session) and reads reference data (A004 PRIORITY), then ends a legacy session (A003).
+//! `ers-bridge check --config FILE`: the connectivity probe. Unlike `validate` it uses the
+//! network: it authenticates to e-RS in the configured mode (token, bearer file, or legacy
+//! session) and reads reference data (A004 PRIORITY), then ends a legacy session (A003);
+//! and it logs in to the broker with the configured URL, so a wrong password or vhost is
+//! reported as what it is before `run` treats it as an outage.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -19,7 +21,48 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         Ok(both) => both,
         Err(code) => return code,
     };
-    rt.block_on(async {
+    let cfg = match super::load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let ers = rt.block_on(check_ers(client));
+    let broker = rt.block_on(check_broker(&cfg.amqp.url));
+    if ers && broker {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The broker accepts the configured credentials and virtual host (a connection and a
+/// channel, closed at once).
+async fn check_broker(url: &secrecy::SecretString) -> bool {
+    use secrecy::ExposeSecret as _;
+    let shown = super::redact_url(url.expose_secret());
+    let connect = crate::amqp::QueueClient::connect(url.expose_secret());
+    match tokio::time::timeout(std::time::Duration::from_secs(10), connect).await {
+        Ok(Ok(q)) => {
+            q.close().await;
+            println!("ok: broker {shown} accepted the credentials");
+            true
+        }
+        Ok(Err(e)) => {
+            eprintln!(
+                "error: broker {shown}: {e} (check the user, password and virtual host in \
+                 [amqp] url, and that the broker runs)"
+            );
+            false
+        }
+        Err(_) => {
+            eprintln!("error: broker {shown}: no answer within 10 s");
+            false
+        }
+    }
+}
+
+/// e-RS authenticates us and serves reference data.
+async fn check_ers(client: crate::ers::ErsClient) -> bool {
+    {
         println!("e-rs auth mode: {}", client.mode().name());
         let result = client.reference_data("PRIORITY").await;
         let shutdown = client.shutdown().await;
@@ -34,14 +77,14 @@ pub fn run(args: &CheckArgs) -> ExitCode {
                 );
                 if let Err(e) = shutdown {
                     eprintln!("error: could not end the legacy session: {e}");
-                    return ExitCode::FAILURE;
+                    return false;
                 }
-                ExitCode::SUCCESS
+                true
             }
             Err(e) => {
                 super::ers::report(&anyhow::Error::new(e));
-                ExitCode::FAILURE
+                false
             }
         }
-    })
+    }
 }

@@ -88,22 +88,11 @@ pub fn run(args: &DemoArgs) -> ExitCode {
     )) {
         eprintln!(
             "error: RabbitMQ is not reachable at {}: start it with `scripts/dev.sh demo` (which sets everything up), `docker compose up -d rabbitmq` or `rabbitmq-server -detached`",
-            redact_url(&args.amqp_url)
+            super::redact_url(&args.amqp_url)
         );
         return ExitCode::from(EX_UNAVAILABLE);
     }
     super::exit_code(rt.block_on(demo(args)))
-}
-
-/// The URL without its password.
-fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        Err(_) => "the configured URL".to_string(),
-    }
 }
 
 /// What the inbound half did, from the store.

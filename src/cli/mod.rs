@@ -109,6 +109,17 @@ pub fn main() -> ExitCode {
 /// 0 when the job succeeded, 1 when it finished with failures or failed (printed).
 /// Loads the configuration named by `--config` / `ERS_BRIDGE_CONFIG`; on error prints it
 /// and gives the exit code (64).
+/// The URL without its password (for messages about a broker or store URL).
+fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "the configured URL".to_string(),
+    }
+}
+
 /// The configuration for a one-shot tool (`needs-action`, `replay`): it serves no monitor,
 /// so it needs neither the monitor's address nor its API tokens' environment variables.
 fn load_tool_config(path: Option<&std::path::Path>) -> Result<crate::config::Config, ExitCode> {

@@ -81,7 +81,37 @@ async fn referral_worklist_and_check_print_json() {
 
     let out = bridge(&cfg, &["check"]).await;
     assert_success(&out);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("read reference data PRIORITY"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("read reference data PRIORITY"), "{stdout}");
+    assert!(
+        stdout.contains("ok: broker amqp://127.0.0.1:5672/%2f accepted the credentials"),
+        "{stdout}"
+    );
+}
+
+/// A wrong broker password is reported by `check` as what it is (exit 1, the broker and
+/// the setting named, the password never shown), not left for `run` to treat as an
+/// outage; e-RS is still checked and reported on its own line.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_reports_a_broker_that_refuses_the_credentials() {
+    let server = RecordingServer::spawn(|s, _| crate::wire::canned(s)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ers-bridge.toml");
+    std::fs::write(
+        &path,
+        config_toml(
+            &server.base(),
+            "[ers.retry]\nmax_attempts = 1",
+            "mode = \"none\"",
+        ) + "[amqp]\nurl = \"amqp://guest:not-the-password@127.0.0.1:5672/%2f\"\n",
+    )
+    .unwrap();
+    let out = bridge(&path, &["check"]).await;
+    let err = assert_exit(&out, 1, "error: broker amqp://guest@127.0.0.1:5672");
+    assert!(err.contains("[amqp] url"), "{err}");
+    assert!(!err.contains("not-the-password"), "no password: {err}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("read reference data PRIORITY"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
