@@ -23,7 +23,7 @@ use super::{
     retry::{parse_retry_after, RetryBudget, RetryPolicy},
 };
 use crate::config::{Env, ErsConfig};
-use crate::events::{ErsCallFinished, Events};
+use crate::events::{ErsAuthRefused, ErsCallFinished, Events};
 
 /// Header sent on every call and echoed by e-RS.
 pub const CORRELATION_ID: &str = "x-correlation-id";
@@ -236,7 +236,23 @@ impl ErsClient {
             } else {
                 inner.limiter.acquire().await;
             }
-            let headers = self.headers(&call, &cid).await?;
+            let headers = match self.headers(&call, &cid).await {
+                Ok(h) => h,
+                Err(e) => {
+                    // Refused credentials before the call (the token endpoint, the token
+                    // file, the session) fail e-RS's auth as a 401 from it would.
+                    if matches!(
+                        e,
+                        ErsError::Auth {
+                            retryable: false,
+                            ..
+                        }
+                    ) {
+                        self.events.emit(ErsAuthRefused { operation: op.id() });
+                    }
+                    return Err(e);
+                }
+            };
             let mut req = inner
                 .http
                 .request(call.method.clone(), &url)

@@ -57,6 +57,24 @@ impl InternalEvent for ErsCallFinished {
     }
 }
 
+/// The credentials were refused before an e-RS call could be made (the OAuth token
+/// endpoint, the token file, the legacy session): e-RS authentication is failing, which
+/// `/health/ready` and the `ers_auth_failing` alert report; logged once per outage.
+#[derive(Debug, Clone)]
+pub struct ErsAuthRefused {
+    pub operation: &'static str,
+}
+
+impl InternalEvent for ErsAuthRefused {
+    fn emit(&self, m: &Metrics) {
+        m.ers_auth_failing.set(1);
+        m.ers_outage.log(m.ers_outage.failure(
+            self.operation,
+            "the credentials were refused before the call",
+        ));
+    }
+}
+
 /// The publisher opened a broker connection (the first one or a reconnect).
 #[derive(Debug, Clone)]
 pub struct BrokerConnected {

@@ -34,7 +34,8 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 pub use clients::{
-    BrokerConnectFailed, BrokerConnected, ErsCallFinished, MessageConfirmed, PublishAttemptFailed,
+    BrokerConnectFailed, BrokerConnected, ErsAuthRefused, ErsCallFinished, MessageConfirmed,
+    PublishAttemptFailed,
 };
 pub use inbound::{
     AlertChanged, AlertWebhookPosted, AlertsEvaluated, FactsRead, InboundHandled, ReplySent,

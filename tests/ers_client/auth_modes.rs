@@ -398,3 +398,51 @@ fn app_restricted_key_problems_name_the_key() {
     assert!(e.to_string().contains("not an RSA private key"), "{e}");
     assert!(e.to_string().contains("public.pem"), "{e}");
 }
+
+/// The token endpoint refuses the key (a wrong API key or signing key): the call fails
+/// as a permanent auth error and e-RS authentication is reported failing (the gauge that
+/// `/health/ready` and the `ers_auth_failing` alert read), as a 401 from e-RS is; a later
+/// successful call clears it.
+#[tokio::test(flavor = "multi_thread")]
+async fn app_restricted_refused_credentials_are_reported_failing() {
+    let refuse = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let r2 = refuse.clone();
+    let server = RecordingServer::spawn(move |s, _| {
+        if s.path == "/oauth2/token" {
+            if r2.load(Ordering::SeqCst) {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    axum::Json(serde_json::json!({"error": "invalid_client",
+                        "error_description": "Invalid API key"})),
+                )
+                    .into_response();
+            }
+            return axum::Json(serde_json::json!({"access_token": "t", "expires_in": "599",
+                "token_type": "Bearer"}))
+            .into_response();
+        }
+        canned(s)
+    })
+    .await;
+    let events = ers_bridge::events::Events::new();
+    let c = client(
+        &config_toml(&server.base(), "", &app_restricted_auth(None)),
+        MapEnv::default(),
+    )
+    .with_events(events.clone());
+    let e = c.referral(&ubrn("000000070001"), None).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ErsError::Auth {
+                retryable: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(events.metrics().ers_auth_failing.get(), 1);
+    refuse.store(false, Ordering::SeqCst);
+    c.referral(&ubrn("000000070001"), None).await.unwrap();
+    assert_eq!(events.metrics().ers_auth_failing.get(), 0);
+}
