@@ -259,6 +259,8 @@ async fn run_case(cmds: &[Cmd]) -> Result<(), String> {
         next_id: 0,
         published: [false; UBRNS.len()],
         stale: [false; UBRNS.len()],
+        seen_priority: Default::default(),
+        letter_since: [false; UBRNS.len()],
         calls_seen: 0,
         applied: BTreeSet::new(),
         reply_bearing: 0,
@@ -302,8 +304,13 @@ struct Run {
     next_id: u32,
     /// Whether the PAS got a REF for the referral.
     published: [bool; UBRNS.len()],
-    /// Whether the referrer changed it since the last REF the PAS got.
+    /// Whether what a clinician reads changed since the last REF the PAS got: the letter,
+    /// or a priority other than the one that REF carried (RF1-2.4).
     stale: [bool; UBRNS.len()],
+    /// The priority of the last REF the PAS got.
+    seen_priority: [String; UBRNS.len()],
+    /// Whether the letter changed since that REF.
+    letter_since: [bool; UBRNS.len()],
     /// Write calls in the simulator's log already checked.
     calls_seen: usize,
     /// (referral, operation) of every applied write.
@@ -404,8 +411,12 @@ impl Run {
                     .await;
                 self.trace
                     .push(format!("   now version {}", got["version"]));
+                // Two priority changes can bring back the priority the PAS saw: then only
+                // the letter, if it changed, makes the referral differ from that REF.
+                self.letter_since[*ubrn] |= *letter;
                 if self.published[*ubrn] {
-                    self.stale[*ubrn] = true;
+                    self.stale[*ubrn] = self.letter_since[*ubrn]
+                        || got["priority"].as_str() != Some(self.seen_priority[*ubrn].as_str());
                 }
                 Ok(())
             }
@@ -558,6 +569,12 @@ impl Run {
             if let Some(u) = UBRNS.iter().position(|x| *x == m.ubrn()) {
                 self.published[u] = true;
                 self.stale[u] = false;
+                self.letter_since[u] = false;
+                self.seen_priority[u] = m
+                    .message
+                    .segment("RF1")
+                    .map(|rf1| rf1.comp(2, 4).to_string())
+                    .unwrap_or_default();
                 got.push(format!("{} {}", m.kind, &UBRNS[u][7..]));
             }
         }
@@ -751,6 +768,30 @@ fn regression_a_priority_change_before_a_book_later_on_a_deferred_referral() {
         Cmd::Decide {
             ubrn: 2,
             kind: Kind::BookLater,
+            twin: Twin::None,
+        },
+    ])
+    .unwrap();
+}
+
+/// Found by the model (a fault of the model): two priority changes bring back the
+/// priority the PAS saw, so the referral reads as the REF did and the accept is written
+/// (docs/inbound.md, "The version decided on"); the model now compares with what the REF
+/// carried.
+#[test]
+fn regression_two_priority_changes_that_cancel_out_before_an_accept() {
+    run_blocking(&[
+        Cmd::Change {
+            ubrn: 0,
+            letter: false,
+        },
+        Cmd::Change {
+            ubrn: 0,
+            letter: false,
+        },
+        Cmd::Decide {
+            ubrn: 0,
+            kind: Kind::Accept,
             twin: Twin::None,
         },
     ])
