@@ -17,13 +17,25 @@ pub struct CheckArgs {
 /// Runs `check`: prints one line per step; exits 0 when all pass, 1 otherwise, 64 for a
 /// configuration error.
 pub fn run(args: &CheckArgs) -> ExitCode {
-    let (client, rt) = match super::ers::client_and_runtime(args.config.as_deref()) {
-        Ok(both) => both,
-        Err(code) => return code,
-    };
+    // The configuration is read once, for both probes.
     let cfg = match super::load_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
+    };
+    let env = std::sync::Arc::new(crate::config::ProcessEnv);
+    let client = match crate::ers::ErsClient::new(&cfg.ers, env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(super::EX_USAGE);
+        }
+    };
+    let rt = match super::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
     };
     let ers = rt.block_on(check_ers(client));
     let broker = rt.block_on(check_broker(&cfg.amqp.url));

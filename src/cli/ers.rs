@@ -227,7 +227,7 @@ pub(crate) fn build_client(path: Option<&std::path::Path>) -> anyhow::Result<Ers
 }
 
 /// The client (a configuration error prints and gives exit code 64) and the tokio runtime
-/// (failing gives exit code 1), shared with `check`.
+/// (failing gives exit code 1).
 pub(crate) fn client_and_runtime(
     path: Option<&std::path::Path>,
 ) -> Result<(ErsClient, tokio::runtime::Runtime), ExitCode> {

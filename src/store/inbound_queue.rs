@@ -71,32 +71,24 @@ impl Store {
         .collect()
     }
 
-    /// Marks a finished message's reply as not sent yet (its publish failed): the retry
-    /// loop sends the stored bytes from `due_ms` ([`Store::inbound_claim_due`]).
+    /// Marks a finished message's reply as not sent yet (its publish failed), for the
+    /// retry loop to send the stored bytes from `due_ms` ([`Store::inbound_claim_due`]);
+    /// `None` clears the mark once the reply is sent. Only a finished message carries it
+    /// (on a `retry` row `next_attempt_ms` is the retry's own due time).
     pub async fn inbound_reply_pending(
         &self,
         control_id: &ControlId,
-        due_ms: i64,
+        due_ms: Option<i64>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE inbound_messages SET next_attempt_ms = $2 WHERE control_id = $1")
-            .bind(control_id.as_str())
-            .bind(due_ms)
-            .execute(&self.pool)
-            .await
-            .op("inbound_reply_pending")?;
-        Ok(())
-    }
-
-    /// Clears [`Store::inbound_reply_pending`] once the reply is sent.
-    pub async fn inbound_reply_sent(&self, control_id: &ControlId) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE inbound_messages SET next_attempt_ms = NULL WHERE control_id = $1 \
+            "UPDATE inbound_messages SET next_attempt_ms = $2 WHERE control_id = $1 \
              AND status <> 'retry'",
         )
         .bind(control_id.as_str())
+        .bind(due_ms)
         .execute(&self.pool)
         .await
-        .op("inbound_reply_sent")?;
+        .op("inbound_reply_pending")?;
         Ok(())
     }
 

@@ -9,8 +9,8 @@ use chrono::Utc;
 use ers_bridge::hl7::AckCode;
 use ers_bridge::pipeline::inbound::Handled;
 
-use crate::inbound::{applied_writes, reply, rri, seeded, write_calls};
-use crate::official_bodies::sample;
+use crate::inbound::{applied_writes, reply, rri, seeded};
+use crate::official_bodies::{sample, the_applied_body};
 
 /// An official A022 example request from `../shared/ers-api/examples/`.
 fn official(name: &str) -> serde_json::Value {
@@ -61,15 +61,8 @@ async fn a022_bodies_are_the_official_examples_for_dbs_and_ibs() {
             "{name}"
         );
         assert_eq!(reply(&h).await.ack_code, Some(AckCode::AA), "{name}");
-        let a022: Vec<_> = write_calls(&h)
-            .await
-            .into_iter()
-            .filter(|c| c["operation"] == "A022" && c["ubrn"] == ubrn)
-            .collect();
-        assert_eq!(a022.len(), calls, "{name}: {a022:#?}");
-        let applied: Vec<_> = a022.iter().filter(|c| c["applied"] == true).collect();
-        assert_eq!(applied.len(), 1, "{name}: {a022:#?}");
-        assert_eq!(applied[0]["body"], official(example), "{name}");
+        let body = the_applied_body(&h, ("A022", ubrn), calls, name).await;
+        assert_eq!(body, official(example), "{name}");
         assert_eq!(
             state_of(&h, ubrn).await,
             (
@@ -134,12 +127,7 @@ async fn the_pas_priority_reaches_a022() {
             action: "cancel_action_later".into()
         }
     );
-    let applied: Vec<_> = write_calls(&h)
-        .await
-        .into_iter()
-        .filter(|c| c["operation"] == "A022" && c["applied"] == true)
-        .collect();
-    assert_eq!(applied.len(), 1);
+    let body = the_applied_body(&h, ("A022", "000000070002"), 1, "priority").await;
     let mut want = official("MinimalExampleIBS");
     let params = want["parameter"].as_array_mut().unwrap();
     params.insert(
@@ -149,7 +137,7 @@ async fn the_pas_priority_reaches_a022() {
             "code": "TWO_WEEK_WAIT"
         }}),
     );
-    assert_eq!(applied[0]["body"], want);
+    assert_eq!(body, want);
     app.close().await;
     h.cleanup().await;
 }

@@ -677,7 +677,7 @@ async fn a_reply_whose_publish_failed_is_sent_by_the_retry_loop() {
     let store = app.outbound().store();
     let id = ControlId::parse("PASPEND001").unwrap();
     store
-        .inbound_reply_pending(&id, now.timestamp_millis())
+        .inbound_reply_pending(&id, Some(now.timestamp_millis()))
         .await
         .unwrap();
     let done = app

@@ -31,6 +31,25 @@ pub(crate) fn official(operation: &str, name: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The body of the one applied `op` on `ubrn`, checking it took `calls` calls in all (a
+/// refused first call and its corrected one are two).
+pub(crate) async fn the_applied_body(
+    h: &crate::helpers::Harness,
+    (op, ubrn): (&str, &str),
+    calls: usize,
+    name: &str,
+) -> serde_json::Value {
+    let made: Vec<_> = write_calls(h)
+        .await
+        .into_iter()
+        .filter(|c| c["operation"] == op && c["ubrn"] == ubrn)
+        .collect();
+    assert_eq!(made.len(), calls, "{name}: {made:#?}");
+    let applied: Vec<_> = made.iter().filter(|c| c["applied"] == true).collect();
+    assert_eq!(applied.len(), 1, "{name}: {made:#?}");
+    applied[0]["body"].clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a014_and_a028_bodies_are_the_official_examples() {
     let (h, app) = seeded(false).await;
@@ -86,15 +105,8 @@ async fn a014_and_a028_bodies_are_the_official_examples() {
             "{name}"
         );
         assert_eq!(reply(&h).await.ack_code, Some(AckCode::AA), "{name}");
-        let made: Vec<_> = write_calls(&h)
-            .await
-            .into_iter()
-            .filter(|c| c["operation"] == op && c["ubrn"] == ubrn)
-            .collect();
-        assert_eq!(made.len(), calls, "{name}: {made:#?}");
-        let applied: Vec<_> = made.iter().filter(|c| c["applied"] == true).collect();
-        assert_eq!(applied.len(), 1, "{name}: {made:#?}");
-        assert_eq!(applied[0]["body"], official(folder, example), "{name}");
+        let body = the_applied_body(&h, (op, ubrn), calls, name).await;
+        assert_eq!(body, official(folder, example), "{name}");
     }
     app.close().await;
     h.cleanup().await;

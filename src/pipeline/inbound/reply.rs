@@ -55,7 +55,7 @@ impl Inbound {
                 if let Err(s) = self
                     .shared
                     .store
-                    .inbound_reply_pending(&msg.control_id, due)
+                    .inbound_reply_pending(&msg.control_id, Some(due))
                     .await
                 {
                     tracing::warn!(control_id = %msg.control_id, error = %s, "could not mark the unsent reply for a resend");
@@ -92,7 +92,7 @@ impl Inbound {
         }
         self.shared
             .store
-            .inbound_reply_sent(&row.control_id)
+            .inbound_reply_pending(&row.control_id, None)
             .await?;
         Ok(Handled::Duplicate { status: row.status })
     }
