@@ -180,7 +180,7 @@ async fn main() -> anyhow::Result<()> {
         ] {
             let mut req = FetchWorklist::new(list.into());
             req.service = Some(service.to_string());
-            let items = ers.worklist(&req).await?.worklist_items();
+            let items = ers.worklist_items(&req).await?;
             ubrns.extend(items.into_iter().map(|i| i.ubrn));
         }
     }

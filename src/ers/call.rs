@@ -98,7 +98,9 @@ pub(crate) async fn read_capped(
             limit,
         });
     }
-    let mut buf = BytesMut::new();
+    // Sized once from Content-Length when the server sends it (within the limit, checked
+    // above): growing by doubling held up to twice a large worklist's bytes at its peak.
+    let mut buf = BytesMut::with_capacity(resp.content_length().unwrap_or(0) as usize);
     while let Some(chunk) = resp
         .chunk()
         .await

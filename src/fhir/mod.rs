@@ -190,6 +190,21 @@ pub fn from_slice_checked<T: serde::de::DeserializeOwned>(
     Ok(value)
 }
 
+/// [`from_slice_checked`] into an untyped tree: parsed once, then its `resourceType` checked
+/// on the tree, with the same messages.
+pub fn value_checked(bytes: &[u8], expected: &str) -> Result<serde_json::Value, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not json: {e}"))?;
+    let found = value
+        .get("resourceType")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("<none>");
+    if found != expected {
+        return Err(format!("expected a {expected}, got resourceType {found}"));
+    }
+    Ok(value)
+}
+
 /// A resource struct and its `resourceType`. The structs do not carry the type as a field;
 /// [`FhirResource::to_json`] adds it when a resource is written out on its own.
 pub trait FhirResource: Serialize {
@@ -248,6 +263,31 @@ mod tests {
                 e.ends_with("got resourceType <none>"),
                 "{not_an_object}: {e}"
             );
+        }
+    }
+
+    /// The untyped read (A005 for the mapping) answers every input as the typed one does.
+    #[test]
+    fn the_untyped_read_checks_and_reports_as_the_typed_one() {
+        let inputs = [
+            r#"{"resourceType":"ReferralRequest","id":"000000070000"}"#,
+            r#"{"resourceType":"OperationOutcome","issue":[]}"#,
+            "[]",
+            "5",
+            r#"{"resourceType":5}"#,
+            "{",
+            r#"{"resourceType":"ReferralRequest"} x"#,
+        ];
+        for input in inputs {
+            let typed = read::<serde_json::Value>(input);
+            let untyped = value_checked(input.as_bytes(), "ReferralRequest");
+            match (typed, untyped) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{input}"),
+                (Err(a), Err(b)) if a.starts_with("not json") => {
+                    assert!(b.starts_with("not json"), "{input}: {b}")
+                }
+                (a, b) => assert_eq!(a, b, "{input}"),
+            }
         }
     }
 

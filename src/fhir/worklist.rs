@@ -3,6 +3,8 @@
 //! extension with relative sub-extensions (ERS-API.md §5). [`WorklistItem`] is the flat view
 //! the poller uses.
 
+use serde::Deserialize;
+
 use super::common::{Extension, Reference};
 use super::referral::{List, ListEntry};
 
@@ -86,6 +88,48 @@ impl List {
     /// `<Type>/<ubrn>` are skipped (they carry nothing the bridge can act on).
     pub fn worklist_items(&self) -> Vec<WorklistItem> {
         self.entry.iter().filter_map(item_of).collect()
+    }
+}
+
+/// A worklist `List` read for its items only: each entry is flattened into a
+/// [`WorklistItem`] as soon as it is parsed and then dropped, and every other element of the
+/// list is skipped unbuilt. The same items as [`List::worklist_items`], without the typed
+/// tree of the whole list in memory at once (about 10 KB per entry).
+#[derive(Debug, Default, Deserialize)]
+pub struct WorklistItems {
+    #[serde(default)]
+    entry: FlattenedEntries,
+}
+
+impl WorklistItems {
+    pub fn into_items(self) -> Vec<WorklistItem> {
+        self.entry.0
+    }
+}
+
+#[derive(Debug, Default)]
+struct FlattenedEntries(Vec<WorklistItem>);
+
+impl<'de> Deserialize<'de> for FlattenedEntries {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = FlattenedEntries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of worklist entries")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<FlattenedEntries, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(entry) = seq.next_element::<ListEntry>()? {
+                    items.extend(item_of(&entry));
+                }
+                Ok(FlattenedEntries(items))
+            }
+        }
+        deserializer.deserialize_seq(Entries)
     }
 }
 

@@ -357,6 +357,39 @@ fn referral_accessors_read_the_extensions() {
     assert!(rejected.state_reason().is_some());
 }
 
+/// The poller's lean read (each entry flattened as it is parsed) gives exactly the items
+/// of the typed list, for every official worklist example.
+#[test]
+fn the_lean_worklist_read_gives_the_typed_lists_items() {
+    use ers_bridge::fhir::worklist::WorklistItems;
+    use ers_bridge::fhir::List;
+    let mut examples: Vec<String> = [
+        "AppointmentSlotIssues",
+        "AssessmentReturnedCancelledDna",
+        "AwaitingBooking",
+        "FilteredByClinician",
+        "FilteredByService",
+        "FilteredBySpecialty",
+        "LettersOutstanding",
+        "ReferralsForReview",
+        "RejectedTriageResponse",
+    ]
+    .iter()
+    .map(|n| format!("stu3/retrieveWorklist/responses/{n}.json"))
+    .collect();
+    examples.push(
+        "stu3/retrieveAdviceAndGuidanceWorklist/responses/AdviceAndGuidanceRequests.json".into(),
+    );
+    for rel in examples {
+        let json = example_json(&rel);
+        let typed: List = serde_json::from_value(json.clone()).unwrap();
+        let lean: WorklistItems = serde_json::from_value(json).unwrap();
+        let expected = typed.worklist_items();
+        assert!(!expected.is_empty(), "{rel}");
+        assert_eq!(lean.into_items(), expected, "{rel}");
+    }
+}
+
 #[test]
 fn worklist_items_and_rejection_reasons() {
     use ers_bridge::fhir::{CodeSystem, List};

@@ -15,8 +15,10 @@ use super::{
     error::ErsError,
 };
 use crate::fhir::{
-    self, requests::FetchWorklist, worklist::ListSelector, Bundle, CodeSystem, List, Parameters,
-    ReferralRequest, Resource,
+    self,
+    requests::FetchWorklist,
+    worklist::{ListSelector, WorklistItem, WorklistItems},
+    Bundle, CodeSystem, List, Parameters, ReferralRequest, Resource,
 };
 use crate::ids::{Ubrn, Version};
 
@@ -71,8 +73,13 @@ impl ErsClient {
         ubrn: &Ubrn,
         version: Option<Version>,
     ) -> Result<Versioned<ReferralRequest>, ErsError> {
-        self.read_referral(ubrn, version, |r: &ReferralRequest| r.version())
-            .await
+        let reply = self.read_referral(ubrn, version).await?;
+        versioned(
+            Operation::A005,
+            reply,
+            "ReferralRequest",
+            ReferralRequest::version,
+        )
     }
 
     /// A005 as raw JSON: the referral exactly as e-RS sent it (every field, including the
@@ -82,27 +89,35 @@ impl ErsClient {
         ubrn: &Ubrn,
         version: Option<Version>,
     ) -> Result<Versioned<serde_json::Value>, ErsError> {
-        self.read_referral(ubrn, version, |r: &serde_json::Value| {
-            Version::parse(r.pointer("/meta/versionId")?.as_str()?).ok()
+        let op = Operation::A005;
+        let reply = self.read_referral(ubrn, version).await?;
+        // One pass into the tree, then its type checked on the tree (the typed path's
+        // type-only pre-pass would scan every referral twice).
+        let resource = fhir::value_checked(&reply.body, "ReferralRequest").map_err(|reason| {
+            ErsError::Decode {
+                operation: op,
+                reason,
+            }
+        })?;
+        let version = reply
+            .etag_version()
+            .or_else(|| Version::parse(resource.pointer("/meta/versionId")?.as_str()?).ok());
+        Ok(Versioned {
+            resource,
+            version,
+            request_id: reply.request_id,
         })
-        .await
     }
 
     /// The one A005 call behind [`Self::referral`] and [`Self::referral_json`].
-    async fn read_referral<T: serde::de::DeserializeOwned>(
+    async fn read_referral(
         &self,
         ubrn: &Ubrn,
         version: Option<Version>,
-        meta_version: impl Fn(&T) -> Option<Version>,
-    ) -> Result<Versioned<T>, ErsError> {
+    ) -> Result<Reply, ErsError> {
         let op = Operation::A005;
         let call = self.get(op, self.stu3(&history("ReferralRequest", ubrn, version)));
-        versioned(
-            op,
-            self.execute(call).await?,
-            "ReferralRequest",
-            meta_version,
-        )
+        self.execute(call).await
     }
 
     /// A042: an attachment's bytes. Follows the 307 to the object store itself, with a
@@ -170,6 +185,24 @@ impl ErsClient {
     /// A008: a referral worklist. In app-restricted mode only the provider lists with a
     /// service filter are allowed (and the platform allows 2 calls per service per day).
     pub async fn worklist(&self, req: &FetchWorklist) -> Result<List, ErsError> {
+        self.check_worklist(req)?;
+        self.fetch_list(Operation::A008, "ReferralRequest/$ers.fetchworklist", req)
+            .await
+    }
+
+    /// A008 read for its items only, as the poller needs them: each entry is flattened as it
+    /// is parsed ([`WorklistItems`]), so a list of thousands never exists as a typed tree
+    /// (that tree was most of the poller's peak memory, BENCHMARKS.md).
+    pub async fn worklist_items(&self, req: &FetchWorklist) -> Result<Vec<WorklistItem>, ErsError> {
+        self.check_worklist(req)?;
+        let items: WorklistItems = self
+            .fetch_list(Operation::A008, "ReferralRequest/$ers.fetchworklist", req)
+            .await?;
+        Ok(items.into_items())
+    }
+
+    /// What A008 may be asked for in the current mode.
+    fn check_worklist(&self, req: &FetchWorklist) -> Result<(), ErsError> {
         let op = Operation::A008;
         if req.list == ListSelector::AdviceAndGuidanceRequests {
             return Err(invalid(
@@ -185,8 +218,7 @@ impl ErsClient {
                 "app-restricted mode allows only referrals-for-review and appointment-slot-issues with a service filter".into(),
             ));
         }
-        self.fetch_list(op, "ReferralRequest/$ers.fetchworklist", req)
-            .await
+        Ok(())
     }
 
     /// A023: the A&G requests worklist (user-restricted only).
@@ -201,12 +233,12 @@ impl ErsClient {
         .await
     }
 
-    async fn fetch_list(
+    async fn fetch_list<T: serde::de::DeserializeOwned>(
         &self,
         op: Operation,
         path: &str,
         req: &FetchWorklist,
-    ) -> Result<List, ErsError> {
+    ) -> Result<T, ErsError> {
         let mut call = Call::new(op, Method::POST, self.stu3(path), self.inner.max_json_bytes);
         call.body = Some(fhir_body(op, Ok(req.to_parameters()))?);
         parse(op, &self.execute(call).await?, "List")
