@@ -15,6 +15,8 @@
 //!   the inbound decision table.
 //! - [`cli`]: the `ers-bridge` command line; `main.rs` only calls [`cli::main`].
 //! - [`amqp`]: RabbitMQ topology and confirmed publishing (the only lapin user).
+//! - [`transport`]: the seam between the pipelines and the wire to the PAS ([`transport::PasLink`],
+//!   [`hl7::Hl7Out`] in, a [`transport::Delivery`] out; the inbound listeners).
 //! - [`store`]: the durable store (SQLite or PostgreSQL) and the delivery semantics.
 //! - [`app`]: [`app::App`], which builds and owns what both directions share
 //!   ([`app::Shared`]: clients, store, claims, shutdown, events) and runs them.
@@ -43,3 +45,4 @@ pub mod runtime;
 pub mod simulator;
 pub mod store;
 pub mod telemetry;
+pub mod transport;

@@ -28,9 +28,7 @@ pub mod topology;
 pub use consumer::{Consumer, ConsumerSettings, InboundDelivery};
 pub use error::{AmqpError, GiveUpReason};
 pub use properties::DeliveryProperties;
-pub use publisher::{
-    Hl7Out, OutboundMessage, Published, Publisher, PublisherSettings, PublisherStats,
-};
+pub use publisher::{OutboundMessage, Published, Publisher, PublisherSettings, PublisherStats};
 pub use queue::QueueClient;
 pub use retry::RetryPolicy;
 pub use topology::Topology;

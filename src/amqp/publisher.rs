@@ -31,7 +31,7 @@ use super::{AmqpError, GiveUpReason, RetryPolicy, Topology, APP_ID, HL7_CONTENT_
 use crate::events::{
     BrokerConnectFailed, BrokerConnected, Events, MessageConfirmed, PublishAttemptFailed,
 };
-use crate::ids::{ControlId, Version};
+use crate::hl7::Hl7Out;
 
 /// One HL7 message ready to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,24 +55,6 @@ pub struct OutboundMessage {
     /// A dead letter's original properties: published with these (and `headers`) instead
     /// of the bridge's own.
     pub original: Option<super::DeliveryProperties>,
-}
-
-/// An HL7 message for the PAS as the pipelines know it, with nothing of AMQP in it: its
-/// routing key, properties and headers are made here ([`OutboundMessage::hl7`]).
-#[derive(Debug, Clone)]
-pub struct Hl7Out {
-    /// MSH-10.
-    pub control_id: ControlId,
-    /// MSH-9.1 and MSH-9.2, e.g. `("REF", "I12")`, `("ACK", "I12")`.
-    pub message_type: (String, String),
-    /// What it is about: the UBRN of a REF or ADT, the PAS's MSH-10 an ACK answers.
-    pub about: String,
-    /// The referral version a REF or ADT carries.
-    pub version: Option<Version>,
-    /// The messages this one replays under a new id.
-    pub replay_of: Vec<ControlId>,
-    /// The encoded message (MSH-18's charset).
-    pub bytes: Vec<u8>,
 }
 
 impl OutboundMessage {

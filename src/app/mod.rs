@@ -12,7 +12,8 @@
 //!
 //! A direction is a pipeline under [`crate::pipeline`] built from an `Arc<Shared>` and its
 //! own configuration, which spawns its own long-running tasks
-//! (`outbound::spawn_schedulers`, `inbound::spawn_loops`); ARCHITECTURE.md "Adding a
+//! (`outbound::spawn_schedulers`, `inbound::spawn_loops`, the transport's
+//! `amqp_in::spawn_consumer`); ARCHITECTURE.md "Adding a
 //! direction" says how one plugs in.
 
 pub use crate::runtime::{Claim, Claims, Shared, Shutdown};
@@ -32,6 +33,7 @@ use crate::pipeline::inbound::{Inbound, InboundSettings};
 use crate::pipeline::outbound::{self, Mappings, PassReport, Pipeline, PipelineSettings};
 use crate::pipeline::PipelineError;
 use crate::store::{ParkedItem, Store, StoreError};
+use crate::transport::PasLink;
 
 /// Why the bridge could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +127,7 @@ impl App {
         let shared = Arc::new(Shared {
             ers,
             store,
-            publisher,
+            pas: PasLink::amqp(publisher, a.tenant.clone(), a.dead_letter_exchange.clone()),
             refdata: RefDataCache::new(),
             claims: Claims::default(),
             shutdown,
@@ -148,9 +150,7 @@ impl App {
             shared.clone(),
             Arc::new(table),
             InboundSettings {
-                tenant: a.tenant.clone(),
                 max_message_bytes: MAX_INBOUND_BYTES,
-                dead_letter_exchange: a.dead_letter_exchange.clone(),
                 retry: config.inbound.retry,
                 max_attempts: config.inbound.max_attempts,
             },
@@ -296,7 +296,12 @@ impl App {
         let mut tasks = outbound::spawn_schedulers(&self.outbound);
         tasks.spawn(retention_loop(self.shared.clone(), self.retention));
         if self.inbound_enabled {
-            crate::pipeline::inbound::spawn_loops(&self.inbound, self.consumer.clone(), &mut tasks);
+            crate::pipeline::inbound::spawn_loops(&self.inbound, &mut tasks);
+            crate::transport::amqp_in::spawn_consumer(
+                &self.inbound,
+                self.consumer.clone(),
+                &mut tasks,
+            );
             tracing::info!(queue = %self.consumer.queue, "inbound pipeline running");
         }
         tracing::info!(
@@ -346,7 +351,7 @@ impl App {
     /// Closes the broker connection, the e-RS session and the store.
     pub async fn close(&self) {
         let s = &self.shared;
-        s.publisher.close().await;
+        s.pas.close().await;
         if let Err(e) = s.ers.shutdown().await {
             tracing::warn!(error = %e, "closing the e-rs session failed");
         }

@@ -6,6 +6,7 @@
 //! - [`read`]: bytes → [`Message`] through `hl7-parser` behind a guard.
 //! - [`ack`], [`rri`]: typed views of an ACK and an RRI^I12 ([`Inbound`]).
 //! - [`reply`]: the bridge's own ACK to a PAS message.
+//! - [`envelope`]: [`Hl7Out`], what the pipelines hand a transport.
 //!
 //! The identifier newtypes ([`NhsNumber`], [`Ubrn`], [`ControlId`]) live in [`crate::ids`]
 //! and are re-exported here.
@@ -15,6 +16,7 @@
 //! the segment, field and reason.
 
 pub mod ack;
+pub mod envelope;
 pub mod escape;
 pub mod message;
 pub mod read;
@@ -24,6 +26,7 @@ pub mod structure;
 
 pub use crate::ids::{ControlId, IdError, NhsNumber, Ubrn};
 pub use ack::{read_inbound, AckCode, ErrDetail, Inbound, InboundError};
+pub use envelope::Hl7Out;
 pub use escape::Delimiters;
 pub use message::{Charset, Message, Segment, WriteError};
 pub use read::{read, read_with_limit, ReadError};

@@ -172,7 +172,7 @@ pub async fn probe(
     );
     cond(
         "broker_disconnected",
-        (!shared.publisher.is_connected().await)
+        (!shared.pas.is_connected().await)
             .then(|| "the bridge has no broker connection".to_string()),
     );
     let writable = store

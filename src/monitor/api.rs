@@ -200,7 +200,14 @@ pub async fn redrive(
     use super::actions::{redrive, RedriveError};
     let now = chrono::Utc::now().timestamp_millis();
     let sh = &s.shared;
-    match redrive(&sh.store, &sh.publisher, &s.inbound_queue, &id, &who, now).await {
+    let Some(publisher) = sh.pas.broker() else {
+        return (
+            StatusCode::CONFLICT,
+            Json(json!({"error": "a re-drive puts the message back on the inbound queue: this bridge has no broker"})),
+        )
+            .into_response();
+    };
+    match redrive(&sh.store, publisher, &s.inbound_queue, &id, &who, now).await {
         Ok(()) => Json(json!({"redriven": id, "by": who, "at_ms": now})).into_response(),
         Err(RedriveError::Store(e)) => failed(e),
         Err(e) => {

@@ -52,7 +52,7 @@ pub async fn live(State(s): State<MonitorState>) -> Response {
 pub async fn ready(State(s): State<MonitorState>) -> Response {
     let t = Duration::from_secs(2);
     let sh = &s.shared;
-    let broker = match tokio::time::timeout(t, sh.publisher.ensure_connected()).await {
+    let broker = match tokio::time::timeout(t, sh.pas.ensure_connected()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("no answer from the broker within 2s".into()),

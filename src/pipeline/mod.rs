@@ -12,11 +12,11 @@
 pub mod inbound;
 pub mod outbound;
 
-use crate::amqp::AmqpError;
 use crate::ers::ErsError;
 use crate::ids::Ubrn;
 use crate::mapping::MappingError;
 use crate::store::StoreError;
+use crate::transport::TransportError;
 
 /// Why a pipeline step failed. Every variant about one referral names its UBRN.
 #[derive(Debug, thiserror::Error)]
@@ -50,12 +50,13 @@ pub enum PipelineError {
     /// A mapping file could not be loaded or compiled.
     #[error("mapping: {0}")]
     Mapping(#[source] MappingError),
-    /// The broker refused a referral's message in a way that retrying cannot fix.
-    #[error("ubrn {ubrn}: broker: {source}")]
-    Amqp {
+    /// The way to the PAS failed for a referral's message in a way that retrying cannot fix
+    /// (or the retries were cut short).
+    #[error("ubrn {ubrn}: {source}")]
+    Transport {
         ubrn: Ubrn,
         #[source]
-        source: Box<AmqpError>,
+        source: Box<TransportError>,
     },
     /// The referral from e-RS lacks something every message needs (e.g. a version).
     #[error("ubrn {ubrn}: {reason}")]
@@ -63,9 +64,9 @@ pub enum PipelineError {
     /// Work was abandoned because the bridge is stopping; it is redone on the next start.
     #[error("shutting down")]
     ShuttingDown,
-    /// The broker failed outside any one referral (an inbound reply or dead letter).
-    #[error("broker: {0}")]
-    Broker(Box<AmqpError>),
+    /// The way to the PAS failed outside any one referral (an inbound reply).
+    #[error("{0}")]
+    Link(Box<TransportError>),
     /// An inbound message the bridge cannot answer (its own reply would not encode).
     #[error("inbound message: {0}")]
     BadMessage(String),
@@ -85,8 +86,8 @@ impl PipelineError {
                 source.is_retryable()
             }
             PipelineError::Mapping(e) => e.is_retryable(),
-            PipelineError::Amqp { source, .. } => source.is_retryable(),
-            PipelineError::Broker(source) => source.is_retryable(),
+            PipelineError::Transport { source, .. } => source.is_retryable(),
+            PipelineError::Link(source) => source.is_retryable(),
             PipelineError::BadMessage(_) => false,
             PipelineError::BadReferral { .. } => false,
             PipelineError::ShuttingDown | PipelineError::TaskFailed { .. } => true,
@@ -126,11 +127,11 @@ mod tests {
         };
         assert!(!bad.is_retryable());
         assert!(PipelineError::ShuttingDown.is_retryable());
-        let nacked = PipelineError::Amqp {
+        let nacked = PipelineError::Transport {
             ubrn: ubrn(),
-            source: Box::new(AmqpError::Nacked {
+            source: Box::new(TransportError::Amqp(crate::amqp::AmqpError::Nacked {
                 message_id: "x".into(),
-            }),
+            })),
         };
         assert!(nacked.is_retryable(), "a nack is retried");
         let mapping = PipelineError::Mapping(MappingError::Missing {

@@ -1,23 +1,24 @@
 //! What both directions share, owned by [`crate::app::App`]: the e-RS client, the store, the
-//! broker publisher, the A004 cache, the per-UBRN claims, the shutdown signal and the event
+//! link to the PAS ([`PasLink`]), the A004 cache, the per-UBRN claims, the shutdown signal and the event
 //! hub. A pipeline holds an `Arc<Shared>` and never builds or closes these itself.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use super::Shutdown;
-use crate::amqp::Publisher;
 use crate::ers::{ErsClient, Promotion, RefDataCache};
 use crate::events::Events;
 use crate::ids::Ubrn;
 use crate::store::Store;
+use crate::transport::PasLink;
 
 /// The parts every direction uses.
 #[derive(Debug)]
 pub struct Shared {
     pub ers: ErsClient,
     pub store: Store,
-    pub publisher: Arc<Publisher>,
+    /// The way to the PAS (the broker by default): what the pipelines deliver through.
+    pub pas: PasLink,
     /// A004 code systems (the specialty filter's system, rejection reasons), refreshed
     /// daily.
     pub refdata: RefDataCache,

@@ -2,12 +2,17 @@
 //! an RRI^I12 with its decision) is read with the guarded reader, stored by its MSH-10,
 //! correlated with the referral, decided by the decision table (`mappings/inbound.toml`)
 //! and, for a decision e-RS must hear, turned into exactly one effective e-RS write
-//! ([`execute`]). The PAS gets the bridge's own HL7 ACK for every RRI (`<tenant>.ACK.<event>`
-//! on the outbound exchange); garbage goes to the dead-letter exchange with its reason in
-//! `x-ers-error` / `x-ers-error-detail`.
+//! ([`execute`]). The PAS gets the bridge's own HL7 ACK for every RRI; what cannot be read
+//! is a dead letter with its reason.
 //!
-//! [`Inbound::handle`] processes one message body and says what became of it; the caller
-//! (the consumer loop, or a test) acks the delivery only after it returns `Ok`. A
+//! [`Inbound::process`] is the transport-neutral core: it takes an [`Hl7In`], records
+//! everything, and **returns** the [`Answer`] (what became of the message, and the reply to
+//! put on the wire) without sending anything. [`Inbound::handle_in`] is `process` followed
+//! by the answer's delivery through the deployment's [`crate::transport::PasLink`] (the
+//! AMQP consumer's path, and [`Inbound::handle`] for a bare body); a synchronous transport
+//! (MLLP) writes the reply on its own connection instead. The caller acks the delivery only
+//! after either returns `Ok`. Replies that come later (a retry that ends, a reply whose
+//! send failed) go through the link from the retry loop. A
 //! redelivery or a resend with the same MSH-10 makes no second e-RS call: a copy of a
 //! message still in flight waits for it ([`inflight`]), the store decides
 //! (`store/inbound.rs`), and a copy of a message handled before gets the stored reply
@@ -28,7 +33,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::amqp::DeliveryProperties;
 use crate::backoff::Backoff;
 use crate::events::{InboundHandled, ReplySent};
 use crate::hl7::ack::summarise;
@@ -38,23 +42,20 @@ use crate::ids::ControlId;
 use crate::mapping::{Action, DecisionTable};
 use crate::runtime::Shared;
 use crate::store::{Begin, Decision, Finish, InboundRecord, InboundStatus};
+use crate::transport::Hl7In;
 
 pub use execute::Outcome as ExecuteOutcome;
 pub use loops::spawn_loops;
 use reply::refusal;
-pub use reply::reply_control_id;
+pub use reply::{reply_control_id, AckOut};
 
 use super::PipelineError;
 
 /// The inbound pipeline's settings.
 #[derive(Debug, Clone)]
 pub struct InboundSettings {
-    /// First part of the reply's routing key.
-    pub tenant: String,
     /// The largest message read; larger ones are dead-lettered.
     pub max_message_bytes: usize,
-    /// Where unreadable messages go, with their reason.
-    pub dead_letter_exchange: String,
     /// Waits between retries of a transient e-RS failure.
     pub retry: Backoff,
     /// Transient failures tried before the decision becomes a needs-action record.
@@ -98,13 +99,25 @@ impl Handled {
     }
 }
 
-/// The inbound direction: shared by the consumer loop and the retry loop.
+/// What [`Inbound::process`] answers for one message: what became of it and the reply
+/// the PAS gets for it now (none for an ACK from the PAS, a message waiting for a retry, or
+/// one that cannot be read: a dead letter, whose reason is in `handled`).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub handled: Handled,
+    pub reply: Option<AckOut>,
+}
+
+/// The inbound direction: shared by the transports' listeners and the retry loop.
 pub struct Inbound {
     shared: Arc<Shared>,
     table: Arc<DecisionTable>,
     settings: InboundSettings,
     /// The MSH-10s being handled now: a second copy waits for the first.
     in_flight: inflight::InFlight,
+    /// The reply each message in hand produced, by the PAS's MSH-10 (one handling per
+    /// MSH-10 at a time: `in_flight`), taken when its handling returns.
+    outbox: std::sync::Mutex<std::collections::HashMap<ControlId, AckOut>>,
 }
 
 impl std::fmt::Debug for Inbound {
@@ -122,7 +135,13 @@ impl Inbound {
             table,
             settings,
             in_flight: inflight::InFlight::default(),
+            outbox: std::sync::Mutex::default(),
         }
+    }
+
+    /// The signal the transports' listeners stop on.
+    pub fn shutdown(&self) -> &crate::runtime::Shutdown {
+        &self.shared.shutdown
     }
 
     /// The event hub this direction reports to.
@@ -130,36 +149,78 @@ impl Inbound {
         &self.shared.events
     }
 
-    /// Handles one message body from the inbound queue. `Err` means nothing was decided
-    /// (the store or the broker is down): leave the delivery unacked for a later try.
+    /// Handles one message body and delivers the answer through the deployment's link
+    /// (tests, the demo). `Err` means nothing was decided (the store or the link is down):
+    /// leave the delivery unacked for a later try.
     pub async fn handle(&self, body: &[u8], now: DateTime<Utc>) -> Result<Handled, PipelineError> {
-        self.handle_with(body, None, now).await
+        self.handle_in(&Hl7In::new(body), now).await
     }
 
-    /// [`Inbound::handle`] for a delivery whose AMQP properties are known: a dead letter
-    /// keeps them.
-    pub async fn handle_with(
+    /// [`Inbound::process`], then the answer delivered through the deployment's link: the
+    /// reply sent (a failed send is recorded and sent again by the retry loop), a dead
+    /// letter handed on with its reason and kept in the store.
+    pub async fn handle_in(
         &self,
-        body: &[u8],
-        original: Option<&DeliveryProperties>,
+        input: &Hl7In,
         now: DateTime<Utc>,
     ) -> Result<Handled, PipelineError> {
+        let answer = self.process(input, now).await?;
+        if let Handled::DeadLettered { reason } = &answer.handled {
+            self.shared
+                .pas
+                .dead_letter(input, ("unreadable", reason))
+                .await
+                .map_err(|e| PipelineError::Link(Box::new(e)))?;
+            self.keep_dead_letter(input, "unreadable", reason).await?;
+        }
+        if let Some(reply) = &answer.reply {
+            self.send_reply(reply, now).await?;
+        }
+        Ok(answer.handled)
+    }
+
+    /// Handles one message from the PAS and returns what became of it with the reply to
+    /// send, sending nothing: everything the answer says is recorded before it returns
+    /// (the reply's bytes too, so a resend of the message gets the same bytes), except a
+    /// dead letter, which the transport hands on and keeps ([`Inbound::keep_dead_letter`]).
+    /// `Err` means nothing was decided (the store is down): the PAS should send it again.
+    pub async fn process(
+        &self,
+        input: &Hl7In,
+        now: DateTime<Utc>,
+    ) -> Result<Answer, PipelineError> {
         let started = std::time::Instant::now();
+        let body = input.bytes.as_slice();
         let (message, msg) = match self.read(body) {
             Ok(m) => m,
             Err(e) => {
                 let reason = e.to_string();
-                self.dead_letter(body, original, "unreadable", &reason)
-                    .await?;
                 tracing::warn!(error = %reason, "inbound message is not readable hl7, dead-lettered");
                 let handled = Handled::DeadLettered { reason };
                 self.emit(None, &handled, started);
-                return Ok(handled);
+                return Ok(Answer {
+                    handled,
+                    reply: None,
+                });
             }
         };
-        let handled = self.handle_read(&message, &msg, body, now).await?;
+        let handled = self.handle_read(&message, &msg, body, now).await;
+        // Taken whatever the outcome, so an error leaves nothing behind for a later copy.
+        let reply = self.take_reply(&msg.control_id);
+        let handled = handled?;
         self.emit(Some(&msg), &handled, started);
-        Ok(handled)
+        Ok(Answer { handled, reply })
+    }
+
+    /// Puts the reply a message produced in its slot, for [`Inbound::process`] to return.
+    fn post_reply(&self, about: &ControlId, reply: AckOut) {
+        let mut outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+        outbox.insert(about.clone(), reply);
+    }
+
+    fn take_reply(&self, about: &ControlId) -> Option<AckOut> {
+        let mut outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+        outbox.remove(about)
     }
 
     async fn handle_read(

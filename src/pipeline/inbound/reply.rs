@@ -1,27 +1,40 @@
-//! What the inbound pipeline sends back: the bridge's HL7 ACK to each PAS RRI (on
-//! `<tenant>.ACK.<event>`, with confirms; its bytes kept in the store and sent again, the
-//! same bytes, to a resend of the message), the AE refusing an MSH-10 reused for another
-//! body, and, for a message it cannot read, a dead letter that keeps the PAS's original
-//! AMQP properties and adds the reason headers `x-ers-error` / `x-ers-error-detail`.
+//! What the inbound pipeline answers: the bridge's HL7 ACK to each PAS RRI (its bytes kept
+//! in the store and answered again, the same bytes, to a resend of the message), the AE
+//! refusing an MSH-10 reused for another body, and the record kept of a message it cannot
+//! read (the transport hands the dead letter itself on). Replies are returned to
+//! [`Inbound::process`]'s caller ([`AckOut`]); only the replies that come later (a retry
+//! that ends, a send that failed) are sent from here, through the deployment's link.
 
 use chrono::{DateTime, Utc};
 
-use crate::amqp::{AmqpError, DeliveryProperties, Hl7Out, OutboundMessage};
 use crate::hl7::ack::AckCode;
 use crate::hl7::reply::{self, Reply, ReplyError};
-use crate::hl7::{ControlId, Inbound as InboundMsg, Message};
+use crate::hl7::{ControlId, Hl7Out, Inbound as InboundMsg, Message};
 use crate::store::{Finish, InboundRecord};
+use crate::transport::Hl7In;
 
 use super::{Handled, Inbound, PipelineError};
 
-/// How long after a failed reply publish the retry loop sends it.
+/// How long after a failed reply send the retry loop sends it again.
 const REPLY_RESEND_MS: i64 = 5_000;
+
+/// The bridge's reply to one PAS message, ready for the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckOut {
+    /// The PAS's MSH-10 it answers.
+    pub about: ControlId,
+    /// MSA-1.
+    pub code: &'static str,
+    /// The ACK itself (`about` is the PAS's MSH-10; its own MSH-10 is ours).
+    pub out: Hl7Out,
+}
 
 impl Inbound {
     /// Records how the message ended (`end`, whose `reply_code` is set here) together with
-    /// the bytes of the bridge's ACK to it, in one transaction, then publishes the ACK (RRIs
-    /// only: an ACK from the PAS is never acknowledged). Recorded first, so a redelivery
-    /// after a failed publish finds the outcome and sends these bytes again.
+    /// the bytes of the bridge's ACK to it, in one transaction, and posts the ACK for the
+    /// caller to send (RRIs only: an ACK from the PAS is never acknowledged). Recorded
+    /// first, so a resend of the message, or the retry loop after a failed send, finds the
+    /// outcome and sends these bytes again.
     pub(super) async fn finish(
         &self,
         (msg, message): (&InboundMsg, &Message),
@@ -48,32 +61,44 @@ impl Inbound {
             )
             .await?;
         if let (Some(reply), Some(bytes)) = (reply, bytes) {
-            if let Err(e) = self.publish_reply(msg, &control_id, bytes).await {
-                // Recorded but not sent: the retry loop sends the stored bytes (and a
-                // delivery, returned to the queue, finds them too).
-                let due = now.timestamp_millis() + REPLY_RESEND_MS;
-                if let Err(s) = self
-                    .shared
-                    .store
-                    .inbound_reply_pending(&msg.control_id, Some(due))
-                    .await
-                {
-                    tracing::warn!(control_id = %msg.control_id, error = %s, "could not mark the unsent reply for a resend");
-                }
-                return Err(e);
-            }
-            self.shared.events.emit(super::ReplySent {
-                control_id: msg.control_id.clone(),
-                code: reply.code.as_str(),
-            });
+            let out = ack_out(msg, control_id, reply.code.as_str(), bytes);
+            self.post_reply(&msg.control_id, out);
         }
         Ok(())
     }
 
-    /// Sends the stored reply of a finished message whose publish failed (the retry loop).
+    /// Sends a reply through the deployment's link. When the send fails the reply is
+    /// marked for the retry loop to send again (its bytes are in the store), and the error
+    /// returned, so the delivery the reply answers is not acked yet.
+    pub(super) async fn send_reply(
+        &self,
+        reply: &AckOut,
+        now: DateTime<Utc>,
+    ) -> Result<(), PipelineError> {
+        if let Err(e) = self.shared.pas.send(&reply.out).await {
+            let due = now.timestamp_millis() + REPLY_RESEND_MS;
+            if let Err(s) = self
+                .shared
+                .store
+                .inbound_reply_pending(&reply.about, Some(due))
+                .await
+            {
+                tracing::warn!(control_id = %reply.about, error = %s, "could not mark the unsent reply for a resend");
+            }
+            return Err(PipelineError::Link(Box::new(e)));
+        }
+        self.shared.events.emit(super::ReplySent {
+            control_id: reply.about.clone(),
+            code: reply.code,
+        });
+        Ok(())
+    }
+
+    /// Sends the stored reply of a finished message whose send failed (the retry loop).
     pub(super) async fn send_pending_reply(
         &self,
         row: &InboundRecord,
+        now: DateTime<Utc>,
     ) -> Result<Handled, PipelineError> {
         let msg = row
             .hl7_bytes
@@ -84,7 +109,9 @@ impl Inbound {
             .flatten();
         match msg {
             Some((_, msg)) => {
-                self.resend_reply(&msg, row).await?;
+                if let Some(reply) = self.stored_reply(&msg, row).await? {
+                    self.send_reply(&reply, now).await?;
+                }
             }
             None => {
                 tracing::warn!(control_id = %row.control_id, "the reply to a pas message could not be sent and its text is gone: not sent");
@@ -97,7 +124,7 @@ impl Inbound {
         Ok(Handled::Duplicate { status: row.status })
     }
 
-    /// Sends the stored reply to a message handled before again, the same bytes (the same
+    /// Posts the stored reply to a message handled before again, the same bytes (the same
     /// MSH-10 of ours): the PAS resent it because our ACK did not reach it. `false` when
     /// there is none (an ACK from the PAS is never answered; retention may have pruned it).
     pub(super) async fn resend_reply(
@@ -105,21 +132,38 @@ impl Inbound {
         msg: &InboundMsg,
         stored: &InboundRecord,
     ) -> Result<bool, PipelineError> {
+        match self.stored_reply(msg, stored).await? {
+            Some(reply) => {
+                self.post_reply(&msg.control_id, reply);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The stored reply to a message, as it went out the first time.
+    async fn stored_reply(
+        &self,
+        msg: &InboundMsg,
+        stored: &InboundRecord,
+    ) -> Result<Option<AckOut>, PipelineError> {
         let Some(bytes) = self.shared.store.inbound_reply(&msg.control_id).await? else {
             if stored.reply_code.is_some() {
                 tracing::warn!(control_id = %msg.control_id, "the reply to a resent pas message was pruned, not sent again");
             }
-            return Ok(false);
+            return Ok(None);
         };
-        self.publish_reply(msg, &reply_control_id(&msg.control_id), bytes)
-            .await?;
-        if let Some(code) = stored.reply_code.as_deref().and_then(AckCode::parse) {
-            self.shared.events.emit(super::ReplySent {
-                control_id: msg.control_id.clone(),
-                code: code.as_str(),
-            });
-        }
-        Ok(true)
+        let code = stored
+            .reply_code
+            .as_deref()
+            .and_then(AckCode::parse)
+            .map_or("AA", |c| c.as_str());
+        Ok(Some(ack_out(
+            msg,
+            reply_control_id(&msg.control_id),
+            code,
+            bytes,
+        )))
     }
 
     /// Refuses a message whose MSH-10 was used before for a different body: an AE saying
@@ -148,74 +192,51 @@ impl Inbound {
             );
             let control_id = reply_control_id_salted(&msg.control_id, body_hash);
             let bytes = encode(message, &reply, &control_id, now)?;
-            self.publish_reply(msg, &control_id, bytes).await?;
-            self.shared.events.emit(super::ReplySent {
-                control_id: msg.control_id.clone(),
-                code: reply.code.as_str(),
-            });
+            let out = ack_out(msg, control_id, reply.code.as_str(), bytes);
+            self.post_reply(&msg.control_id, out);
         }
         Ok(Handled::IdReused { why })
     }
 
-    async fn publish_reply(
+    /// Keeps a message that could not be read, with its reason, for the dashboard's list
+    /// and a re-drive (its body is pruned by retention); the transport has handed the dead
+    /// letter itself on.
+    pub async fn keep_dead_letter(
         &self,
-        msg: &InboundMsg,
-        control_id: &ControlId,
-        bytes: Vec<u8>,
-    ) -> Result<(), PipelineError> {
-        let out = OutboundMessage::hl7(
-            &self.settings.tenant,
-            Hl7Out {
-                control_id: control_id.clone(),
-                message_type: ("ACK".into(), msg.event.clone()),
-                about: msg.control_id.to_string(),
-                version: None,
-                replay_of: Vec::new(),
-                bytes,
-            },
-        );
-        self.publish(&out).await
-    }
-
-    /// Sends an unreadable message to the dead-letter exchange with its reason, under
-    /// the properties it came with when known.
-    pub(super) async fn dead_letter(
-        &self,
-        body: &[u8],
-        original: Option<&DeliveryProperties>,
+        input: &Hl7In,
         kind: &str,
         detail: &str,
     ) -> Result<(), PipelineError> {
-        let out = OutboundMessage::dead_letter(
-            &self.settings.dead_letter_exchange,
-            body.to_vec(),
-            (kind, detail),
-            original.cloned(),
-        );
-        self.publish(&out).await?;
-        // Kept for the dashboard's list and a re-drive (the body is pruned by retention).
         let kept = crate::store::DeadLetter {
             id: uuid::Uuid::new_v4().to_string(),
             at_ms: chrono::Utc::now().timestamp_millis(),
             reason: kind.to_string(),
             detail: detail.chars().take(500).collect(),
-            message_id: original.and_then(|o| o.message_id.clone()),
+            message_id: input.received.delivery_id.clone(),
             body_b64: Some(base64::Engine::encode(
                 &base64::engine::general_purpose::STANDARD,
-                body,
+                &input.bytes,
             )),
             redriven_at_ms: None,
         };
         self.shared.store.record_dead_letter(&kept).await?;
         Ok(())
     }
+}
 
-    async fn publish(&self, out: &OutboundMessage) -> Result<(), PipelineError> {
-        self.shared
-            .publisher
-            .publish(out)
-            .await
-            .map_err(|e: AmqpError| PipelineError::Broker(Box::new(e)))
+/// The ACK `bytes` (under our `control_id`) answering `msg`.
+fn ack_out(msg: &InboundMsg, control_id: ControlId, code: &'static str, bytes: Vec<u8>) -> AckOut {
+    AckOut {
+        about: msg.control_id.clone(),
+        code,
+        out: Hl7Out {
+            control_id,
+            message_type: ("ACK".into(), msg.event.clone()),
+            about: msg.control_id.to_string(),
+            version: None,
+            replay_of: Vec::new(),
+            bytes,
+        },
     }
 }
 

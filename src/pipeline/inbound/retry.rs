@@ -2,6 +2,8 @@
 //! yet is scheduled with backoff (`status = retry`, `next_attempt_ms`), and
 //! [`Inbound::retry_due`] runs the ones due, claimed with a lease so another instance does
 //! not run the same one. Past `[inbound] max_attempts` it becomes a needs-action record.
+//! A retry that ends sends its reply through the deployment's link (the PAS's message was
+//! answered by nothing when it was scheduled).
 
 use chrono::{DateTime, Utc};
 
@@ -40,19 +42,35 @@ impl Inbound {
         }
     }
 
+    /// One retry, and the reply it ends with sent through the link.
     async fn retry_one(
         &self,
         claimed: &InboundRecord,
         now: DateTime<Utc>,
     ) -> Result<Handled, PipelineError> {
         let _handling = self.handling(&claimed.control_id).await?;
+        let handled = self.retry_handled(claimed, now).await;
+        // Taken whatever the outcome, so an error leaves nothing behind.
+        let reply = self.take_reply(&claimed.control_id);
+        let handled = handled?;
+        if let Some(reply) = &reply {
+            self.send_reply(reply, now).await?;
+        }
+        Ok(handled)
+    }
+
+    async fn retry_handled(
+        &self,
+        claimed: &InboundRecord,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, PipelineError> {
         // Read again under the message's mark: a try still running past its lease, or a
         // copy handled meanwhile, may have finished it.
         let r = match self.shared.store.inbound(&claimed.control_id).await? {
             Some(r) if r.status == InboundStatus::Retry => r,
             // Finished, its reply's publish failed: send the stored bytes.
             Some(r) if r.status.is_final() && r.next_attempt_ms.is_some() => {
-                return self.send_pending_reply(&r).await;
+                return self.send_pending_reply(&r, now).await;
             }
             Some(r) => return Ok(Handled::Duplicate { status: r.status }),
             None => {

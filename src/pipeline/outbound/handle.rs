@@ -15,13 +15,13 @@ use tokio::time::Instant;
 use super::changes;
 use super::fetch::{self, FetchOptions, Fetched};
 use super::{EventKind, Outcome, Pipeline, Read};
-use crate::amqp::{AmqpError, Hl7Out, OutboundMessage, RetryPolicy};
 use crate::events::{LookupMissed, PublishRetry, Published, VersionPublished};
-use crate::hl7::Message;
+use crate::hl7::{Hl7Out, Message};
 use crate::ids::{ControlId, Ubrn, Version};
 use crate::mapping::{ApplyInput, CompiledMapping};
 use crate::pipeline::PipelineError;
 use crate::store::{PublishedMessage, Seen, VersionRecord};
+use crate::transport::{Delivery, TransportError};
 
 /// One rendered message, ready to publish.
 struct Rendered<'m> {
@@ -102,7 +102,12 @@ impl Pipeline {
         let started = Instant::now();
         let mut published = Vec::with_capacity(messages.len());
         for m in messages {
-            let mut p = self.publish_confirmed(ubrn, version, m).await?;
+            let mut p = match self.publish_confirmed(ubrn, version, m).await? {
+                Ok(p) => p,
+                // Refused by the PAS itself (MLLP's AE/AR): parked with its reason, as bad
+                // data is; a replay sends it again.
+                Err(reason) => return self.park(ubrn, version, &reason, now).await,
+            };
             // The confirm time: the caller's clock plus how long publishing took so far.
             p.confirmed_at_ms = (now + started.elapsed()).timestamp_millis();
             published.push(p);
@@ -278,68 +283,71 @@ impl Pipeline {
         Ok(messages)
     }
 
-    /// Publishes until the broker confirms, backing off between attempts; gives up only on a
-    /// permanent broker error or when the bridge stops (then nothing is recorded). The
-    /// caller stamps the confirm time.
+    /// Delivers the message to the PAS (through the deployment's [`crate::transport::PasLink`]),
+    /// backing off while the outcome is unknown; gives up only on a permanent error or when
+    /// the bridge stops (then nothing is recorded). `Ok(Err(reason))`: the PAS refused it.
+    /// The caller stamps the confirm time.
     async fn publish_confirmed(
         &self,
         ubrn: &Ubrn,
         version: Version,
         m: Rendered<'_>,
-    ) -> Result<PublishedMessage, PipelineError> {
+    ) -> Result<Result<PublishedMessage, String>, PipelineError> {
         let [t1, t2, _] = &m.mapping.message_type;
-        let msg = OutboundMessage::hl7(
-            &self.settings.tenant,
-            Hl7Out {
-                control_id: m.control_id.clone(),
-                message_type: (t1.clone(), t2.clone()),
-                about: ubrn.to_string(),
-                version: Some(version),
-                replay_of: m.replay_of.into_iter().collect(),
-                bytes: m.body,
-            },
-        );
-        let policy = RetryPolicy {
-            backoff: self.settings.tuning.publish_retry,
-            give_up_after: None,
+        let out = Hl7Out {
+            control_id: m.control_id.clone(),
+            message_type: (t1.clone(), t2.clone()),
+            about: ubrn.to_string(),
+            version: Some(version),
+            replay_of: m.replay_of.into_iter().collect(),
+            bytes: m.body,
         };
-        let on_retry = |e: &AmqpError, wait: Duration| {
+        let on_retry = |error: String, wait: Duration| {
             self.shared.events.emit(PublishRetry {
                 ubrn: ubrn.clone(),
                 control_id: m.control_id.clone(),
-                error: e.to_string(),
+                error,
                 retry_in: wait,
             });
         };
         let shared = &self.shared;
-        match shared
-            .publisher
-            .publish_with_retry_observed(&msg, &policy, shared.shutdown.wait(), on_retry)
+        let backoff = self.settings.tuning.publish_retry;
+        let destination = match shared
+            .pas
+            .deliver(&out, backoff, shared.shutdown.wait(), on_retry)
             .await
         {
-            Ok(_) => {}
-            Err(AmqpError::GaveUp { .. }) => return Err(PipelineError::ShuttingDown),
+            Ok(Delivery::Delivered { destination }) => destination,
+            Ok(Delivery::Refused { reason }) => {
+                return Ok(Err(format!(
+                    "the PAS refused {} ({}): {reason}",
+                    out.control_id,
+                    out.type_name()
+                )))
+            }
+            Err(TransportError::ShuttingDown) => return Err(PipelineError::ShuttingDown),
             Err(source) => {
-                return Err(PipelineError::Amqp {
+                return Err(PipelineError::Transport {
                     ubrn: ubrn.clone(),
                     source: Box::new(source),
                 })
             }
-        }
-        Ok(PublishedMessage {
+        };
+        let message_type = out.type_name();
+        Ok(Ok(PublishedMessage {
             // The body is moved, not copied; only a non-UTF-8 body (an 8859/1 MSH-18) is
             // stored lossily.
             hl7: Some(
-                String::from_utf8(msg.body)
+                String::from_utf8(out.bytes)
                     .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
             ),
             control_id: m.control_id,
             ubrn: ubrn.clone(),
             version,
-            message_type: msg.message_type,
-            routing_key: msg.routing_key,
+            message_type,
+            routing_key: destination,
             confirmed_at_ms: 0,
-        })
+        }))
     }
 
     /// Records the version through the group commit (only now that the broker confirmed

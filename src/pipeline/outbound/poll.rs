@@ -125,7 +125,7 @@ impl Pipeline {
             .acquire()
             .await
             .expect("the pipeline never closes its semaphores");
-        let items = shared.ers.worklist(&req).await.map(|l| l.worklist_items());
+        let items = shared.ers.worklist_items(&req).await;
         drop(reading);
         let items = match items {
             Ok(items) => items,
