@@ -15,6 +15,7 @@
 //!   the inbound decision table.
 //! - [`cli`]: the `ers-bridge` command line; `main.rs` only calls [`cli::main`].
 //! - [`amqp`]: RabbitMQ topology and confirmed publishing (the only lapin user).
+//! - [`mllp`]: MLLP framing and the listener for PAS messages over TCP.
 //! - [`transport`]: the seam between the pipelines and the wire to the PAS ([`transport::PasLink`],
 //!   [`hl7::Hl7Out`] in, a [`transport::Delivery`] out; the inbound listeners).
 //! - [`store`]: the durable store (SQLite or PostgreSQL) and the delivery semantics.
@@ -38,6 +39,7 @@ pub mod fhir;
 pub mod hl7;
 pub mod ids;
 pub mod mapping;
+pub mod mllp;
 pub mod monitor;
 pub mod pas_sim;
 pub mod pipeline;

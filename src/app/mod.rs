@@ -47,6 +47,13 @@ pub enum AppError {
     /// The monitor's address is taken, or a token's variable is not set.
     #[error("monitor: {0}")]
     Monitor(String),
+    /// The MLLP listener's address cannot be bound (taken, or not this machine's).
+    #[error("mllp listener on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl AppError {
@@ -56,7 +63,7 @@ impl AppError {
             AppError::Store(e) => e.is_retryable(),
             AppError::Ers(e) => e.is_retryable(),
             AppError::Pipeline(e) => e.is_retryable(),
-            AppError::Monitor(_) => false,
+            AppError::Monitor(_) | AppError::Listen { .. } => false,
         }
     }
 }
@@ -79,6 +86,8 @@ pub struct App {
     inbound: Arc<Inbound>,
     consumer: ConsumerSettings,
     inbound_enabled: bool,
+    /// PAS messages over MLLP too, when `[inbound] mllp_listen` is set.
+    mllp: Option<crate::mllp::listener::ListenerSettings>,
     retention: Duration,
     /// The monitor's socket once bound ([`App::bind_monitor`]); only `run` and the demo
     /// bind it, never the one-shot commands.
@@ -192,6 +201,7 @@ impl App {
             inbound,
             consumer,
             inbound_enabled: config.inbound.enabled,
+            mllp: config.inbound.mllp.clone(),
             retention: config.retention(),
             monitor: std::sync::Mutex::new(None),
             monitor_listen: config.monitor.enabled.then_some(config.monitor.listen),
@@ -303,6 +313,22 @@ impl App {
                 &mut tasks,
             );
             tracing::info!(queue = %self.consumer.queue, "inbound pipeline running");
+            if let Some(settings) = self.mllp.clone() {
+                let listener = crate::mllp::listener::bind(&settings)
+                    .await
+                    .map_err(|source| AppError::Listen {
+                        addr: settings.listen,
+                        source,
+                    })?;
+                let addr = listener.local_addr().map_or(settings.listen, |a| a);
+                tracing::info!(%addr, "mllp listener running");
+                tasks.spawn(crate::mllp::listener::serve(
+                    listener,
+                    self.inbound.clone(),
+                    settings,
+                    self.shared.shutdown.clone(),
+                ));
+            }
         }
         tracing::info!(
             targets = self.outbound.targets().len(),

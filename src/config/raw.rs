@@ -79,6 +79,13 @@ pub struct InboundConfig {
     /// First wait before such a retry; doubles up to `retry_max_delay_ms`.
     pub retry_base_delay_ms: u64,
     pub retry_max_delay_ms: u64,
+    /// Also take PAS messages over MLLP on this address (`host:port`), beside the queue;
+    /// each is answered on its connection (docs/mllp.md). Off when absent.
+    pub mllp_listen: Option<String>,
+    /// MLLP connections served at once; more wait to be accepted.
+    pub mllp_max_connections: usize,
+    /// An MLLP connection with nothing received for this long is closed.
+    pub mllp_idle_timeout_secs: u64,
 }
 
 impl Default for InboundConfig {
@@ -88,6 +95,9 @@ impl Default for InboundConfig {
             max_attempts: 10,
             retry_base_delay_ms: 2_000,
             retry_max_delay_ms: 300_000,
+            mllp_listen: None,
+            mllp_max_connections: 16,
+            mllp_idle_timeout_secs: 300,
         }
     }
 }

@@ -139,7 +139,31 @@ impl RawConfig {
                 "must be above 0 and at most retry_max_delay_ms".into(),
             );
         }
+        let mllp = match &i.mllp_listen {
+            None => None,
+            Some(addr) => {
+                let Ok(listen) = addr.parse::<std::net::SocketAddr>() else {
+                    return err(
+                        "inbound.mllp_listen",
+                        format!("{addr:?} is not an address and port, e.g. \"0.0.0.0:2575\""),
+                    );
+                };
+                if i.mllp_max_connections == 0 || i.mllp_idle_timeout_secs == 0 {
+                    return err(
+                        "inbound.mllp_max_connections",
+                        "mllp_max_connections and mllp_idle_timeout_secs must be above 0".into(),
+                    );
+                }
+                Some(crate::mllp::listener::ListenerSettings {
+                    listen,
+                    max_connections: i.mllp_max_connections,
+                    idle_timeout: Duration::from_secs(i.mllp_idle_timeout_secs),
+                    max_frame: crate::mllp::listener::MAX_FRAME,
+                })
+            }
+        };
         let inbound = InboundTuning {
+            mllp,
             enabled: i.enabled,
             max_attempts: i.max_attempts,
             retry: Backoff {

@@ -28,13 +28,15 @@ pub struct Config {
 }
 
 /// `[inbound]`, validated.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct InboundTuning {
     pub enabled: bool,
     /// At least 1.
     pub max_attempts: u32,
     /// Between retries of a transient e-RS failure (initial ≤ max).
     pub retry: Backoff,
+    /// The MLLP listener, when configured.
+    pub mllp: Option<crate::mllp::listener::ListenerSettings>,
 }
 
 impl Config {

@@ -127,13 +127,14 @@ mod tests {
         };
         assert!(!bad.is_retryable());
         assert!(PipelineError::ShuttingDown.is_retryable());
-        let nacked = PipelineError::Transport {
+        let unknown = PipelineError::Transport {
             ubrn: ubrn(),
-            source: Box::new(TransportError::Amqp(crate::amqp::AmqpError::Nacked {
-                message_id: "x".into(),
-            })),
+            source: Box::new(TransportError::ShuttingDown),
         };
-        assert!(nacked.is_retryable(), "a nack is retried");
+        assert!(
+            unknown.is_retryable(),
+            "an undelivered message is sent again"
+        );
         let mapping = PipelineError::Mapping(MappingError::Missing {
             field: "PID-3".into(),
             name: "NHS number".into(),

@@ -212,3 +212,18 @@ impl PasLink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_outcome_is_sent_again_and_a_broken_topology_is_not() {
+        let nacked = TransportError::Amqp(AmqpError::Nacked {
+            message_id: "x".into(),
+        });
+        assert!(nacked.is_retryable(), "a nack is retried");
+        assert!(TransportError::ShuttingDown.is_retryable());
+        assert!(!TransportError::Amqp(AmqpError::ConfirmsNotEnabled).is_retryable());
+    }
+}

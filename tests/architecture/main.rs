@@ -73,6 +73,19 @@ fn only_the_protocol_modules_use_their_crates() {
             "only amqp/ names AMQP headers (the pipelines hand it typed messages, Hl7Out)",
         ),
         (
+            "crate::amqp",
+            &[
+                "src/amqp/",
+                "src/transport/",
+                "src/app/",
+                "src/cli/",
+                "src/monitor/actions.rs",
+                "src/pas_sim.rs",
+            ][..],
+            "the pipelines reach the PAS through transport::PasLink, never amqp/ itself \
+             (the monitor only for a re-drive to the inbound queue)",
+        ),
+        (
             "reqwest::Client",
             &["src/ers/", "src/monitor/alerts.rs"][..],
             "only ers/ calls e-RS over HTTP (the alert webhooks are the one other client)",

@@ -21,6 +21,7 @@ mod helpers;
 mod ids;
 mod inbound;
 mod load;
+mod mllp;
 mod model;
 mod monitor;
 mod official_bodies;

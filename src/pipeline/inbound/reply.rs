@@ -224,6 +224,49 @@ impl Inbound {
     }
 }
 
+impl Inbound {
+    /// For a transport that must answer on the spot (MLLP) when [`Inbound::process`]
+    /// returned no reply for a readable RRI (its e-RS write waits for a retry): a commit
+    /// accept, `CA`, saying the message is stored and the application ACK follows. Under a
+    /// reply MSH-10 of its own, so it is never taken for that ACK. `None` for an ACK from
+    /// the PAS (never acknowledged) and for what cannot be read.
+    pub fn commit_accept(&self, input: &Hl7In, now: DateTime<Utc>) -> Option<Vec<u8>> {
+        let (message, msg) = self.read(&input.bytes).ok()?;
+        msg.referral.as_ref()?;
+        let reply = Reply {
+            code: AckCode::CA,
+            text: "stored; the application ACK follows when e-RS has the decision".into(),
+            error: None,
+        };
+        let control_id = reply_control_id_salted(&msg.control_id, "CA");
+        encode(&message, &reply, &control_id, now).ok()
+    }
+
+    /// For a transport that must answer on the spot (MLLP): the reject, `AR`, of bytes
+    /// that are not a readable HL7 message, with the reason (MSA-2 empty: there is no
+    /// MSH-10 to name).
+    pub fn reject_unreadable(&self, reason: &str, now: DateTime<Utc>) -> Vec<u8> {
+        let why: String = reason.chars().take(200).collect();
+        let reply = Reply {
+            code: AckCode::AR,
+            text: "not readable HL7: kept as a dead letter".into(),
+            error: Some(ReplyError {
+                segment: String::new(),
+                field: None,
+                code: "100",
+                text: why.clone(),
+            }),
+        };
+        let id = hashed_control_id(
+            why.bytes()
+                .chain(now.timestamp_millis().to_string().bytes()),
+        );
+        let empty = Message::new(crate::hl7::Delimiters::default());
+        // An empty original and a fixed text: encoding cannot fail; an empty reply if it did.
+        encode(&empty, &reply, &id, now).unwrap_or_default()
+    }
+}
+
 /// The ACK `bytes` (under our `control_id`) answering `msg`.
 fn ack_out(msg: &InboundMsg, control_id: ControlId, code: &'static str, bytes: Vec<u8>) -> AckOut {
     AckOut {

@@ -1,0 +1,175 @@
+//! The PAS's messages over MLLP: a TCP listener whose every block goes through the same
+//! inbound pipeline as a queued message ([`Inbound::process`]), the reply written back on
+//! the same connection, one message at a time per connection (MLLP's rule: the sender waits
+//! for the ACK before sending the next).
+//!
+//! What the PAS gets on the connection, and when: never before the message is recorded
+//! (`process` returns only then).
+//! - the application ACK (AA/AE) once the decision is made and, when it needs one, the
+//!   e-RS write done;
+//! - a commit accept (CA) when the write waits for a retry (e-RS down, rate-limited): the
+//!   message is stored, and the application ACK follows through the deployment's link to
+//!   the PAS when the retry ends;
+//! - nothing for an ACK from the PAS (an acknowledgement is not acknowledged);
+//! - an AR naming the reason for bytes that are not readable HL7 (kept as a dead letter);
+//!   the connection stays open;
+//! - nothing, and the connection closed, when the bridge could not record the message (the
+//!   store is down): the PAS sends it again, as MLLP senders do when no ACK comes.
+//!
+//! A block longer than the limit is kept (its head) as a dead letter and answered with an
+//! AR; a block cut short is kept and not answered (its sender gave up on it).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::codec::Framed;
+
+use super::codec::{Block, MllpCodec};
+use crate::pipeline::inbound::Inbound;
+use crate::runtime::Shutdown;
+use crate::transport::Hl7In;
+
+/// The largest message taken, as from the queue (16 MiB).
+pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// `[inbound] mllp_*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSettings {
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub max_frame: usize,
+}
+
+/// Binds the listener (so a taken port fails the start, not a task later).
+pub async fn bind(settings: &ListenerSettings) -> std::io::Result<TcpListener> {
+    TcpListener::bind(settings.listen).await
+}
+
+/// Serves connections until shutdown; each connection ends at shutdown after the message
+/// in hand is answered.
+pub async fn serve(
+    listener: TcpListener,
+    inbound: Arc<Inbound>,
+    settings: ListenerSettings,
+    shutdown: Shutdown,
+) {
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = shutdown.wait() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let (inbound, settings, shutdown) =
+                    (inbound.clone(), settings.clone(), shutdown.clone());
+                connections.spawn(async move {
+                    serve_connection(stream, peer, &inbound, &settings, &shutdown).await;
+                    drop(slot);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "mllp accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        while connections.try_join_next().is_some() {}
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    inbound: &Inbound,
+    settings: &ListenerSettings,
+    shutdown: &Shutdown,
+) {
+    let _ = stream.set_nodelay(true);
+    tracing::info!(%peer, "mllp connection opened");
+    let mut framed = Framed::new(stream, MllpCodec::new(settings.max_frame));
+    loop {
+        let next = tokio::select! {
+            n = tokio::time::timeout(settings.idle_timeout, framed.next()) => n,
+            () = shutdown.wait() => break,
+        };
+        let block = match next {
+            Err(_) => {
+                tracing::info!(%peer, "mllp connection idle, closed");
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                tracing::warn!(%peer, error = %e, "mllp connection failed");
+                break;
+            }
+            Ok(Some(Ok(block))) => block,
+        };
+        match answer(inbound, block).await {
+            Ok(Some(reply)) => {
+                if let Err(e) = framed.send(reply).await {
+                    tracing::warn!(%peer, error = %e, "mllp reply not written; the pas sends the message again");
+                    break;
+                }
+            }
+            Ok(None) => {}
+            Err(()) => break,
+        }
+    }
+    let stray = framed.codec().stray_bytes();
+    if stray > 0 {
+        tracing::warn!(%peer, stray_bytes = stray, "mllp bytes outside any block were dropped");
+    }
+    tracing::info!(%peer, "mllp connection closed");
+}
+
+/// The bytes to write back for one block, `None` for no reply; `Err` closes the connection
+/// without one (nothing was recorded: the PAS sends it again).
+async fn answer(inbound: &Inbound, block: Block) -> Result<Option<Vec<u8>>, ()> {
+    let now = Utc::now();
+    let (kind, detail, input, reply) = match block {
+        Block::Message(bytes) => {
+            let input = Hl7In::new(bytes.to_vec());
+            let answer = match inbound.process(&input, now).await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "mllp message not recorded, connection closed without a reply");
+                    return Err(());
+                }
+            };
+            if let crate::pipeline::inbound::Handled::DeadLettered { reason } = &answer.handled {
+                let nak = inbound.reject_unreadable(reason, now);
+                ("unreadable", reason.clone(), input, Some(nak))
+            } else {
+                return Ok(match answer.reply {
+                    Some(r) => Some(r.out.bytes),
+                    None => inbound.commit_accept(&input, now),
+                });
+            }
+        }
+        Block::Oversized { seen, head } => {
+            let why = format!("an mllp block of more than {seen} bytes, over the limit");
+            let nak = inbound.reject_unreadable(&why, now);
+            ("oversized", why, Hl7In::new(head.to_vec()), Some(nak))
+        }
+        Block::Truncated(bytes) => {
+            let why = "an mllp block cut short by the start of another".to_string();
+            ("truncated", why, Hl7In::new(bytes.to_vec()), None)
+        }
+    };
+    if let Err(e) = inbound.keep_dead_letter(&input, kind, &detail).await {
+        tracing::warn!(error = %e, "mllp dead letter not kept, connection closed without a reply");
+        return Err(());
+    }
+    Ok(reply)
+}

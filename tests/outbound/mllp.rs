@@ -1,0 +1,175 @@
+//! The inbound pipeline over MLLP, against the simulator over HTTP: a PAS on a TCP
+//! connection, its messages in MLLP blocks cut into small writes or several to a write,
+//! gets each reply on the same connection; a decision is one e-RS write whatever is
+//! resent; bytes that are not HL7 get an AR and are kept as a dead letter, and the
+//! connection carries on.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ers_bridge::app::Shutdown;
+use ers_bridge::hl7::{read_inbound, AckCode};
+use ers_bridge::mllp::listener::{self, ListenerSettings};
+use ers_bridge::mllp::{Block, MllpCodec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::inbound::{ops, rri, seeded};
+
+/// A PAS end of an MLLP connection.
+struct Pas {
+    stream: TcpStream,
+    codec: MllpCodec,
+    buf: BytesMut,
+}
+
+impl Pas {
+    async fn connect(addr: std::net::SocketAddr) -> Self {
+        Self {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            codec: MllpCodec::new(1 << 20),
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Writes `messages` as MLLP blocks, all in one buffer, cut into writes of `piece`
+    /// bytes.
+    async fn send(&mut self, messages: &[&[u8]], piece: usize) {
+        let mut wire = BytesMut::new();
+        for m in messages {
+            self.codec.encode(*m, &mut wire).unwrap();
+        }
+        for chunk in wire.chunks(piece) {
+            self.stream.write_all(chunk).await.unwrap();
+            self.stream.flush().await.unwrap();
+        }
+    }
+
+    /// The next reply block (a test failure after 30 s).
+    async fn reply(&mut self) -> Vec<u8> {
+        let read = async {
+            loop {
+                if let Some(b) = self.codec.decode(&mut self.buf).unwrap() {
+                    return b;
+                }
+                let n = self.stream.read_buf(&mut self.buf).await.unwrap();
+                assert!(n > 0, "the bridge closed the connection");
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(30), read).await {
+            Ok(Block::Message(m)) => m.to_vec(),
+            Ok(other) => panic!("not a reply: {other:?}"),
+            Err(_) => panic!("no reply within 30 s"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_over_mllp_are_answered_on_the_connection_once_each() {
+    let (h, app) = seeded(false).await;
+    app.drain(10).await.expect("drain");
+    let (addr, shutdown, server) = listen(&app).await;
+    let mut pas = Pas::connect(addr).await;
+
+    // One RRI cut into 7-byte writes: one AA naming it, one A013.
+    let accept = rri("MLLPACC001", "A^Accepted^HL70283", "000000070001", "", "ok");
+    pas.send(&[&accept], 7).await;
+    let first = pas.reply().await;
+    let ack = read_inbound(&first, 1 << 20).unwrap();
+    assert_eq!(ack.ack_code, Some(AckCode::AA));
+    assert_eq!(ack.acked_control_id.unwrap().as_str(), "MLLPACC001");
+    assert_eq!(ops(&h, "A013").await, 1);
+
+    // Resent (the PAS did not see our ACK): the same bytes back, no second write.
+    pas.send(&[&accept], 4096).await;
+    assert_eq!(pas.reply().await, first, "the stored reply, byte for byte");
+    assert_eq!(ops(&h, "A013").await, 1);
+
+    // Garbage, then a rejection, in one write: an AR for the garbage (kept as a dead
+    // letter), then the rejection's own reply: the connection carries on.
+    let reject = rri(
+        "MLLPREJ001",
+        "R^Rejected^HL70283",
+        "000000070002",
+        "WRONGSVC^Wrong service",
+        "Please refer to the heart failure nurse service",
+    );
+    pas.send(&[b"this is not hl7", &reject], 4096).await;
+    // MSA-2 empty: unreadable bytes have no MSH-10 to name.
+    let nak = ers_bridge::hl7::read(&pas.reply().await).unwrap();
+    let msa = nak.segment("MSA").expect("an MSA");
+    assert_eq!((msa.comp(1, 1), msa.comp(2, 1)), ("AR", ""));
+    assert!(nak.segment("ERR").is_some(), "the reason in an ERR");
+    let second = read_inbound(&pas.reply().await, 1 << 20).unwrap();
+    assert_eq!(second.acked_control_id.unwrap().as_str(), "MLLPREJ001");
+    assert_eq!(ops(&h, "A014").await, 1);
+    let kept = app.shared().store.dead_letters(10).await.unwrap();
+    assert_eq!(kept.len(), 1, "the garbage is kept: {kept:?}");
+    assert_eq!(kept[0].reason, "unreadable");
+
+    // An ACK from the PAS is not acknowledged: the next reply is the next RRI's.
+    let pas_ack = b"MSH|^~\\&|PAS|RXX|ERS_BRIDGE|RXX|20240116091500||ACK^I12^ACK|MLLPACK001|P|2.4\rMSA|AA|SOMEREF\r".to_vec();
+    let third_rri = rri("MLLPACC003", "A^Accepted^HL70283", "000000070003", "", "ok");
+    pas.send(&[&pas_ack, &third_rri], 4096).await;
+    let third = read_inbound(&pas.reply().await, 1 << 20).unwrap();
+    assert_eq!(third.acked_control_id.unwrap().as_str(), "MLLPACC003");
+
+    shutdown.trigger();
+    server.await.unwrap();
+    app.close().await;
+    h.cleanup().await;
+}
+
+/// e-RS failing when the RRI comes: the PAS gets a commit accept (CA: stored, the
+/// application ACK follows) on the connection at once, and the application ACK goes out
+/// through the deployment's link when the retry ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_waiting_for_e_rs_is_commit_accepted_then_answered_through_the_link() {
+    let (h, app) = seeded(false).await;
+    h.admin("faults", serde_json::json!({"error_500_rate": 1.0}))
+        .await;
+    let (addr, shutdown, server) = listen(&app).await;
+    let mut pas = Pas::connect(addr).await;
+    let accept = rri("MLLPCA0001", "A^Accepted^HL70283", "000000070001", "", "ok");
+    pas.send(&[&accept], 4096).await;
+    let ca = ers_bridge::hl7::read(&pas.reply().await).unwrap();
+    let msa = ca.segment("MSA").expect("an MSA");
+    assert_eq!((msa.comp(1, 1), msa.comp(2, 1)), ("CA", "MLLPCA0001"));
+    assert_eq!(ops(&h, "A013").await, 0);
+
+    h.admin("faults", serde_json::json!({})).await;
+    let later = chrono::Utc::now() + chrono::Duration::minutes(10);
+    app.inbound().retry_due(later).await.unwrap();
+    assert_eq!(ops(&h, "A013").await, 1);
+    let ack = crate::inbound::reply(&h).await;
+    assert_eq!(ack.ack_code, Some(AckCode::AA));
+    assert_eq!(ack.acked_control_id.unwrap().as_str(), "MLLPCA0001");
+
+    shutdown.trigger();
+    server.await.unwrap();
+    app.close().await;
+    h.cleanup().await;
+}
+
+/// A listener on a free port serving `app`'s inbound pipeline.
+async fn listen(
+    app: &ers_bridge::app::App,
+) -> (std::net::SocketAddr, Shutdown, tokio::task::JoinHandle<()>) {
+    let settings = ListenerSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        max_connections: 4,
+        idle_timeout: Duration::from_secs(60),
+        max_frame: listener::MAX_FRAME,
+    };
+    let bound = listener::bind(&settings).await.unwrap();
+    let addr = bound.local_addr().unwrap();
+    let shutdown = Shutdown::new();
+    let server = tokio::spawn(listener::serve(
+        bound,
+        app.inbound().clone(),
+        settings,
+        shutdown.clone(),
+    ));
+    (addr, shutdown, server)
+}
