@@ -28,6 +28,7 @@ use crate::config::{AlertsConfig, Config, Env, ProcessEnv};
 use crate::ers::{ErsClient, ErsError, RefDataCache};
 use crate::events::Events;
 use crate::mapping::DecisionTable;
+use crate::mllp::MllpSender;
 use crate::monitor::{self, ApiToken, Liveness, MonitorState};
 use crate::pipeline::inbound::{Inbound, InboundSettings};
 use crate::pipeline::outbound::{self, Mappings, PassReport, Pipeline, PipelineSettings};
@@ -120,23 +121,29 @@ impl App {
         let ers = ErsClient::new(&config.ers, env.clone())?.with_events(events.clone());
         let store = Store::connect(&config.store.url).await?;
         let a = &config.amqp;
-        let publisher = Arc::new(Publisher::with_events(
-            PublisherSettings {
-                url: a.url.clone(),
-                exchange: a.exchange.clone(),
-                confirm_timeout: Duration::from_millis(a.publish_timeout_ms),
-                topology: a.declare_topology.then(|| Topology::from_config(a)),
-            },
-            events.clone(),
-        ));
-        // The broker may be down at start: the pipelines wait for it on the first publish.
-        if let Err(e) = publisher.ensure_connected().await {
-            tracing::warn!(error = %e, "broker not reachable yet, publishing will retry");
+        let pas = match &config.mllp_to_pas {
+            Some(settings) => PasLink::Mllp(Arc::new(MllpSender::new(settings.clone()))),
+            None => {
+                let publisher = Arc::new(Publisher::with_events(
+                    PublisherSettings {
+                        url: a.url.clone(),
+                        exchange: a.exchange.clone(),
+                        confirm_timeout: Duration::from_millis(a.publish_timeout_ms),
+                        topology: a.declare_topology.then(|| Topology::from_config(a)),
+                    },
+                    events.clone(),
+                ));
+                PasLink::amqp(publisher, a.tenant.clone(), a.dead_letter_exchange.clone())
+            }
+        };
+        // The PAS side may be down at start: the pipelines wait for it on the first send.
+        if let Err(e) = pas.ensure_connected().await {
+            tracing::warn!(error = %e, "the way to the pas is not open yet, sending will retry");
         }
         let shared = Arc::new(Shared {
             ers,
             store,
-            pas: PasLink::amqp(publisher, a.tenant.clone(), a.dead_letter_exchange.clone()),
+            pas,
             refdata: RefDataCache::new(),
             claims: Claims::default(),
             shutdown,
@@ -307,12 +314,15 @@ impl App {
         tasks.spawn(retention_loop(self.shared.clone(), self.retention));
         if self.inbound_enabled {
             crate::pipeline::inbound::spawn_loops(&self.inbound, &mut tasks);
-            crate::transport::amqp_in::spawn_consumer(
-                &self.inbound,
-                self.consumer.clone(),
-                &mut tasks,
-            );
-            tracing::info!(queue = %self.consumer.queue, "inbound pipeline running");
+            // A bridge that reaches the PAS over MLLP uses no broker at all.
+            if self.shared.pas.broker().is_some() {
+                crate::transport::amqp_in::spawn_consumer(
+                    &self.inbound,
+                    self.consumer.clone(),
+                    &mut tasks,
+                );
+                tracing::info!(queue = %self.consumer.queue, "inbound pipeline running");
+            }
             if let Some(settings) = self.mllp.clone() {
                 let listener = crate::mllp::listener::bind(&settings)
                     .await

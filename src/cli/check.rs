@@ -38,8 +38,11 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         }
     };
     let ers = rt.block_on(check_ers(client));
-    let broker = rt.block_on(check_broker(&cfg.amqp.url));
-    if ers && broker {
+    let pas = match &cfg.mllp_to_pas {
+        None => rt.block_on(check_broker(&cfg.amqp.url)),
+        Some(mllp) => rt.block_on(check_mllp(mllp)),
+    };
+    if ers && pas {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -97,6 +100,25 @@ async fn check_ers(client: crate::ers::ErsClient) -> bool {
                 super::ers::report(&anyhow::Error::new(e));
                 false
             }
+        }
+    }
+}
+
+/// The PAS's MLLP listener accepts a connection (nothing is sent on it).
+async fn check_mllp(settings: &crate::mllp::SenderSettings) -> bool {
+    let sender = crate::mllp::MllpSender::new(settings.clone());
+    match sender.ensure_connected().await {
+        Ok(()) => {
+            println!(
+                "ok: the pas's mllp listener at {} accepts connections",
+                settings.address
+            );
+            sender.close().await;
+            true
+        }
+        Err(e) => {
+            eprintln!("error: {e} (check [transport.mllp] address, and that the pas listens)");
+            false
         }
     }
 }

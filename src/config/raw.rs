@@ -37,6 +37,49 @@ pub struct RawConfig {
     /// Alert conditions and where alerts are sent (docs/monitoring.md).
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// How the bridge's messages reach the PAS (docs/mllp.md).
+    #[serde(default)]
+    pub transport: TransportConfig,
+}
+
+/// `[transport]`: the way to the PAS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportConfig {
+    /// `amqp` (the default: the outbound exchange of `[amqp]`) or `mllp`
+    /// (`[transport.mllp] address`).
+    pub to_pas: String,
+    pub mllp: MllpSenderConfig,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            to_pas: "amqp".into(),
+            mllp: MllpSenderConfig::default(),
+        }
+    }
+}
+
+/// `[transport.mllp]`: the PAS's MLLP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MllpSenderConfig {
+    /// `host:port`.
+    pub address: String,
+    pub connect_timeout_ms: u64,
+    /// How long the PAS has to acknowledge one message before it is sent again.
+    pub ack_timeout_ms: u64,
+}
+
+impl Default for MllpSenderConfig {
+    fn default() -> Self {
+        Self {
+            address: String::new(),
+            connect_timeout_ms: 10_000,
+            ack_timeout_ms: 30_000,
+        }
+    }
 }
 
 /// `[alerts]`: the thresholds of the edge-triggered alerts and the optional webhook.

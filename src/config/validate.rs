@@ -191,7 +191,42 @@ impl RawConfig {
                 clinician: p.clinician,
             })
             .collect();
+        let t = &self.transport;
+        let mllp_to_pas = match t.to_pas.as_str() {
+            "amqp" => None,
+            "mllp" => {
+                let a = &t.mllp.address;
+                let port_ok = a
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+                if !port_ok {
+                    return err(
+                        "transport.mllp.address",
+                        format!("{a:?} is not host:port (the PAS's MLLP listener)"),
+                    );
+                }
+                if t.mllp.ack_timeout_ms == 0 || t.mllp.connect_timeout_ms == 0 {
+                    return err(
+                        "transport.mllp.ack_timeout_ms",
+                        "ack_timeout_ms and connect_timeout_ms must be above 0".into(),
+                    );
+                }
+                Some(crate::mllp::SenderSettings {
+                    address: a.clone(),
+                    connect_timeout: Duration::from_millis(t.mllp.connect_timeout_ms),
+                    ack_timeout: Duration::from_millis(t.mllp.ack_timeout_ms),
+                    max_frame: crate::mllp::listener::MAX_FRAME,
+                })
+            }
+            other => {
+                return err(
+                    "transport.to_pas",
+                    format!("{other:?} is not a transport: amqp or mllp"),
+                )
+            }
+        };
         Ok(Config {
+            mllp_to_pas,
             ers: self.ers,
             amqp: self.amqp,
             store: self.store,

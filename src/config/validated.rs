@@ -25,6 +25,8 @@ pub struct Config {
     pub pipeline: PipelineTuning,
     pub inbound: InboundTuning,
     pub alerts: AlertsConfig,
+    /// `None`: the broker (`[amqp]`); `Some`: the PAS's MLLP listener.
+    pub mllp_to_pas: Option<crate::mllp::SenderSettings>,
 }
 
 /// `[inbound]`, validated.

@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::amqp::{AmqpError, DeliveryProperties, OutboundMessage, Publisher, RetryPolicy};
 use crate::backoff::Backoff;
 use crate::hl7::Hl7Out;
+use crate::mllp::{Acked, MllpError, MllpSender};
 
 /// What became of a message handed to the PAS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub enum Delivery {
 pub enum TransportError {
     #[error(transparent)]
     Amqp(#[from] AmqpError),
+    #[error(transparent)]
+    Mllp(#[from] MllpError),
     /// The bridge is stopping: given up before the message was delivered.
     #[error("stopped before the message was delivered")]
     ShuttingDown,
@@ -46,6 +49,7 @@ impl TransportError {
     pub fn is_retryable(&self) -> bool {
         match self {
             TransportError::Amqp(e) => e.is_retryable(),
+            TransportError::Mllp(e) => e.is_retryable(),
             TransportError::ShuttingDown => true,
         }
     }
@@ -79,7 +83,7 @@ pub struct Received {
     pub(crate) amqp: Option<DeliveryProperties>,
 }
 
-/// The way to the PAS this deployment uses (`[transport]`; AMQP by default).
+/// The way to the PAS this deployment uses (`[transport] to_pas`; AMQP by default).
 #[derive(Debug, Clone)]
 pub enum PasLink {
     /// RabbitMQ: messages on the outbound exchange under `<tenant>.<MSH-9.1>.<MSH-9.2>`.
@@ -89,6 +93,8 @@ pub enum PasLink {
         /// Where a message that cannot be read goes, with its reason.
         dead_letter_exchange: String,
     },
+    /// MLLP: one connection to the PAS's listener, each message acknowledged on it.
+    Mllp(Arc<MllpSender>),
 }
 
 impl PasLink {
@@ -126,6 +132,8 @@ impl PasLink {
                 );
                 Ok(publisher.publish(&out).await?)
             }
+            // Answered on its connection (an AR) and kept in the store by the caller.
+            PasLink::Mllp(_) => Ok(()),
         }
     }
 
@@ -142,6 +150,12 @@ impl PasLink {
                     destination: msg.routing_key,
                 })
             }
+            PasLink::Mllp(sender) => match sender.send(&out.bytes, &out.control_id).await? {
+                Acked::Accepted => Ok(Delivery::Delivered {
+                    destination: sender.destination(),
+                }),
+                Acked::Refused(reason) => Ok(Delivery::Refused { reason }),
+            },
         }
     }
 
@@ -180,6 +194,29 @@ impl PasLink {
                     Err(e) => Err(e.into()),
                 }
             }
+            PasLink::Mllp(_) => {
+                let mut shutdown = std::pin::pin!(shutdown);
+                let mut attempt = 0u32;
+                loop {
+                    let sent = tokio::select! {
+                        biased;
+                        () = &mut shutdown => return Err(TransportError::ShuttingDown),
+                        r = self.send(out) => r,
+                    };
+                    match sent {
+                        Err(e) if e.is_retryable() => {
+                            attempt += 1;
+                            let wait = backoff.delay_random(attempt);
+                            on_retry(e.to_string(), wait);
+                            tokio::select! {
+                                () = &mut shutdown => return Err(TransportError::ShuttingDown),
+                                () = tokio::time::sleep(wait) => {}
+                            }
+                        }
+                        other => return other,
+                    }
+                }
+            }
         }
     }
 
@@ -187,6 +224,7 @@ impl PasLink {
     pub async fn is_connected(&self) -> bool {
         match self {
             PasLink::Amqp { publisher, .. } => publisher.is_connected().await,
+            PasLink::Mllp(sender) => sender.is_connected(),
         }
     }
 
@@ -194,6 +232,7 @@ impl PasLink {
     pub async fn ensure_connected(&self) -> Result<(), TransportError> {
         match self {
             PasLink::Amqp { publisher, .. } => Ok(publisher.ensure_connected().await?),
+            PasLink::Mllp(sender) => Ok(sender.ensure_connected().await?),
         }
     }
 
@@ -202,6 +241,7 @@ impl PasLink {
     pub fn broker(&self) -> Option<&Arc<Publisher>> {
         match self {
             PasLink::Amqp { publisher, .. } => Some(publisher),
+            PasLink::Mllp(_) => None,
         }
     }
 
@@ -209,6 +249,7 @@ impl PasLink {
     pub async fn close(&self) {
         match self {
             PasLink::Amqp { publisher, .. } => publisher.close().await,
+            PasLink::Mllp(sender) => sender.close().await,
         }
     }
 }

@@ -22,6 +22,7 @@ mod ids;
 mod inbound;
 mod load;
 mod mllp;
+mod mllp_out;
 mod model;
 mod monitor;
 mod official_bodies;

@@ -1,0 +1,154 @@
+//! The bridge's referrals to a PAS over MLLP (`[transport] to_pas = "mllp"`), against a
+//! PAS of our own written apart from the bridge (`mllp_pas.py`, asyncio) that misbehaves
+//! on request: no ACK for the first copy, a reset mid-ACK, a late ACK for the previous
+//! message in the same write, ACKs one byte at a time, an AE now and then. Whatever it
+//! does, every referral version is delivered and recorded, a message is sent again only
+//! under the same MSH-10, an ACK is taken only for the MSH-10 it names, and a refusal is
+//! parked with the PAS's reason; no broker is used.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use ers_bridge::app::Shutdown;
+
+use crate::helpers::{Harness, Opts};
+
+/// The test PAS, and every message it received (MSH-10, MSH-9).
+struct TestPas {
+    child: Child,
+    port: u16,
+    received: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl TestPas {
+    fn start(faults: &str) -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/outbound/mllp_pas.py");
+        let mut child = Command::new("python3")
+            .args([script, "--faults", faults])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the test pas");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().expect("the pas says its port").unwrap();
+        let port = first
+            .strip_prefix("port ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("not a port line: {first}"));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = received.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                sink.lock().unwrap().push((
+                    v["control_id"].as_str().unwrap().to_string(),
+                    v["type"].as_str().unwrap().to_string(),
+                ));
+            }
+        });
+        Self {
+            child,
+            port,
+            received,
+        }
+    }
+
+    /// How many copies of each MSH-10 arrived.
+    fn copies(&self) -> HashMap<String, usize> {
+        let mut out = HashMap::new();
+        for (id, _) in self.received.lock().unwrap().iter() {
+            *out.entry(id.clone()).or_insert(0) += 1;
+        }
+        out
+    }
+}
+
+impl Drop for TestPas {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bridge of `h` sending to the test PAS over MLLP, with a short ACK timeout.
+async fn bridge(h: &Harness, pas: &TestPas) -> ers_bridge::app::App {
+    let transport = format!(
+        "[transport]\nto_pas = \"mllp\"\n[transport.mllp]\naddress = \"127.0.0.1:{}\"\nack_timeout_ms = 400\n[pipeline]\n",
+        pas.port
+    );
+    h.app_with("[pipeline]\n", &transport, Shutdown::new())
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_referral_reaches_a_misbehaving_pas_once_per_msh10() {
+    let h = Harness::start(Opts {
+        seed: true,
+        ..Opts::default()
+    })
+    .await;
+    let pas = TestPas::start("reset-first,no-ack-first,late-ack,split");
+    let app = bridge(&h, &pas).await;
+    let summary = app.drain(10).await.expect("drain");
+    let r = &summary.report;
+    assert!(r.published > 0, "{r:?}");
+    assert_eq!((r.parked, r.failed), (0, 0), "{r:?}");
+
+    let copies = pas.copies();
+    assert_eq!(
+        copies.len(),
+        r.messages,
+        "the pas got every message the bridge recorded, and no other MSH-10"
+    );
+    for (id, n) in &copies {
+        // The first copy got no ACK (or a reset): each was sent again, same MSH-10.
+        assert!(*n >= 2, "{id} arrived {n} times");
+    }
+    // Recorded with where they went, and nothing went to the broker.
+    let ubrn = ers_bridge::ids::Ubrn::parse("000000070001").unwrap();
+    let stored = app.shared().store.messages_for(&ubrn).await.unwrap();
+    assert!(!stored.is_empty());
+    let to = format!("mllp://127.0.0.1:{}", pas.port);
+    assert!(stored.iter().all(|m| m.routing_key == to), "{stored:?}");
+    assert!(
+        app.shared().pas.broker().is_none(),
+        "a bridge sending over MLLP opens no broker connection (its queues were never declared)"
+    );
+
+    // A second pass finds nothing new to send.
+    let before: HashSet<String> = copies.keys().cloned().collect();
+    let again = app.drain(3).await.expect("drain");
+    assert_eq!(again.report.published, 0);
+    let after: HashSet<String> = pas.copies().keys().cloned().collect();
+    assert_eq!(before, after);
+    app.close().await;
+    h.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_by_the_pas_parks_the_referral_with_its_reason() {
+    let h = Harness::start(Opts {
+        seed: true,
+        ..Opts::default()
+    })
+    .await;
+    let pas = TestPas::start("ae-every:3");
+    let app = bridge(&h, &pas).await;
+    let summary = app.drain(10).await.expect("drain");
+    let r = &summary.report;
+    assert!(r.parked >= 1, "{r:?}");
+    assert_eq!(r.failed, 0, "{r:?}");
+    for p in &summary.parked {
+        assert!(
+            p.reason.contains("the PAS refused") && p.reason.contains("refused by the test pas"),
+            "{}",
+            p.reason
+        );
+    }
+    // Refused messages are not recorded as delivered; the others are.
+    let copies = pas.copies();
+    assert!(copies.len() >= r.messages + r.parked);
+    app.close().await;
+    h.cleanup().await;
+}
