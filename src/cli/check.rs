@@ -2,7 +2,8 @@
 //! network: it authenticates to e-RS in the configured mode (token, bearer file, or legacy
 //! session) and reads reference data (A004 PRIORITY), then ends a legacy session (A003);
 //! and it logs in to the broker with the configured URL, so a wrong password or vhost is
-//! reported as what it is before `run` treats it as an outage.
+//! reported as what it is before `run` treats it as an outage (or, with `[transport]
+//! to_pas = "mllp"`, connects to the PAS's MLLP listener, sending nothing).
 
 use std::{path::PathBuf, process::ExitCode};
 
