@@ -11,12 +11,14 @@
 # (as root or with password-less sudo; a PostgreSQL installed here trusts user postgres
 # from 127.0.0.1, as the tests expect), else started with `docker compose` when the
 # machine has it, else the script names what is missing and exits 69; then the hl7apy
-# venv in .venv-hl7apy (the strict outside HL7 validator the conformance tests run;
-# HL7APY_PYTHON points at it) and Chromium (the dashboard test renders the page headless).
+# venv in .venv-hl7apy (the strict outside HL7 validator the conformance tests run, and
+# python-hl7's MLLP client the MLLP listener test runs; HL7APY_PYTHON points at it) and Chromium (the dashboard test renders the page headless).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 HL7APY_VERSION=1.3.5
+# python-hl7, whose MLLP client is the outside oracle of the MLLP listener test.
+PYTHON_HL7_VERSION=0.4.5
 
 log() { printf '\n==> %s\n' "$*"; }
 
@@ -121,15 +123,16 @@ ensure_postgres() {
 
 ensure_hl7apy() {
   local py=.venv-hl7apy/bin/python
-  if [[ -x $py ]] && "$py" -c 'import hl7apy' 2>/dev/null; then
-    echo "hl7apy ready in .venv-hl7apy"
+  if [[ -x $py ]] && "$py" -c 'import hl7apy, hl7.client' 2>/dev/null; then
+    echo "hl7apy and python-hl7 ready in .venv-hl7apy"
   else
-    log "installing hl7apy $HL7APY_VERSION into .venv-hl7apy"
+    log "installing hl7apy $HL7APY_VERSION and python-hl7 $PYTHON_HL7_VERSION into .venv-hl7apy"
     if ! python3 -m venv .venv-hl7apy 2>/dev/null; then
       apt_install python3-venv
       python3 -m venv .venv-hl7apy
     fi
-    .venv-hl7apy/bin/pip install -q --disable-pip-version-check "hl7apy==$HL7APY_VERSION"
+    .venv-hl7apy/bin/pip install -q --disable-pip-version-check "hl7apy==$HL7APY_VERSION" \
+      "hl7==$PYTHON_HL7_VERSION"
   fi
   HL7APY_PYTHON="$PWD/$py"
   export HL7APY_PYTHON

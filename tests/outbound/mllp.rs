@@ -152,6 +152,71 @@ async fn a_decision_waiting_for_e_rs_is_commit_accepted_then_answered_through_th
     h.cleanup().await;
 }
 
+/// An outside oracle: python-hl7's own MLLP client (`hl7.client.MLLPClient`, in the
+/// `.venv-hl7apy` that `scripts/dev.sh setup` makes) sends an RRI to the listener and
+/// parses our ACK with python-hl7's parser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_hl7s_mllp_client_gets_an_aa_it_can_parse() {
+    let (h, app) = seeded(false).await;
+    let (addr, shutdown, server) = listen(&app).await;
+    let rri = String::from_utf8(rri(
+        "PYHL7ACC01",
+        "A^Accepted^HL70283",
+        "000000070001",
+        "",
+        "ok",
+    ))
+    .unwrap();
+    let script = r#"
+import json, sys
+import hl7
+from hl7.client import MLLPClient
+host, port, message = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with MLLPClient(host, port) as client:
+    raw = client.send_message(message)
+ack = hl7.parse(raw.strip(b"\x0b\x1c\x0d").decode())
+msa = ack.segment("MSA")
+print(json.dumps({"code": str(msa[1]), "acked": str(msa[2]), "type": str(ack.segment("MSH")[9])}))
+"#;
+    let python = python();
+    let port = addr.port().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .args(["-c", script, "127.0.0.1", &port, &rri])
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "python-hl7 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["code"], "AA", "{got}");
+    assert_eq!(got["acked"], "PYHL7ACC01", "{got}");
+    assert!(got["type"].as_str().unwrap().starts_with("ACK"), "{got}");
+    assert_eq!(ops(&h, "A013").await, 1);
+    shutdown.trigger();
+    server.await.unwrap();
+    app.close().await;
+    h.cleanup().await;
+}
+
+/// The venv's python with python-hl7 (`HL7APY_PYTHON`, else `.venv-hl7apy/bin/python`).
+fn python() -> std::path::PathBuf {
+    let venv = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.venv-hl7apy/bin/python"
+    ));
+    std::env::var_os("HL7APY_PYTHON")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_file())
+        .or_else(|| venv.is_file().then_some(venv))
+        .expect("python-hl7 is not installed: run `scripts/dev.sh setup`")
+}
+
 /// A listener on a free port serving `app`'s inbound pipeline.
 async fn listen(
     app: &ers_bridge::app::App,

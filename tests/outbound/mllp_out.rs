@@ -152,3 +152,58 @@ async fn a_refusal_by_the_pas_parks_the_referral_with_its_reason() {
     app.close().await;
     h.cleanup().await;
 }
+
+/// A bridge dropped mid-run (no graceful shutdown) and started again on the same store:
+/// every referral reaches the PAS, and one sent twice (acknowledged, then the crash before
+/// the store write) carries the same MSH-10 both times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_run_loses_nothing_and_resends_only_under_the_same_msh10() {
+    use crate::helpers::wait_for_events;
+    use ers_bridge::events::Event;
+    let n = 120;
+    let h = Harness::start(Opts {
+        generate: n,
+        ..Opts::default()
+    })
+    .await;
+    let pas = TestPas::start("");
+    let first = bridge(&h, &pas).await;
+    let mut events = first.shared().events.subscribe();
+    let pipeline = first.outbound().clone();
+    let run = tokio::spawn(async move { pipeline.drain(10, std::time::Duration::ZERO).await });
+    wait_for_events(&mut events, 15, |e| matches!(e, Event::Published(_))).await;
+    run.abort();
+    assert!(
+        run.await.is_err_and(|e| e.is_cancelled()),
+        "the first run must still be going when it is dropped"
+    );
+    drop(first);
+
+    let second = bridge(&h, &pas).await;
+    second.drain(10).await.expect("second run");
+    let received = pas.received.lock().unwrap().clone();
+    // Outbound MSH-10s are <UBRN><event><version>: every referral there, and one MSH-10
+    // per referral and message type.
+    let mut by_message = HashMap::<(String, String), HashSet<String>>::new();
+    for (id, kind) in &received {
+        by_message
+            .entry((id[..12].to_string(), kind.clone()))
+            .or_default()
+            .insert(id.clone());
+    }
+    let ubrns: HashSet<_> = by_message.keys().map(|(u, _)| u.clone()).collect();
+    assert_eq!(ubrns.len(), n, "nothing lost");
+    assert!(
+        by_message.values().all(|ids| ids.len() == 1),
+        "{by_message:?}"
+    );
+    // At most the referrals in flight at the crash (concurrency 8) arrived twice.
+    assert!(
+        received.len() <= by_message.len() + 8,
+        "{} messages for {} distinct",
+        received.len(),
+        by_message.len()
+    );
+    second.close().await;
+    h.cleanup().await;
+}

@@ -69,6 +69,8 @@ class Pas:
                     buf = buf[end + 2 :]
                     if not await self.answer(message, writer, conn):
                         return
+        except ConnectionError:
+            pass  # the bridge dropped the connection (an ACK timeout): it connects again
         finally:
             writer.close()
 
