@@ -47,7 +47,8 @@ async fn main() -> anyhow::Result<()> {
         connect_timeout: Duration::from_secs(5),
         ack_timeout: Duration::from_secs(5),
         max_frame: 1 << 20,
-    });
+        tls: None,
+    })?;
     let mut latencies = Vec::with_capacity(count);
     let started = Instant::now();
     for i in 0..count {

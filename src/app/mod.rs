@@ -48,6 +48,9 @@ pub enum AppError {
     /// The monitor's address is taken, or a token's variable is not set.
     #[error("monitor: {0}")]
     Monitor(String),
+    /// A TLS certificate, key or CA file cannot be read or used.
+    #[error("mllp {0}")]
+    Tls(String),
     /// The MLLP listener's address cannot be bound (taken, or not this machine's).
     #[error("mllp listener on {addr}: {source}")]
     Listen {
@@ -64,7 +67,7 @@ impl AppError {
             AppError::Store(e) => e.is_retryable(),
             AppError::Ers(e) => e.is_retryable(),
             AppError::Pipeline(e) => e.is_retryable(),
-            AppError::Monitor(_) | AppError::Listen { .. } => false,
+            AppError::Monitor(_) | AppError::Listen { .. } | AppError::Tls(_) => false,
         }
     }
 }
@@ -122,7 +125,9 @@ impl App {
         let store = Store::connect(&config.store.url).await?;
         let a = &config.amqp;
         let pas = match &config.mllp_to_pas {
-            Some(settings) => PasLink::Mllp(Arc::new(MllpSender::new(settings.clone()))),
+            Some(settings) => PasLink::Mllp(Arc::new(
+                MllpSender::new(settings.clone()).map_err(|e| AppError::Tls(e.to_string()))?,
+            )),
             None => {
                 let publisher = Arc::new(Publisher::with_events(
                     PublisherSettings {
@@ -330,10 +335,17 @@ impl App {
                         addr: settings.listen,
                         source,
                     })?;
+                let acceptor = settings
+                    .tls
+                    .as_ref()
+                    .map(crate::mllp::tls::acceptor)
+                    .transpose()
+                    .map_err(|e| AppError::Tls(e.to_string()))?;
                 let addr = listener.local_addr().map_or(settings.listen, |a| a);
-                tracing::info!(%addr, "mllp listener running");
+                tracing::info!(%addr, tls = acceptor.is_some(), "mllp listener running");
                 tasks.spawn(crate::mllp::listener::serve(
                     listener,
+                    acceptor,
                     self.inbound.clone(),
                     settings,
                     self.shared.shutdown.clone(),

@@ -107,7 +107,13 @@ async fn check_ers(client: crate::ers::ErsClient) -> bool {
 
 /// The PAS's MLLP listener accepts a connection (nothing is sent on it).
 async fn check_mllp(settings: &crate::mllp::SenderSettings) -> bool {
-    let sender = crate::mllp::MllpSender::new(settings.clone());
+    let sender = match crate::mllp::MllpSender::new(settings.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: mllp {e}");
+            return false;
+        }
+    };
     match sender.ensure_connected().await {
         Ok(()) => {
             println!(

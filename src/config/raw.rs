@@ -70,6 +70,15 @@ pub struct MllpSenderConfig {
     pub connect_timeout_ms: u64,
     /// How long the PAS has to acknowledge one message before it is sent again.
     pub ack_timeout_ms: u64,
+    /// TLS to the PAS's listener.
+    pub tls: bool,
+    /// PEM: the CA that signed the PAS's certificate (default: the system's roots).
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM: the bridge's certificate and key, when the PAS asks for one.
+    pub tls_client_cert_file: Option<PathBuf>,
+    pub tls_client_key_file: Option<PathBuf>,
+    /// The name the PAS's certificate must carry (default: the host of `address`).
+    pub tls_server_name: Option<String>,
 }
 
 impl Default for MllpSenderConfig {
@@ -78,6 +87,11 @@ impl Default for MllpSenderConfig {
             address: String::new(),
             connect_timeout_ms: 10_000,
             ack_timeout_ms: 30_000,
+            tls: false,
+            tls_ca_file: None,
+            tls_client_cert_file: None,
+            tls_client_key_file: None,
+            tls_server_name: None,
         }
     }
 }
@@ -129,6 +143,11 @@ pub struct InboundConfig {
     pub mllp_max_connections: usize,
     /// An MLLP connection with nothing received for this long is closed.
     pub mllp_idle_timeout_secs: u64,
+    /// PEM certificate and key: the listener speaks TLS.
+    pub mllp_tls_cert_file: Option<PathBuf>,
+    pub mllp_tls_key_file: Option<PathBuf>,
+    /// PEM: PAS clients must present a certificate signed by this CA.
+    pub mllp_tls_client_ca_file: Option<PathBuf>,
 }
 
 impl Default for InboundConfig {
@@ -141,6 +160,9 @@ impl Default for InboundConfig {
             mllp_listen: None,
             mllp_max_connections: 16,
             mllp_idle_timeout_secs: 300,
+            mllp_tls_cert_file: None,
+            mllp_tls_key_file: None,
+            mllp_tls_client_ca_file: None,
         }
     }
 }

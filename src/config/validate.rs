@@ -154,7 +154,22 @@ impl RawConfig {
                         "mllp_max_connections and mllp_idle_timeout_secs must be above 0".into(),
                     );
                 }
+                let tls = match (&i.mllp_tls_cert_file, &i.mllp_tls_key_file) {
+                    (Some(cert), Some(key)) => Some(crate::mllp::tls::ServerTls {
+                        cert_file: cert.clone(),
+                        key_file: key.clone(),
+                        client_ca_file: i.mllp_tls_client_ca_file.clone(),
+                    }),
+                    (None, None) if i.mllp_tls_client_ca_file.is_none() => None,
+                    _ => {
+                        return err(
+                            "inbound.mllp_tls_cert_file",
+                            "TLS needs both mllp_tls_cert_file and mllp_tls_key_file (and a client CA only with them)".into(),
+                        )
+                    }
+                };
                 Some(crate::mllp::listener::ListenerSettings {
+                    tls,
                     listen,
                     max_connections: i.mllp_max_connections,
                     idle_timeout: Duration::from_secs(i.mllp_idle_timeout_secs),
@@ -211,7 +226,32 @@ impl RawConfig {
                         "ack_timeout_ms and connect_timeout_ms must be above 0".into(),
                     );
                 }
+                let m = &t.mllp;
+                let client_cert = match (&m.tls_client_cert_file, &m.tls_client_key_file) {
+                    (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+                    (None, None) => None,
+                    _ => {
+                        return err(
+                            "transport.mllp.tls_client_cert_file",
+                            "a client certificate needs both tls_client_cert_file and tls_client_key_file".into(),
+                        )
+                    }
+                };
+                let tls_keys =
+                    m.tls_ca_file.is_some() || client_cert.is_some() || m.tls_server_name.is_some();
+                if tls_keys && !m.tls {
+                    return err(
+                        "transport.mllp.tls",
+                        "tls_* files or a server name are set but tls = false".into(),
+                    );
+                }
+                let tls = m.tls.then(|| crate::mllp::tls::ClientTls {
+                    ca_file: m.tls_ca_file.clone(),
+                    client_cert,
+                    server_name: m.tls_server_name.clone(),
+                });
                 Some(crate::mllp::SenderSettings {
+                    tls,
                     address: a.clone(),
                     connect_timeout: Duration::from_millis(t.mllp.connect_timeout_ms),
                     ack_timeout: Duration::from_millis(t.mllp.ack_timeout_ms),

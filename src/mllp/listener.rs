@@ -25,11 +25,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::Framed;
 
 use super::codec::{Block, MllpCodec};
+use super::tls::Stream;
 use crate::pipeline::inbound::Inbound;
 use crate::runtime::Shutdown;
 use crate::transport::Hl7In;
@@ -44,6 +46,8 @@ pub struct ListenerSettings {
     pub max_connections: usize,
     pub idle_timeout: Duration,
     pub max_frame: usize,
+    /// TLS on the listener, when configured.
+    pub tls: Option<super::tls::ServerTls>,
 }
 
 /// Binds the listener (so a taken port fails the start, not a task later).
@@ -55,6 +59,7 @@ pub async fn bind(settings: &ListenerSettings) -> std::io::Result<TcpListener> {
 /// in hand is answered.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     inbound: Arc<Inbound>,
     settings: ListenerSettings,
     shutdown: Shutdown,
@@ -71,9 +76,31 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let (inbound, settings, shutdown) =
-                    (inbound.clone(), settings.clone(), shutdown.clone());
+                let (inbound, settings, shutdown, tls) = (
+                    inbound.clone(),
+                    settings.clone(),
+                    shutdown.clone(),
+                    tls.clone(),
+                );
                 connections.spawn(async move {
+                    let _ = stream.set_nodelay(true);
+                    let stream: Box<dyn Stream> = match tls {
+                        None => Box::new(stream),
+                        Some(acceptor) => {
+                            let handshake = acceptor.accept(stream);
+                            match tokio::time::timeout(Duration::from_secs(10), handshake).await {
+                                Ok(Ok(s)) => Box::new(s),
+                                Ok(Err(e)) => {
+                                    tracing::warn!(%peer, error = %e, "mllp tls handshake refused");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::warn!(%peer, "mllp tls handshake took longer than 10 s");
+                                    return;
+                                }
+                            }
+                        }
+                    };
                     serve_connection(stream, peer, &inbound, &settings, &shutdown).await;
                     drop(slot);
                 });
@@ -89,13 +116,12 @@ pub async fn serve(
 }
 
 async fn serve_connection(
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     peer: SocketAddr,
     inbound: &Inbound,
     settings: &ListenerSettings,
     shutdown: &Shutdown,
 ) {
-    let _ = stream.set_nodelay(true);
     tracing::info!(%peer, "mllp connection opened");
     let mut framed = Framed::new(stream, MllpCodec::new(settings.max_frame));
     loop {

@@ -6,12 +6,15 @@
 //!   broken blocks.
 //! - [`listener`]: the PAS's messages in (ACK, RRI^I12): each block handed to the inbound
 //!   pipeline, its reply written back on the same connection.
+//! - [`tls`]: rustls both ways (the PAS's CA or the system's roots, optional client
+//!   certificates).
 //! - [`sender`]: the bridge's messages out (REF/ADT, later application ACKs): one
 //!   connection, one message in flight, the ACK matched on MSA-2.
 
 pub mod codec;
 pub mod listener;
 pub mod sender;
+pub mod tls;
 
 pub use codec::{Block, MllpCodec};
 pub use sender::{Acked, MllpError, MllpSender, SenderSettings};

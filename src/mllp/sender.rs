@@ -14,11 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::sync::Mutex;
+use tokio_rustls::TlsConnector;
 use tokio_util::codec::Framed;
 
 use super::codec::{Block, MllpCodec};
+use super::tls::{self, ClientTls, Stream, TlsError};
 use crate::hl7::{read_inbound, AckCode, ControlId};
 
 /// `[transport.mllp]`.
@@ -31,6 +33,8 @@ pub struct SenderSettings {
     pub ack_timeout: Duration,
     /// The largest ACK read.
     pub max_frame: usize,
+    /// TLS to the PAS, when configured.
+    pub tls: Option<ClientTls>,
 }
 
 /// What the PAS answered.
@@ -79,28 +83,45 @@ impl MllpError {
     }
 }
 
-type Connection = Framed<TcpStream, MllpCodec>;
+type Connection = Framed<Box<dyn Stream>, MllpCodec>;
 
 /// The connection to the PAS, opened on first use and after every failure.
-#[derive(Debug)]
 pub struct MllpSender {
     settings: SenderSettings,
+    tls: Option<(TlsConnector, rustls_pki_types::ServerName<'static>)>,
     conn: Mutex<Option<Connection>>,
     connected: AtomicBool,
 }
 
+impl std::fmt::Debug for MllpSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MllpSender")
+            .field("settings", &self.settings)
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
 impl MllpSender {
-    pub fn new(settings: SenderSettings) -> Self {
-        Self {
+    /// A sender to `settings.address`; fails only on the TLS files or names.
+    pub fn new(settings: SenderSettings) -> Result<Self, TlsError> {
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(|t| tls::connector(t, &settings.address))
+            .transpose()?;
+        Ok(Self {
             settings,
+            tls,
             conn: Mutex::new(None),
             connected: AtomicBool::new(false),
-        }
+        })
     }
 
-    /// `mllp://host:port`, where delivered messages went.
+    /// `mllp://host:port` (`mllps://` with TLS), where delivered messages went.
     pub fn destination(&self) -> String {
-        format!("mllp://{}", self.settings.address)
+        let scheme = if self.tls.is_some() { "mllps" } else { "mllp" };
+        format!("{scheme}://{}", self.settings.address)
     }
 
     /// Whether a connection is open now.
@@ -248,7 +269,28 @@ impl MllpSender {
             }
         };
         let _ = stream.set_nodelay(true);
-        tracing::info!(%address, "mllp connection to the pas opened");
+        let stream: Box<dyn Stream> = match &self.tls {
+            None => Box::new(stream),
+            Some((connector, name)) => {
+                let handshake = connector.connect(name.clone(), stream);
+                match tokio::time::timeout(timeout, handshake).await {
+                    Ok(Ok(s)) => Box::new(s),
+                    Ok(Err(source)) => {
+                        return Err(MllpError::Connect {
+                            address: address.clone(),
+                            source,
+                        })
+                    }
+                    Err(_) => {
+                        return Err(MllpError::ConnectTimeout {
+                            address: address.clone(),
+                            timeout_ms: timeout.as_millis() as u64,
+                        })
+                    }
+                }
+            }
+        };
+        tracing::info!(%address, tls = self.tls.is_some(), "mllp connection to the pas opened");
         Ok(Framed::new(stream, MllpCodec::new(self.settings.max_frame)))
     }
 }

@@ -23,6 +23,7 @@ mod inbound;
 mod load;
 mod mllp;
 mod mllp_out;
+mod mllp_tls;
 mod model;
 mod monitor;
 mod official_bodies;

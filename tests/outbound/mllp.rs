@@ -221,17 +221,28 @@ fn python() -> std::path::PathBuf {
 async fn listen(
     app: &ers_bridge::app::App,
 ) -> (std::net::SocketAddr, Shutdown, tokio::task::JoinHandle<()>) {
+    listen_with(app, None).await
+}
+
+/// [`listen`], with TLS when `tls` is given.
+pub(crate) async fn listen_with(
+    app: &ers_bridge::app::App,
+    tls: Option<ers_bridge::mllp::tls::ServerTls>,
+) -> (std::net::SocketAddr, Shutdown, tokio::task::JoinHandle<()>) {
     let settings = ListenerSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         max_connections: 4,
         idle_timeout: Duration::from_secs(60),
         max_frame: listener::MAX_FRAME,
+        tls: tls.clone(),
     };
+    let acceptor = tls.map(|t| ers_bridge::mllp::tls::acceptor(&t).expect("tls set-up"));
     let bound = listener::bind(&settings).await.unwrap();
     let addr = bound.local_addr().unwrap();
     let shutdown = Shutdown::new();
     let server = tokio::spawn(listener::serve(
         bound,
+        acceptor,
         app.inbound().clone(),
         settings,
         shutdown.clone(),

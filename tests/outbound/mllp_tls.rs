@@ -1,0 +1,202 @@
+//! MLLP over TLS, both sides at once: the bridge's listener with a certificate and a
+//! client CA, and the bridge's own sender as the PAS's client with a client certificate.
+//! The certificates are made for the test with the `openssl` command (a CA, a server
+//! certificate for 127.0.0.1, a client certificate). A client with the right certificate
+//! gets its ACK; one without a client certificate, or one trusting another CA, is refused
+//! at the handshake, and nothing reaches e-RS.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use ers_bridge::hl7::ControlId;
+use ers_bridge::mllp::tls::{ClientTls, ServerTls};
+use ers_bridge::mllp::{Acked, MllpSender, SenderSettings};
+
+use crate::inbound::{ops, rri, seeded};
+use crate::mllp::listen_with;
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl command makes the test certificates");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA named `name` in `dir`, and a certificate it signed for `cn` with `ext`.
+fn ca(dir: &Path, name: &str) {
+    let key = format!("{name}.key");
+    let pem = format!("{name}.pem");
+    let subj = format!("/CN={name}");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-subj",
+            &subj,
+        ],
+    );
+}
+
+fn signed(dir: &Path, ca: &str, name: &str, ext: &str) {
+    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+    let (key, csr, pem) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    let subj = format!("/CN={name}");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &subj,
+        ],
+    );
+    let (ca_pem, ca_key, ext_file) = (
+        format!("{ca}.pem"),
+        format!("{ca}.key"),
+        format!("{name}.ext"),
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext_file,
+        ],
+    );
+}
+
+fn sender(addr: std::net::SocketAddr, tls: ClientTls) -> MllpSender {
+    MllpSender::new(SenderSettings {
+        address: addr.to_string(),
+        connect_timeout: Duration::from_secs(5),
+        ack_timeout: Duration::from_secs(10),
+        max_frame: 1 << 20,
+        tls: Some(tls),
+    })
+    .expect("client tls set-up")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mllp_over_tls_with_client_certificates_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ca(d, "test-ca");
+    ca(d, "other-ca");
+    signed(
+        d,
+        "test-ca",
+        "bridge-listener",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    );
+    signed(d, "test-ca", "pas-client", "extendedKeyUsage=clientAuth\n");
+    let p = |f: &str| -> PathBuf { d.join(f) };
+
+    let (h, app) = seeded(false).await;
+    let tls = ServerTls {
+        cert_file: p("bridge-listener.pem"),
+        key_file: p("bridge-listener.key"),
+        client_ca_file: Some(p("test-ca.pem")),
+    };
+    let (addr, shutdown, server) = listen_with(&app, Some(tls)).await;
+
+    // The right CA and a client certificate: the RRI is answered, AA, once.
+    let good = sender(
+        addr,
+        ClientTls {
+            ca_file: Some(p("test-ca.pem")),
+            client_cert: Some((p("pas-client.pem"), p("pas-client.key"))),
+            server_name: None,
+        },
+    );
+    let msg = rri("TLSACC0001", "A^Accepted^HL70283", "000000070001", "", "ok");
+    let id = ControlId::parse("TLSACC0001").unwrap();
+    assert_eq!(good.send(&msg, &id).await.unwrap(), Acked::Accepted);
+    assert!(good.destination().starts_with("mllps://"));
+    assert_eq!(ops(&h, "A013").await, 1);
+
+    // No client certificate: refused at the handshake (or the first read after it).
+    let anonymous = sender(
+        addr,
+        ClientTls {
+            ca_file: Some(p("test-ca.pem")),
+            client_cert: None,
+            server_name: None,
+        },
+    );
+    let other = rri("TLSACC0002", "A^Accepted^HL70283", "000000070003", "", "ok");
+    let other_id = ControlId::parse("TLSACC0002").unwrap();
+    assert!(anonymous.send(&other, &other_id).await.is_err());
+
+    // A client that trusts another CA will not talk to the listener.
+    let wrong_ca = sender(
+        addr,
+        ClientTls {
+            ca_file: Some(p("other-ca.pem")),
+            client_cert: Some((p("pas-client.pem"), p("pas-client.key"))),
+            server_name: None,
+        },
+    );
+    let e = wrong_ca.send(&other, &other_id).await.unwrap_err();
+    assert!(e.to_string().contains("connecting"), "{e}");
+    assert_eq!(ops(&h, "A013").await, 1, "nothing else reached e-RS");
+
+    shutdown.trigger();
+    server.await.unwrap();
+    app.close().await;
+    h.cleanup().await;
+}
+
+#[test]
+fn a_missing_certificate_file_is_named() {
+    let Err(e) = ers_bridge::mllp::tls::acceptor(&ServerTls {
+        cert_file: "/nonexistent/cert.pem".into(),
+        key_file: "/nonexistent/key.pem".into(),
+        client_ca_file: None,
+    }) else {
+        panic!("a missing file must fail the set-up");
+    };
+    assert!(e.to_string().contains("/nonexistent/cert.pem"), "{e}");
+}
