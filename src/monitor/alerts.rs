@@ -173,7 +173,7 @@ pub async fn probe(
     cond(
         "broker_disconnected",
         (!shared.pas.is_connected().await)
-            .then(|| "the bridge has no broker connection".to_string()),
+            .then(|| format!("the bridge has no connection to {}", shared.pas.describe())),
     );
     let writable = store
         .set_state_value("alerts.probe", &now.to_string())

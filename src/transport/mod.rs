@@ -220,6 +220,14 @@ impl PasLink {
         }
     }
 
+    /// What the link is, for an operator: `the broker`, `the pas's mllp listener at …`.
+    pub fn describe(&self) -> String {
+        match self {
+            PasLink::Amqp { .. } => "the broker".into(),
+            PasLink::Mllp(sender) => format!("the pas's mllp listener ({})", sender.destination()),
+        }
+    }
+
     /// Whether the link is up now (for readiness and the broker-down alert).
     pub async fn is_connected(&self) -> bool {
         match self {
