@@ -6,7 +6,9 @@
 //! left to do. Prints a summary of each stage and exits 0, or 1 when something failed; 69
 //! (with one line saying how to start it) when RabbitMQ is not reachable. The store is a
 //! temporary SQLite file. `--no-pas-sim` stops after the outbound half and leaves the
-//! messages on the PAS queue.
+//! messages on the PAS queue. `--transport mllp` runs the same loop with no broker: the
+//! bridge sends to the PAS simulator's MLLP listener ([`crate::pas_sim::mllp`]) and takes
+//! its decisions on an MLLP listener of its own.
 
 use std::{
     path::PathBuf,
@@ -67,6 +69,16 @@ pub struct DemoArgs {
     /// After the loop settles, keep serving the monitor until Ctrl-C (with `--monitor`).
     #[arg(long, requires = "monitor")]
     pub keep_running: bool,
+    /// How the bridge and the PAS simulator talk: over RabbitMQ, or over MLLP (no broker).
+    #[arg(long, value_enum, default_value_t = DemoTransport::Amqp)]
+    pub transport: DemoTransport,
+}
+
+/// `demo --transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoTransport {
+    Amqp,
+    Mllp,
 }
 
 /// The variable the demo's API token is read from (set in-process, never exported).
@@ -82,10 +94,12 @@ pub fn run(args: &DemoArgs) -> ExitCode {
         Err(e) => return super::exit_code(Err(e)),
     };
     // One line, not a warning per message per retry, when the broker is not there.
-    if !rt.block_on(crate::amqp::queue::probe(
-        &args.amqp_url,
-        Duration::from_secs(5),
-    )) {
+    if args.transport == DemoTransport::Amqp
+        && !rt.block_on(crate::amqp::queue::probe(
+            &args.amqp_url,
+            Duration::from_secs(5),
+        ))
+    {
         eprintln!(
             "error: RabbitMQ is not reachable at {}: start it with `scripts/dev.sh demo` (which sets everything up), `docker compose up -d rabbitmq` or `rabbitmq-server -detached`",
             super::redact_url(&args.amqp_url)
@@ -108,6 +122,8 @@ struct LoopSummary {
     /// PAS messages the bridge handled, and the time spent handling them.
     handled: usize,
     handling: Duration,
+    /// How many the bridge took at once.
+    at_once: usize,
 }
 
 /// Lets the PAS answer and the bridge act on the answers until a round brings nothing new.
@@ -121,7 +137,10 @@ async fn close_the_loop(app: &App, args: &DemoArgs) -> anyhow::Result<LoopSummar
         faults: Vec::new(),
     };
     let q = crate::amqp::QueueClient::connect(&args.amqp_url).await?;
-    let mut out = LoopSummary::default();
+    let mut out = LoopSummary {
+        at_once: 16,
+        ..LoopSummary::default()
+    };
     // One simulated PAS for every round, so its MSH-10s never repeat.
     let mut simulated_pas = pas_sim::PasSim::new(pas.clone());
     for _ in 0..10 {
@@ -159,6 +178,61 @@ async fn close_the_loop(app: &App, args: &DemoArgs) -> anyhow::Result<LoopSummar
     }
     q.close().await;
     simulated_pas.close().await;
+    count_inbound(app, &mut out).await?;
+    Ok(out)
+}
+
+/// [`close_the_loop`] over MLLP: the PAS simulator sends its decisions to an MLLP listener
+/// of the bridge's (as `[inbound] mllp_listen` runs it), each answered on the connection.
+async fn close_the_loop_mllp(
+    app: &App,
+    pas: &pas_sim::mllp::MllpPas,
+) -> anyhow::Result<LoopSummary> {
+    use crate::mllp::listener::{self, ListenerSettings};
+    let settings = ListenerSettings {
+        listen: "127.0.0.1:0".parse()?,
+        max_connections: 4,
+        idle_timeout: Duration::from_secs(60),
+        max_frame: listener::MAX_FRAME,
+        tls: None,
+    };
+    let bound = listener::bind(&settings).await?;
+    let addr = bound.local_addr()?;
+    let stop = Shutdown::new();
+    let server = tokio::spawn(listener::serve(
+        bound,
+        None,
+        app.inbound().clone(),
+        settings,
+        stop.clone(),
+    ));
+    // MLLP: one message in flight on the connection.
+    let mut out = LoopSummary {
+        at_once: 1,
+        ..LoopSummary::default()
+    };
+    for _ in 0..10 {
+        out.rounds += 1;
+        let started = Instant::now();
+        let answered = pas.send_decisions(addr).await?;
+        let handled = answered.accepted + answered.rejected + answered.pending;
+        out.handled += handled;
+        out.handling += started.elapsed();
+        app.inbound().retry_due(chrono::Utc::now()).await?;
+        let more = app.drain(5).await?;
+        out.pas += answered.clone();
+        if handled == 0 && more.report.published == 0 {
+            break;
+        }
+    }
+    stop.trigger();
+    server.await?;
+    count_inbound(app, &mut out).await?;
+    Ok(out)
+}
+
+/// The inbound outcomes and replies, from the store, into `out`.
+async fn count_inbound(app: &App, out: &mut LoopSummary) -> anyhow::Result<()> {
     let mut replied = std::collections::BTreeMap::<String, i64>::new();
     let mut by_action = std::collections::BTreeMap::<String, i64>::new();
     for (status, action, reply, n) in app.shared().store.inbound_counts().await? {
@@ -177,7 +251,7 @@ async fn close_the_loop(app: &App, args: &DemoArgs) -> anyhow::Result<LoopSummar
     }
     out.by_action = by_action.into_iter().collect();
     out.replied = replied.into_iter().collect();
-    Ok(out)
+    Ok(())
 }
 
 fn print_loop(l: &LoopSummary) {
@@ -213,14 +287,15 @@ fn print_loop(l: &LoopSummary) {
     println!("  dead-lettered:        {}", l.dead_lettered);
     let secs = l.handling.as_secs_f64();
     println!(
-        "  inbound handled:      {} PAS messages in {:.1}s ({:.0}/s, 16 at a time)",
+        "  inbound handled:      {} PAS messages in {:.1}s ({:.0}/s, {} at a time)",
         l.handled,
         secs,
         if secs > 0.0 {
             l.handled as f64 / secs
         } else {
             0.0
-        }
+        },
+        l.at_once
     );
     println!("  loop rounds:          {}", l.rounds);
 }
@@ -241,7 +316,21 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
     .await
     .context("cannot start the simulator")?;
     let db = std::env::temp_dir().join(format!("ers-bridge-demo-{}.db", uuid::Uuid::new_v4()));
-    let text = demo_config(args, &sim.fhir_base(), &db);
+    let mllp_pas = match args.transport {
+        DemoTransport::Mllp => Some(
+            pas_sim::mllp::MllpPas::start(pas_sim::Mix::default())
+                .await
+                .context("cannot start the pas simulator's mllp listener")?,
+        ),
+        DemoTransport::Amqp => None,
+    };
+    let mut text = demo_config(args, &sim.fhir_base(), &db);
+    if let Some(pas) = &mllp_pas {
+        text.push_str(&format!(
+            "[transport]\nto_pas = \"mllp\"\n[transport.mllp]\naddress = \"{}\"\n",
+            pas.address()
+        ));
+    }
     let cfg = config::load_str("<demo>", &text, &MapEnv::default())?;
     // A fresh token per run, for the dashboard and API of `--monitor`.
     let token = uuid::Uuid::new_v4().simple().to_string();
@@ -255,8 +344,9 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
         None => None,
     };
     let summary = app.drain(50).await;
-    let looped = match (&summary, args.no_pas_sim) {
-        (Ok(_), false) => Some(close_the_loop(&app, args).await),
+    let looped = match (&summary, args.no_pas_sim, &mllp_pas) {
+        (Ok(_), false, None) => Some(close_the_loop(&app, args).await),
+        (Ok(_), false, Some(pas)) => Some(close_the_loop_mllp(&app, pas).await),
         _ => None,
     };
     let stats = reqwest::get(format!("{}/_admin/stats", sim.base_url()))
@@ -275,10 +365,16 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
             args.generate
         );
         print_summary(summary, Some(&stats), started.elapsed());
-        println!(
-            "  published to:         exchange {p}.to-pas, queue {p}.pas.referrals",
-            p = args.queue_prefix
-        );
+        match &mllp_pas {
+            None => println!(
+                "  published to:         exchange {p}.to-pas, queue {p}.pas.referrals",
+                p = args.queue_prefix
+            ),
+            Some(pas) => println!(
+                "  sent to:              mllp://{} (the PAS simulator; no broker)",
+                pas.address()
+            ),
+        }
         if let Ok(Some(l)) = &looped {
             print_loop(l);
         }

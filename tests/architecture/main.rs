@@ -80,7 +80,7 @@ fn only_the_protocol_modules_use_their_crates() {
                 "src/app/",
                 "src/cli/",
                 "src/monitor/actions.rs",
-                "src/pas_sim.rs",
+                "src/pas_sim/",
             ][..],
             "the pipelines reach the PAS through transport::PasLink, never amqp/ itself \
              (the monitor only for a re-drive to the inbound queue)",
@@ -114,7 +114,7 @@ fn the_composition_root_is_a_dependency_of_nothing_it_composes() {
 #[test]
 fn nothing_in_the_bridge_depends_on_the_simulators() {
     for needle in ["crate::simulator", "crate::pas_sim"] {
-        let outside = users_outside(needle, &["src/simulator/", "src/pas_sim.rs", "src/cli/"]);
+        let outside = users_outside(needle, &["src/simulator/", "src/pas_sim", "src/cli/"]);
         assert!(
             outside.is_empty(),
             "{needle} is used only by the CLI that starts it: {outside:?}"

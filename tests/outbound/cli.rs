@@ -76,6 +76,38 @@ async fn demo_runs_until_drained_and_prints_a_summary() {
     );
 }
 
+/// The same loop with no broker: the bridge sends to the PAS simulator's MLLP listener
+/// and takes its decisions on one of its own (the AMQP URL points nowhere, to show none is
+/// used).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_over_mllp_closes_the_loop_without_a_broker() {
+    let out = tokio::task::spawn_blocking(|| {
+        bridge()
+            .env("RUST_LOG", "warn")
+            .args(["demo", "--generate", "20", "--transport", "mllp"])
+            .args(["--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2f"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("referrals published:  26"), "{stdout}");
+    assert!(stdout.contains("sent to:              mllp://"), "{stdout}");
+    assert!(
+        stdout.contains("PAS answered:         26 referrals (26 commit ACKs"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("needs action in e-RS: 0"), "{stdout}");
+    assert!(stdout.contains("replied to the PAS:   AA=26"), "{stdout}");
+    assert!(stdout.contains("dead-lettered:        0"), "{stdout}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_lists_the_parked_referrals() {
     let h = Harness::start(Opts::default()).await;

@@ -13,6 +13,11 @@
 //! and reconnects after a broker restart instead of stopping. A REF is acked on the PAS
 //! queue only after its answers are confirmed, so a connection lost in between gets it
 //! delivered again and answered anew (under new MSH-10s, as a PAS resends).
+//!
+//! [`mllp`] plays the same PAS over MLLP (no broker): REFs on its listener, decisions sent
+//! to the bridge's.
+
+pub mod mllp;
 
 use std::time::Duration;
 
