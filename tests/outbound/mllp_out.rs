@@ -207,3 +207,85 @@ async fn a_crash_mid_run_loses_nothing_and_resends_only_under_the_same_msh10() {
     second.close().await;
     h.cleanup().await;
 }
+
+/// `kill -9` of a real `ers-bridge run` process mid-way through a backlog sent over MLLP,
+/// then `run --until-drained` on the same store: every referral reaches the PAS, only ever
+/// under its own MSH-10, and at most the messages in flight at the kill arrive twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_run_mid_backlog_loses_nothing_over_mllp() {
+    let n = 80;
+    let h = Harness::start(Opts {
+        generate: n,
+        ..Opts::default()
+    })
+    .await;
+    // 50 ms before each ACK: the backlog takes seconds, so the kill lands mid-way.
+    let pas = TestPas::start("slow");
+    let text = h.config_text.replace(
+        "[pipeline]\n",
+        &format!(
+            "[transport]\nto_pas = \"mllp\"\n[transport.mllp]\naddress = \"127.0.0.1:{}\"\nack_timeout_ms = 2000\n[pipeline]\n",
+            pas.port
+        ),
+    );
+    let config = h.config_path.with_file_name("mllp.toml");
+    std::fs::write(&config, text).unwrap();
+
+    let mut first = crate::common::bridge()
+        .env("RUST_LOG", "warn")
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until a part of the backlog has arrived, then SIGKILL.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while pas.received.lock().unwrap().len() < 15 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing arrived in 60 s"
+        );
+        // A bounded wait for another process's progress, not a timing assertion.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let at_kill = pas.received.lock().unwrap().len();
+    assert!(at_kill < n, "killed mid-way: {at_kill} of {n} had arrived");
+
+    let config_arg = config.clone();
+    let second = tokio::task::spawn_blocking(move || {
+        crate::common::bridge()
+            .env("RUST_LOG", "warn")
+            .args(["run", "--until-drained", "--config"])
+            .arg(&config_arg)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    crate::common::assert_success(&second);
+
+    let received = pas.received.lock().unwrap().clone();
+    let mut by_message = HashMap::<(String, String), HashSet<String>>::new();
+    for (id, kind) in &received {
+        by_message
+            .entry((id[..12].to_string(), kind.clone()))
+            .or_default()
+            .insert(id.clone());
+    }
+    let ubrns: HashSet<_> = by_message.keys().map(|(u, _)| u.clone()).collect();
+    assert_eq!(ubrns.len(), n, "nothing lost");
+    assert!(
+        by_message.values().all(|ids| ids.len() == 1),
+        "{by_message:?}"
+    );
+    assert!(
+        received.len() <= by_message.len() + 8,
+        "{} messages for {} distinct",
+        received.len(),
+        by_message.len()
+    );
+    h.cleanup().await;
+}
