@@ -22,7 +22,7 @@ use std::time::Instant;
 use anyhow::Context;
 use ers_bridge::events::{ErsCallFinished, Events, InboundHandled, Published};
 use ers_bridge::ids::{ControlId, Ubrn, Version};
-use ers_bridge::store::{InboundStatus, PublishedMessage, SearchFilter, Store, VersionRecord};
+use ers_bridge::store::{Ending, PublishedMessage, SearchFilter, Store, VersionRecord};
 use rand::{Rng, SeedableRng};
 
 const DAY_MS: i64 = 86_400_000;
@@ -106,14 +106,19 @@ async fn main() -> anyhow::Result<()> {
         let ubrn = Ubrn::parse(&format!("{:012}", 200_000_001 + (i as u64 % n)))?;
         let at = start + rng.random_range(0..30 * DAY_MS);
         store.inbound_begin(&cid, "RRI^I12", &payload, at).await?;
-        let status = if i % 50 == 0 {
-            InboundStatus::NeedsAction
+        let end = if i % 50 == 0 {
+            Ending::NeedsAction {
+                ubrn: Some(&ubrn),
+                why: "ok",
+            }
         } else {
-            InboundStatus::Done
+            Ending::Done {
+                ubrn: &ubrn,
+                action: "accept",
+                detail: "ok",
+            }
         };
-        store
-            .inbound_finish(&cid, status, Some(&ubrn), Some("accept"), "ok", Some("AA"))
-            .await?;
+        store.inbound_end(&cid, &end, None, at).await?;
     }
     println!(
         "filled {messages} messages ({outbound} out over {n} referrals, {inbound} in) in {:.0} s",

@@ -233,7 +233,6 @@ impl MllpSender {
 
     async fn connect(&self) -> Result<Connection, MllpError> {
         let address = &self.settings.address;
-        let timeout = self.settings.connect_timeout;
         let connect = async {
             let mut last = None;
             for addr in tokio::net::lookup_host(address.as_str()).await? {
@@ -253,45 +252,39 @@ impl MllpSender {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no address for the name")
             }))
         };
-        let stream = match tokio::time::timeout(timeout, connect).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(source)) => {
-                return Err(MllpError::Connect {
-                    address: address.clone(),
-                    source,
-                })
-            }
-            Err(_) => {
-                return Err(MllpError::ConnectTimeout {
-                    address: address.clone(),
-                    timeout_ms: timeout.as_millis() as u64,
-                })
-            }
-        };
+        let stream = self.within_connect_timeout(connect).await?;
         let _ = stream.set_nodelay(true);
         let stream: Box<dyn Stream> = match &self.tls {
             None => Box::new(stream),
             Some((connector, name)) => {
                 let handshake = connector.connect(name.clone(), stream);
-                match tokio::time::timeout(timeout, handshake).await {
-                    Ok(Ok(s)) => Box::new(s),
-                    Ok(Err(source)) => {
-                        return Err(MllpError::Connect {
-                            address: address.clone(),
-                            source,
-                        })
-                    }
-                    Err(_) => {
-                        return Err(MllpError::ConnectTimeout {
-                            address: address.clone(),
-                            timeout_ms: timeout.as_millis() as u64,
-                        })
-                    }
-                }
+                Box::new(self.within_connect_timeout(handshake).await?)
             }
         };
         tracing::info!(%address, tls = self.tls.is_some(), "mllp connection to the pas opened");
         Ok(Framed::new(stream, MllpCodec::new(self.settings.max_frame)))
+    }
+}
+
+impl MllpSender {
+    /// A step of connecting (the TCP connect, the TLS handshake), bounded by the connect
+    /// timeout, its failure named with the address.
+    async fn within_connect_timeout<T>(
+        &self,
+        step: impl std::future::Future<Output = std::io::Result<T>>,
+    ) -> Result<T, MllpError> {
+        let timeout = self.settings.connect_timeout;
+        match tokio::time::timeout(timeout, step).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(source)) => Err(MllpError::Connect {
+                address: self.settings.address.clone(),
+                source,
+            }),
+            Err(_) => Err(MllpError::ConnectTimeout {
+                address: self.settings.address.clone(),
+                timeout_ms: timeout.as_millis() as u64,
+            }),
+        }
     }
 }
 

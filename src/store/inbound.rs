@@ -7,7 +7,7 @@
 //! of its bytes or finds it (a redelivery or a resend with the same MSH-10; the hash tells
 //! a copy from another message reusing the id); the intent (action, UBRN, version sent, and
 //! the [`Decision`] behind it) is written **before** the e-RS call
-//! ([`Store::inbound_intent`]) and the result after it ([`Store::inbound_finish`]); the
+//! ([`Store::inbound_intent`]) and the result after it ([`Store::inbound_end`], a typed [`Ending`]); the
 //! delivery is acked only after that. A message found in `intent` was interrupted between
 //! the call and the record: the pipeline acts on the stored decision, re-reading the
 //! referral to find whether the write was applied, instead of deciding or writing again.
@@ -20,7 +20,7 @@
 use sqlx::Row;
 
 use super::inbound_record::{from_base64, inbound_from_row, to_base64};
-pub use super::inbound_record::{Attempt, Begin, Decision, Finish, InboundRecord, InboundStatus};
+pub use super::inbound_record::{Attempt, Begin, Decision, Ending, InboundRecord, InboundStatus};
 use super::{AnyQuery, OpContext, Store, StoreError};
 use crate::ids::{ControlId, Ubrn, Version};
 
@@ -256,60 +256,34 @@ impl Store {
             .collect()
     }
 
-    /// Records how the message ended (done, no action, needs action, dead-lettered), why,
-    /// its UBRN when known, and the MSA-1 of the reply sent to the PAS.
-    pub async fn inbound_finish(
+    /// Records how the message ended ([`Ending`]) with the reply it gets, when it gets one
+    /// (its MSA-1 and exact bytes), in one transaction: kept before the reply is sent, so a
+    /// resend of the message finds the outcome and gets these bytes again.
+    pub async fn inbound_end(
         &self,
         control_id: &ControlId,
-        status: InboundStatus,
-        ubrn: Option<&Ubrn>,
-        action: Option<&str>,
-        detail: &str,
-        reply_code: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let end = Finish {
-            status,
-            ubrn,
-            action,
-            detail,
-            reply_code,
-        };
-        finish_query(control_id, &end, chrono::Utc::now().timestamp_millis())
-            .execute(&self.pool)
-            .await
-            .op("inbound_finish")?;
-        Ok(())
-    }
-
-    /// [`Store::inbound_finish`] and [`Store::inbound_store_reply`] in one transaction: how
-    /// the message ended and the exact bytes of the reply it gets (kept before they are
-    /// published, so a redelivery finds the outcome and sends these bytes again).
-    pub async fn inbound_finish_with_reply(
-        &self,
-        control_id: &ControlId,
-        end: &Finish<'_>,
-        reply: Option<&[u8]>,
+        end: &Ending<'_>,
+        reply: Option<(&str, &[u8])>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        const OP: &str = "inbound_finish_with_reply";
-        let Some(reply) = reply else {
-            return self
-                .inbound_finish(
-                    control_id,
-                    end.status,
-                    end.ubrn,
-                    end.action,
-                    end.detail,
-                    end.reply_code,
-                )
-                .await;
+        const OP: &str = "inbound_end";
+        let code = reply.map(|(code, _)| code);
+        // Finished "now" by the wall clock, as before; the reply's payload row takes the
+        // caller's time.
+        let finished_ms = chrono::Utc::now().timestamp_millis();
+        let Some((_, bytes)) = reply else {
+            end_query(control_id, end, code, finished_ms)
+                .execute(&self.pool)
+                .await
+                .op(OP)?;
+            return Ok(());
         };
         let mut tx = self.pool.begin().await.op(OP)?;
-        finish_query(control_id, end, chrono::Utc::now().timestamp_millis())
+        end_query(control_id, end, code, finished_ms)
             .execute(&mut *tx)
             .await
             .op(OP)?;
-        put_reply(&mut tx, control_id, reply, now_ms).await.op(OP)?;
+        put_reply(&mut tx, control_id, bytes, now_ms).await.op(OP)?;
         tx.commit().await.op(OP)?;
         Ok(())
     }
@@ -348,18 +322,24 @@ impl Store {
     }
 }
 
-fn finish_query<'q>(control_id: &'q ControlId, end: &Finish<'q>, now_ms: i64) -> AnyQuery<'q> {
+fn end_query<'q>(
+    control_id: &'q ControlId,
+    end: &Ending<'q>,
+    reply_code: Option<&'q str>,
+    now_ms: i64,
+) -> AnyQuery<'q> {
+    let (ubrn, action, detail) = end.columns();
     sqlx::query(
         "UPDATE inbound_messages SET status = $2, ubrn = COALESCE($3, ubrn), \
          action = COALESCE($4, action), detail = $5, reply_code = $6, next_attempt_ms = NULL, \
          finished_at_ms = $7 WHERE control_id = $1",
     )
     .bind(control_id.as_str())
-    .bind(end.status.as_str())
-    .bind(end.ubrn.map(Ubrn::as_str))
-    .bind(end.action)
-    .bind(end.detail)
-    .bind(end.reply_code)
+    .bind(end.status().as_str())
+    .bind(ubrn.map(Ubrn::as_str))
+    .bind(action)
+    .bind(detail)
+    .bind(reply_code)
     .bind(now_ms)
 }
 

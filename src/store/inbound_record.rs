@@ -1,6 +1,6 @@
 //! The records of the inbound side of the store: where a PAS message is in its handling
 //! ([`InboundStatus`]), its stored row ([`InboundRecord`]) read from the database, the
-//! decision and attempts kept with it, and how it ended ([`Finish`]).
+//! decision and attempts kept with it, and how it ended ([`Ending`]).
 
 use sqlx::Row;
 
@@ -137,15 +137,50 @@ pub struct Attempt {
     pub at_ms: i64,
 }
 
-/// How an inbound message ended ([`Store::inbound_finish_with_reply`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Finish<'a> {
-    pub status: InboundStatus,
-    pub ubrn: Option<&'a Ubrn>,
-    pub action: Option<&'a str>,
-    pub detail: &'a str,
-    /// MSA-1 of the reply.
-    pub reply_code: Option<&'a str>,
+/// How an inbound message ends: one transition per final status, each carrying exactly
+/// what that status records (a done message always has its UBRN and action; a dead letter
+/// has neither), so no combination the record cannot mean can be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending<'a> {
+    /// The e-RS action is applied (now, or found applied).
+    Done {
+        ubrn: &'a Ubrn,
+        action: &'a str,
+        detail: &'a str,
+    },
+    /// Nothing to do in e-RS (an ACK from the PAS, a pending RRI).
+    NoAction {
+        ubrn: Option<&'a Ubrn>,
+        why: &'a str,
+    },
+    /// A person must act; `why` says what.
+    NeedsAction {
+        ubrn: Option<&'a Ubrn>,
+        why: &'a str,
+    },
+}
+
+impl Ending<'_> {
+    pub fn status(&self) -> InboundStatus {
+        match self {
+            Ending::Done { .. } => InboundStatus::Done,
+            Ending::NoAction { .. } => InboundStatus::NoAction,
+            Ending::NeedsAction { .. } => InboundStatus::NeedsAction,
+        }
+    }
+
+    /// The UBRN, action and detail columns.
+    pub(super) fn columns(&self) -> (Option<&Ubrn>, Option<&str>, &str) {
+        match *self {
+            Ending::Done {
+                ubrn,
+                action,
+                detail,
+            } => (Some(ubrn), Some(action), detail),
+            Ending::NoAction { ubrn, why } => (ubrn, Some("no_action"), why),
+            Ending::NeedsAction { ubrn, why } => (ubrn, None, why),
+        }
+    }
 }
 
 /// Bytes as a `payloads.body` (base64: the column is text on both databases, and the PAS's

@@ -50,7 +50,7 @@ mod versions;
 
 pub(crate) use error::OpContext;
 pub use error::StoreError;
-pub use inbound::{Attempt, Begin, Decision, Finish, InboundRecord, InboundStatus};
+pub use inbound::{Attempt, Begin, Decision, Ending, InboundRecord, InboundStatus};
 pub use monitor::{
     AlertRow, DeadLetter, Flow, MessageRow, SearchFilter, SearchPage, StoreFacts, TimelineEntry,
     DEAD_LETTER_WINDOW_MS,

@@ -54,6 +54,32 @@ impl TestPas {
         }
     }
 
+    /// After a crash and a restart: all `n` referrals arrived, one MSH-10 per referral and
+    /// message type (outbound MSH-10s are `<UBRN><event><version>`), and at most the 8 in
+    /// flight at the crash (the pipeline's concurrency) arrived twice.
+    fn assert_each_referral_once_per_msh10(&self, n: usize) {
+        let received = self.received.lock().unwrap().clone();
+        let mut by_message = HashMap::<(String, String), HashSet<String>>::new();
+        for (id, kind) in &received {
+            by_message
+                .entry((id[..12].to_string(), kind.clone()))
+                .or_default()
+                .insert(id.clone());
+        }
+        let ubrns: HashSet<_> = by_message.keys().map(|(u, _)| u.clone()).collect();
+        assert_eq!(ubrns.len(), n, "nothing lost");
+        assert!(
+            by_message.values().all(|ids| ids.len() == 1),
+            "{by_message:?}"
+        );
+        assert!(
+            received.len() <= by_message.len() + 8,
+            "{} messages for {} distinct",
+            received.len(),
+            by_message.len()
+        );
+    }
+
     /// How many copies of each MSH-10 arrived.
     fn copies(&self) -> HashMap<String, usize> {
         let mut out = HashMap::new();
@@ -181,29 +207,7 @@ async fn a_crash_mid_run_loses_nothing_and_resends_only_under_the_same_msh10() {
 
     let second = bridge(&h, &pas).await;
     second.drain(10).await.expect("second run");
-    let received = pas.received.lock().unwrap().clone();
-    // Outbound MSH-10s are <UBRN><event><version>: every referral there, and one MSH-10
-    // per referral and message type.
-    let mut by_message = HashMap::<(String, String), HashSet<String>>::new();
-    for (id, kind) in &received {
-        by_message
-            .entry((id[..12].to_string(), kind.clone()))
-            .or_default()
-            .insert(id.clone());
-    }
-    let ubrns: HashSet<_> = by_message.keys().map(|(u, _)| u.clone()).collect();
-    assert_eq!(ubrns.len(), n, "nothing lost");
-    assert!(
-        by_message.values().all(|ids| ids.len() == 1),
-        "{by_message:?}"
-    );
-    // At most the referrals in flight at the crash (concurrency 8) arrived twice.
-    assert!(
-        received.len() <= by_message.len() + 8,
-        "{} messages for {} distinct",
-        received.len(),
-        by_message.len()
-    );
+    pas.assert_each_referral_once_per_msh10(n);
     second.close().await;
     h.cleanup().await;
 }
@@ -267,25 +271,6 @@ async fn kill_9_of_run_mid_backlog_loses_nothing_over_mllp() {
     .unwrap();
     crate::common::assert_success(&second);
 
-    let received = pas.received.lock().unwrap().clone();
-    let mut by_message = HashMap::<(String, String), HashSet<String>>::new();
-    for (id, kind) in &received {
-        by_message
-            .entry((id[..12].to_string(), kind.clone()))
-            .or_default()
-            .insert(id.clone());
-    }
-    let ubrns: HashSet<_> = by_message.keys().map(|(u, _)| u.clone()).collect();
-    assert_eq!(ubrns.len(), n, "nothing lost");
-    assert!(
-        by_message.values().all(|ids| ids.len() == 1),
-        "{by_message:?}"
-    );
-    assert!(
-        received.len() <= by_message.len() + 8,
-        "{} messages for {} distinct",
-        received.len(),
-        by_message.len()
-    );
+    pas.assert_each_referral_once_per_msh10(n);
     h.cleanup().await;
 }

@@ -4,7 +4,7 @@
 //! MSA-2 look-up of a published message, and retention of inbound payloads.
 
 use ers_bridge::store::{
-    Attempt, Begin, Decision, InboundStatus, PublishedMessage, Store, VersionRecord,
+    Attempt, Begin, Decision, Ending, InboundStatus, PublishedMessage, Store, VersionRecord,
 };
 use secrecy::SecretString;
 
@@ -106,15 +106,17 @@ async fn scenario(store: &Store) {
         )
         .await
         .unwrap();
+    // The first reply's exact bytes (8859/1 text included) are kept with the ending, for
+    // a resend.
+    let first = b"MSH|^~\\&|ERS_BRIDGE\rMSA|AA|PAS00017|caf\xe9\r".to_vec();
+    let ubrn = u("000000070001");
+    let end = Ending::Done {
+        ubrn: &ubrn,
+        action: "accept",
+        detail: "accepted (A013)",
+    };
     store
-        .inbound_finish(
-            &pas,
-            InboundStatus::Done,
-            None,
-            None,
-            "accepted (A013)",
-            Some("AA"),
-        )
+        .inbound_end(&pas, &end, Some(("AA", &first)), 2_000)
         .await
         .unwrap();
     let r = store.inbound(&pas).await.unwrap().unwrap();
@@ -135,14 +137,7 @@ async fn scenario(store: &Store) {
         1
     );
 
-    // The reply's exact bytes (8859/1 text included) are kept for a resend; a later reply
-    // (a needs-action retry) replaces them.
-    assert_eq!(store.inbound_reply(&pas).await.unwrap(), None);
-    let first = b"MSH|^~\\&|ERS_BRIDGE\rMSA|AA|PAS00017|caf\xe9\r".to_vec();
-    store
-        .inbound_store_reply(&pas, &first, 3_000)
-        .await
-        .unwrap();
+    // A later reply (a needs-action retry) replaces the first.
     assert_eq!(store.inbound_reply(&pas).await.unwrap(), Some(first));
     let second = b"MSH|^~\\&|ERS_BRIDGE\rMSA|AE|PAS00017\r".to_vec();
     store

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ers_bridge::events::{Event, Events};
 use ers_bridge::monitor::alerts::{self, AlertEngine, Condition};
-use ers_bridge::store::{Begin, DeadLetter, InboundStatus, SearchFilter, Store};
+use ers_bridge::store::{Begin, DeadLetter, Ending, InboundStatus, SearchFilter, Store};
 use secrecy::SecretString;
 
 use crate::helpers;
@@ -18,23 +18,20 @@ use crate::ids::cid;
 async fn scenario(store: &Store) {
     // 120 inbound messages, a third of them old.
     let big = format!("MSH|^~\\&|PAS|{}", "x".repeat(4000));
+    let ubrn = ers_bridge::ids::Ubrn::parse("000000070001").unwrap();
     for i in 0..120i64 {
         let id = cid(&format!("PASMON{i:04}"));
         store
             .inbound_begin(&id, "RRI^I12", &big, 1_000 + i)
             .await
             .unwrap();
-        store
-            .inbound_finish(
-                &id,
-                InboundStatus::Done,
-                None,
-                Some("accept"),
-                "ok",
-                Some("AA"),
-            )
-            .await
-            .unwrap();
+        let end = Ending::Done {
+            ubrn: &ubrn,
+            action: "accept",
+            detail: "ok",
+        };
+        // No reply payload: the pruning counts below are of the messages' own bodies.
+        store.inbound_end(&id, &end, None, 2_000 + i).await.unwrap();
     }
     // Keyset pages: newest first, no overlap, no gap.
     let mut seen = Vec::new();
@@ -152,10 +149,11 @@ async fn sqlite_monitor_store_and_the_file_shrinks() {
                     .inbound_begin(&id, "RRI^I12", &body, at)
                     .await
                     .unwrap();
-                store
-                    .inbound_finish(&id, InboundStatus::NoAction, None, None, "", None)
-                    .await
-                    .unwrap();
+                let end = Ending::NoAction {
+                    ubrn: None,
+                    why: "",
+                };
+                store.inbound_end(&id, &end, None, at + 1).await.unwrap();
             }
         }
     };

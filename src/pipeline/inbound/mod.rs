@@ -41,7 +41,7 @@ use crate::hl7::{read_with_limit, Inbound as InboundMsg, Message, Ubrn};
 use crate::ids::ControlId;
 use crate::mapping::{Action, DecisionTable};
 use crate::runtime::Shared;
-use crate::store::{Begin, Decision, Finish, InboundRecord, InboundStatus};
+use crate::store::{Begin, Decision, Ending, InboundRecord, InboundStatus};
 use crate::transport::Hl7In;
 
 pub use execute::Outcome as ExecuteOutcome;
@@ -405,12 +405,9 @@ impl Inbound {
         match &action {
             Action::NoAction { why } => {
                 let reply = is_rri.then(|| Reply::accept(why.clone()));
-                let end = Finish {
-                    status: InboundStatus::NoAction,
+                let end = Ending::NoAction {
                     ubrn: ubrn.as_ref(),
-                    action: Some("no_action"),
-                    detail: why,
-                    reply_code: None,
+                    why,
                 };
                 self.finish((msg, message), reply, end, now).await?;
                 Ok(Handled::NoAction { why: why.clone() })
@@ -488,12 +485,10 @@ impl Inbound {
                         "{name} already applied for message {} (a resend): not written again",
                         first.control_id
                     );
-                    let end = Finish {
-                        status: InboundStatus::Done,
-                        ubrn: Some(&ubrn),
-                        action: Some(name),
+                    let end = Ending::Done {
+                        ubrn: &ubrn,
+                        action: name,
                         detail: &detail,
-                        reply_code: None,
                     };
                     let reply = Some(Reply::accept(detail.clone()));
                     self.finish((msg, message), reply, end, now).await?;
@@ -533,12 +528,10 @@ impl Inbound {
         let name = execute::action_name(action);
         match outcome? {
             execute::Outcome::Applied { detail } => {
-                let end = Finish {
-                    status: InboundStatus::Done,
-                    ubrn: Some(ubrn),
-                    action: Some(name),
+                let end = Ending::Done {
+                    ubrn,
+                    action: name,
                     detail: &detail,
-                    reply_code: None,
                 };
                 let reply = Some(Reply::accept(detail.clone()));
                 self.finish((msg, message), reply, end, now).await?;
@@ -572,13 +565,7 @@ impl Inbound {
         reply: Option<Reply>,
         now: DateTime<Utc>,
     ) -> Result<Handled, PipelineError> {
-        let end = Finish {
-            status: InboundStatus::NeedsAction,
-            ubrn,
-            action: None,
-            detail: why,
-            reply_code: None,
-        };
+        let end = Ending::NeedsAction { ubrn, why };
         self.finish((msg, message), reply, end, now).await?;
         tracing::warn!(control_id = %msg.control_id, why, "pas message needs action");
         Ok(Handled::NeedsAction {

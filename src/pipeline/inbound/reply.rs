@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::hl7::ack::AckCode;
 use crate::hl7::reply::{self, Reply, ReplyError};
 use crate::hl7::{ControlId, Hl7Out, Inbound as InboundMsg, Message};
-use crate::store::{Finish, InboundRecord};
+use crate::store::{Ending, InboundRecord};
 use crate::transport::Hl7In;
 
 use super::{Handled, Inbound, PipelineError};
@@ -30,8 +30,8 @@ pub struct AckOut {
 }
 
 impl Inbound {
-    /// Records how the message ended (`end`, whose `reply_code` is set here) together with
-    /// the bytes of the bridge's ACK to it, in one transaction, and posts the ACK for the
+    /// Records how the message ended (`end`) together with the bridge's ACK to it (its code
+    /// and bytes), in one transaction, and posts the ACK for the
     /// caller to send (RRIs only: an ACK from the PAS is never acknowledged). Recorded
     /// first, so a resend of the message, or the retry loop after a failed send, finds the
     /// outcome and sends these bytes again.
@@ -39,7 +39,7 @@ impl Inbound {
         &self,
         (msg, message): (&InboundMsg, &Message),
         reply: Option<Reply>,
-        end: Finish<'_>,
+        end: Ending<'_>,
         now: DateTime<Utc>,
     ) -> Result<(), PipelineError> {
         let control_id = reply_control_id(&msg.control_id);
@@ -47,16 +47,13 @@ impl Inbound {
             .as_ref()
             .map(|r| encode(message, r, &control_id, now))
             .transpose()?;
-        let end = Finish {
-            reply_code: reply.as_ref().map(|r| r.code.as_str()),
-            ..end
-        };
+        let code = reply.as_ref().map(|r| r.code.as_str());
         self.shared
             .store
-            .inbound_finish_with_reply(
+            .inbound_end(
                 &msg.control_id,
                 &end,
-                bytes.as_deref(),
+                code.zip(bytes.as_deref()),
                 now.timestamp_millis(),
             )
             .await?;

@@ -88,16 +88,13 @@ impl Inbound {
         let (message, msg) = match read {
             Ok(m) => m,
             Err(why) => {
+                let end = crate::store::Ending::NeedsAction {
+                    ubrn: None,
+                    why: &why,
+                };
                 self.shared
                     .store
-                    .inbound_finish(
-                        &r.control_id,
-                        InboundStatus::NeedsAction,
-                        None,
-                        None,
-                        &why,
-                        None,
-                    )
+                    .inbound_end(&r.control_id, &end, None, now.timestamp_millis())
                     .await?;
                 return Ok(Handled::NeedsAction { why });
             }
