@@ -200,7 +200,9 @@ impl App {
             });
         }
         let monitor_state = MonitorState {
-            shared: shared.clone(),
+            store: shared.store.clone(),
+            events: shared.events.clone(),
+            pas: shared.pas.clone(),
             tokens: tokens.into(),
             liveness: Arc::new(Liveness::default()),
             inbound_queue: a.inbound_queue.clone(),
@@ -283,6 +285,15 @@ impl App {
         &self.inbound
     }
 
+    /// What the alerts watch: the store, the event hub and the link to the PAS.
+    pub fn watched(&self) -> monitor::alerts::Watched {
+        monitor::alerts::Watched {
+            store: self.shared.store.clone(),
+            events: self.shared.events.clone(),
+            pas: self.shared.pas.clone(),
+        }
+    }
+
     /// What the directions share (store, clients, events).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
@@ -357,7 +368,8 @@ impl App {
             "outbound pipeline running"
         );
         tasks.spawn(monitor::alerts::for_bridge(
-            self.shared.clone(),
+            Arc::new(self.watched()),
+            self.shared.shutdown.clone(),
             self.alerts.clone(),
             !self.outbound.targets().is_empty(),
         ));

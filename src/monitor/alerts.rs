@@ -17,8 +17,9 @@ use serde::Serialize;
 
 use crate::config::AlertsConfig;
 use crate::events::{AlertChanged, AlertWebhookPosted, AlertsEvaluated, Events, FactsRead};
-use crate::runtime::Shared;
+use crate::runtime::Shutdown;
 use crate::store::{Store, StoreError};
+use crate::transport::PasLink;
 
 /// One condition as probed now: firing with a detail, or clear.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,9 +139,18 @@ impl Webhook {
     }
 }
 
-/// The conditions now, from the store and the event hub.
+/// What the alert conditions are read from.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub store: Store,
+    pub events: Events,
+    /// The way to the PAS (`broker_disconnected`).
+    pub pas: PasLink,
+}
+
+/// The conditions now, from the store, the event hub and the link to the PAS.
 pub async fn probe(
-    shared: &Shared,
+    shared: &Watched,
     cfg: &AlertsConfig,
     started_ms: i64,
     polls: bool,
@@ -262,7 +272,12 @@ pub async fn run<P, F>(
 }
 
 /// The engine and its probe for a running bridge.
-pub fn for_bridge(shared: Arc<Shared>, cfg: AlertsConfig, polls: bool) -> impl Future<Output = ()> {
+pub fn for_bridge(
+    shared: Arc<Watched>,
+    shutdown: Shutdown,
+    cfg: AlertsConfig,
+    polls: bool,
+) -> impl Future<Output = ()> {
     let engine = AlertEngine::new(
         shared.store.clone(),
         shared.events.clone(),
@@ -271,10 +286,7 @@ pub fn for_bridge(shared: Arc<Shared>, cfg: AlertsConfig, polls: bool) -> impl F
     let started = chrono::Utc::now().timestamp_millis();
     let every = Duration::from_secs(cfg.evaluate_secs);
     async move {
-        let stop = {
-            let s = shared.shutdown.clone();
-            async move { s.wait().await }
-        };
+        let stop = async move { shutdown.wait().await };
         let probe_shared = shared.clone();
         run(
             engine,

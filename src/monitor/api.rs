@@ -73,7 +73,7 @@ fn bad_request(why: &str) -> Response {
 
 /// What the dashboard's first screen shows.
 pub async fn summary(State(s): State<MonitorState>) -> Response {
-    let store = &s.shared.store;
+    let store = &s.store;
     let now = chrono::Utc::now().timestamp_millis();
     let result = async {
         let flow = store.flow(now).await?;
@@ -108,7 +108,7 @@ pub async fn summary(State(s): State<MonitorState>) -> Response {
 
 /// e-RS calls by status class, from the metrics (what the process saw since it started).
 fn ers_calls(s: &MonitorState) -> Value {
-    let m = s.shared.events.metrics();
+    let m = s.events.metrics();
     let by_class: serde_json::Map<String, Value> = StatusClass::ALL
         .iter()
         .map(|c| {
@@ -127,14 +127,14 @@ pub async fn timeline(State(s): State<MonitorState>, Path(ubrn): Path<String>) -
     let Ok(ubrn) = Ubrn::parse(&ubrn) else {
         return bad_request("not a UBRN (12 digits)");
     };
-    match s.shared.store.timeline(&ubrn).await {
+    match s.store.timeline(&ubrn).await {
         Ok(t) => Json(json!({"ubrn": ubrn.to_string(), "stages": t})).into_response(),
         Err(e) => failed(e),
     }
 }
 
 pub async fn search(State(s): State<MonitorState>, Query(f): Query<SearchFilter>) -> Response {
-    match s.shared.store.search(&f).await {
+    match s.store.search(&f).await {
         Ok(p) => Json(p).into_response(),
         Err(StoreError::Decode { .. }) => bad_request("bad cursor: use the previous page's next"),
         Err(e) => failed(e),
@@ -142,7 +142,7 @@ pub async fn search(State(s): State<MonitorState>, Query(f): Query<SearchFilter>
 }
 
 pub async fn parked(State(s): State<MonitorState>) -> Response {
-    match s.shared.store.parked().await {
+    match s.store.parked().await {
         Ok(items) => Json(
             items
                 .iter()
@@ -158,7 +158,7 @@ pub async fn parked(State(s): State<MonitorState>) -> Response {
 }
 
 pub async fn needs_action(State(s): State<MonitorState>) -> Response {
-    match s.shared.store.inbound_needing_action().await {
+    match s.store.inbound_needing_action().await {
         Ok(items) => Json(
             items
                 .iter()
@@ -177,14 +177,14 @@ pub async fn needs_action(State(s): State<MonitorState>) -> Response {
 }
 
 pub async fn dead_letters(State(s): State<MonitorState>) -> Response {
-    match s.shared.store.dead_letters(200).await {
+    match s.store.dead_letters(200).await {
         Ok(items) => Json(items).into_response(),
         Err(e) => failed(e),
     }
 }
 
 pub async fn alerts(State(s): State<MonitorState>) -> Response {
-    match s.shared.store.open_alerts().await {
+    match s.store.open_alerts().await {
         Ok(items) => Json(items).into_response(),
         Err(e) => failed(e),
     }
@@ -199,15 +199,14 @@ pub async fn redrive(
 ) -> Response {
     use super::actions::{redrive, RedriveError};
     let now = chrono::Utc::now().timestamp_millis();
-    let sh = &s.shared;
-    let Some(publisher) = sh.pas.broker() else {
+    let Some(publisher) = s.pas.broker() else {
         return (
             StatusCode::CONFLICT,
             Json(json!({"error": "a re-drive puts the message back on the inbound queue: this bridge has no broker"})),
         )
             .into_response();
     };
-    match redrive(&sh.store, publisher, &s.inbound_queue, &id, &who, now).await {
+    match redrive(&s.store, publisher, &s.inbound_queue, &id, &who, now).await {
         Ok(()) => Json(json!({"redriven": id, "by": who, "at_ms": now})).into_response(),
         Err(RedriveError::Store(e)) => failed(e),
         Err(e) => {
@@ -238,7 +237,7 @@ pub async fn replay_one(
     let Ok(ubrn) = Ubrn::parse(&ubrn) else {
         return bad_request("not a UBRN (12 digits)");
     };
-    let results = actions::replay(&s.outbound, &s.shared.store, &who, &[ubrn], q.dry_run).await;
+    let results = actions::replay(&s.outbound, &s.store, &who, &[ubrn], q.dry_run).await;
     Json(json!({"dry_run": q.dry_run, "results": results})).into_response()
 }
 
@@ -250,11 +249,11 @@ pub async fn replay_filtered(
     Query(q): Query<DryRun>,
     Json(f): Json<SearchFilter>,
 ) -> Response {
-    let ubrns = match actions::ubrns_matching(&s.shared.store, &f).await {
+    let ubrns = match actions::ubrns_matching(&s.store, &f).await {
         Ok(u) => u,
         Err(StoreError::Decode { .. }) => return bad_request("bad cursor"),
         Err(e) => return failed(e),
     };
-    let results = actions::replay(&s.outbound, &s.shared.store, &who, &ubrns, q.dry_run).await;
+    let results = actions::replay(&s.outbound, &s.store, &who, &ubrns, q.dry_run).await;
     Json(json!({"dry_run": q.dry_run, "results": results})).into_response()
 }

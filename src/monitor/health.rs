@@ -51,21 +51,19 @@ pub async fn live(State(s): State<MonitorState>) -> Response {
 /// Each part checked with a short timeout, so a hung broker cannot hang the probe.
 pub async fn ready(State(s): State<MonitorState>) -> Response {
     let t = Duration::from_secs(2);
-    let sh = &s.shared;
-    let broker = match tokio::time::timeout(t, sh.pas.ensure_connected()).await {
+    let broker = match tokio::time::timeout(t, s.pas.ensure_connected()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("no answer from the broker within 2s".into()),
     };
     let now = chrono::Utc::now().timestamp_millis().to_string();
-    let store = match tokio::time::timeout(t, sh.store.set_state_value("monitor.ready_probe", &now))
-        .await
-    {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the store did not take a write within 2s".into()),
-    };
-    let ers = if sh.events.metrics().ers_auth_failing.get() == 0 {
+    let store =
+        match tokio::time::timeout(t, s.store.set_state_value("monitor.ready_probe", &now)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the store did not take a write within 2s".into()),
+        };
+    let ers = if s.events.metrics().ers_auth_failing.get() == 0 {
         Ok(())
     } else {
         Err("e-RS refuses the bridge's credentials (401/403)".to_string())
@@ -103,7 +101,7 @@ pub async fn metrics(State(s): State<MonitorState>, headers: header::HeaderMap) 
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
-            s.shared.events.encode(),
+            s.events.encode(),
         )
             .into_response()
     } else {
@@ -112,7 +110,7 @@ pub async fn metrics(State(s): State<MonitorState>, headers: header::HeaderMap) 
                 header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",
             )],
-            s.shared.events.metrics().encode_prometheus_text(),
+            s.events.metrics().encode_prometheus_text(),
         )
             .into_response()
     }

@@ -69,8 +69,8 @@ pub async fn render(State(s): State<MonitorState>, Json(r): Json<RenderRequest>)
             let Ok(ubrn) = Ubrn::parse(&u) else {
                 return refuse(StatusCode::BAD_REQUEST, "not a UBRN (12 digits)");
             };
-            match s.shared.ers.referral_json(&ubrn, None).await {
-                Ok(v) => v.resource,
+            match s.outbound.referral_json(&ubrn).await {
+                Ok(v) => v,
                 Err(e) => return refuse(StatusCode::BAD_GATEWAY, format!("e-RS: {e}")),
             }
         }

@@ -21,7 +21,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use secrecy::SecretString;
 
-use crate::runtime::Shared;
+use crate::events::Events;
+use crate::store::Store;
+use crate::transport::PasLink;
 
 pub use health::Liveness;
 
@@ -43,12 +45,17 @@ impl std::fmt::Debug for ApiToken {
 /// What the handlers share.
 #[derive(Clone, Debug)]
 pub struct MonitorState {
-    pub shared: Arc<Shared>,
+    /// What the monitor reads and counts: the store and the event hub; the link to the PAS
+    /// for readiness and a re-drive. Nothing else of the bridge's shared parts (no e-RS
+    /// client, claims or caches).
+    pub store: Store,
+    pub events: Events,
+    pub pas: PasLink,
     pub tokens: Arc<[ApiToken]>,
     pub liveness: Arc<Liveness>,
     /// Where a re-driven dead letter is sent back to (the inbound queue).
     pub inbound_queue: String,
-    /// For replays.
+    /// The operations handle: replays, and the referral read the mapping page renders.
     pub outbound: Arc<crate::pipeline::outbound::Pipeline>,
     /// The mapping files, for the mapping page.
     pub mappings_dir: std::path::PathBuf,

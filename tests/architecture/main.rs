@@ -104,6 +104,15 @@ fn the_composition_root_is_a_dependency_of_nothing_it_composes() {
         "only app/ and cli/ may use app/ (the pipelines, the monitor and the PAS simulator \
          take runtime/): {outside:?}"
     );
+    let holding = users_outside(
+        "runtime::Shared",
+        &["src/runtime/", "src/app/", "src/pipeline/"],
+    );
+    assert!(
+        holding.is_empty(),
+        "the monitor gets only the store, the events, the link to the PAS and an operations \
+         handle, never the whole Shared: {holding:?}"
+    );
     let outside = users_outside("crate::monitor", &["src/monitor/", "src/app/", "src/cli/"]);
     assert!(
         outside.is_empty(),

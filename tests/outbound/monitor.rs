@@ -217,7 +217,7 @@ async fn after_a_loop_the_timeline_is_in_order_and_the_metrics_match() {
     let no_ubrn = rri("PASNOUBRN1", "A^Accepted^HL70283", "", "", "x");
     app.inbound().handle(&no_ubrn, Utc::now()).await.unwrap();
     let conditions = ers_bridge::monitor::alerts::probe(
-        app.shared(),
+        &app.watched(),
         &ers_bridge::config::AlertsConfig::default(),
         Utc::now().timestamp_millis(),
         false,

@@ -220,6 +220,12 @@ impl Pipeline {
             .map_err(PipelineError::store(ubrn))
     }
 
+    /// The referral as e-RS gives it now (A005), for an operator's view (the monitor's
+    /// mapping page): no facts read, nothing recorded.
+    pub async fn referral_json(&self, ubrn: &Ubrn) -> Result<Value, PipelineError> {
+        self.read(ubrn).await.map(|(_, json)| json)
+    }
+
     /// A005, with the version every message and store row needs.
     /// The referral's latest version with the facts the pipeline decides on.
     pub(super) async fn read_latest(&self, ubrn: &Ubrn) -> Result<Read, PipelineError> {
