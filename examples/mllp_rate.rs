@@ -69,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
             client_cert: None,
             server_name: None,
         }),
+        retry_refused: false,
     })?;
     let mut latencies = Vec::with_capacity(count);
     let started = Instant::now();

@@ -194,6 +194,7 @@ async fn close_the_loop_mllp(
         max_connections: 4,
         idle_timeout: Duration::from_secs(60),
         max_frame: listener::MAX_FRAME,
+        reply_within: Duration::from_secs(60),
         tls: None,
     };
     let bound = listener::bind(&settings).await?;

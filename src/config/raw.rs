@@ -79,6 +79,9 @@ pub struct MllpSenderConfig {
     pub tls_client_key_file: Option<PathBuf>,
     /// The name the PAS's certificate must carry (default: the host of `address`).
     pub tls_server_name: Option<String>,
+    /// What an AE/AR from the PAS does to a referral version: `park` it with the PAS's
+    /// reason (the default; a replay sends it again) or `retry` it with backoff.
+    pub on_refusal: String,
 }
 
 impl Default for MllpSenderConfig {
@@ -92,6 +95,7 @@ impl Default for MllpSenderConfig {
             tls_client_cert_file: None,
             tls_client_key_file: None,
             tls_server_name: None,
+            on_refusal: "park".into(),
         }
     }
 }
@@ -143,6 +147,9 @@ pub struct InboundConfig {
     pub mllp_max_connections: usize,
     /// An MLLP connection with nothing received for this long is closed.
     pub mllp_idle_timeout_secs: u64,
+    /// The longest an MLLP sender waits for its answer: past it, a recorded message gets a
+    /// commit accept (CA) and its application ACK follows through the link.
+    pub mllp_reply_within_ms: u64,
     /// PEM certificate and key: the listener speaks TLS.
     pub mllp_tls_cert_file: Option<PathBuf>,
     pub mllp_tls_key_file: Option<PathBuf>,
@@ -160,6 +167,7 @@ impl Default for InboundConfig {
             mllp_listen: None,
             mllp_max_connections: 16,
             mllp_idle_timeout_secs: 300,
+            mllp_reply_within_ms: 10_000,
             mllp_tls_cert_file: None,
             mllp_tls_key_file: None,
             mllp_tls_client_ca_file: None,

@@ -173,6 +173,7 @@ impl RawConfig {
                     listen,
                     max_connections: i.mllp_max_connections,
                     idle_timeout: Duration::from_secs(i.mllp_idle_timeout_secs),
+                    reply_within: Duration::from_millis(i.mllp_reply_within_ms.max(1)),
                     max_frame: crate::mllp::listener::MAX_FRAME,
                 })
             }
@@ -250,7 +251,18 @@ impl RawConfig {
                     client_cert,
                     server_name: m.tls_server_name.clone(),
                 });
+                let retry_refused = match m.on_refusal.as_str() {
+                    "park" => false,
+                    "retry" => true,
+                    other => {
+                        return err(
+                            "transport.mllp.on_refusal",
+                            format!("{other:?} is not park or retry"),
+                        )
+                    }
+                };
                 Some(crate::mllp::SenderSettings {
+                    retry_refused,
                     tls,
                     address: a.clone(),
                     connect_timeout: Duration::from_millis(t.mllp.connect_timeout_ms),

@@ -7,9 +7,9 @@
 //! (`process` returns only then).
 //! - the application ACK (AA/AE) once the decision is made and, when it needs one, the
 //!   e-RS write done;
-//! - a commit accept (CA) when the write waits for a retry (e-RS down, rate-limited): the
-//!   message is stored, and the application ACK follows through the deployment's link to
-//!   the PAS when the retry ends;
+//! - a commit accept (CA) when the write waits for a retry (e-RS down), or when deciding
+//!   takes longer than `reply_within` (e-RS slow, the rate limit): the message is stored,
+//!   and the application ACK follows through the deployment's link to the PAS;
 //! - nothing for an ACK from the PAS (an acknowledgement is not acknowledged);
 //! - an AR naming the reason for bytes that are not readable HL7 (kept as a dead letter);
 //!   the connection stays open;
@@ -46,6 +46,9 @@ pub struct ListenerSettings {
     pub max_connections: usize,
     pub idle_timeout: Duration,
     pub max_frame: usize,
+    /// The longest the PAS waits for its answer: past it, a recorded message gets a CA and
+    /// its application ACK follows through the link.
+    pub reply_within: Duration,
     /// TLS on the listener, when configured.
     pub tls: Option<super::tls::ServerTls>,
 }
@@ -101,7 +104,7 @@ pub async fn serve(
                             }
                         }
                     };
-                    serve_connection(stream, peer, &inbound, &settings, &shutdown).await;
+                    serve_connection(stream, peer, inbound, &settings, &shutdown).await;
                     drop(slot);
                 });
             }
@@ -118,7 +121,7 @@ pub async fn serve(
 async fn serve_connection(
     stream: Box<dyn Stream>,
     peer: SocketAddr,
-    inbound: &Inbound,
+    inbound: Arc<Inbound>,
     settings: &ListenerSettings,
     shutdown: &Shutdown,
 ) {
@@ -141,7 +144,7 @@ async fn serve_connection(
             }
             Ok(Some(Ok(block))) => block,
         };
-        match answer(inbound, block).await {
+        match answer(&inbound, block, settings.reply_within).await {
             Ok(Some(reply)) => {
                 if let Err(e) = framed.send(reply).await {
                     tracing::warn!(%peer, error = %e, "mllp reply not written; the pas sends the message again");
@@ -159,19 +162,66 @@ async fn serve_connection(
     tracing::info!(%peer, "mllp connection closed");
 }
 
+/// How [`decide_within`] ended.
+enum Decided {
+    Now(Box<Result<crate::pipeline::inbound::Answer, crate::pipeline::PipelineError>>),
+    /// Recorded, and still being decided after the deadline.
+    Later,
+}
+
+/// Runs the inbound pipeline on `input`, waiting at most `within` for its answer. Past the
+/// deadline, once the message is recorded (never before: a CA promises that), the answer
+/// is left to the task, which sends its reply through the link when it comes.
+async fn decide_within(inbound: &Arc<Inbound>, input: &Hl7In, within: Duration) -> Decided {
+    let mut task = {
+        let (inbound, input) = (inbound.clone(), input.clone());
+        tokio::spawn(async move { inbound.process(&input, Utc::now()).await })
+    };
+    let joined = match tokio::time::timeout(within, &mut task).await {
+        Ok(joined) => joined,
+        Err(_) if inbound.is_recorded(input).await => {
+            let inbound = inbound.clone();
+            tokio::spawn(async move {
+                if let Ok(Ok(answer)) = task.await {
+                    if let Some(reply) = answer.reply {
+                        inbound.send_later(&reply).await;
+                    }
+                }
+            });
+            return Decided::Later;
+        }
+        // Not even recorded yet: the PAS waits for it.
+        Err(_) => task.await,
+    };
+    Decided::Now(Box::new(joined.unwrap_or_else(|e| {
+        Err(crate::pipeline::PipelineError::BadMessage(format!(
+            "the handling task failed: {e}"
+        )))
+    })))
+}
+
 /// The bytes to write back for one block, `None` for no reply; `Err` closes the connection
 /// without one (nothing was recorded: the PAS sends it again).
-async fn answer(inbound: &Inbound, block: Block) -> Result<Option<Vec<u8>>, ()> {
+async fn answer(
+    inbound: &Arc<Inbound>,
+    block: Block,
+    reply_within: Duration,
+) -> Result<Option<Vec<u8>>, ()> {
     let now = Utc::now();
     let (kind, detail, input, reply) = match block {
         Block::Message(bytes) => {
             let input = Hl7In::new(bytes.to_vec());
-            let answer = match inbound.process(&input, now).await {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "mllp message not recorded, connection closed without a reply");
-                    return Err(());
-                }
+            let answer = match decide_within(inbound, &input, reply_within).await {
+                Decided::Now(r) => match *r {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "mllp message not recorded, connection closed without a reply");
+                        return Err(());
+                    }
+                },
+                // Recorded, still being decided: a commit accept now; the application
+                // ACK follows through the link.
+                Decided::Later => return Ok(inbound.commit_accept(&input, now)),
             };
             if let crate::pipeline::inbound::Handled::DeadLettered { reason } = &answer.handled {
                 let nak = inbound.reject_unreadable(reason, now);

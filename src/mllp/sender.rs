@@ -35,6 +35,9 @@ pub struct SenderSettings {
     pub max_frame: usize,
     /// TLS to the PAS, when configured.
     pub tls: Option<ClientTls>,
+    /// An AE/AR is retried with backoff rather than handed back as a refusal
+    /// (`on_refusal = "retry"`).
+    pub retry_refused: bool,
 }
 
 /// What the PAS answered.
@@ -122,6 +125,11 @@ impl MllpSender {
     pub fn destination(&self) -> String {
         let scheme = if self.tls.is_some() { "mllps" } else { "mllp" };
         format!("{scheme}://{}", self.settings.address)
+    }
+
+    /// Whether an AE/AR is to be retried rather than handed back.
+    pub fn retries_refusals(&self) -> bool {
+        self.settings.retry_refused
     }
 
     /// Whether a connection is open now.

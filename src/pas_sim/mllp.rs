@@ -86,6 +86,7 @@ impl MllpPas {
             ack_timeout: Duration::from_secs(60),
             max_frame: 1 << 20,
             tls: None,
+            retry_refused: false,
         })
         .expect("no tls files to read");
         let mut pending = decisions.into_iter();

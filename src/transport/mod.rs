@@ -194,7 +194,7 @@ impl PasLink {
                     Err(e) => Err(e.into()),
                 }
             }
-            PasLink::Mllp(_) => {
+            PasLink::Mllp(sender) => {
                 let mut shutdown = std::pin::pin!(shutdown);
                 let mut attempt = 0u32;
                 loop {
@@ -203,17 +203,20 @@ impl PasLink {
                         () = &mut shutdown => return Err(TransportError::ShuttingDown),
                         r = self.send(out) => r,
                     };
-                    match sent {
-                        Err(e) if e.is_retryable() => {
-                            attempt += 1;
-                            let wait = backoff.delay_random(attempt);
-                            on_retry(e.to_string(), wait);
-                            tokio::select! {
-                                () = &mut shutdown => return Err(TransportError::ShuttingDown),
-                                () = tokio::time::sleep(wait) => {}
-                            }
+                    let error = match sent {
+                        Err(e) if e.is_retryable() => e.to_string(),
+                        // `on_refusal = "retry"`: an AE/AR waits and is sent again.
+                        Ok(Delivery::Refused { reason }) if sender.retries_refusals() => {
+                            format!("the PAS refused it: {reason}")
                         }
                         other => return other,
+                    };
+                    attempt += 1;
+                    let wait = backoff.delay_random(attempt);
+                    on_retry(error, wait);
+                    tokio::select! {
+                        () = &mut shutdown => return Err(TransportError::ShuttingDown),
+                        () = tokio::time::sleep(wait) => {}
                     }
                 }
             }

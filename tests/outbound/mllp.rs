@@ -152,6 +152,55 @@ async fn a_decision_waiting_for_e_rs_is_commit_accepted_then_answered_through_th
     h.cleanup().await;
 }
 
+/// e-RS slower than the PAS waits: the recorded RRI gets a CA within the deadline, and the
+/// application ACK (AA, the write done once) follows through the link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_decision_is_commit_accepted_in_time_then_answered_through_the_link() {
+    let (h, app) = seeded(false).await;
+    let (addr, shutdown, server) = listen_full(&app, None, Duration::from_millis(200)).await;
+    h.admin("faults", serde_json::json!({"latency_ms": 1500}))
+        .await;
+    let mut pas = Pas::connect(addr).await;
+    let accept = rri("MLLPSLOW01", "A^Accepted^HL70283", "000000070001", "", "ok");
+    pas.send(&[&accept], 4096).await;
+    let ca = ers_bridge::hl7::read(&pas.reply().await).unwrap();
+    let msa = ca.segment("MSA").expect("an MSA");
+    assert_eq!((msa.comp(1, 1), msa.comp(2, 1)), ("CA", "MLLPSLOW01"));
+    // The decision goes on without the connection; its AA arrives through the link.
+    let ack = next_reply_on_the_link(&h).await;
+    assert_eq!(ack.ack_code, Some(AckCode::AA));
+    assert_eq!(ack.acked_control_id.unwrap().as_str(), "MLLPSLOW01");
+    assert_eq!(ops(&h, "A013").await, 1);
+    shutdown.trigger();
+    server.await.unwrap();
+    app.close().await;
+    h.cleanup().await;
+}
+
+/// The next ACK on the PAS's reply queue, waiting (bounded) for a decision still running.
+async fn next_reply_on_the_link(h: &crate::helpers::Harness) -> ers_bridge::hl7::Inbound {
+    let conn = lapin::Connection::connect(crate::helpers::AMQP_URL, Default::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let queue = format!("{}-acks", h.prefix);
+    for _ in 0..600 {
+        let got = ch
+            .basic_get(
+                queue.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap();
+        if let Some(m) = got {
+            return read_inbound(&m.delivery.data, 1 << 20).unwrap();
+        }
+        // A bounded wait for another task's work, not a timing assertion.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no ACK on the link within 30 s");
+}
+
 /// An outside oracle: python-hl7's own MLLP client (`hl7.client.MLLPClient`, in the
 /// `.venv-hl7apy` that `scripts/dev.sh setup` makes) sends an RRI to the listener and
 /// parses our ACK with python-hl7's parser.
@@ -229,11 +278,21 @@ pub(crate) async fn listen_with(
     app: &ers_bridge::app::App,
     tls: Option<ers_bridge::mllp::tls::ServerTls>,
 ) -> (std::net::SocketAddr, Shutdown, tokio::task::JoinHandle<()>) {
+    listen_full(app, tls, Duration::from_secs(60)).await
+}
+
+/// [`listen_with`], answering within `reply_within`.
+async fn listen_full(
+    app: &ers_bridge::app::App,
+    tls: Option<ers_bridge::mllp::tls::ServerTls>,
+    reply_within: Duration,
+) -> (std::net::SocketAddr, Shutdown, tokio::task::JoinHandle<()>) {
     let settings = ListenerSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         max_connections: 4,
         idle_timeout: Duration::from_secs(60),
         max_frame: listener::MAX_FRAME,
+        reply_within,
         tls: tls.clone(),
     };
     let acceptor = tls.map(|t| ers_bridge::mllp::tls::acceptor(&t).expect("tls set-up"));

@@ -179,6 +179,34 @@ async fn a_refusal_by_the_pas_parks_the_referral_with_its_reason() {
     h.cleanup().await;
 }
 
+/// `on_refusal = "retry"`: a PAS that refuses the first copy of every message and takes
+/// it when sent again gets every referral, none parked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_on_refusal_retry_a_refused_message_is_sent_again_not_parked() {
+    let h = Harness::start(Opts {
+        seed: true,
+        ..Opts::default()
+    })
+    .await;
+    let pas = TestPas::start("ae-first");
+    let transport = format!(
+        "[transport]\nto_pas = \"mllp\"\n[transport.mllp]\naddress = \"127.0.0.1:{}\"\nack_timeout_ms = 400\non_refusal = \"retry\"\n[pipeline]\n",
+        pas.port
+    );
+    let app = h
+        .app_with("[pipeline]\n", &transport, Shutdown::new())
+        .await;
+    let summary = app.drain(10).await.expect("drain");
+    let r = &summary.report;
+    assert_eq!((r.parked, r.failed), (0, 0), "{r:?}");
+    assert!(r.published > 0);
+    let copies = pas.copies();
+    assert_eq!(copies.len(), r.messages);
+    assert!(copies.values().all(|n| *n >= 2), "{copies:?}");
+    app.close().await;
+    h.cleanup().await;
+}
+
 /// A bridge dropped mid-run (no graceful shutdown) and started again on the same store:
 /// every referral reaches the PAS, and one sent twice (acknowledged, then the crash before
 /// the store write) carries the same MSH-10 both times.

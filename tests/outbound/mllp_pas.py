@@ -13,6 +13,7 @@ Prints `port N` first, then one JSON line per message received:
 - late-ack: before each ACK, an ACK for the previous message (a late one) in the same write.
 - split: every ACK written one byte at a time.
 - ae-every:N: every N-th new MSH-10 is answered AE (refused).
+- ae-first: the first copy of each MSH-10 is answered AE, a copy sent again AA.
 - slow: 50 ms before each ACK.
 """
 
@@ -95,6 +96,8 @@ class Pas:
             await asyncio.sleep(0.05)
         n = self.every()
         code = "AE" if n and first_copy and self.new_count % n == 0 else "AA"
+        if self.fault("ae-first") and first_copy:
+            code = "AE"
         self.counter += 1
         out = b""
         if self.fault("late-ack") and self.last_acked and self.last_acked != control_id:

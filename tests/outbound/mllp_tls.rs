@@ -115,6 +115,7 @@ fn sender(addr: std::net::SocketAddr, tls: ClientTls) -> MllpSender {
         ack_timeout: Duration::from_secs(10),
         max_frame: 1 << 20,
         tls: Some(tls),
+        retry_refused: false,
     })
     .expect("client tls set-up")
 }

@@ -91,6 +91,27 @@ impl Inbound {
         Ok(())
     }
 
+    /// Sends a reply its transport could not give on the spot (an MLLP answer that took
+    /// longer than the PAS waits) through the deployment's link; a failed send is left to
+    /// the retry loop, which sends the stored bytes again.
+    pub async fn send_later(&self, reply: &AckOut) {
+        if let Err(e) = self.send_reply(reply, Utc::now()).await {
+            tracing::warn!(control_id = %reply.about, error = %e, "a late reply was not sent, the retry loop sends it");
+        }
+    }
+
+    /// Whether the message in `input` is recorded (by its MSH-10): a commit accept may be
+    /// given for it.
+    pub async fn is_recorded(&self, input: &Hl7In) -> bool {
+        let Ok((_, msg)) = self.read(&input.bytes) else {
+            return false;
+        };
+        matches!(
+            self.shared.store.inbound(&msg.control_id).await,
+            Ok(Some(_))
+        )
+    }
+
     /// Sends the stored reply of a finished message whose send failed (the retry loop).
     pub(super) async fn send_pending_reply(
         &self,
