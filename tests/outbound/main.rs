@@ -22,6 +22,7 @@ mod ids;
 mod inbound;
 mod load;
 mod mllp;
+mod mllp_kill;
 mod mllp_out;
 mod mllp_tls;
 mod model;

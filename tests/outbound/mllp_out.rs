@@ -16,14 +16,14 @@ use ers_bridge::app::Shutdown;
 use crate::helpers::{Harness, Opts};
 
 /// The test PAS, and every message it received (MSH-10, MSH-9).
-struct TestPas {
+pub(crate) struct TestPas {
     child: Child,
-    port: u16,
-    received: Arc<Mutex<Vec<(String, String)>>>,
+    pub(crate) port: u16,
+    pub(crate) received: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl TestPas {
-    fn start(faults: &str) -> Self {
+    pub(crate) fn start(faults: &str) -> Self {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/outbound/mllp_pas.py");
         let mut child = Command::new("python3")
             .args([script, "--faults", faults])
