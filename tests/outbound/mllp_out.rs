@@ -1,7 +1,8 @@
 //! The bridge's referrals to a PAS over MLLP (`[transport] to_pas = "mllp"`), against a
 //! PAS of our own written apart from the bridge (`mllp_pas.py`, asyncio) that misbehaves
 //! on request: no ACK for the first copy, a reset mid-ACK, a late ACK for the previous
-//! message in the same write, ACKs one byte at a time, an AE now and then. Whatever it
+//! message in the same write, ACKs one byte at a time, a slow reader, an AE or AR now and
+//! then. Whatever it
 //! does, every referral version is delivered and recorded, a message is sent again only
 //! under the same MSH-10, an ACK is taken only for the MSH-10 it names, and a refusal is
 //! parked with the PAS's reason; no broker is used.
@@ -114,7 +115,7 @@ async fn every_referral_reaches_a_misbehaving_pas_once_per_msh10() {
         ..Opts::default()
     })
     .await;
-    let pas = TestPas::start("reset-first,no-ack-first,late-ack,split");
+    let pas = TestPas::start("reset-first,no-ack-first,late-ack,split,slow-reader");
     let app = bridge(&h, &pas).await;
     let summary = app.drain(10).await.expect("drain");
     let r = &summary.report;
@@ -163,8 +164,16 @@ async fn a_refusal_by_the_pas_parks_the_referral_with_its_reason() {
     let app = bridge(&h, &pas).await;
     let summary = app.drain(10).await.expect("drain");
     let r = &summary.report;
-    assert!(r.parked >= 1, "{r:?}");
+    assert!(r.parked >= 2, "{r:?}");
     assert_eq!(r.failed, 0, "{r:?}");
+    // Every third message refused, AE and AR in turn: both are refusals.
+    for code in ["AE:", "AR:"] {
+        assert!(
+            summary.parked.iter().any(|p| p.reason.contains(code)),
+            "no {code} among {:?}",
+            summary.parked
+        );
+    }
     for p in &summary.parked {
         assert!(
             p.reason.contains("the PAS refused") && p.reason.contains("refused by the test pas"),

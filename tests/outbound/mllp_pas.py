@@ -12,7 +12,8 @@ Prints `port N` first, then one JSON line per message received:
 - reset-first: the first message of the run gets half an ACK, then the connection is reset.
 - late-ack: before each ACK, an ACK for the previous message (a late one) in the same write.
 - split: every ACK written one byte at a time.
-- ae-every:N: every N-th new MSH-10 is answered AE (refused).
+- ae-every:N: every N-th new MSH-10 is refused, answered AE and AR in turn.
+- slow-reader: reads 64 bytes at a time, 1 ms apart (the bridge's writes back up).
 - ae-first: the first copy of each MSH-10 is answered AE, a copy sent again AA.
 - slow: 50 ms before each ACK.
 """
@@ -57,7 +58,11 @@ class Pas:
         buf = b""
         try:
             while True:
-                chunk = await reader.read(4096)
+                if self.fault("slow-reader"):
+                    chunk = await reader.read(64)
+                    await asyncio.sleep(0.001)
+                else:
+                    chunk = await reader.read(4096)
                 if not chunk:
                     break
                 buf += chunk
@@ -95,7 +100,9 @@ class Pas:
         if self.fault("slow"):
             await asyncio.sleep(0.05)
         n = self.every()
-        code = "AE" if n and first_copy and self.new_count % n == 0 else "AA"
+        code = "AA"
+        if n and first_copy and self.new_count % n == 0:
+            code = "AE" if (self.new_count // n) % 2 else "AR"
         if self.fault("ae-first") and first_copy:
             code = "AE"
         self.counter += 1
@@ -103,7 +110,7 @@ class Pas:
         if self.fault("late-ack") and self.last_acked and self.last_acked != control_id:
             out += ack(self.last_acked, "AA", self.counter)
             self.counter += 1
-        out += ack(control_id, code, self.counter, "refused by the test pas" if code == "AE" else "")
+        out += ack(control_id, code, self.counter, "refused by the test pas" if code != "AA" else "")
         if self.fault("split"):
             for i in range(len(out)):
                 writer.write(out[i : i + 1])
