@@ -126,7 +126,9 @@ impl App {
         let a = &config.amqp;
         let pas = match &config.mllp_to_pas {
             Some(settings) => PasLink::Mllp(Arc::new(
-                MllpSender::new(settings.clone()).map_err(|e| AppError::Tls(e.to_string()))?,
+                MllpSender::new(settings.clone())
+                    .map_err(|e| AppError::Tls(e.to_string()))?
+                    .with_events(events.clone()),
             )),
             None => {
                 let publisher = Arc::new(Publisher::with_events(

@@ -21,6 +21,7 @@ use tokio_util::codec::Framed;
 
 use super::codec::{Block, MllpCodec};
 use super::tls::{self, ClientTls, Stream, TlsError};
+use crate::events::{Events, MessageConfirmed, PublishAttemptFailed};
 use crate::hl7::{read_inbound, AckCode, ControlId};
 
 /// `[transport.mllp]`.
@@ -91,6 +92,9 @@ type Connection = Framed<Box<dyn Stream>, MllpCodec>;
 /// The connection to the PAS, opened on first use and after every failure.
 pub struct MllpSender {
     settings: SenderSettings,
+    /// Where each ACK and failed attempt is counted (the broker's families: confirms, ACK
+    /// latency, the outage log), when given.
+    events: Option<Events>,
     tls: Option<(TlsConnector, rustls_pki_types::ServerName<'static>)>,
     conn: Mutex<Option<Connection>>,
     connected: AtomicBool,
@@ -115,10 +119,19 @@ impl MllpSender {
             .transpose()?;
         Ok(Self {
             settings,
+            events: None,
             tls,
             conn: Mutex::new(None),
             connected: AtomicBool::new(false),
         })
+    }
+
+    /// Counts each accepted ACK (with its latency) and each failed attempt in `events`, as
+    /// the broker publisher counts confirms: `/metrics` shows the PAS link's ACK latency,
+    /// and an outage is logged once, with its end.
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// `mllp://host:port` (`mllps://` with TLS), where delivered messages went.
@@ -162,6 +175,7 @@ impl MllpSender {
             self.connected.store(true, Ordering::Release);
         }
         let conn = guard.as_mut().expect("connected above");
+        let started = std::time::Instant::now();
         let timeout = self.settings.ack_timeout;
         let result =
             match tokio::time::timeout(timeout, self.exchange(conn, bytes, control_id)).await {
@@ -176,6 +190,15 @@ impl MllpSender {
             // The stream may hold half an answer or a late ACK: start clean.
             guard.take();
             self.connected.store(false, Ordering::Release);
+        }
+        if let Some(events) = &self.events {
+            match &result {
+                Ok(Acked::Accepted) => events.emit(MessageConfirmed {
+                    latency: started.elapsed(),
+                }),
+                Ok(Acked::Refused(_)) => {}
+                Err(_) => events.emit(PublishAttemptFailed),
+            }
         }
         result
     }

@@ -132,6 +132,11 @@ async fn every_referral_reaches_a_misbehaving_pas_once_per_msh10() {
         // The first copy got no ACK (or a reset): each was sent again, same MSH-10.
         assert!(*n >= 2, "{id} arrived {n} times");
     }
+    // Counted as the broker's confirms are: one accepted ACK per message, and each copy
+    // that got none a failed attempt.
+    let m = app.shared().events.metrics();
+    assert_eq!(m.messages_confirmed.get(), r.messages as u64);
+    assert!(m.publish_attempts_failed.get() >= r.messages as u64);
     // Recorded with where they went, and nothing went to the broker.
     let ubrn = ers_bridge::ids::Ubrn::parse("000000070001").unwrap();
     let stored = app.shared().store.messages_for(&ubrn).await.unwrap();
