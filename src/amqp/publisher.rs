@@ -63,11 +63,12 @@ impl OutboundMessage {
     /// `x-ers-version` the referral version, `x-ers-replay-of` each replayed message.
     pub fn hl7(tenant: &str, m: Hl7Out) -> Self {
         let (t1, t2) = &m.message_type;
+        let message_type = m.type_name();
         Self {
             routing_key: format!("{tenant}.{t1}.{t2}"),
             message_id: m.control_id.to_string(),
             correlation_id: m.about,
-            message_type: format!("{t1}^{t2}"),
+            message_type,
             ers_version: m.version.map(|v| v.to_string()).unwrap_or_default(),
             body: m.bytes,
             exchange: None,

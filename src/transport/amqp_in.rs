@@ -62,10 +62,11 @@ async fn consume_loop(inbound: Arc<Inbound>, settings: ConsumerSettings, shutdow
     consumer.close().await;
 }
 
-async fn handle_delivery(inbound: &Inbound, d: InboundDelivery, shutdown: &Shutdown) {
+async fn handle_delivery(inbound: &Inbound, mut d: InboundDelivery, shutdown: &Shutdown) {
     let m = inbound.events().metrics();
+    // The body moves into the envelope (the delivery keeps what acking needs).
     let input = Hl7In {
-        bytes: d.body.clone(),
+        bytes: std::mem::take(&mut d.body),
         received: Received {
             delivery_id: d.message_id.clone(),
             amqp: Some(d.properties.clone()),

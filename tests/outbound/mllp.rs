@@ -97,9 +97,7 @@ async fn decisions_over_mllp_are_answered_on_the_connection_once_each() {
     );
     pas.send(&[b"this is not hl7", &reject], 4096).await;
     // MSA-2 empty: unreadable bytes have no MSH-10 to name.
-    let nak = ers_bridge::hl7::read(&pas.reply().await).unwrap();
-    let msa = nak.segment("MSA").expect("an MSA");
-    assert_eq!((msa.comp(1, 1), msa.comp(2, 1)), ("AR", ""));
+    let nak = assert_msa(&pas.reply().await, "AR", "");
     assert!(nak.segment("ERR").is_some(), "the reason in an ERR");
     let second = read_inbound(&pas.reply().await, 1 << 20).unwrap();
     assert_eq!(second.acked_control_id.unwrap().as_str(), "MLLPREJ001");
@@ -133,9 +131,7 @@ async fn a_decision_waiting_for_e_rs_is_commit_accepted_then_answered_through_th
     let mut pas = Pas::connect(addr).await;
     let accept = rri("MLLPCA0001", "A^Accepted^HL70283", "000000070001", "", "ok");
     pas.send(&[&accept], 4096).await;
-    let ca = ers_bridge::hl7::read(&pas.reply().await).unwrap();
-    let msa = ca.segment("MSA").expect("an MSA");
-    assert_eq!((msa.comp(1, 1), msa.comp(2, 1)), ("CA", "MLLPCA0001"));
+    assert_msa(&pas.reply().await, "CA", "MLLPCA0001");
     assert_eq!(ops(&h, "A013").await, 0);
 
     h.admin("faults", serde_json::json!({})).await;
@@ -163,9 +159,7 @@ async fn a_slow_decision_is_commit_accepted_in_time_then_answered_through_the_li
     let mut pas = Pas::connect(addr).await;
     let accept = rri("MLLPSLOW01", "A^Accepted^HL70283", "000000070001", "", "ok");
     pas.send(&[&accept], 4096).await;
-    let ca = ers_bridge::hl7::read(&pas.reply().await).unwrap();
-    let msa = ca.segment("MSA").expect("an MSA");
-    assert_eq!((msa.comp(1, 1), msa.comp(2, 1)), ("CA", "MLLPSLOW01"));
+    assert_msa(&pas.reply().await, "CA", "MLLPSLOW01");
     // The decision goes on without the connection; its AA arrives through the link.
     let ack = next_reply_on_the_link(&h).await;
     assert_eq!(ack.ack_code, Some(AckCode::AA));
@@ -175,6 +169,14 @@ async fn a_slow_decision_is_commit_accepted_in_time_then_answered_through_the_li
     server.await.unwrap();
     app.close().await;
     h.cleanup().await;
+}
+
+/// Reads a reply and checks its MSA-1 and MSA-2; returns it.
+fn assert_msa(reply: &[u8], code: &str, acked: &str) -> ers_bridge::hl7::Message {
+    let m = ers_bridge::hl7::read(reply).unwrap();
+    let msa = m.segment("MSA").expect("an MSA");
+    assert_eq!((msa.comp(1, 1), msa.comp(2, 1)), (code, acked));
+    m
 }
 
 /// The next ACK on the PAS's reply queue, waiting (bounded) for a decision still running.
