@@ -201,7 +201,7 @@ async fn through_publisher(
     in_flight: usize,
 ) -> anyhow::Result<()> {
     let p = Arc::new(Publisher::new(PublisherSettings {
-        url: url.into(),
+        urls: vec![url.into()],
         exchange: t.exchange.clone(),
         confirm_timeout: Duration::from_secs(30),
         topology: None,

@@ -89,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
                 }],
                 now_ms: at,
                 facts: None,
+                fence: None,
             });
             written += 1;
         }
@@ -262,6 +263,7 @@ async fn main() -> anyhow::Result<()> {
                     }],
                     now_ms: chrono::Utc::now().timestamp_millis(),
                     facts: None,
+                    fence: None,
                 });
             }
             let t = Instant::now();

@@ -32,6 +32,7 @@ pub mod amqp;
 pub mod app;
 pub mod backoff;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod ers;
 pub mod events;

@@ -27,6 +27,7 @@ impl BenchTopology {
             dead_letter_exchange: format!("{prefix}-{suffix}-dlx"),
             dead_letter_queue: format!("{prefix}-{suffix}-dlq"),
             inbound_delivery_limit: 5,
+            single_active_consumer: false,
         };
         let conn = Connection::connect(url, Default::default()).await?;
         let ch = conn.create_channel().await?;

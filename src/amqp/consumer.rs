@@ -3,8 +3,10 @@
 //! [`Consumer::next`] returns the next delivery, (re)connecting as needed: every new channel
 //! gets `basic.qos(prefetch)` and a fresh `basic.consume` (and the topology when configured)
 //! before it is used, so the prefetch and manual-ack mode are re-applied after every
-//! reconnect. Reconnect attempts back off with the same jittered exponential
-//! [`RetryPolicy`] as publishing.
+//! reconnect. With several nodes (`[amqp] urls`) a reconnect tries them in turn from the
+//! one after the last that failed (`nodes.rs`); a round in which every node failed is one
+//! failed attempt, and attempts back off with the same jittered exponential [`RetryPolicy`]
+//! as publishing.
 //!
 //! A delivery is acked only by the caller, after its work is durable. Deliveries received on
 //! a channel that has since been lost cannot be acked any more ([`AmqpError::AckFailed`]):
@@ -22,17 +24,20 @@ use lapin::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
+use super::nodes::{Nodes, OnNode};
 use super::{AmqpError, RetryPolicy, Topology};
 
 /// How the consumer talks to the broker.
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
-    pub url: SecretString,
+    /// The nodes of one cluster (`[amqp] urls`, or just `url`): each (re)connect tries them
+    /// in turn from the one after the last that failed. Each may carry a password.
+    pub urls: Vec<SecretString>,
     /// The queue to consume, e.g. `ers.from-pas`.
     pub queue: String,
     /// Unacked deliveries the broker may send ahead (`[amqp] prefetch`).
     pub prefetch: u16,
-    /// How long a connect (with qos, topology and consume) may take.
+    /// How long a connect to one node (with qos, topology and consume) may take.
     pub connect_timeout: Duration,
     /// Declared on every (re)connect when set.
     pub topology: Option<Topology>,
@@ -112,6 +117,8 @@ struct Live {
 /// A manual-ack consumer of one queue that reconnects on demand. One task owns it.
 pub struct Consumer {
     settings: ConsumerSettings,
+    /// `settings.urls`, and the node the next connect starts from.
+    nodes: Nodes,
     live: Option<Live>,
     /// Connections opened so far (the first one included), for logs and tests.
     connects: u64,
@@ -131,6 +138,7 @@ impl Consumer {
     /// A consumer that connects on the first [`next`](Self::next).
     pub fn new(settings: ConsumerSettings) -> Self {
         Self {
+            nodes: Nodes::new(settings.urls.clone()),
             settings,
             live: None,
             connects: 0,
@@ -164,14 +172,16 @@ impl Consumer {
                     r = self.connect() => r,
                 };
                 match connected {
-                    Ok(live) => {
+                    Ok(on) => {
                         self.connects += 1;
                         tracing::info!(
+                            node = %on.node,
+                            failed_nodes = ?on.failed,
                             queue = %self.settings.queue,
                             prefetch = self.settings.prefetch,
                             "consuming from broker"
                         );
-                        self.live = Some(live);
+                        self.live = Some(on.value);
                     }
                     Err(e) if !e.is_retryable() => return Err(e),
                     Err(e) => {
@@ -236,11 +246,14 @@ impl Consumer {
         }
     }
 
-    async fn connect(&self) -> Result<Live, AmqpError> {
+    /// Opens a connection, sets the prefetch, declares the topology (when configured) and
+    /// starts consuming on one of the nodes ([`Nodes::connect`]: in turn from the one after
+    /// the last that failed), each node within the connect timeout.
+    async fn connect(&self) -> Result<OnNode<Live>, AmqpError> {
         let s = &self.settings;
-        let attempt = async {
+        let attempt = |url: SecretString| async move {
             let conn = Connection::connect(
-                s.url.expose_secret(),
+                url.expose_secret(),
                 ConnectionProperties::default().with_connection_name("ers-bridge-inbound".into()),
             )
             .await
@@ -277,12 +290,7 @@ impl Consumer {
                 stream,
             })
         };
-        match tokio::time::timeout(s.connect_timeout, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(AmqpError::ConnectTimeout {
-                timeout_ms: s.connect_timeout.as_millis() as u64,
-            }),
-        }
+        self.nodes.connect(s.connect_timeout, attempt).await
     }
 
     /// Cancels consuming and closes the connection. Unacked deliveries go back to the queue.

@@ -54,6 +54,10 @@ pub enum AmqpError {
     /// Confirms were not enabled on the channel (a bug: publishing requires them).
     #[error("publisher confirms are not enabled on the channel")]
     ConfirmsNotEnabled,
+    /// The settings list no broker node to connect to (a bug: the configuration always has
+    /// one).
+    #[error("no broker url to connect to")]
+    NoBrokerNodes,
 }
 
 /// Why retrying stopped.
@@ -75,14 +79,14 @@ impl std::fmt::Display for GiveUpReason {
 }
 
 impl AmqpError {
-    /// Whether the same operation may succeed later. Only a topology mismatch and a
-    /// missing confirm mode are permanent; an unroutable message is retryable because
-    /// the PAS team may bind its queue later, and it must not be lost meanwhile. Giving up
-    /// is retryable too: the message is still owed to the PAS.
+    /// Whether the same operation may succeed later. Only a topology mismatch, a missing
+    /// confirm mode and an empty node list are permanent; an unroutable message is
+    /// retryable because the PAS team may bind its queue later, and it must not be lost
+    /// meanwhile. Giving up is retryable too: the message is still owed to the PAS.
     pub fn is_retryable(&self) -> bool {
         !matches!(
             self,
-            AmqpError::Topology { .. } | AmqpError::ConfirmsNotEnabled
+            AmqpError::Topology { .. } | AmqpError::ConfirmsNotEnabled | AmqpError::NoBrokerNodes
         )
     }
 }

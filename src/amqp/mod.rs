@@ -1,7 +1,8 @@
 //! RabbitMQ, through lapin: the only module that imports lapin.
 //!
 //! - [`topology`] declares the exchanges and quorum queues of DESIGN.md §3 (with the
-//!   dead-letter exchange set) when `declare_topology = true`.
+//!   dead-letter exchange set, and the inbound queue's single active consumer when
+//!   `single_active_consumer = true`) when `declare_topology = true`.
 //! - [`publisher`] publishes HL7 messages with publisher confirms, the mandatory flag and
 //!   persistent delivery. A publish succeeds only when the broker acks it *and* did not
 //!   return it as unroutable; a nack, a return, a lost connection or a confirm timeout is
@@ -12,13 +13,18 @@
 //!   ([`retry::RetryPolicy`]) until confirmed or shut down. See `docs/amqp.md`.
 //! - [`consumer`] consumes a queue with manual acks and a prefetch, re-applied on every
 //!   reconnect.
-//! - [`queue`] takes and sends single messages on a queue (the simulators, the demo).
+//! - `nodes` picks the node of a cluster (`[amqp] urls`) the publisher and the consumer
+//!   connect to: in turn from the one after the last that failed, one round of failures
+//!   being one failed connect; logs show a node as `host:port`, never its credentials.
+//! - [`queue`] takes and sends single messages on a queue (the simulators, the demo), on
+//!   one URL.
 //!
 //! No patient identifiers go into AMQP headers or properties other than `correlation_id`
 //! (the UBRN, a referral id, not a patient id): the management UI shows them.
 
 pub mod consumer;
 mod error;
+mod nodes;
 mod properties;
 pub mod publisher;
 pub mod queue;

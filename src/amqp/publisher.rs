@@ -3,7 +3,9 @@
 //! One connection and one confirm-mode channel, shared by concurrent publishers (lapin
 //! channels are cheap clones; each publish waits for its own confirm). When the connection
 //! is lost, the cached channel is dropped and the next publish reconnects, re-enabling
-//! confirm mode (and re-declaring the topology when configured).
+//! confirm mode (and re-declaring the topology when configured). With several nodes
+//! (`[amqp] urls`) a reconnect tries them in turn from the one after the last that failed
+//! (`nodes.rs`); a round in which every node failed is one failed connect.
 //!
 //! [`Publisher::publish`] makes one attempt. [`Publisher::publish_with_retry`] retries
 //! retryable errors with jittered exponential backoff ([`RetryPolicy`]) until the message is
@@ -27,6 +29,7 @@ use lapin::{
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
+use super::nodes::{Nodes, OnNode};
 use super::{AmqpError, GiveUpReason, RetryPolicy, Topology, APP_ID, HL7_CONTENT_TYPE};
 use crate::events::{
     BrokerConnectFailed, BrokerConnected, Events, MessageConfirmed, PublishAttemptFailed,
@@ -133,7 +136,9 @@ impl OutboundMessage {
 /// How the publisher talks to the broker.
 #[derive(Debug, Clone)]
 pub struct PublisherSettings {
-    pub url: SecretString,
+    /// The nodes of one cluster (`[amqp] urls`, or just `url`): each (re)connect tries them
+    /// in turn from the one after the last that failed. Each may carry a password.
+    pub urls: Vec<SecretString>,
     pub exchange: String,
     /// How long to wait for a confirm, and for a (re)connect including the topology.
     pub confirm_timeout: Duration,
@@ -206,6 +211,8 @@ impl SharedFailure {
 /// A confirmed publisher that reconnects on demand.
 pub struct Publisher {
     settings: PublisherSettings,
+    /// `settings.urls`, and the node the next connect starts from.
+    nodes: Nodes,
     state: Mutex<ConnState>,
     /// Connect attempts completed: incremented under the state lock when an attempt ends, and
     /// read without the lock, so a caller can tell whether someone else tried while it
@@ -235,6 +242,7 @@ impl Publisher {
     pub fn with_events(settings: PublisherSettings, events: Events) -> Self {
         Self {
             events,
+            nodes: Nodes::new(settings.urls.clone()),
             settings,
             state: Mutex::new(ConnState::default()),
             generation: AtomicU64::new(0),
@@ -289,7 +297,15 @@ impl Publisher {
         let result = self.connect().await;
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         match result {
-            Ok((conn, channel)) => {
+            Ok(on) => {
+                tracing::info!(
+                    node = %on.node,
+                    failed_nodes = ?on.failed,
+                    exchange = %self.settings.exchange,
+                    generation,
+                    "publisher connected to broker node"
+                );
+                let (conn, channel) = on.value;
                 self.events.emit(BrokerConnected { generation });
                 state.last_failure = None;
                 state.live = Some(Live {
@@ -309,12 +325,15 @@ impl Publisher {
         }
     }
 
-    /// Opens a connection and a confirm-mode channel and declares the topology, within the
-    /// confirm timeout (a broker that accepts TCP but never answers must not hang us).
-    async fn connect(&self) -> Result<(Connection, Channel), AmqpError> {
-        let attempt = async {
+    /// Opens a connection and a confirm-mode channel and declares the topology on one of the
+    /// nodes ([`Nodes::connect`]: in turn from the one after the last that failed), each node
+    /// within the confirm timeout (a broker that accepts TCP but never answers must not hang
+    /// us).
+    async fn connect(&self) -> Result<OnNode<(Connection, Channel)>, AmqpError> {
+        let topology = &self.settings.topology;
+        let attempt = |url: SecretString| async move {
             let conn = Connection::connect(
-                self.settings.url.expose_secret(),
+                url.expose_secret(),
                 ConnectionProperties::default().with_connection_name("ers-bridge".into()),
             )
             .await
@@ -323,18 +342,14 @@ impl Publisher {
             ch.confirm_select(ConfirmSelectOptions::default())
                 .await
                 .map_err(AmqpError::Connection)?;
-            if let Some(t) = &self.settings.topology {
+            if let Some(t) = topology {
                 t.declare(&ch).await?;
             }
             Ok((conn, ch))
         };
-        let timeout = self.settings.confirm_timeout;
-        match tokio::time::timeout(timeout, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(AmqpError::ConnectTimeout {
-                timeout_ms: timeout.as_millis() as u64,
-            }),
-        }
+        self.nodes
+            .connect(self.settings.confirm_timeout, attempt)
+            .await
     }
 
     /// Discards the connection of `generation` if it is still the current one.

@@ -7,6 +7,9 @@
 //! | reply queue | `pas.acks` (quorum) bound `<tenant>.ACK.#`: the bridge's ACKs to the PAS |
 //! | inbound queue | `ers.from-pas` (quorum, delivery limit 5, dead-lettered) |
 //! | dead letter | exchange `ers.dead-letter` (fanout) → queue `ers.dead-letter` (quorum) |
+//!
+//! With `[amqp] single_active_consumer = true` the inbound queue also has
+//! `x-single-active-consumer = true`: one consumer (bridge) at a time gets its messages.
 
 use lapin::{
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
@@ -31,6 +34,10 @@ pub struct Topology {
     pub dead_letter_queue: String,
     /// Redeliveries of an inbound message before the broker dead-letters it.
     pub inbound_delivery_limit: i64,
+    /// Declare the inbound queue with `x-single-active-consumer`: one consumer of several
+    /// gets its messages, in order, and another takes over when it goes. Off: consumers
+    /// (bridges) compete for the queue.
+    pub single_active_consumer: bool,
 }
 
 impl Topology {
@@ -45,10 +52,14 @@ impl Topology {
             dead_letter_exchange: cfg.dead_letter_exchange.clone(),
             dead_letter_queue: cfg.dead_letter_queue.clone(),
             inbound_delivery_limit: 5,
+            single_active_consumer: cfg.single_active_consumer,
         }
     }
 
-    /// Declares exchanges, queues and bindings. Safe to call on every start.
+    /// Declares exchanges, queues and bindings. Safe to call on every start, as long as the
+    /// queues' arguments did not change: the broker refuses to redeclare a queue with other
+    /// arguments (406 PRECONDITION_FAILED, a permanent [`AmqpError::Topology`]), e.g. after
+    /// `single_active_consumer` is switched on an existing inbound queue.
     pub async fn declare(&self, channel: &Channel) -> Result<(), AmqpError> {
         let durable = ExchangeDeclareOptions {
             durable: true,
@@ -83,7 +94,17 @@ impl Topology {
         let key = format!("{}.ACK.#", self.tenant);
         bind(channel, &self.pas_ack_queue, &self.exchange, &key).await?;
 
+        declare_queue(channel, &self.inbound_queue, self.inbound_arguments()).await?;
+        Ok(())
+    }
+
+    /// The inbound queue's arguments: quorum, the delivery limit, the dead-letter exchange
+    /// and, when switched on, single active consumer.
+    fn inbound_arguments(&self) -> FieldTable {
         let mut inbound = quorum();
+        if self.single_active_consumer {
+            inbound.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+        }
         inbound.insert(
             "x-delivery-limit".into(),
             AMQPValue::LongLongInt(self.inbound_delivery_limit),
@@ -92,8 +113,7 @@ impl Topology {
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(self.dead_letter_exchange.clone().into()),
         );
-        declare_queue(channel, &self.inbound_queue, inbound).await?;
-        Ok(())
+        inbound
     }
 }
 

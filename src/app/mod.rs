@@ -16,7 +16,7 @@
 //! `amqp_in::spawn_consumer`); ARCHITECTURE.md "Adding a
 //! direction" says how one plugs in.
 
-pub use crate::runtime::{Claim, Claims, Shared, Shutdown};
+pub use crate::runtime::{Claim, Claims, Cluster, Shared, Shutdown};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,7 +133,7 @@ impl App {
             None => {
                 let publisher = Arc::new(Publisher::with_events(
                     PublisherSettings {
-                        url: a.url.clone(),
+                        urls: a.node_urls(),
                         exchange: a.exchange.clone(),
                         confirm_timeout: Duration::from_millis(a.publish_timeout_ms),
                         topology: a.declare_topology.then(|| Topology::from_config(a)),
@@ -147,12 +147,20 @@ impl App {
         if let Err(e) = pas.ensure_connected().await {
             tracing::warn!(error = %e, "the way to the pas is not open yet, sending will retry");
         }
+        let cluster = Arc::new(Cluster::new(
+            store.clone(),
+            config.cluster.clone(),
+            config.ers.rate_limit_per_sec,
+            events.clone(),
+        ));
+        ers.name_instance(cluster.holder());
         let shared = Arc::new(Shared {
             ers,
             store,
             pas,
             refdata: RefDataCache::new(),
-            claims: Claims::default(),
+            claims: Claims::for_cluster(&cluster),
+            cluster,
             shutdown,
             events,
         });
@@ -179,7 +187,7 @@ impl App {
             },
         ));
         let consumer = ConsumerSettings {
-            url: a.url.clone(),
+            urls: a.node_urls(),
             queue: a.inbound_queue.clone(),
             prefetch: a.prefetch,
             connect_timeout: Duration::from_millis(a.publish_timeout_ms),
@@ -210,6 +218,7 @@ impl App {
             inbound_queue: a.inbound_queue.clone(),
             outbound: outbound.clone(),
             mappings_dir: config.mappings.dir.clone(),
+            cluster: shared.cluster.clone(),
         };
         Ok(Self {
             shared,
@@ -293,6 +302,7 @@ impl App {
             store: self.shared.store.clone(),
             events: self.shared.events.clone(),
             pas: self.shared.pas.clone(),
+            cluster: self.shared.cluster.clone(),
         }
     }
 
@@ -324,6 +334,17 @@ impl App {
     /// closes everything. In-flight referrals finish or are abandoned unrecorded (redone on
     /// the next start).
     pub async fn run_until_stopped(self) -> Result<(), AppError> {
+        // Registered (and, beside other instances, seen by them) before the first e-RS
+        // call, so the app's rate limit is shared from the start (docs/ha.md).
+        let cluster = self.shared.cluster.clone();
+        cluster.join(&self.shared.ers).await?;
+        // Renews this process's leases until the work under them has finished below.
+        let leases_stop = Shutdown::new();
+        let leases = tokio::spawn(
+            cluster
+                .clone()
+                .run(self.shared.ers.clone(), leases_stop.clone()),
+        );
         let server = self.serve_monitor().await?;
         self.outbound
             .retry_parked_if_mappings_changed(Utc::now())
@@ -406,6 +427,9 @@ impl App {
         if let Some(s) = server {
             let _ = s.await;
         }
+        // Every lease given back: the other instances take over at once.
+        leases_stop.trigger();
+        let _ = leases.await;
         self.close().await;
         Ok(())
     }
@@ -430,6 +454,15 @@ async fn retention_loop(shared: Arc<Shared>, retention: Duration) {
         tokio::select! {
             _ = hour.tick() => {}
             _ = shared.shutdown.wait() => break,
+        }
+        // Once per cluster: the instance holding the job's lease prunes.
+        match shared.cluster.hold("job:retention").await {
+            Ok(Some(_)) => {}
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "retention skipped: its lease could not be read");
+                continue;
+            }
         }
         let cutoff = Utc::now().timestamp_millis() - retention.as_millis() as i64;
         match prune(&shared, cutoff, 100, Duration::from_millis(20)).await {

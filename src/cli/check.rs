@@ -40,7 +40,13 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     };
     let ers = rt.block_on(check_ers(client));
     let pas = match &cfg.mllp_to_pas {
-        None => rt.block_on(check_broker(&cfg.amqp.url)),
+        None => rt.block_on(async {
+            let mut all = true;
+            for url in cfg.amqp.node_urls() {
+                all &= check_broker(&url).await;
+            }
+            all
+        }),
         Some(mllp) => rt.block_on(check_mllp(mllp)),
     };
     if ers && pas {

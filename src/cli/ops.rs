@@ -133,8 +133,57 @@ fn more(total: usize, command: &str) {
 }
 
 /// `ers-bridge status`.
+/// The bridges on this store seen in the last hour: live or not, heartbeat age, and what
+/// each holds (its worklists and jobs by name, its referral claims counted).
+async fn print_instances(store: &crate::store::Store, heartbeat_ms: i64) -> anyhow::Result<()> {
+    let instances = store.instances(3_600_000).await?;
+    let leases = store.leases().await?;
+    // As the rate limit counts them: a heartbeat within three.
+    let live = |i: &crate::store::InstanceRow| {
+        i.left_ms.is_none() && i.now_ms - i.heartbeat_ms < 3 * heartbeat_ms
+    };
+    println!(
+        "instances   {} live ({} seen in the last hour)",
+        instances.iter().filter(|i| live(i)).count(),
+        instances.len()
+    );
+    for i in &instances {
+        let held: Vec<&str> = leases
+            .iter()
+            .filter(|l| l.holder == i.holder)
+            .map(|l| l.name.as_str())
+            .collect();
+        let claims = held.iter().filter(|n| n.starts_with("ubrn:")).count();
+        let named: Vec<&str> = held
+            .into_iter()
+            .filter(|n| !n.starts_with("ubrn:"))
+            .collect();
+        let state = match (i.left_ms, live(i)) {
+            (Some(_), _) => "stopped".to_string(),
+            (None, true) => "live".to_string(),
+            (None, false) => format!("silent {} s", (i.now_ms - i.heartbeat_ms) / 1000),
+        };
+        println!(
+            "  {}  {}  pid {} on {}  heartbeat {} ms ago  claims {}  leads {}",
+            i.holder,
+            state,
+            i.pid,
+            i.host,
+            i.now_ms - i.heartbeat_ms,
+            claims,
+            if named.is_empty() {
+                "nothing".to_string()
+            } else {
+                named.join(", ")
+            }
+        );
+    }
+    Ok(())
+}
+
 pub fn status(args: &ConfigArg) -> ExitCode {
-    with_store(args, |_, store| async move {
+    with_store(args, |cfg, store| async move {
+        let heartbeat_ms = i64::try_from(cfg.cluster.heartbeat.as_millis()).unwrap_or(1000);
         let now = chrono::Utc::now().timestamp_millis();
         let f = store.flow(now).await?;
         println!(
@@ -152,6 +201,7 @@ pub fn status(args: &ConfigArg) -> ExitCode {
             ),
             None => println!("waiting     no referral is waiting for a PAS decision"),
         }
+        print_instances(&store, heartbeat_ms).await?;
         let alerts = store.open_alerts().await?;
         println!("alerts      {} open", alerts.len());
         for a in &alerts {
@@ -270,7 +320,7 @@ pub fn redrive(args: &RedriveArgs) -> ExitCode {
     let (id, by) = (args.id.clone(), args.by.clone());
     with_store(&args.config, |cfg, store| async move {
         let publisher = Publisher::new(PublisherSettings {
-            url: cfg.amqp.url.clone(),
+            urls: cfg.amqp.node_urls(),
             exchange: String::new(),
             confirm_timeout: std::time::Duration::from_millis(cfg.amqp.publish_timeout_ms),
             topology: None,

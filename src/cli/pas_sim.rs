@@ -50,7 +50,7 @@ pub fn run(args: &PasSimArgs) -> ExitCode {
         Err(code) => return code,
     };
     let sim = PasSimConfig {
-        amqp_url: secrecy::ExposeSecret::expose_secret(&cfg.amqp.url).to_string(),
+        amqp_url: secrecy::ExposeSecret::expose_secret(&cfg.amqp.node_urls()[0]).to_string(),
         pas_queue: cfg.amqp.pas_queue.clone(),
         inbound_queue: cfg.amqp.inbound_queue.clone(),
         mix: Mix {

@@ -28,6 +28,16 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    crate::telemetry::set_instance(&cfg.cluster.instance_id);
+    // SQLite is for one instance: a second `run` on the same file is refused here, before
+    // anything else (docs/ha.md). The lock lasts as long as this process.
+    let _lock = match lock_sqlite(&cfg) {
+        Ok(l) => l,
+        Err(why) => {
+            eprintln!("error: {why}");
+            return ExitCode::from(64);
+        }
+    };
     let result = super::runtime().and_then(|rt| {
         rt.block_on(async {
             let shutdown = Shutdown::new();
@@ -37,7 +47,19 @@ pub fn run(args: &RunArgs) -> ExitCode {
             shutdown.trigger_on_signals();
             if args.until_drained {
                 let started = std::time::Instant::now();
+                // A member of the cluster while it drains: registered, its share of the
+                // rate limit taken, its leases renewed and given back at the end.
+                let cluster = app.shared().cluster.clone();
+                cluster
+                    .join(&app.shared().ers)
+                    .await
+                    .context("cannot join the cluster")?;
+                let leases_stop = Shutdown::new();
+                let leases =
+                    tokio::spawn(cluster.run(app.shared().ers.clone(), leases_stop.clone()));
                 let summary = app.drain(50).await;
+                leases_stop.trigger();
+                let _ = leases.await;
                 app.close().await;
                 let summary = summary.context("the bridge failed")?;
                 super::demo::print_summary(&summary, None, started.elapsed());
@@ -48,6 +70,43 @@ pub fn run(args: &RunArgs) -> ExitCode {
         })
     });
     super::exit_code(result)
+}
+
+/// Takes the lock file beside a SQLite store (`<file>.lock`, an advisory OS lock released
+/// when the process ends, however it ends); `None` for PostgreSQL or an in-memory store.
+/// Another process holding it is refused with what to do instead.
+fn lock_sqlite(cfg: &config::Config) -> Result<Option<std::fs::File>, String> {
+    let url = secrecy::ExposeSecret::expose_secret(&cfg.store.url);
+    let Some(path) = sqlite_file(url) else {
+        return Ok(None);
+    };
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open the store's lock file {lock_path}: {e}"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another ers-bridge run is using the sqlite store {path} (it holds {lock_path}): \
+             sqlite is for one instance; to run several, give them one postgresql store \
+             (docs/ha.md)"
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!(
+            "cannot lock the store's lock file {lock_path}: {e}"
+        )),
+    }
+}
+
+/// The file of a `sqlite://FILE[?…]` url; `None` for other stores and `:memory:`.
+pub(crate) fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.contains(":memory:")).then_some(path)
 }
 
 /// Loads and validates the configuration file (shared by `parked` and `replay`).

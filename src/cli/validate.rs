@@ -30,6 +30,7 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
         cfg.ers.auth.mode_name(),
         cfg.poll.len()
     );
+    println!("{}", store_note(&cfg));
     match check_mappings(&cfg.mappings) {
         Ok(n) => {
             println!(
@@ -48,6 +49,21 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(super::EX_USAGE)
         }
+    }
+}
+
+/// What the store allows: one instance on SQLite, several on PostgreSQL (docs/ha.md).
+fn store_note(cfg: &config::Config) -> String {
+    let url = secrecy::ExposeSecret::expose_secret(&cfg.store.url);
+    if url.starts_with("postgres") {
+        format!(
+            "store: postgresql: several instances may share it (this one is {:?}; give each its own [cluster] instance_id)",
+            cfg.cluster.instance_id
+        )
+    } else {
+        "store: sqlite: one instance only (a second run on the same file is refused); \
+         high availability needs a postgresql store (docs/ha.md)"
+            .to_string()
     }
 }
 

@@ -7,6 +7,7 @@
 //! worklist budget). Neither step touches the network: `ers-bridge validate` is offline.
 //! Secrets are held as [`secrecy::SecretString`] and never printed.
 
+mod cluster;
 mod env;
 mod error;
 mod locate;
@@ -14,6 +15,7 @@ mod raw;
 mod validate;
 mod validated;
 
+pub use cluster::ClusterConfig;
 pub use env::{Env, MapEnv, ProcessEnv, ENV_PREFIX};
 pub use error::ConfigError;
 pub use raw::{

@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// Top level of `ers-bridge.toml`.
@@ -14,7 +14,7 @@ pub struct RawConfig {
     /// How to reach e-RS and authenticate.
     pub ers: ErsConfig,
     /// The RabbitMQ side.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "AmqpConfig::deserialize_checked")]
     pub amqp: AmqpConfig,
     /// The durable store (audit trail, versions seen, budgets).
     #[serde(default)]
@@ -40,6 +40,9 @@ pub struct RawConfig {
     /// How the bridge's messages reach the PAS (docs/mllp.md).
     #[serde(default)]
     pub transport: TransportConfig,
+    /// This bridge among several on one store (docs/ha.md).
+    #[serde(default)]
+    pub cluster: super::cluster::ClusterConfig,
 }
 
 /// `[transport]`: the way to the PAS.
@@ -346,8 +349,12 @@ impl BusinessFunction {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AmqpConfig {
-    /// May carry a password, so it is a secret.
+    /// May carry a password, so it is a secret. One node; `urls` lists a cluster's nodes.
     pub url: SecretString,
+    /// The nodes of one RabbitMQ cluster (a secret each, like `url`): the publisher and the
+    /// consumer connect to one, starting after the last that failed. Empty: `url` alone.
+    /// Setting both this and a non-default `url` is an error; use [`Self::node_urls`].
+    pub urls: Vec<SecretString>,
     pub declare_topology: bool,
     /// First part of every routing key: `<tenant>.<MSH-9.1>.<MSH-9.2>`.
     pub tenant: String,
@@ -356,27 +363,83 @@ pub struct AmqpConfig {
     /// Where the bridge's ACKs to the PAS's messages go (bound `<tenant>.ACK.#`).
     pub pas_ack_queue: String,
     pub inbound_queue: String,
+    /// Declare `inbound_queue` with `x-single-active-consumer` (when `declare_topology`):
+    /// one bridge of several consumes at a time, for a PAS feed that needs strict arrival
+    /// order (docs/amqp.md). Off by default: bridges compete for the queue, and per-referral
+    /// order is kept by the store's per-UBRN lease.
+    pub single_active_consumer: bool,
     pub dead_letter_exchange: String,
     pub dead_letter_queue: String,
     pub prefetch: u16,
     pub publish_timeout_ms: u64,
 }
 
+/// `[amqp] url` when the file and the environment leave it out.
+const DEFAULT_AMQP_URL: &str = "amqp://127.0.0.1:5672/%2f";
+
 impl Default for AmqpConfig {
     fn default() -> Self {
         Self {
-            url: SecretString::from("amqp://127.0.0.1:5672/%2f"),
+            url: SecretString::from(DEFAULT_AMQP_URL),
+            urls: Vec::new(),
             declare_topology: true,
             tenant: "default".into(),
             exchange: "ers.to-pas".into(),
             pas_queue: "pas.referrals".into(),
             pas_ack_queue: "pas.acks".into(),
             inbound_queue: "ers.from-pas".into(),
+            single_active_consumer: false,
             dead_letter_exchange: "ers.dead-letter".into(),
             dead_letter_queue: "ers.dead-letter".into(),
             prefetch: 16,
             publish_timeout_ms: 10_000,
         }
+    }
+}
+
+impl AmqpConfig {
+    /// The broker nodes to connect to, in the configured order: `urls` when it is not
+    /// empty, else `[url]`. Never empty.
+    pub fn node_urls(&self) -> Vec<SecretString> {
+        if self.urls.is_empty() {
+            vec![self.url.clone()]
+        } else {
+            self.urls.clone()
+        }
+    }
+
+    /// The rules between `url` and `urls`: not both (a `url` equal to the default counts as
+    /// unset), and no empty entry in `urls`. The error is the reason.
+    pub fn check_nodes(&self) -> Result<(), String> {
+        if self.urls.is_empty() {
+            return Ok(());
+        }
+        if self.url.expose_secret() != DEFAULT_AMQP_URL {
+            return Err(
+                "`url` and `urls` are both set: list every node of the cluster in \
+                        `urls` and remove `url`"
+                    .into(),
+            );
+        }
+        if let Some(i) = self
+            .urls
+            .iter()
+            .position(|u| u.expose_secret().trim().is_empty())
+        {
+            return Err(format!("`urls` entry {i} is empty"));
+        }
+        Ok(())
+    }
+
+    /// Deserializes `[amqp]` and applies [`Self::check_nodes`], so the rule holds for every
+    /// loaded configuration (the error names the key `amqp`).
+    fn deserialize_checked<'de, D>(deserializer: D) -> Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        let cfg = Self::deserialize(deserializer)?;
+        cfg.check_nodes().map_err(serde::de::Error::custom)?;
+        Ok(cfg)
     }
 }
 

@@ -193,3 +193,92 @@ fn secrets_never_appear_in_debug_output() {
     assert!(!dbg.contains("hunter2"), "{dbg}");
     assert!(!dbg.contains("test-api-key"), "{dbg}");
 }
+
+const MINIMAL: &str = "[ers]\nbase_url = \"http://127.0.0.1:8080/referrals/FHIR\"\n\
+                       [ers.auth]\nmode = \"none\"\n";
+
+fn load_amqp(section: &str, env: &MapEnv) -> Result<Config, ConfigError> {
+    load_str("amqp.toml", &format!("{MINIMAL}[amqp]\n{section}"), env)
+}
+
+fn exposed(urls: &[secrecy::SecretString]) -> Vec<&str> {
+    urls.iter().map(|u| u.expose_secret()).collect()
+}
+
+#[test]
+fn amqp_nodes_and_single_active_consumer_default_to_off() {
+    let cfg = load_fixture("minimal.toml").unwrap();
+    assert!(cfg.amqp.urls.is_empty());
+    assert!(!cfg.amqp.single_active_consumer);
+    assert_eq!(
+        exposed(&cfg.amqp.node_urls()),
+        ["amqp://127.0.0.1:5672/%2f"]
+    );
+    let cfg = load_amqp("url = \"amqp://u:p@mq:5672/%2f\"\n", &MapEnv::default()).unwrap();
+    assert_eq!(exposed(&cfg.amqp.node_urls()), ["amqp://u:p@mq:5672/%2f"]);
+}
+
+#[test]
+fn amqp_urls_list_the_cluster_nodes_in_order() {
+    let cfg = load_amqp(
+        "urls = [\"amqp://u:p@mq-1:5672/%2f\", \"amqp://u:p@mq-2:5672/%2f\"]\n\
+         single_active_consumer = true\n",
+        &MapEnv::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        exposed(&cfg.amqp.node_urls()),
+        ["amqp://u:p@mq-1:5672/%2f", "amqp://u:p@mq-2:5672/%2f"]
+    );
+    assert!(cfg.amqp.single_active_consumer);
+    // A `url` equal to the default (as in the sample file) counts as unset.
+    let cfg = load_amqp(
+        "url = \"amqp://127.0.0.1:5672/%2f\"\nurls = [\"amqp://mq-1/%2f\"]\n",
+        &MapEnv::default(),
+    )
+    .unwrap();
+    assert_eq!(exposed(&cfg.amqp.node_urls()), ["amqp://mq-1/%2f"]);
+}
+
+#[test]
+fn amqp_urls_can_come_from_the_environment_and_stay_secret() {
+    let env = MapEnv::from_pairs([(
+        "ERS_BRIDGE__AMQP__URLS",
+        "[\"amqp://u:hunter2@mq-1/%2f\", \"amqp://u:hunter2@mq-2/%2f\"]",
+    )]);
+    let cfg = load(&fixture("minimal.toml"), &env).unwrap();
+    assert_eq!(cfg.amqp.node_urls().len(), 2);
+    let dbg = format!("{cfg:?}");
+    assert!(!dbg.contains("hunter2"), "{dbg}");
+}
+
+#[test]
+fn amqp_url_and_urls_together_are_an_error() {
+    let e = load_amqp(
+        "url = \"amqp://u:p@mq:5672/%2f\"\nurls = [\"amqp://mq-1/%2f\", \"amqp://mq-2/%2f\"]\n",
+        &MapEnv::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("amqp.toml:5: key `amqp`"), "{e}");
+    assert!(e.contains("`url` and `urls` are both set"), "{e}");
+    assert!(!e.contains("u:p@"), "no url in the message: {e}");
+    // The same through the environment.
+    let env = MapEnv::from_pairs([("ERS_BRIDGE__AMQP__URL", "amqp://u:p@mq:5672/%2f")]);
+    let e = load_amqp("urls = [\"amqp://mq-1/%2f\"]\n", &env)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`url` and `urls` are both set"), "{e}");
+    let e = load_amqp("urls = [\"amqp://mq-1/%2f\", \" \"]\n", &MapEnv::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`urls` entry 1 is empty"), "{e}");
+}
+
+#[test]
+fn amqp_single_active_consumer_must_be_a_boolean() {
+    let e = load_amqp("single_active_consumer = \"yes\"\n", &MapEnv::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `amqp.single_active_consumer`"), "{e}");
+}

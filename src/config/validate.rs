@@ -277,7 +277,12 @@ impl RawConfig {
                 )
             }
         };
+        let cluster = match self.cluster.validate() {
+            Ok(c) => c,
+            Err((key, why)) => return err(key, why),
+        };
         Ok(Config {
+            cluster,
             mllp_to_pas,
             ers: self.ers,
             amqp: self.amqp,

@@ -27,6 +27,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// `None`: the broker (`[amqp]`); `Some`: the PAS's MLLP listener.
     pub mllp_to_pas: Option<crate::mllp::SenderSettings>,
+    /// `[cluster]`: this instance's id and its leases' timing.
+    pub cluster: crate::cluster::ClusterSettings,
 }
 
 /// `[inbound]`, validated.

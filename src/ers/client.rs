@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     pub(crate) request_timeout: Duration,
     pub(crate) max_json_bytes: u64,
     pub(crate) max_attachment_bytes: u64,
+    /// `User-Agent` naming this bridge instance ([`ErsClient::name_instance`]).
+    pub(crate) user_agent: std::sync::OnceLock<String>,
 }
 
 impl fmt::Debug for ErsClient {
@@ -138,6 +140,7 @@ impl ErsClient {
                 request_timeout,
                 max_json_bytes: cfg.max_worklist_bytes,
                 max_attachment_bytes: cfg.max_attachment_bytes,
+                user_agent: std::sync::OnceLock::new(),
             }),
             correlation_id: None,
             decision: false,
@@ -168,6 +171,22 @@ impl ErsClient {
             decision: true,
             ..self.clone()
         }
+    }
+
+    /// Names the bridge instance in every call's `User-Agent` (`ers-bridge/<version>
+    /// (<holder>)`), so e-RS's and the simulator's logs tell instances apart. First call
+    /// wins.
+    pub fn name_instance(&self, holder: &str) {
+        let _ = self.inner.user_agent.set(format!(
+            "ers-bridge/{} ({holder})",
+            env!("CARGO_PKG_VERSION")
+        ));
+    }
+
+    /// The rate limiter every call of this process passes (its share of the app's limit
+    /// is set through it when several instances share the store).
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.inner.limiter
     }
 
     /// The auth mode.
@@ -257,6 +276,9 @@ impl ErsClient {
                 .http
                 .request(call.method.clone(), &url)
                 .headers(headers);
+            if let Some(agent) = inner.user_agent.get() {
+                req = req.header(reqwest::header::USER_AGENT, agent.as_str());
+            }
             if !call.query.is_empty() {
                 req = req.query(&call.query);
             }

@@ -31,7 +31,9 @@ const TIMER_TICK: Duration = Duration::from_millis(1);
 /// [`TIMER_TICK`]).
 #[derive(Debug)]
 pub struct RateLimiter {
-    interval: Duration,
+    /// Nanoseconds between permits; changed by [`RateLimiter::set_per_sec`] when the
+    /// instances sharing the app's limit come and go.
+    interval_ns: std::sync::atomic::AtomicU64,
     state: Mutex<State>,
     /// Reads wait here in arrival order; writes do not.
     read_gate: tokio::sync::Mutex<()>,
@@ -49,10 +51,27 @@ impl RateLimiter {
     /// A limiter granting `per_sec` permits per second (at least 1).
     pub fn new(per_sec: u32) -> Self {
         Self {
-            interval: Duration::from_secs(1) / per_sec.max(1),
+            interval_ns: std::sync::atomic::AtomicU64::new(Self::interval_for(per_sec)),
             state: Mutex::new(State::default()),
             read_gate: tokio::sync::Mutex::new(()),
         }
+    }
+
+    fn interval_for(per_sec: u32) -> u64 {
+        1_000_000_000 / u64::from(per_sec.max(1))
+    }
+
+    /// From now on grants `per_sec` permits per second (this instance's share of the
+    /// app's limit, docs/ha.md). A slot already handed out keeps its time.
+    pub fn set_per_sec(&self, per_sec: u32) {
+        self.interval_ns
+            .store(Self::interval_for(per_sec), Ordering::Relaxed);
+    }
+
+    /// The permits per second granted now.
+    pub fn per_sec(&self) -> u32 {
+        let ns = self.interval_ns.load(Ordering::Relaxed).max(1);
+        u32::try_from(1_000_000_000 / ns).unwrap_or(u32::MAX)
     }
 
     /// Waits for a permit for a read: behind earlier reads, and behind any write.
@@ -92,7 +111,8 @@ impl RateLimiter {
                 if let Some(p) = st.paused_until {
                     at = at.max(p);
                 }
-                st.next = Some(at + self.interval);
+                let interval = Duration::from_nanos(self.interval_ns.load(Ordering::Relaxed));
+                st.next = Some(at + interval);
                 if at.saturating_duration_since(now) < TIMER_TICK {
                     // Within the timer's resolution: granted now, with no timer. A sleep
                     // rounds up to tokio's next millisecond tick (even for a deadline

@@ -73,6 +73,17 @@ pub struct OperationLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct InstanceLabels {
+    pub instance: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LeaseKindLabels {
+    /// `claim`, `poller` or `job`.
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ServiceLabels {
     pub service: String,
 }
@@ -150,6 +161,15 @@ pub struct Metrics {
     pub alert_webhook_posts: Family<WebhookLabels, Counter>,
     /// Evaluations of the alert conditions (a stalled count means the loop stopped).
     pub alert_evaluations: Counter,
+    /// 1, labelled with this process's instance id (`[cluster] instance_id`).
+    pub instance_info: Family<InstanceLabels, Gauge>,
+    /// Bridges with a live heartbeat on this store, this one included.
+    pub cluster_instances: Gauge,
+    /// This instance's share of the app's e-RS calls per second.
+    pub ers_rate_share: Gauge,
+    /// Leases this process holds, by kind.
+    pub leases_held: Family<LeaseKindLabels, Gauge>,
+    pub leases_lost: Counter,
     /// Not metrics: e-RS calls per status class (in [`StatusClass::ALL`]'s order) over every
     /// operation, for the API's summary.
     pub ers_calls_by_class: [Counter; 5],
@@ -192,6 +212,11 @@ impl Metrics {
             alerts_opened: Counter::default(),
             alert_webhook_posts: Family::default(),
             alert_evaluations: Counter::default(),
+            instance_info: Family::default(),
+            cluster_instances: Gauge::default(),
+            ers_rate_share: Gauge::default(),
+            leases_held: Family::default(),
+            leases_lost: Counter::default(),
             ers_calls_by_class: std::array::from_fn(|_| Counter::default()),
             broker_outage: super::Outage::new("broker"),
             ers_outage: super::Outage::new("e-rs"),
@@ -338,6 +363,31 @@ impl Metrics {
             "ers_bridge_alert_evaluations",
             "Evaluations of the alert conditions",
             m.alert_evaluations.clone(),
+        );
+        r.register(
+            "ers_bridge_instance_info",
+            "1, labelled with this bridge's instance id",
+            m.instance_info.clone(),
+        );
+        r.register(
+            "ers_bridge_cluster_instances",
+            "Bridges with a live heartbeat on this store, this one included",
+            m.cluster_instances.clone(),
+        );
+        r.register(
+            "ers_bridge_ers_rate_share_per_second",
+            "This instance's share of the app's e-RS calls per second",
+            m.ers_rate_share.clone(),
+        );
+        r.register(
+            "ers_bridge_leases_held",
+            "Leases this bridge holds, by kind (claim, poller, job)",
+            m.leases_held.clone(),
+        );
+        r.register(
+            "ers_bridge_leases_lost",
+            "Leases found expired while held (the work under them stopped)",
+            m.leases_lost.clone(),
         );
         m
     }

@@ -19,11 +19,13 @@
 //! - `clients.rs`: the e-RS client's and the broker publisher's events.
 //! - `inbound.rs`: the inbound pipeline's events (a PAS message handled, a reply sent)
 //!   and the alert transitions.
+//! - `cluster.rs`: this process in the cluster (heartbeat, a lease lost).
 //! - `metrics.rs`: the metric families and their names.
 //! - `outage.rs`: one log line per outage (start, a reminder a minute, end), not one per
 //!   failed attempt.
 
 mod clients;
+mod cluster;
 mod inbound;
 mod metrics;
 mod outage;
@@ -37,6 +39,7 @@ pub use clients::{
     BrokerConnectFailed, BrokerConnected, ErsAuthRefused, ErsCallFinished, MessageConfirmed,
     PublishAttemptFailed,
 };
+pub use cluster::{ClusterBeat, LeaseLost};
 pub use inbound::{
     AlertChanged, AlertWebhookPosted, AlertsEvaluated, FactsRead, InboundHandled, ReplySent,
 };

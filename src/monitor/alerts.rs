@@ -146,6 +146,9 @@ pub struct Watched {
     pub events: Events,
     /// The way to the PAS (`broker_disconnected`).
     pub pas: PasLink,
+    /// This process among the bridges on the store: only the holder of the `job:alerts`
+    /// lease opens and resolves alerts (one evaluator per cluster).
+    pub cluster: Arc<crate::cluster::Cluster>,
 }
 
 /// The conditions now, from the store, the event hub and the link to the PAS.
@@ -162,7 +165,11 @@ pub async fn probe(
     let mut cond = |name, firing: Option<String>| out.push(Condition { name, firing });
 
     if polls {
-        let last = m.last_successful_poll.get() * 1000;
+        // Any instance's poll counts: the store has the last one of each list.
+        let last = match store.last_poll_max().await {
+            Ok(Some(ms)) => ms,
+            _ => m.last_successful_poll.get() * 1000,
+        };
         let since = if last > 0 { last } else { started_ms };
         let limit = cfg.no_poll_minutes as i64 * 60_000;
         cond(
@@ -294,7 +301,14 @@ pub fn for_bridge(
             move || {
                 let s = probe_shared.clone();
                 let cfg = cfg.clone();
-                async move { probe(&s, &cfg, started, polls).await }
+                async move {
+                    // Every instance reads the facts (its gauges); one acts on them.
+                    let conditions = probe(&s, &cfg, started, polls).await;
+                    match s.cluster.hold("job:alerts").await {
+                        Ok(Some(_)) => conditions,
+                        _ => Vec::new(),
+                    }
+                }
             },
             stop,
         )

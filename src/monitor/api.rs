@@ -190,6 +190,54 @@ pub async fn alerts(State(s): State<MonitorState>) -> Response {
     }
 }
 
+/// The bridges sharing this store: each process seen in the last hour with its
+/// heartbeat (live when within three heartbeats), the leases held now and by whom, and
+/// which process answered.
+pub async fn cluster(State(s): State<MonitorState>) -> Response {
+    let c = &s.cluster;
+    let instances = match s.store.instances(3_600_000).await {
+        Ok(i) => i,
+        Err(e) => return failed(e),
+    };
+    let leases = match s.store.leases().await {
+        Ok(l) => l,
+        Err(e) => return failed(e),
+    };
+    let live_ms = i64::try_from(c.settings().heartbeat.as_millis() * 3).unwrap_or(i64::MAX);
+    let instances: Vec<_> = instances
+        .into_iter()
+        .map(|i| {
+            let held: Vec<&str> = leases
+                .iter()
+                .filter(|l| l.holder == i.holder)
+                .map(|l| l.name.as_str())
+                .collect();
+            json!({
+                "holder": i.holder,
+                "instance": i.instance,
+                "host": i.host,
+                "pid": i.pid,
+                "version": i.version,
+                "started_ms": i.started_ms,
+                "heartbeat_ms": i.heartbeat_ms,
+                "heartbeat_age_ms": i.now_ms - i.heartbeat_ms,
+                "live": i.left_ms.is_none() && i.now_ms - i.heartbeat_ms < live_ms,
+                "left_ms": i.left_ms,
+                "claims": held.iter().filter(|n| n.starts_with("ubrn:")).count(),
+                "leases": held.iter().filter(|n| !n.starts_with("ubrn:")).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({
+        "this": {"instance": c.instance_id(), "holder": c.holder(), "shared_store": c.is_shared(),
+                 "calls_per_sec": c.rate_share(), "live_instances": c.live_instances()},
+        "instances": instances,
+        "leases": leases.iter().filter(|l| !l.name.starts_with("ubrn:")).collect::<Vec<_>>(),
+        "claims_held": leases.iter().filter(|l| l.name.starts_with("ubrn:")).count(),
+    }))
+    .into_response()
+}
+
 /// Sends a dead letter's body back to the inbound queue once (a second re-drive of the
 /// same one is refused), recording who did it.
 pub async fn redrive(

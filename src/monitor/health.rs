@@ -73,9 +73,19 @@ pub async fn ready(State(s): State<MonitorState>) -> Response {
         Err(e) => json!({"ok": false, "error": e}),
     };
     let ok = broker.is_ok() && store.is_ok() && ers.is_ok();
+    // Not a readiness check: an instance that leads nothing is still ready to.
+    let held = s.cluster.held_names();
     let body = json!({
         "ready": ok,
         "checks": {"broker": part(&broker), "store": part(&store), "ers_auth": part(&ers)},
+        "instance": {
+            "id": s.cluster.instance_id(),
+            "holder": s.cluster.holder(),
+            "live_instances": s.cluster.live_instances(),
+            "holds_anything": !held.is_empty(),
+            "claims": held.iter().filter(|n| n.starts_with("ubrn:")).count(),
+            "leases": held.iter().filter(|n| !n.starts_with("ubrn:")).collect::<Vec<_>>(),
+        },
     });
     let code = if ok {
         StatusCode::OK

@@ -59,6 +59,9 @@ pub struct MonitorState {
     pub outbound: Arc<crate::pipeline::outbound::Pipeline>,
     /// The mapping files, for the mapping page.
     pub mappings_dir: std::path::PathBuf,
+    /// This process among the bridges on the store: its id and leases (readiness, the
+    /// cluster view).
+    pub cluster: Arc<crate::cluster::Cluster>,
 }
 
 /// The whole HTTP surface.
@@ -72,6 +75,7 @@ pub fn router(state: MonitorState) -> Router {
         .route("/api/dead-letters", get(api::dead_letters))
         .route("/api/dead-letters/{id}/redrive", post(api::redrive))
         .route("/api/alerts", get(api::alerts))
+        .route("/api/cluster", get(api::cluster))
         .route("/api/referrals/{ubrn}/replay", post(api::replay_one))
         .route("/api/replay", post(api::replay_filtered))
         .route("/api/mappings", get(mapping::list))

@@ -370,7 +370,7 @@ fn answers(
     mix: Mix,
     faults: &[Fault],
 ) -> Vec<(String, Answer)> {
-    let on = |f: Fault| n % 5 == 0 && faults.contains(&f);
+    let on = |f: Fault| n.is_multiple_of(5) && faults.contains(&f);
     let msh = msg.segment("MSH");
     let their_id = msh.map(|m| m.comp(10, 1).to_string()).unwrap_or_default();
     let version = msh.map(|m| m.comp(12, 1).to_string()).unwrap_or_default();

@@ -9,6 +9,7 @@
 //! - `GET /_admin/calls`, `DELETE /_admin/calls`: the write calls received.
 //! - `POST /_admin/faults` (JSON [`Faults`]), `DELETE /_admin/faults`: injected faults.
 //! - `GET /_admin/requests`: requests per second, for rate checks.
+//! - `GET /_admin/polls`: every A008 call (service, list, times, `User-Agent`).
 
 use std::{fmt::Write as _, sync::Arc};
 
@@ -57,7 +58,7 @@ pub async fn index(State(sim): State<Arc<Sim>>) -> Response {
     let _ = writeln!(
         page,
         "\nadmin: POST /_admin/referrals, POST /_admin/advice, GET|DELETE /_admin/calls, \
-         POST|DELETE /_admin/faults, GET /_admin/requests, GET|DELETE /_admin/stats, \
+         POST|DELETE /_admin/faults, GET /_admin/requests, GET /_admin/polls, GET|DELETE /_admin/stats, \
          POST /_admin/referrals/{{ubrn}}/change, POST /_admin/referrals/{{ubrn}}/cancel \
          (see docs/simulator.md)"
     );
@@ -181,6 +182,13 @@ pub async fn reset_faults(State(sim): State<Arc<Sim>>) -> StatusCode {
         .unwrap_or_else(|e| e.into_inner())
         .set_faults(Faults::default());
     StatusCode::NO_CONTENT
+}
+
+/// `GET /_admin/polls`: every A008 call (the last 20,000) with its service, list, times
+/// and `User-Agent`.
+pub async fn polls(State(sim): State<Arc<Sim>>) -> Response {
+    let t = sim.traffic.lock().unwrap_or_else(|e| e.into_inner());
+    Json(t.polls.iter().collect::<Vec<_>>()).into_response()
 }
 
 /// `GET /_admin/requests`: `[{"second": s, "count": n}]`, seconds since start.

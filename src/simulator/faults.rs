@@ -98,6 +98,63 @@ pub struct Traffic {
     pub per_second: BTreeMap<u64, u32>,
     /// App-restricted A008 calls per (day index, service id).
     pub worklist_calls: HashMap<(u64, String), u32>,
+    /// Every A008 call, oldest first (the last [`MAX_POLLS`]), for `/_admin/polls`.
+    pub polls: std::collections::VecDeque<PollRecord>,
+}
+
+/// How many A008 calls `/_admin/polls` keeps.
+pub const MAX_POLLS: usize = 20_000;
+
+/// One A008 call: when it started and ended (wall clock, ms), which service and list it
+/// asked for, and the client's `User-Agent` (which names the bridge instance), so a test
+/// can check that one instance at a time polls each list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PollRecord {
+    pub started_ms: i64,
+    pub ended_ms: i64,
+    pub service: String,
+    pub list: String,
+    pub agent: String,
+}
+
+impl PollRecord {
+    /// `(service, list, user agent)` of an A008 request.
+    pub fn describe(headers: &axum::http::HeaderMap, body: &[u8]) -> (String, String, String) {
+        let agent = headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let (mut service, mut list) = (String::new(), String::new());
+        for p in parsed["parameter"].as_array().into_iter().flatten() {
+            match p["name"].as_str() {
+                Some("listType") => {
+                    list = p["valueCodeableConcept"]["coding"][0]["code"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string()
+                }
+                Some("service") => {
+                    service = p["valueIdentifier"]["value"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string()
+                }
+                _ => {}
+            }
+        }
+        (service, list, agent)
+    }
+}
+
+/// Appends to the A008 log, dropping the oldest beyond [`MAX_POLLS`].
+pub fn log_poll(sim: &Sim, record: PollRecord) {
+    let mut t = sim.traffic.lock().unwrap_or_else(|e| e.into_inner());
+    if t.polls.len() >= MAX_POLLS {
+        t.polls.pop_front();
+    }
+    t.polls.push_back(record);
 }
 
 impl Traffic {

@@ -316,6 +316,7 @@ fn router(sim: Arc<Sim>) -> Router {
             post(admin::set_faults).delete(admin::reset_faults),
         )
         .route("/_admin/requests", get(admin::requests))
+        .route("/_admin/polls", get(admin::polls))
         .route("/_admin/stats", get(stats::get).delete(stats::reset))
         .route("/_admin/referrals/{ubrn}/change", post(referrer::change))
         .route("/_admin/referrals/{ubrn}/cancel", post(referrer::cancel))

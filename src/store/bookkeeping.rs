@@ -132,14 +132,35 @@ impl Store {
             .collect()
     }
 
-    /// Replaces the recorded members of `list` of `service` in one transaction.
+    /// Replaces the recorded members of `list` of `service` in one transaction, with the
+    /// time of the poll they come from ([`Store::last_poll_ms`]). Under `fence` (the
+    /// list's poller lease, when several instances share the store) the write is refused
+    /// unless the lease is still this poller's: a poller that paused past its lease cannot
+    /// overwrite the new poller's view of the list.
     pub async fn set_worklist_members(
         &self,
         service: &str,
         list: &str,
         ubrns: &[Ubrn],
+        polled_at_ms: i64,
+        fence: Option<&super::Fence>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.op("set_worklist_members")?;
+        sqlx::query(
+            "INSERT INTO pipeline_state (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(last_poll_key(service, list))
+        .bind(polled_at_ms.to_string())
+        .execute(&mut *tx)
+        .await
+        .op("set_worklist_members")?;
+        // Checked after the first write: a SQLite transaction that read first could not
+        // become a writer beside another (SQLITE_BUSY); the lease row is locked until
+        // the commit either way.
+        if let Some(f) = fence {
+            super::leases::check_fence(self, &mut tx, f, "set_worklist_members").await?;
+        }
         sqlx::query("DELETE FROM worklist_members WHERE service = $1 AND list = $2")
             .bind(service)
             .bind(list)
@@ -160,6 +181,30 @@ impl Store {
         }
         tx.commit().await.op("set_worklist_members")?;
         Ok(())
+    }
+
+    /// When `list` of `service` was last polled (its members recorded), by any instance.
+    pub async fn last_poll_ms(&self, service: &str, list: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .state_value(&last_poll_key(service, list))
+            .await?
+            .and_then(|v| v.parse().ok()))
+    }
+
+    /// The latest poll of any list, by any instance ([`Store::set_worklist_members`]).
+    pub async fn last_poll_max(&self) -> Result<Option<i64>, StoreError> {
+        let rows = sqlx::query("SELECT value FROM pipeline_state WHERE name LIKE 'last_poll:%'")
+            .fetch_all(&self.pool)
+            .await
+            .op("last_poll_max")?;
+        let mut max = None;
+        for r in rows {
+            let v: String = r.try_get("value").op("last_poll_max")?;
+            if let Ok(ms) = v.parse::<i64>() {
+                max = Some(max.map_or(ms, |m: i64| m.max(ms)));
+            }
+        }
+        Ok(max)
     }
 
     /// Records that a referral version waits for pending attachments (first call wins) and
@@ -211,4 +256,9 @@ impl Store {
         .op("set_state_value")?;
         Ok(())
     }
+}
+
+/// The `pipeline_state` name of a list's last poll time.
+fn last_poll_key(service: &str, list: &str) -> String {
+    format!("last_poll:{service}:{list}")
 }

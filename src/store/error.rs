@@ -37,6 +37,15 @@ pub enum StoreError {
     /// The task writing batches has stopped (the runtime is shutting down).
     #[error("the store writer has stopped")]
     WriterGone,
+    /// A write under a lease this process no longer holds (it expired and may be
+    /// another instance's now): refused, so a process that paused past its lease changes
+    /// nothing (docs/ha.md).
+    #[error("store {op} refused: lease {lease} (term {term}) is no longer held")]
+    Fenced {
+        op: &'static str,
+        lease: String,
+        term: i64,
+    },
 }
 
 impl StoreError {
@@ -65,6 +74,8 @@ impl StoreError {
         match self {
             StoreError::Batch { retryable, .. } => *retryable,
             StoreError::WriterGone => true,
+            // Another instance has the work now; this one may take it again later.
+            StoreError::Fenced { .. } => true,
             StoreError::Connect(_) => true,
             StoreError::Migrate { .. } => false,
             StoreError::Decode { .. } => false,

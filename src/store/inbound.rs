@@ -138,7 +138,11 @@ impl Store {
     }
 
     /// Records the intent before the e-RS call: the action, the referral, the version
-    /// sent in `If-Match` and the decision behind them.
+    /// sent in `If-Match` and the decision behind them. Under `fence` (the referral's
+    /// lease, when instances share the store) the intent is written only while the lease
+    /// is still this process's, in the same statement: a process that paused past its
+    /// lease gets [`StoreError::Fenced`] and makes no e-RS call.
+    #[allow(clippy::too_many_arguments)]
     pub async fn inbound_intent(
         &self,
         control_id: &ControlId,
@@ -147,24 +151,39 @@ impl Store {
         version: Version,
         decision: &Decision,
         new_attempt: bool,
+        fence: Option<&super::Fence>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE inbound_messages SET status = $2, ubrn = $3, action = $4, version_sent = $5, \
-             decided_state = $6, decision_hash = $7, attempts = attempts + $8, \
-             next_attempt_ms = NULL WHERE control_id = $1",
-        )
-        .bind(control_id.as_str())
-        .bind(InboundStatus::Intent.as_str())
-        .bind(ubrn.as_str())
-        .bind(action)
-        .bind(version.as_i64())
-        .bind(decision.state.as_deref())
-        .bind(decision.hash.as_str())
-        .bind(i64::from(new_attempt))
-        .execute(&self.pool)
-        .await
-        .op("inbound_intent")?;
-        Ok(())
+        const SET: &str = "UPDATE inbound_messages SET status = $2, ubrn = $3, action = $4, \
+             version_sent = $5, decided_state = $6, decision_hash = $7, \
+             attempts = attempts + $8, next_attempt_ms = NULL WHERE control_id = $1";
+        let sql = match fence {
+            Some(_) => format!(
+                "{SET} AND EXISTS (SELECT 1 FROM leases WHERE {})",
+                super::leases::fence_sql(self, 9)
+            ),
+            None => SET.to_string(),
+        };
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(control_id.as_str())
+            .bind(InboundStatus::Intent.as_str())
+            .bind(ubrn.as_str())
+            .bind(action)
+            .bind(version.as_i64())
+            .bind(decision.state.as_deref())
+            .bind(decision.hash.as_str())
+            .bind(i64::from(new_attempt));
+        if let Some(f) = fence {
+            q = q.bind(&f.name).bind(&*f.holder).bind(f.term);
+        }
+        let done = q.execute(&self.pool).await.op("inbound_intent")?;
+        match fence {
+            Some(f) if done.rows_affected() == 0 => Err(StoreError::Fenced {
+                op: "inbound_intent",
+                lease: f.name.clone(),
+                term: f.term,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Records the second referral a message names (MSA-2's, when it differs from RF1's):

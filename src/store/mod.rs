@@ -42,6 +42,7 @@ mod error;
 mod inbound;
 mod inbound_queue;
 mod inbound_record;
+mod leases;
 mod monitor;
 mod operations;
 mod retention;
@@ -51,6 +52,7 @@ mod versions;
 pub(crate) use error::OpContext;
 pub use error::StoreError;
 pub use inbound::{Attempt, Begin, Decision, Ending, InboundRecord, InboundStatus};
+pub use leases::{Fence, InstanceRow, LeaseRow};
 pub use monitor::{
     AlertRow, DeadLetter, Flow, MessageRow, SearchFilter, SearchPage, StoreFacts, TimelineEntry,
     DEAD_LETTER_WINDOW_MS,
@@ -212,6 +214,9 @@ pub struct VersionRecord {
     /// Its clinically relevant facts as published ([`crate::fhir::relevant`]), compared
     /// with the referral's when a PAS decision on this version arrives after a change.
     pub facts: Option<String>,
+    /// The referral's lease it was published under, when instances share the store: the
+    /// record is refused if the lease was lost meanwhile.
+    pub fence: Option<Fence>,
 }
 
 /// One referral version as the store recorded it ([`Store::versions_between`]).
@@ -251,6 +256,8 @@ pub struct Store {
     /// Connections handed out by the pool: one per statement outside a transaction, one
     /// per transaction ([`Store::round_trips`]).
     round_trips: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// PostgreSQL (shared by several instances); else SQLite (one instance).
+    pg: bool,
 }
 
 impl Store {
@@ -347,7 +354,11 @@ impl Store {
                 .await
                 .op("set journal mode")?;
         }
-        let store = Self { pool, round_trips };
+        let store = Self {
+            pool,
+            round_trips,
+            pg: url.starts_with("postgres"),
+        };
         schema::migrate(&store.pool, schema_until).await?;
         Ok(store)
     }

@@ -233,6 +233,33 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE UNIQUE INDEX alerts_one_open ON alerts (name) WHERE resolved_at_ms IS NULL",
         ],
     ),
+    (
+        10,
+        &[
+            // Leases (store/leases.rs): a referral's claim, a worklist's poller, a
+            // cluster-wide job; times and terms from the database clock.
+            "CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            term BIGINT NOT NULL,
+            taken_ms BIGINT NOT NULL,
+            expires_ms BIGINT NOT NULL,
+            hurry BIGINT NOT NULL DEFAULT 0
+        )",
+            "CREATE INDEX leases_holder ON leases (holder)",
+            // One row per bridge process, with its heartbeat.
+            "CREATE TABLE instances (
+            holder TEXT PRIMARY KEY,
+            instance TEXT NOT NULL,
+            host TEXT NOT NULL,
+            pid BIGINT NOT NULL,
+            version TEXT NOT NULL,
+            started_ms BIGINT NOT NULL,
+            heartbeat_ms BIGINT NOT NULL,
+            left_ms BIGINT
+        )",
+        ],
+    ),
 ];
 
 /// The PostgreSQL advisory lock a bridge holds while it migrates, so two first starts on

@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{
-    placeholders, select_published, ubrn_col, upsert_seen, value_rows, version_col, OpContext,
-    PublishedMessage, Seen, Store, StoreError, StoredVersion, VersionRecord, VersionState,
-    BATCH_ROWS,
+    placeholders, select_published, ubrn_col, upsert_seen, value_rows, version_col, Fence,
+    OpContext, PublishedMessage, Seen, Store, StoreError, StoredVersion, VersionRecord,
+    VersionState, BATCH_ROWS,
 };
 use crate::ids::{ControlId, Ubrn, Version};
 
@@ -57,11 +57,49 @@ impl Store {
     /// Each table gets one multi-row statement per [`BATCH_ROWS`] bind parameters, so a
     /// batch of 32 versions costs about six statements, not four per version: on SQLite
     /// every statement is a round trip to the connection's worker thread.
+    ///
+    /// A version recorded under a fence (its referral's lease, when instances share the
+    /// store) whose lease is no longer this process's makes the whole call fail with
+    /// [`StoreError::Fenced`]; [`Store::record_versions_fenced`] records the others.
     pub async fn record_versions_published(
         &self,
         versions: &[VersionRecord],
     ) -> Result<(), StoreError> {
+        let refused = self.record_versions_fenced(versions).await?;
+        match refused.first().and_then(|&i| versions[i].fence.as_ref()) {
+            Some(f) => Err(StoreError::Fenced {
+                op: "record_versions_published",
+                lease: f.name.clone(),
+                term: f.term,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Store::record_versions_published`] for the group commit: the versions whose fence
+    /// no longer holds are left out (another instance has their referral now, and will
+    /// publish again under the same MSH-10), and their indices returned. The fences are
+    /// checked in the same transaction, their lease rows locked against a takeover until
+    /// it commits.
+    pub async fn record_versions_fenced(
+        &self,
+        all: &[VersionRecord],
+    ) -> Result<Vec<usize>, StoreError> {
         const OP: &str = "record_versions_published";
+        let mut tx = self.pool.begin().await.op(OP)?;
+        let refused = self.refused_fences(&mut tx, all).await?;
+        let kept: Vec<VersionRecord>;
+        let versions: &[VersionRecord] = if refused.is_empty() {
+            all
+        } else {
+            kept = all
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !refused.contains(i))
+                .map(|(_, v)| v.clone())
+                .collect();
+            &kept
+        };
         let messages: Vec<&PublishedMessage> =
             versions.iter().flat_map(|v| v.messages.iter()).collect();
         let payloads: Vec<(&PublishedMessage, &str)> = messages
@@ -79,7 +117,6 @@ impl Store {
                 seen.push(v);
             }
         }
-        let mut tx = self.pool.begin().await.op(OP)?;
         for chunk in messages.chunks(BATCH_ROWS / 6) {
             let sql = format!(
                 "INSERT INTO published_messages \
@@ -149,7 +186,55 @@ impl Store {
             }
         }
         tx.commit().await.op(OP)?;
-        Ok(())
+        Ok(refused)
+    }
+
+    /// The indices of `versions` whose fence does not hold, their held leases locked
+    /// (PostgreSQL `FOR SHARE`) for the rest of `tx`. No statement when none has a fence.
+    async fn refused_fences(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        versions: &[VersionRecord],
+    ) -> Result<Vec<usize>, StoreError> {
+        const OP: &str = "record_versions_published";
+        let fences: Vec<&Fence> = versions.iter().filter_map(|v| v.fence.as_ref()).collect();
+        let Some(first) = fences.first() else {
+            return Ok(Vec::new());
+        };
+        let mut held = HashSet::new();
+        for chunk in fences.chunks(BATCH_ROWS) {
+            let sql = format!(
+                "SELECT name, term FROM leases WHERE holder = $1 AND expires_ms > {} \
+                 AND name IN ({}){}",
+                self.clock_ms(),
+                (2..chunk.len() + 2)
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if self.pg { " FOR SHARE" } else { "" }
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql))
+                .persistent(false)
+                .bind(&*first.holder);
+            for f in chunk {
+                q = q.bind(&f.name);
+            }
+            for r in q.fetch_all(&mut *tx).await.op(OP)? {
+                let name: String = r.try_get("name").op(OP)?;
+                let term: i64 = r.try_get("term").op(OP)?;
+                held.insert((name, term));
+            }
+        }
+        Ok(versions
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| {
+                v.fence.as_ref().is_some_and(|f| {
+                    f.holder != first.holder || !held.contains(&(f.name.clone(), f.term))
+                })
+            })
+            .map(|(i, _)| i)
+            .collect())
     }
 
     /// What the pipeline needs to know of a referral version before handling it, in one

@@ -103,12 +103,13 @@ fn topology() -> Topology {
         dead_letter_exchange: unique("dlx"),
         dead_letter_queue: unique("dlq"),
         inbound_delivery_limit: 5,
+        single_active_consumer: false,
     }
 }
 
 fn publisher(t: &Topology) -> Arc<Publisher> {
     Arc::new(Publisher::new(PublisherSettings {
-        url: AMQP_URL.into(),
+        urls: vec![AMQP_URL.into()],
         exchange: t.exchange.clone(),
         confirm_timeout: Duration::from_secs(5),
         topology: Some(t.clone()),
@@ -392,7 +393,7 @@ async fn consumer_survives_restart() {
     publisher.close().await;
 
     let mut c = Consumer::new(ConsumerSettings {
-        url: AMQP_URL.into(),
+        urls: vec![AMQP_URL.into()],
         queue: t.inbound_queue.clone(),
         prefetch: 3,
         connect_timeout: Duration::from_secs(5),

@@ -18,16 +18,16 @@ async fn exercise(store: &Store) {
         .is_empty());
     let a = [u("000000000001"), u("000000000002")];
     store
-        .set_worklist_members("21012", "RFR", &a)
+        .set_worklist_members("21012", "RFR", &a, 1, None)
         .await
         .unwrap();
     store
-        .set_worklist_members("21012", "ASI", &a[..1])
+        .set_worklist_members("21012", "ASI", &a[..1], 1, None)
         .await
         .unwrap();
     assert_eq!(store.worklist_members("21012", "RFR").await.unwrap(), a);
     store
-        .set_worklist_members("21012", "RFR", &a[1..])
+        .set_worklist_members("21012", "RFR", &a[1..], 1, None)
         .await
         .unwrap();
     assert_eq!(
@@ -64,6 +64,7 @@ async fn exercise(store: &Store) {
             messages: vec![],
             now_ms: 900,
             facts: None,
+            fence: None,
         }])
         .await
         .unwrap();
@@ -99,6 +100,7 @@ async fn exercise(store: &Store) {
                 messages: vec![message],
                 now_ms: 1,
                 facts: None,
+                fence: None,
             }])
             .await
             .unwrap();
@@ -119,7 +121,7 @@ async fn batched(store: &Store) {
         .map(|i| u(&format!("{:012}", 500_000 + i)))
         .collect();
     store
-        .set_worklist_members("21013", "RFR", &ubrns)
+        .set_worklist_members("21013", "RFR", &ubrns, 1, None)
         .await
         .unwrap();
     assert_eq!(store.worklist_members("21013", "RFR").await.unwrap(), ubrns);
@@ -172,6 +174,7 @@ async fn batched(store: &Store) {
         messages: vec![],
         now_ms: 30,
         facts: None,
+        fence: None,
     };
     store
         .record_versions_published(&[
@@ -181,6 +184,7 @@ async fn batched(store: &Store) {
                 messages: msgs.clone(),
                 now_ms: 30,
                 facts: None,
+                fence: None,
             },
             other,
         ])

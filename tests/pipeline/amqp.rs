@@ -23,6 +23,7 @@ fn topology() -> Topology {
         dead_letter_exchange: helpers::unique("dlx"),
         dead_letter_queue: helpers::unique("dlq"),
         inbound_delivery_limit: 5,
+        single_active_consumer: false,
     }
 }
 
@@ -62,7 +63,7 @@ fn message(n: usize) -> OutboundMessage {
 
 fn publisher(t: &Topology, declare: bool) -> Publisher {
     Publisher::new(PublisherSettings {
-        url: helpers::amqp_url(),
+        urls: vec![helpers::amqp_url()],
         exchange: t.exchange.clone(),
         confirm_timeout: Duration::from_secs(10),
         topology: declare.then(|| t.clone()),
@@ -246,7 +247,9 @@ async fn unroutable_message_is_an_error_not_a_success() {
 async fn broker_unreachable_is_a_retryable_connection_error() {
     let t = topology();
     let p = Publisher::new(PublisherSettings {
-        url: secrecy::SecretString::from("amqp://guest:guest@127.0.0.1:1/%2f"),
+        urls: vec![secrecy::SecretString::from(
+            "amqp://guest:guest@127.0.0.1:1/%2f",
+        )],
         exchange: t.exchange.clone(),
         confirm_timeout: Duration::from_secs(1),
         topology: None,
@@ -269,7 +272,9 @@ fn fast_retry() -> RetryPolicy {
 
 fn unreachable_publisher(t: &Topology) -> Publisher {
     Publisher::new(PublisherSettings {
-        url: secrecy::SecretString::from("amqp://guest:guest@127.0.0.1:1/%2f"),
+        urls: vec![secrecy::SecretString::from(
+            "amqp://guest:guest@127.0.0.1:1/%2f",
+        )],
         exchange: t.exchange.clone(),
         confirm_timeout: Duration::from_secs(1),
         topology: None,
@@ -438,7 +443,9 @@ async fn concurrent_publishers_share_one_reconnect_attempt() {
     });
     let t = topology();
     let p = Publisher::new(PublisherSettings {
-        url: secrecy::SecretString::from(format!("amqp://guest:guest@127.0.0.1:{port}/%2f")),
+        urls: vec![secrecy::SecretString::from(format!(
+            "amqp://guest:guest@127.0.0.1:{port}/%2f"
+        ))],
         exchange: t.exchange.clone(),
         confirm_timeout: Duration::from_millis(300),
         topology: None,
@@ -477,7 +484,7 @@ async fn send_to_queue(ch: &lapin::Channel, queue: &str, n: usize) {
 
 fn consumer(t: &Topology, declare: bool) -> Consumer {
     Consumer::new(ConsumerSettings {
-        url: helpers::amqp_url(),
+        urls: vec![helpers::amqp_url()],
         queue: t.inbound_queue.clone(),
         prefetch: 2,
         connect_timeout: Duration::from_secs(10),
@@ -552,4 +559,148 @@ async fn consuming_a_missing_queue_is_a_permanent_error() {
         "{err}"
     );
     assert!(!err.is_retryable());
+}
+
+/// The first node of the list refuses connections (nothing listens on port 1).
+fn dead_then_live() -> Vec<secrecy::SecretString> {
+    vec![
+        secrecy::SecretString::from("amqp://guest:guest@127.0.0.1:1/%2f"),
+        helpers::amqp_url(),
+    ]
+}
+
+#[tokio::test]
+async fn publisher_moves_past_a_dead_node_and_gets_its_confirm() {
+    let t = topology();
+    let p = Publisher::new(PublisherSettings {
+        urls: dead_then_live(),
+        exchange: t.exchange.clone(),
+        confirm_timeout: Duration::from_secs(10),
+        topology: Some(t.clone()),
+    });
+    p.publish(&message(1)).await.unwrap();
+    assert!(p.is_connected().await);
+    // One round, the dead node skipped at once: one connect, no failed connect.
+    let stats = p.stats();
+    assert_eq!(
+        (stats.connects, stats.connect_failures),
+        (1, 0),
+        "{stats:?}"
+    );
+    assert_eq!(stats.confirmed, 1);
+    let (conn, ch) = helpers::amqp_channel().await;
+    let got = ch
+        .basic_get(
+            t.pas_queue.as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+        .expect("the message on the PAS queue");
+    assert_eq!(got.delivery.data, message(1).body);
+    p.close().await;
+    let _ = conn.close(200, "done".into()).await;
+    cleanup(&t).await;
+}
+
+#[tokio::test]
+async fn a_round_in_which_every_node_fails_is_one_failed_connect() {
+    let t = topology();
+    let p = Publisher::new(PublisherSettings {
+        urls: vec![
+            secrecy::SecretString::from("amqp://guest:guest@127.0.0.1:1/%2f"),
+            secrecy::SecretString::from("amqp://guest:guest@127.0.0.1:2/%2f"),
+        ],
+        exchange: t.exchange.clone(),
+        confirm_timeout: Duration::from_secs(1),
+        topology: None,
+    });
+    let err = p.publish(&message(1)).await.unwrap_err();
+    assert!(matches!(err, AmqpError::Connection(_)), "{err}");
+    assert!(err.is_retryable());
+    let stats = p.stats();
+    assert_eq!(
+        (stats.connects, stats.connect_failures),
+        (0, 1),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn consumer_moves_past_a_dead_node() {
+    let t = topology();
+    let mut c = Consumer::new(ConsumerSettings {
+        urls: dead_then_live(),
+        queue: t.inbound_queue.clone(),
+        prefetch: 2,
+        connect_timeout: Duration::from_secs(10),
+        topology: Some(t.clone()),
+    });
+    let (conn, ch) = helpers::amqp_channel().await;
+    t.declare(&ch).await.unwrap();
+    send_to_queue(&ch, &t.inbound_queue, 1).await;
+    let d = c
+        .next(&fast_retry(), std::future::pending())
+        .await
+        .unwrap()
+        .expect("a delivery");
+    assert_eq!(d.message_id.as_deref(), Some("ERS000000070001V5I12"));
+    d.ack().await.unwrap();
+    assert_eq!(c.connects(), 1);
+    c.close().await;
+    let _ = conn.close(200, "done".into()).await;
+    cleanup(&t).await;
+}
+
+#[tokio::test]
+async fn single_active_consumer_is_declared_on_the_inbound_queue_only_when_set() {
+    let sac = Topology {
+        single_active_consumer: true,
+        ..topology()
+    };
+    let (conn, ch) = helpers::amqp_channel().await;
+    sac.declare(&ch).await.unwrap();
+    sac.declare(&ch).await.unwrap();
+    // The same names without the argument: the broker refuses, naming the argument, and the
+    // bridge reports a permanent topology error naming the inbound queue (the other queues,
+    // declared before it, are accepted without the argument: they do not have it).
+    let plain = Topology {
+        single_active_consumer: false,
+        ..sac.clone()
+    };
+    let (_c2, ch2) = helpers::amqp_channel().await;
+    let err = plain.declare(&ch2).await.unwrap_err();
+    assert!(
+        matches!(&err, AmqpError::Topology { name, .. } if *name == sac.inbound_queue),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+    let text = err.to_string();
+    assert!(text.contains("PRECONDITION_FAILED"), "{text}");
+    assert!(text.contains("x-single-active-consumer"), "{text}");
+    let _ = conn.close(200, "done".into()).await;
+    cleanup(&sac).await;
+}
+
+#[tokio::test]
+async fn switching_single_active_consumer_on_for_an_existing_queue_is_refused() {
+    let t = topology();
+    let (conn, ch) = helpers::amqp_channel().await;
+    t.declare(&ch).await.unwrap();
+    let switched = Topology {
+        single_active_consumer: true,
+        ..t.clone()
+    };
+    let (_c2, ch2) = helpers::amqp_channel().await;
+    let err = switched.declare(&ch2).await.unwrap_err();
+    assert!(
+        matches!(&err, AmqpError::Topology { name, .. } if *name == t.inbound_queue),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("x-single-active-consumer"),
+        "{err}"
+    );
+    let _ = conn.close(200, "done".into()).await;
+    cleanup(&t).await;
 }

@@ -41,7 +41,15 @@ async fn scenario(store: &Store) {
         hash: "decision-1".into(),
     };
     store
-        .inbound_intent(&pas, &u("000000070001"), "accept", ver(5), &decision, true)
+        .inbound_intent(
+            &pas,
+            &u("000000070001"),
+            "accept",
+            ver(5),
+            &decision,
+            true,
+            None,
+        )
         .await
         .unwrap();
     let r = store.inbound(&pas).await.unwrap().unwrap();
@@ -92,7 +100,15 @@ async fn scenario(store: &Store) {
     );
 
     store
-        .inbound_intent(&pas, &u("000000070001"), "accept", ver(5), &decision, true)
+        .inbound_intent(
+            &pas,
+            &u("000000070001"),
+            "accept",
+            ver(5),
+            &decision,
+            true,
+            None,
+        )
         .await
         .unwrap();
     store
@@ -163,6 +179,7 @@ async fn scenario(store: &Store) {
             messages: vec![published.clone()],
             now_ms: 500,
             facts: None,
+            fence: None,
         }])
         .await
         .unwrap();

@@ -221,6 +221,7 @@ async fn record(store: &Store, m: &PublishedMessage) {
             messages: vec![m.clone()],
             now_ms: m.confirmed_at_ms,
             facts: None,
+            fence: None,
         }])
         .await
         .unwrap();

@@ -68,7 +68,7 @@ impl Inbound {
         ubrn: &Ubrn,
     ) -> Result<crate::runtime::Claim<'a>, PipelineError> {
         tokio::select! {
-            c = self.shared.claims.take_when_free(ubrn) => Ok(c),
+            c = self.shared.claims.take_when_free(ubrn) => c.map_err(PipelineError::store(ubrn)),
             () = self.shared.shutdown.wait() => Err(PipelineError::ShuttingDown),
         }
     }

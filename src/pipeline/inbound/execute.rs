@@ -98,6 +98,9 @@ pub struct ForMessage<'a> {
     pub prior: Option<&'a InboundRecord>,
     pub acked: Option<&'a ControlId>,
     pub acked_ref: Option<&'a PublishedMessage>,
+    /// The referral's claim the write is made under: checked before the write, its fence
+    /// carried by the intent.
+    pub claim: Option<&'a crate::cluster::Claim<'a>>,
 }
 
 /// Performs `action` for the PAS message `m`; `decision` is what it was decided from,
@@ -212,9 +215,33 @@ pub async fn run(
         }
         // A re-read after a 409/423 belongs to the same attempt (the backoff counts
         // attempts).
+        // A process paused past the referral's lease writes nothing: the intent is
+        // fenced in the store, and checked here again after it, just before the call.
+        let fence = m.claim.and_then(|c| c.fence());
+        let lost = |f: Option<&crate::store::Fence>| {
+            PipelineError::StoreGeneral(crate::store::StoreError::Fenced {
+                op: "e-rs write",
+                lease: f.map(|f| f.name.clone()).unwrap_or_default(),
+                term: f.map_or(0, |f| f.term),
+            })
+        };
+        if m.claim.is_some_and(|c| !c.holds()) {
+            return Err(lost(fence));
+        }
         store
-            .inbound_intent(control_id, ubrn, name, version, decision, conflicts == 0)
+            .inbound_intent(
+                control_id,
+                ubrn,
+                name,
+                version,
+                decision,
+                conflicts == 0,
+                fence,
+            )
             .await?;
+        if m.claim.is_some_and(|c| !c.holds()) {
+            return Err(lost(fence));
+        }
         let correlation = uuid::Uuid::new_v4();
         let ers = shared.ers.for_decision().with_correlation_id(correlation);
         let called_at = Utc::now().timestamp_millis();

@@ -338,9 +338,28 @@ impl Inbound {
         // on its e-RS state, or an e-RS write (whose If-Match the same read serves); a
         // pending RRI costs no e-RS call.
         let ubrn_for_rri = ubrn.as_ref().filter(|_| is_rri);
-        let _claim = match ubrn_for_rri {
+        let claim = match ubrn_for_rri {
             Some(u) => Some(self.claim(u).await?),
             None => None,
+        };
+        // Another instance may have handled this message (a copy of it) while this one
+        // waited for the claim: what the store holds now is what counts.
+        let fresh;
+        let stored = match claim.as_ref().filter(|c| c.fence().is_some()) {
+            Some(_) => {
+                fresh = store.inbound(&msg.control_id).await?;
+                // Final, or waiting for a retry this handling is not (a copy's).
+                let was_retry = stored.is_some_and(|s| s.status == InboundStatus::Retry);
+                if let Some(r) = fresh.as_ref().filter(|r| {
+                    r.status.is_final() || (r.status == InboundStatus::Retry && !was_retry)
+                }) {
+                    let resent = self.resend_reply(msg, r).await?;
+                    tracing::info!(control_id = %msg.control_id, status = r.status.as_str(), reply_resent = resent, "inbound message handled by another instance meanwhile");
+                    return Ok(Handled::Duplicate { status: r.status });
+                }
+                fresh.as_ref().or(stored)
+            }
+            None => stored,
         };
         let needs_read =
             self.table.depends_on_state(msg) || self.table.decide(msg).kind().operation().is_some();
@@ -506,6 +525,7 @@ impl Inbound {
                     prior: stored,
                     acked: msg.acked_control_id.as_ref(),
                     acked_ref: acked_ref.as_ref(),
+                    claim: claim.as_ref(),
                 };
                 self.act((msg, message), m, &ubrn, (&action, &decision), read, now)
                     .await

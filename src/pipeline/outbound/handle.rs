@@ -293,6 +293,20 @@ impl Pipeline {
         version: Version,
         m: Rendered<'_>,
     ) -> Result<Result<PublishedMessage, String>, PipelineError> {
+        // A process that was paused past its claim publishes nothing more under it:
+        // another instance may be handling the referral now.
+        if let Some(f) = crate::cluster::claims::working_fence() {
+            if !crate::cluster::claims::still_held() {
+                return Err(PipelineError::Store {
+                    ubrn: ubrn.clone(),
+                    source: crate::store::StoreError::Fenced {
+                        op: "publish",
+                        lease: f.name,
+                        term: f.term,
+                    },
+                });
+            }
+        }
         let [t1, t2, _] = &m.mapping.message_type;
         let out = Hl7Out {
             control_id: m.control_id.clone(),
@@ -370,6 +384,7 @@ impl Pipeline {
                 messages: published,
                 now_ms: now.timestamp_millis(),
                 facts: Some(facts),
+                fence: crate::cluster::claims::working_fence(),
             })
             .await
             .map_err(PipelineError::store(ubrn))?;

@@ -172,7 +172,21 @@ impl Pipeline {
 
     /// Re-processes the latest version of a referral even if it was handled (parked or
     /// published) before: `ers-bridge replay`, and parked items after the mappings change.
+    /// Under the referral's claim (waiting for whoever holds it, in any instance).
     pub async fn replay(&self, ubrn: &Ubrn, now: DateTime<Utc>) -> Result<Outcome, PipelineError> {
+        let claim = tokio::select! {
+            c = self.shared.claims.take_when_free(ubrn) => c.map_err(PipelineError::store(ubrn))?,
+            () = self.shared.shutdown.wait() => return Err(PipelineError::ShuttingDown),
+        };
+        claim.scope(self.replay_claimed_latest(ubrn, now)).await
+    }
+
+    /// [`Pipeline::replay`] for a caller that holds the claim.
+    pub(super) async fn replay_claimed_latest(
+        &self,
+        ubrn: &Ubrn,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, PipelineError> {
         let referral = self.read_latest(ubrn).await?;
         let state = self.version_state(ubrn, referral.version).await?;
         self.handle_version(ubrn, &referral, state.latest_published, now)
@@ -190,6 +204,11 @@ impl Pipeline {
         let current = &self.mappings.hash;
         let stored = store.state_value(KEY).await?;
         let mut replayed = 0;
+        // Once per cluster: the instance holding the job's lease replays, the others
+        // leave it (and the hash) to it.
+        let Some(_job) = self.shared.cluster.hold("job:replay-parked").await? else {
+            return Ok(0);
+        };
         if stored.as_deref().is_some_and(|s| s != current) {
             for item in store.parked().await? {
                 tracing::info!(ubrn = %item.ubrn, "mappings changed, retrying parked referral");

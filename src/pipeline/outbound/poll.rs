@@ -68,6 +68,13 @@ impl Pipeline {
         let mut report = PassReport::default();
         let list = t.list.code();
         let shared = &self.shared;
+        // One poller per list across the instances sharing the store: the one holding
+        // the list's lease (docs/ha.md); its cursor write is fenced by it.
+        let lease = format!("poll:{}:{list}", t.service);
+        let Some(fence) = shared.cluster.hold(&lease).await? else {
+            report.led_elsewhere += 1;
+            return Ok(report);
+        };
         let polled = |result, items, to_check, error| WorklistPolled {
             service: t.service.clone(),
             list,
@@ -213,7 +220,13 @@ impl Pipeline {
         let members: Vec<Ubrn> = members.into_iter().collect();
         shared
             .store
-            .set_worklist_members(&t.service, list, &members)
+            .set_worklist_members(
+                &t.service,
+                list,
+                &members,
+                now.timestamp_millis(),
+                shared.cluster.store_fence(&fence),
+            )
             .await?;
         Ok(report)
     }
@@ -260,11 +273,19 @@ impl Pipeline {
         left: bool,
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
-        let Some(claim) = self.shared.claims.take(ubrn).await else {
+        let Some(claim) = self
+            .shared
+            .claims
+            .take(ubrn)
+            .await
+            .map_err(PipelineError::store(ubrn))?
+        else {
             return Ok(Outcome::InProgress);
         };
         // A PAS decision about this referral waiting for the claim promotes our reads.
-        crate::ers::with_promotion(claim.promotion(), self.process_referral(ubrn, left, now)).await
+        let work =
+            crate::ers::with_promotion(claim.promotion(), self.process_referral(ubrn, left, now));
+        claim.scope(work).await
     }
 }
 

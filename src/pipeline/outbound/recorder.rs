@@ -55,13 +55,27 @@ async fn write_batches(store: Store, mut rx: mpsc::Receiver<Request>) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (records, waiters): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
-        let result = store.record_versions_published(&records).await;
+        let result = store.record_versions_fenced(&records).await;
         if let Err(e) = &result {
             tracing::warn!(versions = records.len(), error = %e, "recording a batch of published versions failed");
         }
         let n = waiters.len();
-        for w in waiters {
-            let _ = w.send(result.as_ref().map(|_| ()).map_err(|e| e.for_batch(n)));
+        for (i, w) in waiters.into_iter().enumerate() {
+            let answer = match &result {
+                Err(e) => Err(e.for_batch(n)),
+                // Its claim was lost meanwhile: left out; whoever holds it now publishes
+                // again under the same MSH-10.
+                Ok(refused) if refused.contains(&i) => {
+                    let f = records[i].fence.as_ref();
+                    Err(StoreError::Fenced {
+                        op: "record_versions_published",
+                        lease: f.map(|f| f.name.clone()).unwrap_or_default(),
+                        term: f.map_or(0, |f| f.term),
+                    })
+                }
+                Ok(_) => Ok(()),
+            };
+            let _ = w.send(answer);
         }
     }
 }
@@ -80,6 +94,7 @@ mod tests {
             messages: vec![],
             now_ms: 1,
             facts: None,
+            fence: None,
         }
     }
 

@@ -60,10 +60,10 @@ impl Pipeline {
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
         let claim = tokio::select! {
-            c = self.shared.claims.take_when_free(ubrn) => c,
+            c = self.shared.claims.take_when_free(ubrn) => c.map_err(PipelineError::store(ubrn))?,
             () = self.shared.shutdown.wait() => return Err(PipelineError::ShuttingDown),
         };
-        let result = self.replay_claimed(ubrn, now).await;
+        let result = claim.scope(self.replay_claimed(ubrn, now)).await;
         drop(claim);
         result
     }
@@ -86,7 +86,7 @@ impl Pipeline {
             .find(|m| m.message_type.starts_with("REF^"));
         let Some(first) = first else {
             // Never published at this version: the ordinary path decides what it needs.
-            return self.replay(ubrn, now).await;
+            return self.replay_claimed_latest(ubrn, now).await;
         };
         let kind = match first.message_type.as_str() {
             "REF^I13" => EventKind::Changed,

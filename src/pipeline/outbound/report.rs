@@ -35,6 +35,8 @@ pub struct PassReport {
     pub worklist_errors: usize,
     /// Worklist calls not made because the app-restricted budget was used up.
     pub budget_exhausted: usize,
+    /// Worklists not polled because another instance leads them (holds their lease).
+    pub led_elsewhere: usize,
 }
 
 impl PassReport {
@@ -51,6 +53,7 @@ impl PassReport {
         self.worklist_items += o.worklist_items;
         self.published += o.published;
         self.messages += o.messages;
+        self.led_elsewhere += o.led_elsewhere;
         self.parked += o.parked;
         self.deferred += o.deferred;
         self.failed += o.failed;

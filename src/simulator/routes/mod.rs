@@ -320,7 +320,25 @@ async fn pipeline(
             }
         }
     }
+    let poll = matches!(op, Op::FetchWorklist).then(|| {
+        (
+            chrono::Utc::now().timestamp_millis(),
+            super::faults::PollRecord::describe(headers, body),
+        )
+    });
     let result = dispatch_checked(sim, flavor, op, query, headers, body).await;
+    if let Some((started_ms, (service, list, agent))) = poll {
+        super::faults::log_poll(
+            sim,
+            super::faults::PollRecord {
+                started_ms,
+                ended_ms: chrono::Utc::now().timestamp_millis(),
+                service,
+                list,
+                agent,
+            },
+        );
+    }
     let Some((operation, ubrn, parsed)) = write else {
         return result;
     };

@@ -1,0 +1,146 @@
+//! Several bridges on one store (issue 23, docs/ha.md): real `ers-bridge run` processes
+//! on one PostgreSQL database, the e-RS simulator over HTTP and the local RabbitMQ, the
+//! test playing the PAS (a decision per referral, copies of some). Instances are killed
+//! with SIGKILL at seeded random moments and restarted, or stopped with SIGSTOP past their
+//! leases; the invariants are checked on what the outside world saw: the PAS queue, the
+//! simulator's write log, its per-second request counts and its log of worklist calls.
+//!
+//! Its own test binary: the runs load this 2-core machine, and the tests here run one at
+//! a time (`SERIAL`).
+
+#[path = "../common/mod.rs"]
+mod common;
+#[allow(dead_code)]
+#[path = "../outbound/helpers.rs"]
+mod helpers;
+
+mod pause;
+mod world;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use world::{Cluster, Pas, Rng};
+
+/// The app's e-RS calls per second, for all instances together (and the simulator's
+/// limit).
+const LIMIT: u32 = 120;
+
+/// One cluster test at a time: each loads the whole machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_killed_at_random_do_everything_once() {
+    let _one = SERIAL.lock().await;
+    let n = 1000;
+    let seed = std::env::var("CLUSTER_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis() as u64);
+    eprintln!("cluster test seed {seed} (CLUSTER_SEED={seed} repeats the kill schedule)");
+    let mut rng = Rng(seed | 1);
+    let mut c = Cluster::start(n, LIMIT, &["node-1", "node-2", "node-3"]).await;
+    let mut pas = Pas::new(&c.h).await;
+
+    // Kills at random moments while the work flows, each instance restarted after a
+    // moment; the PAS keeps answering throughout.
+    let mut kills: Vec<(String, i64)> = Vec::new();
+    let mut next_kill = Instant::now() + Duration::from_millis(1500 + rng.below(2000));
+    let deadline = Instant::now() + Duration::from_secs(420);
+    loop {
+        pas.round(&c.h, &mut rng).await;
+        if kills.len() < 12 && Instant::now() >= next_kill {
+            let i = rng.below(3) as usize;
+            let holder_at = c.kill(i);
+            kills.push(holder_at);
+            tokio::time::sleep(Duration::from_millis(200 + rng.below(800))).await;
+            c.restart(i);
+            next_kill = Instant::now() + Duration::from_millis(1000 + rng.below(2500));
+        }
+        if kills.len() >= 10 && pas.refs.len() >= n && pas.all_answered() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not done in time: {} of {n} referrals sent to the PAS, {} of {} decisions answered \
+             (seed {seed}); logs in {}",
+            pas.refs.len(),
+            pas.answered(),
+            pas.decided.len(),
+            c.log_dir().display()
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    // A last look for stragglers (a copy published just before the end), then stop.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pas.round(&c.h, &mut rng).await;
+    c.stop_all();
+
+    // 1-2. Every referral reached the PAS under one MSH-10 per message; every decision
+    //      answered, applied once when AA, never when refused.
+    let (copies, accepted) = world::check_exactly_once(&pas, &c.h, n).await;
+
+    // 3. The app's rate limit held across the instances, second by second.
+    let per_second = world::requests_per_second(&c.h).await;
+    let busiest = per_second.values().copied().max().unwrap_or(0);
+    assert!(
+        busiest <= LIMIT as u64,
+        "{busiest} e-RS calls in one second (limit {LIMIT}): {per_second:?}"
+    );
+
+    // 4. One poller per list at a time: a list changes hands only after its poller was
+    //    killed, and two instances never poll it at once.
+    let polls = world::polls(&c.h).await;
+    let mut by_list: BTreeMap<(String, String), Vec<&world::Poll>> = BTreeMap::new();
+    for p in &polls {
+        by_list
+            .entry((p.service.clone(), p.list.clone()))
+            .or_default()
+            .push(p);
+    }
+    let mut failovers = Vec::new();
+    let mut handovers = 0;
+    for (list, ps) in &mut by_list {
+        ps.sort_by_key(|p| p.started_ms);
+        for w in ps.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            if a.holder == b.holder {
+                continue;
+            }
+            handovers += 1;
+            assert!(
+                b.started_ms >= a.ended_ms,
+                "{list:?} polled by {} and {} at once",
+                a.holder,
+                b.holder
+            );
+            let killed = kills
+                .iter()
+                .find(|(h, at)| *h == a.holder && *at >= a.started_ms && *at <= b.started_ms);
+            let Some((_, at)) = killed else {
+                panic!(
+                    "{list:?} went from {} to {} with no kill of the first between: {ps:?}",
+                    a.holder, b.holder
+                );
+            };
+            failovers.push(b.started_ms - at);
+        }
+    }
+    failovers.sort_unstable();
+    let max_failover = failovers.last().copied().unwrap_or(0);
+    assert!(
+        max_failover <= 15_000,
+        "a list waited {max_failover} ms for a new poller: {failovers:?}"
+    );
+    eprintln!(
+        "cluster run (seed {seed}): {n} referrals, {} messages ({copies} copies under the same \
+         MSH-10), {} decisions ({accepted} applied), {} kills, {handovers} poller handovers, \
+         failover median {} ms max {max_failover} ms, busiest second {busiest} of {LIMIT} calls",
+        pas.messages.len(),
+        pas.decided.len(),
+        kills.len(),
+        failovers.get(failovers.len() / 2).copied().unwrap_or(0),
+    );
+    assert!(kills.len() >= 10);
+    c.cleanup().await;
+}

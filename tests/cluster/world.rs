@@ -1,0 +1,454 @@
+//! The cluster tests' world: the harness (simulator, broker topology, a PostgreSQL
+//! database), the bridge processes, the PAS the test plays, and readers of the
+//! simulator's logs.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use ers_bridge::amqp::QueueClient;
+
+use crate::helpers::{Harness, Opts, StoreKind, AMQP_URL};
+
+/// A small seeded generator (xorshift64): the kill schedule repeats with the seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// One bridge process slot: its instance id, monitor port and log file; the process
+/// when running.
+pub struct Node {
+    pub id: String,
+    pub monitor: u16,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+}
+
+/// The bridges and their world.
+pub struct Cluster {
+    pub h: Harness,
+    pub config: PathBuf,
+    pub nodes: Vec<Node>,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wall-clock milliseconds (the simulator's poll log uses the same clock).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Cluster {
+    /// `n` referrals in the simulator, the app's e-RS limit `limit` (the simulator refuses
+    /// more from the app), worklists polled every 2 s, leases of 4 s renewed every second,
+    /// and one running bridge per id.
+    pub async fn start(n: usize, limit: u32, ids: &[&str]) -> Self {
+        let h = Harness::start(Opts {
+            generate: n,
+            store: StoreKind::Postgres,
+            client_rate: limit,
+            sim_rate: limit,
+            ..Opts::default()
+        })
+        .await;
+        let text = h
+            .config_text
+            .replace("interval_secs = 60", "interval_secs = 2")
+            + "[cluster]\nlease_ttl_secs = 4\nheartbeat_ms = 1000\n";
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("cluster.toml");
+        std::fs::write(&config, text).unwrap();
+        let nodes = ids
+            .iter()
+            .map(|id| Node {
+                id: id.to_string(),
+                monitor: free_port(),
+                log: dir.path().join(format!("{id}.log")),
+                child: None,
+            })
+            .collect();
+        let mut c = Self {
+            h,
+            config,
+            nodes,
+            dir,
+        };
+        for i in 0..c.nodes.len() {
+            c.restart(i);
+        }
+        c
+    }
+
+    pub fn log_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Starts node `i` (again), its log appended to.
+    pub fn restart(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .unwrap();
+        let child = crate::common::bridge()
+            .env("RUST_LOG", "warn,ers_bridge::cluster=info")
+            .env("ERS_BRIDGE__CLUSTER__INSTANCE_ID", &node.id)
+            .env(
+                "ERS_BRIDGE__MONITOR__LISTEN",
+                format!("127.0.0.1:{}", node.monitor),
+            )
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        node.child = Some(child);
+    }
+
+    /// This process's lease holder (`id#incarnation`), from its readiness answer; empty
+    /// when it does not answer yet (then it has not joined and holds nothing).
+    pub fn holder(&self, i: usize) -> String {
+        let url = format!("http://127.0.0.1:{}/health/ready", self.nodes[i].monitor);
+        for _ in 0..5 {
+            let got = std::process::Command::new("curl")
+                .args(["-s", "--max-time", "1", &url])
+                .output();
+            if let Ok(out) = got {
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+                    if let Some(h) = v["instance"]["holder"].as_str() {
+                        return h.to_string();
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        String::new()
+    }
+
+    /// SIGKILL of node `i`: returns its holder and when it died.
+    pub fn kill(&mut self, i: usize) -> (String, i64) {
+        let holder = self.holder(i);
+        let mut child = self.nodes[i].child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        (holder, now_ms())
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `TERM`) to node `i`.
+    pub fn signal(&self, i: usize, signal: &str) {
+        let pid = self.nodes[i].child.as_ref().expect("running").id();
+        let ok = std::process::Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} {pid}");
+    }
+
+    /// Stops every node (SIGTERM, then SIGKILL after 20 s).
+    pub fn stop_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].child.is_some() {
+                self.signal(i, "TERM");
+            }
+        }
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                while child.try_wait().unwrap().is_none() {
+                    if std::time::Instant::now() > deadline {
+                        let _ = child.kill();
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let _ = child.wait();
+            }
+        }
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    pub async fn cleanup(mut self) {
+        self.stop_all();
+        self.h.cleanup().await;
+    }
+}
+
+/// A test that fails leaves no bridge running.
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One message the PAS received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub control_id: String,
+    pub kind: String,
+    pub ubrn: String,
+    pub version: String,
+}
+
+/// The PAS the test plays: takes what the bridges publish, answers each referral's first
+/// REF^I12 with one decision (an accept, every fifth a reject), resends that decision's
+/// bytes when a copy of the REF^I12 arrives (a PAS retrying), and collects the bridges'
+/// answers by MSH-10.
+pub struct Pas {
+    q: QueueClient,
+    inbound: String,
+    acks: String,
+    pub messages: Vec<Seen>,
+    /// UBRNs with a REF^I12.
+    pub refs: HashSet<String>,
+    /// UBRN → (decision's MSH-10, its bytes).
+    pub decided: BTreeMap<String, (String, Vec<u8>)>,
+    /// Decision MSH-10 → the MSA-1 codes answered to it.
+    pub replies: HashMap<String, HashSet<String>>,
+}
+
+impl Pas {
+    /// Waits (up to a minute) for the bridges to declare their queues.
+    pub async fn new(h: &Harness) -> Self {
+        let q = QueueClient::connect(AMQP_URL).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        for queue in [
+            h.pas_queue(),
+            format!("{}-in", h.prefix),
+            format!("{}-acks", h.prefix),
+        ] {
+            while !q.queue_exists(&queue).await.unwrap() {
+                assert!(std::time::Instant::now() < deadline, "no queue {queue}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Self {
+            q,
+            inbound: format!("{}-in", h.prefix),
+            acks: format!("{}-acks", h.prefix),
+            messages: Vec::new(),
+            refs: HashSet::new(),
+            decided: BTreeMap::new(),
+            replies: HashMap::new(),
+        }
+    }
+
+    pub fn answered(&self) -> usize {
+        self.decided
+            .values()
+            .filter(|(cid, _)| self.replies.contains_key(cid))
+            .count()
+    }
+
+    pub fn all_answered(&self) -> bool {
+        self.answered() == self.decided.len()
+    }
+
+    /// Takes everything now published and answered, and decides on each new referral.
+    pub async fn round(&mut self, h: &Harness, rng: &mut Rng) {
+        let mut send = Vec::new();
+        for m in h.take_messages().await {
+            if m.kind != "REF^I12" && !m.kind.starts_with("REF") {
+                self.messages.push(Seen {
+                    control_id: m.message_id.clone(),
+                    kind: m.kind.clone(),
+                    ubrn: String::new(),
+                    version: m.header("x-ers-version").unwrap_or_default(),
+                });
+                continue;
+            }
+            let ubrn = m.ubrn();
+            self.messages.push(Seen {
+                control_id: m.message_id.clone(),
+                kind: m.kind.clone(),
+                ubrn: ubrn.clone(),
+                version: m.header("x-ers-version").unwrap_or_default(),
+            });
+            if m.kind != "REF^I12" {
+                continue;
+            }
+            self.refs.insert(ubrn.clone());
+            match self.decided.get(&ubrn) {
+                // A copy: the PAS sends its decision again, byte for byte.
+                Some((_, bytes)) => send.push(bytes.clone()),
+                None => {
+                    let cid = format!("CL{:08}", self.decided.len());
+                    let status = if rng.below(5) == 0 {
+                        "R^Rejected^HL70283"
+                    } else {
+                        "A^Accepted^HL70283"
+                    };
+                    let reason = if status.starts_with('R') {
+                        "^^^Clinically inappropriate"
+                    } else {
+                        ""
+                    };
+                    let bytes = rri(&cid, status, &ubrn, &m.message_id, reason);
+                    self.decided.insert(ubrn, (cid, bytes.clone()));
+                    send.push(bytes);
+                }
+            }
+        }
+        for bytes in send {
+            self.q.send(&self.inbound, &bytes).await.unwrap();
+        }
+        while let Some(body) = self.q.take(&self.acks).await.unwrap() {
+            let Ok(msg) = ers_bridge::hl7::read(&body) else {
+                continue;
+            };
+            if let Some(msa) = msg.segment("MSA") {
+                self.replies
+                    .entry(msa.comp(2, 1).to_string())
+                    .or_default()
+                    .insert(msa.comp(1, 1).to_string());
+            }
+        }
+    }
+}
+
+/// A PAS decision on `ubrn`, acknowledging the REF `acked`.
+fn rri(control_id: &str, status: &str, ubrn: &str, acked: &str, reason: &str) -> Vec<u8> {
+    format!(
+        "MSH|^~\\&|PAS|RXX|ERS_BRIDGE|RXX|20240116091500||RRI^I12^RRI_I12|{control_id}|P|2.4|||AL|NE\r\
+         MSA|AA|{acked}\r\
+         RF1|{status}||||O^Outpatient^HL70284|{ubrn}^UBRN|20240116091500|||{reason}\r\
+         PID|1||9912003888^^^NHS^NH||^^^^^^U\r\
+         NTE|1|L|cluster test\r"
+    )
+    .into_bytes()
+}
+
+async fn admin_get(h: &Harness, path: &str) -> serde_json::Value {
+    reqwest::get(format!("{}/_admin/{path}", h.sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The simulator's log of write calls.
+pub async fn write_calls(h: &Harness) -> Vec<serde_json::Value> {
+    admin_get(h, "calls")
+        .await
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Requests the simulator received, per second since it started.
+pub async fn requests_per_second(h: &Harness) -> BTreeMap<u64, u64> {
+    admin_get(h, "requests")
+        .await
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| (r["second"].as_u64().unwrap(), r["count"].as_u64().unwrap()))
+        .collect()
+}
+
+/// One worklist call the simulator received, with the instance that made it.
+#[derive(Debug, Clone)]
+pub struct Poll {
+    pub started_ms: i64,
+    pub ended_ms: i64,
+    pub service: String,
+    pub list: String,
+    /// `id#incarnation`, from the `User-Agent`.
+    pub holder: String,
+}
+
+pub async fn polls(h: &Harness) -> Vec<Poll> {
+    admin_get(h, "polls")
+        .await
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let agent = p["agent"].as_str().unwrap_or("");
+            let holder = agent
+                .split_once('(')
+                .and_then(|(_, rest)| rest.strip_suffix(')'))
+                .unwrap_or(agent)
+                .to_string();
+            Poll {
+                started_ms: p["started_ms"].as_i64().unwrap(),
+                ended_ms: p["ended_ms"].as_i64().unwrap(),
+                service: p["service"].as_str().unwrap_or("").into(),
+                list: p["list"].as_str().unwrap_or("").into(),
+                holder,
+            }
+        })
+        .collect()
+}
+
+/// What the PAS and e-RS saw, checked: every referral reached the PAS; a (referral,
+/// version, message type) has one MSH-10 however many copies came; every decision was
+/// answered the same way each time, and applied in e-RS exactly once when answered AA
+/// and never when refused. Returns (copies under an MSH-10 already seen, decisions
+/// applied).
+pub async fn check_exactly_once(pas: &Pas, h: &Harness, n: usize) -> (usize, usize) {
+    assert_eq!(pas.refs.len(), n, "referrals with a REF^I12");
+    let mut ids: HashMap<(String, String, String), HashSet<String>> = HashMap::new();
+    for m in &pas.messages {
+        ids.entry((m.ubrn.clone(), m.version.clone(), m.kind.clone()))
+            .or_default()
+            .insert(m.control_id.clone());
+    }
+    let split: Vec<_> = ids.iter().filter(|(_, v)| v.len() > 1).collect();
+    assert!(
+        split.is_empty(),
+        "a message published under two MSH-10s: {split:?}"
+    );
+    let copies = pas.messages.len() - ids.len();
+    let mut applied: HashMap<String, usize> = HashMap::new();
+    for w in write_calls(h).await.iter().filter(|w| w["applied"] == true) {
+        *applied
+            .entry(w["ubrn"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
+    }
+    let twice: Vec<_> = applied.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "applied more than once: {twice:?}");
+    let mut accepted = 0;
+    for (ubrn, (cid, _)) in &pas.decided {
+        let codes = pas.replies.get(cid).expect("every decision answered");
+        assert_eq!(codes.len(), 1, "{cid}: different answers {codes:?}");
+        let code = codes.iter().next().expect("answered");
+        let writes = applied.get(ubrn).copied().unwrap_or(0);
+        if code == "AA" {
+            assert_eq!(writes, 1, "{ubrn}: AA but {writes} applied writes");
+            accepted += 1;
+        } else {
+            assert_eq!(writes, 0, "{ubrn}: {code} but {writes} applied writes");
+        }
+    }
+    (copies, accepted)
+}
