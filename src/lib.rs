@@ -24,6 +24,8 @@
 //! - [`pipeline`]: the directions; [`pipeline::outbound`] is the main job (poll, fetch, map,
 //!   publish, record).
 //! - [`events`]: one struct per internal event, each writing its log line and its metrics.
+//! - [`cluster`]: this process among several bridges on one store (leases, heartbeat, the
+//!   shared e-RS rate limit; docs/ha.md).
 //! - [`backoff`]: the one jittered exponential backoff schedule every retry loop uses.
 //!
 //! `ARCHITECTURE.md` at the repository root has the code map and the invariants.

@@ -108,3 +108,64 @@ fn search_refuses_a_status_that_does_not_exist() {
         "{err}"
     );
 }
+
+/// SQLite is for one instance: a second `run` on the same store file is refused at once
+/// (exit 64) naming the file and what to do instead, while the first keeps it; once the
+/// first has gone, the file can be used again. `validate` says the same of a SQLite
+/// store.
+#[test]
+fn a_second_run_on_one_sqlite_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("one.db");
+    let run = || {
+        let mut cmd = bridge();
+        cmd.args(["run", "--config", "tests/fixtures/config/minimal.toml"])
+            .env("ERS_BRIDGE__STORE__URL", format!("sqlite://{}", db.display()))
+            .env("ERS_BRIDGE__MONITOR__ENABLED", "false")
+            .env("ERS_BRIDGE__INBOUND__ENABLED", "false")
+            .env("RUST_LOG", "error");
+        cmd
+    };
+    let mut first = run()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first holds the lock once its lock file exists (taken before anything else).
+    let lock = dir.path().join("one.db.lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !lock.exists() {
+        assert!(std::time::Instant::now() < deadline, "no lock file");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(first.try_wait().unwrap().is_none(), "the first run keeps running");
+    let second = run().output().unwrap();
+    let err = assert_exit(&second, 64, "another ers-bridge run is using the sqlite store");
+    assert!(err.contains("postgresql") && err.contains("docs/ha.md"), "{err}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // Released with the process, however it ended.
+    let mut again = run()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        again.try_wait().unwrap().is_none(),
+        "a run after the first died must start"
+    );
+    again.kill().unwrap();
+    again.wait().unwrap();
+
+    let out = bridge()
+        .args(["validate", "--config", "tests/fixtures/config/minimal.toml"])
+        .output()
+        .unwrap();
+    let stdout = assert_success(&out);
+    assert!(
+        stdout.contains("store: sqlite: one instance only") && stdout.contains("postgresql"),
+        "{stdout}"
+    );
+}

@@ -71,9 +71,37 @@ async fn three_instances_killed_at_random_do_everything_once() {
         );
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    // A last look for stragglers (a copy published just before the end), then stop.
+    // A last look for stragglers (a copy published just before the end).
     tokio::time::sleep(Duration::from_secs(2)).await;
     pas.round(&c.h, &mut rng).await;
+
+    // Seen as a cluster: every instance live, every worklist and the alert job led by a
+    // live one (within a lease time of the last kill), the same from the API and from
+    // `status`.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = c.api(0, "/api/cluster").await;
+        let live: Vec<&serde_json::Value> = view["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["live"] == true)
+            .collect();
+        let led: Vec<&str> = live
+            .iter()
+            .flat_map(|i| i["leases"].as_array().unwrap().iter())
+            .filter_map(|l| l.as_str())
+            .collect();
+        let polls = led.iter().filter(|l| l.starts_with("poll:")).count();
+        // 6 services x 2 lists, each led by one live instance.
+        if live.len() == 3 && polls == 12 && led.contains(&"job:alerts") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not seen as a cluster: {view:#}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let status = c.status();
+    assert!(status.contains("instances   3 live"), "{status}");
     c.stop_all();
 
     // 1-2. Every referral reached the PAS under one MSH-10 per message; every decision

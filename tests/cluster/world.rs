@@ -11,6 +11,9 @@ use ers_bridge::amqp::QueueClient;
 
 use crate::helpers::{Harness, Opts, StoreKind, AMQP_URL};
 
+/// The monitor API token of every node.
+const TOKEN: &str = "cluster-test-token";
+
 /// A small seeded generator (xorshift64): the kill schedule repeats with the seed.
 pub struct Rng(pub u64);
 
@@ -74,7 +77,8 @@ impl Cluster {
         let text = h
             .config_text
             .replace("interval_secs = 60", "interval_secs = 2")
-            + "[cluster]\nlease_ttl_secs = 4\nheartbeat_ms = 1000\n";
+            + "[cluster]\nlease_ttl_secs = 4\nheartbeat_ms = 1000\n[alerts]\nevaluate_secs = 2\n\
+               [[monitor.tokens]]\nname = \"cluster-test\"\ntoken_env = \"ERS_CLUSTER_TEST_TOKEN\"\n";
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("cluster.toml");
         std::fs::write(&config, text).unwrap();
@@ -114,6 +118,7 @@ impl Cluster {
         let child = crate::common::bridge()
             .env("RUST_LOG", "warn,ers_bridge::cluster=info")
             .env("ERS_BRIDGE__CLUSTER__INSTANCE_ID", &node.id)
+            .env("ERS_CLUSTER_TEST_TOKEN", TOKEN)
             .env(
                 "ERS_BRIDGE__MONITOR__LISTEN",
                 format!("127.0.0.1:{}", node.monitor),
@@ -145,6 +150,30 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(100));
         }
         String::new()
+    }
+
+    /// `GET path` of node `i`'s monitor API.
+    pub async fn api(&self, i: usize, path: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{}{path}", self.nodes[i].monitor))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `ers-bridge status` on the cluster's store.
+    pub fn status(&self) -> String {
+        let out = crate::common::bridge()
+            .args(["status", "--config"])
+            .arg(&self.config)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// SIGKILL of node `i`: returns its holder and when it died.
