@@ -23,7 +23,7 @@ impl InternalEvent for ClusterBeat {
         // Every second: counted, not logged.
         m.instance_info
             .get_or_create(&InstanceLabels {
-                instance: self.instance.clone(),
+                instance_id: self.instance.clone(),
             })
             .set(1);
         m.cluster_instances.set(self.live as i64);

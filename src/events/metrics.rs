@@ -74,7 +74,8 @@ pub struct OperationLabels {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct InstanceLabels {
-    pub instance: String,
+    /// Not `instance`: Prometheus gives that label to every scraped target.
+    pub instance_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
