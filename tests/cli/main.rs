@@ -120,7 +120,10 @@ fn a_second_run_on_one_sqlite_store_is_refused() {
     let run = || {
         let mut cmd = bridge();
         cmd.args(["run", "--config", "tests/fixtures/config/minimal.toml"])
-            .env("ERS_BRIDGE__STORE__URL", format!("sqlite://{}", db.display()))
+            .env(
+                "ERS_BRIDGE__STORE__URL",
+                format!("sqlite://{}", db.display()),
+            )
             .env("ERS_BRIDGE__MONITOR__ENABLED", "false")
             .env("ERS_BRIDGE__INBOUND__ENABLED", "false")
             .env("RUST_LOG", "error");
@@ -139,10 +142,20 @@ fn a_second_run_on_one_sqlite_store_is_refused() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(first.try_wait().unwrap().is_none(), "the first run keeps running");
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first run keeps running"
+    );
     let second = run().output().unwrap();
-    let err = assert_exit(&second, 64, "another ers-bridge run is using the sqlite store");
-    assert!(err.contains("postgresql") && err.contains("docs/ha.md"), "{err}");
+    let err = assert_exit(
+        &second,
+        64,
+        "another ers-bridge run is using the sqlite store",
+    );
+    assert!(
+        err.contains("postgresql") && err.contains("docs/ha.md"),
+        "{err}"
+    );
     first.kill().unwrap();
     first.wait().unwrap();
     // Released with the process, however it ended.
