@@ -481,7 +481,7 @@ run_k() { # k
     for ((i = 1; i <= k; i++)); do
         log "bridge bench-$i: $(grep -c ' WARN ' "$dir/bridge-$i.err" || true) WARN, $(grep -c ' ERROR ' "$dir/bridge-$i.err" || true) ERROR lines; distinct:"
         { grep -E ' (WARN|ERROR) ' "$dir/bridge-$i.err" || true; } |
-            sed -E 's/^[^ ]+ +//; s/ [a-z_]+=.*//' | sort | uniq -c | sort -rn | head -12 | sed 's/^/  /'
+            sed -E 's/^\[[^]]*\] +[^ ]+ +//; s/ [a-z_]+=.*//' | sort | uniq -c | sort -rn | head -12 | sed 's/^/  /'
         if [[ $MODE == rabbit ]]; then
             log "bridge bench-$i: broker lines"
             { grep -E "$BROKER_LINES" "$dir/bridge-$i.err" || true; } | cut -c1-260 | sed 's/^/  /'
@@ -581,9 +581,9 @@ if mode == "rabbit":
     ev = [l.split(" ", 2) for l in open(os.path.join(d, "outage-events")).read().splitlines()]
     print("  node steps (s after the bridges started): " + ", ".join(
         f"{what} {step} +{(int(ms) - t0) / 1000:.1f}" for ms, what, step in ev), flush=True)
-    ts = re.compile(r"^(\d{4}-\d\d-\d\dT[\d:.]+)Z?")
+    ts = re.compile(r"(\d{4}-\d\d-\d\dT[\d:.]+)Z")
     def ms_of(line):
-        m = ts.match(line)
+        m = ts.search(line[:80])
         if not m:
             return None
         s = m.group(1)

@@ -85,6 +85,8 @@ pub struct Cluster {
     settings: ClusterSettings,
     /// `<instance>#<incarnation>`: unique per process, the lease holder.
     holder: Arc<str>,
+    /// This machine's name, for the heartbeat row.
+    host: String,
     held: Mutex<HashMap<String, Held>>,
     /// Instances with a live heartbeat (this one included).
     live: AtomicUsize,
@@ -103,6 +105,7 @@ impl Cluster {
         Self {
             store,
             holder,
+            host: host_name(),
             held: Mutex::new(HashMap::new()),
             live: AtomicUsize::new(1),
             share: AtomicU32::new(rate_total),
@@ -269,7 +272,7 @@ impl Cluster {
         let me = InstanceRow {
             holder: self.holder.to_string(),
             instance: self.settings.instance_id.clone(),
-            host: host_name(),
+            host: self.host.clone(),
             pid: i64::from(std::process::id()),
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_ms: 0,

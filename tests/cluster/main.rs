@@ -14,7 +14,11 @@ mod common;
 #[path = "../outbound/helpers.rs"]
 mod helpers;
 
+mod leases;
 mod pause;
+#[allow(dead_code)]
+#[path = "../common/postgres.rs"]
+mod postgres;
 mod world;
 
 use std::collections::BTreeMap;
