@@ -14,7 +14,7 @@ use ers_bridge::ids::{ControlId, Ubrn, Version};
 use ers_bridge::store::{Decision, Store, StoreError};
 use secrecy::SecretString;
 
-use crate::postgres::{drop_pg_database, pg_database};
+use crate::helpers::postgres::{drop_pg_database, pg_database};
 
 fn cluster(store: &Store, id: &str, ttl_ms: u64) -> Arc<Cluster> {
     Arc::new(Cluster::new(

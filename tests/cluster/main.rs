@@ -16,9 +16,6 @@ mod helpers;
 
 mod leases;
 mod pause;
-#[allow(dead_code)]
-#[path = "../common/postgres.rs"]
-mod postgres;
 mod world;
 
 use std::collections::BTreeMap;

@@ -358,5 +358,5 @@ pub fn by_type(ms: &[Delivered]) -> HashMap<String, usize> {
 }
 
 #[path = "../common/postgres.rs"]
-mod postgres;
+pub mod postgres;
 pub use postgres::{drop_pg_database, pg_database};
