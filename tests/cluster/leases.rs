@@ -39,10 +39,15 @@ async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut f: im
     }
 }
 
+/// A fresh database and a store on it.
+async fn store() -> (String, Store) {
+    let (db, url) = pg_database().await;
+    (db, Store::connect(&SecretString::from(url)).await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lapsed_claim_goes_to_the_other_instance_and_the_first_is_fenced() {
-    let (db, url) = pg_database().await;
-    let store = Store::connect(&SecretString::from(url)).await.unwrap();
+    let (db, store) = store().await;
     // `a` never renews (no `run`): its lease lapses after 600 ms.
     let a = cluster(&store, "a", 600);
     let b = cluster(&store, "b", 10_000);
@@ -123,8 +128,7 @@ async fn a_lapsed_claim_goes_to_the_other_instance_and_the_first_is_fenced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_waiting_on_another_instance_promotes_the_holders_reads() {
-    let (db, url) = pg_database().await;
-    let store = Store::connect(&SecretString::from(url)).await.unwrap();
+    let (db, store) = store().await;
     let a = cluster(&store, "a", 5_000);
     let b = cluster(&store, "b", 5_000);
     let ers = ers_bridge::ers::ErsClient::new(

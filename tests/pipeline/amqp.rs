@@ -652,26 +652,22 @@ async fn consumer_moves_past_a_dead_node() {
     cleanup(&t).await;
 }
 
-#[tokio::test]
-async fn single_active_consumer_is_declared_on_the_inbound_queue_only_when_set() {
-    let sac = Topology {
-        single_active_consumer: true,
-        ..topology()
+/// Declares `first` twice (idempotent), then `second` (the same names, the other
+/// single-active-consumer setting) on another channel: the broker refuses, naming the
+/// argument, and the bridge reports a permanent topology error naming the inbound queue
+/// (the queues declared before it are accepted: they do not carry the argument).
+async fn redeclare_with_other_sac_is_refused(first: Topology) {
+    let second = Topology {
+        single_active_consumer: !first.single_active_consumer,
+        ..first.clone()
     };
     let (conn, ch) = helpers::amqp_channel().await;
-    sac.declare(&ch).await.unwrap();
-    sac.declare(&ch).await.unwrap();
-    // The same names without the argument: the broker refuses, naming the argument, and the
-    // bridge reports a permanent topology error naming the inbound queue (the other queues,
-    // declared before it, are accepted without the argument: they do not have it).
-    let plain = Topology {
-        single_active_consumer: false,
-        ..sac.clone()
-    };
+    first.declare(&ch).await.unwrap();
+    first.declare(&ch).await.unwrap();
     let (_c2, ch2) = helpers::amqp_channel().await;
-    let err = plain.declare(&ch2).await.unwrap_err();
+    let err = second.declare(&ch2).await.unwrap_err();
     assert!(
-        matches!(&err, AmqpError::Topology { name, .. } if *name == sac.inbound_queue),
+        matches!(&err, AmqpError::Topology { name, .. } if *name == first.inbound_queue),
         "{err}"
     );
     assert!(!err.is_retryable());
@@ -679,28 +675,19 @@ async fn single_active_consumer_is_declared_on_the_inbound_queue_only_when_set()
     assert!(text.contains("PRECONDITION_FAILED"), "{text}");
     assert!(text.contains("x-single-active-consumer"), "{text}");
     let _ = conn.close(200, "done".into()).await;
-    cleanup(&sac).await;
+    cleanup(&first).await;
+}
+
+#[tokio::test]
+async fn single_active_consumer_is_declared_on_the_inbound_queue_only_when_set() {
+    redeclare_with_other_sac_is_refused(Topology {
+        single_active_consumer: true,
+        ..topology()
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn switching_single_active_consumer_on_for_an_existing_queue_is_refused() {
-    let t = topology();
-    let (conn, ch) = helpers::amqp_channel().await;
-    t.declare(&ch).await.unwrap();
-    let switched = Topology {
-        single_active_consumer: true,
-        ..t.clone()
-    };
-    let (_c2, ch2) = helpers::amqp_channel().await;
-    let err = switched.declare(&ch2).await.unwrap_err();
-    assert!(
-        matches!(&err, AmqpError::Topology { name, .. } if *name == t.inbound_queue),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains("x-single-active-consumer"),
-        "{err}"
-    );
-    let _ = conn.close(200, "done".into()).await;
-    cleanup(&t).await;
+    redeclare_with_other_sac_is_refused(topology()).await;
 }
