@@ -471,6 +471,11 @@ async fn the_dashboard_renders_counts_and_a_timeline_in_chromium() {
         "the day's outbound count: {html}"
     );
     assert!(html.contains("id=\"needs-action\">0<"), "{html}");
+    // The Instances panel names the process that served the page.
+    assert!(
+        html.contains(&format!("served by {}", app.shared().cluster.holder())),
+        "the instances panel: {html}"
+    );
     assert!(
         html.contains(&format!("value=\"{ubrn}\"")) || html.contains(&ubrn),
         "{html}"
