@@ -608,15 +608,32 @@ if mode == "rabbit":
                                      back_after_s=(t - lost[side]) / 1000,
                                      node=node.group(1) if node else "?"))
                     del lost[side]
-            m = re.search(r"outage ended.*lasted_secs=(\d+)", line)
+            m = re.search(r'outage ended dependency=(?:"([^"]*)"|(\S+)).*lasted_secs=(\d+)', line)
             if m:
-                seen.append(dict(bridge=i, side="outage-ended", lost_at=(t - t0) / 1000,
-                                 back_after_s=float(m.group(1)), node=""))
+                seen.append(dict(bridge=i, side=f"outage of {m.group(1) or m.group(2)} ended",
+                                 lost_at=(t - t0) / 1000, back_after_s=float(m.group(3)), node=""))
         for side, at in lost.items():
             problems.append(f"bridge {i}: {side} lost the broker at +{(at - t0) / 1000:.1f}s and never came back")
     for s in seen:
-        print(f"  bridge bench-{s['bridge']} {s['side']}: lost at +{s['lost_at']:.1f}s, "
-              f"back after {s['back_after_s']:.1f}s {('on ' + s['node']) if s['node'] else ''}", flush=True)
+        if s["node"]:
+            print(f"  bridge bench-{s['bridge']} {s['side']}: lost the broker at +{s['lost_at']:.1f}s, "
+                  f"connected again after {s['back_after_s']:.1f}s to {s['node']}", flush=True)
+        else:
+            print(f"  bridge bench-{s['bridge']} {s['side']} at +{s['lost_at']:.1f}s "
+                  f"(lasted_secs={s['back_after_s']:.0f})", flush=True)
+    # The longest pause in each bridge's PAS decisions (competing consumers: both should
+    # keep taking them through the node stops).
+    for i in range(1, k + 1):
+        ts_applied = [ms_of(l) for l in open(os.path.join(d, f"bridge-{i}.err"), errors="replace")
+                      if "pas decision applied" in l]
+        ts_applied = [t for t in ts_applied if t is not None]
+        ts_applied.append(t_done)  # a pause until the end counts too
+        gaps = sorted(((b - a) / 1000, (a - t0) / 1000) for a, b in zip(ts_applied, ts_applied[1:]))
+        if gaps:
+            g, at = gaps[-1]
+            print(f"  bridge bench-{i}: {len(ts_applied) - 1} decisions applied, longest pause {g:.1f}s "
+                  f"from +{at:.1f}s", flush=True)
+            r[f"bridge{i}_longest_decision_pause_s"] = g
     r["reconnects"] = seen
     r["after_outages_s"] = (t_done - int(outage_end)) / 1000 if int(outage_end) else None
 
@@ -646,7 +663,7 @@ PY
 }
 
 log "== ha.sh $MODE: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-log "binary $BIN ($("$BIN" --version 2>/dev/null || echo '?')), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src has uncommitted changes)')"
+log "binary $BIN ($("$BIN" --version 2>/dev/null || echo '?'), built $(date -u -r "$BIN" +%Y-%m-%dT%H:%M:%SZ)); checkout at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ' with uncommitted changes in src')"
 log "N=$N LIMIT=$LIMIT$([[ $MODE == scale ]] && echo " INSTANCES=\"$INSTANCES\" RUN_TIMEOUT=$RUN_TIMEOUT" || echo " OUTAGE_AT=$OUTAGE_AT RABBIT_TIMEOUT=$RABBIT_TIMEOUT") work $WORK"
 
 CLUSTER_URLS=()

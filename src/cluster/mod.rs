@@ -95,6 +95,8 @@ pub struct Cluster {
     /// The app's limit, divided among the live instances when the store is shared.
     rate_total: u32,
     joined: AtomicBool,
+    /// When this process last gave a worklist away ([`Cluster::may_hand_over`]).
+    handed_over: Mutex<Option<Instant>>,
     events: Events,
 }
 
@@ -111,6 +113,7 @@ impl Cluster {
             share: AtomicU32::new(rate_total),
             rate_total,
             joined: AtomicBool::new(false),
+            handed_over: Mutex::new(None),
             events,
             settings,
         }
@@ -143,6 +146,23 @@ impl Cluster {
     /// This instance's e-RS calls per second.
     pub fn rate_share(&self) -> u32 {
         self.share.load(Ordering::Relaxed)
+    }
+
+    /// How many leases whose name starts with `prefix` this process holds.
+    pub fn held_count(&self, prefix: &str) -> usize {
+        self.lock().keys().filter(|n| n.starts_with(prefix)).count()
+    }
+
+    /// Whether this process may give one of its worklists away now: at most one hand-over
+    /// per lease time, so the others take it before another goes (no flapping).
+    pub fn may_hand_over(&self) -> bool {
+        let mut last = self.handed_over.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < self.settings.lease_ttl) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// The names of the leases held now, sorted.
@@ -439,18 +459,13 @@ impl Cluster {
     }
 }
 
-/// An instance's share of `total` calls per second among `live` instances: an equal part,
-/// less one when there are several (each instance's schedule can put one call more into
-/// a given second than its rate, and the schedules are independent), at least 1.
+/// An instance's share of `total` calls per second among `live` instances on a shared
+/// store: an equal part less one (the network can carry one call of each instance into
+/// the next second at the receiving end, and the instances' schedules are independent),
+/// at least 1.
 pub fn share_of(total: u32, live: usize) -> u32 {
     let live = u32::try_from(live.max(1)).unwrap_or(u32::MAX);
-    let part = total / live;
-    let part = if live > 1 {
-        part.saturating_sub(1)
-    } else {
-        part
-    };
-    part.max(1)
+    (total / live).saturating_sub(1).max(1)
 }
 
 fn millis(d: Duration) -> i64 {
@@ -467,13 +482,13 @@ mod tests {
             for live in 1..8usize {
                 let s = share_of(total, live);
                 assert!(s >= 1);
-                if live > 1 && total as usize >= 2 * live {
+                if total as usize >= 2 * live {
                     // Each may send one more than its share in a second.
                     assert!((s + 1) as usize * live <= total as usize, "{total} {live}");
                 }
             }
         }
-        assert_eq!(share_of(20, 1), 20);
+        assert_eq!(share_of(20, 1), 19);
         assert_eq!(share_of(60, 3), 19);
     }
 }

@@ -84,10 +84,11 @@ impl Store {
     }
 
     /// Takes lease `name` for `holder` for `ttl_ms` when it is free, expired, or already
-    /// this holder's (then renewed under the same term). A lease taken anew (from another
-    /// holder, or after a release or an expiry) gets a term above the last one and at
-    /// least the database clock in microseconds, so a term is never given twice. `None`:
-    /// another holder has it.
+    /// this holder's. Every take gets a new term, above the last one and at least the
+    /// database clock in microseconds, so a term is never given twice: a late release or
+    /// write under an earlier take (even this holder's: a claim given back in the
+    /// background while the next task of the same process takes it) can never touch the
+    /// new one. `None`: another holder has it.
     pub async fn lease_take(
         &self,
         name: &str,
@@ -110,10 +111,7 @@ impl Store {
             "INSERT INTO leases (name, holder, term, taken_ms, expires_ms, hurry) \
              VALUES ($1, $2, {term_now}, {now}, {now} + $3, 0) \
              ON CONFLICT (name) DO UPDATE SET \
-             term = CASE WHEN leases.holder = excluded.holder AND leases.expires_ms > {now} \
-               THEN leases.term ELSE {max}(leases.term + 1, excluded.term) END, \
-             taken_ms = CASE WHEN leases.holder = excluded.holder AND leases.expires_ms > {now} \
-               THEN leases.taken_ms ELSE excluded.taken_ms END, \
+             term = {max}(leases.term + 1, excluded.term), taken_ms = excluded.taken_ms, \
              holder = excluded.holder, expires_ms = excluded.expires_ms, hurry = 0 \
              WHERE leases.expires_ms <= {now} OR leases.holder = excluded.holder \
              RETURNING term"
@@ -409,30 +407,22 @@ mod tests {
     #[tokio::test]
     async fn a_lease_is_held_by_one_holder_until_released_or_expired() {
         let s = store().await;
-        let a = s
-            .lease_take("poll:x", "a#1", 60_000)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(s
-            .lease_take("poll:x", "b#1", 60_000)
-            .await
-            .unwrap()
-            .is_none());
-        let again = s
-            .lease_take("poll:x", "a#1", 60_000)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(again.term, a.term, "the holder keeps its term");
+        let take = |holder: &'static str| {
+            let s = s.clone();
+            async move { s.lease_take("poll:x", holder, 60_000).await.unwrap() }
+        };
+        let a = take("a#1").await.unwrap();
+        assert!(take("b#1").await.is_none());
+        let again = take("a#1").await.unwrap();
+        assert!(again.term > a.term, "a new term for every take");
+        // The first take's late release does not give the second one back.
         s.lease_release(&a).await.unwrap();
-        let b = s
-            .lease_take("poll:x", "b#1", 60_000)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(b.term > a.term, "{} > {}", b.term, a.term);
-        assert!(!s.lease_holds(&a).await.unwrap());
+        assert!(s.lease_holds(&again).await.unwrap());
+        assert!(take("b#1").await.is_none());
+        s.lease_release(&again).await.unwrap();
+        let b = take("b#1").await.unwrap();
+        assert!(b.term > again.term, "{} > {}", b.term, again.term);
+        assert!(!s.lease_holds(&again).await.unwrap());
         assert!(s.lease_holds(&b).await.unwrap());
     }
 

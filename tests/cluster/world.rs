@@ -37,6 +37,8 @@ pub struct Node {
     pub id: String,
     pub monitor: u16,
     pub log: PathBuf,
+    /// Where the running process's lines start in the log.
+    log_from: usize,
     pub child: Option<Child>,
 }
 
@@ -88,6 +90,7 @@ impl Cluster {
                 id: id.to_string(),
                 monitor: free_port(),
                 log: dir.path().join(format!("{id}.log")),
+                log_from: 0,
                 child: None,
             })
             .collect();
@@ -110,13 +113,18 @@ impl Cluster {
     /// Starts node `i` (again), its log appended to.
     pub fn restart(&mut self, i: usize) {
         let node = &mut self.nodes[i];
+        node.log_from = std::fs::metadata(&node.log).map_or(0, |m| m.len() as usize);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&node.log)
             .unwrap();
         let child = crate::common::bridge()
-            .env("RUST_LOG", "warn,ers_bridge::cluster=info")
+            .env(
+                "RUST_LOG",
+                "warn,ers_bridge::cluster=info,ers_bridge::pipeline::outbound::schedule=info",
+            )
+            .env("NO_COLOR", "1")
             .env("ERS_BRIDGE__CLUSTER__INSTANCE_ID", &node.id)
             .env("ERS_CLUSTER_TEST_TOKEN", TOKEN)
             .env(
@@ -132,24 +140,20 @@ impl Cluster {
         node.child = Some(child);
     }
 
-    /// This process's lease holder (`id#incarnation`), from its readiness answer; empty
-    /// when it does not answer yet (then it has not joined and holds nothing).
+    /// The running process's lease holder (`id#incarnation`), from its `joined the
+    /// cluster` log line; empty when it has not joined yet (then it holds nothing).
     pub fn holder(&self, i: usize) -> String {
-        let url = format!("http://127.0.0.1:{}/health/ready", self.nodes[i].monitor);
-        for _ in 0..5 {
-            let got = std::process::Command::new("curl")
-                .args(["-s", "--max-time", "1", &url])
-                .output();
-            if let Ok(out) = got {
-                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
-                    if let Some(h) = v["instance"]["holder"].as_str() {
-                        return h.to_string();
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        String::new()
+        let log = self.log(i);
+        let mine = log.get(self.nodes[i].log_from..).unwrap_or("");
+        mine.lines()
+            .filter(|l| l.contains("joined the cluster"))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("holder="))
+                    .map(str::to_string)
+            })
+            .last()
+            .unwrap_or_default()
     }
 
     /// `GET path` of node `i`'s monitor API.
@@ -224,6 +228,35 @@ impl Cluster {
 
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    /// Every worklist an instance gave away of its own accord (its log's `worklist handed
+    /// to another instance`): `(instance id, service, list, when in ms)`.
+    pub fn hand_overs(&self) -> Vec<(String, String, String, i64)> {
+        let mut out = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            for line in self
+                .log(i)
+                .lines()
+                .filter(|l| l.contains("worklist handed"))
+            {
+                let field = |name: &str| {
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                        .unwrap_or("")
+                        .trim_matches('"')
+                        .to_string()
+                };
+                let at = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.timestamp_millis())
+                    .unwrap_or(0);
+                out.push((node.id.clone(), field("service"), field("list"), at));
+            }
+        }
+        out
     }
 
     pub async fn cleanup(mut self) {

@@ -3,7 +3,9 @@
 //! list (holds its `poll:` lease, docs/ha.md). An instance that does not lead a list asks
 //! for its lease every third of the lease time, so a dead leader's list is taken over
 //! within about the lease time; the new leader continues the list's schedule from the
-//! stored time of its last poll. In app-restricted mode every
+//! stored time of its last poll. The lists are shared out: an instance leading more than
+//! its part (the lists over the live instances, rounded up) hands one over per lease time,
+//! and one leading its part asks for no more. In app-restricted mode every
 //! worklist call first takes one unit of the per-service daily budget from the store
 //! ([`crate::store::Store::take_worklist_call`]), so a restart cannot reset it; config
 //! validation already refuses a schedule that cannot fit the budget.
@@ -52,6 +54,25 @@ async fn poll_loop(p: Arc<Pipeline>, t: PollTarget) {
         }
         if shutdown.is_triggered() {
             break;
+        }
+        // The worklists are shared out among the live instances: one leading more than
+        // its part gives one away now and then; one leading its part takes no more.
+        let part = p.targets().len().div_ceil(cluster.live_instances().max(1));
+        let polls_held = cluster.held_count("poll:");
+        if cluster.is_shared() && leading && polls_held > part && cluster.may_hand_over() {
+            if let Ok(Some(f)) = cluster.hold(&lease).await {
+                if let Err(e) = cluster.release(&f).await {
+                    tracing::warn!(error = %e, "giving a worklist away failed; its lease lapses");
+                }
+            }
+            tracing::info!(service = %t.service, list = t.list.code(), leading = polls_held, part, "worklist handed to another instance");
+            leading = false;
+            next = Instant::now() + cluster.settings().lease_ttl;
+            continue;
+        }
+        if cluster.is_shared() && !leading && polls_held >= part {
+            next = Instant::now() + check;
+            continue;
         }
         match cluster.hold(&lease).await {
             Ok(Some(_)) if !leading => {
