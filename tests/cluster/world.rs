@@ -146,13 +146,14 @@ impl Cluster {
         let log = self.log(i);
         let mine = log.get(self.nodes[i].log_from..).unwrap_or("");
         mine.lines()
+            .rev()
             .filter(|l| l.contains("joined the cluster"))
             .filter_map(|l| {
                 l.split_whitespace()
                     .find_map(|w| w.strip_prefix("holder="))
                     .map(str::to_string)
             })
-            .last()
+            .next()
             .unwrap_or_default()
     }
 
