@@ -12,7 +12,8 @@
 #                        was recorded), decisions/s (RRI^I12s handled over the time until the
 #                        inbound side was done), the busiest second e-RS saw against LIMIT
 #                        (over it is a FAIL), 429s, worklist handovers between bridges
-#                        (none expected: nothing is killed), CPU seconds per bridge
+#                        (the lists are shared out among the bridges; two bridges polling
+#                        one list at once is a FAIL), CPU seconds per bridge
 #                        (utime+stime), peak RSS per bridge; the bridges are stopped with
 #                        SIGTERM and must exit 0.
 #   bench/ha.sh rabbit   2 bridges with `[amqp] urls` = a three-node RabbitMQ cluster
@@ -544,8 +545,8 @@ for key, ps in sorted(by_list.items()):
         pollers.setdefault(p["holder"], set()).add(key)
 print("  worklists polled per holder: " + ", ".join(
     f"{h}={len(v)}" for h, v in sorted(pollers.items())) + f" ({len(polls)} A008 calls)", flush=True)
-if mode == "scale" and handovers:
-    problems.append(f"{handovers} worklist handovers with nothing killed")
+# Hand-overs are expected: an instance leading more than its part of the lists gives one
+# away per lease time (docs/ha.md); two pollers at once never are.
 if overlaps:
     problems.append(f"{overlaps} worklists polled by two bridges at once")
 

@@ -135,13 +135,12 @@ fn more(total: usize, command: &str) {
 /// `ers-bridge status`.
 /// The bridges on this store seen in the last hour: live or not, heartbeat age, and what
 /// each holds (its worklists and jobs by name, its referral claims counted).
-async fn print_instances(store: &crate::store::Store, heartbeat_ms: i64) -> anyhow::Result<()> {
+async fn print_instances(store: &crate::store::Store, live_ms: i64) -> anyhow::Result<()> {
     let instances = store.instances(3_600_000).await?;
     let leases = store.leases().await?;
-    // As the rate limit counts them: a heartbeat within three.
-    let live = |i: &crate::store::InstanceRow| {
-        i.left_ms.is_none() && i.now_ms - i.heartbeat_ms < 3 * heartbeat_ms
-    };
+    // As the rate limit counts them: a heartbeat within the lease time.
+    let live =
+        |i: &crate::store::InstanceRow| i.left_ms.is_none() && i.now_ms - i.heartbeat_ms < live_ms;
     println!(
         "instances   {} live ({} seen in the last hour)",
         instances.iter().filter(|i| live(i)).count(),
@@ -183,7 +182,13 @@ async fn print_instances(store: &crate::store::Store, heartbeat_ms: i64) -> anyh
 
 pub fn status(args: &ConfigArg) -> ExitCode {
     with_store(args, |cfg, store| async move {
-        let heartbeat_ms = i64::try_from(cfg.cluster.heartbeat.as_millis()).unwrap_or(1000);
+        let live_ms = i64::try_from(
+            cfg.cluster
+                .lease_ttl
+                .max(cfg.cluster.heartbeat * 3)
+                .as_millis(),
+        )
+        .unwrap_or(15_000);
         let now = chrono::Utc::now().timestamp_millis();
         let f = store.flow(now).await?;
         println!(
@@ -201,7 +206,7 @@ pub fn status(args: &ConfigArg) -> ExitCode {
             ),
             None => println!("waiting     no referral is waiting for a PAS decision"),
         }
-        print_instances(&store, heartbeat_ms).await?;
+        print_instances(&store, live_ms).await?;
         let alerts = store.open_alerts().await?;
         println!("alerts      {} open", alerts.len());
         for a in &alerts {

@@ -138,6 +138,14 @@ impl Cluster {
         &self.settings
     }
 
+    /// How recent a heartbeat must be for its instance to count as live: the lease time
+    /// (at least three heartbeats). An instance silent that long has lost its leases; one
+    /// whose heartbeats are merely delayed (a store queue under load) still counts, so the
+    /// others never raise their rate shares while it is still calling e-RS.
+    pub fn live_window(&self) -> Duration {
+        self.settings.lease_ttl.max(self.settings.heartbeat * 3)
+    }
+
     /// Live instances at the last heartbeat.
     pub fn live_instances(&self) -> usize {
         self.live.load(Ordering::Relaxed)
@@ -300,7 +308,7 @@ impl Cluster {
             left_ms: None,
             now_ms: 0,
         };
-        let live_ms = millis(self.settings.heartbeat * 3);
+        let live_ms = millis(self.live_window());
         let live = self.store.instance_beat(&me, live_ms).await?;
         self.live.store(live, Ordering::Relaxed);
         if self.is_shared() {

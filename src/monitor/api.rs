@@ -191,7 +191,7 @@ pub async fn alerts(State(s): State<MonitorState>) -> Response {
 }
 
 /// The bridges sharing this store: each process seen in the last hour with its
-/// heartbeat (live when within three heartbeats), the leases held now and by whom, and
+/// heartbeat (live when within the lease time), the leases held now and by whom, and
 /// which process answered.
 pub async fn cluster(State(s): State<MonitorState>) -> Response {
     let c = &s.cluster;
@@ -203,7 +203,7 @@ pub async fn cluster(State(s): State<MonitorState>) -> Response {
         Ok(l) => l,
         Err(e) => return failed(e),
     };
-    let live_ms = i64::try_from(c.settings().heartbeat.as_millis() * 3).unwrap_or(i64::MAX);
+    let live_ms = i64::try_from(c.live_window().as_millis()).unwrap_or(i64::MAX);
     let instances: Vec<_> = instances
         .into_iter()
         .map(|i| {
