@@ -27,7 +27,7 @@ pub mod claims;
 pub use claims::{Claim, Claims};
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,7 +94,6 @@ pub struct Cluster {
     share: AtomicU32,
     /// The app's limit, divided among the live instances when the store is shared.
     rate_total: u32,
-    joined: AtomicBool,
     /// When this process last gave a worklist away ([`Cluster::may_hand_over`]).
     handed_over: Mutex<Option<Instant>>,
     events: Events,
@@ -112,7 +111,6 @@ impl Cluster {
             live: AtomicUsize::new(1),
             share: AtomicU32::new(rate_total),
             rate_total,
-            joined: AtomicBool::new(false),
             handed_over: Mutex::new(None),
             events,
             settings,
@@ -283,7 +281,6 @@ impl Cluster {
             tokio::time::sleep(self.settings.heartbeat * 2).await;
             self.beat(ers).await?;
         }
-        self.joined.store(true, Ordering::Relaxed);
         tracing::info!(
             instance = %self.settings.instance_id,
             holder = %self.holder,

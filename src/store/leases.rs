@@ -72,17 +72,6 @@ impl Store {
         self.pg
     }
 
-    /// The database clock, in milliseconds since the epoch.
-    pub async fn db_now_ms(&self) -> Result<i64, StoreError> {
-        let sql = format!("SELECT {} AS now_ms", self.clock_ms());
-        sqlx::query(AssertSqlSafe(sql))
-            .fetch_one(&self.pool)
-            .await
-            .op("db_now")?
-            .try_get("now_ms")
-            .op("db_now")
-    }
-
     /// Takes lease `name` for `holder` for `ttl_ms` when it is free, expired, or already
     /// this holder's. Every take gets a new term, above the last one and at least the
     /// database clock in microseconds, so a term is never given twice: a late release or
