@@ -226,6 +226,11 @@ pub struct ErsConfig {
     /// Client-side limit shared by every call (the production limit is 10/s).
     #[serde(default = "default_rate_limit")]
     pub rate_limit_per_sec: u32,
+    /// How much calls may bunch on their way to e-RS (a busy host, the network): permits
+    /// are spread over a second plus this, so bunched calls still arrive within the limit.
+    /// Costs its share of a second of throughput (100 ms: 9%); docs/ers-client.md.
+    #[serde(default = "default_rate_allowance_ms")]
+    pub rate_allowance_ms: u64,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     #[serde(default = "default_request_timeout_ms")]
@@ -557,6 +562,9 @@ impl WorklistKind {
 
 fn default_rate_limit() -> u32 {
     10
+}
+fn default_rate_allowance_ms() -> u64 {
+    crate::ers::ratelimit::DEFAULT_ARRIVAL_ALLOWANCE.as_millis() as u64
 }
 fn default_connect_timeout_ms() -> u64 {
     5_000

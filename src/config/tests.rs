@@ -28,6 +28,7 @@ fn sample_config_is_valid() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/config/ers-bridge.toml");
     let cfg = load(&path, &MapEnv::default()).expect("sample config loads");
     assert_eq!(cfg.ers.rate_limit_per_sec, 10);
+    assert_eq!(cfg.ers.rate_allowance_ms, 100);
     assert_eq!(cfg.ers.auth.mode_name(), "none");
     assert_eq!(cfg.amqp.exchange, "ers.to-pas");
     assert_eq!(cfg.poll.len(), 1);
@@ -281,4 +282,14 @@ fn amqp_single_active_consumer_must_be_a_boolean() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("key `amqp.single_active_consumer`"), "{e}");
+}
+
+#[test]
+fn a_rate_allowance_over_a_second_is_refused_by_name() {
+    let env = MapEnv::from_pairs([("ERS_BRIDGE__ERS__RATE_ALLOWANCE_MS", "1500")]);
+    let e = load(&fixture("minimal.toml"), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ers.rate_allowance_ms"), "{e}");
+    assert!(e.contains("at most 1000"), "{e}");
 }

@@ -39,6 +39,12 @@ impl RawConfig {
         if self.ers.rate_limit_per_sec == 0 {
             return err("ers.rate_limit_per_sec", "must be at least 1".into());
         }
+        if self.ers.rate_allowance_ms > 1_000 {
+            return err(
+                "ers.rate_allowance_ms",
+                "must be at most 1000 (it halves the rate at 1000)".into(),
+            );
+        }
         if self.ers.request_timeout_ms == 0 || self.ers.connect_timeout_ms == 0 {
             return err("ers.request_timeout_ms", "timeouts must be above 0".into());
         }

@@ -134,7 +134,10 @@ impl ErsClient {
                 object_store,
                 base,
                 auth,
-                limiter: RateLimiter::new(cfg.rate_limit_per_sec),
+                limiter: RateLimiter::with_allowance(
+                    cfg.rate_limit_per_sec,
+                    Duration::from_millis(cfg.rate_allowance_ms),
+                ),
                 retry: RetryPolicy::from(&cfg.retry),
                 budget: RetryBudget::new(cfg.retry.budget, 0.1),
                 request_timeout,
