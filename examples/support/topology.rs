@@ -28,6 +28,7 @@ impl BenchTopology {
             dead_letter_queue: format!("{prefix}-{suffix}-dlq"),
             inbound_delivery_limit: 5,
             single_active_consumer: false,
+            dead_letter_at_least_once: true,
         };
         let conn = Connection::connect(url, Default::default()).await?;
         let ch = conn.create_channel().await?;

@@ -164,6 +164,7 @@ impl Consumer {
     {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut failures: u32 = 0;
+        let mut refusal_logged: Option<&'static str> = None;
         loop {
             if self.live.is_none() {
                 let connected = tokio::select! {
@@ -186,14 +187,30 @@ impl Consumer {
                     Err(e) if !e.is_retryable() => return Err(e),
                     Err(e) => {
                         failures += 1;
-                        let delay = policy.backoff.delay_random(failures);
-                        tracing::warn!(
-                            queue = %self.settings.queue,
-                            attempt = failures,
-                            retry_in_ms = delay.as_millis() as u64,
-                            error = %e,
-                            "consumer connect failed, will retry"
-                        );
+                        let mut delay = policy.backoff.delay_random(failures);
+                        if let Some(fix) = e.refusal() {
+                            // Configuration, not an outage: said once (until it changes),
+                            // retried slowly so a fix on the broker's side needs no restart.
+                            delay = delay.max(super::REFUSED_RETRY);
+                            if refusal_logged != Some(fix) {
+                                tracing::error!(
+                                    queue = %self.settings.queue,
+                                    fix,
+                                    retry_in_secs = delay.as_secs(),
+                                    "the broker refused the inbound consumer: this is \
+                                     configuration, not an outage"
+                                );
+                                refusal_logged = Some(fix);
+                            }
+                        } else {
+                            tracing::warn!(
+                                queue = %self.settings.queue,
+                                attempt = failures,
+                                retry_in_ms = delay.as_millis() as u64,
+                                error = %e,
+                                "consumer connect failed, will retry"
+                            );
+                        }
                         tokio::select! {
                             biased;
                             () = &mut shutdown => return Ok(None),

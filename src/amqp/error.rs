@@ -54,6 +54,10 @@ pub enum AmqpError {
     /// Confirms were not enabled on the channel (a bug: publishing requires them).
     #[error("publisher confirms are not enabled on the channel")]
     ConfirmsNotEnabled,
+    /// A name or property longer than AMQP's short strings allow (255 bytes): the message
+    /// cannot be published as it is.
+    #[error("the {what} is {len} bytes, over amqp's 255")]
+    TooLong { what: &'static str, len: usize },
     /// The settings list no broker node to connect to (a bug: the configuration always has
     /// one).
     #[error("no broker url to connect to")]
@@ -79,14 +83,52 @@ impl std::fmt::Display for GiveUpReason {
 }
 
 impl AmqpError {
+    /// When the broker refused the bridge itself (its login or its virtual host), what a
+    /// person must fix: retrying sooner changes nothing, and it is not an outage. `run`
+    /// still retries, slowly ([`REFUSED_RETRY`]), so fixing the broker's side needs no
+    /// restart.
+    pub fn refusal(&self) -> Option<&'static str> {
+        match self {
+            AmqpError::Connection(e) | AmqpError::Topology { source: e, .. } => refusal_of(e),
+            AmqpError::GaveUp { last, .. } => last.refusal(),
+            _ => None,
+        }
+    }
+
     /// Whether the same operation may succeed later. Only a topology mismatch, a missing
-    /// confirm mode and an empty node list are permanent; an unroutable message is
+    /// confirm mode, an empty node list and an over-long name are permanent; an unroutable message is
     /// retryable because the PAS team may bind its queue later, and it must not be lost
     /// meanwhile. Giving up is retryable too: the message is still owed to the PAS.
     pub fn is_retryable(&self) -> bool {
         !matches!(
             self,
-            AmqpError::Topology { .. } | AmqpError::ConfirmsNotEnabled | AmqpError::NoBrokerNodes
+            AmqpError::Topology { .. }
+                | AmqpError::ConfirmsNotEnabled
+                | AmqpError::NoBrokerNodes
+                | AmqpError::TooLong { .. }
         )
+    }
+}
+
+/// How long `run` waits between logins the broker refused (a wrong password or vhost): one
+/// attempt per this, not one per message waiting (issue 21: 166 logins in 30 s).
+pub const REFUSED_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The broker's refusal of a login (403 ACCESS_REFUSED) or of a virtual host (530
+/// NOT_ALLOWED), with the fix.
+pub(crate) fn refusal_of(e: &lapin::Error) -> Option<&'static str> {
+    use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+    let lapin::ErrorKind::ProtocolError(p) = e.kind() else {
+        return None;
+    };
+    match p.kind() {
+        AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) => Some(
+            "the broker refused the login: check the user and password in [amqp] url (or urls)",
+        ),
+        AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => Some(
+            "the broker refused the virtual host: check that the vhost in [amqp] url exists \
+             and that the user has permissions on it",
+        ),
+        _ => None,
     }
 }

@@ -32,7 +32,7 @@ pub mod retry;
 pub mod topology;
 
 pub use consumer::{Consumer, ConsumerSettings, InboundDelivery};
-pub use error::{AmqpError, GiveUpReason};
+pub use error::{AmqpError, GiveUpReason, REFUSED_RETRY};
 pub use properties::DeliveryProperties;
 pub use publisher::{OutboundMessage, Published, Publisher, PublisherSettings, PublisherStats};
 pub use queue::QueueClient;

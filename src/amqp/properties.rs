@@ -3,7 +3,7 @@
 //! type, content type, app id, timestamp and headers), plus the bridge's reason headers.
 //! Only `amqp/` sees lapin's property types.
 
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::BasicProperties;
 
 /// What the sender set on a delivery. Header values that are not text or integers are
@@ -57,7 +57,9 @@ impl DeliveryProperties {
         let mut p = BasicProperties::default()
             .with_delivery_mode(2)
             .with_headers(headers);
-        let set = |v: &Option<String>| v.as_deref().map(Into::into);
+        // Read from an AMQP delivery, so within AMQP's limits; a value that is not is left
+        // out rather than panicking.
+        let set = |v: &Option<String>| v.as_deref().and_then(|v| ShortString::try_new(v).ok());
         if let Some(v) = set(&self.message_id) {
             p = p.with_message_id(v);
         }

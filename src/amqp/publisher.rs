@@ -180,7 +180,28 @@ struct ConnState {
     /// The latest connect attempt's number and error when it failed, shared with callers
     /// that waited behind it.
     last_failure: Option<(u64, SharedFailure)>,
+    /// Failed connect rounds since the last success, and when the next may start: until
+    /// then every caller gets the last failure, so the broker sees one login per backoff
+    /// round however many messages wait (issue 21).
+    failed_rounds: u32,
+    retry_at: Option<tokio::time::Instant>,
+    /// The refusal already logged at ERROR (logged again only when it changes).
+    refusal_logged: Option<&'static str>,
 }
+
+/// The delay before the next connect round after `rounds` failed ones: 250 ms doubling to
+/// [`MAX_RECONNECT_DELAY`]; a refused login or vhost waits [`super::REFUSED_RETRY`].
+fn reconnect_delay(rounds: u32, refused: bool) -> Duration {
+    if refused {
+        return super::REFUSED_RETRY;
+    }
+    let ms = 250u64.saturating_mul(1 << rounds.saturating_sub(1).min(16));
+    Duration::from_millis(ms).min(MAX_RECONNECT_DELAY)
+}
+
+/// The longest wait between connect rounds while the broker is unreachable: a broker back
+/// from a restart is found within this.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
 /// A connect failure in a form that can be handed to several callers.
 #[derive(Clone)]
@@ -290,7 +311,10 @@ impl Publisher {
             super::close_in_background(old.conn);
         }
         if let Some((attempt, failure)) = &state.last_failure {
-            if *attempt > seen {
+            let backing_off = state
+                .retry_at
+                .is_some_and(|at| tokio::time::Instant::now() < at);
+            if *attempt > seen || backing_off {
                 return Err(failure.to_error());
             }
         }
@@ -308,6 +332,9 @@ impl Publisher {
                 let (conn, channel) = on.value;
                 self.events.emit(BrokerConnected { generation });
                 state.last_failure = None;
+                state.failed_rounds = 0;
+                state.retry_at = None;
+                state.refusal_logged = None;
                 state.live = Some(Live {
                     conn,
                     channel: channel.clone(),
@@ -316,9 +343,25 @@ impl Publisher {
                 Ok((channel, generation))
             }
             Err(e) => {
+                let refusal = e.refusal();
                 self.events.emit(BrokerConnectFailed {
                     error: e.to_string(),
+                    refusal,
                 });
+                if let Some(fix) = refusal.filter(|r| state.refusal_logged != Some(*r)) {
+                    tracing::error!(
+                        exchange = %self.settings.exchange,
+                        fix,
+                        retry_in_secs = super::REFUSED_RETRY.as_secs(),
+                        "the broker refused the publisher: this is configuration, not an outage"
+                    );
+                    state.refusal_logged = Some(fix);
+                }
+                state.failed_rounds += 1;
+                state.retry_at = Some(
+                    tokio::time::Instant::now()
+                        + reconnect_delay(state.failed_rounds, refusal.is_some()),
+                );
                 state.last_failure = SharedFailure::from_error(&e).map(|f| (generation, f));
                 Err(e)
             }
@@ -461,16 +504,21 @@ impl Publisher {
     }
 
     async fn publish_on(&self, ch: &Channel, msg: &OutboundMessage) -> Result<(), AmqpError> {
+        let exchange = short(
+            "exchange",
+            msg.exchange.as_deref().unwrap_or(&self.settings.exchange),
+        )?;
+        let routing_key = short("routing key", &msg.routing_key)?;
         let confirm = ch
             .basic_publish(
-                ShortString::from(msg.exchange.as_deref().unwrap_or(&self.settings.exchange)),
-                ShortString::from(msg.routing_key.as_str()),
+                exchange,
+                routing_key,
                 BasicPublishOptions {
                     mandatory: true,
                     ..Default::default()
                 },
                 &msg.body,
-                properties(msg),
+                properties(msg)?,
             )
             .await
             .map_err(AmqpError::Connection)?;
@@ -509,10 +557,20 @@ impl Publisher {
     }
 }
 
+/// An AMQP short string (at most 255 bytes): a longer value is refused as what it is,
+/// never a panic (lapin's `From` panics; a fuzzed PAS message once made a 144 KB routing
+/// key).
+fn short(what: &'static str, value: &str) -> Result<ShortString, AmqpError> {
+    ShortString::try_new(value).map_err(|_| AmqpError::TooLong {
+        what,
+        len: value.len(),
+    })
+}
+
 /// The AMQP properties of DESIGN.md §3. No patient identifiers in headers.
-fn properties(msg: &OutboundMessage) -> BasicProperties {
+fn properties(msg: &OutboundMessage) -> Result<BasicProperties, AmqpError> {
     if let Some(original) = &msg.original {
-        return original.to_basic(&msg.headers);
+        return Ok(original.to_basic(&msg.headers));
     }
     let mut headers = FieldTable::default();
     headers.insert(
@@ -522,13 +580,13 @@ fn properties(msg: &OutboundMessage) -> BasicProperties {
     for (k, v) in &msg.headers {
         headers.insert(k.as_str().into(), AMQPValue::LongString(v.clone().into()));
     }
-    BasicProperties::default()
+    Ok(BasicProperties::default()
         .with_content_type(HL7_CONTENT_TYPE.into())
         .with_delivery_mode(2)
-        .with_message_id(msg.message_id.as_str().into())
-        .with_correlation_id(msg.correlation_id.as_str().into())
-        .with_type(msg.message_type.as_str().into())
+        .with_message_id(short("message id", &msg.message_id)?)
+        .with_correlation_id(short("correlation id", &msg.correlation_id)?)
+        .with_type(short("message type", &msg.message_type)?)
         .with_app_id(APP_ID.into())
         .with_timestamp(chrono::Utc::now().timestamp().max(0) as u64)
-        .with_headers(headers)
+        .with_headers(headers))
 }

@@ -10,6 +10,13 @@
 //!
 //! With `[amqp] single_active_consumer = true` the inbound queue also has
 //! `x-single-active-consumer = true`: one consumer (bridge) at a time gets its messages.
+//!
+//! The inbound queue dead-letters **at least once** (`x-dead-letter-strategy =
+//! at-least-once`, which RabbitMQ allows only with `x-overflow = reject-publish`): by
+//! default a quorum queue dead-letters at most once, so a poison message past its delivery
+//! limit could vanish if the dead-letter queue were unavailable at that moment. `[amqp]
+//! dead_letter_at_least_once = false` keeps the old declaration for a queue made before
+//! (docs/amqp.md says how to switch an existing queue).
 
 use lapin::{
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
@@ -38,6 +45,9 @@ pub struct Topology {
     /// gets its messages, in order, and another takes over when it goes. Off: consumers
     /// (bridges) compete for the queue.
     pub single_active_consumer: bool,
+    /// Declare the inbound queue with at-least-once dead-lettering (and
+    /// `x-overflow = reject-publish`, which it requires).
+    pub dead_letter_at_least_once: bool,
 }
 
 impl Topology {
@@ -53,6 +63,7 @@ impl Topology {
             dead_letter_queue: cfg.dead_letter_queue.clone(),
             inbound_delivery_limit: 5,
             single_active_consumer: cfg.single_active_consumer,
+            dead_letter_at_least_once: cfg.dead_letter_at_least_once,
         }
     }
 
@@ -99,7 +110,7 @@ impl Topology {
     }
 
     /// The inbound queue's arguments: quorum, the delivery limit, the dead-letter exchange
-    /// and, when switched on, single active consumer.
+    /// (at least once unless switched off) and, when switched on, single active consumer.
     fn inbound_arguments(&self) -> FieldTable {
         let mut inbound = quorum();
         if self.single_active_consumer {
@@ -113,6 +124,16 @@ impl Topology {
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(self.dead_letter_exchange.clone().into()),
         );
+        if self.dead_letter_at_least_once {
+            inbound.insert(
+                "x-dead-letter-strategy".into(),
+                AMQPValue::LongString("at-least-once".into()),
+            );
+            inbound.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("reject-publish".into()),
+            );
+        }
         inbound
     }
 }

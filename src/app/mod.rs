@@ -394,7 +394,11 @@ impl App {
             Arc::new(self.watched()),
             self.shared.shutdown.clone(),
             self.alerts.clone(),
-            !self.outbound.targets().is_empty(),
+            self.outbound
+                .targets()
+                .iter()
+                .map(|t| (t.service.clone(), t.list.code().to_string()))
+                .collect(),
         ));
         // A task that ends before shutdown has died: `/health/live` says so.
         loop {

@@ -1,9 +1,11 @@
 //! `ers-bridge check --config FILE`: the connectivity probe. Unlike `validate` it uses the
 //! network: it authenticates to e-RS in the configured mode (token, bearer file, or legacy
 //! session) and reads reference data (A004 PRIORITY), then ends a legacy session (A003);
-//! and it logs in to the broker with the configured URL, so a wrong password or vhost is
+//! it logs in to the broker with the configured URL, so a wrong password or vhost is
 //! reported as what it is before `run` treats it as an outage (or, with `[transport]
-//! to_pas = "mllp"`, connects to the PAS's MLLP listener, sending nothing).
+//! to_pas = "mllp"`, connects to the PAS's MLLP listener, sending nothing); and it opens
+//! the store (one connection, a read, on SQLite a harmless write; no migration). Exit 0
+//! when all three answer, 69 (`EX_UNAVAILABLE`) naming each that did not.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -15,7 +17,7 @@ pub struct CheckArgs {
     pub config: Option<PathBuf>,
 }
 
-/// Runs `check`: prints one line per step; exits 0 when all pass, 1 otherwise, 64 for a
+/// Runs `check`: prints one line per step; exits 0 when all pass, 69 otherwise, 64 for a
 /// configuration error.
 pub fn run(args: &CheckArgs) -> ExitCode {
     // The configuration is read once, for both probes.
@@ -34,7 +36,7 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     let rt = match super::runtime() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", super::explain(e.as_ref()));
             return ExitCode::FAILURE;
         }
     };
@@ -49,10 +51,55 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         }),
         Some(mllp) => rt.block_on(check_mllp(mllp)),
     };
-    if ers && pas {
+    let store = rt.block_on(check_store(&cfg.store.url));
+    if ers && pas && store {
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        ExitCode::from(EX_UNAVAILABLE)
+    }
+}
+
+/// Exit code when a dependency does not answer as configured (sysexits `EX_UNAVAILABLE`).
+pub const EX_UNAVAILABLE: u8 = 69;
+
+/// The store opens and answers ([`crate::store::Store::probe`]).
+async fn check_store(url: &secrecy::SecretString) -> bool {
+    use secrecy::ExposeSecret as _;
+    let shown = super::redact_url(url.expose_secret());
+    // A SQLite file that does not exist yet is made by `run`: its directory must take it.
+    if let Some(file) = super::run::sqlite_file(url.expose_secret()) {
+        let path = std::path::Path::new(file);
+        if !path.exists() {
+            let trial = path.with_extension("check-write");
+            return match std::fs::write(&trial, b"") {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&trial);
+                    println!("ok: store {shown} does not exist yet; `run` will create it there");
+                    true
+                }
+                Err(e) => {
+                    eprintln!(
+                        "error: store {shown}: cannot create files beside it: {e} (check \
+                         [store] url and the directory's permissions)"
+                    );
+                    false
+                }
+            };
+        }
+    }
+    match crate::store::Store::probe(url, std::time::Duration::from_secs(10)).await {
+        Ok(what) => {
+            println!("ok: store {shown} ({what}) opens and answers");
+            true
+        }
+        Err(e) => {
+            eprintln!(
+                "error: store {shown}: {} (check [store] url: the user, password, host and \
+                 database, or the file's directory and permissions)",
+                super::explain(&e)
+            );
+            false
+        }
     }
 }
 
@@ -69,10 +116,10 @@ async fn check_broker(url: &secrecy::SecretString) -> bool {
             true
         }
         Ok(Err(e)) => {
-            eprintln!(
-                "error: broker {shown}: {e} (check the user, password and virtual host in \
-                 [amqp] url, and that the broker runs)"
+            let fix = e.refusal().unwrap_or(
+                "check the user, password and virtual host in [amqp] url, and that the broker runs",
             );
+            eprintln!("error: broker {shown}: {e} ({fix})");
             false
         }
         Err(_) => {

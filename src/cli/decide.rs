@@ -43,7 +43,7 @@ pub fn run(args: &DecideArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", super::explain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

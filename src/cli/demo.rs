@@ -399,7 +399,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
     let summary = summary?;
     looped?;
     let r = &summary.report;
-    Ok(r.failed == 0 && r.worklist_errors == 0 && r.published > 0)
+    Ok(r.failed == 0 && r.worklist_errors == 0 && r.worklist_refused == 0 && r.published > 0)
 }
 
 /// Prints what a drain did (shared with `run --until-drained`); `sim_stats` is the
@@ -420,6 +420,12 @@ pub(crate) fn print_summary(
         println!("    {} v{}: {}", p.ubrn, p.version, p.reason);
     }
     println!("  failed (retryable):   {}", r.failed + r.worklist_errors);
+    if r.worklist_refused > 0 {
+        println!(
+            "  worklists refused:    {} (e-RS refuses them for good: fix the [[poll]] entries; see the log)",
+            r.worklist_refused
+        );
+    }
     if let Some(ops) = sim_stats
         .and_then(|s| s.get("by_operation"))
         .and_then(|v| v.as_object())

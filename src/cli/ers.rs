@@ -232,11 +232,11 @@ pub(crate) fn client_and_runtime(
     path: Option<&std::path::Path>,
 ) -> Result<(ErsClient, tokio::runtime::Runtime), ExitCode> {
     let client = build_client(path).map_err(|e| {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", super::explain(e.as_ref()));
         ExitCode::from(super::EX_USAGE)
     })?;
     let rt = super::runtime().map_err(|e| {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", super::explain(e.as_ref()));
         ExitCode::FAILURE
     })?;
     Ok((client, rt))
@@ -244,7 +244,7 @@ pub(crate) fn client_and_runtime(
 
 /// Prints an error with its e-RS code and diagnostics on stderr.
 pub(crate) fn report(e: &anyhow::Error) {
-    eprintln!("error: {e:#}");
+    eprintln!("error: {}", super::explain(e.as_ref()));
     if let Some(ers) = e.downcast_ref::<ErsError>() {
         if let Some(api) = ers.api() {
             detail("http status", api.status);

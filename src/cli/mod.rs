@@ -131,9 +131,26 @@ fn load_tool_config(path: Option<&std::path::Path>) -> Result<crate::config::Con
 
 fn load_config(path: Option<&std::path::Path>) -> Result<crate::config::Config, ExitCode> {
     run::load(path).map_err(|e| {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", explain(e.as_ref()));
         ExitCode::from(EX_USAGE)
     })
+}
+
+/// An error and its causes on one line, each cause once: a cause whose text its wrapper
+/// already shows (`cannot connect to the store: {0}` with the same error as its source) is
+/// not repeated, so a store that cannot start says why once, not three times.
+pub(crate) fn explain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 fn exit_code(result: anyhow::Result<bool>) -> std::process::ExitCode {
@@ -141,7 +158,7 @@ fn exit_code(result: anyhow::Result<bool>) -> std::process::ExitCode {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", explain(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }
@@ -153,4 +170,27 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")
+}
+
+#[cfg(test)]
+mod tests {
+    /// A wrapper that shows its source in its own text (as `StoreError::Connect` does),
+    /// wrapped again with a context: the cause is said once.
+    #[test]
+    fn explain_says_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot connect to the store: {0}")]
+        struct Connect(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("store: {0}")]
+        struct App(#[source] Connect);
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let e = anyhow::Error::new(App(Connect(io))).context("cannot start the bridge");
+        let text = super::explain(e.as_ref());
+        assert_eq!(text.matches("connection refused").count(), 1, "{text}");
+        assert_eq!(
+            text,
+            "cannot start the bridge: store: cannot connect to the store: connection refused"
+        );
+    }
 }

@@ -114,7 +114,7 @@ where
         })
     });
     result.unwrap_or_else(|e| {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", super::explain(e.as_ref()));
         ExitCode::FAILURE
     })
 }

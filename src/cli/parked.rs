@@ -41,7 +41,7 @@ pub fn run(args: &ParkedArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", super::explain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

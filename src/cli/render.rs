@@ -55,7 +55,7 @@ pub fn run(args: &RenderArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", super::explain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

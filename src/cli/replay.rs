@@ -95,7 +95,7 @@ fn report(ubrn: &Ubrn, result: anyhow::Result<Outcome>) -> ExitCode {
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", super::explain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -158,7 +158,7 @@ fn as_new(args: &ReplayArgs, cfg: &crate::config::Config) -> ExitCode {
         Ok(false) => ExitCode::SUCCESS,
         Ok(true) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", super::explain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

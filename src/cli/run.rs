@@ -63,7 +63,8 @@ pub fn run(args: &RunArgs) -> ExitCode {
                 app.close().await;
                 let summary = summary.context("the bridge failed")?;
                 super::demo::print_summary(&summary, None, started.elapsed());
-                return Ok(summary.report.failed == 0 && summary.report.worklist_errors == 0);
+                let r = &summary.report;
+                return Ok(r.failed == 0 && r.worklist_errors == 0 && r.worklist_refused == 0);
             }
             app.run_until_stopped().await.context("the bridge failed")?;
             Ok(true)

@@ -51,7 +51,7 @@ pub fn run(args: SimulateArgs) -> ExitCode {
     match run_inner(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", super::explain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

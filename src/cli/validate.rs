@@ -1,6 +1,6 @@
 //! `ers-bridge validate --config FILE`: parse and check the configuration, then compile
-//! every mapping file in `[mappings] dir` and load the inbound decision table, without any
-//! IO beyond reading files.
+//! every mapping file in `[mappings] dir` and load the inbound decision table, and read the
+//! key files the e-RS client needs at start, without any IO beyond reading files.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -24,6 +24,17 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
             return ExitCode::from(super::EX_USAGE);
         }
     };
+    // The files read at start (keys, certificates): opened now, so a wrong path is found
+    // here with its line, not by `run`; then the e-RS client reads its own (a key that is
+    // not a key). Nothing is sent.
+    if let Err(e) = config::check_files(&args.config, &ProcessEnv) {
+        eprintln!("error: {e}");
+        return ExitCode::from(super::EX_USAGE);
+    }
+    if let Err(e) = crate::ers::ErsClient::new(&cfg.ers, std::sync::Arc::new(ProcessEnv)) {
+        eprintln!("error: {}: {e}", args.config.display());
+        return ExitCode::from(super::EX_USAGE);
+    }
     println!(
         "{}: ok (auth mode {}, {} polled service(s))",
         args.config.display(),

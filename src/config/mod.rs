@@ -78,6 +78,53 @@ pub fn load_str(file: &str, text: &str, env: &dyn Env) -> Result<Config, ConfigE
         })
 }
 
+/// The keys naming files the bridge reads at start (keys, certificates, CAs).
+const FILE_KEYS: [&str; 9] = [
+    "ers.auth.private_key_file",
+    "ers.auth.client_cert_file",
+    "ers.auth.client_key_file",
+    "transport.mllp.tls_ca_file",
+    "transport.mllp.tls_client_cert_file",
+    "transport.mllp.tls_client_key_file",
+    "inbound.mllp_tls_cert_file",
+    "inbound.mllp_tls_key_file",
+    "inbound.mllp_tls_client_ca_file",
+];
+
+/// Checks that every file the configuration at `path` names for keys and certificates can
+/// be opened (`ers-bridge validate`; [`load`] does not, so tools that never use them need
+/// not have them). Token files are not checked: they may be written after the bridge
+/// starts. The error names the file, the line and the key.
+pub fn check_files(path: &Path, env: &dyn Env) -> Result<(), ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    let Ok(mut table) = text.parse::<toml::Table>() else {
+        return Ok(()); // `load` reports the syntax.
+    };
+    let _ = env::apply_overrides(&mut table, env);
+    for key in FILE_KEYS {
+        let mut v = Some(&toml::Value::Table(table.clone()));
+        for part in key.split('.') {
+            v = v.and_then(|t| t.get(part));
+        }
+        let Some(toml::Value::String(named)) = v else {
+            continue;
+        };
+        if let Err(e) = std::fs::File::open(named) {
+            return Err(ConfigError::Invalid {
+                file,
+                line: locate::line_of_key(&text, key),
+                key: key.to_string(),
+                reason: format!("cannot read {named}: {e}"),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }

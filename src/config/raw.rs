@@ -373,6 +373,11 @@ pub struct AmqpConfig {
     /// order (docs/amqp.md). Off by default: bridges compete for the queue, and per-referral
     /// order is kept by the store's per-UBRN lease.
     pub single_active_consumer: bool,
+    /// Declare `inbound_queue` to dead-letter at least once (`x-dead-letter-strategy =
+    /// at-least-once`, `x-overflow = reject-publish`), so a poison message is never lost on
+    /// its way to the dead-letter queue. On by default; off only to keep using a queue
+    /// declared before (the broker refuses to redeclare it with other arguments).
+    pub dead_letter_at_least_once: bool,
     pub dead_letter_exchange: String,
     pub dead_letter_queue: String,
     pub prefetch: u16,
@@ -394,6 +399,7 @@ impl Default for AmqpConfig {
             pas_ack_queue: "pas.acks".into(),
             inbound_queue: "ers.from-pas".into(),
             single_active_consumer: false,
+            dead_letter_at_least_once: true,
             dead_letter_exchange: "ers.dead-letter".into(),
             dead_letter_queue: "ers.dead-letter".into(),
             prefetch: 16,

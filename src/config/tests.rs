@@ -293,3 +293,29 @@ fn a_rate_allowance_over_a_second_is_refused_by_name() {
     assert!(e.contains("ers.rate_allowance_ms"), "{e}");
     assert!(e.contains("at most 1000"), "{e}");
 }
+
+#[test]
+fn plain_http_is_only_for_a_simulator() {
+    for (url, ok) in [
+        ("https://api.service.nhs.uk/referrals/FHIR", true),
+        ("http://api.service.nhs.uk/referrals/FHIR", false),
+        ("http://10.0.0.5:8080/referrals/FHIR", false),
+        ("http://127.0.0.1:8080/referrals/FHIR", true),
+        ("http://[::1]:8080/referrals/FHIR", true),
+        ("http://localhost:8080/referrals/FHIR", true),
+        ("http://simulator:8080/referrals/FHIR", true),
+    ] {
+        let env = MapEnv::from_pairs([("ERS_BRIDGE__ERS__BASE_URL", url)]);
+        match load(&fixture("minimal.toml"), &env) {
+            Ok(_) => assert!(ok, "{url} accepted"),
+            Err(e) => {
+                assert!(!ok, "{url} refused: {e}");
+                let e = e.to_string();
+                assert!(
+                    e.contains("ers.base_url") && e.contains("https only"),
+                    "{e}"
+                );
+            }
+        }
+    }
+}

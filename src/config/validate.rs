@@ -36,6 +36,15 @@ impl RawConfig {
         if !matches!(url.scheme(), "http" | "https") {
             return err("ers.base_url", "must be an http or https url".into());
         }
+        if url.scheme() == "http" && !simulator_host(&url) {
+            return err(
+                "ers.base_url",
+                "e-rs is reached over https only, with its certificate verified; plain http is \
+                 accepted only for a simulator on this machine or on a container network (a \
+                 loopback address, `localhost`, or a host name without dots)"
+                    .into(),
+            );
+        }
         if self.ers.rate_limit_per_sec == 0 {
             return err("ers.rate_limit_per_sec", "must be at least 1".into());
         }
@@ -387,5 +396,20 @@ fn check_obo(bf: BusinessFunction, obo: Option<&str>) -> Result<(), (String, Str
             key,
             "only allowed with SERVICE_PROVIDER_CLINICIAN_ADMIN".into(),
         )),
+    }
+}
+
+/// Whether plain http may be used to reach `url`: a simulator on this machine (a loopback
+/// address, `localhost`) or on a container network (a single-label name such as
+/// `simulator` in docker-compose.yml). e-RS itself (`*.nhs.uk`) is never one of these, and
+/// there is no switch to turn certificate verification off (docs/ers-client.md).
+fn simulator_host(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host == "localhost" || !host.contains('.'),
     }
 }

@@ -85,6 +85,7 @@ impl InternalEvent for BrokerConnected {
     fn emit(&self, m: &Metrics) {
         tracing::info!(generation = self.generation, "broker connected");
         m.broker_connects.inc();
+        m.broker_refused.set(0);
     }
 }
 
@@ -92,12 +93,16 @@ impl InternalEvent for BrokerConnected {
 #[derive(Debug, Clone)]
 pub struct BrokerConnectFailed {
     pub error: String,
+    /// The fix, when the broker refused the login or the virtual host
+    /// ([`crate::amqp::AmqpError::refusal`]).
+    pub refusal: Option<&'static str>,
 }
 
 impl InternalEvent for BrokerConnectFailed {
     fn emit(&self, m: &Metrics) {
         tracing::debug!(error = %self.error, "broker connection failed");
         m.broker_connect_failures.inc();
+        m.broker_refused.set(i64::from(self.refusal.is_some()));
     }
 }
 

@@ -148,6 +148,8 @@ pub struct Metrics {
     pub dead_lettered: Counter,
     /// 1 while e-RS answers 401/403 to the bridge's credentials, 0 after a success.
     pub ers_auth_failing: Gauge,
+    /// 1 while the broker refuses the bridge's login or virtual host, 0 after a connect.
+    pub broker_refused: Gauge,
     /// Set from the store by each alert evaluation ([`super::FactsRead`]).
     pub needs_action_open: Gauge,
     pub parked_open: Gauge,
@@ -204,6 +206,7 @@ impl Metrics {
             replies_sent: Family::default(),
             dead_lettered: Counter::default(),
             ers_auth_failing: Gauge::default(),
+            broker_refused: Gauge::default(),
             needs_action_open: Gauge::default(),
             parked_open: Gauge::default(),
             oldest_awaiting_decision: Gauge::default(),
@@ -318,6 +321,12 @@ impl Metrics {
             "ers_bridge_ers_auth_failing",
             "1 while e-RS refuses the bridge's credentials (401/403), else 0",
             m.ers_auth_failing.clone(),
+        );
+        r.register(
+            "ers_bridge_broker_refused",
+            "1 while the broker refuses the bridge's login or virtual host (a configuration \
+             error, not an outage), else 0",
+            m.broker_refused.clone(),
         );
         r.register(
             "ers_bridge_needs_action_open",

@@ -115,6 +115,8 @@ pub enum PollResult {
     Failed,
     /// Not made: the app-restricted daily budget is used up.
     BudgetExhausted,
+    /// e-RS refused the list for good (a 4xx other than 401, 403 and 429).
+    Refused,
 }
 
 impl PollResult {
@@ -123,6 +125,7 @@ impl PollResult {
             PollResult::Ok => "ok",
             PollResult::Failed => "failed",
             PollResult::BudgetExhausted => "budget_exhausted",
+            PollResult::Refused => "refused",
         }
     }
 }
@@ -161,6 +164,14 @@ impl InternalEvent for WorklistPolled {
                 service = %self.service,
                 list = self.list,
                 "worklist budget for today used up, skipping poll"
+            ),
+            PollResult::Refused => tracing::error!(
+                service = %self.service,
+                list = self.list,
+                error = self.error.as_deref().unwrap_or(""),
+                retry_in_secs = 3600,
+                "e-rs refuses this worklist: fix the [[poll]] entry (service, list, specialty \
+                 or clinician); the other lists go on, this one is asked again in an hour"
             ),
         }
         if self.result == PollResult::Ok {

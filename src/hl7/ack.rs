@@ -135,6 +135,9 @@ impl InboundError {
     }
 }
 
+/// The longest MSH-9 message type or trigger event read (HL7's codes are 3 to 7).
+const MAX_CODE_LEN: usize = 10;
+
 /// Reads and summarises bytes from the PAS.
 pub fn read_inbound(bytes: &[u8], max_bytes: usize) -> Result<Inbound, InboundError> {
     let msg = read_with_limit(bytes, max_bytes)?;
@@ -155,6 +158,24 @@ pub fn summarise(msg: &Message) -> Result<Inbound, InboundError> {
             field: 9,
             reason: "message type is empty".into(),
         });
+    }
+    // MSH-9's parts become the reply's routing key and AMQP type: codes, not text (HL7
+    // tables 0076, 0003 and 0354 are up to 7 characters; a PAS once sent 144 KB here).
+    for (part, value) in [("message type", message_type), ("trigger event", event)] {
+        let ok = value.len() <= MAX_CODE_LEN
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok {
+            return Err(InboundError::Invalid {
+                segment: "MSH",
+                field: 9,
+                reason: format!(
+                    "the {part} must be up to {MAX_CODE_LEN} letters or digits ({} bytes given)",
+                    value.len()
+                ),
+            });
+        }
     }
     let control_id = ControlId::parse(msh.comp(10, 1)).map_err(|e| InboundError::Invalid {
         segment: "MSH",
@@ -243,6 +264,32 @@ fn read_err(err: &Segment) -> Vec<ErrDetail> {
 mod tests {
     use super::*;
     use crate::hl7::read::DEFAULT_MAX_BYTES;
+
+    /// MSH-9's parts end up in the reply's routing key (AMQP allows 255 bytes): a message
+    /// type or event that is not a code is refused naming MSH-9 (found by the fuzz test).
+    #[test]
+    fn an_msh9_that_is_not_a_code_is_refused() {
+        let huge = "A".repeat(300);
+        for (mt, why) in [
+            (format!("RRI^{huge}"), "trigger event"),
+            (format!("{huge}^I12"), "message type"),
+            ("RRI^I 12".to_string(), "trigger event"),
+        ] {
+            let m = format!("MSH|^~\\&|PAS|RXX|ERS|RXX|20240115103002||{mt}|PAS1|P|2.4\r");
+            match read_inbound(m.as_bytes(), DEFAULT_MAX_BYTES) {
+                Err(InboundError::Invalid {
+                    segment: "MSH",
+                    field: 9,
+                    reason,
+                }) => {
+                    assert!(reason.contains(why), "{reason}")
+                }
+                other => panic!("{mt:.20}: {other:?}"),
+            }
+        }
+        let ok = "MSH|^~\\&|PAS|RXX|ERS|RXX|20240115103002||RRI^I12^RRI_I12|PAS1|P|2.4\r";
+        assert!(read_inbound(ok.as_bytes(), DEFAULT_MAX_BYTES).is_ok());
+    }
 
     #[test]
     fn reads_v24_err_layout() {

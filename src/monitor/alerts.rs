@@ -156,7 +156,7 @@ pub async fn probe(
     shared: &Watched,
     cfg: &AlertsConfig,
     started_ms: i64,
-    polls: bool,
+    lists: &[(String, String)],
 ) -> Vec<Condition> {
     let now = chrono::Utc::now().timestamp_millis();
     let store = &shared.store;
@@ -164,20 +164,42 @@ pub async fn probe(
     let mut out = Vec::new();
     let mut cond = |name, firing: Option<String>| out.push(Condition { name, firing });
 
-    if polls {
-        // Any instance's poll counts: the store has the last one of each list.
-        let last = match store.last_poll_max().await {
-            Ok(Some(ms)) => ms,
-            _ => m.last_successful_poll.get() * 1000,
-        };
-        let since = if last > 0 { last } else { started_ms };
+    if !lists.is_empty() {
+        // Each list on its own (one stale list among fresh ones is still stale); any
+        // instance's poll counts: the store has the last one of each list.
         let limit = cfg.no_poll_minutes as i64 * 60_000;
+        let mut stale = Vec::new();
+        for (service, list) in lists {
+            let last = store.last_poll_ms(service, list).await.ok().flatten();
+            let since = last.filter(|ms| *ms > 0).unwrap_or(started_ms);
+            if now - since > limit {
+                stale.push((format!("{service}/{list}"), (now - since) / 60_000));
+            }
+        }
         cond(
             "worklist_poll_stale",
-            (now - since > limit).then(|| {
+            (!stale.is_empty()).then(|| {
+                let named: Vec<String> = stale
+                    .iter()
+                    .map(|(l, min)| format!("{l} for {min} minutes"))
+                    .collect();
+                format!("no successful worklist poll of {}", named.join(", "))
+            }),
+        );
+    }
+    if !lists.is_empty() {
+        let refused = store.lists_refused().await.unwrap_or_default();
+        cond(
+            "worklist_refused",
+            (!refused.is_empty()).then(|| {
+                let lists: Vec<String> = refused
+                    .iter()
+                    .map(|r| format!("{}/{}: {}", r.service, r.list, r.error))
+                    .collect();
                 format!(
-                    "no successful worklist poll for {} minutes",
-                    (now - since) / 60_000
+                    "e-RS refuses {} worklist(s) for good; fix the [[poll]] entries: {}",
+                    refused.len(),
+                    lists.join("; ")
                 )
             }),
         );
@@ -191,6 +213,14 @@ pub async fn probe(
         "broker_disconnected",
         (!shared.pas.is_connected().await)
             .then(|| format!("the bridge has no connection to {}", shared.pas.describe())),
+    );
+    cond(
+        "broker_refused",
+        (m.broker_refused.get() == 1).then(|| {
+            "the broker refuses the bridge's login or virtual host: check [amqp] url (a \
+             configuration error, not an outage)"
+                .to_string()
+        }),
     );
     let writable = store
         .set_state_value("alerts.probe", &now.to_string())
@@ -283,7 +313,7 @@ pub fn for_bridge(
     shared: Arc<Watched>,
     shutdown: Shutdown,
     cfg: AlertsConfig,
-    polls: bool,
+    lists: Vec<(String, String)>,
 ) -> impl Future<Output = ()> {
     let engine = AlertEngine::new(
         shared.store.clone(),
@@ -301,9 +331,10 @@ pub fn for_bridge(
             move || {
                 let s = probe_shared.clone();
                 let cfg = cfg.clone();
+                let lists = lists.clone();
                 async move {
                     // Every instance reads the facts (its gauges); one acts on them.
-                    let conditions = probe(&s, &cfg, started, polls).await;
+                    let conditions = probe(&s, &cfg, started, &lists).await;
                     match s.cluster.hold("job:alerts").await {
                         Ok(Some(_)) => conditions,
                         _ => Vec::new(),

@@ -53,7 +53,10 @@ pub async fn ready(State(s): State<MonitorState>) -> Response {
     let t = Duration::from_secs(2);
     let broker = match tokio::time::timeout(t, s.pas.ensure_connected()).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(match e.refusal() {
+            Some(fix) => format!("{e} ({fix})"),
+            None => e.to_string(),
+        }),
         Err(_) => Err("no answer from the broker within 2s".into()),
     };
     let now = chrono::Utc::now().timestamp_millis().to_string();

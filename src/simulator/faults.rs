@@ -50,6 +50,9 @@ pub struct Faults {
     pub change_before_writes: u32,
     /// See `change_before_writes`.
     pub change_before_writes_letter: bool,
+    /// A008 for these services answers 422 `INVALID_VALUE` for good, as e-RS does for a
+    /// service the application may not read: a worklist refused, not an outage.
+    pub refuse_worklist_services: Vec<String>,
 }
 
 /// Takes one "changed before the write" from the fault's budget: `Some(letter)` when this
@@ -213,6 +216,15 @@ pub fn check_rate(sim: &Sim, client: &str) -> Result<(), Reject> {
         )));
     }
     Ok(())
+}
+
+/// Whether A008 for `service` is to be refused for good (`refuse_worklist_services`).
+pub fn worklist_refused(sim: &Sim, service: &str) -> bool {
+    let t = sim.traffic.lock().unwrap_or_else(|e| e.into_inner());
+    t.faults
+        .refuse_worklist_services
+        .iter()
+        .any(|s| s == service)
 }
 
 /// Counts an app-restricted A008 call for `service` against the daily budget.

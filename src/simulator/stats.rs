@@ -43,6 +43,19 @@ pub struct Stats {
     pub worklist_budget_exceeded: u64,
     /// 423s injected by the `locked_rate` fault.
     pub locked: u64,
+    /// Object-store downloads (behind A042's redirect) that carried any of e-RS's
+    /// credentials or context headers (`Authorization`, `NHSD-*`, `apikey`,
+    /// `X-Correlation-ID`): the object store is another party, and a client must send it
+    /// nothing of ours (issue 21). Should stay 0.
+    pub object_store_with_credentials: u64,
+}
+
+/// Whether a request to the object store carries anything meant for e-RS only.
+fn carries_credentials(headers: &axum::http::HeaderMap) -> bool {
+    headers.keys().any(|k| {
+        let k = k.as_str();
+        k == "authorization" || k == "apikey" || k == "x-correlation-id" || k.starts_with("nhsd-")
+    })
 }
 
 /// Which statistics key a request path belongs to; `None` for uncounted paths.
@@ -81,6 +94,10 @@ fn op_key(op: Option<Op>) -> String {
 /// Middleware counting every reply by operation and status.
 pub async fn count(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Response {
     let key = classify(req.method(), req.uri().path());
+    if key.as_deref() == Some("OBJECT_STORE") && carries_credentials(req.headers()) {
+        let mut s = sim.stats.lock().unwrap_or_else(|e| e.into_inner());
+        s.object_store_with_credentials += 1;
+    }
     let resp = next.run(req).await;
     if let Some(key) = key {
         let status = resp.status().as_u16();

@@ -207,6 +207,58 @@ impl Store {
         Ok(max)
     }
 
+    /// Records that e-RS refused `list` of `service` for good at `at_ms` (by any instance:
+    /// the next leader of the list reads it and does not ask again before its time).
+    pub async fn set_list_refused(
+        &self,
+        service: &str,
+        list: &str,
+        at_ms: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.set_state_value(&refused_key(service, list), &format!("{at_ms}|{error}"))
+            .await
+    }
+
+    /// Forgets a refusal of `list` (it was polled again and answered).
+    pub async fn clear_list_refused(&self, service: &str, list: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM pipeline_state WHERE name = $1")
+            .bind(refused_key(service, list))
+            .execute(&self.pool)
+            .await
+            .op("clear_list_refused")?;
+        Ok(())
+    }
+
+    /// The refusal of `list` of `service`, if it is refused.
+    pub async fn list_refused(
+        &self,
+        service: &str,
+        list: &str,
+    ) -> Result<Option<RefusedList>, StoreError> {
+        let Some(v) = self.state_value(&refused_key(service, list)).await? else {
+            return Ok(None);
+        };
+        Ok(parse_refused(&refused_key(service, list), &v))
+    }
+
+    /// Every refused list ([`Store::set_list_refused`]), for the alert.
+    pub async fn lists_refused(&self) -> Result<Vec<RefusedList>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, value FROM pipeline_state WHERE name LIKE 'list_refused:%' ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .op("lists_refused")?;
+        let mut out = Vec::new();
+        for r in rows {
+            let name: String = r.try_get("name").op("lists_refused")?;
+            let value: String = r.try_get("value").op("lists_refused")?;
+            out.extend(parse_refused(&name, &value));
+        }
+        Ok(out)
+    }
+
     /// Records that a referral version waits for pending attachments (first call wins) and
     /// returns since when it has waited, in milliseconds.
     pub async fn defer(
@@ -261,4 +313,33 @@ impl Store {
 /// The `pipeline_state` name of a list's last poll time.
 fn last_poll_key(service: &str, list: &str) -> String {
     format!("last_poll:{service}:{list}")
+}
+
+fn refused_key(service: &str, list: &str) -> String {
+    format!("list_refused:{service}:{list}")
+}
+
+/// A worklist e-RS refused for good (a 4xx other than 401, 403 and 429): not polled again
+/// until [`Store::list_refused`]'s time plus the pipeline's pause, and alerted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedList {
+    pub service: String,
+    pub list: String,
+    /// When e-RS last refused it (ms since the epoch).
+    pub at_ms: i64,
+    /// e-RS's answer, as the bridge reported it.
+    pub error: String,
+}
+
+/// A `list_refused:<service>:<list>` row's value `<at_ms>|<error>`.
+fn parse_refused(name: &str, value: &str) -> Option<RefusedList> {
+    let mut key = name.strip_prefix("list_refused:")?.splitn(2, ':');
+    let (service, list) = (key.next()?, key.next()?);
+    let (at, error) = value.split_once('|')?;
+    Some(RefusedList {
+        service: service.to_string(),
+        list: list.to_string(),
+        at_ms: at.parse().ok()?,
+        error: error.to_string(),
+    })
 }

@@ -49,6 +49,7 @@ mod retention;
 mod schema;
 mod versions;
 
+pub use bookkeeping::RefusedList;
 pub(crate) use error::OpContext;
 pub use error::StoreError;
 pub use inbound::{Attempt, Begin, Decision, Ending, InboundRecord, InboundStatus};
@@ -339,8 +340,22 @@ impl Store {
                 })
             })
             .connect(&url)
-            .await
-            .map_err(StoreError::connect)?;
+            .await;
+        let pool = match pool {
+            Ok(p) => p,
+            // The pool retries until its timeout and then says only "pool timed out": one
+            // direct attempt names the cause (connection refused, authentication failed,
+            // no such database).
+            Err(sqlx::Error::PoolTimedOut) if !sqlite => {
+                use sqlx::Connection as _;
+                let direct = tokio::time::timeout(timeout, sqlx::AnyConnection::connect(&url));
+                return Err(StoreError::connect(match direct.await {
+                    Ok(Err(cause)) => cause,
+                    Ok(Ok(_)) | Err(_) => sqlx::Error::PoolTimedOut,
+                }));
+            }
+            Err(e) => return Err(StoreError::connect(e)),
+        };
         if url.starts_with("sqlite:") && !url.contains(":memory:") {
             // Freed pages go back to the file system on `reclaim_space` (retention); this
             // takes effect only on a new file, before its first table.
@@ -369,6 +384,51 @@ impl Store {
     /// store round trips per unit of work (BENCHMARKS.md, issue 20).
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What `ers-bridge check` asks of the store, changing nothing: one connection (no
+    /// pool, no migrations), a read, and on SQLite a write of the header's user version
+    /// with its own value (so a read-only file or directory is found now, not at the first
+    /// record). Returns what the store is, for the report.
+    pub async fn probe(
+        url: &SecretString,
+        timeout: std::time::Duration,
+    ) -> Result<String, StoreError> {
+        use sqlx::Connection as _;
+        sqlx::any::install_default_drivers();
+        let raw = url.expose_secret();
+        let sqlite = raw.starts_with("sqlite:");
+        let probe = async {
+            let mut conn = sqlx::AnyConnection::connect(raw)
+                .await
+                .map_err(StoreError::connect)?;
+            if sqlite {
+                let v: i64 = sqlx::query_scalar("PRAGMA user_version")
+                    .fetch_one(&mut conn)
+                    .await
+                    .op("probe")?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA user_version = {v}")))
+                    .execute(&mut conn)
+                    .await
+                    .op("probe (write)")?;
+            } else {
+                sqlx::query("SELECT 1")
+                    .fetch_one(&mut conn)
+                    .await
+                    .op("probe")?;
+            }
+            let _ = conn.close().await;
+            Ok(if sqlite {
+                "sqlite (one instance)"
+            } else {
+                "postgresql"
+            }
+            .to_string())
+        };
+        match tokio::time::timeout(timeout, probe).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::connect(sqlx::Error::PoolTimedOut)),
+        }
     }
 
     /// Cheap liveness probe for readiness checks.

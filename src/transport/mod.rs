@@ -45,6 +45,15 @@ pub enum TransportError {
 }
 
 impl TransportError {
+    /// The fix when the broker refused the bridge's login or vhost
+    /// ([`AmqpError::refusal`]).
+    pub fn refusal(&self) -> Option<&'static str> {
+        match self {
+            TransportError::Amqp(e) => e.refusal(),
+            _ => None,
+        }
+    }
+
     /// Whether trying again may succeed without anyone changing anything.
     pub fn is_retryable(&self) -> bool {
         match self {

@@ -104,6 +104,7 @@ fn topology() -> Topology {
         dead_letter_queue: unique("dlq"),
         inbound_delivery_limit: 5,
         single_active_consumer: false,
+        dead_letter_at_least_once: true,
     }
 }
 

@@ -87,9 +87,48 @@ async fn referral_worklist_and_check_print_json() {
         stdout.contains("ok: broker amqp://127.0.0.1:5672/%2f accepted the credentials"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("ok: store sqlite://ers-bridge.db"),
+        "{stdout}"
+    );
 }
 
-/// A wrong broker password is reported by `check` as what it is (exit 1, the broker and
+/// `check` opens the store too, changing nothing: a PostgreSQL server that is not there and
+/// a SQLite file that could not be created are each named (exit 69), with the setting to fix, while e-RS and
+/// the broker are still reported on their own lines.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_names_a_store_that_cannot_be_used() {
+    let server = RecordingServer::spawn(|s, _| crate::wire::canned(s)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ers-bridge.toml");
+    let base = config_toml(
+        &server.base(),
+        "[ers.retry]\nmax_attempts = 1",
+        "mode = \"none\"",
+    );
+    std::fs::write(
+        &path,
+        base.clone() + "[store]\nurl = \"postgres://bridge:s3cret-pw@127.0.0.1:1/ers\"\n",
+    )
+    .unwrap();
+    let out = bridge(&path, &["check"]).await;
+    let err = assert_exit(&out, 69, "error: store postgres://bridge@127.0.0.1:1/ers");
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+    assert!(err.contains("[store] url"), "{err}");
+    assert!(!err.contains("s3cret-pw"), "no password: {err}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("read reference data PRIORITY"), "{stdout}");
+    assert!(stdout.contains("ok: broker"), "{stdout}");
+
+    // A SQLite file in a directory that does not exist: `run` could not create it.
+    let url = format!("sqlite://{}/no-such-dir/ers.db", dir.path().display());
+    std::fs::write(&path, base + &format!("[store]\nurl = \"{url}\"\n")).unwrap();
+    let out = bridge(&path, &["check"]).await;
+    let err = assert_exit(&out, 69, "error: store sqlite://");
+    assert!(err.contains("cannot create files beside it"), "{err}");
+}
+
+/// A wrong broker password is reported by `check` as what it is (exit 69, the broker and
 /// the setting named, the password never shown), not left for `run` to treat as an
 /// outage; e-RS is still checked and reported on its own line.
 #[tokio::test(flavor = "multi_thread")]
@@ -107,7 +146,7 @@ async fn check_reports_a_broker_that_refuses_the_credentials() {
     )
     .unwrap();
     let out = bridge(&path, &["check"]).await;
-    let err = assert_exit(&out, 1, "error: broker amqp://guest@127.0.0.1:5672");
+    let err = assert_exit(&out, 69, "error: broker amqp://guest@127.0.0.1:5672");
     assert!(err.contains("[amqp] url"), "{err}");
     assert!(!err.contains("not-the-password"), "no password: {err}");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -333,6 +333,23 @@ async fn app_restricted_allowed_operations_work_and_the_rest_are_refused_unsent(
     ];
     assert_all_ok("app-restricted", &results, &refused);
     assert_eq!(c.token_fetch_count(), Some(1));
+    // A042's download went to the object store with nothing of e-RS's: no bearer token,
+    // no NHSD headers, no correlation id (the simulator checks the headers it received).
+    let stats = admin_json(&sim, "stats").await;
+    assert!(
+        stats["by_operation"]["OBJECT_STORE"].as_u64() >= Some(1),
+        "{stats}"
+    );
+    assert_eq!(stats["object_store_with_credentials"], 0, "{stats}");
+    // And the check can see one: a download carrying a bearer token is counted.
+    reqwest::Client::new()
+        .get(format!("{}/_objectstore/no-such-token", sim.base_url()))
+        .bearer_auth("leaked")
+        .send()
+        .await
+        .unwrap();
+    let stats = admin_json(&sim, "stats").await;
+    assert_eq!(stats["object_store_with_credentials"], 1, "{stats}");
     let writes = recorded_writes(&sim).await;
     for op in refused {
         assert!(

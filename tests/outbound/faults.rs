@@ -116,3 +116,90 @@ async fn attachments_pending_too_long_are_sent_by_reference_and_the_wait_survive
     app.close().await;
     h.cleanup().await;
 }
+
+/// A worklist e-RS refuses for good (422 for one service): reported once, recorded in the
+/// store, alerted with the list named, and not asked again on the next pass, while the
+/// other services' referrals are all published and the drain ends at once instead of
+/// spending its passes on it (issue 21: 50 passes, 31 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worklist_refused_for_good_is_reported_once_and_left_alone() {
+    let h = Harness::start(Opts {
+        generate: 40,
+        ..Opts::default()
+    })
+    .await;
+    h.admin(
+        "faults",
+        serde_json::json!({"refuse_worklist_services": ["21013"]}),
+    )
+    .await;
+    let app = h.app(ers_bridge::app::Shutdown::new()).await;
+    let first = app.drain(50).await.unwrap();
+    let r = &first.report;
+    assert_eq!(
+        r.worklist_refused,
+        2 * first.passes,
+        "both lists of 21013, each pass: {r:?}"
+    );
+    assert_eq!(r.worklist_errors, 0, "{r:?}");
+    assert!(r.published > 0, "the other services flow: {r:?}");
+    assert!(
+        first.passes <= 3,
+        "no pass spent on the refused list: {}",
+        first.passes
+    );
+    let refused = app.shared().store.lists_refused().await.unwrap();
+    let names: Vec<String> = refused
+        .iter()
+        .map(|l| format!("{}/{}", l.service, l.list))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "21013/APPOINTMENT_SLOT_ISSUES",
+            "21013/REFERRALS_FOR_REVIEW"
+        ],
+        "{refused:?}"
+    );
+    assert!(refused[0].error.contains("422"), "{:?}", refused[0]);
+
+    // The next pass does not ask e-RS for it again.
+    let a008 = h.stats().await["by_operation"]["A008"].as_u64().unwrap();
+    let again = app.outbound().poll_once(chrono::Utc::now()).await.unwrap();
+    assert_eq!(again.worklist_refused, 2);
+    let lists = app.outbound().targets().len() as u64;
+    assert_eq!(
+        h.stats().await["by_operation"]["A008"].as_u64().unwrap(),
+        a008 + lists - 2,
+        "only the lists not refused were polled"
+    );
+
+    // The alert names the lists and the fix.
+    let lists: Vec<(String, String)> = app
+        .outbound()
+        .targets()
+        .iter()
+        .map(|t| (t.service.clone(), t.list.code().to_string()))
+        .collect();
+    let conditions = ers_bridge::monitor::alerts::probe(
+        &app.watched(),
+        &ers_bridge::config::AlertsConfig::default(),
+        chrono::Utc::now().timestamp_millis(),
+        &lists,
+    )
+    .await;
+    let refused = conditions
+        .iter()
+        .find(|c| c.name == "worklist_refused")
+        .and_then(|c| c.firing.clone())
+        .expect("the worklist_refused alert fires");
+    assert!(refused.contains("21013/REFERRALS_FOR_REVIEW"), "{refused}");
+    assert!(refused.contains("[[poll]]"), "{refused}");
+    let stale = conditions
+        .iter()
+        .find(|c| c.name == "worklist_poll_stale")
+        .unwrap();
+    assert!(stale.firing.is_none(), "just polled: {stale:?}");
+    app.close().await;
+    h.cleanup().await;
+}

@@ -16,6 +16,7 @@ mod decisions;
 mod faults;
 mod filters;
 mod flow;
+mod fuzz;
 mod helpers;
 #[path = "../common/ids.rs"]
 mod ids;

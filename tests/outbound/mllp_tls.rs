@@ -201,3 +201,60 @@ fn a_missing_certificate_file_is_named() {
     };
     assert!(e.to_string().contains("/nonexistent/cert.pem"), "{e}");
 }
+
+/// e-RS over https verifies the server's certificate, and nothing turns that off: a server
+/// whose certificate a CA of the test's own signed (one the system does not trust) is
+/// refused at the handshake, and no request reaches it (issue 21).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ers_over_https_refuses_a_certificate_nobody_trusts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ca(d, "untrusted-ca");
+    signed(
+        d,
+        "untrusted-ca",
+        "fake-ers",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    );
+    let acceptor = ers_bridge::mllp::tls::acceptor(&ServerTls {
+        cert_file: d.join("fake-ers.pem"),
+        key_file: d.join("fake-ers.key"),
+        client_ca_file: None,
+    })
+    .expect("server tls set-up");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handshakes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = handshakes.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            if acceptor.accept(tcp).await.is_ok() {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let cfg = ers_bridge::config::load_str(
+        "<test>",
+        &format!(
+            "[ers]\nbase_url = \"https://127.0.0.1:{}/referrals/FHIR\"\n\
+             [ers.retry]\nmax_attempts = 1\n[ers.auth]\nmode = \"none\"\n",
+            addr.port()
+        ),
+        &ers_bridge::config::MapEnv::default(),
+    )
+    .unwrap();
+    let client = ers_bridge::ers::ErsClient::new(
+        &cfg.ers,
+        std::sync::Arc::new(ers_bridge::config::MapEnv::default()),
+    )
+    .unwrap();
+    let err = client.reference_data("PRIORITY").await.unwrap_err();
+    let text = format!("{err:?}").to_lowercase();
+    assert!(text.contains("certificate"), "{text}");
+    assert_eq!(
+        handshakes.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a handshake completed with an untrusted certificate"
+    );
+    server.abort();
+}

@@ -220,7 +220,7 @@ async fn after_a_loop_the_timeline_is_in_order_and_the_metrics_match() {
         &app.watched(),
         &ers_bridge::config::AlertsConfig::default(),
         Utc::now().timestamp_millis(),
-        false,
+        &[],
     )
     .await;
     assert!(

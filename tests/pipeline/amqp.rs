@@ -24,6 +24,7 @@ fn topology() -> Topology {
         dead_letter_queue: helpers::unique("dlq"),
         inbound_delivery_limit: 5,
         single_active_consumer: false,
+        dead_letter_at_least_once: true,
     }
 }
 
@@ -324,6 +325,54 @@ async fn publish_with_retry_gives_up_only_at_shutdown_or_deadline() {
     );
     assert_eq!(p.stats().failed_attempts, 2);
     assert_eq!(p.stats().confirmed, 0);
+}
+
+/// A wrong password is named as a refusal with its fix, and a hundred messages waiting
+/// cost the broker one login, not a hundred (issue 21: 166 logins in 30 s): until the
+/// refused-login pause ends every caller gets the same answer. The metric the
+/// `broker_refused` alert reads is set, and a wrong virtual host is named too.
+#[tokio::test]
+async fn a_refused_login_is_named_and_tried_once_per_pause() {
+    let t = topology();
+    let events = ers_bridge::events::Events::new();
+    let p = Publisher::with_events(
+        PublisherSettings {
+            urls: vec![secrecy::SecretString::from(
+                "amqp://guest:not-the-password@127.0.0.1:5672/%2f",
+            )],
+            exchange: t.exchange.clone(),
+            confirm_timeout: Duration::from_secs(5),
+            topology: None,
+        },
+        events.clone(),
+    );
+    for n in 0..100 {
+        let err = p.publish(&message(n % 10)).await.unwrap_err();
+        let fix = err
+            .refusal()
+            .unwrap_or_else(|| panic!("not a refusal: {err}"));
+        assert!(fix.contains("user and password"), "{fix}");
+        assert!(err.is_retryable(), "run keeps trying, slowly");
+    }
+    assert_eq!(p.stats().connect_failures, 1, "one login for 100 messages");
+    assert_eq!(events.metrics().broker_refused.get(), 1);
+
+    let p = Publisher::new(PublisherSettings {
+        urls: vec![secrecy::SecretString::from(
+            "amqp://guest:guest@127.0.0.1:5672/no-such-vhost",
+        )],
+        exchange: t.exchange.clone(),
+        confirm_timeout: Duration::from_secs(5),
+        topology: None,
+    });
+    let err = p.publish(&message(1)).await.unwrap_err();
+    assert!(err.refusal().is_some_and(|f| f.contains("vhost")), "{err}");
+    // An unreachable broker is an outage, not a refusal.
+    let err = unreachable_publisher(&t)
+        .publish(&message(2))
+        .await
+        .unwrap_err();
+    assert!(err.refusal().is_none(), "{err}");
 }
 
 #[tokio::test]
@@ -682,6 +731,7 @@ async fn redeclare_with_other_sac_is_refused(first: Topology) {
 async fn single_active_consumer_is_declared_on_the_inbound_queue_only_when_set() {
     redeclare_with_other_sac_is_refused(Topology {
         single_active_consumer: true,
+        dead_letter_at_least_once: true,
         ..topology()
     })
     .await;
@@ -690,4 +740,64 @@ async fn single_active_consumer_is_declared_on_the_inbound_queue_only_when_set()
 #[tokio::test]
 async fn switching_single_active_consumer_on_for_an_existing_queue_is_refused() {
     redeclare_with_other_sac_is_refused(topology()).await;
+}
+
+/// A poison message the bridge keeps giving back (a crash on it each time) is taken off the
+/// inbound queue by the broker at the delivery limit and reaches the dead-letter queue,
+/// with the broker's reason (`x-death`: `delivery_limit`); the queue is declared to
+/// dead-letter at least once, so that hand-over is confirmed inside the broker.
+#[tokio::test]
+async fn a_message_past_the_delivery_limit_reaches_the_dead_letter_queue() {
+    use futures_util::StreamExt as _;
+    let t = topology();
+    let (conn, ch) = helpers::amqp_channel().await;
+    t.declare(&ch).await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    send_to_queue(&ch, &t.inbound_queue, 7).await;
+    let mut dead = ch
+        .basic_consume(
+            t.dead_letter_queue.as_str().into(),
+            "dlq-watch".into(),
+            lapin::options::BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let mut c = consumer(&t, false);
+    let policy = fast_retry();
+    let mut given_back = 0;
+    let dead_letter = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            tokio::select! {
+                d = c.next(&policy, std::future::pending()) => {
+                    let d = d.unwrap().expect("a delivery");
+                    assert_eq!(d.message_id.as_deref(), Some("ERS000000070007V5I12"));
+                    given_back += 1;
+                    d.reject(true).await.unwrap();
+                }
+                m = dead.next() => break m.expect("the dead-letter consumer ended").unwrap(),
+            }
+        }
+    })
+    .await
+    .expect("the message reached the dead-letter queue");
+    assert!(
+        given_back > t.inbound_delivery_limit as usize,
+        "dead-lettered after {given_back} deliveries, the limit is {}",
+        t.inbound_delivery_limit
+    );
+    assert_eq!(dead_letter.data, message(7).body);
+    let headers = dead_letter.properties.headers().clone().unwrap_or_default();
+    let reason = match headers.inner().get("x-first-death-reason") {
+        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).to_string(),
+        other => panic!("no x-first-death-reason: {other:?}"),
+    };
+    assert_eq!(reason, "delivery_limit");
+    assert!(headers.inner().contains_key("x-death"), "{headers:?}");
+    c.close().await;
+    let _ = conn.close(200, "done".into()).await;
+    cleanup(&t).await;
 }

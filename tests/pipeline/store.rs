@@ -210,6 +210,23 @@ async fn unreachable_database_is_a_retryable_error() {
         err.to_string().contains("cannot connect to the store"),
         "{err}"
     );
+    // The cause, not the pool's "pool timed out" (issue 21).
+    let text = err.to_string().to_lowercase();
+    assert!(text.contains("refused"), "{err}");
+    assert!(!text.contains("timed out"), "{err}");
+}
+
+/// A database that does not exist is named as such (PostgreSQL's own message), not as a
+/// timeout.
+#[tokio::test]
+async fn a_missing_database_is_named() {
+    let err = Store::connect_with_timeout(
+        &SecretString::from("postgres://postgres@127.0.0.1:5432/ers_bridge_no_such_db"),
+        std::time::Duration::from_millis(2000),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("ers_bridge_no_such_db"), "{err}");
 }
 
 /// Records one confirmed message the way the pipeline does (its version with it).

@@ -20,6 +20,19 @@ use crate::fhir::Coding;
 use crate::ids::{Ubrn, Version};
 use crate::pipeline::PipelineError;
 
+/// How long a worklist e-RS refused for good is left alone before it is asked again.
+pub const REFUSED_LIST_PAUSE: Duration = Duration::from_secs(3600);
+
+/// Whether e-RS's answer refuses the list itself, for good: a 4xx other than 401/403 (the
+/// credentials: their own alert, and every list would fail alike) and 429 (slow down).
+/// Polling it again every interval changes nothing (issue 21: a list answering 422 was
+/// polled 50 times by `run --until-drained`).
+fn refuses_the_list(e: &crate::ers::ErsError) -> bool {
+    !e.is_retryable()
+        && matches!(e.status(), Some(400..=499))
+        && !matches!(e.status(), Some(401 | 403 | 429))
+}
+
 impl Pipeline {
     /// One pass over every configured worklist, now. The lists are polled concurrently; their
     /// referrals share the pipeline's `concurrency` limit.
@@ -83,6 +96,15 @@ impl Pipeline {
             to_check,
             error,
         };
+        // A list e-RS refused for good is asked again only after REFUSED_LIST_PAUSE.
+        let now_ms = now.timestamp_millis();
+        let refused = shared.store.list_refused(&t.service, list).await?;
+        if let Some(r) = &refused {
+            if now_ms - r.at_ms < REFUSED_LIST_PAUSE.as_millis() as i64 {
+                report.worklist_refused += 1;
+                return Ok(report);
+            }
+        }
         let mut req = FetchWorklist::new(t.list.into());
         req.service = Some(t.service.clone());
         req.clinician = t.clinician.clone().map(Assigned::Assigned);
@@ -135,17 +157,36 @@ impl Pipeline {
         let items = shared.ers.worklist_items(&req).await;
         drop(reading);
         let items = match items {
-            Ok(items) => items,
+            Ok(items) => {
+                if refused.is_some() {
+                    shared.store.clear_list_refused(&t.service, list).await?;
+                }
+                items
+            }
             Err(source) => {
+                let for_good = refuses_the_list(&source);
                 let e = PipelineError::Worklist {
                     service: t.service.clone(),
                     list,
                     source,
                 };
-                shared
-                    .events
-                    .emit(polled(PollResult::Failed, 0, 0, Some(e.to_string())));
-                report.worklist_errors += 1;
+                if for_good {
+                    // Said once (ERROR), recorded for every instance, alerted; the other
+                    // lists go on. Asked again after the pause, in case e-RS changes.
+                    shared
+                        .store
+                        .set_list_refused(&t.service, list, now_ms, &e.to_string())
+                        .await?;
+                    shared
+                        .events
+                        .emit(polled(PollResult::Refused, 0, 0, Some(e.to_string())));
+                    report.worklist_refused += 1;
+                } else {
+                    shared
+                        .events
+                        .emit(polled(PollResult::Failed, 0, 0, Some(e.to_string())));
+                    report.worklist_errors += 1;
+                }
                 return Ok(report);
             }
         };

@@ -31,8 +31,11 @@ pub struct PassReport {
     pub deferred: usize,
     /// Referrals that failed with a retryable error (tried again next pass).
     pub failed: usize,
-    /// Worklist calls that failed.
+    /// Worklist calls that failed (retryable: tried again next pass).
     pub worklist_errors: usize,
+    /// Worklists e-RS refused for good (a 4xx other than 401, 403 and 429): reported once,
+    /// alerted and left alone for an hour; a pass with only these is idle.
+    pub worklist_refused: usize,
     /// Worklist calls not made because the app-restricted budget was used up.
     pub budget_exhausted: usize,
     /// Worklists not polled because another instance leads them (holds their lease).
@@ -58,6 +61,7 @@ impl PassReport {
         self.deferred += o.deferred;
         self.failed += o.failed;
         self.worklist_errors += o.worklist_errors;
+        self.worklist_refused += o.worklist_refused;
         self.budget_exhausted += o.budget_exhausted;
     }
 }

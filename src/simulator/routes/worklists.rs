@@ -185,6 +185,14 @@ pub async fn referrals(ctx: &Ctx<'_>) -> Reply {
         return Ok(fhir_json(StatusCode::OK, &list(vec![], vec![]), None));
     }
     let f = filters(&p)?;
+    if let Some(service) = &f.service {
+        if faults::worklist_refused(ctx.sim, service) {
+            return Err(Reject::unprocessable(
+                "INVALID_VALUE",
+                format!("service {service} is not available to this application"),
+            ));
+        }
+    }
     if matches!(ctx.access, Access::App) {
         let Some(service) = &f.service else {
             return Err(Reject::unprocessable(
