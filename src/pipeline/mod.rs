@@ -94,6 +94,18 @@ impl PipelineError {
         }
     }
 
+    /// Whether the work was refused because its lease passed to another instance (this
+    /// process was paused or cut off past it): not an outage, and said as what it is.
+    pub fn is_fenced(&self) -> bool {
+        matches!(
+            self,
+            PipelineError::Store {
+                source: StoreError::Fenced { .. },
+                ..
+            } | PipelineError::StoreGeneral(StoreError::Fenced { .. })
+        )
+    }
+
     /// A store failure while handling `ubrn`.
     pub fn store(ubrn: &Ubrn) -> impl FnOnce(StoreError) -> Self + '_ {
         move |source| PipelineError::Store {

@@ -79,6 +79,12 @@ async fn handle_delivery(inbound: &Inbound, mut d: InboundDelivery, shutdown: &S
                 tracing::warn!(error = %e, "ack of an inbound delivery failed; it comes back and is found handled");
             }
         }
+        Err(e) if e.is_fenced() => {
+            // Not an outage: this process was paused or cut off past the referral's lease,
+            // and another instance has it now (docs/ha.md). Said once per message.
+            tracing::warn!(error = %e, "inbound message given back: its referral's lease passed to another instance");
+            let _ = d.reject(true).await;
+        }
         Err(e) => {
             // One line per outage, not per message per retry (events/outage.rs).
             tracing::debug!(error = %e, "inbound message not handled, returned to the queue");
