@@ -5,7 +5,7 @@
 //! | outbound exchange | `ers.to-pas` (topic, durable) |
 //! | outbound queue | `pas.referrals` (quorum) bound `<tenant>.REF.#` and `<tenant>.ADT.#` |
 //! | reply queue | `pas.acks` (quorum) bound `<tenant>.ACK.#`: the bridge's ACKs to the PAS |
-//! | inbound queue | `ers.from-pas` (quorum, delivery limit 5, dead-lettered) |
+//! | inbound queue | `ers.from-pas` (quorum, delivery limit 20, dead-lettered) |
 //! | dead letter | exchange `ers.dead-letter` (fanout) → queue `ers.dead-letter` (quorum) |
 //!
 //! With `[amqp] single_active_consumer = true` the inbound queue also has
@@ -61,7 +61,7 @@ impl Topology {
             inbound_queue: cfg.inbound_queue.clone(),
             dead_letter_exchange: cfg.dead_letter_exchange.clone(),
             dead_letter_queue: cfg.dead_letter_queue.clone(),
-            inbound_delivery_limit: 5,
+            inbound_delivery_limit: i64::from(cfg.inbound_delivery_limit),
             single_active_consumer: cfg.single_active_consumer,
             dead_letter_at_least_once: cfg.dead_letter_at_least_once,
         }

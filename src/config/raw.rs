@@ -378,6 +378,11 @@ pub struct AmqpConfig {
     /// its way to the dead-letter queue. On by default; off only to keep using a queue
     /// declared before (the broker refuses to redeclare it with other arguments).
     pub dead_letter_at_least_once: bool,
+    /// Deliveries of one inbound message before the broker dead-letters it
+    /// (`x-delivery-limit`): the backstop for a message that crashes the bridge each time.
+    /// Each crash or kill of the bridge counts against every message it had in flight, so
+    /// a low limit dead-letters good decisions during a crash loop (the chaos run did at 5).
+    pub inbound_delivery_limit: u32,
     pub dead_letter_exchange: String,
     pub dead_letter_queue: String,
     pub prefetch: u16,
@@ -400,6 +405,7 @@ impl Default for AmqpConfig {
             inbound_queue: "ers.from-pas".into(),
             single_active_consumer: false,
             dead_letter_at_least_once: true,
+            inbound_delivery_limit: 20,
             dead_letter_exchange: "ers.dead-letter".into(),
             dead_letter_queue: "ers.dead-letter".into(),
             prefetch: 16,

@@ -48,6 +48,9 @@ impl RawConfig {
         if self.ers.rate_limit_per_sec == 0 {
             return err("ers.rate_limit_per_sec", "must be at least 1".into());
         }
+        if self.amqp.inbound_delivery_limit == 0 {
+            return err("amqp.inbound_delivery_limit", "must be at least 1".into());
+        }
         if self.ers.rate_allowance_ms > 1_000 {
             return err(
                 "ers.rate_allowance_ms",

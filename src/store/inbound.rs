@@ -153,9 +153,16 @@ impl Store {
         new_attempt: bool,
         fence: Option<&super::Fence>,
     ) -> Result<(), StoreError> {
+        // A retry keeps its claim's due time through the intent: its PAS message was acked
+        // when the retry was scheduled, so if this process stops before the result is
+        // recorded, only the retry loop finishes it ([`Store::inbound_claim_due`] takes an
+        // `intent` row whose due time has passed). A first handling has none: the broker
+        // redelivers its unacked message.
         const SET: &str = "UPDATE inbound_messages SET status = $2, ubrn = $3, action = $4, \
              version_sent = $5, decided_state = $6, decision_hash = $7, \
-             attempts = attempts + $8, next_attempt_ms = NULL WHERE control_id = $1";
+             attempts = attempts + $8, \
+             next_attempt_ms = CASE WHEN status = 'retry' THEN next_attempt_ms ELSE NULL END \
+             WHERE control_id = $1";
         let sql = match fence {
             Some(_) => format!(
                 "{SET} AND EXISTS (SELECT 1 FROM leases WHERE {})",

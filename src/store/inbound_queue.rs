@@ -47,11 +47,15 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<InboundRecord>, StoreError> {
         const OP: &str = "inbound_claim_due";
-        // `retry` rows, and finished rows whose reply is still to be sent (a publish that
-        // failed after the outcome was recorded: `next_attempt_ms` set on a final row).
+        // `retry` rows, finished rows whose reply is still to be sent (a publish that
+        // failed after the outcome was recorded: `next_attempt_ms` set on a final row),
+        // and a retry interrupted mid-way (`intent` with `next_attempt_ms` set: a retry's
+        // intent keeps its claim's due time, see `inbound_intent`; its PAS message was
+        // acked when the retry was scheduled, so nothing else would ever finish it: the
+        // chaos run found one left unanswered after a kill during its retry).
         sqlx::query(concat!(
             "UPDATE inbound_messages SET next_attempt_ms = $2 WHERE control_id IN ",
-            "(SELECT control_id FROM inbound_messages WHERE status IN ($3, $5, $6, $7) ",
+            "(SELECT control_id FROM inbound_messages WHERE status IN ($3, $5, $6, $7, $8, $9) ",
             "AND next_attempt_ms <= $1 ORDER BY next_attempt_ms LIMIT $4) ",
             "AND next_attempt_ms <= $1 RETURNING ",
             columns!()
@@ -63,6 +67,8 @@ impl Store {
         .bind(InboundStatus::Done.as_str())
         .bind(InboundStatus::NoAction.as_str())
         .bind(InboundStatus::NeedsAction.as_str())
+        .bind(InboundStatus::Intent.as_str())
+        .bind(InboundStatus::Received.as_str())
         .fetch_all(&self.pool)
         .await
         .op(OP)?

@@ -14,6 +14,7 @@ mod common;
 #[path = "../outbound/helpers.rs"]
 mod helpers;
 
+mod chaos;
 mod leases;
 mod pause;
 mod world;

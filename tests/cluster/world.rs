@@ -68,9 +68,14 @@ impl Cluster {
     /// more from the app), worklists polled every 2 s, leases of 4 s renewed every second,
     /// and one running bridge per id.
     pub async fn start(n: usize, limit: u32, ids: &[&str]) -> Self {
+        Self::start_on(StoreKind::Postgres, n, limit, ids).await
+    }
+
+    /// [`Cluster::start`] on a chosen store (SQLite: one instance only).
+    pub async fn start_on(store: StoreKind, n: usize, limit: u32, ids: &[&str]) -> Self {
         let h = Harness::start(Opts {
             generate: n,
-            store: StoreKind::Postgres,
+            store,
             client_rate: limit,
             sim_rate: limit,
             ..Opts::default()

@@ -111,6 +111,24 @@ async fn scenario(store: &Store) {
         )
         .await
         .unwrap();
+    // A retry that stops after its intent (the process killed during the e-RS call) is
+    // claimed again once its lease ran out: its PAS message was acked when the retry was
+    // scheduled, so the store is the only way it gets finished (found by the chaos run).
+    assert_eq!(
+        store.inbound(&pas).await.unwrap().unwrap().status,
+        InboundStatus::Intent
+    );
+    assert!(
+        store
+            .inbound_claim_due(66_000, 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "still within the retry's lease"
+    );
+    let orphan = store.inbound_claim_due(125_000, 60_000, 10).await.unwrap();
+    assert_eq!(orphan.len(), 1, "an interrupted retry is taken up again");
+    assert_eq!(orphan[0].status, InboundStatus::Intent);
     store
         .inbound_attempt(
             &pas,

@@ -68,6 +68,9 @@ impl Inbound {
         // copy handled meanwhile, may have finished it.
         let r = match self.shared.store.inbound(&claimed.control_id).await? {
             Some(r) if r.status == InboundStatus::Retry => r,
+            // A retry interrupted mid-way (the process stopped after the intent): carry
+            // on as the first handling of a redelivered message would.
+            Some(r) if matches!(r.status, InboundStatus::Intent | InboundStatus::Received) => r,
             // Finished, its reply's publish failed: send the stored bytes.
             Some(r) if r.status.is_final() && r.next_attempt_ms.is_some() => {
                 return self.send_pending_reply(&r, now).await;
