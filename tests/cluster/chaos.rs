@@ -3,7 +3,8 @@
 //! the PAS on the local RabbitMQ), one bridge SIGKILLed 20 times at seeded random moments
 //! and restarted on the same store, on SQLite and on PostgreSQL, with an e-RS fault mix
 //! (5% 500, 2% 429, 1% 503 with `Retry-After`, latency spikes up to 800 ms, ten writes
-//! applied with their response lost) for the first part of the run. Checked on what the
+//! applied with their response lost) for the first part of the run (25 s, and until a
+//! third of the referrals reached the PAS). Checked on what the
 //! outside world saw: every referral published, copies only under the same MSH-10, every
 //! decision answered the same way each time and applied once (the simulator's write log:
 //! none twice, none missing), and the app's rate limit never exceeded (the simulator's
@@ -64,7 +65,12 @@ async fn chaos_run(store: StoreKind) {
     let deadline = Instant::now() + Duration::from_secs(env_or("CHAOS_TIMEOUT_SECS", 240));
     loop {
         pas.round(&c.h, &mut rng).await;
-        if faults_on && started.elapsed() >= Duration::from_secs(fault_secs) {
+        // The faults last `fault_secs` and until a third of the referrals reached the PAS,
+        // so a bridge slow to start (PostgreSQL: migrations, joining) still meets them.
+        if faults_on
+            && started.elapsed() >= Duration::from_secs(fault_secs)
+            && pas.refs.len() >= n / 3
+        {
             c.h.admin("faults", serde_json::json!({})).await;
             faults_on = false;
         }
@@ -73,7 +79,7 @@ async fn chaos_run(store: StoreKind) {
             kills += 1;
             tokio::time::sleep(Duration::from_millis(100 + rng.below(700))).await;
             c.restart(0);
-            next_kill = Instant::now() + Duration::from_millis(600 + rng.below(1800));
+            next_kill = Instant::now() + Duration::from_millis(1000 + rng.below(2500));
         }
         if kills >= kills_wanted && !faults_on && pas.refs.len() >= n && pas.all_answered() {
             break;
@@ -116,12 +122,7 @@ async fn chaos_run(store: StoreKind) {
     c.stop_all();
 
     let (copies, accepted) = world::check_exactly_once(&pas, &c.h, n).await;
-    let per_second = world::requests_per_second(&c.h).await;
-    let busiest = per_second.values().copied().max().unwrap_or(0);
-    assert!(
-        busiest <= LIMIT as u64,
-        "{store:?}: {busiest} e-RS calls in one second (limit {LIMIT})"
-    );
+    let busiest = world::busiest_second_within(&c.h, LIMIT).await;
     let stats = c.h.stats().await;
     let lost_responses = world::write_calls(&c.h)
         .await
@@ -132,7 +133,7 @@ async fn chaos_run(store: StoreKind) {
     eprintln!(
         "chaos {store:?} (seed {seed}): {n} referrals, {} messages ({copies} copies under the \
          same MSH-10, 0 under two), {} decisions, {accepted} applied once, 0 twice, 0 missing, \
-         one answer per decision MSH-10; {kills} kills; faults for {fault_secs} s: {} 500s, \
+         one answer per decision MSH-10; {kills} kills; faults for {fault_secs} s and a third of the referrals: {} 500s, \
          {} 503s, {} 429s ({} from the rate limit), {lost_responses} writes with the response \
          lost; busiest second {busiest} of {LIMIT} calls; {:.0} s",
         pas.messages.len(),

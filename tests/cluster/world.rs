@@ -487,6 +487,18 @@ pub async fn polls(h: &Harness) -> Vec<Poll> {
 /// answered the same way each time, and applied in e-RS exactly once when answered AA
 /// and never when refused. Returns (copies under an MSH-10 already seen, decisions
 /// applied).
+/// The busiest second the simulator counted, asserted within `limit` (the app's e-RS rate
+/// limit held, summed over every instance).
+pub async fn busiest_second_within(h: &Harness, limit: u32) -> u64 {
+    let per_second = requests_per_second(h).await;
+    let busiest = per_second.values().copied().max().unwrap_or(0);
+    assert!(
+        busiest <= u64::from(limit),
+        "{busiest} e-RS calls in one second (limit {limit}): {per_second:?}"
+    );
+    busiest
+}
+
 pub async fn check_exactly_once(pas: &Pas, h: &Harness, n: usize) -> (usize, usize) {
     assert_eq!(pas.refs.len(), n, "referrals with a REF^I12");
     let mut ids: HashMap<(String, String, String), HashSet<String>> = HashMap::new();

@@ -56,3 +56,22 @@ pub async fn delete_demo_topology(ch: &lapin::Channel, prefix: &str) {
             .await;
     }
 }
+
+/// Every file of a sample folder (relative to the crate root) but its `*.md`, by name,
+/// sorted.
+pub fn sample_files(dir: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = format!("{}/{dir}", env!("CARGO_MANIFEST_DIR"));
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir}: {e}")) {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            continue;
+        }
+        out.push((
+            path.file_name().unwrap().to_string_lossy().to_string(),
+            std::fs::read(&path).unwrap(),
+        ));
+    }
+    out.sort();
+    out
+}

@@ -4,21 +4,8 @@
 
 use ers_bridge::hl7::{read, read::DEFAULT_MAX_BYTES, read_inbound};
 
-use super::root;
-
 fn samples() -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(root("../shared/hl7-samples")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "md") {
-            continue;
-        }
-        out.push((
-            path.file_name().unwrap().to_string_lossy().to_string(),
-            std::fs::read(&path).unwrap(),
-        ));
-    }
-    out.sort();
+    let out = crate::common::sample_files("../shared/hl7-samples");
     assert!(
         out.len() >= 25,
         "expected the shared corpus, found {} files",

@@ -17,21 +17,8 @@ use crate::inbound::{rri, seeded};
 
 /// The messages the mutations start from.
 fn bases() -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for dir in ["samples/pas", "../shared/hl7-samples"] {
-        let dir = format!("{}/{dir}", env!("CARGO_MANIFEST_DIR"));
-        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir}: {e}")) {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "md") {
-                continue;
-            }
-            out.push((
-                path.file_name().unwrap().to_string_lossy().to_string(),
-                std::fs::read(&path).unwrap(),
-            ));
-        }
-    }
-    out.sort();
+    let mut out = crate::common::sample_files("samples/pas");
+    out.extend(crate::common::sample_files("../shared/hl7-samples"));
     assert!(
         out.len() >= 40,
         "expected both corpora, found {}",
