@@ -333,3 +333,99 @@ fn nhs_check_digit_ok(n: &str) -> bool {
     let check = if check == 11 { 0 } else { check };
     check != 10 && check == d[9]
 }
+
+/// A table of wrong configurations: `validate` exits 64 and names the file, the line and
+/// the key of each, with the reason (issue 21).
+#[test]
+fn every_kind_of_wrong_configuration_names_file_line_and_key() {
+    const HEAD: &str = "[ers]\nbase_url = \"http://127.0.0.1:8080/referrals/FHIR\"\n";
+    const NONE: &str = "[ers.auth]\nmode = \"none\"\n";
+    let app = |key: &str| {
+        format!(
+            "[ers.auth]\nmode = \"app-restricted\"\napi_key = \"k\"\nkid = \"kid\"\nprivate_key_file = \"{key}\"\n"
+        )
+    };
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "unknown key",
+            format!("{HEAD}rate_limt_per_sec = 5\n{NONE}"),
+            "3: key `ers.rate_limt_per_sec`",
+            "unknown field",
+        ),
+        (
+            "wrong type",
+            format!("{HEAD}rate_limit_per_sec = \"ten\"\n{NONE}"),
+            "3: key `ers.rate_limit_per_sec`",
+            "invalid type",
+        ),
+        (
+            "impossible schedule",
+            format!("{HEAD}{NONE}[[poll]]\nservice = \"21012\"\nlists = [\"referrals-for-review\"]\ninterval_secs = 0\n"),
+            "8: key `poll[0].interval_secs`",
+            "must be above 0",
+        ),
+        (
+            "schedule over the daily budget",
+            format!(
+                "{HEAD}{}[[poll]]\nservice = \"21012\"\nlists = [\"referrals-for-review\"]\ninterval_secs = 60\n",
+                app("tests/fixtures/jwt/private.pem")
+            ),
+            "key `poll[0].interval_secs`",
+            "budget",
+        ),
+        (
+            "unreadable key file",
+            format!("{HEAD}{}", app("/nonexistent/jwt.pem")),
+            "7: key `ers.auth.private_key_file`",
+            "cannot read /nonexistent/jwt.pem",
+        ),
+        (
+            "bad e-rs url",
+            format!("[ers]\nbase_url = \"ftp://example\"\n{NONE}"),
+            "2: key `ers.base_url`",
+            "http or https",
+        ),
+        (
+            "plain http to a real host",
+            format!("[ers]\nbase_url = \"http://api.service.nhs.uk/referrals/FHIR\"\n{NONE}"),
+            "2: key `ers.base_url`",
+            "https only",
+        ),
+        (
+            "bad webhook url",
+            format!("{HEAD}{NONE}[alerts]\nwebhook_url = \"not a url\"\n"),
+            "6: key `alerts.webhook_url`",
+            "http or https",
+        ),
+        (
+            "bad listen address",
+            format!("{HEAD}{NONE}[inbound]\nmllp_listen = \"here\"\n"),
+            "key `inbound.mllp_listen`",
+            "",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (what, text, place, reason) in cases {
+        let path = dir.path().join(format!("{}.toml", what.replace(' ', "-")));
+        std::fs::write(&path, &text).unwrap();
+        let out = bridge()
+            .args(["validate", "--config", path.to_str().unwrap()])
+            .env_remove("ERS_BRIDGE_CONFIG")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{what}: {err}");
+        // A place starting with a line number follows the file name: `<file>:<line>: key`.
+        let want = if place.starts_with(|c: char| c.is_ascii_digit()) {
+            format!("{}:{place}", path.display())
+        } else {
+            place.to_string()
+        };
+        assert!(err.contains(&want), "{what}: expected `{want}` in {err}");
+        assert!(
+            err.contains(path.to_str().unwrap()),
+            "{what}: the file is named: {err}"
+        );
+        assert!(err.contains(reason), "{what}: expected `{reason}` in {err}");
+    }
+}
