@@ -47,6 +47,9 @@ async fn store() -> (String, Store) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lapsed_claim_goes_to_the_other_instance_and_the_first_is_fenced() {
+    // Lease times of a few seconds: not beside the kill and chaos runs, which load the
+    // whole machine (a starved test process once saw its lease lapse in CI).
+    let _one = crate::SERIAL.lock().await;
     let (db, store) = store().await;
     // `a` never renews (no `run`): its lease lapses after 600 ms.
     let a = cluster(&store, "a", 600);
@@ -128,6 +131,9 @@ async fn a_lapsed_claim_goes_to_the_other_instance_and_the_first_is_fenced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_waiting_on_another_instance_promotes_the_holders_reads() {
+    // Lease times of a few seconds: not beside the kill and chaos runs, which load the
+    // whole machine (a starved test process once saw its lease lapse in CI).
+    let _one = crate::SERIAL.lock().await;
     let (db, store) = store().await;
     let a = cluster(&store, "a", 5_000);
     let b = cluster(&store, "b", 5_000);
