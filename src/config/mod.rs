@@ -106,11 +106,9 @@ pub fn check_files(path: &Path, env: &dyn Env) -> Result<(), ConfigError> {
     };
     let _ = env::apply_overrides(&mut table, env);
     for key in FILE_KEYS {
-        let mut v = Some(&toml::Value::Table(table.clone()));
-        for part in key.split('.') {
-            v = v.and_then(|t| t.get(part));
-        }
-        let Some(toml::Value::String(named)) = v else {
+        let mut parts = key.split('.');
+        let first = parts.next().and_then(|p| table.get(p));
+        let Some(toml::Value::String(named)) = parts.fold(first, |v, p| v?.get(p)) else {
             continue;
         };
         if let Err(e) = std::fs::File::open(named) {

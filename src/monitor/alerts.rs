@@ -164,13 +164,14 @@ pub async fn probe(
     let mut out = Vec::new();
     let mut cond = |name, firing: Option<String>| out.push(Condition { name, firing });
 
-    if !lists.is_empty() {
-        // Each list on its own (one stale list among fresh ones is still stale); any
-        // instance's poll counts: the store has the last one of each list.
+    // Each list on its own (one stale list among fresh ones is still stale); any
+    // instance's poll counts: the store has the last one of each list, read at once. When
+    // the read fails the condition is left as it is (not resolved, not opened).
+    if let (false, Ok(polled)) = (lists.is_empty(), store.last_polls().await) {
         let limit = cfg.no_poll_minutes as i64 * 60_000;
         let mut stale = Vec::new();
         for (service, list) in lists {
-            let last = store.last_poll_ms(service, list).await.ok().flatten();
+            let last = polled.get(&(service.clone(), list.clone())).copied();
             let since = last.filter(|ms| *ms > 0).unwrap_or(started_ms);
             if now - since > limit {
                 stale.push((format!("{service}/{list}"), (now - since) / 60_000));

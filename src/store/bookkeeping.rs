@@ -191,20 +191,28 @@ impl Store {
             .and_then(|v| v.parse().ok()))
     }
 
-    /// The latest poll of any list, by any instance ([`Store::set_worklist_members`]).
-    pub async fn last_poll_max(&self) -> Result<Option<i64>, StoreError> {
-        let rows = sqlx::query("SELECT value FROM pipeline_state WHERE name LIKE 'last_poll:%'")
-            .fetch_all(&self.pool)
-            .await
-            .op("last_poll_max")?;
-        let mut max = None;
+    /// When each list was last polled, by any instance, in one read (the alerts ask for
+    /// every configured list at each evaluation): `(service, list)` → ms.
+    pub async fn last_polls(
+        &self,
+    ) -> Result<std::collections::HashMap<(String, String), i64>, StoreError> {
+        let rows =
+            sqlx::query("SELECT name, value FROM pipeline_state WHERE name LIKE 'last_poll:%'")
+                .fetch_all(&self.pool)
+                .await
+                .op("last_polls")?;
+        let mut out = std::collections::HashMap::new();
         for r in rows {
-            let v: String = r.try_get("value").op("last_poll_max")?;
-            if let Ok(ms) = v.parse::<i64>() {
-                max = Some(max.map_or(ms, |m: i64| m.max(ms)));
+            let name: String = r.try_get("name").op("last_polls")?;
+            let value: String = r.try_get("value").op("last_polls")?;
+            let key = name
+                .strip_prefix("last_poll:")
+                .and_then(|k| k.split_once(':'));
+            if let (Some((service, list)), Ok(ms)) = (key, value.parse::<i64>()) {
+                out.insert((service.to_string(), list.to_string()), ms);
             }
         }
-        Ok(max)
+        Ok(out)
     }
 
     /// Records that e-RS refused `list` of `service` for good at `at_ms` (by any instance:

@@ -200,6 +200,25 @@ async fn a_worklist_refused_for_good_is_reported_once_and_left_alone() {
         .find(|c| c.name == "worklist_poll_stale")
         .unwrap();
     assert!(stale.firing.is_none(), "just polled: {stale:?}");
+    // With no time allowed between polls every list is stale, each named (one store read).
+    let strict = ers_bridge::config::AlertsConfig {
+        no_poll_minutes: 0,
+        ..Default::default()
+    };
+    // (The last poll was before the probe above: milliseconds ago, never this one.)
+    let conditions = ers_bridge::monitor::alerts::probe(
+        &app.watched(),
+        &strict,
+        chrono::Utc::now().timestamp_millis(),
+        &lists,
+    )
+    .await;
+    let stale = conditions
+        .iter()
+        .find(|c| c.name == "worklist_poll_stale")
+        .and_then(|c| c.firing.clone())
+        .expect("every list is stale at 0 minutes");
+    assert!(stale.contains("21012/REFERRALS_FOR_REVIEW"), "{stale}");
     app.close().await;
     h.cleanup().await;
 }
