@@ -205,6 +205,7 @@ async fn through_publisher(
         exchange: t.exchange.clone(),
         confirm_timeout: Duration::from_secs(30),
         topology: None,
+        tls: Default::default(),
     }));
     p.ensure_connected().await?;
     futures_util::stream::iter(msgs)

@@ -41,6 +41,8 @@ pub struct ConsumerSettings {
     pub connect_timeout: Duration,
     /// Declared on every (re)connect when set.
     pub topology: Option<Topology>,
+    /// How `amqps://` nodes are verified (`[amqp] tls_*`).
+    pub tls: super::AmqpTls,
 }
 
 /// One message from the queue, to be acked or rejected by the caller.
@@ -268,13 +270,16 @@ impl Consumer {
     /// the last that failed), each node within the connect timeout.
     async fn connect(&self) -> Result<OnNode<Live>, AmqpError> {
         let s = &self.settings;
+        let tls = &s.tls;
         let attempt = |url: SecretString| async move {
-            let conn = Connection::connect(
-                url.expose_secret(),
-                ConnectionProperties::default().with_connection_name("ers-bridge-inbound".into()),
-            )
-            .await
-            .map_err(AmqpError::Connection)?;
+            let conn = tls
+                .connect(
+                    url.expose_secret(),
+                    ConnectionProperties::default()
+                        .with_connection_name("ers-bridge-inbound".into()),
+                )
+                .await
+                .map_err(AmqpError::Connection)?;
             let channel = conn.create_channel().await.map_err(AmqpError::Connection)?;
             if let Some(t) = &s.topology {
                 t.declare(&channel).await?;

@@ -115,11 +115,11 @@ impl AmqpError {
 pub const REFUSED_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The broker's refusal of a login (403 ACCESS_REFUSED) or of a virtual host (530
-/// NOT_ALLOWED), with the fix.
+/// NOT_ALLOWED), or a TLS handshake either side refused, with the fix.
 pub(crate) fn refusal_of(e: &lapin::Error) -> Option<&'static str> {
     use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
     let lapin::ErrorKind::ProtocolError(p) = e.kind() else {
-        return None;
+        return super::tls::tls_refusal(e);
     };
     match p.kind() {
         AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) => Some(

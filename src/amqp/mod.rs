@@ -16,6 +16,8 @@
 //! - `nodes` picks the node of a cluster (`[amqp] urls`) the publisher and the consumer
 //!   connect to: in turn from the one after the last that failed, one round of failures
 //!   being one failed connect; logs show a node as `host:port`, never its credentials.
+//! - `tls` opens every connection: `amqps://` verified against the system's roots and
+//!   `[amqp] tls_ca_file`, with a client certificate when configured ([`AmqpTls`]).
 //! - [`queue`] takes and sends single messages on a queue (the simulators, the demo), on
 //!   one URL.
 //!
@@ -29,6 +31,7 @@ mod properties;
 pub mod publisher;
 pub mod queue;
 pub mod retry;
+mod tls;
 pub mod topology;
 
 pub use consumer::{Consumer, ConsumerSettings, InboundDelivery};
@@ -37,6 +40,7 @@ pub use properties::DeliveryProperties;
 pub use publisher::{OutboundMessage, Published, Publisher, PublisherSettings, PublisherStats};
 pub use queue::QueueClient;
 pub use retry::RetryPolicy;
+pub use tls::{AmqpTls, TlsFileError};
 pub use topology::Topology;
 
 /// `content_type` of every HL7 message the bridge publishes.

@@ -144,6 +144,8 @@ pub struct PublisherSettings {
     pub confirm_timeout: Duration,
     /// Declared on every (re)connect when set.
     pub topology: Option<Topology>,
+    /// How `amqps://` nodes are verified (`[amqp] tls_*`).
+    pub tls: super::AmqpTls,
 }
 
 /// Counters for logs, metrics and tests; monotonic since the publisher was created.
@@ -374,13 +376,15 @@ impl Publisher {
     /// us).
     async fn connect(&self) -> Result<OnNode<(Connection, Channel)>, AmqpError> {
         let topology = &self.settings.topology;
+        let tls = &self.settings.tls;
         let attempt = |url: SecretString| async move {
-            let conn = Connection::connect(
-                url.expose_secret(),
-                ConnectionProperties::default().with_connection_name("ers-bridge".into()),
-            )
-            .await
-            .map_err(AmqpError::Connection)?;
+            let conn = tls
+                .connect(
+                    url.expose_secret(),
+                    ConnectionProperties::default().with_connection_name("ers-bridge".into()),
+                )
+                .await
+                .map_err(AmqpError::Connection)?;
             let ch = conn.create_channel().await.map_err(AmqpError::Connection)?;
             ch.confirm_select(ConfirmSelectOptions::default())
                 .await

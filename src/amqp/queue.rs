@@ -14,7 +14,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Acker, BasicProperties, Channel, Connection, ConnectionProperties};
 
-use super::{AmqpError, HL7_CONTENT_TYPE};
+use super::{AmqpError, AmqpTls, HL7_CONTENT_TYPE};
 
 /// A connection with one confirm-mode channel.
 pub struct QueueClient {
@@ -36,11 +36,21 @@ impl QueueClient {
     /// [`Self::connect`] with a connection name the management UI and `rabbitmqctl
     /// list_connections` show.
     pub async fn connect_named(url: &str, name: Option<&str>) -> Result<Self, AmqpError> {
+        Self::connect_with(url, name, &AmqpTls::default()).await
+    }
+
+    /// [`Self::connect_named`] verifying an `amqps://` broker as `tls` says.
+    pub async fn connect_with(
+        url: &str,
+        name: Option<&str>,
+        tls: &AmqpTls,
+    ) -> Result<Self, AmqpError> {
         let props = match name {
             Some(n) => ConnectionProperties::default().with_connection_name(n.into()),
             None => ConnectionProperties::default(),
         };
-        let conn = Connection::connect(url, props)
+        let conn = tls
+            .connect(url, props)
             .await
             .map_err(AmqpError::Connection)?;
         let ch = conn.create_channel().await.map_err(AmqpError::Connection)?;
@@ -69,6 +79,7 @@ impl QueueClient {
             .await
             .map_err(AmqpError::Connection)?;
         Ok(got.map(|m| Taken {
+            properties: super::DeliveryProperties::from_basic(&m.delivery.properties),
             body: m.delivery.data,
             acker: m.delivery.acker,
         }))
@@ -133,6 +144,8 @@ impl QueueClient {
 /// A message taken by [`QueueClient::take_unacked`].
 pub struct Taken {
     pub body: Vec<u8>,
+    /// What the sender set (message id, type, headers).
+    pub properties: super::DeliveryProperties,
     acker: Acker,
 }
 

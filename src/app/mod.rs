@@ -124,6 +124,7 @@ impl App {
         let ers = ErsClient::new(&config.ers, env.clone())?.with_events(events.clone());
         let store = Store::connect(&config.store.url).await?;
         let a = &config.amqp;
+        let amqp_tls = a.tls().map_err(|e| AppError::Tls(e.to_string()))?;
         let pas = match &config.mllp_to_pas {
             Some(settings) => PasLink::Mllp(Arc::new(
                 MllpSender::new(settings.clone())
@@ -137,6 +138,7 @@ impl App {
                         exchange: a.exchange.clone(),
                         confirm_timeout: Duration::from_millis(a.publish_timeout_ms),
                         topology: a.declare_topology.then(|| Topology::from_config(a)),
+                        tls: amqp_tls.clone(),
                     },
                     events.clone(),
                 ));
@@ -192,6 +194,7 @@ impl App {
             prefetch: a.prefetch,
             connect_timeout: Duration::from_millis(a.publish_timeout_ms),
             topology: a.declare_topology.then(|| Topology::from_config(a)),
+            tls: amqp_tls,
         };
         let mut tokens = Vec::new();
         for t in &config.monitor.tokens {

@@ -42,13 +42,19 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     };
     let ers = rt.block_on(check_ers(client));
     let pas = match &cfg.mllp_to_pas {
-        None => rt.block_on(async {
-            let mut all = true;
-            for url in cfg.amqp.node_urls() {
-                all &= check_broker(&url).await;
+        None => match cfg.amqp.tls() {
+            Ok(tls) => rt.block_on(async {
+                let mut all = true;
+                for url in cfg.amqp.node_urls() {
+                    all &= check_broker(&url, &tls).await;
+                }
+                all
+            }),
+            Err(e) => {
+                eprintln!("error: broker: {e}");
+                false
             }
-            all
-        }),
+        },
         Some(mllp) => rt.block_on(check_mllp(mllp)),
     };
     let store = rt.block_on(check_store(&cfg.store.url));
@@ -105,10 +111,10 @@ async fn check_store(url: &secrecy::SecretString) -> bool {
 
 /// The broker accepts the configured credentials and virtual host (a connection and a
 /// channel, closed at once).
-async fn check_broker(url: &secrecy::SecretString) -> bool {
+async fn check_broker(url: &secrecy::SecretString, tls: &crate::amqp::AmqpTls) -> bool {
     use secrecy::ExposeSecret as _;
     let shown = super::redact_url(url.expose_secret());
-    let connect = crate::amqp::QueueClient::connect(url.expose_secret());
+    let connect = crate::amqp::QueueClient::connect_with(url.expose_secret(), None, tls);
     match tokio::time::timeout(std::time::Duration::from_secs(10), connect).await {
         Ok(Ok(q)) => {
             q.close().await;

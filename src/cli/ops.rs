@@ -329,6 +329,7 @@ pub fn redrive(args: &RedriveArgs) -> ExitCode {
             exchange: String::new(),
             confirm_timeout: std::time::Duration::from_millis(cfg.amqp.publish_timeout_ms),
             topology: None,
+            tls: cfg.amqp.tls()?,
         });
         let now = chrono::Utc::now().timestamp_millis();
         let queue = &cfg.amqp.inbound_queue;

@@ -79,7 +79,10 @@ pub fn load_str(file: &str, text: &str, env: &dyn Env) -> Result<Config, ConfigE
 }
 
 /// The keys naming files the bridge reads at start (keys, certificates, CAs).
-const FILE_KEYS: [&str; 9] = [
+const FILE_KEYS: [&str; 12] = [
+    "amqp.tls_ca_file",
+    "amqp.tls_client_cert_file",
+    "amqp.tls_client_key_file",
     "ers.auth.private_key_file",
     "ers.auth.client_cert_file",
     "ers.auth.client_key_file",

@@ -387,6 +387,13 @@ pub struct AmqpConfig {
     pub dead_letter_queue: String,
     pub prefetch: u16,
     pub publish_timeout_ms: u64,
+    /// PEM CA certificates that verify an `amqps://` broker, beside the system's roots (a
+    /// trust's own CA).
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate chain for a broker that asks for one (with its key).
+    pub tls_client_cert_file: Option<PathBuf>,
+    /// PEM (PKCS#8) key of `tls_client_cert_file`.
+    pub tls_client_key_file: Option<PathBuf>,
 }
 
 /// `[amqp] url` when the file and the environment leave it out.
@@ -410,11 +417,24 @@ impl Default for AmqpConfig {
             dead_letter_queue: "ers.dead-letter".into(),
             prefetch: 16,
             publish_timeout_ms: 10_000,
+            tls_ca_file: None,
+            tls_client_cert_file: None,
+            tls_client_key_file: None,
         }
     }
 }
 
 impl AmqpConfig {
+    /// The `amqps://` settings, read from the `tls_*` files (a file that cannot be read is
+    /// named in the error).
+    pub fn tls(&self) -> Result<crate::amqp::AmqpTls, crate::amqp::TlsFileError> {
+        crate::amqp::AmqpTls::from_files(
+            self.tls_ca_file.as_deref(),
+            self.tls_client_cert_file.as_deref(),
+            self.tls_client_key_file.as_deref(),
+        )
+    }
+
     /// The broker nodes to connect to, in the configured order: `urls` when it is not
     /// empty, else `[url]`. Never empty.
     pub fn node_urls(&self) -> Vec<SecretString> {

@@ -48,6 +48,13 @@ impl RawConfig {
         if self.ers.rate_limit_per_sec == 0 {
             return err("ers.rate_limit_per_sec", "must be at least 1".into());
         }
+        if self.amqp.tls_client_cert_file.is_some() != self.amqp.tls_client_key_file.is_some() {
+            return err(
+                "amqp.tls_client_cert_file",
+                "a client certificate needs both tls_client_cert_file and tls_client_key_file"
+                    .into(),
+            );
+        }
         if self.amqp.inbound_delivery_limit == 0 {
             return err("amqp.inbound_delivery_limit", "must be at least 1".into());
         }

@@ -150,6 +150,19 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
+    /// Finished inbound messages whose reply is still owed to the PAS (its publish failed
+    /// and the retry loop has not sent it yet).
+    pub async fn inbound_replies_owed(&self) -> Result<i64, StoreError> {
+        const OP: &str = "inbound_replies_owed";
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM inbound_messages              WHERE next_attempt_ms IS NOT NULL AND status NOT IN ('received', 'intent', 'retry')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .op(OP)?;
+        row.try_get("n").op(OP)
+    }
+
     /// Inbound messages counted by (status, action, reply code), for summaries.
     pub async fn inbound_counts(
         &self,

@@ -114,6 +114,7 @@ fn publisher(t: &Topology) -> Arc<Publisher> {
         exchange: t.exchange.clone(),
         confirm_timeout: Duration::from_secs(5),
         topology: Some(t.clone()),
+        tls: Default::default(),
     }))
 }
 
@@ -399,6 +400,7 @@ async fn consumer_survives_restart() {
         prefetch: 3,
         connect_timeout: Duration::from_secs(5),
         topology: Some(t.clone()),
+        tls: Default::default(),
     });
     let pending = std::future::pending;
     let held = c.next(&policy(), pending()).await.unwrap().unwrap();

@@ -7,11 +7,18 @@
 //! third of the referrals reached the PAS). Checked on what the
 //! outside world saw: every referral published, copies only under the same MSH-10, every
 //! decision answered the same way each time and applied once (the simulator's write log:
-//! none twice, none missing), and the app's rate limit never exceeded (the simulator's
-//! per-second log). One line per store sums it up.
+//! none twice, none missing), the app's rate limit never exceeded (the simulator's
+//! per-second log), no dead letter, and nothing left in the store in a non-final state (no
+//! inbound message received, intended or waiting for a retry, no reply owed; needs-action
+//! and parked items counted, each with its reason). One line per run sums it up.
+//!
+//! A second run does the same on a private broker node (`tests/common/broker.rs`), stopped
+//! cleanly once and killed once mid-run, with the PAS dying mid-round four times (the REFs
+//! it held unacked come back; its decisions survive) and the bridge killed five times.
 
 use std::time::{Duration, Instant};
 
+use crate::broker::PrivateBroker;
 use crate::helpers::StoreKind;
 use crate::world::{self, Cluster, Pas, Rng};
 use crate::SERIAL;
@@ -26,17 +33,51 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// One chaos run's plan.
+struct Plan {
+    store: StoreKind,
+    n: usize,
+    kills: usize,
+    /// Restarts of the private broker (the first clean, the next a crash, in turn).
+    broker_restarts: usize,
+    /// Times the PAS dies mid-round.
+    pas_crashes: usize,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_bridge_killed_twenty_times_amid_e_rs_faults_on_sqlite_and_postgres() {
     let _one = SERIAL.lock().await;
     for store in [StoreKind::Sqlite, StoreKind::Postgres] {
-        chaos_run(store).await;
+        let plan = Plan {
+            store,
+            n: env_or("CHAOS_N", 600) as usize,
+            kills: env_or("CHAOS_KILLS", 20) as usize,
+            broker_restarts: 0,
+            pas_crashes: 0,
+        };
+        chaos_run(plan, None).await;
     }
 }
 
-async fn chaos_run(store: StoreKind) {
-    let n = env_or("CHAOS_N", 600) as usize;
-    let kills_wanted = env_or("CHAOS_KILLS", 20) as usize;
+/// The same loop on a private broker node restarted twice mid-run (once stopped cleanly,
+/// once killed), the PAS dying mid-round four times and the bridge killed five times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_restarted_twice_and_the_pas_crashing_lose_nothing() {
+    let _one = SERIAL.lock().await;
+    let broker = PrivateBroker::start(None).await;
+    let plan = Plan {
+        store: StoreKind::Sqlite,
+        n: env_or("CHAOS_BROKER_N", 300) as usize,
+        kills: env_or("CHAOS_BROKER_KILLS", 5) as usize,
+        broker_restarts: 2,
+        pas_crashes: 4,
+    };
+    chaos_run(plan, Some(broker)).await;
+}
+
+async fn chaos_run(plan: Plan, mut broker: Option<PrivateBroker>) {
+    let Plan { store, n, .. } = plan;
+    let kills_wanted = plan.kills;
     let fault_secs = env_or("CHAOS_FAULT_SECS", 25);
     let seed = std::env::var("CHAOS_SEED")
         .ok()
@@ -44,8 +85,12 @@ async fn chaos_run(store: StoreKind) {
         .unwrap_or_else(|| chrono::Utc::now().timestamp_millis() as u64);
     eprintln!("chaos run on {store:?}: seed {seed} (CHAOS_SEED={seed} repeats the kill schedule)");
     let mut rng = Rng(seed | 1);
-    let mut c = Cluster::start_on(store, n, LIMIT, &["solo"]).await;
-    let mut pas = Pas::new(&c.h).await;
+    let url: &'static str = match &broker {
+        Some(b) => Box::leak(b.url().into_boxed_str()),
+        None => crate::helpers::AMQP_URL,
+    };
+    let mut c = Cluster::start_with(store, n, LIMIT, &["solo"], url).await;
+    let mut pas = Pas::on(&c.h, url).await;
     c.h.admin(
         "faults",
         serde_json::json!({
@@ -61,7 +106,9 @@ async fn chaos_run(store: StoreKind) {
     let started = Instant::now();
     let mut faults_on = true;
     let mut kills = 0;
+    let mut restarts = 0;
     let mut next_kill = Instant::now() + Duration::from_millis(800 + rng.below(1500));
+    let mut next_crash = Instant::now() + Duration::from_millis(1000 + rng.below(3000));
     let deadline = Instant::now() + Duration::from_secs(env_or("CHAOS_TIMEOUT_SECS", 240));
     loop {
         pas.round(&c.h, &mut rng).await;
@@ -81,11 +128,36 @@ async fn chaos_run(store: StoreKind) {
             c.restart(0);
             next_kill = Instant::now() + Duration::from_millis(1000 + rng.below(2500));
         }
-        if kills >= kills_wanted && !faults_on && pas.refs.len() >= n && pas.all_answered() {
+        // The broker goes away when a quarter, then half, ... of the referrals reached
+        // the PAS, and comes back on the same data a moment later.
+        if let Some(b) = broker.as_mut() {
+            if restarts < plan.broker_restarts
+                && pas.refs.len() >= n * (restarts + 1) / (plan.broker_restarts + 2)
+            {
+                b.stop(restarts % 2 == 1);
+                tokio::time::sleep(Duration::from_millis(500 + rng.below(1500))).await;
+                b.restart().await;
+                restarts += 1;
+            }
+        }
+        if pas.crashes < plan.pas_crashes && Instant::now() >= next_crash {
+            // A crash that found nothing to hold is tried again at the next round.
+            let after = rng.below(5) as usize;
+            if pas.crash(&mut rng, after).await {
+                next_crash = Instant::now() + Duration::from_millis(1500 + rng.below(3000));
+            }
+        }
+        if kills >= kills_wanted
+            && restarts >= plan.broker_restarts
+            && pas.crashes >= plan.pas_crashes
+            && !faults_on
+            && pas.refs.len() >= n
+            && pas.all_answered()
+        {
             break;
         }
         if Instant::now() >= deadline {
-            let dead = dead_letters(&c).await;
+            let dead = dead_letters(&c, url).await;
             let log = c.log(0);
             let tail: Vec<&str> = log
                 .lines()
@@ -106,11 +178,13 @@ async fn chaos_run(store: StoreKind) {
             eprintln!("unanswered {unanswered:?}\nstatus:\n{}", c.status());
             panic!(
                 "{store:?}: not done in time: {} of {n} referrals sent to the PAS, {} of {} \
-                 decisions answered, {kills} kills (seed {seed}); dead letters {dead:?}; \
-                 last warnings (newest first):\n{}",
+                 decisions answered, {kills} kills, {restarts} broker restarts, {} pas \
+                 crashes (seed {seed}); dead letters {dead:?}; last warnings (newest \
+                 first):\n{}",
                 pas.refs.len(),
                 pas.answered(),
                 pas.decided.len(),
+                pas.crashes,
                 tail.join("\n")
             );
         }
@@ -123,6 +197,8 @@ async fn chaos_run(store: StoreKind) {
 
     let (copies, accepted) = world::check_exactly_once(&pas, &c.h, n).await;
     let busiest = world::busiest_second_within(&c.h, LIMIT).await;
+    let dead = dead_letters(&c, url).await;
+    let left = world::store_tally(&c.h, &pas).await;
     let stats = c.h.stats().await;
     let lost_responses = world::write_calls(&c.h)
         .await
@@ -133,30 +209,40 @@ async fn chaos_run(store: StoreKind) {
     eprintln!(
         "chaos {store:?} (seed {seed}): {n} referrals, {} messages ({copies} copies under the \
          same MSH-10, 0 under two), {} decisions, {accepted} applied once, 0 twice, 0 missing, \
-         one answer per decision MSH-10; {kills} kills; faults for {fault_secs} s and a third of the referrals: {} 500s, \
-         {} 503s, {} 429s ({} from the rate limit), {lost_responses} writes with the response \
-         lost; busiest second {busiest} of {LIMIT} calls; {:.0} s",
+         one answer per decision MSH-10; {kills} kills, {restarts} broker restarts, {} pas \
+         crashes ({} rounds met the broker down); faults for {fault_secs} s and a third of \
+         the referrals: {} 500s, {} 503s, {} 429s ({} from the rate limit), {lost_responses} \
+         writes with the response lost; busiest second {busiest} of {LIMIT} calls; {}; \
+         {} dead letters; {:.0} s",
         pas.messages.len(),
         pas.decided.len(),
+        pas.crashes,
+        pas.broker_errors,
         injected("500"),
         injected("503"),
         injected("429"),
         stats["rate_limited"].as_u64().unwrap_or(0),
+        left.line(),
+        dead.len(),
         started.elapsed().as_secs_f64(),
     );
     assert_eq!(kills, kills_wanted);
+    assert_eq!(restarts, plan.broker_restarts);
     assert_eq!(
         stats["rate_limited"].as_u64().unwrap_or(0),
         0,
         "{store:?}: the bridge went over its rate limit"
     );
+    left.assert_final();
+    // The test PAS sends only readable decisions: nothing of it may end dead-lettered.
+    assert!(dead.is_empty(), "dead letters: {dead:?}");
     c.cleanup().await;
 }
 
 /// What the dead-letter queue holds: each message's id and why it is there (the bridge's
 /// `x-ers-error`, or the broker's `x-first-death-reason`).
-async fn dead_letters(c: &Cluster) -> Vec<(String, String)> {
-    let conn = lapin::Connection::connect(crate::helpers::AMQP_URL, Default::default())
+async fn dead_letters(c: &Cluster, url: &str) -> Vec<(String, String)> {
+    let conn = lapin::Connection::connect(url, Default::default())
         .await
         .unwrap();
     let ch = conn.create_channel().await.unwrap();

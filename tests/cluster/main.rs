@@ -8,6 +8,10 @@
 //! Its own test binary: the runs load this 2-core machine, and the tests here run one at
 //! a time (`SERIAL`).
 
+#[path = "../common/broker.rs"]
+mod broker;
+#[path = "../common/certs.rs"]
+mod certs;
 #[path = "../common/mod.rs"]
 mod common;
 #[allow(dead_code)]
@@ -17,6 +21,7 @@ mod helpers;
 mod chaos;
 mod leases;
 mod pause;
+mod tls;
 mod world;
 
 use std::collections::BTreeMap;

@@ -73,11 +73,23 @@ impl Cluster {
 
     /// [`Cluster::start`] on a chosen store (SQLite: one instance only).
     pub async fn start_on(store: StoreKind, n: usize, limit: u32, ids: &[&str]) -> Self {
+        Self::start_with(store, n, limit, ids, AMQP_URL).await
+    }
+
+    /// [`Cluster::start_on`] with the bridges on the broker at `amqp_url`.
+    pub async fn start_with(
+        store: StoreKind,
+        n: usize,
+        limit: u32,
+        ids: &[&str],
+        amqp_url: &'static str,
+    ) -> Self {
         let h = Harness::start(Opts {
             generate: n,
             store,
             client_rate: limit,
             sim_rate: limit,
+            amqp_url,
             ..Opts::default()
         })
         .await;
@@ -293,11 +305,22 @@ pub struct Seen {
 /// The PAS the test plays: takes what the bridges publish, answers each referral's first
 /// REF^I12 with one decision (an accept, every fifth a reject), resends that decision's
 /// bytes when a copy of the REF^I12 arrives (a PAS retrying), and collects the bridges'
-/// answers by MSH-10.
+/// answers by MSH-10. It acks a REF only after its decision is confirmed on the inbound
+/// queue, and rides out a broker restart (a round that fails is tried again on a new
+/// connection; decisions not yet confirmed wait in its outbox). [`Pas::crash`] plays a
+/// PAS process dying mid-round: the REFs it held unacked come back to it, and its
+/// decisions (its own database) survive.
 pub struct Pas {
-    q: QueueClient,
+    url: String,
+    q: Option<QueueClient>,
+    pas_queue: String,
     inbound: String,
     acks: String,
+    /// Decisions to send, oldest first, until the broker confirms each.
+    outbox: std::collections::VecDeque<Vec<u8>>,
+    /// Rounds that failed on the broker (it was down).
+    pub broker_errors: usize,
+    pub crashes: usize,
     pub messages: Vec<Seen>,
     /// UBRNs with a REF^I12.
     pub refs: HashSet<String>,
@@ -308,9 +331,14 @@ pub struct Pas {
 }
 
 impl Pas {
-    /// Waits (up to a minute) for the bridges to declare their queues.
+    /// On the local broker; waits (up to a minute) for the bridges to declare their queues.
     pub async fn new(h: &Harness) -> Self {
-        let q = QueueClient::connect(AMQP_URL).await.unwrap();
+        Self::on(h, AMQP_URL).await
+    }
+
+    /// On the broker at `url`.
+    pub async fn on(h: &Harness, url: &str) -> Self {
+        let q = QueueClient::connect(url).await.unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         for queue in [
             h.pas_queue(),
@@ -323,9 +351,14 @@ impl Pas {
             }
         }
         Self {
-            q,
+            url: url.to_string(),
+            q: Some(q),
+            pas_queue: h.pas_queue(),
             inbound: format!("{}-in", h.prefix),
             acks: format!("{}-acks", h.prefix),
+            outbox: Default::default(),
+            broker_errors: 0,
+            crashes: 0,
             messages: Vec::new(),
             refs: HashSet::new(),
             decided: BTreeMap::new(),
@@ -345,32 +378,75 @@ impl Pas {
     }
 
     /// Takes everything now published and answered, and decides on each new referral.
-    pub async fn round(&mut self, h: &Harness, rng: &mut Rng) {
-        let mut send = Vec::new();
-        for m in h.take_messages().await {
-            if m.kind != "REF^I12" && !m.kind.starts_with("REF") {
-                self.messages.push(Seen {
-                    control_id: m.message_id.clone(),
-                    kind: m.kind.clone(),
-                    ubrn: String::new(),
-                    version: m.header("x-ers-version").unwrap_or_default(),
-                });
-                continue;
+    pub async fn round(&mut self, _h: &Harness, rng: &mut Rng) {
+        if self.try_round(rng, None).await.is_err() {
+            self.broker_errors += 1;
+            self.q = None;
+        }
+    }
+
+    /// A PAS that dies mid-round: it takes what is published, handles the first `after`
+    /// (its decisions sent), and goes away with every REF it took unacked; it comes back
+    /// on a new connection at the next round. Counted only when it held something (`true`).
+    pub async fn crash(&mut self, rng: &mut Rng, after: usize) -> bool {
+        let held = self.try_round(rng, Some(after)).await.unwrap_or(0) > 0;
+        if let Some(q) = self.q.take() {
+            drop(q); // no close handshake: the broker sees the connection die
+        }
+        if held {
+            self.crashes += 1;
+        }
+        held
+    }
+
+    async fn try_round(
+        &mut self,
+        rng: &mut Rng,
+        crash_after: Option<usize>,
+    ) -> Result<usize, ers_bridge::amqp::AmqpError> {
+        if self.q.as_ref().is_none_or(|q| !q.is_connected()) {
+            self.q = None;
+            self.q = Some(QueueClient::connect(&self.url).await?);
+        }
+        let q = self.q.as_ref().expect("connected");
+        let mut taken = Vec::new();
+        while taken.len() < 500 {
+            match q.take_unacked(&self.pas_queue).await? {
+                Some(t) => taken.push(t),
+                None => break,
             }
-            let ubrn = m.ubrn();
+        }
+        let handled = crash_after.map_or(taken.len(), |k| k.min(taken.len()));
+        for t in &taken[..handled] {
+            let props = &t.properties;
+            let header = |name: &str| {
+                props
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let kind = props.kind.clone().unwrap_or_default();
+            let ubrn = if kind.starts_with("REF") {
+                let msg = ers_bridge::hl7::read(&t.body).expect("every message parses");
+                msg.segment("RF1").expect("RF1").comp(6, 1).to_string()
+            } else {
+                String::new()
+            };
             self.messages.push(Seen {
-                control_id: m.message_id.clone(),
-                kind: m.kind.clone(),
+                control_id: props.message_id.clone().unwrap_or_default(),
+                kind: kind.clone(),
                 ubrn: ubrn.clone(),
-                version: m.header("x-ers-version").unwrap_or_default(),
+                version: header("x-ers-version"),
             });
-            if m.kind != "REF^I12" {
+            if kind != "REF^I12" {
                 continue;
             }
             self.refs.insert(ubrn.clone());
             match self.decided.get(&ubrn) {
                 // A copy: the PAS sends its decision again, byte for byte.
-                Some((_, bytes)) => send.push(bytes.clone()),
+                Some((_, bytes)) => self.outbox.push_back(bytes.clone()),
                 None => {
                     let cid = format!("CL{:08}", self.decided.len());
                     let status = if rng.below(5) == 0 {
@@ -383,16 +459,25 @@ impl Pas {
                     } else {
                         ""
                     };
-                    let bytes = rri(&cid, status, &ubrn, &m.message_id, reason);
+                    let acked = props.message_id.clone().unwrap_or_default();
+                    let bytes = rri(&cid, status, &ubrn, &acked, reason);
                     self.decided.insert(ubrn, (cid, bytes.clone()));
-                    send.push(bytes);
+                    self.outbox.push_back(bytes);
                 }
             }
         }
-        for bytes in send {
-            self.q.send(&self.inbound, &bytes).await.unwrap();
+        while let Some(bytes) = self.outbox.front() {
+            q.send(&self.inbound, bytes).await?;
+            self.outbox.pop_front();
         }
-        while let Some(body) = self.q.take(&self.acks).await.unwrap() {
+        let held = taken.len();
+        if crash_after.is_some() {
+            return Ok(held);
+        }
+        for t in taken {
+            t.ack().await?;
+        }
+        while let Some(body) = q.take(&self.acks).await? {
             let Ok(msg) = ers_bridge::hl7::read(&body) else {
                 continue;
             };
@@ -403,6 +488,7 @@ impl Pas {
                     .insert(msa.comp(1, 1).to_string());
             }
         }
+        Ok(held)
     }
 }
 
@@ -535,4 +621,84 @@ pub async fn check_exactly_once(pas: &Pas, h: &Harness, n: usize) -> (usize, usi
         }
     }
     (copies, accepted)
+}
+
+/// What the bridge's store holds at the end of a run: inbound messages by status, replies
+/// still owed to the PAS, and parked referrals with their reasons.
+pub struct Tally {
+    pub inbound: BTreeMap<String, i64>,
+    pub replies_owed: i64,
+    pub parked: Vec<String>,
+    pub needs_action: Vec<String>,
+}
+
+impl Tally {
+    pub fn line(&self) -> String {
+        format!(
+            "store: inbound {:?}, {} replies owed, {} parked, {} needs action",
+            self.inbound,
+            self.replies_owed,
+            self.parked.len(),
+            self.needs_action.len()
+        )
+    }
+
+    /// Nothing in a non-final state, and every needs-action or parked item has a reason.
+    pub fn assert_final(&self) {
+        for open in ["received", "intent", "retry"] {
+            assert_eq!(
+                self.inbound.get(open).copied().unwrap_or(0),
+                0,
+                "inbound messages left {open}: {}",
+                self.line()
+            );
+        }
+        assert_eq!(self.replies_owed, 0, "replies owed: {}", self.line());
+        for why in self.parked.iter().chain(&self.needs_action) {
+            assert!(
+                !why.trim().is_empty(),
+                "an item without a reason: {}",
+                self.line()
+            );
+        }
+    }
+}
+
+/// The [`Tally`] of the harness's store (the bridges stopped); the reasons of the PAS's
+/// decisions that need a person.
+pub async fn store_tally(h: &Harness, pas: &Pas) -> Tally {
+    let store = ers_bridge::store::Store::connect(&h.config().store.url)
+        .await
+        .unwrap();
+    let mut inbound = BTreeMap::new();
+    for (status, _, _, n) in store.inbound_counts().await.unwrap() {
+        *inbound.entry(status.as_str().to_string()).or_default() += n;
+    }
+    let replies_owed = store.inbound_replies_owed().await.unwrap();
+    let parked = store
+        .parked()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.reason)
+        .collect();
+    let mut needs_action = Vec::new();
+    for (cid, _) in pas.decided.values() {
+        let id = ers_bridge::hl7::ControlId::parse(cid).unwrap();
+        let r = store
+            .inbound(&id)
+            .await
+            .unwrap()
+            .expect("every decision stored");
+        if r.status == ers_bridge::store::InboundStatus::NeedsAction {
+            needs_action.push(r.detail.unwrap_or_default());
+        }
+    }
+    store.close().await;
+    Tally {
+        inbound,
+        replies_owed,
+        parked,
+        needs_action,
+    }
 }

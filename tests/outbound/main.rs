@@ -6,6 +6,8 @@
 mod broker;
 mod budget;
 mod cancel_action_later;
+#[path = "../common/certs.rs"]
+mod certs;
 mod charsets;
 mod cli;
 #[path = "../common/mod.rs"]

@@ -1,112 +1,21 @@
 //! MLLP over TLS, both sides at once: the bridge's listener with a certificate and a
 //! client CA, and the bridge's own sender as the PAS's client with a client certificate.
-//! The certificates are made for the test with the `openssl` command (a CA, a server
-//! certificate for 127.0.0.1, a client certificate). A client with the right certificate
+//! The certificates are made for the test with the `openssl` command
+//! (`tests/common/certs.rs`): a CA, a server certificate for 127.0.0.1, a client
+//! certificate. A client with the right certificate
 //! gets its ACK; one without a client certificate, or one trusting another CA, is refused
 //! at the handshake, and nothing reaches e-RS.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ers_bridge::hl7::ControlId;
 use ers_bridge::mllp::tls::{ClientTls, ServerTls};
 use ers_bridge::mllp::{Acked, MllpSender, SenderSettings};
 
+use crate::certs::{ca, signed};
 use crate::inbound::{ops, rri, seeded};
 use crate::mllp::listen_with;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl command makes the test certificates");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA named `name` in `dir`, and a certificate it signed for `cn` with `ext`.
-fn ca(dir: &Path, name: &str) {
-    let key = format!("{name}.key");
-    let pem = format!("{name}.pem");
-    let subj = format!("/CN={name}");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-subj",
-            &subj,
-        ],
-    );
-}
-
-fn signed(dir: &Path, ca: &str, name: &str, ext: &str) {
-    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-    let (key, csr, pem) = (
-        format!("{name}.key"),
-        format!("{name}.csr"),
-        format!("{name}.pem"),
-    );
-    let subj = format!("/CN={name}");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &subj,
-        ],
-    );
-    let (ca_pem, ca_key, ext_file) = (
-        format!("{ca}.pem"),
-        format!("{ca}.key"),
-        format!("{name}.ext"),
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_pem,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            &ext_file,
-        ],
-    );
-}
 
 fn sender(addr: std::net::SocketAddr, tls: ClientTls) -> MllpSender {
     MllpSender::new(SenderSettings {

@@ -304,9 +304,23 @@ async fn after_a_loop_the_timeline_is_in_order_and_the_metrics_match() {
         ok as f64,
         value("ers_bridge_ers_calls_total", Some(("status_class", "2xx")))
     );
+    // No patient or referral identifier in a label: no such label name, and no label
+    // value with a run of ten or more digits (an NHS number is ten, a UBRN twelve).
     for s in &scrape.samples {
         for k in ["ubrn", "control_id", "nhs_number"] {
             assert!(!s.labels.contains_key(k), "{} has a {k} label", s.metric);
+        }
+        for (k, v) in s.labels.iter() {
+            let longest = v
+                .split(|c: char| !c.is_ascii_digit())
+                .map(str::len)
+                .max()
+                .unwrap_or(0);
+            assert!(
+                longest < 10,
+                "{}{{{k}={v:?}}} carries an identifier",
+                s.metric
+            );
         }
     }
     shutdown.trigger();

@@ -68,6 +68,7 @@ fn publisher(t: &Topology, declare: bool) -> Publisher {
         exchange: t.exchange.clone(),
         confirm_timeout: Duration::from_secs(10),
         topology: declare.then(|| t.clone()),
+        tls: Default::default(),
     })
 }
 
@@ -254,6 +255,7 @@ async fn broker_unreachable_is_a_retryable_connection_error() {
         exchange: t.exchange.clone(),
         confirm_timeout: Duration::from_secs(1),
         topology: None,
+        tls: Default::default(),
     });
     let err = p.publish(&message(4)).await.unwrap_err();
     assert!(matches!(err, AmqpError::Connection(_)), "{err}");
@@ -279,6 +281,7 @@ fn unreachable_publisher(t: &Topology) -> Publisher {
         exchange: t.exchange.clone(),
         confirm_timeout: Duration::from_secs(1),
         topology: None,
+        tls: Default::default(),
     })
 }
 
@@ -343,6 +346,7 @@ async fn a_refused_login_is_named_and_tried_once_per_pause() {
             exchange: t.exchange.clone(),
             confirm_timeout: Duration::from_secs(5),
             topology: None,
+            tls: Default::default(),
         },
         events.clone(),
     );
@@ -364,6 +368,7 @@ async fn a_refused_login_is_named_and_tried_once_per_pause() {
         exchange: t.exchange.clone(),
         confirm_timeout: Duration::from_secs(5),
         topology: None,
+        tls: Default::default(),
     });
     let err = p.publish(&message(1)).await.unwrap_err();
     assert!(err.refusal().is_some_and(|f| f.contains("vhost")), "{err}");
@@ -498,6 +503,7 @@ async fn concurrent_publishers_share_one_reconnect_attempt() {
         exchange: t.exchange.clone(),
         confirm_timeout: Duration::from_millis(300),
         topology: None,
+        tls: Default::default(),
     });
     let messages: Vec<_> = (0..10).map(message).collect();
     let results = futures_util::future::join_all(messages.iter().map(|m| p.publish(m))).await;
@@ -538,6 +544,7 @@ fn consumer(t: &Topology, declare: bool) -> Consumer {
         prefetch: 2,
         connect_timeout: Duration::from_secs(10),
         topology: declare.then(|| t.clone()),
+        tls: Default::default(),
     })
 }
 
@@ -626,6 +633,7 @@ async fn publisher_moves_past_a_dead_node_and_gets_its_confirm() {
         exchange: t.exchange.clone(),
         confirm_timeout: Duration::from_secs(10),
         topology: Some(t.clone()),
+        tls: Default::default(),
     });
     p.publish(&message(1)).await.unwrap();
     assert!(p.is_connected().await);
@@ -663,6 +671,7 @@ async fn a_round_in_which_every_node_fails_is_one_failed_connect() {
         exchange: t.exchange.clone(),
         confirm_timeout: Duration::from_secs(1),
         topology: None,
+        tls: Default::default(),
     });
     let err = p.publish(&message(1)).await.unwrap_err();
     assert!(matches!(err, AmqpError::Connection(_)), "{err}");
@@ -684,6 +693,7 @@ async fn consumer_moves_past_a_dead_node() {
         prefetch: 2,
         connect_timeout: Duration::from_secs(10),
         topology: Some(t.clone()),
+        tls: Default::default(),
     });
     let (conn, ch) = helpers::amqp_channel().await;
     t.declare(&ch).await.unwrap();

@@ -152,6 +152,14 @@ impl Inbound {
     ) -> Result<bool, PipelineError> {
         match self.stored_reply(msg, stored).await? {
             Some(reply) => {
+                // The reply was owed (its first send failed): this resend is it, so the
+                // retry loop must not send it a second time. A failed send marks it again.
+                if stored.status.is_final() && stored.next_attempt_ms.is_some() {
+                    self.shared
+                        .store
+                        .inbound_reply_pending(&stored.control_id, None)
+                        .await?;
+                }
                 self.post_reply(&msg.control_id, reply);
                 Ok(true)
             }
