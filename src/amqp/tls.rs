@@ -55,6 +55,16 @@ impl AmqpTls {
         self
     }
 
+    /// The `[amqp] tls_*` settings, their files read (a file that cannot be read is named
+    /// in the error).
+    pub fn from_config(a: &crate::config::AmqpConfig) -> Result<Self, TlsFileError> {
+        Self::from_files(
+            a.tls_ca_file.as_deref(),
+            a.tls_client_cert_file.as_deref(),
+            a.tls_client_key_file.as_deref(),
+        )
+    }
+
     /// Reads the configured files (each optional; a client certificate needs its key).
     pub fn from_files(
         ca: Option<&Path>,

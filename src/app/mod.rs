@@ -124,7 +124,8 @@ impl App {
         let ers = ErsClient::new(&config.ers, env.clone())?.with_events(events.clone());
         let store = Store::connect(&config.store.url).await?;
         let a = &config.amqp;
-        let amqp_tls = a.tls().map_err(|e| AppError::Tls(e.to_string()))?;
+        let amqp_tls =
+            crate::amqp::AmqpTls::from_config(a).map_err(|e| AppError::Tls(e.to_string()))?;
         let pas = match &config.mllp_to_pas {
             Some(settings) => PasLink::Mllp(Arc::new(
                 MllpSender::new(settings.clone())

@@ -42,7 +42,7 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     };
     let ers = rt.block_on(check_ers(client));
     let pas = match &cfg.mllp_to_pas {
-        None => match cfg.amqp.tls() {
+        None => match crate::amqp::AmqpTls::from_config(&cfg.amqp) {
             Ok(tls) => rt.block_on(async {
                 let mut all = true;
                 for url in cfg.amqp.node_urls() {

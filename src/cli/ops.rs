@@ -329,7 +329,7 @@ pub fn redrive(args: &RedriveArgs) -> ExitCode {
             exchange: String::new(),
             confirm_timeout: std::time::Duration::from_millis(cfg.amqp.publish_timeout_ms),
             topology: None,
-            tls: cfg.amqp.tls()?,
+            tls: crate::amqp::AmqpTls::from_config(&cfg.amqp)?,
         });
         let now = chrono::Utc::now().timestamp_millis();
         let queue = &cfg.amqp.inbound_queue;

@@ -425,16 +425,6 @@ impl Default for AmqpConfig {
 }
 
 impl AmqpConfig {
-    /// The `amqps://` settings, read from the `tls_*` files (a file that cannot be read is
-    /// named in the error).
-    pub fn tls(&self) -> Result<crate::amqp::AmqpTls, crate::amqp::TlsFileError> {
-        crate::amqp::AmqpTls::from_files(
-            self.tls_ca_file.as_deref(),
-            self.tls_client_cert_file.as_deref(),
-            self.tls_client_key_file.as_deref(),
-        )
-    }
-
     /// The broker nodes to connect to, in the configured order: `urls` when it is not
     /// empty, else `[url]`. Never empty.
     pub fn node_urls(&self) -> Vec<SecretString> {

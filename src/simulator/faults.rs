@@ -53,7 +53,20 @@ pub struct Faults {
     /// A008 for these services answers 422 `INVALID_VALUE` for good, as e-RS does for a
     /// service the application may not read: a worklist refused, not an outage.
     pub refuse_worklist_services: Vec<String>,
+    /// Share of successful reads answered with a corrupted body instead (issue 21), one of
+    /// [`CORRUPTIONS`] at random: truncated JSON, `meta.versionId` missing, fields of the
+    /// wrong type, an HTML page.
+    pub corrupt_rate: f64,
+    /// The operations `corrupt_rate` applies to (e-RS codes such as `A005`); empty: A005
+    /// and A008.
+    pub corrupt_ops: Vec<String>,
+    /// A008 answers padded with this many MiB of extra JSON (a worklist over the client's
+    /// size cap).
+    pub worklist_pad_mib: u64,
 }
+
+/// The ways [`mutate`] corrupts a body, in the order of its random pick.
+pub const CORRUPTIONS: [&str; 4] = ["truncated", "no-version", "wrong-types", "html"];
 
 /// Takes one "changed before the write" from the fault's budget: `Some(letter)` when this
 /// write is to find the referral changed.
@@ -307,6 +320,82 @@ pub async fn apply(sim: &Sim, write: bool) -> Result<(), Reject> {
     Ok(())
 }
 
+/// A successful read's response as the `corrupt_rate` and `worklist_pad_mib` faults
+/// would have it (unchanged when neither applies to operation `code`).
+pub async fn mutate(
+    sim: &Sim,
+    code: &str,
+    r: axum::response::Response,
+) -> axum::response::Response {
+    let (rate, ops, pad) = {
+        let t = sim.traffic.lock().unwrap_or_else(|e| e.into_inner());
+        let f = &t.faults;
+        (f.corrupt_rate, f.corrupt_ops.clone(), f.worklist_pad_mib)
+    };
+    let applies = if ops.is_empty() {
+        matches!(code, "A005" | "A008")
+    } else {
+        ops.iter().any(|o| o == code)
+    };
+    let corruption = {
+        let mut rng = rand::rng();
+        (applies && rate > 0.0 && rng.random::<f64>() < rate)
+            .then(|| rng.random_range(0..CORRUPTIONS.len()))
+    };
+    let pad = if code == "A008" { pad } else { 0 };
+    if corruption.is_none() && pad == 0 {
+        return r;
+    }
+    let (mut parts, body) = r.into_parts();
+    let bytes = axum::body::to_bytes(body, 256 << 20)
+        .await
+        .unwrap_or_default();
+    let out = match corruption {
+        Some(kind) => {
+            super::stats::note(sim, |s| s.corrupted_bodies += 1);
+            corrupt(&bytes, kind)
+        }
+        None => padded(&bytes, pad),
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    axum::response::Response::from_parts(parts, axum::body::Body::from(out))
+}
+
+/// `bytes` corrupted the [`CORRUPTIONS`]`[kind]` way.
+fn corrupt(bytes: &[u8], kind: usize) -> Vec<u8> {
+    let json = || serde_json::from_slice::<serde_json::Value>(bytes).unwrap_or_default();
+    match CORRUPTIONS[kind % CORRUPTIONS.len()] {
+        "truncated" => bytes[..bytes.len() / 2].to_vec(),
+        "no-version" => {
+            let mut v = json();
+            if let Some(meta) = v.get_mut("meta").and_then(|m| m.as_object_mut()) {
+                meta.remove("versionId");
+            }
+            if let Some(entries) = v.get_mut("entry").and_then(|e| e.as_array_mut()) {
+                entries.truncate(entries.len() / 2);
+            }
+            serde_json::to_vec(&v).unwrap_or_default()
+        }
+        "wrong-types" => {
+            let mut v = json();
+            v["meta"]["versionId"] = serde_json::json!([1, 2]);
+            v["id"] = serde_json::json!(42);
+            if v.get("entry").is_some() {
+                v["entry"] = serde_json::json!("not a list");
+            }
+            serde_json::to_vec(&v).unwrap_or_default()
+        }
+        _ => b"<html><body><h1>502 Bad Gateway</h1></body></html>".to_vec(),
+    }
+}
+
+/// `bytes` (a JSON object) with a `padding` member of `mib` MiB.
+fn padded(bytes: &[u8], mib: u64) -> Vec<u8> {
+    let mut v = serde_json::from_slice::<serde_json::Value>(bytes).unwrap_or_default();
+    v["padding"] = serde_json::Value::String("x".repeat((mib as usize) << 20));
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,6 +418,25 @@ mod tests {
         assert!(t.attachments_pending());
         tokio::time::advance(Duration::from_secs(6)).await;
         assert!(!t.attachments_pending());
+    }
+
+    #[test]
+    fn each_corruption_breaks_what_it_says() {
+        let body =
+            br#"{"resourceType":"ReferralRequest","id":"000000070001","meta":{"versionId":"5"}}"#;
+        let parsed = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b);
+        assert!(parsed(&corrupt(body, 0)).is_err(), "truncated");
+        let v = parsed(&corrupt(body, 1)).unwrap();
+        assert!(v["meta"].get("versionId").is_none(), "no version: {v}");
+        let v = parsed(&corrupt(body, 2)).unwrap();
+        assert!(
+            v["meta"]["versionId"].is_array() && v["id"].is_number(),
+            "{v}"
+        );
+        assert!(parsed(&corrupt(body, 3)).is_err(), "html");
+        let big = padded(body, 1);
+        assert!(big.len() > 1 << 20);
+        assert_eq!(parsed(&big).unwrap()["id"], "000000070001");
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct Stats {
     /// `X-Correlation-ID`): the object store is another party, and a client must send it
     /// nothing of ours (issue 21). Should stay 0.
     pub object_store_with_credentials: u64,
+    /// Successful reads answered with a corrupted body (the `corrupt_rate` fault).
+    pub corrupted_bodies: u64,
 }
 
 /// Whether a request to the object store carries anything meant for e-RS only.

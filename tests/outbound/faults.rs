@@ -222,3 +222,69 @@ async fn a_worklist_refused_for_good_is_reported_once_and_left_alone() {
     app.close().await;
     h.cleanup().await;
 }
+
+/// e-RS answering with broken bodies (issue 21): a quarter of the A005 and A008 answers
+/// truncated, without `meta.versionId`, with fields of the wrong type or as an HTML page;
+/// then every worklist padded past the client's 10 MiB cap. Nothing panics; nothing is
+/// published from a broken body (each message once, each parses); a referral whose read
+/// failed is parked with a reason naming the call and what was wrong; the other referrals flow; a worklist
+/// over the cap is an error of its pass, not a crash. Once e-RS answers properly again and
+/// the parked referrals are released, every referral is published exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_e_rs_bodies_park_or_retry_and_never_publish() {
+    let n = 30;
+    let h = Harness::start(Opts {
+        generate: n,
+        ..Opts::default()
+    })
+    .await;
+    h.admin("faults", serde_json::json!({"corrupt_rate": 0.25}))
+        .await;
+    let app = h.app(Shutdown::new()).await;
+    let broken = app.drain(10).await.expect("a drain through broken bodies");
+    let stats = h.stats().await;
+    assert!(
+        stats["corrupted_bodies"].as_u64().unwrap_or(0) > 0,
+        "bodies were corrupted: {stats}"
+    );
+    let first = h.take_messages().await; // each parses, or take_messages panics
+    let once: HashSet<_> = first.iter().map(|m| m.ubrn()).collect();
+    assert_eq!(once.len(), first.len(), "each referral published once");
+    assert!(!first.is_empty(), "the unbroken referrals flowed");
+    for p in &broken.parked {
+        assert!(
+            p.reason.contains("A005")
+                && ["unexpected response", "version", "decod"]
+                    .iter()
+                    .any(|w| p.reason.contains(w)),
+            "a parked referral names what was wrong: {}",
+            p.reason
+        );
+    }
+
+    // A worklist of 20 MiB: refused by the client's cap, reported in the pass.
+    h.admin("faults", serde_json::json!({"worklist_pad_mib": 20}))
+        .await;
+    let pass = app
+        .outbound()
+        .poll_once(Utc::now())
+        .await
+        .expect("a pass with worklists over the cap");
+    assert!(pass.worklist_errors > 0, "{pass:?}");
+    assert_eq!(pass.published, 0, "{pass:?}");
+
+    // e-RS well again; the parked referrals released: everything else arrives, once.
+    h.admin("faults", serde_json::json!({})).await;
+    let store = &app.shared().store;
+    for p in &broken.parked {
+        store.unpark(&p.ubrn).await.unwrap();
+    }
+    let summary = app.drain(10).await.expect("drain");
+    assert_eq!(summary.parked.len(), 0, "{:?}", summary.parked);
+    let rest = h.take_messages().await;
+    let all: HashSet<_> = first.iter().chain(&rest).map(|m| m.ubrn()).collect();
+    assert_eq!(all.len(), n, "every referral published");
+    assert_eq!(first.len() + rest.len(), n, "each exactly once");
+    app.close().await;
+    h.cleanup().await;
+}

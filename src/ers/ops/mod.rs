@@ -99,9 +99,30 @@ impl ErsClient {
                 reason,
             }
         })?;
-        let version = reply
-            .etag_version()
-            .or_else(|| Version::parse(resource.pointer("/meta/versionId")?.as_str()?).ok());
+        // The referral asked for, not another resource or a broken one: its id is the UBRN
+        // and its `meta.versionId` a version (the mapping reads both; never mapped from a
+        // wrong body, issue 21).
+        let decode = |reason: String| ErsError::Decode {
+            operation: op,
+            reason,
+        };
+        match resource.get("id") {
+            Some(serde_json::Value::String(id)) if id == ubrn.as_str() => {}
+            other => {
+                return Err(decode(format!(
+                    "the referral's id is {}, not the ubrn asked for",
+                    other.map_or_else(|| "missing".to_string(), |v| v.to_string())
+                )))
+            }
+        }
+        let stated = match resource.pointer("/meta/versionId") {
+            None => return Err(decode("meta.versionId is missing".into())),
+            Some(v) => v
+                .as_str()
+                .and_then(|s| Version::parse(s).ok())
+                .ok_or_else(|| decode(format!("meta.versionId is {v}, not a version")))?,
+        };
+        let version = reply.etag_version().or(Some(stated));
         Ok(Versioned {
             resource,
             version,

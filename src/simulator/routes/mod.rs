@@ -326,7 +326,13 @@ async fn pipeline(
             super::faults::PollRecord::describe(headers, body),
         )
     });
-    let result = dispatch_checked(sim, flavor, op, query, headers, body).await;
+    let code = op.code();
+    let result = match dispatch_checked(sim, flavor, op, query, headers, body).await {
+        Ok(r) if r.status().is_success() && write.is_none() => {
+            Ok(faults::mutate(sim, code, r).await)
+        }
+        other => other,
+    };
     if let Some((started_ms, (service, list, agent))) = poll {
         super::faults::log_poll(
             sim,
