@@ -89,6 +89,8 @@ pub struct App {
     outbound: Arc<Pipeline>,
     inbound: Arc<Inbound>,
     consumer: ConsumerSettings,
+    /// Bytes of inbound bodies handled at once (`[amqp] inbound_bytes_in_flight_mib`).
+    inbound_bytes: usize,
     inbound_enabled: bool,
     /// PAS messages over MLLP too, when `[inbound] mllp_listen` is set.
     mllp: Option<crate::mllp::listener::ListenerSettings>,
@@ -229,6 +231,7 @@ impl App {
             outbound,
             inbound,
             consumer,
+            inbound_bytes: (config.amqp.inbound_bytes_in_flight_mib as usize) << 20,
             inbound_enabled: config.inbound.enabled,
             mllp: config.inbound.mllp.clone(),
             retention: config.retention(),
@@ -362,6 +365,7 @@ impl App {
                 crate::transport::amqp_in::spawn_consumer(
                     &self.inbound,
                     self.consumer.clone(),
+                    self.inbound_bytes,
                     &mut tasks,
                 );
                 tracing::info!(queue = %self.consumer.queue, "inbound pipeline running");

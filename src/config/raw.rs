@@ -386,6 +386,11 @@ pub struct AmqpConfig {
     pub dead_letter_exchange: String,
     pub dead_letter_queue: String,
     pub prefetch: u16,
+    /// MiB of inbound message bodies handled at once (a message larger than this is
+    /// handled alone): with `prefetch`, what bounds the inbound side's memory when the PAS
+    /// sends large messages (issue 21). Deliveries the broker sent ahead still count
+    /// against `prefetch` only.
+    pub inbound_bytes_in_flight_mib: u32,
     pub publish_timeout_ms: u64,
     /// PEM CA certificates that verify an `amqps://` broker, beside the system's roots (a
     /// trust's own CA).
@@ -416,6 +421,7 @@ impl Default for AmqpConfig {
             dead_letter_exchange: "ers.dead-letter".into(),
             dead_letter_queue: "ers.dead-letter".into(),
             prefetch: 16,
+            inbound_bytes_in_flight_mib: 32,
             publish_timeout_ms: 10_000,
             tls_ca_file: None,
             tls_client_cert_file: None,

@@ -55,6 +55,12 @@ impl RawConfig {
                     .into(),
             );
         }
+        if !(1..=4096).contains(&self.amqp.inbound_bytes_in_flight_mib) {
+            return err(
+                "amqp.inbound_bytes_in_flight_mib",
+                "must be between 1 and 4096 (MiB)".into(),
+            );
+        }
         if self.amqp.inbound_delivery_limit == 0 {
             return err("amqp.inbound_delivery_limit", "must be at least 1".into());
         }

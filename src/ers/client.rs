@@ -63,7 +63,16 @@ pub(crate) struct Inner {
     pub(crate) max_attachment_bytes: u64,
     /// `User-Agent` naming this bridge instance ([`ErsClient::name_instance`]).
     pub(crate) user_agent: std::sync::OnceLock<String>,
+    /// 503s answered in a row (any call; a success ends the streak): from
+    /// [`UNAVAILABLE_STREAK`] on, a 503's `Retry-After` holds every call, not only its own.
+    pub(crate) unavailable_streak: std::sync::atomic::AtomicU32,
 }
+
+/// 503s in a row after which e-RS counts as unavailable for everyone: its `Retry-After`
+/// then defers every call of the process. A lone 503 among successes (a 1% fault rate)
+/// makes only its own call wait: deferring everyone for each stopped the whole bridge for
+/// most of a run (issue 21: five times slower under the fault mix).
+pub const UNAVAILABLE_STREAK: u32 = 3;
 
 impl fmt::Debug for ErsClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -144,6 +153,7 @@ impl ErsClient {
                 max_json_bytes: cfg.max_worklist_bytes,
                 max_attachment_bytes: cfg.max_attachment_bytes,
                 user_agent: std::sync::OnceLock::new(),
+                unavailable_streak: std::sync::atomic::AtomicU32::new(0),
             }),
             correlation_id: None,
             decision: false,
@@ -453,6 +463,13 @@ impl ErsClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         debug!(operation = op.id(), correlation_id = %cid, request_id = request_id.as_deref().unwrap_or(""), status = status.as_u16(), "e-rs response");
+        let streak = &self.inner.unavailable_streak;
+        let in_a_row = if status.as_u16() == 503 {
+            streak.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+        } else {
+            streak.store(0, std::sync::atomic::Ordering::Relaxed);
+            0
+        };
         if status.is_success() || Some(status) == call.accept_status {
             let headers = resp.headers().clone();
             let body = read_capped(resp, call.max_bytes, op, self.inner.request_timeout).await?;
@@ -474,8 +491,15 @@ impl ErsClient {
             .unwrap_or_default();
         let mut api = api_error(op, status.as_u16(), &body, request_id, cid);
         api.retry_after = retry_after;
-        if let (Some(d), 429 | 503) = (retry_after, status.as_u16()) {
-            // Everybody waits, not only this task.
+        // Everybody waits, not only this task: after a 429 (the app's limit is everyone's),
+        // and after a 503 that is one of several in a row (e-RS is down, not one call
+        // unlucky). A lone 503 waits for its own retry ([`Self::retry_delay`]).
+        let everyone = match status.as_u16() {
+            429 => true,
+            503 => in_a_row >= UNAVAILABLE_STREAK,
+            _ => false,
+        };
+        if let (Some(d), true) = (retry_after, everyone) {
             self.inner
                 .limiter
                 .defer_until(tokio::time::Instant::now() + d);

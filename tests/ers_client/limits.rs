@@ -109,6 +109,79 @@ async fn storm_of_429_honours_retry_after_and_the_limit() {
     }
 }
 
+/// Answers request `n` with 503 `Retry-After: 5` when `refused(n)`, else a referral.
+fn unavailable_when(
+    refused: impl Fn(usize) -> bool + Send + Sync + 'static,
+) -> impl Fn(&crate::helpers::Seen, usize) -> Response + Send + Sync + 'static {
+    move |_, n| {
+        if refused(n) {
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "5")],
+                "",
+            )
+                .into_response()
+        } else {
+            referral()
+        }
+    }
+}
+
+async fn twenty_reads(server: &RecordingServer) {
+    let c = none_client(server);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.referral(&ubrn("000000070001"), None).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+}
+
+/// A lone 503 with `Retry-After` (e-RS failing one call among successes) makes only that
+/// call wait: the others go on at the rate limit meanwhile (issue 21: deferring every
+/// call for each sporadic 503 made the fault mix five times slower).
+#[tokio::test(start_paused = true)]
+async fn a_lone_503_waits_alone() {
+    let server = RecordingServer::spawn(unavailable_when(|n| n == 2)).await;
+    twenty_reads(&server).await;
+    let seen = server.seen();
+    assert_eq!(seen.len(), 21);
+    let refused = seen[2].at;
+    let meanwhile = seen
+        .iter()
+        .filter(|s| s.at > refused && s.at - refused < Duration::from_secs(5))
+        .count();
+    assert_eq!(
+        meanwhile, 17,
+        "the other reads went on during the 503's Retry-After"
+    );
+    let retried = seen.last().unwrap().at - refused;
+    assert!(
+        retried >= Duration::from_secs(5),
+        "its own retry waited: {retried:?}"
+    );
+}
+
+/// Three 503s in a row: e-RS is unavailable, and their `Retry-After` holds every call.
+#[tokio::test(start_paused = true)]
+async fn a_streak_of_503s_holds_every_call() {
+    let server = RecordingServer::spawn(unavailable_when(|n| n < 3)).await;
+    twenty_reads(&server).await;
+    let seen = server.seen();
+    assert_eq!(seen.len(), 23);
+    let third = seen[2].at;
+    for later in seen.iter().filter(|s| s.at > third) {
+        assert!(
+            later.at - third >= Duration::from_secs(5),
+            "a request came {:?} after the third 503 in a row",
+            later.at - third
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn server_errors_retry_reads_but_not_unguarded_writes() {
     let server = RecordingServer::spawn(|s, n| {

@@ -30,8 +30,8 @@ async fn every_referral_is_published_despite_faults_and_pending_attachments() {
             "attachments_pending_secs": pending,
         })
     };
-    // Each 503 or 429 pauses the client's shared limiter for its Retry-After (1 s), so
-    // their rates are kept low to keep the test quick.
+    // Each 429 (and three 503s in a row) pauses the client's shared limiter for its
+    // Retry-After (1 s), so their rates are kept low to keep the test quick.
     h.admin("faults", faults(3600)).await;
     let app = h.app(Shutdown::new()).await;
     let p = app.outbound();
