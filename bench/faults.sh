@@ -9,7 +9,8 @@
 #   bench/faults.sh target/compare/bin/<base-sha>/ers-bridge target/compare/bin/worktree/ers-bridge
 #
 # The simulator is the last binary's. Env: N=500 LIMIT=100 (the app's e-RS calls/s, also
-# the simulator's limit) CONCURRENCY=32 ROUNDS=1 AMQP_URL. Needs RabbitMQ, curl, python3.
+# the simulator's limit) CONCURRENCY=32 ROUNDS=1 AMQP_URL, MIX (the faults, as JSON for
+# /_admin/faults). Needs RabbitMQ, curl, python3.
 set -euo pipefail
 
 N=${N:-500}
@@ -29,7 +30,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-MIX='{"error_500_rate":0.05,"error_429_rate":0.02,"error_503_rate":0.01,"retry_after_secs":1,"latency_jitter_ms":800}'
+MIX=${MIX:-'{"error_500_rate":0.05,"error_429_rate":0.02,"error_503_rate":0.01,"retry_after_secs":1,"latency_jitter_ms":800}'}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 600); do curl -fs "$1" >/dev/null && return 0; sleep 0.1; done; return 1; }

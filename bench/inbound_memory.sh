@@ -82,4 +82,6 @@ EOF
     wait "$bridge" || true
     for q in pas acks in dlq; do rabbitmqctl delete_queue "$name-$q" >/dev/null 2>&1 || true; done
     echo "RESULT budget_mib=$budget count=$COUNT bytes=$BYTES rss_before_mb=$before peak_rss_mb=$peak secs=$secs"
+    echo "   its log: $(grep -c . "$WORK/$name.err") lines; the last warnings:"
+    grep -E 'WARN|ERROR' "$WORK/$name.err" | tail -3 | cut -c1-300 | sed 's/^/   /'
 done

@@ -398,6 +398,24 @@ fn every_kind_of_wrong_configuration_names_file_line_and_key() {
             "http or https",
         ),
         (
+            "a client certificate without its key",
+            format!("{HEAD}{NONE}[amqp]\ntls_client_cert_file = \"tests/fixtures/jwt/public.pem\"\n"),
+            "6: key `amqp.tls_client_cert_file`",
+            "needs both",
+        ),
+        (
+            "an unreadable amqp ca file",
+            format!("{HEAD}{NONE}[amqp]\ntls_ca_file = \"/nonexistent/ca.pem\"\n"),
+            "6: key `amqp.tls_ca_file`",
+            "cannot read /nonexistent/ca.pem",
+        ),
+        (
+            "no inbound byte budget",
+            format!("{HEAD}{NONE}[amqp]\ninbound_bytes_in_flight_mib = 0\n"),
+            "6: key `amqp.inbound_bytes_in_flight_mib`",
+            "between 1 and 4096",
+        ),
+        (
             "bad listen address",
             format!("{HEAD}{NONE}[inbound]\nmllp_listen = \"here\"\n"),
             "key `inbound.mllp_listen`",
