@@ -111,7 +111,7 @@ async fn chaos_run(plan: Plan, mut broker: Option<PrivateBroker>) {
     let mut next_crash = Instant::now() + Duration::from_millis(1000 + rng.below(3000));
     let deadline = Instant::now() + Duration::from_secs(env_or("CHAOS_TIMEOUT_SECS", 240));
     loop {
-        pas.round(&c.h, &mut rng).await;
+        pas.round(&mut rng).await;
         // The faults last `fault_secs` and until a third of the referrals reached the PAS,
         // so a bridge slow to start (PostgreSQL: migrations, joining) still meets them.
         if faults_on
@@ -192,7 +192,7 @@ async fn chaos_run(plan: Plan, mut broker: Option<PrivateBroker>) {
     }
     // A last look for stragglers (a copy published just before the end).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    pas.round(&c.h, &mut rng).await;
+    pas.round(&mut rng).await;
     c.stop_all();
 
     let (copies, accepted) = world::check_exactly_once(&pas, &c.h, n).await;

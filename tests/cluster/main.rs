@@ -55,7 +55,7 @@ async fn three_instances_killed_at_random_do_everything_once() {
     let mut next_kill = Instant::now() + Duration::from_millis(1500 + rng.below(2000));
     let deadline = Instant::now() + Duration::from_secs(420);
     loop {
-        pas.round(&c.h, &mut rng).await;
+        pas.round(&mut rng).await;
         if kills.len() < 12 && Instant::now() >= next_kill {
             let i = rng.below(3) as usize;
             let holder_at = c.kill(i);
@@ -80,7 +80,7 @@ async fn three_instances_killed_at_random_do_everything_once() {
     }
     // A last look for stragglers (a copy published just before the end).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    pas.round(&c.h, &mut rng).await;
+    pas.round(&mut rng).await;
 
     // Seen as a cluster: every instance live, every worklist and the alert job led by a
     // live one (within a lease time of the last kill), the same from the API and from

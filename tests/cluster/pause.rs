@@ -30,14 +30,14 @@ async fn an_instance_paused_past_its_leases_stops_and_nothing_it_sends_counts() 
             Instant::now() < deadline,
             "node-a never held a claim: {ready}"
         );
-        pas.round(&c.h, &mut rng).await;
+        pas.round(&mut rng).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     c.signal(0, "STOP");
     // Twice the lease time: node-b takes over what node-a held.
     let stopped = Instant::now();
     while stopped.elapsed() < Duration::from_secs(9) {
-        pas.round(&c.h, &mut rng).await;
+        pas.round(&mut rng).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     c.h.admin("faults", serde_json::json!({})).await;
@@ -53,11 +53,11 @@ async fn an_instance_paused_past_its_leases_stops_and_nothing_it_sends_counts() 
             pas.decided.len(),
             c.log_dir().display()
         );
-        pas.round(&c.h, &mut rng).await;
+        pas.round(&mut rng).await;
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    pas.round(&c.h, &mut rng).await;
+    pas.round(&mut rng).await;
     let log_a = c.log(0);
     c.stop_all();
 

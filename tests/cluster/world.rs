@@ -378,7 +378,7 @@ impl Pas {
     }
 
     /// Takes everything now published and answered, and decides on each new referral.
-    pub async fn round(&mut self, _h: &Harness, rng: &mut Rng) {
+    pub async fn round(&mut self, rng: &mut Rng) {
         if self.try_round(rng, None).await.is_err() {
             self.broker_errors += 1;
             self.q = None;
