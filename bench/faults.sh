@@ -32,36 +32,7 @@ cleanup() {
 trap cleanup EXIT
 MIX=${MIX:-'{"error_500_rate":0.05,"error_429_rate":0.02,"error_503_rate":0.01,"retry_after_secs":1,"latency_jitter_ms":800}'}
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 600); do curl -fs "$1" >/dev/null && return 0; sleep 0.1; done; return 1; }
-
-config() { # sim store name
-    cat <<EOF
-[ers]
-base_url = "$1/referrals/FHIR"
-rate_limit_per_sec = $LIMIT
-[ers.auth]
-mode = "none"
-[amqp]
-url = "$AMQP_URL"
-exchange = "$3-to-pas"
-pas_queue = "$3-pas"
-inbound_queue = "$3-from-pas"
-dead_letter_exchange = "$3-dlx"
-dead_letter_queue = "$3-dlq"
-[store]
-url = "sqlite://$2"
-[monitor]
-listen = "127.0.0.1:0"
-[mappings]
-dir = "$ROOT/mappings"
-[pipeline]
-concurrency = $CONCURRENCY
-EOF
-    for service in 21012 21013 21014 21015 11016 11010 11014; do
-        printf '[[poll]]\nservice = "%s"\nlists = ["referrals-for-review", "appointment-slot-issues"]\ninterval_secs = 5\n' "$service"
-    done
-}
+source "$ROOT/bench/lib.sh"
 
 echo "== faults: N=$N limit $LIMIT/s, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%H:%M)"
 declare -A total
@@ -76,7 +47,7 @@ run() { # bin faults(none|mix) i
     [[ $mode == mix ]] && curl -fs -X POST "http://127.0.0.1:$port/_admin/faults" \
         -H 'content-type: application/json' -d "$MIX" >/dev/null
     name="faults-$(date +%s%N)"
-    config "http://127.0.0.1:$port" "$WORK/$name.db" "$name" >"$WORK/$name.toml"
+    bridge_toml "http://127.0.0.1:$port" "$WORK/$name.db" "$name" "$LIMIT" 5 >"$WORK/$name.toml"
     local start end
     start=$(date +%s.%N)
     "$bin" run --config "$WORK/$name.toml" --until-drained >"$WORK/run.out" 2>"$WORK/run.err" || true
@@ -87,7 +58,7 @@ s = json.load(sys.stdin)["by_status"]
 print("500s=%s 503s=%s 429s=%s" % (s.get("500", 0), s.get("503", 0), s.get("429", 0)))')
     kill "$sim" 2>/dev/null || true
     wait "$sim" 2>/dev/null || true
-    for q in pas from-pas dlq; do rabbitmqctl delete_queue "$name-$q" >/dev/null 2>&1 || true; done
+    delete_bench_queues "$name"
     local published secs
     published=$(grep 'referrals published:' "$WORK/run.out" | awk '{print $NF}')
     secs=$(python3 -c "print(round($end - $start, 1))")

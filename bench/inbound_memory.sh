@@ -30,11 +30,7 @@ cleanup() {
 trap cleanup EXIT
 [[ -n "${SKIP_BUILD:-}" ]] || nice cargo build --release --locked --bin ers-bridge --example flood
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 600); do curl -fs "$1" >/dev/null && return 0; sleep 0.1; done; return 1; }
-queue_depth() { # name: ready + unacked, or -1 when the queue does not exist yet
-    rabbitmqctl -q list_queues name messages 2>/dev/null | awk -v q="$1" '$1 == q {print $2; f=1} END {if (!f) print -1}'
-}
+source "$ROOT/bench/lib.sh"
 
 echo "== inbound memory: $COUNT messages of $BYTES bytes, prefetch $PREFETCH, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(git rev-parse --short HEAD)"
 port=$(free_port)
@@ -45,28 +41,9 @@ wait_http "$SIM/"
 for budget in $BUDGETS; do
     name="inmem-$(date +%s%N)"
     mon=$(free_port)
-    cat >"$WORK/$name.toml" <<EOF
-[ers]
-base_url = "$SIM/referrals/FHIR"
-[ers.auth]
-mode = "none"
-[amqp]
-url = "$AMQP_URL"
-exchange = "$name-to-pas"
-pas_queue = "$name-pas"
-pas_ack_queue = "$name-acks"
-inbound_queue = "$name-in"
-dead_letter_exchange = "$name-dlx"
-dead_letter_queue = "$name-dlq"
-prefetch = $PREFETCH
-inbound_bytes_in_flight_mib = $budget
-[store]
-url = "sqlite://$WORK/$name.db"
-[monitor]
-listen = "127.0.0.1:$mon"
-[mappings]
-dir = "$ROOT/mappings"
-EOF
+    AMQP_EXTRA="prefetch = $PREFETCH
+inbound_bytes_in_flight_mib = $budget" MONITOR_LISTEN="127.0.0.1:$mon" \
+        bridge_toml "$SIM" "$WORK/$name.db" "$name" 10 "" >"$WORK/$name.toml"
     "$BIN" run --config "$WORK/$name.toml" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     bridge=$!
     PIDS+=($bridge)
@@ -80,7 +57,7 @@ EOF
     peak=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$bridge/status")
     kill -TERM "$bridge"
     wait "$bridge" || true
-    for q in pas acks in dlq; do rabbitmqctl delete_queue "$name-$q" >/dev/null 2>&1 || true; done
+    delete_bench_queues "$name"
     echo "RESULT budget_mib=$budget count=$COUNT bytes=$BYTES rss_before_mb=$before peak_rss_mb=$peak secs=$secs"
     echo "   its log: $(grep -c . "$WORK/$name.err") lines; the last warnings:"
     grep -E 'WARN|ERROR' "$WORK/$name.err" | tail -3 | cut -c1-300 | sed 's/^/   /'

@@ -31,17 +31,13 @@ PIDS=()
 name="overload-$(date +%s%N)"
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for q in pas acks in dlq; do rabbitmqctl delete_queue "$name-$q" >/dev/null 2>&1 || true; done
+    delete_bench_queues "$name"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 [[ -n "${SKIP_BUILD:-}" ]] || nice cargo build --release --locked --bin ers-bridge --example flood
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 600); do curl -fs "$1" >/dev/null && return 0; sleep 0.1; done; return 1; }
-queue_depth() {
-    rabbitmqctl -q list_queues name messages 2>/dev/null | awk -v q="$1" '$1 == q {print $2; f=1} END {if (!f) print -1}'
-}
+source "$ROOT/bench/lib.sh"
 metric() { # name [label filter]: the sum of its samples
     curl -fs "http://127.0.0.1:$mon/metrics" | awk -v m="$1" -v f="${2:-}" \
         'index($0, m) == 1 && index($0, f) {s += $NF} END {print s + 0}'
@@ -55,35 +51,8 @@ PIDS+=($!)
 SIM="http://127.0.0.1:$port"
 wait_http "$SIM/"
 mon=$(free_port)
-{
-    cat <<EOF
-[ers]
-base_url = "$SIM/referrals/FHIR"
-rate_limit_per_sec = 1000000
-[ers.auth]
-mode = "none"
-[amqp]
-url = "$AMQP_URL"
-exchange = "$name-to-pas"
-pas_queue = "$name-pas"
-pas_ack_queue = "$name-acks"
-inbound_queue = "$name-in"
-dead_letter_exchange = "$name-dlx"
-dead_letter_queue = "$name-dlq"
-prefetch = $PREFETCH
-[store]
-url = "sqlite://$WORK/$name.db"
-[monitor]
-listen = "127.0.0.1:$mon"
-[mappings]
-dir = "$ROOT/mappings"
-[pipeline]
-concurrency = $CONCURRENCY
-EOF
-    for service in 21012 21013 21014 21015 11016 11010 11014; do
-        printf '[[poll]]\nservice = "%s"\nlists = ["referrals-for-review", "appointment-slot-issues"]\ninterval_secs = 3600\n' "$service"
-    done
-} >"$WORK/$name.toml"
+AMQP_EXTRA="prefetch = $PREFETCH" MONITOR_LISTEN="127.0.0.1:$mon" \
+    bridge_toml "$SIM" "$WORK/$name.db" "$name" 1000000 3600 >"$WORK/$name.toml"
 "$BIN" run --config "$WORK/$name.toml" >"$WORK/run.out" 2>"$WORK/run.err" &
 bridge=$!
 PIDS+=($bridge)
