@@ -63,6 +63,10 @@ pub struct Faults {
     /// A008 answers padded with this many MiB of extra JSON (a worklist over the client's
     /// size cap).
     pub worklist_pad_mib: u64,
+    /// Every attachment (A006, and the object store behind A042) served this many MiB
+    /// larger than its content: A006 refuses it over 5 MB as e-RS does, and the object
+    /// store sends it whole, over a client's `max_attachment_bytes` when large enough.
+    pub attachment_pad_mib: u64,
 }
 
 /// The ways [`mutate`] corrupts a body, in the order of its random pick.
@@ -455,4 +459,20 @@ mod tests {
         assert_eq!(t.rate_windows(), 0);
         assert!(t.worklist_calls.is_empty(), "yesterday's budget dropped");
     }
+}
+
+/// The attachment bytes as the `attachment_pad_mib` fault would serve them: `bytes`
+/// followed by that many MiB of spaces (unchanged without the fault).
+pub fn padded_attachment(sim: &Sim, mut bytes: Vec<u8>) -> Vec<u8> {
+    let pad = sim
+        .traffic
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .faults
+        .attachment_pad_mib;
+    if pad > 0 {
+        let extra = usize::try_from(pad.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        bytes.resize(bytes.len().saturating_add(extra), b' ');
+    }
+    bytes
 }

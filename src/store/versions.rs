@@ -13,9 +13,21 @@ use super::{
 };
 use crate::ids::{ControlId, Ubrn, Version};
 
+/// The condition on a `referral_versions` row `rv` that makes its version handled, so that
+/// the outbound pipeline skips it: any outcome but the bridge's own write, which counts only
+/// once an earlier version of the referral reached the PAS (a PAS that decided on a referral
+/// before its first REF^I12, keyed in from the e-RS web application, say, still gets that
+/// REF^I12 once). `$own` is the placeholder number bound to [`Seen::OwnWrite`].
+fn handled(own: usize) -> String {
+    format!(
+        "(rv.outcome <> ${own} OR EXISTS \
+         (SELECT 1 FROM published_messages p WHERE p.ubrn = rv.ubrn AND p.version < rv.version))"
+    )
+}
+
 impl Store {
-    /// Which of these (UBRN, version) pairs have been seen, in one round trip per
-    /// [`BATCH_ROWS`] UBRNs (a worklist pass asks for thousands at once).
+    /// Which of these (UBRN, version) pairs have been handled ([`handled`]), so the pass
+    /// skips them: one round trip per [`BATCH_ROWS`] UBRNs (a pass asks for thousands).
     pub async fn seen_versions(
         &self,
         items: &[(&Ubrn, Version)],
@@ -24,13 +36,15 @@ impl Store {
         for chunk in items.chunks(BATCH_ROWS) {
             // Only numbered placeholders are formatted into the SQL; the values are bound.
             let sql = format!(
-                "SELECT ubrn, version FROM referral_versions WHERE ubrn IN ({})",
-                placeholders(chunk.len())
+                "SELECT ubrn, version FROM referral_versions rv WHERE ubrn IN ({}) AND {}",
+                placeholders(chunk.len()),
+                handled(chunk.len() + 1)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
             for (ubrn, _) in chunk {
                 q = q.bind(ubrn.as_str());
             }
+            q = q.bind(Seen::OwnWrite.as_str());
             let wanted: HashSet<(&str, i64)> = chunk
                 .iter()
                 .map(|(u, v)| (u.as_str(), v.as_i64()))
@@ -244,14 +258,19 @@ impl Store {
         ubrn: &Ubrn,
         version: Version,
     ) -> Result<VersionState, StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM referral_versions WHERE ubrn = $1 AND version = $2) AS seen, \
+        let sql = format!(
+            "SELECT (SELECT COUNT(*) FROM referral_versions rv \
+             WHERE ubrn = $1 AND version = $2 AND {}) AS seen, \
              (SELECT MAX(version) FROM published_messages WHERE ubrn = $1) AS latest",
-        )
-        .bind(ubrn.as_str())
-        .bind(version.as_i64())
-        .fetch_one(&self.pool)
-        .await.op("version_state")?;
+            handled(3)
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(ubrn.as_str())
+            .bind(version.as_i64())
+            .bind(Seen::OwnWrite.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .op("version_state")?;
         let latest: Option<i64> = row.try_get("latest").op("version_state")?;
         Ok(VersionState {
             seen: row.try_get::<i64, _>("seen").op("version_state")? > 0,

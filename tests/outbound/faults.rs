@@ -288,3 +288,74 @@ async fn broken_e_rs_bodies_park_or_retry_and_never_publish() {
     app.close().await;
     h.cleanup().await;
 }
+
+/// e-RS serving attachments over the client's cap (issue 21): with every attachment 2 MiB
+/// larger and `max_attachment_bytes` at 1 MiB, no download is held whole and nothing
+/// panics; each referral is still published once, its attachments sent by reference
+/// (OBX-2 `RP`, the e-RS URL) with a note that they were not embedded, never silently left
+/// out. With the attachments back to their size, a replay embeds them (OBX-2 `ED`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attachment_over_the_cap_is_sent_by_reference_with_a_note() {
+    let n = 20;
+    let h = Harness::start(Opts {
+        generate: n,
+        ..Opts::default()
+    })
+    .await;
+    h.admin("faults", serde_json::json!({"attachment_pad_mib": 2}))
+        .await;
+    let app = h
+        .app_with(
+            "[ers.retry]",
+            "max_attachment_bytes = 1048576\n[ers.retry]",
+            Shutdown::new(),
+        )
+        .await;
+    let first = app
+        .drain(10)
+        .await
+        .expect("a drain through oversized attachments");
+    assert_eq!(first.parked.len(), 0, "{:?}", first.parked);
+    let messages = h.take_messages().await;
+    let once: HashSet<_> = messages.iter().map(|m| m.ubrn()).collect();
+    assert_eq!((once.len(), messages.len()), (n, n), "each referral once");
+    let segments = |m: &crate::helpers::Delivered, prefix: &str| {
+        m.body.split('\r').filter(|s| s.starts_with(prefix)).count()
+    };
+    let with_attachments: Vec<_> = messages
+        .iter()
+        .filter(|m| segments(m, "OBX|1|RP|") > 0)
+        .collect();
+    assert!(
+        !with_attachments.is_empty(),
+        "some referrals have attachments"
+    );
+    for m in &messages {
+        assert_eq!(
+            segments(m, "OBX|1|ED|REFERRER"),
+            0,
+            "nothing over the cap embedded"
+        );
+        assert_eq!(
+            segments(m, "OBX|1|RP|"),
+            segments(m, "NTE|1|L|Attachment not embedded"),
+            "each attachment by reference says so: {}",
+            m.body.replace('\r', "\n")
+        );
+    }
+
+    h.admin("faults", serde_json::json!({})).await;
+    let ubrn = ers_bridge::ids::Ubrn::parse(&with_attachments[0].ubrn()).unwrap();
+    app.outbound()
+        .replay(&ubrn, Utc::now())
+        .await
+        .expect("replay");
+    let again = h.take_messages().await;
+    assert_eq!(again.len(), 1);
+    assert!(
+        segments(&again[0], "OBX|1|ED|REFERRER") > 0,
+        "embedded once they fit"
+    );
+    app.close().await;
+    h.cleanup().await;
+}

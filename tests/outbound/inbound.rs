@@ -8,6 +8,7 @@ use chrono::Utc;
 use ers_bridge::app::Shutdown;
 use ers_bridge::hl7::{read_inbound, AckCode, ControlId};
 use ers_bridge::pipeline::inbound::Handled;
+use ers_bridge::pipeline::outbound::Outcome;
 use ers_bridge::store::InboundStatus;
 use lapin::options::BasicGetOptions;
 use lapin::types::AMQPValue;
@@ -867,6 +868,65 @@ async fn a_decision_with_a_document_is_refused_naming_the_obx() {
         ack.errors
     );
     assert!(write_calls(&h).await.is_empty(), "nothing written");
+    app.close().await;
+    h.cleanup().await;
+}
+
+/// A PAS that accepts a referral before the bridge has sent it (keyed in from the e-RS web
+/// application, say), between the pass that listed the referral and the bridge's read of
+/// it: the version the accept produced is the bridge's own write, but the PAS has never had
+/// a REF^I12 for the referral, so that version is published, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_before_the_first_ref_still_publishes_the_referral_once() {
+    let (h, app) = seeded(false).await;
+    let msg = rri("PASEARLY01", "A^Accepted^HL70283", "000000070001", "", "ok");
+    let handled = app.inbound().handle(&msg, Utc::now()).await.unwrap();
+    assert_eq!(
+        handled,
+        Handled::Done {
+            action: "accept".into()
+        }
+    );
+    assert_eq!(ops(&h, "A013").await, 1);
+    let ubrn = ers_bridge::ids::Ubrn::parse("000000070001").unwrap();
+    let now_version = h.referral("000000070001").await["meta"]["versionId"]
+        .as_str()
+        .unwrap()
+        .parse::<u32>()
+        .unwrap();
+    let store = app.outbound().store();
+    let own = ers_bridge::ids::Version::new(now_version);
+    assert!(store.is_own_write(&ubrn, own).await.unwrap());
+    assert!(
+        store
+            .seen_versions(&[(&ubrn, own)])
+            .await
+            .unwrap()
+            .is_empty(),
+        "an own write with nothing published before it is not handled yet"
+    );
+
+    // The pass listed the referral before the accept and reads it now.
+    let outcome = app
+        .outbound()
+        .process_referral(&ubrn, false, Utc::now())
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Published(_)), "{outcome:?}");
+    let published = store.messages_for(&ubrn).await.unwrap();
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_eq!(published[0].version, own);
+    assert_eq!(published[0].message_type, "REF^I12");
+
+    // Read again (a later pass, another instance): handled now, nothing more published.
+    let again = app
+        .outbound()
+        .process_referral(&ubrn, false, Utc::now())
+        .await
+        .unwrap();
+    assert!(matches!(again, Outcome::Skipped), "{again:?}");
+    assert_eq!(store.seen_versions(&[(&ubrn, own)]).await.unwrap().len(), 1);
+    assert_eq!(store.messages_for(&ubrn).await.unwrap().len(), 1);
     app.close().await;
     h.cleanup().await;
 }

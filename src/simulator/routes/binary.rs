@@ -12,7 +12,7 @@ use axum::{
 };
 
 use super::{referrals::file_response, Ctx, Reply};
-use crate::simulator::{outcome::Reject, pdf, state::Binary, Sim};
+use crate::simulator::{faults, outcome::Reject, pdf, state::Binary, Sim};
 
 /// How long an object-store link from A042 stays valid.
 pub const OBJECT_LINK_TTL: Duration = Duration::from_secs(60);
@@ -92,7 +92,7 @@ pub fn content(id: &str, b: &Binary) -> Vec<u8> {
 pub async fn stu3(ctx: &Ctx<'_>, id: &str) -> Reply {
     let w = ctx.sim.world.lock().await;
     let b = lookup(ctx.sim, &w.binaries, id)?;
-    let bytes = content(id, &b);
+    let bytes = faults::padded_attachment(ctx.sim, content(id, &b));
     if bytes.len() > A006_MAX_BYTES {
         return Err(Reject::unprocessable(
             "FILE_SIZE_ERROR",
@@ -128,7 +128,11 @@ pub async fn object_store(State(sim): State<Arc<Sim>>, Path(token): Path<String>
         return (StatusCode::FORBIDDEN, "Request has expired\n").into_response();
     }
     match w.binaries.get(id) {
-        Some(b) => file_response(content(id, b), &b.content_type, &b.title),
+        Some(b) => file_response(
+            faults::padded_attachment(&sim, content(id, b)),
+            &b.content_type,
+            &b.title,
+        ),
         None => (StatusCode::NOT_FOUND, "no such object\n").into_response(),
     }
 }
