@@ -400,6 +400,22 @@ fn padded(bytes: &[u8], mib: u64) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
+/// The attachment bytes as the `attachment_pad_mib` fault would serve them: `bytes`
+/// followed by that many MiB of spaces (unchanged without the fault).
+pub fn padded_attachment(sim: &Sim, mut bytes: Vec<u8>) -> Vec<u8> {
+    let pad = sim
+        .traffic
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .faults
+        .attachment_pad_mib;
+    if pad > 0 {
+        let extra = usize::try_from(pad.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        bytes.resize(bytes.len().saturating_add(extra), b' ');
+    }
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,20 +475,4 @@ mod tests {
         assert_eq!(t.rate_windows(), 0);
         assert!(t.worklist_calls.is_empty(), "yesterday's budget dropped");
     }
-}
-
-/// The attachment bytes as the `attachment_pad_mib` fault would serve them: `bytes`
-/// followed by that many MiB of spaces (unchanged without the fault).
-pub fn padded_attachment(sim: &Sim, mut bytes: Vec<u8>) -> Vec<u8> {
-    let pad = sim
-        .traffic
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .faults
-        .attachment_pad_mib;
-    if pad > 0 {
-        let extra = usize::try_from(pad.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
-        bytes.resize(bytes.len().saturating_add(extra), b' ');
-    }
-    bytes
 }
