@@ -38,12 +38,19 @@ pub struct Transition {
     pub at_ms: i64,
 }
 
+/// The alerts the store cannot hold: `store_not_writable` fires exactly when the store
+/// refuses writes, so its row could never be written. Each process keeps these itself (two
+/// bridges on one read-only store each raise it once).
+pub const HELD_IN_PROCESS: &[&str] = &["store_not_writable"];
+
 /// Applies probed conditions to the store's open alerts.
 #[derive(Debug, Clone)]
 pub struct AlertEngine {
     store: Store,
     events: Events,
     webhook: Option<Webhook>,
+    /// The open alerts of [`HELD_IN_PROCESS`].
+    in_process: Arc<std::sync::Mutex<std::collections::HashSet<&'static str>>>,
 }
 
 impl AlertEngine {
@@ -51,6 +58,7 @@ impl AlertEngine {
         Self {
             store,
             events,
+            in_process: Arc::default(),
             webhook: webhook_url.map(|u| Webhook {
                 url: u.to_string(),
                 http: reqwest::Client::builder()
@@ -63,30 +71,36 @@ impl AlertEngine {
         }
     }
 
-    /// Opens what starts firing and resolves what stopped; returns the transitions.
+    /// Opens what starts firing and resolves what stopped; returns the transitions. A
+    /// store that fails for one condition does not hold up the others (the first error is
+    /// returned after all were tried).
     pub async fn apply(
         &self,
         conditions: &[Condition],
         now_ms: i64,
     ) -> Result<Vec<Transition>, StoreError> {
         let mut out = Vec::new();
+        let mut failed = None;
         for c in conditions {
-            let t = match &c.firing {
-                Some(detail) if self.store.open_alert(c.name, detail, now_ms).await? => {
-                    Transition {
-                        alert: c.name.to_string(),
-                        state: "open",
-                        detail: detail.clone(),
-                        at_ms: now_ms,
-                    }
+            let changed = match self.change(c, now_ms).await {
+                Ok(changed) => changed,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    continue;
                 }
-                None if self.store.resolve_alert(c.name, now_ms).await? => Transition {
-                    alert: c.name.to_string(),
-                    state: "resolved",
-                    detail: String::new(),
-                    at_ms: now_ms,
+            };
+            if !changed {
+                continue;
+            }
+            let t = Transition {
+                alert: c.name.to_string(),
+                state: if c.firing.is_some() {
+                    "open"
+                } else {
+                    "resolved"
                 },
-                _ => continue,
+                detail: c.firing.clone().unwrap_or_default(),
+                at_ms: now_ms,
             };
             self.events.emit(AlertChanged {
                 alert: t.alert.clone(),
@@ -99,7 +113,26 @@ impl AlertEngine {
             }
             out.push(t);
         }
-        Ok(out)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Opens or resolves `c`'s alert (in the store, or here for [`HELD_IN_PROCESS`]);
+    /// whether that changed it.
+    async fn change(&self, c: &Condition, now_ms: i64) -> Result<bool, StoreError> {
+        if HELD_IN_PROCESS.contains(&c.name) {
+            let mut open = self.in_process.lock().unwrap_or_else(|e| e.into_inner());
+            return Ok(match c.firing {
+                Some(_) => open.insert(c.name),
+                None => open.remove(c.name),
+            });
+        }
+        match &c.firing {
+            Some(detail) => self.store.open_alert(c.name, detail, now_ms).await,
+            None => self.store.resolve_alert(c.name, now_ms).await,
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// The database could not be reached or opened.
-    #[error("cannot connect to the store: {0}")]
+    #[error("cannot connect to the store: {0}{hint}", hint = fix_for(.0))]
     Connect(#[source] sqlx::Error),
     /// A schema migration failed; the store is left at the previous version.
     #[error("store migration {version} failed: {source}")]
@@ -16,7 +16,7 @@ pub enum StoreError {
         source: sqlx::Error,
     },
     /// A statement of `op` (the store method, e.g. `seen_versions`) failed.
-    #[error("store {op} failed: {source}")]
+    #[error("store {op} failed: {source}{hint}", hint = fix_for(source))]
     Query {
         op: &'static str,
         #[source]
@@ -87,6 +87,35 @@ impl StoreError {
                     | sqlx::Error::WorkerCrashed
             ),
         }
+    }
+}
+
+/// What to do about a failure that is not an outage but the store refusing the bridge (a
+/// login, a database that does not exist, a read-only file), as a sentence to append;
+/// empty for anything else. PostgreSQL says which by SQLSTATE, SQLite by result code.
+fn fix_for(e: &sqlx::Error) -> &'static str {
+    let Some(code) = e.as_database_error().and_then(|d| d.code()) else {
+        return "";
+    };
+    // PostgreSQL's SQLSTATE has five characters (often all digits, `28000`); SQLite gives
+    // its (extended) result code as a number below 10,000, the primary code its low byte.
+    if let (true, Ok(n)) = (code.len() < 5, code.parse::<u32>()) {
+        return match n & 0xff {
+            8 => " (the store file is read-only, or its directory is: the bridge must be able to write both; see [store] url)",
+            10 => " (the disk refused a write: check the store's disk space, and that its file was not made read-only)",
+            14 => " (the store file cannot be opened: check the path in [store] url, and that its directory exists and is writable)",
+            _ => "",
+        };
+    }
+    match code.as_ref() {
+        c if c.starts_with("28") => {
+            " (the database refuses the login: check the user and password in [store] url)"
+        }
+        "3D000" => " (create the database, or correct its name in [store] url)",
+        c if c.starts_with("42501") || c == "25006" => {
+            " (the database user may not write here: grant it rights on the bridge's tables, or use the owner in [store] url)"
+        }
+        _ => "",
     }
 }
 

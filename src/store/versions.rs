@@ -15,13 +15,13 @@ use crate::ids::{ControlId, Ubrn, Version};
 
 /// The condition on a `referral_versions` row `rv` that makes its version handled, so that
 /// the outbound pipeline skips it: any outcome but the bridge's own write, which counts only
-/// once an earlier version of the referral reached the PAS (a PAS that decided on a referral
-/// before its first REF^I12, keyed in from the e-RS web application, say, still gets that
-/// REF^I12 once). `$own` is the placeholder number bound to [`Seen::OwnWrite`].
+/// once this or an earlier version of the referral reached the PAS (a PAS that decided on a
+/// referral before its first REF^I12, keyed in from the e-RS web application, say, still
+/// gets that REF^I12 once). `$own` is the placeholder number bound to [`Seen::OwnWrite`].
 fn handled(own: usize) -> String {
     format!(
         "(rv.outcome <> ${own} OR EXISTS \
-         (SELECT 1 FROM published_messages p WHERE p.ubrn = rv.ubrn AND p.version < rv.version))"
+         (SELECT 1 FROM published_messages p WHERE p.ubrn = rv.ubrn AND p.version <= rv.version))"
     )
 }
 
@@ -167,11 +167,17 @@ impl Store {
             q.execute(&mut *tx).await.op(OP)?;
         }
         for chunk in seen.chunks(BATCH_ROWS / 5) {
+            // A version the bridge's own write produced stays marked so when it is published
+            // (the first REF^I12 of a referral the PAS decided on early): a resent decision
+            // is recognised as applied by that mark.
             let sql = format!(
                 "INSERT INTO referral_versions (ubrn, version, outcome, seen_at_ms, facts) \
-                 VALUES {} ON CONFLICT (ubrn, version) DO UPDATE SET outcome = excluded.outcome, \
+                 VALUES {} ON CONFLICT (ubrn, version) DO UPDATE SET \
+                 outcome = CASE WHEN referral_versions.outcome = '{own}' \
+                 THEN referral_versions.outcome ELSE excluded.outcome END, \
                  seen_at_ms = excluded.seen_at_ms, facts = excluded.facts",
-                value_rows(chunk.len(), 5)
+                value_rows(chunk.len(), 5),
+                own = Seen::OwnWrite.as_str(),
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
             for v in chunk {

@@ -927,6 +927,22 @@ async fn an_accept_before_the_first_ref_still_publishes_the_referral_once() {
     assert!(matches!(again, Outcome::Skipped), "{again:?}");
     assert_eq!(store.seen_versions(&[(&ubrn, own)]).await.unwrap().len(), 1);
     assert_eq!(store.messages_for(&ubrn).await.unwrap().len(), 1);
+
+    // Published, the version is still the bridge's own write: the PAS resending its accept
+    // under a new MSH-10 is answered as applied, not written again (e-RS would refuse a
+    // second A013 and leave a needs-action behind).
+    assert!(store.is_own_write(&ubrn, own).await.unwrap());
+    reply(&h).await;
+    let resent = rri("PASEARLY02", "A^Accepted^HL70283", "000000070001", "", "ok");
+    let handled = app.inbound().handle(&resent, Utc::now()).await.unwrap();
+    assert_eq!(
+        handled,
+        Handled::Done {
+            action: "accept".into()
+        }
+    );
+    assert_eq!(reply(&h).await.ack_code, Some(AckCode::AA));
+    assert_eq!(ops(&h, "A013").await, 1);
     app.close().await;
     h.cleanup().await;
 }

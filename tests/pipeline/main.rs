@@ -6,6 +6,8 @@ mod amqp;
 mod helpers;
 #[path = "../common/ids.rs"]
 mod ids;
+#[path = "../common/immutable.rs"]
+mod immutable;
 mod inbound_store;
 mod migrations;
 mod monitor_store;

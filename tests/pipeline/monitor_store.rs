@@ -411,3 +411,65 @@ async fn the_webhook_is_called_once_per_transition() {
     assert_eq!(resolved["state"], "resolved");
     assert!(rx.try_recv().is_err(), "exactly two calls");
 }
+
+/// A store that refuses writes (its file made read-only under a running bridge) raises
+/// `store_not_writable` once, though the store cannot hold that alert; the other alerts,
+/// which the store cannot record then, do not stop it; it resolves once when the store takes
+/// writes again.
+#[tokio::test]
+async fn a_read_only_store_is_alerted_once_and_resolved_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.db");
+    let url = SecretString::from(format!("sqlite://{}", path.display()));
+    let store = Store::connect(&url).await.unwrap();
+    store.set_state_value("alerts.probe", "0").await.unwrap();
+    let events = Events::new();
+    let engine = AlertEngine::new(store.clone(), events.clone(), None);
+    let conditions = |writable: Result<(), String>| {
+        vec![
+            Condition {
+                name: "store_not_writable",
+                firing: writable.err(),
+            },
+            Condition {
+                name: "dead_letters_growing",
+                firing: Some("3 messages dead-lettered in the last 15 minutes".into()),
+            },
+        ]
+    };
+    let probe = |n: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .set_state_value("alerts.probe", &n.to_string())
+                .await
+                .map_err(|e| format!("the store refuses writes: {e}"))
+        }
+    };
+
+    let guard = crate::immutable::Immutable::on(&path);
+    for n in 1..=5 {
+        let writable = probe(n).await;
+        let detail = writable.clone().unwrap_err();
+        assert!(detail.contains("read-only"), "{detail}");
+        assert!(engine.apply(&conditions(writable), n).await.is_err());
+    }
+    let m = events.metrics();
+    assert_eq!((m.alerts_opened.get(), m.alerts_open.get()), (1, 1));
+    assert!(store.open_alerts().await.unwrap().is_empty());
+
+    drop(guard);
+    let writable = probe(6).await;
+    assert!(writable.is_ok(), "{writable:?}");
+    let t = engine.apply(&conditions(writable), 6).await.unwrap();
+    let names: Vec<_> = t.iter().map(|t| (t.alert.as_str(), t.state)).collect();
+    assert_eq!(
+        names,
+        [
+            ("store_not_writable", "resolved"),
+            ("dead_letters_growing", "open")
+        ]
+    );
+    assert_eq!(m.alerts_open.get(), 1, "only the stored alert is open");
+    store.close().await;
+}

@@ -229,6 +229,58 @@ async fn a_missing_database_is_named() {
     assert!(err.to_string().contains("ers_bridge_no_such_db"), "{err}");
 }
 
+/// A login the database refuses (here a role that does not exist: this machine's PostgreSQL
+/// trusts every local login, so a wrong password cannot be shown) is named with the fix:
+/// the user and password in `[store] url`. Not retried as an outage.
+#[tokio::test]
+async fn a_refused_login_names_the_setting_to_fix() {
+    let err = Store::connect_with_timeout(
+        &SecretString::from("postgres://ers_bridge_no_such_role@127.0.0.1:5432/postgres"),
+        std::time::Duration::from_millis(2000),
+    )
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("ers_bridge_no_such_role"), "{text}");
+    assert!(
+        text.contains("refuses the login: check the user and password in [store] url"),
+        "{text}"
+    );
+}
+
+/// A SQLite store file that became read-only (made immutable, which even root cannot
+/// write) is reported as such with the fix, to a store already open and at a new start.
+#[tokio::test]
+async fn a_read_only_store_file_names_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.db");
+    let url = SecretString::from(format!("sqlite://{}", path.display()));
+    let store = Store::connect(&url).await.unwrap();
+    store.set_state_value("probe", "1").await.unwrap();
+    let guard = crate::immutable::Immutable::on(&path);
+
+    let open = store.set_state_value("probe", "2").await.unwrap_err();
+    let text = open.to_string();
+    assert!(!open.is_retryable(), "{text}");
+    assert!(
+        text.contains("check the store's disk space, and that its file was not made read-only")
+            || text.contains("the store file is read-only"),
+        "{text}"
+    );
+    let text = match Store::connect(&url).await {
+        Ok(s) => s
+            .set_state_value("probe", "3")
+            .await
+            .unwrap_err()
+            .to_string(),
+        Err(e) => e.to_string(),
+    };
+    assert!(text.contains("the store file is read-only"), "{text}");
+    drop(guard);
+    store.set_state_value("probe", "4").await.unwrap();
+    store.close().await;
+}
+
 /// Records one confirmed message the way the pipeline does (its version with it).
 async fn record(store: &Store, m: &PublishedMessage) {
     store
