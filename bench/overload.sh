@@ -62,10 +62,19 @@ start=$(date +%s.%N)
 "$FLOODER" --url "$AMQP_URL" --queue "$name-in" --count "$FLOOD" --bytes 200 \
     --ubrn-from "$UBRN_FROM" --ubrns "$([[ $UBRN_FROM == 100000 ]] && echo "$N" || echo "$FLOOD")" --msa false
 deadline=$(( $(date +%s) + TIMEOUT_SECS ))
+last_refs=-1; still=0
 while :; do
     refs=$(metric ers_bridge_messages_published_total 'REF^I12')
     depth=$(queue_depth "$name-in")
     [[ ${refs%.*} -ge $N && $depth -eq 0 ]] && break
+    # Decisions about the backlog's own referrals: one the flood accepted before any pass
+    # listed it has left the worklist and is never read (counted below); done when the
+    # queue is empty and no REF^I12 was confirmed for 15 s.
+    if [[ $UBRN_FROM == 100000 && $depth -eq 0 ]]; then
+        if [[ $refs == "$last_refs" ]]; then still=$((still + 1)); else still=0; fi
+        last_refs=$refs
+        (( still >= 15 )) && break
+    fi
     if (( $(date +%s) > deadline )); then
         echo "RESULT timeout: $refs of $N REF^I12 confirmed, $depth on the inbound queue; peak_rss_mb=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$bridge/status")"
         exit 1
@@ -77,4 +86,13 @@ peak=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$bridge/status")
 handled=$(metric ers_bridge_inbound_messages_total)
 echo "RESULT referrals=$N flood=$FLOOD peak_rss_mb=$peak secs=$secs inbound_handled=${handled%.*}"
 curl -fs "http://127.0.0.1:$mon/metrics" | grep '^ers_bridge_inbound_messages_total' | sed 's/^/   /'
-grep -cE ' (WARN|ERROR) ' "$WORK/run.err" | sed 's/^/   warn+error lines: /'
+{ grep -cE ' (WARN|ERROR) ' "$WORK/run.err" || true; } | sed 's/^/   warn+error lines: /'
+python3 - "$WORK/$name.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+q = lambda sql: db.execute(sql).fetchone()[0]
+print("   referrals never published:", q("SELECT COUNT(DISTINCT ubrn) FROM referral_versions WHERE ubrn NOT IN (SELECT ubrn FROM published_messages)"),
+      "of which own writes only (decided before any pass listed them):",
+      q("SELECT COUNT(DISTINCT ubrn) FROM referral_versions r WHERE outcome = 'own-write' AND ubrn NOT IN (SELECT ubrn FROM published_messages) AND NOT EXISTS (SELECT 1 FROM referral_versions o WHERE o.ubrn = r.ubrn AND o.outcome <> 'own-write')"))
+print("   needs-action:", q("SELECT COUNT(*) FROM inbound_messages WHERE status = 'needs-action'"))
+PY

@@ -175,6 +175,7 @@ pub(crate) fn api_error(
         request_id,
         correlation_id: cid.to_string(),
         retry_after: None,
+        fix: None,
     }
 }
 

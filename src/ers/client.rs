@@ -362,6 +362,14 @@ impl ErsClient {
                 warn!(operation = op.id(), correlation_id = %cid, "e-rs answered 401, refreshing credentials");
                 continue;
             }
+            let err = match err {
+                // Refreshed and refused again (or no credentials to refresh): the setting.
+                ErsError::Api(mut a) if a.status == 401 && !session_op => {
+                    a.fix = Some(inner.auth.refused_fix());
+                    ErsError::Api(a)
+                }
+                other => other,
+            };
             let Some(delay) = self.retry_delay(&err, op, attempt) else {
                 warn!(operation = op.id(), correlation_id = %cid, attempt, error = %err, "e-rs call failed");
                 return Err(err);

@@ -25,6 +25,9 @@ pub struct ApiError {
     pub correlation_id: String,
     /// `Retry-After` of a 429 or 503.
     pub retry_after: Option<Duration>,
+    /// What to change when the cause is the bridge's own setting (a 401 that a refresh of
+    /// the credentials did not cure), shown after e-RS's text.
+    pub fix: Option<&'static str>,
 }
 
 impl fmt::Display for ApiError {
@@ -38,6 +41,9 @@ impl fmt::Display for ApiError {
         }
         if let Some(d) = &self.diagnostics {
             write!(f, ": {d}")?;
+        }
+        if let Some(fix) = self.fix {
+            write!(f, " ({fix})")?;
         }
         write!(f, " [correlation id {}", self.correlation_id)?;
         if let Some(r) = &self.request_id {
@@ -163,6 +169,7 @@ mod tests {
             diagnostics: Some("not actionable".into()),
             request_id: Some("rid-1".into()),
             correlation_id: "cid-1".into(),
+            fix: None,
             retry_after: None,
         }
     }

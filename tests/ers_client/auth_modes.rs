@@ -446,3 +446,46 @@ async fn app_restricted_refused_credentials_are_reported_failing() {
     c.referral(&ubrn("000000070001"), None).await.unwrap();
     assert_eq!(events.metrics().ers_auth_failing.get(), 0);
 }
+
+/// A user token that e-RS no longer accepts (expired, revoked) in user-restricted mode: the
+/// client reads the token file again and repeats the call once, and no more; then it is a
+/// permanent auth error that says what to replace, and e-RS authentication is reported
+/// failing (`/health/ready`, the `ers_auth_failing` alert) until a new token works.
+#[tokio::test(flavor = "multi_thread")]
+async fn user_restricted_expired_token_is_reported_once_with_the_fix() {
+    let server = RecordingServer::spawn(|s, _| {
+        if s.header("authorization") == Some("Bearer expired-user-token") {
+            return fhir(401, example_json("stu3/STU3-Unauthorised.json"), None);
+        }
+        canned(s)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "expired-user-token\n").unwrap();
+    let auth = format!(
+        "mode = \"user-restricted\"\ntoken_file = \"{}\"\nbusiness_function = \"SERVICE_PROVIDER_CLINICIAN\"\nods_code = \"R69\"",
+        token.display()
+    );
+    let events = ers_bridge::events::Events::new();
+    let c = client(&config_toml(&server.base(), "", &auth), MapEnv::default())
+        .with_events(events.clone());
+    let e = c.referral(&ubrn("000000070001"), None).await.unwrap_err();
+    assert!(!e.is_retryable(), "{e:?}");
+    let text = e.to_string();
+    assert!(text.contains("token_file"), "names what to replace: {text}");
+    assert!(
+        !text.contains("expired-user-token"),
+        "no secret in errors: {text}"
+    );
+    assert_eq!(
+        server.seen().len(),
+        2,
+        "the call and one repeat after re-reading"
+    );
+    assert_eq!(events.metrics().ers_auth_failing.get(), 1);
+
+    std::fs::write(&token, "fresh-user-token\n").unwrap();
+    c.referral(&ubrn("000000070001"), None).await.unwrap();
+    assert_eq!(events.metrics().ers_auth_failing.get(), 0);
+}

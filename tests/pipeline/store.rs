@@ -248,6 +248,58 @@ async fn a_refused_login_names_the_setting_to_fix() {
     );
 }
 
+/// A PostgreSQL user that may read the bridge's tables but not write them (a role given
+/// SELECT only): a write is refused with the database's message and the fix, not retried
+/// as an outage.
+#[tokio::test]
+async fn a_user_without_write_rights_names_the_fix() {
+    use sqlx::Connection as _;
+    let (name, url) = helpers::pg_database().await;
+    let store = Store::connect(&SecretString::from(url)).await.unwrap();
+    store.close().await;
+    let role = format!("ers_ro_{}", &name["ers_test_".len()..]);
+    let server = "postgres://postgres@127.0.0.1:5432";
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE ROLE {role} LOGIN")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut owner = sqlx::PgConnection::connect(&format!("{server}/{name}"))
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"
+    )))
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    owner.close().await.unwrap();
+    let reader = Store::connect(&SecretString::from(format!(
+        "postgres://{role}@127.0.0.1:5432/{name}"
+    )))
+    .await;
+    let text = match reader {
+        Ok(r) => {
+            let e = r.set_state_value("probe", "1").await.unwrap_err();
+            assert!(!e.is_retryable(), "{e}");
+            r.close().await;
+            e.to_string()
+        }
+        Err(e) => e.to_string(),
+    };
+    helpers::drop_pg_database(&name).await;
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {role}")))
+        .execute(&mut admin)
+        .await;
+    assert!(text.contains("permission denied"), "{text}");
+    assert!(
+        text.contains("the database user may not write here"),
+        "{text}"
+    );
+}
+
 /// A SQLite store file that became read-only (made immutable, which even root cannot
 /// write) is reported as such with the fix, to a store already open and at a new start.
 #[tokio::test]

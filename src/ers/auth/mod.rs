@@ -120,6 +120,25 @@ impl Auth {
 
     /// Forgets cached credentials after a 401 so the next attempt fetches or re-reads them.
     /// Returns false when there is nothing to refresh (mode none).
+    /// What to change when e-RS still answers 401 after the credentials were refreshed.
+    pub fn refused_fix(&self) -> &'static str {
+        match self {
+            Auth::None => "e-RS wants credentials: set [ers.auth] mode",
+            Auth::App(_) => {
+                "a token just issued was refused: check that the application of [ers.auth] \
+                 api_key may use this API in this environment"
+            }
+            Auth::User(_) => {
+                "the user's access token was refused, expired or revoked: put a current one \
+                 in [ers.auth] token_file or token_env"
+            }
+            Auth::Legacy(_) => {
+                "a new professional session was refused: check the smartcard session in \
+                 [ers.auth] session_token_file and the role"
+            }
+        }
+    }
+
     pub async fn invalidate(&self) -> bool {
         match self {
             Auth::None => false,
