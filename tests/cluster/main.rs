@@ -20,6 +20,7 @@ mod helpers;
 
 mod chaos;
 mod leases;
+mod pas_process;
 mod pause;
 mod tls;
 mod world;

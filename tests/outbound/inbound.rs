@@ -531,6 +531,23 @@ async fn a_write_applied_with_its_response_lost_is_not_written_twice() {
             1,
             "{id}: still exactly one write"
         );
+        // The PAS, which had no answer either, resends its decision under a new MSH-10:
+        // answered as applied, no write (the accept's version marked as ours although its
+        // response never came; found by the chaos run with the PAS as its own process).
+        let resent_id = format!("{id}R");
+        let calls = ops(&h, op).await;
+        let resent = rri(&resent_id, status, ubrn, reason, "Decided in clinic");
+        let handled = app.inbound().handle(&resent, Utc::now()).await.unwrap();
+        assert!(
+            matches!(handled, Handled::Done { .. }),
+            "{resent_id}: {handled:?}"
+        );
+        assert_eq!(
+            applied_writes(&h, op).await,
+            1,
+            "{resent_id}: no second write"
+        );
+        assert_eq!(ops(&h, op).await, calls, "{resent_id}: no call at all");
     }
     app.close().await;
     h.cleanup().await;

@@ -32,7 +32,7 @@ use crate::hl7::{ControlId, Ubrn};
 use super::version::{decided_version, moved_on};
 use crate::mapping::Action;
 use crate::pipeline::PipelineError;
-use crate::store::{Attempt, Decision, InboundRecord, InboundStatus, PublishedMessage};
+use crate::store::{Attempt, Decision, InboundRecord, InboundStatus, PublishedMessage, Seen};
 
 /// Re-reads after a 409/423 before giving the decision to a person.
 pub const MAX_CONFLICTS: u32 = 3;
@@ -289,6 +289,13 @@ pub async fn run(
                 // A second accept answers 422: after an interrupted accept that means the
                 // first one was applied.
                 if interrupted && op == Operation::A013 && e.status() == Some(422) {
+                    // The version read before this call is the one that accept produced:
+                    // marked as the bridge's own, as an answered write's is, so a resend
+                    // of the accept is recognised as applied (an accepted referral shows
+                    // nothing else that tells).
+                    store
+                        .mark_seen(ubrn, version, Seen::OwnWrite, now.timestamp_millis())
+                        .await?;
                     return Ok(Outcome::Applied {
                         detail: "A013 found applied (a second accept is refused)".into(),
                     });
