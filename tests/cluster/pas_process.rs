@@ -7,7 +7,8 @@
 //! responses. Checked from the store and the simulator's write log, since the PAS here
 //! keeps no books: every referral published and answered; each referral written in e-RS
 //! once when its decision was accept or reject and never when pending, however many
-//! copies and resends came; nothing left non-final, no reply owed, no dead letter.
+//! copies and resends came; nothing left non-final, no reply owed, no dead letter. On
+//! SQLite, then on PostgreSQL.
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Stdio};
@@ -103,6 +104,12 @@ async fn decided(store: &Store) -> BTreeMap<String, Vec<ers_bridge::store::Inbou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pas_simulator_process_killed_and_restarted_loses_nothing() {
     let _one = SERIAL.lock().await;
+    for store in [StoreKind::Sqlite, StoreKind::Postgres] {
+        pas_process_run(store).await;
+    }
+}
+
+async fn pas_process_run(store_kind: StoreKind) {
     let n = std::env::var("CHAOS_PAS_N")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -111,9 +118,12 @@ async fn the_pas_simulator_process_killed_and_restarted_loses_nothing() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| chrono::Utc::now().timestamp_millis() as u64);
-    eprintln!("pas process chaos: seed {seed} (CHAOS_SEED={seed} repeats the kill schedule)");
+    eprintln!(
+        "pas process chaos on {store_kind:?}: seed {seed} (CHAOS_SEED={seed} repeats the kill \
+         schedule)"
+    );
     let mut rng = Rng(seed | 1);
-    let mut c = Cluster::start_with(StoreKind::Sqlite, n, LIMIT, &["solo"], AMQP_URL).await;
+    let mut c = Cluster::start_with(store_kind, n, LIMIT, &["solo"], AMQP_URL).await;
     c.h.admin("faults", serde_json::json!({"lose_write_responses": 5}))
         .await;
     let mut pas = PasProcess::start(&c);
@@ -167,7 +177,7 @@ async fn the_pas_simulator_process_killed_and_restarted_loses_nothing() {
         }
         assert!(
             Instant::now() < deadline,
-            "not done in time (seed {seed}): {} of {n} referrals published, {pas_kills} pas kills, \
+            "{store_kind:?}: not done in time (seed {seed}): {} of {n} referrals published, {pas_kills} pas kills, \
              {kills} bridge kills; status:\n{}",
             decided(&store).await.len(),
             c.status()
@@ -239,7 +249,7 @@ async fn the_pas_simulator_process_killed_and_restarted_loses_nothing() {
     store.close().await;
     let dead = depth(&ch, &format!("{}-dlq", c.h.prefix)).await;
     eprintln!(
-        "pas process chaos (seed {seed}): {n} referrals published, {rris} RRIs stored \
+        "pas process chaos on {store_kind:?} (seed {seed}): {n} referrals published, {rris} RRIs stored \
          (copies and resends included), {written} written once in e-RS, {pending} pending, \
          0 written twice; {pas_kills} pas-sim kills, {kills} bridge kills; {} needs action; \
          {owed} replies owed; {dead} dead letters; {:.0} s",
