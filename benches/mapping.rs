@@ -37,6 +37,7 @@ fn benches(c: &mut Criterion) {
                 control_id: &control_id,
                 timestamp,
                 attachments: &none,
+                attachment_errors: &Default::default(),
             };
             black_box(mapping.render(&input).unwrap().1.len())
         })
@@ -48,6 +49,7 @@ fn benches(c: &mut Criterion) {
                 control_id: &control_id,
                 timestamp,
                 attachments: &big,
+                attachment_errors: &Default::default(),
             };
             black_box(mapping.render(&input).unwrap().1.len())
         })

@@ -96,6 +96,7 @@ fn sample_messages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
             control_id: &control_id,
             timestamp,
             attachments: &none,
+            attachment_errors: &Default::default(),
         };
         match mapping.render(&input) {
             Ok((_, body)) => out.push((control_id.as_str().to_string(), body)),

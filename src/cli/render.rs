@@ -82,6 +82,7 @@ fn render(args: &RenderArgs, mapping: &crate::mapping::CompiledMapping) -> anyho
         control_id: &control_id,
         timestamp,
         attachments: &attachments,
+        attachment_errors: &Default::default(),
     })?;
     for w in &rendered.warnings {
         eprintln!("warning: {w}");

@@ -10,7 +10,7 @@ use chrono::{DateTime, FixedOffset};
 use serde_json::Value;
 
 use super::compile::{CompiledMapping, CompiledSegment, CompiledSet, Source};
-use super::eval::{eval, into_text, truthy, Attachments, Coll, Env};
+use super::eval::{eval, into_text, truthy, AttachmentErrors, Attachments, Coll, Env};
 use super::spec::OnMissing;
 use super::MappingError;
 use crate::hl7::{Delimiters, Message, Segment};
@@ -26,6 +26,8 @@ pub struct ApplyInput<'a> {
     pub timestamp: DateTime<FixedOffset>,
     /// Attachment bytes by attachment id; absent ones are sent by reference.
     pub attachments: &'a Attachments,
+    /// Why an attachment's bytes are absent (`attachment_error(id)`); empty when none failed.
+    pub attachment_errors: &'a AttachmentErrors,
 }
 
 /// A mapped message and the warnings raised on the way.
@@ -69,6 +71,7 @@ impl CompiledMapping {
             timestamp: &timestamp,
             tables: &self.tables,
             attachments: input.attachments,
+            attachment_errors: input.attachment_errors,
             max_inline_bytes: self.max_inline_bytes,
             warnings: RefCell::new(Vec::new()),
             lookup_misses: RefCell::new(Vec::new()),
@@ -274,6 +277,7 @@ name = "something optional"
             control_id: &control_id,
             timestamp: DateTime::parse_from_rfc3339("2024-01-15T10:30:00+01:00").unwrap(),
             attachments: &Attachments::new(),
+            attachment_errors: &Default::default(),
         };
         let (rendered, bytes) = m.render(&input).unwrap();
         assert_eq!(

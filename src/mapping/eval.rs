@@ -22,6 +22,10 @@ pub type Coll<'a> = Vec<Cow<'a, Value>>;
 /// Attachment bytes already fetched, keyed by attachment id (and/or URL).
 pub type Attachments = HashMap<String, Vec<u8>>;
 
+/// Why an attachment's bytes are not in [`Attachments`], keyed like it: the download's
+/// error, or that e-RS is still scanning it.
+pub type AttachmentErrors = HashMap<String, String>;
+
 /// What an evaluation can see besides its focus.
 pub struct Env<'a> {
     /// The referral (`%resource`).
@@ -33,6 +37,7 @@ pub struct Env<'a> {
     pub timestamp: &'a str,
     pub tables: &'a Tables,
     pub attachments: &'a Attachments,
+    pub attachment_errors: &'a AttachmentErrors,
     /// Attachments larger than this are sent by reference instead of inline.
     pub max_inline_bytes: usize,
     /// Warnings raised while evaluating (lookup misses).
@@ -331,6 +336,7 @@ mod tests {
             timestamp: "20240115103000+0000",
             tables: &tables,
             attachments: &atts,
+            attachment_errors: &AttachmentErrors::new(),
             max_inline_bytes: 10,
             warnings: RefCell::new(Vec::new()),
             lookup_misses: RefCell::new(Vec::new()),

@@ -10,6 +10,7 @@
 //! | `iif(cond, a[, b])` | `a` when `cond` is true, else `b` (or empty); only the chosen branch runs |
 //! | `attachment_base64(id)` | the fetched attachment's bytes in base64, if fetched and not over the inline limit |
 //! | `attachment_inline(id)` | whether `attachment_base64(id)` would give a value |
+//! | `attachment_error(id)` | why the attachment's bytes were not fetched (the download's error, or e-RS still scanning it); empty when fetched or not tried |
 //! | `nhs_number(x)` | `x` if it is a valid NHS number (modulus 11), else an error; empty stays empty |
 //! | `ubrn(x)` | `x` if it is a 12-digit UBRN, else an error; empty stays empty |
 //! | `decimal(x, places)` | the FHIR decimal `x` rounded half away from zero to `places` decimals (`'2.345'`, 2 → `2.35`); exact, never through binary floating point |
@@ -110,6 +111,14 @@ pub fn call<'a>(
                 (_, Some(b)) => text(base64::engine::general_purpose::STANDARD.encode(b)),
                 (_, None) => Vec::new(),
             })
+        }
+        "attachment_error" => {
+            let id = arg_text(0)?.unwrap_or_default();
+            Ok(env
+                .attachment_errors
+                .get(&id)
+                .map(|e| text(e.clone()))
+                .unwrap_or_default())
         }
         "nhs_number" => match arg_text(0)? {
             None => Ok(Vec::new()),

@@ -25,7 +25,7 @@ pub mod tables;
 
 pub use apply::{ApplyInput, Rendered};
 pub use compile::{compile_file, compile_str, CompiledMapping};
-pub use eval::Attachments;
+pub use eval::{AttachmentErrors, Attachments};
 pub use inbound::{Action, DecisionTable};
 
 /// Errors of the mapping engine. Compile errors name the file, line and field; apply errors

@@ -6,7 +6,7 @@
 //! `empty`, `count`, `not`, `extension(url)`, `resolve`, and the string functions
 //! `upper lower trim substring replace startsWith endsWith contains length join toString`)
 //! and the mapping functions of [`super::functions`] (`date`, `default`, `concat`,
-//! `lookup`, `iif`, `attachment_base64`, `attachment_inline`, `nhs_number`, `ubrn`,
+//! `lookup`, `iif`, `attachment_base64`, `attachment_inline`, `attachment_error`, `nhs_number`, `ubrn`,
 //! `decimal`, `divide`), called
 //! without a receiver.
 //! Evaluation is in [`super::eval`].
@@ -65,6 +65,7 @@ pub const GLOBALS: &[(&str, usize, usize)] = &[
     ("iif", 2, 3),
     ("attachment_base64", 1, 1),
     ("attachment_inline", 1, 1),
+    ("attachment_error", 1, 1),
     ("nhs_number", 1, 1),
     ("ubrn", 1, 1),
     ("decimal", 2, 2),

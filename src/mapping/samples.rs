@@ -220,6 +220,7 @@ pub fn run_manifest(path: &Path) -> Result<Vec<CaseResult>, MappingError> {
                     control_id: &control_id,
                     timestamp,
                     attachments: &attachments,
+                    attachment_errors: &Default::default(),
                 })
                 .map_err(|e| e.to_string())?;
             Ok(to_golden(&bytes))

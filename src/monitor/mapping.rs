@@ -93,6 +93,7 @@ pub async fn render(State(s): State<MonitorState>, Json(r): Json<RenderRequest>)
         control_id: &control_id,
         timestamp,
         attachments: &attachments,
+        attachment_errors: &Default::default(),
     }) {
         Ok(r) => r,
         Err(e) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),

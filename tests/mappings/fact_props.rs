@@ -184,6 +184,7 @@ proptest! {
                 control_id: &control_id,
                 timestamp: chrono::DateTime::parse_from_rfc3339("2024-01-15T10:30:00+00:00").unwrap(),
                 attachments: &Attachments::new(),
+                attachment_errors: &Default::default(),
             })
             .unwrap();
         let msg = read(&bytes).unwrap();

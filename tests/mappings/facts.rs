@@ -100,6 +100,7 @@ fn check(name: &str, mapping: &str, facts: &Facts) {
             control_id: &control_id,
             timestamp: chrono::DateTime::parse_from_rfc3339("2024-01-15T10:30:00+00:00").unwrap(),
             attachments: &attachments,
+            attachment_errors: &Default::default(),
         })
         .unwrap();
     let msg = read(&bytes).unwrap_or_else(|e| panic!("{name} {mapping}: {e}"));
@@ -311,6 +312,7 @@ fn a_named_requester_gives_the_referring_organisation_and_practitioner() {
             control_id: &control_id,
             timestamp: chrono::DateTime::parse_from_rfc3339("2024-01-15T10:30:00+00:00").unwrap(),
             attachments: &Default::default(),
+            attachment_errors: &Default::default(),
         })
         .unwrap();
     let msg = read(&bytes).unwrap();
@@ -346,6 +348,7 @@ fn a_cancellation_carries_its_reason_and_comments() {
                 timestamp: chrono::DateTime::parse_from_rfc3339("2024-01-15T10:30:00+00:00")
                     .unwrap(),
                 attachments: &Default::default(),
+                attachment_errors: &Default::default(),
             })
             .unwrap();
         let msg = read(&bytes).unwrap();
@@ -394,6 +397,7 @@ fn v251_embeds_up_to_the_tx_limit_and_says_why_it_did_not() {
                 timestamp: chrono::DateTime::parse_from_rfc3339("2024-01-15T10:30:00+00:00")
                     .unwrap(),
                 attachments: &attachments,
+                attachment_errors: &Default::default(),
             })
             .unwrap();
         let msg = read(&bytes).unwrap();

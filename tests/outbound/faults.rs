@@ -292,8 +292,8 @@ async fn broken_e_rs_bodies_park_or_retry_and_never_publish() {
 /// e-RS serving attachments over the client's cap (issue 21): with every attachment 2 MiB
 /// larger and `max_attachment_bytes` at 1 MiB, no download is held whole and nothing
 /// panics; each referral is still published once, its attachments sent by reference
-/// (OBX-2 `RP`, the e-RS URL) with a note that they were not embedded, never silently left
-/// out. With the attachments back to their size, a replay embeds them (OBX-2 `ED`).
+/// (OBX-2 `RP`, the e-RS URL) with a note saying why they were not embedded (the call and
+/// the limit), never silently left out. With the attachments back to their size, a replay embeds them (OBX-2 `ED`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attachment_over_the_cap_is_sent_by_reference_with_a_note() {
     let n = 20;
@@ -338,8 +338,12 @@ async fn an_attachment_over_the_cap_is_sent_by_reference_with_a_note() {
         );
         assert_eq!(
             segments(m, "OBX|1|RP|"),
-            segments(m, "NTE|1|L|Attachment not embedded"),
-            "each attachment by reference says so: {}",
+            segments(
+                m,
+                "NTE|1|L|Attachment not embedded (not downloaded: A042 (retrieve attachment): \
+                 response larger than the 1048576 byte limit)"
+            ),
+            "each attachment by reference says why: {}",
             m.body.replace('\r', "\n")
         );
     }

@@ -16,7 +16,11 @@ use super::super::PipelineError;
 use crate::ers::{binary_id_of, clinical_info_path, ErsClient, ErsError, RefDataCache};
 use crate::fhir::ReferralFacts;
 use crate::ids::Ubrn;
-use crate::mapping::Attachments;
+use crate::mapping::{AttachmentErrors, Attachments};
+
+/// The `attachment_error` of an attachment e-RS was still scanning when the referral was
+/// published (after `pending_attachment_max_wait`).
+const SCANNING: &str = "e-RS was still scanning it for threats (PENDING)";
 
 /// The attachment key under which the clinical information PDF is handed to the mapping.
 pub const CLINICAL_INFO_KEY: &str = "clinical-info";
@@ -30,6 +34,9 @@ pub struct Fetched {
     pub pending: Vec<String>,
     /// Attachment ids left out, with the reason (not available, download refused).
     pub unavailable: Vec<(String, String)>,
+    /// Why an attachment that should have been downloaded was not (its download failed for
+    /// good, or e-RS still scans it), by attachment id: the mapping's `attachment_error`.
+    pub errors: AttachmentErrors,
     /// DocumentReferences to add to the referral the mapping sees: the clinical information
     /// PDF and related referrals' documents (see [`enrich`]).
     pub extra_documents: Vec<Value>,
@@ -312,6 +319,7 @@ async fn fetch_attachments(
             None | Some("AVAILABLE") => {}
             Some("PENDING") => {
                 out.pending.push(a.id.clone());
+                out.errors.insert(a.id.clone(), SCANNING.into());
                 continue;
             }
             Some(other) => {
@@ -323,22 +331,29 @@ async fn fetch_attachments(
             Ok(bytes) => {
                 out.attachments.insert(a.id.clone(), bytes);
             }
-            Err(e) if is_pending(&e) => out.pending.push(a.id.clone()),
+            Err(e) if is_pending(&e) => {
+                out.pending.push(a.id.clone());
+                out.errors.insert(a.id.clone(), SCANNING.into());
+            }
             Err(e) if e.is_retryable() => return Err(PipelineError::ers(ubrn)(e)),
             Err(e) => {
                 tracing::warn!(ubrn = %ubrn, attachment = %a.id, error = %e, "attachment not downloadable");
                 out.unavailable.push((a.id.clone(), e.to_string()));
+                out.errors.insert(a.id.clone(), e.to_string());
             }
         }
     }
     Ok(())
 }
 
-/// A042, then A006 when A042 fails for good (e.g. not offered by this deployment).
+/// A042, then A006 when A042 fails for good (e.g. not offered by this deployment); not
+/// when the file is over the client's cap (A006 would send the same bytes).
 async fn download(ers: &ErsClient, id: &str) -> Result<Vec<u8>, ErsError> {
     match ers.attachment(id).await {
         Ok(b) => Ok(b.bytes.to_vec()),
-        Err(e) if e.is_retryable() || is_pending(&e) => Err(e),
+        Err(e) if e.is_retryable() || is_pending(&e) || matches!(e, ErsError::TooLarge { .. }) => {
+            Err(e)
+        }
         Err(e) => {
             tracing::debug!(attachment = %id, error = %e, "a042 failed, trying a006");
             ers.attachment_stu3(id).await.map(|b| b.bytes.to_vec())

@@ -248,6 +248,7 @@ impl Pipeline {
                     control_id: &control_id,
                     timestamp,
                     attachments: &docs.attachments,
+                    attachment_errors: &docs.errors,
                 };
                 let (mut r, mut bytes) = m.render(&input)?;
                 if let (Some((version, was)), "REF") = (previous, m.message_type[0].as_str()) {
