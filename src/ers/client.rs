@@ -371,7 +371,18 @@ impl ErsClient {
                 other => other,
             };
             let Some(delay) = self.retry_delay(&err, op, attempt) else {
-                warn!(operation = op.id(), correlation_id = %cid, attempt, error = %err, "e-rs call failed");
+                // e-RS refusing this one call (a 4xx other than the credentials' and the
+                // rate limit's, a version conflict, a lock) is the caller's to report, once,
+                // as what it means (a needs-action, a parked referral, a refused list): at
+                // WARN here too it doubled every such line (issue 21: 40,000 lines for
+                // 20,000 decisions about unknown referrals).
+                let callers = matches!(err.status(), Some(400..=499))
+                    && !matches!(err.status(), Some(401 | 403 | 429));
+                if callers {
+                    tracing::debug!(operation = op.id(), correlation_id = %cid, attempt, error = %err, "e-rs call refused");
+                } else {
+                    warn!(operation = op.id(), correlation_id = %cid, attempt, error = %err, "e-rs call failed");
+                }
                 return Err(err);
             };
             // Per attempt at debug: an outage is logged once by the events (events/outage.rs).
