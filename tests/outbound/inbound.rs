@@ -58,6 +58,17 @@ pub(crate) async fn reply(h: &Harness) -> ers_bridge::hl7::Inbound {
     read_inbound(&got.delivery.data, 1 << 20).unwrap()
 }
 
+/// Handles `msg` and asserts it ended done with `action`.
+pub(crate) async fn done(app: &ers_bridge::app::App, msg: &[u8], action: &str) {
+    let handled = app.inbound().handle(msg, Utc::now()).await.unwrap();
+    assert_eq!(
+        handled,
+        Handled::Done {
+            action: action.into()
+        }
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accept_is_one_a013_an_aa_and_no_echo() {
     let (h, app) = seeded(false).await;
@@ -65,13 +76,7 @@ async fn an_accept_is_one_a013_an_aa_and_no_echo() {
     h.take_messages().await;
 
     let msg = rri("PASACC0001", "A^Accepted^HL70283", "000000070001", "", "ok");
-    let handled = app.inbound().handle(&msg, Utc::now()).await.unwrap();
-    assert_eq!(
-        handled,
-        Handled::Done {
-            action: "accept".into()
-        }
-    );
+    done(&app, &msg, "accept").await;
     assert_eq!(ops(&h, "A013").await, 1);
     let ack = reply(&h).await;
     assert_eq!(ack.ack_code, Some(AckCode::AA));
@@ -897,13 +902,7 @@ async fn a_decision_with_a_document_is_refused_naming_the_obx() {
 async fn an_accept_before_the_first_ref_still_publishes_the_referral_once() {
     let (h, app) = seeded(false).await;
     let msg = rri("PASEARLY01", "A^Accepted^HL70283", "000000070001", "", "ok");
-    let handled = app.inbound().handle(&msg, Utc::now()).await.unwrap();
-    assert_eq!(
-        handled,
-        Handled::Done {
-            action: "accept".into()
-        }
-    );
+    done(&app, &msg, "accept").await;
     assert_eq!(ops(&h, "A013").await, 1);
     let ubrn = ers_bridge::ids::Ubrn::parse("000000070001").unwrap();
     let now_version = h.referral("000000070001").await["meta"]["versionId"]
@@ -951,13 +950,7 @@ async fn an_accept_before_the_first_ref_still_publishes_the_referral_once() {
     assert!(store.is_own_write(&ubrn, own).await.unwrap());
     reply(&h).await;
     let resent = rri("PASEARLY02", "A^Accepted^HL70283", "000000070001", "", "ok");
-    let handled = app.inbound().handle(&resent, Utc::now()).await.unwrap();
-    assert_eq!(
-        handled,
-        Handled::Done {
-            action: "accept".into()
-        }
-    );
+    done(&app, &resent, "accept").await;
     assert_eq!(reply(&h).await.ack_code, Some(AckCode::AA));
     assert_eq!(ops(&h, "A013").await, 1);
     app.close().await;
