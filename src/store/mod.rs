@@ -45,6 +45,7 @@ mod inbound_record;
 mod leases;
 mod monitor;
 mod operations;
+mod read_only;
 mod retention;
 mod schema;
 mod versions;
@@ -107,50 +108,6 @@ fn upsert_seen<'q>(ubrn: &'q Ubrn, version: Version, outcome: Seen, now_ms: i64)
         .bind(version.as_i64())
         .bind(outcome.as_str())
         .bind(now_ms)
-}
-
-/// When the pool last opened a SQLite connection that cannot write (the file or its
-/// directory read-only at that moment). Such a connection is let in, so that its writes fail
-/// with SQLite's own error and the fix rather than the pool's timeout; but every connection
-/// opened at or before that moment is closed instead of reused, so once the file is
-/// writable again the next statements run on fresh, writable connections (without this, a
-/// read-only connection would stay in the pool until its lifetime ends).
-#[derive(Debug, Clone)]
-struct ReadOnlyOpens {
-    base: std::time::Instant,
-    /// Nanoseconds after `base` of the last read-only open; 0 for never.
-    last: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl Default for ReadOnlyOpens {
-    fn default() -> Self {
-        Self {
-            base: std::time::Instant::now(),
-            last: std::sync::Arc::default(),
-        }
-    }
-}
-
-impl ReadOnlyOpens {
-    fn since_base(&self, at: std::time::Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.base).as_nanos())
-            .unwrap_or(u64::MAX)
-            .max(1)
-    }
-
-    fn opened_now(&self) {
-        let now = self.since_base(std::time::Instant::now());
-        self.last.store(now, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Whether a connection of this age was opened at or before the last read-only open.
-    fn may_be_read_only(&self, age: std::time::Duration) -> bool {
-        let last = self.last.load(std::sync::atomic::Ordering::Relaxed);
-        last != 0
-            && std::time::Instant::now()
-                .checked_sub(age)
-                .is_none_or(|opened| self.since_base(opened) <= last)
-    }
 }
 
 /// How a referral version was handled, as `referral_versions.outcome` records it. The one
@@ -353,7 +310,7 @@ impl Store {
         let sqlite = url.starts_with("sqlite:");
         let round_trips = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counted = round_trips.clone();
-        let read_only = ReadOnlyOpens::default();
+        let read_only = read_only::ReadOnlyOpens::default();
         let opened_read_only = read_only.clone();
         let pool = AnyPoolOptions::new()
             .max_connections(if memory {
@@ -385,7 +342,7 @@ impl Store {
                         conn.execute("PRAGMA cache_size = -1024").await?;
                         // SQLite opens a file it may not write read-only without a word,
                         // and such a connection stays read-only after the file is writable
-                        // again: see [`ReadOnlyOpens`]. A write of the header's unused
+                        // again: see [`read_only::ReadOnlyOpens`]. A write of the header's unused
                         // `user_version` (its own value) tells, at the cost of one small
                         // commit per connection opened.
                         // Not on a new, empty file: its first write must be the schema's
