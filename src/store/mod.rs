@@ -110,6 +110,14 @@ fn upsert_seen<'q>(ubrn: &'q Ubrn, version: Version, outcome: Seen, now_ms: i64)
         .bind(now_ms)
 }
 
+/// SQLite's `SQLITE_BUSY` ("database is locked"), whatever its extended code.
+fn is_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<u32>().ok())
+        .is_some_and(|c| c & 0xff == 5)
+}
+
 /// How a referral version was handled, as `referral_versions.outcome` records it. The one
 /// place these strings are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,11 +393,24 @@ impl Store {
                 .execute(&pool)
                 .await
                 .op("set auto vacuum")?;
-            // Kept in the database file: set once, before any other connection writes.
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
-                .await
-                .op("set journal mode")?;
+            // Kept in the database file: set once, before any other connection writes. Two
+            // processes opening a new file together (a `run` and an operator's `status`)
+            // both ask; the change takes an exclusive lock and SQLite answers the second
+            // "database is locked" at once, without waiting: asked again for up to 2 s.
+            let mut tries = 0;
+            loop {
+                match sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(&pool)
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(e) if tries < 100 && is_busy(&e) => {
+                        tries += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    Err(e) => return Err(e).op("set journal mode"),
+                }
+            }
         }
         let store = Self {
             pool,

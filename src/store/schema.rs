@@ -298,6 +298,7 @@ pub(super) async fn migrate(pool: &AnyPool, until: Option<i64>) -> Result<(), St
 }
 
 async fn migrate_on(conn: &mut AnyConnection, until: Option<i64>) -> Result<(), StoreError> {
+    let sqlite = conn.backend_name() == "SQLite";
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
     )
@@ -317,7 +318,24 @@ async fn migrate_on(conn: &mut AnyConnection, until: Option<i64>) -> Result<(), 
             version: *version,
             source,
         };
-        let mut tx = conn.begin().await.map_err(wrap)?;
+        // Another process may be migrating the same store at this moment (a second
+        // instance, or `ers-bridge status` beside a starting `run`): PostgreSQL holds the
+        // advisory lock above; SQLite takes the write lock before anything is read, and
+        // both look again whether this migration is still to do.
+        let mut tx = if sqlite {
+            conn.begin_with("BEGIN IMMEDIATE").await.map_err(wrap)?
+        } else {
+            conn.begin().await.map_err(wrap)?
+        };
+        let done = sqlx::query("SELECT 1 FROM schema_migrations WHERE version = $1")
+            .bind(*version)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(wrap)?;
+        if done.is_some() {
+            tx.commit().await.map_err(wrap)?;
+            continue;
+        }
         for sql in *statements {
             sqlx::query(*sql).execute(&mut *tx).await.map_err(wrap)?;
         }

@@ -135,8 +135,10 @@ async fn a_decision_waiting_on_another_instance_promotes_the_holders_reads() {
     // whole machine (a starved test process once saw its lease lapse in CI).
     let _one = crate::SERIAL.lock().await;
     let (db, store) = store().await;
-    let a = cluster(&store, "a", 5_000);
-    let b = cluster(&store, "b", 5_000);
+    // Leases of 15 s: nothing here waits for one to lapse, and a CI run starved this
+    // process long enough for `b`'s fresh 5 s lease to lapse before it was checked.
+    let a = cluster(&store, "a", 15_000);
+    let b = cluster(&store, "b", 15_000);
     let ers = ers_bridge::ers::ErsClient::new(
         &ers_bridge::config::load_str(
             "<test>",

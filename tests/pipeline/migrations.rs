@@ -97,6 +97,28 @@ async fn bridges_starting_together_migrate_once() {
     }
 }
 
+/// The same on SQLite: a `run` and an operator's `ers-bridge status` (or a check) opening
+/// one new store file together. Each migration takes SQLite's write lock before it looks
+/// whether it is still to do (a chaos test opening the store beside a starting bridge
+/// once failed on "duplicate column name").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_opening_one_sqlite_file_together_migrate_once() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = SecretString::from(format!("sqlite://{}", dir.path().join("b.db").display()));
+        let (a, b, c) = tokio::join!(
+            Store::connect(&url),
+            Store::connect(&url),
+            Store::connect(&url)
+        );
+        for (i, s) in [a, b, c].into_iter().enumerate() {
+            let s = s.unwrap_or_else(|e| panic!("opener {i}: {e}"));
+            s.set_state_value("probe", &i.to_string()).await.unwrap();
+            s.close().await;
+        }
+    }
+}
+
 /// Two bridges on one store see the same outage at once: the alert opens once (the
 /// database's unique index on open alerts decides, not a read before the write).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
