@@ -110,12 +110,14 @@ fn upsert_seen<'q>(ubrn: &'q Ubrn, version: Version, outcome: Seen, now_ms: i64)
         .bind(now_ms)
 }
 
-/// SQLite's `SQLITE_BUSY` ("database is locked"), whatever its extended code.
-fn is_busy(e: &sqlx::Error) -> bool {
+/// Whether `e` is SQLite's result `primary` (8 `SQLITE_READONLY`, 5 `SQLITE_BUSY`, ...),
+/// whatever its extended code.
+fn is_sqlite_code(e: &sqlx::Error, primary: u32) -> bool {
     e.as_database_error()
         .and_then(|d| d.code())
+        .filter(|c| c.len() < 5)
         .and_then(|c| c.parse::<u32>().ok())
-        .is_some_and(|c| c & 0xff == 5)
+        .is_some_and(|c| c & 0xff == primary)
 }
 
 /// How a referral version was handled, as `referral_versions.outcome` records it. The one
@@ -361,8 +363,12 @@ impl Store {
                             let probe = conn
                                 .execute(AssertSqlSafe(format!("PRAGMA user_version = {v}")))
                                 .await;
-                            if probe.is_err() {
-                                opened_read_only.opened_now();
+                            // Only a refusal to write: a busy file (another process
+                            // writing for longer than the busy timeout) is not read-only.
+                            if let Err(e) = probe {
+                                if is_sqlite_code(&e, 8) {
+                                    opened_read_only.opened_now();
+                                }
                             }
                         }
                     }
@@ -404,7 +410,7 @@ impl Store {
                     .await
                 {
                     Ok(_) => break,
-                    Err(e) if tries < 100 && is_busy(&e) => {
+                    Err(e) if tries < 100 && is_sqlite_code(&e, 5) => {
                         tries += 1;
                         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     }
