@@ -92,6 +92,11 @@ impl AmqpTls {
         Ok(tls)
     }
 
+    /// Whether a client certificate is configured.
+    pub fn has_client_identity(&self) -> bool {
+        self.identity.is_some()
+    }
+
     /// Opens a connection to `url` (`amqp://` or `amqps://`).
     pub(crate) async fn connect(
         &self,

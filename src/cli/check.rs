@@ -122,8 +122,19 @@ async fn check_broker(url: &secrecy::SecretString, tls: &crate::amqp::AmqpTls) -
             true
         }
         Ok(Err(e)) => {
+            // A broker that wants a client certificate may close a TLS 1.3 connection
+            // without an alert the client sees first (a reset): not certain enough for
+            // `run` to stop treating it as an outage, but the likely fix here.
+            let reset = e.to_string().contains("reset by peer");
             let fix = e.refusal().unwrap_or(
-                "check the user, password and virtual host in [amqp] url, and that the broker runs",
+                if reset && url.expose_secret().starts_with("amqps") && !tls.has_client_identity() {
+                    "the broker closed the tls connection: if it requires client certificates, \
+                     set [amqp] tls_client_cert_file and tls_client_key_file; otherwise check \
+                     that the broker runs"
+                } else {
+                    "check the user, password and virtual host in [amqp] url, and that the \
+                     broker runs"
+                },
             );
             eprintln!("error: broker {shown}: {e} ({fix})");
             false
