@@ -135,10 +135,8 @@ async fn a_decision_waiting_on_another_instance_promotes_the_holders_reads() {
     // whole machine (a starved test process once saw its lease lapse in CI).
     let _one = crate::SERIAL.lock().await;
     let (db, store) = store().await;
-    // Leases of 15 s: nothing here waits for one to lapse, and a CI run starved this
-    // process long enough for `b`'s fresh 5 s lease to lapse before it was checked.
-    let a = cluster(&store, "a", 15_000);
-    let b = cluster(&store, "b", 15_000);
+    let a = cluster(&store, "a", 5_000);
+    let b = cluster(&store, "b", 5_000);
     let ers = ers_bridge::ers::ErsClient::new(
         &ers_bridge::config::load_str(
             "<test>",
@@ -159,11 +157,15 @@ async fn a_decision_waiting_on_another_instance_promotes_the_holders_reads() {
     let promotion = held.promotion();
     assert!(!promotion.is_promoted());
     // `b`'s decision waits for the claim, and asks `a` to hurry.
+    // (Checked while `b` still holds the claim: dropping it gives the lease back.)
     let waiter = {
-        let ubrn = ubrn.clone();
+        let (ubrn, store) = (ubrn.clone(), store.clone());
         tokio::spawn(async move {
             let c = claims_b.take_when_free(&ubrn).await.unwrap();
-            c.fence().cloned()
+            let fence = c.fence().cloned().expect("a lease");
+            let holds = store.lease_holds(&fence).await.unwrap();
+            drop(c);
+            holds
         })
     };
     eventually("a's reads promoted", || {
@@ -174,12 +176,11 @@ async fn a_decision_waiting_on_another_instance_promotes_the_holders_reads() {
     assert!(!waiter.is_finished(), "still a's");
     // `a` finishes: `b` gets the claim (its bounded backoff, no wake-up across processes).
     drop(held);
-    let fence = tokio::time::timeout(Duration::from_secs(10), waiter)
+    let holds = tokio::time::timeout(Duration::from_secs(10), waiter)
         .await
         .expect("b gets the claim after a gave it back")
-        .unwrap()
-        .expect("a lease");
-    assert!(store.lease_holds(&fence).await.unwrap());
+        .unwrap();
+    assert!(holds, "b holds the lease it was given");
     stop.trigger();
     renewing.await.unwrap();
     store.close().await;

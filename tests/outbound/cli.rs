@@ -16,8 +16,9 @@ async fn demo_runs_until_drained_and_prints_a_summary() {
     let out = tokio::task::spawn_blocking({
         let prefix = prefix.clone();
         move || {
+            // At info: a clean demo logs no warning, and the lines are needed below.
             bridge()
-                .env("RUST_LOG", "warn")
+                .env("RUST_LOG", "info")
                 .args(["demo", "--generate", "20", "--queue-prefix", &prefix])
                 .args(["--amqp-url", AMQP_URL])
                 .output()
