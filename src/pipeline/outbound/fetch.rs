@@ -32,10 +32,9 @@ pub struct Fetched {
     pub attachments: Attachments,
     /// Attachment ids e-RS has not made available yet.
     pub pending: Vec<String>,
-    /// Attachment ids left out, with the reason (not available, download refused).
-    pub unavailable: Vec<(String, String)>,
-    /// Why an attachment that should have been downloaded was not (its download failed for
-    /// good, or e-RS still scans it), by attachment id: the mapping's `attachment_error`.
+    /// Why an attachment (or the clinical information PDF, under [`CLINICAL_INFO_KEY`]) that
+    /// should have been downloaded was not (its download failed for good, or e-RS still
+    /// scans it), by attachment id: the mapping's `attachment_error`.
     pub errors: AttachmentErrors,
     /// DocumentReferences to add to the referral the mapping sees: the clinical information
     /// PDF and related referrals' documents (see [`enrich`]).
@@ -300,8 +299,8 @@ pub async fn fetch_documents(
             Err(e) if e.is_retryable() => return Err(PipelineError::ers(ubrn)(e)),
             Err(e) => {
                 tracing::warn!(ubrn = %ubrn, error = %e, "clinical information not available");
-                out.unavailable
-                    .push((CLINICAL_INFO_KEY.to_string(), e.to_string()));
+                out.errors
+                    .insert(CLINICAL_INFO_KEY.to_string(), e.to_string());
             }
         }
     }
@@ -322,10 +321,8 @@ async fn fetch_attachments(
                 out.errors.insert(a.id.clone(), SCANNING.into());
                 continue;
             }
-            Some(other) => {
-                out.unavailable.push((a.id.clone(), other.to_string()));
-                continue;
-            }
+            // Not available in e-RS: the mapping reads the status from the FHIR itself.
+            Some(_) => continue,
         }
         match download(ers, &a.binary_id).await {
             Ok(bytes) => {
@@ -338,7 +335,6 @@ async fn fetch_attachments(
             Err(e) if e.is_retryable() => return Err(PipelineError::ers(ubrn)(e)),
             Err(e) => {
                 tracing::warn!(ubrn = %ubrn, attachment = %a.id, error = %e, "attachment not downloadable");
-                out.unavailable.push((a.id.clone(), e.to_string()));
                 out.errors.insert(a.id.clone(), e.to_string());
             }
         }
