@@ -11,4 +11,6 @@ mod immutable;
 mod inbound_store;
 mod migrations;
 mod monitor_store;
+#[path = "../common/private_postgres.rs"]
+mod private_postgres;
 mod store;

@@ -248,6 +248,73 @@ async fn a_refused_login_names_the_setting_to_fix() {
     );
 }
 
+/// A wrong store password, against a server of the test's own that checks passwords (the
+/// shared one trusts every local login): refused at once with the setting to fix and without
+/// the password; with the right one the store opens; and when the password changes under a
+/// running store, its next new connection is refused with the same fix (what the
+/// `store_not_writable` alert then carries), and it works again once the password is back.
+#[tokio::test]
+async fn a_wrong_store_password_names_the_fix() {
+    use sqlx::Connection as _;
+    let server = crate::private_postgres::PrivatePostgres::start().await;
+    let err = Store::connect_with_timeout(
+        &SecretString::from(server.url("not-the-password")),
+        std::time::Duration::from_secs(5),
+    )
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("refuses the login: check the user and password in [store] url"),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-password"), "no password: {text}");
+
+    let store = Store::connect(&SecretString::from(server.url(&server.password)))
+        .await
+        .unwrap();
+    store.set_state_value("alerts.probe", "1").await.unwrap();
+
+    // The password changes, and the store's open connections end.
+    let mut admin = sqlx::PgConnection::connect(&server.url(&server.password))
+        .await
+        .unwrap();
+    let set_password = |pw: String| {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER ROLE postgres PASSWORD '{pw}'"
+        )))
+    };
+    set_password("changed-by-the-dba".into())
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    // The first use may meet a connection the server just closed; a new one is refused.
+    let mut refused = None;
+    for n in 2..10 {
+        if let Err(e) = store.set_state_value("alerts.probe", &n.to_string()).await {
+            let text = e.to_string();
+            if text.contains("refuses the login") {
+                refused = Some(text);
+                break;
+            }
+        }
+    }
+    let text = refused.expect("the changed password is named as the cause");
+    assert!(text.contains("[store] url"), "{text}");
+    assert!(!text.contains(&server.password), "no password: {text}");
+
+    set_password(server.password.clone())
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    store.set_state_value("alerts.probe", "10").await.unwrap();
+    store.close().await;
+}
+
 /// A PostgreSQL user that may read the bridge's tables but not write them (a role given
 /// SELECT only): a write is refused with the database's message and the fix, not retried
 /// as an outage.
