@@ -12,7 +12,7 @@
 # from 127.0.0.1, as the tests expect), else started with `docker compose` when the
 # machine has it, else the script names what is missing and exits 69; then the hl7apy
 # venv in .venv-hl7apy (the strict outside HL7 validator the conformance tests run, and
-# python-hl7's MLLP client the MLLP listener test runs; HL7APY_PYTHON points at it) and Chromium (the dashboard test renders the page headless).
+# python-hl7's MLLP client the MLLP listener test runs; HL7APY_PYTHON points at it), Chromium (the dashboard test renders the page headless) and promtool (it checks deploy/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -151,12 +151,26 @@ ensure_chromium() {
   fi
 }
 
+# promtool checks deploy/'s Prometheus configuration, alert rules and dashboard queries.
+ensure_promtool() {
+  if command -v promtool >/dev/null 2>&1; then
+    echo "promtool ready"
+  elif can_apt; then
+    log "installing promtool (Debian's prometheus package; its server is not needed)"
+    apt_install --no-install-recommends prometheus
+  else
+    missing "promtool (for the monitoring files' tests)" \
+      "install it (e.g. \`sudo apt-get install prometheus\`), then run this again"
+  fi
+}
+
 setup() {
   log "services and tools"
   ensure_rabbitmq
   ensure_postgres
   ensure_hl7apy
   ensure_chromium
+  ensure_promtool
 }
 
 job=${1:-}

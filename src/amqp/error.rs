@@ -58,6 +58,9 @@ pub enum AmqpError {
     /// cannot be published as it is.
     #[error("the {what} is {len} bytes, over amqp's 255")]
     TooLong { what: &'static str, len: usize },
+    /// The connection closed again as soon as it was opened (asked for twice).
+    #[error("the broker connection closed as soon as it opened")]
+    ConnectionLost,
     /// The settings list no broker node to connect to (a bug: the configuration always has
     /// one).
     #[error("no broker url to connect to")]

@@ -25,6 +25,7 @@
 //! (the UBRN, a referral id, not a patient id): the management UI shows them.
 
 pub mod consumer;
+mod depth;
 mod error;
 mod nodes;
 mod properties;
@@ -35,6 +36,7 @@ mod tls;
 pub mod topology;
 
 pub use consumer::{Consumer, ConsumerSettings, InboundDelivery};
+pub use depth::QueueDepth;
 pub use error::{AmqpError, GiveUpReason, REFUSED_RETRY};
 pub use properties::DeliveryProperties;
 pub use publisher::{OutboundMessage, Published, Publisher, PublisherSettings, PublisherStats};

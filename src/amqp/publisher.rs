@@ -297,6 +297,25 @@ impl Publisher {
         }
     }
 
+    /// A new channel on the live connection (connecting when there is none), for questions
+    /// that may cost their channel, such as a passive declare of a missing queue.
+    pub(super) async fn side_channel(&self) -> Result<Channel, AmqpError> {
+        // Connect when needed; a connection lost between that and the lock is asked for
+        // once more, and the second failure is the answer.
+        for _ in 0..2 {
+            self.channel().await?;
+            let state = self.state.lock().await;
+            if let Some(live) = &state.live {
+                return live
+                    .conn
+                    .create_channel()
+                    .await
+                    .map_err(AmqpError::Connection);
+            }
+        }
+        Err(AmqpError::ConnectionLost)
+    }
+
     /// The open channel and its generation, connecting when there is none.
     async fn channel(&self) -> Result<(Channel, u64), AmqpError> {
         // Read before queueing on the lock: if the generation moved while we waited, another

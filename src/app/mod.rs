@@ -215,6 +215,18 @@ impl App {
                 secret: secret.into(),
             });
         }
+        // The queues whose depth the page and the gauges show (only with a broker).
+        let queues: Arc<[(&'static str, String)]> = if shared.pas.broker().is_some() {
+            vec![
+                ("pas", a.pas_queue.clone()),
+                ("pas-acks", a.pas_ack_queue.clone()),
+                ("inbound", a.inbound_queue.clone()),
+                ("dead-letter", a.dead_letter_queue.clone()),
+            ]
+            .into()
+        } else {
+            Arc::from(Vec::new())
+        };
         let monitor_state = MonitorState {
             store: shared.store.clone(),
             events: shared.events.clone(),
@@ -225,6 +237,8 @@ impl App {
             outbound: outbound.clone(),
             mappings_dir: config.mappings.dir.clone(),
             cluster: shared.cluster.clone(),
+            queues,
+            pas_unread_since: Default::default(),
         };
         Ok(Self {
             shared,
@@ -310,6 +324,8 @@ impl App {
             events: self.shared.events.clone(),
             pas: self.shared.pas.clone(),
             cluster: self.shared.cluster.clone(),
+            queues: self.monitor_state.queues.clone(),
+            pas_unread_since: self.monitor_state.pas_unread_since.clone(),
         }
     }
 
@@ -398,6 +414,11 @@ impl App {
             targets = self.outbound.targets().len(),
             "outbound pipeline running"
         );
+        tasks.spawn(monitor::trends::run(
+            self.shared.store.clone(),
+            self.shared.events.clone(),
+            self.shared.shutdown.clone(),
+        ));
         tasks.spawn(monitor::alerts::for_bridge(
             Arc::new(self.watched()),
             self.shared.shutdown.clone(),

@@ -16,6 +16,7 @@ mod run;
 mod simulate;
 mod test_mappings;
 mod validate;
+mod when;
 
 use std::process::ExitCode;
 
@@ -51,7 +52,7 @@ pub enum Command {
     /// List, resolve or retry the PAS decisions e-RS would not take from the bridge.
     NeedsAction(needs_action::NeedsActionArgs),
     /// One screen for the on-call: flow both ways, alerts, needs-action, parked, dead letters.
-    Status(ops::ConfigArg),
+    Status(ops::StatusArgs),
     /// Every stored stage of one referral, both directions, in order.
     Timeline(ops::TimelineArgs),
     /// Find stored messages by direction, status, type, time or control id (paged).

@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use crate::app::{App, Shutdown};
 use crate::ids::ControlId;
 use crate::pipeline::inbound::Handled;
+use crate::store::Store;
 
 /// Arguments of `needs-action`.
 #[derive(Debug, clap::Args)]
@@ -19,6 +20,9 @@ pub struct NeedsActionArgs {
     /// The configuration file (or set ERS_BRIDGE_CONFIG).
     #[arg(long, short, env = "ERS_BRIDGE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+    /// `list` as one JSON array (the API's form), for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Option<NeedsActionCommand>,
 }
@@ -35,11 +39,17 @@ pub enum NeedsActionCommand {
         /// What was done, kept with the record.
         #[arg(long)]
         note: String,
+        /// Who is doing it, recorded with the resolve.
+        #[arg(long, default_value_t = super::ops::whoami())]
+        by: String,
     },
     /// Try one again now with this configuration's e-RS access.
     Retry {
         /// The PAS's MSH-10 of the message.
         id: ControlId,
+        /// Who is doing it, recorded with the retry.
+        #[arg(long, default_value_t = super::ops::whoami())]
+        by: String,
     },
 }
 
@@ -49,29 +59,44 @@ pub fn run(args: &NeedsActionArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let command = args.command.as_ref().unwrap_or(&NeedsActionCommand::List);
     let result = super::runtime().and_then(|rt| {
         rt.block_on(async {
-            let app = App::build(&cfg, Shutdown::new())
+            if let NeedsActionCommand::Retry { id, by } = command {
+                // Only a retry needs e-RS (and builds the whole bridge to reach it).
+                let app = App::build(&cfg, Shutdown::new())
+                    .await
+                    .context("cannot start")?;
+                let r = retry(&app, id, by).await;
+                app.close().await;
+                return r;
+            }
+            let store = Store::connect(&cfg.store.url)
                 .await
-                .context("cannot start")?;
-            let r = act(
-                &app,
-                args.command.as_ref().unwrap_or(&NeedsActionCommand::List),
-            )
-            .await;
-            app.close().await;
+                .context("cannot open the store")?;
+            let r = act(&store, command, args.json).await;
+            store.close().await;
             r
         })
     });
     super::exit_code(result)
 }
 
-async fn act(app: &App, command: &NeedsActionCommand) -> anyhow::Result<bool> {
-    let store = &app.shared().store;
-    let now = chrono::Utc::now();
+/// `list` and `resolve`: the store is all they need.
+async fn act(store: &Store, command: &NeedsActionCommand, json: bool) -> anyhow::Result<bool> {
     match command {
         NeedsActionCommand::List => {
-            let items = store.inbound_needing_action().await?;
+            let mut items = store.inbound_needing_action().await?;
+            // Newest first: the most recent are the ones still actionable.
+            items.sort_by_key(|r| std::cmp::Reverse(r.received_at_ms));
+            if json {
+                let all: Vec<_> = items
+                    .iter()
+                    .map(crate::monitor::actions::needs_action_view)
+                    .collect();
+                println!("{}", serde_json::Value::Array(all));
+                return Ok(true);
+            }
             if items.is_empty() {
                 println!("no decisions need action");
             }
@@ -90,8 +115,10 @@ async fn act(app: &App, command: &NeedsActionCommand) -> anyhow::Result<bool> {
             }
             Ok(true)
         }
-        NeedsActionCommand::Resolve { id, note } => {
-            let done = store.inbound_resolve(id, note).await?;
+        NeedsActionCommand::Resolve { id, note, by } => {
+            let now = chrono::Utc::now().timestamp_millis();
+            let done =
+                crate::monitor::actions::resolve_needs_action(store, id, note, by, now).await?;
             if done {
                 println!("resolved {id}");
             } else {
@@ -99,31 +126,36 @@ async fn act(app: &App, command: &NeedsActionCommand) -> anyhow::Result<bool> {
             }
             Ok(done)
         }
-        NeedsActionCommand::Retry { id } => {
-            if !store.inbound_requeue(id, now.timestamp_millis()).await? {
-                println!("{id} is not an open needs-action record");
-                return Ok(false);
-            }
-            // This message only (other retries due keep their own schedule).
-            let handled = app.inbound().retry_now(id, now).await?;
-            let (line, ok) = match &handled {
-                Some(Handled::Done { action }) => (format!("applied in e-RS ({action})"), true),
-                Some(Handled::NoAction { why }) => (format!("nothing to do in e-RS: {why}"), true),
-                Some(Handled::NeedsAction { why }) => (format!("still needs action: {why}"), false),
-                Some(Handled::RetryScheduled { due_ms }) => (
-                    format!(
-                        "not applied yet (e-RS unavailable); retried from the store at {}",
-                        chrono::DateTime::from_timestamp_millis(*due_ms)
-                            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                            .unwrap_or_default()
-                    ),
-                    false,
-                ),
-                Some(other) => (format!("not retried: {}", other.outcome()), false),
-                None => ("not found".to_string(), false),
-            };
-            println!("{id}: {line}");
-            Ok(ok)
-        }
+        NeedsActionCommand::Retry { .. } => unreachable!("a retry is run by `retry`"),
     }
+}
+
+/// `retry`: this message now, with this configuration's e-RS access, and what became of it.
+async fn retry(app: &App, id: &ControlId, by: &str) -> anyhow::Result<bool> {
+    let store = &app.shared().store;
+    let now = chrono::Utc::now();
+    if !crate::monitor::actions::retry_needs_action(store, id, by, now.timestamp_millis()).await? {
+        println!("{id} is not an open needs-action record");
+        return Ok(false);
+    }
+    // This message only (other retries due keep their own schedule).
+    let handled = app.inbound().retry_now(id, now).await?;
+    let (line, ok) = match &handled {
+        Some(Handled::Done { action }) => (format!("applied in e-RS ({action})"), true),
+        Some(Handled::NoAction { why }) => (format!("nothing to do in e-RS: {why}"), true),
+        Some(Handled::NeedsAction { why }) => (format!("still needs action: {why}"), false),
+        Some(Handled::RetryScheduled { due_ms }) => (
+            format!(
+                "not applied yet (e-RS unavailable); retried from the store at {}",
+                chrono::DateTime::from_timestamp_millis(*due_ms)
+                    .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or_default()
+            ),
+            false,
+        ),
+        Some(other) => (format!("not retried: {}", other.outcome()), false),
+        None => ("not found".to_string(), false),
+    };
+    println!("{id}: {line}");
+    Ok(ok)
 }

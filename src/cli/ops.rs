@@ -33,6 +33,19 @@ pub struct TimelineArgs {
     /// Print the stored HL7 under each message.
     #[arg(long)]
     pub payloads: bool,
+    /// One JSON object (`ubrn`, `stages`), for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// One JSON object with every list whole (not cut at ten), for scripts.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `search`.
@@ -58,17 +71,20 @@ pub struct SearchArgs {
     pub control_id: Option<String>,
     #[arg(long)]
     pub ubrn: Option<String>,
-    /// Only messages at or after this time (RFC 3339).
+    /// Only messages at or after this time: RFC 3339, or a duration before now (`1h`).
     #[arg(long)]
-    pub since: Option<chrono::DateTime<chrono::Utc>>,
-    /// Only messages before this time (RFC 3339).
+    pub since: Option<super::when::When>,
+    /// Only messages before this time: RFC 3339, or a duration before now (`15m`).
     #[arg(long)]
-    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    pub until: Option<super::when::When>,
     /// The cursor printed after the previous page.
     #[arg(long)]
     pub after: Option<String>,
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// The page as one JSON object (`items`, `next`), for scripts.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `redrive`.
@@ -83,7 +99,7 @@ pub struct RedriveArgs {
     pub by: String,
 }
 
-fn whoami() -> String {
+pub(super) fn whoami() -> String {
     std::env::var("USER").unwrap_or_else(|_| "cli".into())
 }
 
@@ -180,8 +196,14 @@ async fn print_instances(store: &crate::store::Store, live_ms: i64) -> anyhow::R
     Ok(())
 }
 
-pub fn status(args: &ConfigArg) -> ExitCode {
-    with_store(args, |cfg, store| async move {
+pub fn status(args: &StatusArgs) -> ExitCode {
+    if args.json {
+        return with_store(&args.config, |_, store| async move {
+            println!("{}", status_json(&store).await?);
+            Ok(ExitCode::SUCCESS)
+        });
+    }
+    with_store(&args.config, |cfg, store| async move {
         let live_ms = i64::try_from(
             cfg.cluster
                 .lease_ttl
@@ -249,15 +271,67 @@ pub fn status(args: &ConfigArg) -> ExitCode {
             println!("  {}  {}  {}: {}", d.id, when(d.at_ms), d.reason, d.detail);
         }
         more(dead.len(), "GET /api/dead-letters");
+        let (misses, total) = store.code_misses(SHOWN as i64).await?;
+        println!("code-table misses {total} codes with no entry");
+        for m in &misses {
+            println!(
+                "  {}  {:?}  {} times, last {}",
+                m.table,
+                m.code,
+                m.count,
+                when(m.last_ms)
+            );
+        }
+        more(total as usize, "GET /api/code-misses");
         Ok(ExitCode::SUCCESS)
     })
 }
 
+/// `status --json`: the same facts, each list whole and newest first.
+async fn status_json(store: &crate::store::Store) -> anyhow::Result<serde_json::Value> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut needs = store.inbound_needing_action().await?;
+    needs.sort_by_key(|r| std::cmp::Reverse(r.received_at_ms));
+    let mut parked = store.parked().await?;
+    parked.reverse();
+    let dead: Vec<_> = store
+        .dead_letters(10_000)
+        .await?
+        .into_iter()
+        .filter(|d| d.redriven_at_ms.is_none())
+        .collect();
+    let (misses, _) = store.code_misses(10_000).await?;
+    Ok(serde_json::json!({
+        "now_ms": now,
+        "flow": store.flow(now).await?,
+        "oldest_awaiting_decision_ms": store.oldest_awaiting_decision_ms().await?,
+        "instances": store.instances(3_600_000).await?,
+        "alerts": store.open_alerts().await?,
+        "needs_action": needs.iter().map(crate::monitor::actions::needs_action_view).collect::<Vec<_>>(),
+        "parked": parked
+            .iter()
+            .map(|p| serde_json::json!({"ubrn": p.ubrn.to_string(), "version": p.version.as_i64(),
+                "reason": p.reason, "parked_at_ms": p.parked_at_ms}))
+            .collect::<Vec<_>>(),
+        "dead_letters": dead,
+        "code_misses": misses,
+    }))
+}
+
 /// `ers-bridge timeline UBRN`.
 pub fn timeline(args: &TimelineArgs) -> ExitCode {
-    let (ubrn, payloads) = (args.ubrn.clone(), args.payloads);
+    let (ubrn, payloads, json) = (args.ubrn.clone(), args.payloads, args.json);
     with_store(&args.config, |_, store| async move {
-        let stages = store.timeline(&ubrn).await?;
+        let mut stages = store.timeline(&ubrn).await?;
+        if json {
+            if !payloads {
+                stages.iter_mut().for_each(|s| s.payload = None);
+            }
+            let code = if stages.is_empty() { 1 } else { 0 };
+            let v = serde_json::json!({"ubrn": ubrn.to_string(), "stages": stages});
+            println!("{v}");
+            return Ok(ExitCode::from(code));
+        }
         if stages.is_empty() {
             println!("nothing stored for {ubrn}");
             return Ok(ExitCode::from(1));
@@ -298,8 +372,13 @@ pub fn search(args: &SearchArgs) -> ExitCode {
         after: args.after.clone(),
         limit: Some(args.limit),
     };
+    let json = args.json;
     with_store(&args.config, |_, store| async move {
         let page = store.search(&filter).await?;
+        if json {
+            println!("{}", serde_json::to_value(&page)?);
+            return Ok(ExitCode::SUCCESS);
+        }
         for m in &page.items {
             println!(
                 "{}  {:<3} {:<9} {:<20} {:<12} {:<13} {}",

@@ -33,12 +33,13 @@ pub struct ReplayArgs {
     /// Filter (instead of a UBRN, with `--as-new`): outbound message type, e.g. `REF^I12`.
     #[arg(long = "type", requires = "as_new")]
     pub message_type: Option<String>,
-    /// Filter: messages published at or after this time (RFC 3339).
+    /// Filter: messages published at or after this time (RFC 3339, or a duration before
+    /// now such as `1h`).
     #[arg(long, requires = "as_new")]
-    pub since: Option<chrono::DateTime<chrono::Utc>>,
-    /// Filter: messages published before this time (RFC 3339).
+    pub since: Option<super::when::When>,
+    /// Filter: messages published before this time (RFC 3339, or a duration before now).
     #[arg(long, requires = "as_new")]
-    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    pub until: Option<super::when::When>,
     /// Who is replaying, recorded with each replay.
     #[arg(long, default_value_t = std::env::var("USER").unwrap_or_else(|_| "cli".into()))]
     pub by: String,

@@ -117,6 +117,8 @@ pub struct AlertsConfig {
     pub needs_action_hours: u64,
     /// A referral published with no PAS decision for this long.
     pub no_decision_hours: u64,
+    /// Messages waiting on the PAS queue with no consumer for this long.
+    pub pas_queue_unread_minutes: u64,
 }
 
 impl Default for AlertsConfig {
@@ -127,6 +129,7 @@ impl Default for AlertsConfig {
             no_poll_minutes: 15,
             needs_action_hours: 4,
             no_decision_hours: 48,
+            pas_queue_unread_minutes: 15,
         }
     }
 }

@@ -42,6 +42,9 @@ impl InternalEvent for ErsCallFinished {
             )),
             Some(_) => m.ers_outage.log(m.ers_outage.success()),
         }
+        if matches!(self.status, Some(200..=299)) {
+            m.last_ers_success.set(chrono::Utc::now().timestamp());
+        }
         match self.status {
             Some(429) => {
                 m.ers_rate_limited.inc();

@@ -42,8 +42,12 @@ impl InternalEvent for InboundHandled {
             })
             .inc();
         m.inbound_duration.observe(self.took.as_secs_f64());
+        m.trend_from_pas.inc();
         if self.outcome == "dead_lettered" {
             m.dead_lettered.inc();
+        }
+        if self.outcome == "needs_action" {
+            m.trend_needs_action.inc();
         }
     }
 
@@ -161,5 +165,45 @@ impl InternalEvent for FactsRead {
             f.oldest_awaiting_decision_ms
                 .map_or(0, |t| (self.now_ms - t).max(0) / 1000),
         );
+    }
+}
+
+/// The broker's depth of each of the bridge's queues, read by the alert evaluation: sets
+/// the queue gauges (a queue that could not be read keeps its last figures).
+#[derive(Debug, Clone)]
+pub struct QueueDepthsRead {
+    pub depths: Vec<crate::amqp::QueueDepth>,
+}
+
+impl InternalEvent for QueueDepthsRead {
+    fn emit(&self, m: &Metrics) {
+        for d in &self.depths {
+            let labels = super::labels::QueueLabels {
+                role: d.role,
+                queue: d.queue.clone(),
+            };
+            if let (Some(n), Some(c)) = (d.messages, d.consumers) {
+                m.queue_messages.get_or_create(&labels).set(n.into());
+                m.queue_consumers.get_or_create(&labels).set(c.into());
+            }
+        }
+    }
+}
+
+/// What this process's probe found for each alert condition it could read (every instance
+/// probes; one acts): sets `ers_bridge_alert_condition`, which the Prometheus rules in
+/// `deploy/alerts.yml` read, so they fire on exactly the built-in alerts' conditions.
+#[derive(Debug, Clone)]
+pub struct ConditionsProbed {
+    pub states: Vec<(&'static str, bool)>,
+}
+
+impl InternalEvent for ConditionsProbed {
+    fn emit(&self, m: &Metrics) {
+        for (condition, firing) in &self.states {
+            m.alert_condition
+                .get_or_create(&super::labels::ConditionLabels { condition })
+                .set(i64::from(*firing));
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The metric families the events update, registered once under their Prometheus names
 //! (`ers_bridge_…`, counters ending `_total` when encoded, durations in `_seconds`).
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -56,67 +56,7 @@ impl EncodeLabelValue for StatusClass {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct MessageTypeLabels {
-    pub message_type: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct ErsCallLabels {
-    pub operation: &'static str,
-    pub status_class: StatusClass,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct OperationLabels {
-    pub operation: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct InstanceLabels {
-    /// Not `instance`: Prometheus gives that label to every scraped target.
-    pub instance_id: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct LeaseKindLabels {
-    /// `claim`, `poller` or `job`.
-    pub kind: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct ServiceLabels {
-    pub service: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct WorklistLabels {
-    pub service: String,
-    pub list: &'static str,
-    pub result: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct TableLabels {
-    pub table: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct InboundLabels {
-    pub kind: &'static str,
-    pub outcome: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct ReplyLabels {
-    pub code: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct WebhookLabels {
-    /// `delivered` or `failed`.
-    pub result: &'static str,
-}
+pub use super::labels::*;
 
 fn latency_histogram() -> Histogram {
     // 5 ms … ~20 s.
@@ -157,6 +97,14 @@ pub struct Metrics {
     pub alerts_open: Gauge,
     /// Unix time of the last worklist poll that succeeded (0: none yet).
     pub last_successful_poll: Gauge,
+    /// Unix time of the last e-RS call answered 2xx (0: none yet).
+    pub last_ers_success: Gauge,
+    /// Messages ready on each of the bridge's queues, and their consumers, as the broker
+    /// said at the last alert evaluation ([`super::QueueDepthsRead`]).
+    pub queue_messages: Family<QueueLabels, Gauge>,
+    pub queue_consumers: Family<QueueLabels, Gauge>,
+    /// 1 while this process's probe finds a built-in alert's condition true, else 0.
+    pub alert_condition: Family<ConditionLabels, Gauge>,
     /// App-restricted worklist calls left today, by service.
     pub worklist_budget_left: Family<ServiceLabels, Gauge>,
     pub alerts_opened: Counter,
@@ -181,6 +129,14 @@ pub struct Metrics {
     pub ers_outage: super::Outage,
     /// PAS messages that could not be handled (store or broker down) and went back.
     pub inbound_outage: super::Outage,
+    /// Not metrics: what the trend recorder (`monitor/trends.rs`) takes per minute into the
+    /// store: messages published to the PAS, PAS messages handled, decisions that needed
+    /// action.
+    pub trend_to_pas: Counter,
+    pub trend_from_pas: Counter,
+    pub trend_needs_action: Counter,
+    /// Not metrics: the (table, code) misses already logged by this process.
+    pub lookup_misses_logged: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Metrics {
@@ -212,6 +168,10 @@ impl Metrics {
             oldest_awaiting_decision: Gauge::default(),
             alerts_open: Gauge::default(),
             last_successful_poll: Gauge::default(),
+            last_ers_success: Gauge::default(),
+            queue_messages: Family::default(),
+            queue_consumers: Family::default(),
+            alert_condition: Family::default(),
             worklist_budget_left: Family::default(),
             alerts_opened: Counter::default(),
             alert_webhook_posts: Family::default(),
@@ -225,6 +185,10 @@ impl Metrics {
             broker_outage: super::Outage::new("broker"),
             ers_outage: super::Outage::new("e-rs"),
             inbound_outage: super::Outage::new("inbound handling"),
+            trend_to_pas: Counter::default(),
+            trend_from_pas: Counter::default(),
+            trend_needs_action: Counter::default(),
+            lookup_misses_logged: Default::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -353,6 +317,28 @@ impl Metrics {
             "ers_bridge_last_successful_poll_timestamp_seconds",
             "When a worklist poll last succeeded (Unix time; 0: not yet)",
             m.last_successful_poll.clone(),
+        );
+        r.register(
+            "ers_bridge_ers_last_success_timestamp_seconds",
+            "When an e-RS call was last answered 2xx (Unix time; 0: not yet)",
+            m.last_ers_success.clone(),
+        );
+        r.register(
+            "ers_bridge_queue_messages",
+            "Messages ready on each of the bridge's queues, by role and queue, as the broker \
+             said at the last alert evaluation",
+            m.queue_messages.clone(),
+        );
+        r.register(
+            "ers_bridge_queue_consumers",
+            "Consumers of each of the bridge's queues, by role and queue",
+            m.queue_consumers.clone(),
+        );
+        r.register(
+            "ers_bridge_alert_condition",
+            "1 while this process finds a built-in alert's condition true, by condition \
+             (every instance probes; the alert itself is opened by one)",
+            m.alert_condition.clone(),
         );
         r.register(
             "ers_bridge_worklist_budget_left",

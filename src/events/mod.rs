@@ -27,6 +27,7 @@
 mod clients;
 mod cluster;
 mod inbound;
+mod labels;
 mod metrics;
 mod outage;
 mod outbound;
@@ -41,7 +42,8 @@ pub use clients::{
 };
 pub use cluster::{ClusterBeat, LeaseLost};
 pub use inbound::{
-    AlertChanged, AlertWebhookPosted, AlertsEvaluated, FactsRead, InboundHandled, ReplySent,
+    AlertChanged, AlertWebhookPosted, AlertsEvaluated, ConditionsProbed, FactsRead, InboundHandled,
+    QueueDepthsRead, ReplySent,
 };
 pub use metrics::{Metrics, StatusClass};
 pub use outage::{Outage, OutageLog};

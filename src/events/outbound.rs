@@ -31,6 +31,7 @@ impl InternalEvent for Published {
                 message_type: self.message_type.clone(),
             })
             .inc();
+        m.trend_to_pas.inc();
     }
 
     fn observed(&self) -> Option<Event> {
@@ -191,11 +192,28 @@ impl InternalEvent for WorklistPolled {
 #[derive(Debug, Clone)]
 pub struct LookupMissed {
     pub table: String,
+    /// The code that has no entry (an e-RS reference code, not patient data).
+    pub code: String,
 }
 
 impl InternalEvent for LookupMissed {
     fn emit(&self, m: &Metrics) {
-        tracing::debug!(table = %self.table, "code table look-up missed");
+        // Once per (table, code) in this process: the list of codes to add is in the store
+        // (`status`, the dashboard); a log line per referral would bury it.
+        let first = m
+            .lookup_misses_logged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((self.table.clone(), self.code.clone()));
+        if first {
+            tracing::warn!(
+                table = %self.table,
+                code = %self.code,
+                "code table has no entry for this code: add it to mappings/tables (logged once per code)"
+            );
+        } else {
+            tracing::debug!(table = %self.table, code = %self.code, "code table look-up missed");
+        }
         m.lookup_misses
             .get_or_create(&TableLabels {
                 table: self.table.clone(),

@@ -35,8 +35,9 @@ pub struct ApplyInput<'a> {
 pub struct Rendered {
     pub message: Message,
     pub warnings: Vec<String>,
-    /// The code tables whose look-ups missed, once per miss (for the miss counters).
-    pub lookup_misses: Vec<String>,
+    /// The `(table, code)` of each look-up that missed, once per miss (for the miss
+    /// counters and the store's list of codes to add).
+    pub lookup_misses: Vec<(String, String)>,
 }
 
 impl CompiledMapping {

@@ -42,8 +42,9 @@ pub struct Env<'a> {
     pub max_inline_bytes: usize,
     /// Warnings raised while evaluating (lookup misses).
     pub warnings: RefCell<Vec<String>>,
-    /// The tables whose look-ups missed, once per miss (the pipeline counts them).
-    pub lookup_misses: RefCell<Vec<String>>,
+    /// The `(table, code)` of each look-up that missed, once per miss (the pipeline counts
+    /// and records them).
+    pub lookup_misses: RefCell<Vec<(String, String)>>,
 }
 
 /// Evaluates `e` with `focus` as `$this`.

@@ -95,7 +95,9 @@ pub fn call<'a>(
                     env.warnings
                         .borrow_mut()
                         .push(format!("table {table} has no entry for {code:?}"));
-                    env.lookup_misses.borrow_mut().push(table.clone());
+                    env.lookup_misses
+                        .borrow_mut()
+                        .push((table.clone(), code.clone()));
                     Ok(Vec::new())
                 }
             }

@@ -1,13 +1,14 @@
 //! The operator actions the API and the CLI share, each recorded in the store with who
 //! asked: re-drive a dead letter to the inbound queue (once: the store's mark is the
-//! guard, taken back if the broker does not take the message), and replay referrals under
-//! new control ids (or, with a dry run, say what would be replayed).
+//! guard, taken back if the broker does not take the message), replay referrals under
+//! new control ids (or, with a dry run, say what would be replayed), and resolve or retry
+//! a needs-action record.
 
 use base64::Engine as _;
 use serde::Serialize;
 
 use crate::amqp::{AmqpError, OutboundMessage, Publisher};
-use crate::ids::Ubrn;
+use crate::ids::{ControlId, Ubrn};
 use crate::pipeline::outbound::{Outcome, Pipeline};
 use crate::store::{SearchFilter, Store, StoreError};
 
@@ -66,6 +67,62 @@ pub async fn redrive(
         .await?;
     tracing::info!(id, who, "dead letter re-driven");
     Ok(())
+}
+
+/// A needs-action record as the API and `needs-action list --json` show it.
+pub fn needs_action_view(r: &crate::store::InboundRecord) -> serde_json::Value {
+    serde_json::json!({
+        "control_id": r.control_id.to_string(),
+        "ubrn": r.ubrn.as_ref().map(ToString::to_string),
+        "message_type": r.message_type,
+        "action": r.action,
+        "why": r.detail,
+        "received_at_ms": r.received_at_ms,
+        "reply_code": r.reply_code,
+    })
+}
+
+/// Closes needs-action record `id` with `note` and records it as `who`'s; `false` when no
+/// open record has that MSH-10.
+pub async fn resolve_needs_action(
+    store: &Store,
+    id: &ControlId,
+    note: &str,
+    who: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    if !store.inbound_resolve(id, note).await? {
+        return Ok(false);
+    }
+    store
+        .record_operator_action(who, "resolve", id.as_str(), note, now_ms)
+        .await?;
+    tracing::info!(control_id = %id, who, "needs-action record resolved");
+    Ok(true)
+}
+
+/// Puts needs-action record `id` back to be tried now (the retry loop of a running bridge
+/// takes it) and records it as `who`'s; `false` when no open record has that MSH-10.
+pub async fn retry_needs_action(
+    store: &Store,
+    id: &ControlId,
+    who: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    if !store.inbound_requeue(id, now_ms).await? {
+        return Ok(false);
+    }
+    store
+        .record_operator_action(
+            who,
+            "retry",
+            id.as_str(),
+            "needs-action record tried again",
+            now_ms,
+        )
+        .await?;
+    tracing::info!(control_id = %id, who, "needs-action record queued to be tried again");
+    Ok(true)
 }
 
 /// What a replay of one referral did, or (dry run) would do.

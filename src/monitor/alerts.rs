@@ -38,6 +38,21 @@ pub struct Transition {
     pub at_ms: i64,
 }
 
+/// Every condition [`probe`] evaluates, by name (the Prometheus rules in
+/// `deploy/alerts.yml` have one each; a test checks both ways).
+pub const CONDITIONS: &[&str] = &[
+    "worklist_poll_stale",
+    "worklist_refused",
+    "ers_auth_failing",
+    "broker_disconnected",
+    "broker_refused",
+    "pas_queue_unread",
+    "store_not_writable",
+    "dead_letters_growing",
+    "needs_action_old",
+    "no_pas_decision",
+];
+
 /// The alerts the store cannot hold: `store_not_writable` fires exactly when the store
 /// refuses writes, so its row could never be written. Each process keeps these itself (two
 /// bridges on one read-only store each raise it once).
@@ -182,6 +197,48 @@ pub struct Watched {
     /// This process among the bridges on the store: only the holder of the `job:alerts`
     /// lease opens and resolves alerts (one evaluator per cluster).
     pub cluster: Arc<crate::cluster::Cluster>,
+    /// The bridge's queues on the broker, by role (empty without a broker).
+    pub queues: Arc<[(&'static str, String)]>,
+    /// Since when the PAS queue has had messages and no consumer (in this process: a new
+    /// evaluator starts counting again).
+    pub pas_unread_since: Arc<std::sync::Mutex<Option<i64>>>,
+}
+
+/// The broker's depth of the bridge's queues now, read over the publisher's connection
+/// within 2 s (empty without a broker); sets the queue gauges.
+pub async fn queue_depths(
+    pas: &PasLink,
+    queues: &[(&'static str, String)],
+    events: &Events,
+) -> Vec<crate::amqp::QueueDepth> {
+    let Some(publisher) = pas.broker() else {
+        return Vec::new();
+    };
+    if queues.is_empty() {
+        return Vec::new();
+    }
+    let depths = match tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        publisher.queue_depths(queues),
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(_) => queues
+            .iter()
+            .map(|(role, queue)| crate::amqp::QueueDepth {
+                role,
+                queue: queue.clone(),
+                messages: None,
+                consumers: None,
+                error: Some("no answer from the broker within 2s".into()),
+            })
+            .collect(),
+    };
+    events.emit(crate::events::QueueDepthsRead {
+        depths: depths.clone(),
+    });
+    depths
 }
 
 /// The conditions now, from the store, the event hub and the link to the PAS.
@@ -195,7 +252,10 @@ pub async fn probe(
     let store = &shared.store;
     let m = shared.events.metrics();
     let mut out = Vec::new();
-    let mut cond = |name, firing: Option<String>| out.push(Condition { name, firing });
+    let mut cond = |name, firing: Option<String>| {
+        debug_assert!(CONDITIONS.contains(&name), "{name} is not in CONDITIONS");
+        out.push(Condition { name, firing })
+    };
 
     // Each list on its own (one stale list among fresh ones is still stale); any
     // instance's poll counts: the store has the last one of each list, read at once. When
@@ -256,6 +316,36 @@ pub async fn probe(
                 .to_string()
         }),
     );
+    let depths = queue_depths(&shared.pas, &shared.queues, &shared.events).await;
+    if let Some(pas) = depths.iter().find(|d| d.role == "pas") {
+        let mut since = shared
+            .pas_unread_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match (pas.messages, pas.consumers) {
+            (Some(n), Some(0)) if n > 0 => {
+                let from = *since.get_or_insert(now);
+                let limit = cfg.pas_queue_unread_minutes as i64 * 60_000;
+                cond(
+                    "pas_queue_unread",
+                    (now - from >= limit).then(|| {
+                        format!(
+                            "{n} messages wait on the pas queue {} and nothing has consumed it \
+                             for {} minutes: the pas has stopped reading",
+                            pas.queue,
+                            (now - from) / 60_000
+                        )
+                    }),
+                );
+            }
+            (Some(_), Some(_)) => {
+                *since = None;
+                cond("pas_queue_unread", None);
+            }
+            // Not read this time: left as it is.
+            _ => {}
+        }
+    }
     let writable = store
         .set_state_value("alerts.probe", &now.to_string())
         .await;
@@ -369,6 +459,12 @@ pub fn for_bridge(
                 async move {
                     // Every instance reads the facts (its gauges); one acts on them.
                     let conditions = probe(&s, &cfg, started, &lists).await;
+                    s.events.emit(crate::events::ConditionsProbed {
+                        states: conditions
+                            .iter()
+                            .map(|c| (c.name, c.firing.is_some()))
+                            .collect(),
+                    });
                     match s.cluster.hold("job:alerts").await {
                         Ok(Some(_)) => conditions,
                         _ => Vec::new(),

@@ -85,7 +85,15 @@ pub async fn summary(State(s): State<MonitorState>) -> Response {
         }
         let facts = store.facts(now).await?;
         let alerts = store.open_alerts().await?;
+        let health = super::health::health_view(&s).await?;
+        let (code_misses, code_misses_total) = store.code_misses(20).await?;
+        let queues =
+            super::alerts::queue_depths(&s.pas, &s.queues, &s.events).await;
         Ok::<_, StoreError>(json!({
+            "health": health,
+            "code_misses": code_misses,
+            "code_misses_total": code_misses_total,
+            "queues": queues,
             "now_ms": now,
             "flow": flow,
             "published_by_type": published.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
@@ -162,16 +170,73 @@ pub async fn needs_action(State(s): State<MonitorState>) -> Response {
         Ok(items) => Json(
             items
                 .iter()
-                .map(|r| {
-                    json!({"control_id": r.control_id.to_string(),
-                           "ubrn": r.ubrn.as_ref().map(ToString::to_string),
-                           "message_type": r.message_type, "action": r.action,
-                           "why": r.detail, "received_at_ms": r.received_at_ms,
-                           "reply_code": r.reply_code})
-                })
+                .map(actions::needs_action_view)
                 .collect::<Vec<_>>(),
         )
         .into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// The body of a resolve: what the person did (kept with the record and the audit).
+#[derive(Debug, serde::Deserialize)]
+pub struct ResolveBody {
+    pub note: String,
+}
+
+fn not_open(id: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": format!("{id} is not an open needs-action record")})),
+    )
+        .into_response()
+}
+
+/// Closes a needs-action record with the caller's note (a person dealt with it in e-RS),
+/// recorded as theirs.
+pub async fn resolve_needs_action(
+    State(s): State<MonitorState>,
+    Extension(Caller(who)): Extension<Caller>,
+    Path(id): Path<String>,
+    Json(body): Json<ResolveBody>,
+) -> Response {
+    let Ok(control_id) = crate::ids::ControlId::parse(&id) else {
+        return bad_request("not a control id (MSH-10)");
+    };
+    let note = body.note.trim();
+    if note.is_empty() {
+        return bad_request("a note saying what was done is required");
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    match actions::resolve_needs_action(&s.store, &control_id, note, &who, now).await {
+        Ok(true) => Json(json!({"resolved": id, "by": who, "at_ms": now})).into_response(),
+        Ok(false) => not_open(&id),
+        Err(e) => failed(e),
+    }
+}
+
+/// Puts a needs-action record back to be tried now: the running bridge's retry loop takes
+/// it from the store (recorded as the caller's).
+pub async fn retry_needs_action(
+    State(s): State<MonitorState>,
+    Extension(Caller(who)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(control_id) = crate::ids::ControlId::parse(&id) else {
+        return bad_request("not a control id (MSH-10)");
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    match actions::retry_needs_action(&s.store, &control_id, &who, now).await {
+        Ok(true) => Json(json!({"queued": id, "by": who, "at_ms": now})).into_response(),
+        Ok(false) => not_open(&id),
+        Err(e) => failed(e),
+    }
+}
+
+/// Every code-table miss (most recently seen first, at most 1,000) and how many in all.
+pub async fn code_misses(State(s): State<MonitorState>) -> Response {
+    match s.store.code_misses(1000).await {
+        Ok((items, total)) => Json(json!({"items": items, "total": total})).into_response(),
         Err(e) => failed(e),
     }
 }

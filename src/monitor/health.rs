@@ -128,3 +128,42 @@ pub async fn metrics(State(s): State<MonitorState>, headers: header::HeaderMap) 
             .into_response()
     }
 }
+
+/// What the dashboard's health strip shows: the broker (or MLLP link), e-RS (credentials
+/// accepted, last 2xx answer), the store (it answered this read) and each worklist's last
+/// successful poll, with a list e-RS refuses for good named with its answer.
+pub async fn health_view(s: &MonitorState) -> Result<serde_json::Value, crate::store::StoreError> {
+    let m = s.events.metrics();
+    let polled = s.store.last_polls().await?;
+    let refused = s.store.lists_refused().await?;
+    let mut polls: std::collections::BTreeMap<(String, String), serde_json::Value> = polled
+        .into_iter()
+        .map(|((service, list), ms)| {
+            let v = json!({"service": service, "list": list, "last_ms": ms, "refused": null});
+            ((service, list), v)
+        })
+        .collect();
+    for r in refused {
+        let e = polls
+            .entry((r.service.clone(), r.list.clone()))
+            .or_insert_with(|| json!({"service": r.service, "list": r.list, "last_ms": null}));
+        e["refused"] = json!(r.error);
+    }
+    let connected = s.pas.is_connected().await;
+    let refused_login = m.broker_refused.get() == 1;
+    let last_ers = m.last_ers_success.get();
+    Ok(json!({
+        "broker": {
+            "what": s.pas.describe(),
+            "ok": connected && !refused_login,
+            "connected": connected,
+            "refused": refused_login,
+        },
+        "ers": {
+            "auth_ok": m.ers_auth_failing.get() == 0,
+            "last_success_ms": (last_ers > 0).then_some(last_ers * 1000),
+        },
+        "store": {"ok": true},
+        "polls": polls.into_values().collect::<Vec<_>>(),
+    }))
+}

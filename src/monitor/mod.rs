@@ -13,6 +13,7 @@ mod api;
 mod dashboard;
 mod health;
 mod mapping;
+pub mod trends;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,6 +63,10 @@ pub struct MonitorState {
     /// This process among the bridges on the store: its id and leases (readiness, the
     /// cluster view).
     pub cluster: Arc<crate::cluster::Cluster>,
+    /// The bridge's queues on the broker, by role, for their depths (empty without one).
+    pub queues: Arc<[(&'static str, String)]>,
+    /// Shared with the alert evaluation: since when the PAS queue has gone unread.
+    pub pas_unread_since: Arc<std::sync::Mutex<Option<i64>>>,
 }
 
 /// The whole HTTP surface.
@@ -72,7 +77,17 @@ pub fn router(state: MonitorState) -> Router {
         .route("/api/messages", get(api::search))
         .route("/api/parked", get(api::parked))
         .route("/api/needs-action", get(api::needs_action))
+        .route(
+            "/api/needs-action/{id}/resolve",
+            post(api::resolve_needs_action),
+        )
+        .route(
+            "/api/needs-action/{id}/retry",
+            post(api::retry_needs_action),
+        )
         .route("/api/dead-letters", get(api::dead_letters))
+        .route("/api/code-misses", get(api::code_misses))
+        .route("/api/trends", get(trends::trends))
         .route("/api/dead-letters/{id}/redrive", post(api::redrive))
         .route("/api/alerts", get(api::alerts))
         .route("/api/cluster", get(api::cluster))
@@ -86,6 +101,8 @@ pub fn router(state: MonitorState) -> Router {
         ));
     Router::new()
         .route("/", get(dashboard::page))
+        .route("/assets/uplot.js", get(dashboard::uplot_js))
+        .route("/assets/uplot.css", get(dashboard::uplot_css))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
@@ -162,6 +179,22 @@ mod tests {
             control_id: cid,
             code: "AA",
         });
+        events.emit(LookupMissed {
+            table: "specialty".into(),
+            code: "SPEC_X".into(),
+        });
+        events.emit(QueueDepthsRead {
+            depths: vec![crate::amqp::QueueDepth {
+                role: "pas",
+                queue: "pas.referrals".into(),
+                messages: Some(3),
+                consumers: Some(0),
+                error: None,
+            }],
+        });
+        events.emit(ConditionsProbed {
+            states: vec![("broker_disconnected", true)],
+        });
         let exported = events.encode();
         let types: Vec<&str> = exported
             .lines()
@@ -172,6 +205,12 @@ mod tests {
         for panel in dashboard["panels"].as_array().unwrap() {
             for target in panel["targets"].as_array().unwrap() {
                 let expr = target["expr"].as_str().unwrap();
+                // Ready for several bridges: every selector takes the instance variable.
+                assert_eq!(
+                    expr.matches("ers_bridge_").count(),
+                    expr.matches("{instance=~\"$instance\"").count(),
+                    "{expr}"
+                );
                 for (i, _) in expr.match_indices("ers_bridge_") {
                     let name: String = expr[i..]
                         .chars()
@@ -191,5 +230,8 @@ mod tests {
             }
         }
         assert!(checked >= 15, "{checked}");
+        let var = &dashboard["templating"]["list"][0];
+        assert_eq!(var["name"], "instance");
+        assert_eq!(var["includeAll"], true);
     }
 }

@@ -38,6 +38,7 @@
 //! pruning and giving space back; `schema.rs` the migrations.
 
 mod bookkeeping;
+mod code_misses;
 mod error;
 mod inbound;
 mod inbound_queue;
@@ -48,9 +49,11 @@ mod operations;
 mod read_only;
 mod retention;
 mod schema;
+mod trends;
 mod versions;
 
 pub use bookkeeping::RefusedList;
+pub use code_misses::CodeMiss;
 pub(crate) use error::OpContext;
 pub use error::StoreError;
 pub use inbound::{Attempt, Begin, Decision, Ending, InboundRecord, InboundStatus};
@@ -59,6 +62,7 @@ pub use monitor::{
     AlertRow, DeadLetter, Flow, MessageRow, SearchFilter, SearchPage, StoreFacts, TimelineEntry,
     DEAD_LETTER_WINDOW_MS,
 };
+pub use trends::TREND_KEEP_MS;
 
 use crate::ids::{ControlId, Ubrn, Version};
 

@@ -260,6 +260,29 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
         )",
         ],
     ),
+    (
+        11,
+        &[
+            // Code-table look-ups that found no entry (store/code_misses.rs): one row per
+            // (table, code), for the page, `status` and the integration team's fix list.
+            "CREATE TABLE code_misses (
+            table_name TEXT NOT NULL,
+            code TEXT NOT NULL,
+            first_ms BIGINT NOT NULL,
+            last_ms BIGINT NOT NULL,
+            count BIGINT NOT NULL,
+            PRIMARY KEY (table_name, code)
+        )",
+            // Per-minute counts for the dashboard's trends (store/trends.rs): each bridge
+            // adds what it counted, so a cluster's rows are its sum; kept eight days.
+            "CREATE TABLE minute_counts (
+            minute_ms BIGINT NOT NULL,
+            series TEXT NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (minute_ms, series)
+        )",
+        ],
+    ),
 ];
 
 /// The PostgreSQL advisory lock a bridge holds while it migrates, so two first starts on

@@ -49,8 +49,12 @@ async fn start_broker() {
         .unwrap();
     let deadline = tokio::time::Instant::now() + BROKER_START_LIMIT;
     loop {
-        if let Ok(conn) = lapin::Connection::connect(AMQP_URL, Default::default()).await {
-            let _ = conn.close(200, "ready".into()).await;
+        // Bounded: a broker still starting can take the TCP connection and never finish
+        // the AMQP handshake.
+        let connect = lapin::Connection::connect(AMQP_URL, Default::default());
+        if let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(5), connect).await {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), conn.close(200, "ready".into())).await;
             return;
         }
         assert!(

@@ -126,8 +126,13 @@ impl PrivateBroker {
     pub async fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_LIMIT;
         loop {
-            if let Ok(c) = lapin::Connection::connect(&self.url(), Default::default()).await {
-                let _ = c.close(200, "ready".into()).await;
+            // Bounded: a node still booting can take the TCP connection and never finish
+            // the AMQP handshake (a CI run hung here for 15 minutes).
+            let url = self.url();
+            let connect = lapin::Connection::connect(&url, Default::default());
+            if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_secs(5), connect).await {
+                let _ = tokio::time::timeout(Duration::from_secs(5), c.close(200, "ready".into()))
+                    .await;
                 return;
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {

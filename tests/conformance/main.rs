@@ -2,11 +2,14 @@
 //! `validate_hl7.py` from the venv `scripts/dev.sh setup` installs) validates every golden
 //! message in `samples/hl7v2/` and every message a demo run publishes to RabbitMQ.
 //!
+//! `deploy` checks the monitoring files with Prometheus's `promtool` the same way.
+//!
 //! The interpreter is `$HL7APY_PYTHON`, else `.venv-hl7apy/bin/python`; without either the
 //! test fails and says how to install it (it never passes by checking nothing).
 
 #[path = "../common/mod.rs"]
 mod common;
+mod deploy;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -239,8 +239,10 @@ fn lookup_misses_are_warned_and_counted() {
         "{:?}",
         rendered.warnings
     );
-    // Each miss is reported once, by table, for the pipeline's miss counter.
-    assert_eq!(rendered.lookup_misses, ["priority", "priority"]);
+    // Each miss is reported once, with its table and code, for the pipeline's miss counter
+    // and the store's list of codes to add.
+    let miss = ("priority".to_string(), "NOT_A_PRIORITY".to_string());
+    assert_eq!(rendered.lookup_misses, [miss.clone(), miss]);
     // Unfetched attachments go by reference (OBX RP), not silently dropped.
     let obx = rendered.message.segment("OBX").unwrap();
     assert_eq!(obx.comp(2, 1), "RP");

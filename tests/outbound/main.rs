@@ -31,6 +31,7 @@ mod mllp_tls;
 mod model;
 mod monitor;
 mod official_bodies;
+mod operator_view;
 mod parked;
 mod pas_sim;
 mod restart;

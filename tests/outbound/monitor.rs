@@ -15,13 +15,17 @@ use ers_bridge::store::DeadLetter;
 use crate::helpers::{Harness, Opts, AMQP_URL};
 use crate::inbound::{applied_writes, rri};
 
-const TOKEN: &str = "monitor-test-token-0123456789";
+pub(crate) const TOKEN: &str = "monitor-test-token-0123456789";
 
 /// A bridge on the harness with one API token, `ops`, and its monitor served.
-async fn app_with_monitor(h: &Harness) -> (App, String, Shutdown) {
+pub(crate) async fn app_with_monitor(h: &Harness) -> (App, String, Shutdown) {
+    app_with_monitor_text(&h.config_text).await
+}
+
+/// The same with configuration text of the test's own.
+pub(crate) async fn app_with_monitor_text(config_text: &str) -> (App, String, Shutdown) {
     let text = format!(
-        "{}[[monitor.tokens]]\nname = \"ops\"\ntoken_env = \"TEST_API_TOKEN\"\n",
-        h.config_text
+        "{config_text}[[monitor.tokens]]\nname = \"ops\"\ntoken_env = \"TEST_API_TOKEN\"\n"
     );
     let cfg = config::load_str("<test>", &text, &MapEnv::default()).unwrap();
     let shutdown = Shutdown::new();
@@ -58,7 +62,7 @@ async fn run_loop(h: &Harness, app: &App) {
     q.close().await;
 }
 
-fn get(url: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+pub(crate) fn get(url: &str, token: Option<&str>) -> reqwest::RequestBuilder {
     let r = reqwest::Client::new().get(url);
     match token {
         Some(t) => r.bearer_auth(t),
@@ -310,7 +314,8 @@ async fn after_a_loop_the_timeline_is_in_order_and_the_metrics_match() {
         for k in ["ubrn", "control_id", "nhs_number"] {
             assert!(!s.labels.contains_key(k), "{} has a {k} label", s.metric);
         }
-        for (k, v) in s.labels.iter() {
+        // (A queue's name is configuration: these tests' names carry a random hex id.)
+        for (k, v) in s.labels.iter().filter(|(k, _)| k.as_str() != "queue") {
             let longest = v
                 .split(|c: char| !c.is_ascii_digit())
                 .map(str::len)
@@ -406,12 +411,9 @@ async fn a_redriven_dead_letter_is_applied_once_and_recorded() {
     h.cleanup().await;
 }
 
-/// The dashboard in headless Chromium after a loop: the counts are shown, and the UBRN
-/// search (from the URL fragment, as a bookmark would) shows the referral's timeline. A
-/// screenshot is kept in `target/test-artefacts/dashboard.png`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_renders_counts_and_a_timeline_in_chromium() {
-    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+/// Headless Chromium (`scripts/dev.sh setup` installs it), found by name.
+pub(crate) fn chromium() -> &'static str {
+    ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find(|c| {
             std::process::Command::new(c)
@@ -419,14 +421,52 @@ async fn the_dashboard_renders_counts_and_a_timeline_in_chromium() {
                 .output()
                 .is_ok()
         })
-        .expect("chromium is needed for the dashboard test: `scripts/dev.sh setup` installs it");
+        .expect("chromium is needed for the dashboard test: `scripts/dev.sh setup` installs it")
+}
+
+/// Loads `url` in headless Chromium with `profile` and `extra` arguments (`--dump-dom`,
+/// `--screenshot=...`), giving its scripts 10 s of virtual time.
+pub(crate) fn chromium_run(
+    url: &str,
+    profile: &std::path::Path,
+    extra: Vec<String>,
+) -> tokio::task::JoinHandle<std::process::Output> {
+    let url = url.to_string();
+    let profile = profile.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("--virtual-time-budget=10000")
+            .args(extra)
+            .arg(url)
+            .output()
+            .unwrap()
+    })
+}
+
+/// The dashboard in headless Chromium after a loop: the counts are shown, and the UBRN
+/// search (from the URL fragment, as a bookmark would) shows the referral's timeline. A
+/// screenshot is kept in `target/test-artefacts/dashboard.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_renders_counts_and_a_timeline_in_chromium() {
     let h = Harness::start(Opts {
         generate: 10,
         ..Opts::default()
     })
     .await;
     let (app, base, shutdown) = app_with_monitor(&h).await;
+    let mut trends = ers_bridge::monitor::trends::TrendRecorder::new(
+        app.shared().store.clone(),
+        app.shared().events.clone(),
+    );
     run_loop(&h, &app).await;
+    trends.flush(Utc::now().timestamp_millis()).await.unwrap();
     let ubrn = app
         .shared()
         .store
@@ -445,26 +485,7 @@ async fn the_dashboard_renders_counts_and_a_timeline_in_chromium() {
     let artefacts = concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-artefacts");
     std::fs::create_dir_all(artefacts).unwrap();
     let profile = tempfile::tempdir().unwrap();
-    let run = |extra: Vec<String>| {
-        let chromium = chromium.to_string();
-        let url = url.clone();
-        let profile = profile.path().to_path_buf();
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new(chromium)
-                .args([
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--no-first-run",
-                ])
-                .arg(format!("--user-data-dir={}", profile.display()))
-                .arg("--virtual-time-budget=10000")
-                .args(extra)
-                .arg(url)
-                .output()
-                .unwrap()
-        })
-    };
+    let run = |extra: Vec<String>| chromium_run(&url, profile.path(), extra);
     let dom = run(vec!["--dump-dom".into()]).await.unwrap();
     let html = String::from_utf8_lossy(&dom.stdout).into_owned();
     assert!(
@@ -500,6 +521,33 @@ async fn the_dashboard_renders_counts_and_a_timeline_in_chromium() {
             "timeline stage {stage}: {html}"
         );
     }
+    // The health strip and the queues, from the broker the bridge is connected to.
+    for part in ["PAS link", "e-RS", "Store"] {
+        assert!(
+            html.contains(&format!("<td>{part}</td><td class=\"ok\">ok</td>")),
+            "{part} shown healthy: {html}"
+        );
+    }
+    assert!(
+        html.contains("<td class=\"ok\">ok</td><td>oldest last successful poll "),
+        "the worklists: {html}"
+    );
+    assert!(
+        html.contains(&format!("<td>pas</td><td>{}</td><td>0</td>", h.pas_queue())),
+        "the pas queue, read empty: {html}"
+    );
+    // Trends: three uPlot charts of the hour's 60 minutes from the stored counts, and when
+    // the last message went to the PAS.
+    assert_eq!(html.matches("data-points=\"60\"").count(), 3, "{html}");
+    assert!(
+        html.matches("class=\"uplot").count() >= 3,
+        "uPlot drew: {html}"
+    );
+    assert!(
+        html.contains("Last message to the PAS: ")
+            && !html.contains("Last message to the PAS: none"),
+        "{html}"
+    );
     let shot = format!("{artefacts}/dashboard.png");
     let out = run(vec![
         format!("--screenshot={shot}"),

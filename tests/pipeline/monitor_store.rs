@@ -473,3 +473,95 @@ async fn a_read_only_store_is_alerted_once_and_resolved_once() {
     assert_eq!(m.alerts_open.get(), 1, "only the stored alert is open");
     store.close().await;
 }
+
+/// Per-minute trend counts and code-table misses on one store: counts added to one minute
+/// by two bridges sum; buckets sum their minutes; the last minute each series counted is
+/// known; minutes past the keep are pruned; a (table, code) miss counts up in one row.
+async fn trends_and_misses(store: &Store) {
+    let minute = 60_000i64;
+    let base = 1_000 * minute;
+    store
+        .add_minute_counts(base, &[("to_pas", 3), ("from_pas", 0)])
+        .await
+        .unwrap();
+    // A second bridge, the same minute.
+    store
+        .add_minute_counts(base, &[("to_pas", 2), ("ers_429", 1)])
+        .await
+        .unwrap();
+    store
+        .add_minute_counts(base + 7 * minute, &[("to_pas", 4)])
+        .await
+        .unwrap();
+    let rows = store.trend_counts(base, minute).await.unwrap();
+    assert_eq!(
+        rows,
+        [
+            (base, "ers_429".to_string(), 1),
+            (base, "to_pas".to_string(), 5),
+            (base + 7 * minute, "to_pas".to_string(), 4),
+        ]
+    );
+    // Ten-minute buckets.
+    let rows = store.trend_counts(base, 10 * minute).await.unwrap();
+    assert_eq!(
+        rows,
+        [
+            (base, "ers_429".to_string(), 1),
+            (base, "to_pas".to_string(), 9),
+        ]
+    );
+    let last = store.trend_last_seen().await.unwrap();
+    assert_eq!(last.get("to_pas"), Some(&(base + 7 * minute)));
+    assert_eq!(last.get("from_pas"), None, "zeros are not stored");
+    assert_eq!(store.prune_minute_counts(base + minute).await.unwrap(), 2);
+    assert_eq!(store.trend_counts(0, minute).await.unwrap().len(), 1);
+
+    for at in [5, 9, 7] {
+        store
+            .record_code_miss("specialty", "SPEC_NEW", at)
+            .await
+            .unwrap();
+    }
+    store.record_code_miss("priority", "P9", 8).await.unwrap();
+    let (misses, total) = store.code_misses(10).await.unwrap();
+    assert_eq!(total, 2);
+    let got: Vec<_> = misses
+        .iter()
+        .map(|m| {
+            (
+                m.table.as_str(),
+                m.code.as_str(),
+                m.first_ms,
+                m.last_ms,
+                m.count,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("priority", "P9", 8, 8, 1),
+            ("specialty", "SPEC_NEW", 5, 7, 3)
+        ],
+        "most recently seen first (last_ms is the latest write's time)"
+    );
+}
+
+#[tokio::test]
+async fn trends_and_code_misses_on_sqlite() {
+    let store = Store::connect(&SecretString::from("sqlite::memory:"))
+        .await
+        .unwrap();
+    trends_and_misses(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn trends_and_code_misses_on_postgres() {
+    let (name, url) = helpers::pg_database().await;
+    let store = Store::connect(&SecretString::from(url)).await.unwrap();
+    trends_and_misses(&store).await;
+    store.close().await;
+    helpers::drop_pg_database(&name).await;
+}

@@ -1,0 +1,183 @@
+//! Trends: what the bridge did minute by minute, kept in the store for a week so the
+//! dashboard can show "it stopped at 02:14" at a glance. Each process takes the deltas of
+//! its own counters ([`Metrics`]) every [`FLUSH_EVERY`] and adds them to the current
+//! minute's rows (`minute_counts`), so a cluster's rows are its sum and nothing is added to
+//! the pipelines' hot path; a process that dies loses at most its last unflushed seconds of
+//! counts, which are figures for people, not delivery state. `GET /api/trends` sums the
+//! minutes into the buckets of the last hour, day or week.
+
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::MonitorState;
+use crate::events::{Events, Metrics};
+use crate::runtime::Shutdown;
+use crate::store::{Store, StoreError, TREND_KEEP_MS};
+
+/// The series kept, in the order of [`snapshot`].
+pub const SERIES: [&str; 10] = [
+    "to_pas",
+    "from_pas",
+    "ers_2xx",
+    "ers_3xx",
+    "ers_4xx",
+    "ers_5xx",
+    "ers_error",
+    "ers_429",
+    "dead_letters",
+    "needs_action",
+];
+
+/// How often a process adds its counts to the store.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(15);
+
+const MINUTE_MS: i64 = 60_000;
+
+/// The counters behind [`SERIES`] now.
+fn snapshot(m: &Metrics) -> [u64; 10] {
+    let c = &m.ers_calls_by_class;
+    [
+        m.trend_to_pas.get(),
+        m.trend_from_pas.get(),
+        c[0].get(),
+        c[1].get(),
+        c[2].get(),
+        c[3].get(),
+        c[4].get(),
+        m.ers_rate_limited.get(),
+        m.dead_lettered.get(),
+        m.trend_needs_action.get(),
+    ]
+}
+
+/// Adds a process's counts to the store, from where it last left off.
+#[derive(Debug)]
+pub struct TrendRecorder {
+    store: Store,
+    events: Events,
+    last: [u64; 10],
+}
+
+impl TrendRecorder {
+    /// Counts from now on (a new process's counters start at zero anyway).
+    pub fn new(store: Store, events: Events) -> Self {
+        let last = snapshot(events.metrics());
+        Self {
+            store,
+            events,
+            last,
+        }
+    }
+
+    /// Adds what was counted since the last flush to the minute of `now_ms`. On a store
+    /// error nothing is taken, so the next flush adds it.
+    pub async fn flush(&mut self, now_ms: i64) -> Result<(), StoreError> {
+        let now = snapshot(self.events.metrics());
+        let counts: Vec<(&str, i64)> = SERIES
+            .iter()
+            .zip(now.iter().zip(self.last.iter()))
+            .map(|(s, (n, l))| (*s, n.saturating_sub(*l) as i64))
+            .collect();
+        let minute = now_ms - now_ms.rem_euclid(MINUTE_MS);
+        self.store.add_minute_counts(minute, &counts).await?;
+        self.last = now;
+        Ok(())
+    }
+}
+
+/// Flushes every [`FLUSH_EVERY`] until shutdown (and once more then), and drops minutes
+/// older than [`TREND_KEEP_MS`] once an hour.
+pub async fn run(store: Store, events: Events, shutdown: Shutdown) {
+    let mut recorder = TrendRecorder::new(store.clone(), events);
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pruned_at = 0i64;
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            () = shutdown.wait() => true,
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        if let Err(e) = recorder.flush(now).await {
+            tracing::debug!(error = %e, "trend counts not stored yet");
+        }
+        if stopping {
+            return;
+        }
+        if now - pruned_at >= 3_600_000 {
+            match store.prune_minute_counts(now - TREND_KEEP_MS).await {
+                Ok(_) => pruned_at = now,
+                Err(e) => tracing::debug!(error = %e, "old trend counts not pruned yet"),
+            }
+        }
+    }
+}
+
+/// `?range=hour|day|week` (default hour).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct TrendQuery {
+    pub range: Option<String>,
+}
+
+/// `GET /api/trends`: the series of the range in equal buckets (zeros where nothing
+/// happened: a gap is a fact), each bucket's start time, and when each series last counted
+/// anything.
+pub async fn trends(State(s): State<MonitorState>, Query(q): Query<TrendQuery>) -> Response {
+    let (bucket_ms, buckets) = match q.range.as_deref().unwrap_or("hour") {
+        "hour" => (MINUTE_MS, 60),
+        "day" => (10 * MINUTE_MS, 144),
+        "week" => (60 * MINUTE_MS, 168),
+        other => {
+            return (
+                axum::http::StatusCode::BAD_REQUEST,
+                Json(json!({"error": format!("range {other:?}: use hour, day or week")})),
+            )
+                .into_response()
+        }
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    match view(&s.store, now, bucket_ms, buckets).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "monitor api query failed");
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": e.to_string()})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The trends of `buckets` buckets of `bucket_ms` ending with the one holding `now_ms`.
+pub async fn view(
+    store: &Store,
+    now_ms: i64,
+    bucket_ms: i64,
+    buckets: usize,
+) -> Result<serde_json::Value, StoreError> {
+    let last_start = now_ms - now_ms.rem_euclid(bucket_ms);
+    let first = last_start - bucket_ms * (buckets as i64 - 1);
+    let t: Vec<i64> = (0..buckets as i64).map(|i| first + i * bucket_ms).collect();
+    let mut series: std::collections::BTreeMap<&str, Vec<i64>> =
+        SERIES.iter().map(|s| (*s, vec![0; buckets])).collect();
+    for (bucket, name, n) in store.trend_counts(first, bucket_ms).await? {
+        let i = ((bucket - first) / bucket_ms) as usize;
+        if let (Some(values), true) = (series.get_mut(name.as_str()), i < buckets) {
+            values[i] += n;
+        }
+    }
+    let last = store.trend_last_seen().await?;
+    Ok(json!({
+        "now_ms": now_ms,
+        "bucket_ms": bucket_ms,
+        "t": t,
+        "series": series,
+        "last_ms": last,
+    }))
+}
