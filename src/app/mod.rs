@@ -236,6 +236,7 @@ impl App {
             inbound_queue: a.inbound_queue.clone(),
             outbound: outbound.clone(),
             mappings_dir: config.mappings.dir.clone(),
+            mapping_header: config.mappings.header.clone(),
             cluster: shared.cluster.clone(),
             queues,
             pas_unread_since: Default::default(),

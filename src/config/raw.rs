@@ -545,6 +545,14 @@ pub struct MappingsConfig {
     pub patient: String,
     /// The inbound decision table, relative to `dir`.
     pub inbound: String,
+    /// MSH-3, read by the mapping files as `%sending_application`.
+    pub sending_application: String,
+    /// MSH-4, the trust's ODS code (`%sending_facility`).
+    pub sending_facility: String,
+    /// MSH-5 (`%receiving_application`).
+    pub receiving_application: String,
+    /// MSH-6 (`%receiving_facility`).
+    pub receiving_facility: String,
 }
 
 impl Default for MappingsConfig {
@@ -556,6 +564,10 @@ impl Default for MappingsConfig {
             cancelled_referral: "ref_i14.v251.toml".into(),
             patient: String::new(),
             inbound: "inbound.toml".into(),
+            sending_application: crate::mapping::Header::default().sending_application,
+            sending_facility: crate::mapping::Header::default().sending_facility,
+            receiving_application: crate::mapping::Header::default().receiving_application,
+            receiving_facility: crate::mapping::Header::default().receiving_facility,
         }
     }
 }

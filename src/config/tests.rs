@@ -319,3 +319,34 @@ fn plain_http_is_only_for_a_simulator() {
         }
     }
 }
+
+/// MSH-3..6 come from `[mappings]` (the samples' values by default); a value that cannot
+/// be an HD.1 is refused naming its key.
+#[test]
+fn the_message_header_is_configured_and_checked() {
+    let base =
+        "[ers]\nbase_url = \"http://127.0.0.1:8080/referrals/FHIR\"\n[ers.auth]\nmode = \"none\"\n";
+    let cfg = load_str("<t>", base, &MapEnv::default()).unwrap();
+    assert_eq!(cfg.mappings.header, crate::mapping::Header::default());
+    let text = format!(
+        "{base}[mappings]\nsending_facility = \"RAJ\"\nreceiving_application = \"LORENZO\"\n"
+    );
+    let cfg = load_str("<t>", &text, &MapEnv::default()).unwrap();
+    assert_eq!(cfg.mappings.header.sending_facility, "RAJ");
+    assert_eq!(cfg.mappings.header.receiving_application, "LORENZO");
+    assert_eq!(cfg.mappings.header.sending_application, "ERS_BRIDGE");
+    for (bad, why) in [
+        ("R|J", "holds the HL7 delimiter"),
+        ("", "is empty"),
+        ("ABCDEFGHIJKLMNOPQRSTU", "longer than HD.1's 20 characters"),
+    ] {
+        let text = format!("{base}[mappings]\nsending_facility = \"{bad}\"\n");
+        let err = load_str("<t>", &text, &MapEnv::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("mappings.sending_facility") && err.contains(why),
+            "{bad:?}: {err}"
+        );
+    }
+}

@@ -219,7 +219,24 @@ impl RawConfig {
             },
         };
         let m = self.mappings;
+        for (key, value) in [
+            ("mappings.sending_application", &m.sending_application),
+            ("mappings.sending_facility", &m.sending_facility),
+            ("mappings.receiving_application", &m.receiving_application),
+            ("mappings.receiving_facility", &m.receiving_facility),
+        ] {
+            if let Err(why) = crate::mapping::Header::check(value) {
+                return err(key, format!("{why} (it is MSH-3..6's HD.1)"));
+            }
+        }
+        let header = crate::mapping::Header {
+            sending_application: m.sending_application,
+            sending_facility: m.sending_facility,
+            receiving_application: m.receiving_application,
+            receiving_facility: m.receiving_facility,
+        };
         let mappings = MappingFiles {
+            header,
             dir: m.dir,
             new_referral: m.new_referral,
             changed_referral: m.changed_referral,

@@ -69,6 +69,8 @@ impl Config {
 /// `[mappings]`, validated: the files the pipelines compile.
 #[derive(Debug, Clone)]
 pub struct MappingFiles {
+    /// MSH-3..6 of every outbound message.
+    pub header: crate::mapping::Header,
     pub dir: PathBuf,
     pub new_referral: String,
     pub changed_referral: String,

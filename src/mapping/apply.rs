@@ -74,6 +74,7 @@ impl CompiledMapping {
             attachments: input.attachments,
             attachment_errors: input.attachment_errors,
             max_inline_bytes: self.max_inline_bytes,
+            header: &self.header,
             warnings: RefCell::new(Vec::new()),
             lookup_misses: RefCell::new(Vec::new()),
         };

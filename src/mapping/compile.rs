@@ -70,6 +70,16 @@ pub struct CompiledMapping {
     pub max_inline_bytes: usize,
     pub tables: Tables,
     pub segments: Vec<CompiledSegment>,
+    /// MSH-3..6 (`%sending_facility` ...): the defaults until [`CompiledMapping::with_header`].
+    pub header: super::Header,
+}
+
+impl CompiledMapping {
+    /// The same mapping sending as `header` (the configuration's `[mappings]` values).
+    pub fn with_header(mut self, header: &super::Header) -> Self {
+        self.header = header.clone();
+        self
+    }
 }
 
 /// Compiles the mapping file at `path`; tables are relative to its folder.
@@ -262,6 +272,7 @@ fn compile_inner(
             .unwrap_or(super::spec::DEFAULT_MAX_INLINE_BYTES),
         tables,
         segments,
+        header: super::Header::default(),
     })
 }
 
@@ -462,7 +473,10 @@ mod tests {
             "[[segment]]\nid = \"PID\"\n[[segment.set]]\nat = \"3.1\"\nexpr = \"a.nope()\"\n",
         )
         .unwrap_err();
-        assert_eq!(e.to_string(), "m.toml:11: expr: unknown function `nope`");
+        assert_eq!(
+            e.to_string(),
+            "m.toml:11: expr: unknown function `nope` (column 3)"
+        );
         let e = compile(
             "[[segment]]\nid = \"PID\"\n[[segment.set]]\nat = \"3.1\"\nexpr = \"lookup('x', a)\"\n",
         )

@@ -40,6 +40,8 @@ pub struct Env<'a> {
     pub attachment_errors: &'a AttachmentErrors,
     /// Attachments larger than this are sent by reference instead of inline.
     pub max_inline_bytes: usize,
+    /// MSH-3..6 (`%sending_application` ...).
+    pub header: &'a super::Header,
     /// Warnings raised while evaluating (lookup misses).
     pub warnings: RefCell<Vec<String>>,
     /// The `(table, code)` of each look-up that missed, once per miss (the pipeline counts
@@ -58,7 +60,10 @@ pub fn eval<'a>(e: &'a Expr, focus: &[Cow<'a, Value>], env: &Env<'a>) -> Result<
             "index" => vec![Cow::Owned(Value::from(env.index.get()))],
             "control_id" => vec![Cow::Owned(Value::String(env.control_id.to_string()))],
             "timestamp" => vec![Cow::Owned(Value::String(env.timestamp.to_string()))],
-            other => return Err(format!("unknown variable %{other}")),
+            other => match env.header.var(other) {
+                Some(v) => vec![Cow::Owned(Value::String(v.to_string()))],
+                None => return Err(format!("unknown variable %{other}")),
+            },
         },
         Expr::Member(base, name) => {
             let mut out = Vec::new();
@@ -339,6 +344,7 @@ mod tests {
             attachments: &atts,
             attachment_errors: &AttachmentErrors::new(),
             max_inline_bytes: 10,
+            header: &crate::mapping::Header::default(),
             warnings: RefCell::new(Vec::new()),
             lookup_misses: RefCell::new(Vec::new()),
         };

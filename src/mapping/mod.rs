@@ -17,6 +17,7 @@ pub mod apply;
 pub mod compile;
 pub mod eval;
 pub mod functions;
+pub mod header;
 pub mod inbound;
 pub mod path;
 pub mod samples;
@@ -26,6 +27,7 @@ pub mod tables;
 pub use apply::{ApplyInput, Rendered};
 pub use compile::{compile_file, compile_str, CompiledMapping};
 pub use eval::{AttachmentErrors, Attachments};
+pub use header::Header;
 pub use inbound::{Action, DecisionTable};
 
 /// Errors of the mapping engine. Compile errors name the file, line and field; apply errors

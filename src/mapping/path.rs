@@ -72,7 +72,17 @@ pub const GLOBALS: &[(&str, usize, usize)] = &[
     ("divide", 3, 3),
 ];
 
-const VARS: &[&str] = &["resource", "index", "control_id", "timestamp", "context"];
+const VARS: &[&str] = &[
+    "resource",
+    "index",
+    "control_id",
+    "timestamp",
+    "context",
+    "sending_application",
+    "sending_facility",
+    "receiving_application",
+    "receiving_facility",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -84,12 +94,19 @@ enum Tok {
     Punct(&'static str),
 }
 
-fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
+/// The tokens and the 1-based column (in characters) where each starts; an error names
+/// its column.
+fn tokenize(s: &str) -> Result<(Vec<Tok>, Vec<usize>), String> {
     let mut out = Vec::new();
+    let mut cols = Vec::new();
     let chars: Vec<char> = s.chars().collect();
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
+        let at = format!(" (column {})", i + 1);
+        if !c.is_whitespace() {
+            cols.push(i + 1);
+        }
         if c.is_whitespace() {
             i += 1;
         } else if c == '\'' {
@@ -97,12 +114,12 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             i += 1;
             loop {
                 match chars.get(i) {
-                    None => return Err("unterminated string literal".into()),
+                    None => return Err(format!("unterminated string literal{at}")),
                     Some('\\') => {
                         match chars.get(i + 1) {
                             Some('n') => v.push('\n'),
                             Some(&x) => v.push(x),
-                            None => return Err("unterminated string literal".into()),
+                            None => return Err(format!("unterminated string literal{at}")),
                         }
                         i += 2;
                     }
@@ -124,7 +141,8 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             }
             let n: String = chars[start..i].iter().collect();
             out.push(Tok::Num(
-                n.parse().map_err(|_| format!("number {n} is too large"))?,
+                n.parse()
+                    .map_err(|_| format!("number {n} is too large{at}"))?,
             ));
         } else if c.is_alphabetic() || c == '_' || c == '%' || c == '$' {
             let start = i;
@@ -137,14 +155,14 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             out.push(match c {
                 '%' => Tok::Var(word[1..].to_string()),
                 '$' if &word[1..] == "this" => Tok::This,
-                '$' => return Err(format!("unknown {word}")),
+                '$' => return Err(format!("unknown {word}{at}")),
                 _ => Tok::Ident(word),
             });
         } else if c == '`' {
             let end = chars[i + 1..]
                 .iter()
                 .position(|&x| x == '`')
-                .ok_or("unterminated `identifier`")?;
+                .ok_or(format!("unterminated `identifier`{at}"))?;
             out.push(Tok::Ident(chars[i + 1..i + 1 + end].iter().collect()));
             i += end + 2;
         } else {
@@ -158,24 +176,31 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
                 (_, '=') => "=",
                 (_, '[') => "[",
                 (_, ']') => "]",
-                _ => return Err(format!("unexpected character {c:?}")),
+                _ => return Err(format!("unexpected character {c:?}{at}")),
             };
             i += p.len();
             out.push(Tok::Punct(p));
         }
     }
-    Ok(out)
+    Ok((out, cols))
 }
 
 struct Parser {
     toks: Vec<Tok>,
+    /// The column of each token.
+    cols: Vec<usize>,
+    /// The column just past the expression.
+    end: usize,
     pos: usize,
 }
 
 /// Parses an expression, checking function names, argument counts and variables.
 pub fn parse(s: &str) -> Result<Expr, String> {
+    let (toks, cols) = tokenize(s)?;
     let mut p = Parser {
-        toks: tokenize(s)?,
+        toks,
+        cols,
+        end: s.chars().count() + 1,
         pos: 0,
     };
     if p.toks.is_empty() {
@@ -184,7 +209,11 @@ pub fn parse(s: &str) -> Result<Expr, String> {
     let e = p.or()?;
     match p.toks.get(p.pos) {
         None => Ok(e),
-        Some(t) => Err(format!("unexpected {} after the expression", show(t))),
+        Some(t) => Err(format!(
+            "unexpected {} after the expression{}",
+            show(t),
+            p.at(p.pos)
+        )),
     }
 }
 
@@ -200,6 +229,14 @@ fn show(t: &Tok) -> String {
 }
 
 impl Parser {
+    /// ` (column N)` of token `i` (the end when there is none).
+    fn at(&self, i: usize) -> String {
+        format!(
+            " (column {})",
+            self.cols.get(i).copied().unwrap_or(self.end)
+        )
+    }
+
     fn peek(&self) -> Option<&Tok> {
         self.toks.get(self.pos)
     }
@@ -227,8 +264,8 @@ impl Parser {
             Ok(())
         } else {
             Err(match self.peek() {
-                Some(t) => format!("expected `{p}`, found {}", show(t)),
-                None => format!("expected `{p}` at the end"),
+                Some(t) => format!("expected `{p}`, found {}{}", show(t), self.at(self.pos)),
+                None => format!("expected `{p}` at the end{}", self.at(self.pos)),
             })
         }
     }
@@ -260,7 +297,8 @@ impl Parser {
         Ok(e)
     }
 
-    fn args(&mut self) -> Result<Vec<Expr>, String> {
+    /// The arguments of `name(`, whose `(` is token `open`.
+    fn args(&mut self, name: &str, open: usize) -> Result<Vec<Expr>, String> {
         let mut args = Vec::new();
         if self.eat(")") {
             return Ok(args);
@@ -270,37 +308,54 @@ impl Parser {
             if self.eat(")") {
                 return Ok(args);
             }
-            self.expect(",")?;
+            if !self.eat(",") {
+                let found = match self.peek() {
+                    Some(t) => format!("found {}", show(t)),
+                    None => "the expression ends".to_string(),
+                };
+                return Err(format!(
+                    "`{name}(` opened at column {} is not closed: expected `,` or `)`, {found}{}",
+                    self.cols[open],
+                    self.at(self.pos)
+                ));
+            }
         }
     }
 
     fn call_or_member(&mut self, base: Expr, name: String, primary: bool) -> Result<Expr, String> {
+        // The name is the token before the one at `pos`.
+        let at_name = self.at(self.pos.saturating_sub(1));
+        let open = self.pos;
         if !self.eat("(") {
             return Ok(Expr::Member(Box::new(base), name));
         }
-        let args = self.args()?;
+        let args = self.args(&name, open)?;
         if primary {
             if let Some(&(_, min, max)) = GLOBALS.iter().find(|(n, ..)| *n == name) {
-                check_arity(&name, args.len(), min, max)?;
+                check_arity(&name, args.len(), min, max).map_err(|e| e + &at_name)?;
                 return Ok(Expr::Global(name, args));
             }
         }
         let Some(&(_, min, max)) = METHODS.iter().find(|(n, ..)| *n == name) else {
-            return Err(format!("unknown function `{name}`"));
+            return Err(format!("unknown function `{name}`{at_name}"));
         };
-        check_arity(&name, args.len(), min, max)?;
+        check_arity(&name, args.len(), min, max).map_err(|e| e + &at_name)?;
         Ok(Expr::Method(Box::new(base), name, args))
     }
 
     fn primary(&mut self) -> Result<Expr, String> {
-        let t = self.peek().cloned().ok_or("expression ends too early")?;
+        let t = self
+            .peek()
+            .cloned()
+            .ok_or_else(|| format!("expression ends too early{}", self.at(self.pos)))?;
+        let here = self.at(self.pos);
         self.pos += 1;
         match t {
             Tok::Str(s) => Ok(Expr::Lit(s.into())),
             Tok::Num(n) => Ok(Expr::Lit(n.into())),
             Tok::This => Ok(Expr::This),
             Tok::Var(v) if VARS.contains(&v.as_str()) => Ok(Expr::Var(v)),
-            Tok::Var(v) => Err(format!("unknown variable %{v}")),
+            Tok::Var(v) => Err(format!("unknown variable %{v}{here}")),
             Tok::Ident(w) if w == "true" => Ok(Expr::Lit(true.into())),
             Tok::Ident(w) if w == "false" => Ok(Expr::Lit(false.into())),
             Tok::Ident(w) => self.call_or_member(Expr::This, w, true),
@@ -309,7 +364,7 @@ impl Parser {
                 self.expect(")")?;
                 Ok(e)
             }
-            Tok::Punct(p) => Err(format!("unexpected `{p}`")),
+            Tok::Punct(p) => Err(format!("unexpected `{p}`{here}")),
         }
     }
 
@@ -323,13 +378,20 @@ impl Parser {
                         e = self.call_or_member(e, name, false)?;
                     }
                     Some(t) => {
-                        return Err(format!("expected a name after `.`, found {}", show(&t)))
+                        return Err(format!(
+                            "expected a name after `.`, found {}{}",
+                            show(&t),
+                            self.at(self.pos)
+                        ))
                     }
-                    None => return Err("expected a name after `.`".into()),
+                    None => return Err(format!("expected a name after `.`{}", self.at(self.pos))),
                 }
             } else if self.eat("[") {
                 let Some(Tok::Num(n)) = self.peek().cloned() else {
-                    return Err("expected a number inside `[...]`".into());
+                    return Err(format!(
+                        "expected a number inside `[...]`{}",
+                        self.at(self.pos)
+                    ));
                 };
                 self.pos += 1;
                 self.expect("]")?;
@@ -395,17 +457,34 @@ mod tests {
     fn errors_name_the_problem() {
         assert_eq!(
             parse("a.frobnicate()").unwrap_err(),
-            "unknown function `frobnicate`"
+            "unknown function `frobnicate` (column 3)"
         );
         assert_eq!(
             parse("lookup('t')").unwrap_err(),
-            "`lookup` takes 2 argument(s), got 1"
+            "`lookup` takes 2 argument(s), got 1 (column 1)"
         );
-        assert_eq!(parse("%nope").unwrap_err(), "unknown variable %nope");
-        assert_eq!(parse("'abc").unwrap_err(), "unterminated string literal");
+        assert_eq!(
+            parse("%nope").unwrap_err(),
+            "unknown variable %nope (column 1)"
+        );
+        assert_eq!(
+            parse("'abc").unwrap_err(),
+            "unterminated string literal (column 1)"
+        );
         assert_eq!(
             parse("a b").unwrap_err(),
-            "unexpected `b` after the expression"
+            "unexpected `b` after the expression (column 3)"
+        );
+        // A call left open names where it was opened, not a bare "expected `,`".
+        assert_eq!(
+            parse("default(id, concat(a, b)").unwrap_err(),
+            "`default(` opened at column 8 is not closed: expected `,` or `)`, the \
+             expression ends (column 25)"
+        );
+        assert_eq!(
+            parse("first(a b)").unwrap_err(),
+            "`first(` opened at column 6 is not closed: expected `,` or `)`, found `b` \
+             (column 9)"
         );
         assert!(parse("").is_err());
         assert!(parse("a.").is_err());

@@ -101,7 +101,9 @@ pub fn to_golden(bytes: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// A readable line diff of two texts.
+/// A readable diff of two HL7 texts (one segment per line): each line that differs, then,
+/// when both lines are the same segment, every field and component that differs named by
+/// its position (`PID-5.1`), expected against actual.
 pub fn diff(expected: &str, actual: &str) -> String {
     let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
     let mut out = String::new();
@@ -115,9 +117,74 @@ pub fn diff(expected: &str, actual: &str) -> String {
             if let Some(y) = y {
                 out.push_str(&format!("  + {y}\n"));
             }
+            if let (Some(x), Some(y)) = (x, y) {
+                for (at, want, got) in field_differences(x, y) {
+                    out.push_str(&format!("    {at}: expected {want:?}, actual {got:?}\n"));
+                }
+            }
         }
     }
     out
+}
+
+/// The positions where two lines of one segment differ: `(PID-5.1, expected, actual)`,
+/// down to components (`^`) when a field has them; empty when the segment ids differ.
+fn field_differences(expected: &str, actual: &str) -> Vec<(String, String, String)> {
+    let (e, a): (Vec<&str>, Vec<&str>) =
+        (expected.split('|').collect(), actual.split('|').collect());
+    let id = e[0];
+    if id != a[0] {
+        return Vec::new();
+    }
+    // MSH-1 is the field separator itself: MSH's n-th piece after the id is MSH-(n+1).
+    let offset = usize::from(id == "MSH");
+    let mut out = Vec::new();
+    for n in 1..e.len().max(a.len()) {
+        let (x, y) = (
+            e.get(n).copied().unwrap_or(""),
+            a.get(n).copied().unwrap_or(""),
+        );
+        if x == y {
+            continue;
+        }
+        let field = format!("{id}-{}", n + offset);
+        let (xc, yc): (Vec<&str>, Vec<&str>) = (x.split('^').collect(), y.split('^').collect());
+        // Component positions only where both sides are one repetition of a composite.
+        if (xc.len() > 1 || yc.len() > 1) && !x.contains('~') && !y.contains('~') {
+            for c in 0..xc.len().max(yc.len()) {
+                let (p, q) = (
+                    xc.get(c).copied().unwrap_or(""),
+                    yc.get(c).copied().unwrap_or(""),
+                );
+                if p != q {
+                    out.push((format!("{field}.{}", c + 1), p.to_string(), q.to_string()));
+                }
+            }
+        } else {
+            out.push((field, x.to_string(), y.to_string()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod diff_tests {
+    #[test]
+    fn differences_are_named_by_field_and_component() {
+        let d = super::diff(
+            "MSH|^~\\&|ERS_BRIDGE|RXX|PAS\nPID|1||943^^^NHS||SMITH^JOHN\n",
+            "MSH|^~\\&|ERS_BRIDGE|RAJ|PAS\nPID|1||943^^^NHS||SMITH^JON\n",
+        );
+        assert!(
+            d.contains("    MSH-4: expected \"RXX\", actual \"RAJ\"\n"),
+            "{d}"
+        );
+        assert!(
+            d.contains("    PID-5.2: expected \"JOHN\", actual \"JON\"\n"),
+            "{d}"
+        );
+        assert!(!d.contains("PID-3"), "{d}");
+    }
 }
 
 impl Manifest {
@@ -184,8 +251,17 @@ pub fn sample_case(
     Ok(None)
 }
 
-/// Runs every sample of the manifest at `path`.
+/// Runs every sample of the manifest at `path`, with the default MSH-3..6.
 pub fn run_manifest(path: &Path) -> Result<Vec<CaseResult>, MappingError> {
+    run_manifest_with(path, &super::Header::default())
+}
+
+/// Runs every sample of the manifest at `path`, sending as `header` (a trust's
+/// `[mappings]` values, so its goldens show what its PAS receives).
+pub fn run_manifest_with(
+    path: &Path,
+    header: &super::Header,
+) -> Result<Vec<CaseResult>, MappingError> {
     let (file, text) = super::read_text(path)?;
     let m: Manifest = toml::from_str(&text).map_err(|e| toml_error(&file, &text, &e))?;
     if m.version != 1 {
@@ -203,7 +279,10 @@ pub fn run_manifest(path: &Path) -> Result<Vec<CaseResult>, MappingError> {
     for case in &m.cases {
         let mapping_path = base.join(&case.mapping);
         if !mappings.contains_key(&mapping_path) {
-            mappings.insert(mapping_path.clone(), compile_file(&mapping_path)?);
+            mappings.insert(
+                mapping_path.clone(),
+                compile_file(&mapping_path)?.with_header(header),
+            );
         }
         let mapping = &mappings[&mapping_path];
         let outcome = (|| -> Result<Vec<u8>, String> {

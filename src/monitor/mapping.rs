@@ -59,7 +59,8 @@ pub async fn render(State(s): State<MonitorState>, Json(r): Json<RenderRequest>)
             "mapping must be a file name from /api/mappings",
         );
     }
-    let mapping = match compile_file(&s.mappings_dir.join(&r.mapping)) {
+    let compiled = compile_file(&s.mappings_dir.join(&r.mapping));
+    let mapping = match compiled.map(|m| m.with_header(&s.mapping_header)) {
         Ok(m) => m,
         Err(e) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     };

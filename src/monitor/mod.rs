@@ -60,6 +60,8 @@ pub struct MonitorState {
     pub outbound: Arc<crate::pipeline::outbound::Pipeline>,
     /// The mapping files, for the mapping page.
     pub mappings_dir: std::path::PathBuf,
+    /// MSH-3..6 from `[mappings]`, so the page renders what the PAS receives.
+    pub mapping_header: crate::mapping::Header,
     /// This process among the bridges on the store: its id and leases (readiness, the
     /// cluster view).
     pub cluster: Arc<crate::cluster::Cluster>,

@@ -104,6 +104,103 @@ fn test_mappings_passes_on_the_default_set_and_shows_diffs() {
     assert!(stdout.contains("MISMATCH wrong.hl7"), "{stdout}");
     assert!(stdout.contains("  - MSH|^~\\&|SOMETHING ELSE"), "{stdout}");
     assert!(stdout.contains("  + MSH|^~\\&|ERS_BRIDGE|RXX"), "{stdout}");
+    // The differing fields by position, expected against actual.
+    assert!(
+        stdout.contains("    MSH-3: expected \"SOMETHING ELSE\", actual \"ERS_BRIDGE\""),
+        "{stdout}"
+    );
+}
+
+/// `test-mappings --config` renders with the trust's MSH-3..6: the default goldens then
+/// differ in MSH-4 only, named by position; `--bless NAME` rewrites only that sample, and
+/// a name that is no sample blesses nothing and says which names there are.
+#[test]
+fn test_mappings_renders_the_configured_header_and_blesses_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = super::root("");
+    // A copy of the sample manifest and goldens, so blessing touches only the copy.
+    let manifest = dir.path().join("samples.toml");
+    let text = std::fs::read_to_string(root.join("mappings/samples.toml")).unwrap();
+    // The mapping cases only (the inbound decisions have no header).
+    let text = text.split("[[inbound]]").next().unwrap();
+    let goldens = dir.path().join("goldens");
+    std::fs::create_dir_all(&goldens).unwrap();
+    let mut rewritten = String::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("expected = \"") {
+            let rel = rest.trim_end_matches('"');
+            let from = root.join("mappings").join(rel);
+            let to = goldens.join(rel.trim_start_matches("../").replace('/', "_"));
+            std::fs::copy(&from, &to).unwrap();
+            rewritten.push_str(&format!("expected = {:?}\n", to.display().to_string()));
+        } else if let Some(rest) = line.strip_prefix("mapping = \"") {
+            let rel = rest.trim_end_matches('"');
+            let abs = root.join("mappings").join(rel);
+            rewritten.push_str(&format!("mapping = {:?}\n", abs.display().to_string()));
+        } else if let Some(rest) = line.strip_prefix("input = \"") {
+            let rel = rest.trim_end_matches('"');
+            let abs = root.join("mappings").join(rel);
+            rewritten.push_str(&format!("input = {:?}\n", abs.display().to_string()));
+        } else if let Some(rest) = line.strip_prefix("attachments = \"") {
+            let rel = rest.trim_end_matches('"');
+            let abs = root.join("mappings").join(rel);
+            rewritten.push_str(&format!("attachments = {:?}\n", abs.display().to_string()));
+        } else {
+            rewritten.push_str(line);
+            rewritten.push('\n');
+        }
+    }
+    std::fs::write(&manifest, rewritten).unwrap();
+    let config = dir.path().join("trust.toml");
+    std::fs::write(
+        &config,
+        "[ers]\nbase_url = \"http://127.0.0.1:8080/referrals/FHIR\"\n[ers.auth]\nmode = \"none\"\n[mappings]\nsending_facility = \"RAJ\"\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        bridge()
+            .args(["test-mappings", "--manifest", manifest.to_str().unwrap()])
+            .args(["--config", config.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("    MSH-4: expected \"RXX\", actual \"RAJ\""),
+        "{stdout}"
+    );
+    let names: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("MISMATCH "))
+        .map(str::to_string)
+        .collect();
+    assert!(names.len() >= 2, "{stdout}");
+
+    let out = run(&["--bless", "no-such-sample"]);
+    assert_exit(&out, 64, "--bless names no sample");
+    let out = run(&["--bless", &names[0]]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains(&format!("blessed  {}", names[0])),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("MISMATCH {}", names[1])),
+        "only the one named: {stdout}"
+    );
+    let out = run(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains(&format!("ok       {}", names[0])),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("MISMATCH {}", names[1])),
+        "{stdout}"
+    );
 }
 
 #[test]

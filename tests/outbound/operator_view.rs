@@ -472,3 +472,33 @@ async fn code_table_misses_are_kept_and_listed_and_trends_come_from_stored_count
     app.close().await;
     h.cleanup().await;
 }
+
+/// MSH-3..6 set once in `[mappings]` reach the PAS in every message, instead of the
+/// literals the mapping files used to carry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_message_header_reaches_the_pas() {
+    let h = Harness::start(Opts {
+        generate: 3,
+        ..Opts::default()
+    })
+    .await;
+    let app = h
+        .app_with(
+            "[mappings]\n",
+            "[mappings]\nsending_facility = \"RAJ\"\nreceiving_application = \"LORENZO\"\n",
+            ers_bridge::app::Shutdown::new(),
+        )
+        .await;
+    app.drain(10).await.unwrap();
+    let msgs = h.take_messages().await;
+    assert!(msgs.len() >= 3);
+    for m in &msgs {
+        let text = &m.body;
+        assert!(
+            text.starts_with("MSH|^~\\&|ERS_BRIDGE|RAJ|LORENZO|RXX|"),
+            "{text}"
+        );
+    }
+    app.close().await;
+    h.cleanup().await;
+}

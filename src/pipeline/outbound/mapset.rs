@@ -33,7 +33,11 @@ pub struct Mappings {
 impl Mappings {
     /// Compiles the configured mappings; errors name the file, line and field.
     pub fn load(cfg: &MappingFiles) -> Result<Self, PipelineError> {
-        let compile = |f: &str| compile_file(&cfg.dir.join(f)).map_err(PipelineError::Mapping);
+        let compile = |f: &str| {
+            compile_file(&cfg.dir.join(f))
+                .map(|m| m.with_header(&cfg.header))
+                .map_err(PipelineError::Mapping)
+        };
         Ok(Self {
             new_referral: compile(&cfg.new_referral)?,
             changed_referral: compile(&cfg.changed_referral)?,
