@@ -10,6 +10,7 @@
 pub mod actions;
 pub mod alerts;
 mod api;
+mod browser;
 mod dashboard;
 mod health;
 mod mapping;
@@ -77,6 +78,10 @@ pub fn router(state: MonitorState) -> Router {
         .route("/api/summary", get(api::summary))
         .route("/api/referrals/{ubrn}/timeline", get(api::timeline))
         .route("/api/messages", get(api::search))
+        .route(
+            "/api/messages/{direction}/{control_id}",
+            get(browser::message),
+        )
         .route("/api/parked", get(api::parked))
         .route("/api/needs-action", get(api::needs_action))
         .route(
@@ -88,6 +93,7 @@ pub fn router(state: MonitorState) -> Router {
             post(api::retry_needs_action),
         )
         .route("/api/dead-letters", get(api::dead_letters))
+        .route("/api/dead-letters/{id}", get(browser::dead_letter))
         .route("/api/code-misses", get(api::code_misses))
         .route("/api/trends", get(trends::trends))
         .route("/api/dead-letters/{id}/redrive", post(api::redrive))

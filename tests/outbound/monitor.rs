@@ -43,7 +43,7 @@ pub(crate) async fn app_with_monitor_text(config_text: &str) -> (App, String, Sh
 
 /// The whole loop once, in-process: outbound drain, the PAS answers, the bridge handles
 /// every answer.
-async fn run_loop(h: &Harness, app: &App) {
+pub(crate) async fn run_loop(h: &Harness, app: &App) {
     app.drain(10).await.unwrap();
     let pas = PasSimConfig {
         amqp_url: AMQP_URL.to_string(),

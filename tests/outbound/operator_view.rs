@@ -502,3 +502,114 @@ async fn the_configured_message_header_reaches_the_pas() {
     app.close().await;
     h.cleanup().await;
 }
+
+/// The message browser after a loop: a message to the PAS and one from it, each as fields
+/// by position with its raw text, the PAS's message with the bridge's reply; a dead letter
+/// with its `x-ers-error` and the reader's refusal; and the page opening a message from a
+/// bookmark, in headless Chromium.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_message_browser_shows_fields_by_position_the_reply_and_dead_letters() {
+    use base64::Engine as _;
+    let h = Harness::start(Opts {
+        generate: 3,
+        ..Opts::default()
+    })
+    .await;
+    let (app, base, shutdown) = app_with_monitor(&h).await;
+    crate::monitor::run_loop(&h, &app).await;
+    let page: Value = get(&format!("{base}/api/messages?direction=out"), Some(TOKEN))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let out_cid = page["items"][0]["control_id"].as_str().unwrap().to_string();
+    let view = |path: String| async move {
+        let r = get(&path, Some(TOKEN)).send().await.unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    let field = |v: &Value, at: &str| -> Option<String> {
+        v["body"]["segments"]
+            .as_array()?
+            .iter()
+            .flat_map(|s| s["fields"].as_array().unwrap().iter())
+            .find(|f| f["at"] == at)
+            .map(|f| f["value"].as_str().unwrap().to_string())
+    };
+    let (code, out) = view(format!("{base}/api/messages/out/{out_cid}")).await;
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(
+        field(&out, "MSH-10").as_deref(),
+        Some(out_cid.as_str()),
+        "{out}"
+    );
+    assert_eq!(field(&out, "MSH-9.1").as_deref(), Some("REF"), "{out}");
+    assert!(
+        out["body"]["hl7"].as_str().unwrap().starts_with("MSH|"),
+        "{out}"
+    );
+
+    let page: Value = get(
+        &format!("{base}/api/messages?direction=in&status=done"),
+        Some(TOKEN),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let in_cid = page["items"][0]["control_id"].as_str().unwrap().to_string();
+    let (code, inbound) = view(format!("{base}/api/messages/in/{in_cid}")).await;
+    assert_eq!(code, 200, "{inbound}");
+    assert_eq!(field(&inbound, "MSH-10").as_deref(), Some(in_cid.as_str()));
+    let reply = inbound["reply"]["hl7"].as_str().expect("the reply is kept");
+    assert!(reply.contains(&format!("MSA|AA|{in_cid}")), "{reply}");
+    let (code, _) = view(format!("{base}/api/messages/in/NOSUCHMSG1")).await;
+    assert_eq!(code, 404);
+    let (code, _) = view(format!("{base}/api/messages/sideways/{in_cid}")).await;
+    assert_eq!(code, 400);
+
+    app.shared()
+        .store
+        .record_dead_letter(&ers_bridge::store::DeadLetter {
+            id: "dl-browse-1".into(),
+            at_ms: Utc::now().timestamp_millis(),
+            reason: "unreadable".into(),
+            detail: "does not start with MSH".into(),
+            message_id: None,
+            body_b64: Some(base64::engine::general_purpose::STANDARD.encode("HELLO|world\r")),
+            redriven_at_ms: None,
+        })
+        .await
+        .unwrap();
+    let (code, d) = view(format!("{base}/api/dead-letters/dl-browse-1")).await;
+    assert_eq!(code, 200, "{d}");
+    assert_eq!(d["x_ers_error"], "unreadable");
+    assert_eq!(d["body"]["hl7"], "HELLO|world\r");
+    assert!(d["body"]["unreadable"].is_string(), "{d}");
+
+    // The page opens a message from a bookmark: its fields by position.
+    let profile = tempfile::tempdir().unwrap();
+    let dom = crate::monitor::chromium_run(
+        &format!("{base}/#token={TOKEN}&message=out/{out_cid}"),
+        profile.path(),
+        vec!["--dump-dom".into()],
+    )
+    .await
+    .unwrap();
+    let html = String::from_utf8_lossy(&dom.stdout).into_owned();
+    assert!(
+        html.contains(&format!("<td>MSH-10</td><td>{out_cid}</td>")),
+        "{html}"
+    );
+    assert!(
+        html.contains("id=\"msg-view\"") && !html.contains("id=\"msg-view\" hidden"),
+        "{html}"
+    );
+
+    shutdown.trigger();
+    app.close().await;
+    h.cleanup().await;
+}
