@@ -136,11 +136,11 @@ fn compile_inner(
         parts[2].to_string(),
     ];
     if let Some(ext) = &spec.extends {
-        if !spec.segments.is_empty() || !spec.tables.is_empty() {
+        if !spec.segments.is_empty() || !spec.tables.is_empty() || !spec.lets.is_empty() {
             return Err(err(
                 ext.span(),
                 "extends",
-                "a file that extends another has no segments or tables of its own".into(),
+                "a file that extends another has no segments, tables or [let] of its own".into(),
             ));
         }
         if depth >= 4 {
@@ -205,6 +205,9 @@ fn compile_inner(
         tables.insert(name, table);
     }
 
+    let (names, lets) = super::lets::compile(&spec.lets, &err)?;
+    let expand = |e: Expr| path::substitute(e, &|n: &str| lets.get(n).cloned());
+
     let mut segments = Vec::new();
     for (i, seg) in spec.segments.iter().enumerate() {
         let id = seg.id.get_ref();
@@ -229,7 +232,8 @@ fn compile_inner(
             ));
         }
         let parse_expr = |s: &Spanned<String>, field: &str| -> Result<Expr, MappingError> {
-            let e = path::parse(s.get_ref()).map_err(|r| err(s.span(), field, r))?;
+            let e = path::parse_with(s.get_ref(), &names).map_err(|r| err(s.span(), field, r))?;
+            let e = expand(e);
             check_lookups(&e, &tables).map_err(|r| err(s.span(), field, r))?;
             Ok(e)
         };
@@ -276,7 +280,7 @@ fn compile_inner(
     })
 }
 
-type ErrFn<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> MappingError + 'a;
+pub(super) type ErrFn<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> MappingError + 'a;
 type ParseFn<'a> = dyn Fn(&Spanned<String>, &str) -> Result<Expr, MappingError> + 'a;
 
 fn compile_set(

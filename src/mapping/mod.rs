@@ -19,6 +19,7 @@ pub mod eval;
 pub mod functions;
 pub mod header;
 pub mod inbound;
+mod lets;
 pub mod path;
 pub mod samples;
 pub mod spec;

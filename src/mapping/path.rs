@@ -185,7 +185,9 @@ fn tokenize(s: &str) -> Result<(Vec<Tok>, Vec<usize>), String> {
     Ok((out, cols))
 }
 
-struct Parser {
+struct Parser<'n> {
+    /// Named expressions `%name` may refer to besides the built-in variables.
+    names: &'n [String],
     toks: Vec<Tok>,
     /// The column of each token.
     cols: Vec<usize>,
@@ -196,10 +198,17 @@ struct Parser {
 
 /// Parses an expression, checking function names, argument counts and variables.
 pub fn parse(s: &str) -> Result<Expr, String> {
+    parse_with(s, &[])
+}
+
+/// Like [`parse`], also taking `%name` for each of `names` (a mapping file's named
+/// expressions, substituted by [`substitute`] once parsed).
+pub fn parse_with(s: &str, names: &[String]) -> Result<Expr, String> {
     let (toks, cols) = tokenize(s)?;
     let mut p = Parser {
         toks,
         cols,
+        names,
         end: s.chars().count() + 1,
         pos: 0,
     };
@@ -217,6 +226,37 @@ pub fn parse(s: &str) -> Result<Expr, String> {
     }
 }
 
+/// `e` with every `%name` that `lookup` knows replaced by its expression (recursively: a
+/// named expression may use an earlier one).
+pub fn substitute(e: Expr, lookup: &dyn Fn(&str) -> Option<Expr>) -> Expr {
+    let sub = |b: Box<Expr>| Box::new(substitute(*b, lookup));
+    let all = |v: Vec<Expr>| v.into_iter().map(|a| substitute(a, lookup)).collect();
+    match e {
+        Expr::Var(name) => match lookup(&name) {
+            Some(x) => substitute(x, lookup),
+            None => Expr::Var(name),
+        },
+        Expr::Member(b, n) => Expr::Member(sub(b), n),
+        Expr::Index(b, i) => Expr::Index(sub(b), i),
+        Expr::Method(b, n, args) => Expr::Method(sub(b), n, all(args)),
+        Expr::Global(n, args) => Expr::Global(n, all(args)),
+        Expr::Eq(a, b, neg) => Expr::Eq(sub(a), sub(b), neg),
+        Expr::And(a, b) => Expr::And(sub(a), sub(b)),
+        Expr::Or(a, b) => Expr::Or(sub(a), sub(b)),
+        other @ (Expr::Lit(_) | Expr::This) => other,
+    }
+}
+
+/// Whether `name` can name an expression: an identifier that is not a built-in variable.
+pub fn is_free_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !VARS.contains(&name)
+}
+
 fn show(t: &Tok) -> String {
     match t {
         Tok::Ident(s) => format!("`{s}`"),
@@ -228,7 +268,7 @@ fn show(t: &Tok) -> String {
     }
 }
 
-impl Parser {
+impl Parser<'_> {
     /// ` (column N)` of token `i` (the end when there is none).
     fn at(&self, i: usize) -> String {
         format!(
@@ -354,7 +394,9 @@ impl Parser {
             Tok::Str(s) => Ok(Expr::Lit(s.into())),
             Tok::Num(n) => Ok(Expr::Lit(n.into())),
             Tok::This => Ok(Expr::This),
-            Tok::Var(v) if VARS.contains(&v.as_str()) => Ok(Expr::Var(v)),
+            Tok::Var(v) if VARS.contains(&v.as_str()) || self.names.contains(&v) => {
+                Ok(Expr::Var(v))
+            }
             Tok::Var(v) => Err(format!("unknown variable %{v}{here}")),
             Tok::Ident(w) if w == "true" => Ok(Expr::Lit(true.into())),
             Tok::Ident(w) if w == "false" => Ok(Expr::Lit(false.into())),

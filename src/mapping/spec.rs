@@ -46,6 +46,11 @@ pub struct MappingFile {
     /// Code tables by name: CSV paths relative to the mapping file.
     #[serde(default)]
     pub tables: BTreeMap<String, Spanned<String>>,
+    /// Named expressions (`[let]`), used in any expression of the file as `%name`: a long
+    /// path written once. Each is pasted where it is used (its paths start at the use's
+    /// focus); one may use another, but not itself.
+    #[serde(default, rename = "let")]
+    pub lets: BTreeMap<String, Spanned<String>>,
     /// The segments in message order. Consecutive segments with the same `for_each`
     /// repeat together as a group.
     #[serde(default, rename = "segment")]

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use ers_bridge::hl7::{escape, normalise, read, Delimiters, Message, Segment};
 use ers_bridge::mapping::{
-    compile_file, ApplyInput, Attachments, CompiledMapping, MappingError, Rendered,
+    compile_file, compile_str, ApplyInput, Attachments, CompiledMapping, MappingError, Rendered,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -246,4 +246,65 @@ fn lookup_misses_are_warned_and_counted() {
     // Unfetched attachments go by reference (OBX RP), not silently dropped.
     let obx = rendered.message.segment("OBX").unwrap();
     assert_eq!(obx.comp(2, 1), "RP");
+}
+
+/// Named expressions (`[let]`): written once, used as `%name` in any expression, one
+/// using another, pasted where used (inside a `for_each` their paths start at the item);
+/// a name that leads back to itself, or one that is a built-in variable, is refused naming
+/// its line.
+#[test]
+fn named_expressions_are_written_once_and_used_anywhere() {
+    let head =
+        "version = 1\nmessage = \"REF^I12^REF_I12\"\nhl7_version = \"2.4\"\ncharset = \"8859/1\"\n";
+    let text = format!(
+        "{head}[let]\nnhs_id = \"subject.identifier.where(system = 'http://fhir.nhs.net/Id/nhs-number')\"\n\
+         nhs = \"%nhs_id.value.first()\"\nkind = \"contentType\"\n\
+         [[segment]]\nid = \"MSH\"\n\
+         [[segment]]\nid = \"PID\"\n[[segment.set]]\nat = \"3.1\"\nexpr = \"%nhs\"\n\
+         [[segment.set]]\nat = \"3.4\"\nexpr = \"iif(%nhs.exists(), 'NHS')\"\n\
+         [[segment]]\nid = \"OBX\"\nfor_each = \"contained.where(resourceType = 'DocumentReference').content.attachment\"\n\
+         [[segment.set]]\nat = \"2\"\nexpr = \"%kind\"\n"
+    );
+    let m = compile_str("lets.toml", &text, &root("mappings")).unwrap();
+    let mut referral = template().clone();
+    referral["subject"] = serde_json::json!({"identifier": [{"system": "http://fhir.nhs.net/Id/nhs-number", "value": "9434765919"}]});
+    let r = apply(&m, &referral).unwrap();
+    let pid = r.message.segment("PID").unwrap();
+    assert_eq!(pid.comp(3, 1), "9434765919");
+    assert_eq!(pid.comp(3, 4), "NHS");
+    let kinds: Vec<String> = r
+        .message
+        .segments
+        .iter()
+        .filter(|s| s.id == "OBX")
+        .map(|s| s.comp(2, 1).to_string())
+        .collect();
+    assert!(
+        !kinds.is_empty() && kinds.iter().all(|k| !k.is_empty()),
+        "{kinds:?}"
+    );
+
+    let cyclic = format!("{head}[let]\na = \"%b.x\"\nb = \"%a\"\n[[segment]]\nid = \"MSH\"\n");
+    let e = compile_str("c.toml", &cyclic, &root("mappings"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("c.toml:6: let.a: uses itself: %a -> %b -> %a"),
+        "{e}"
+    );
+    let shadow = format!("{head}[let]\nindex = \"id\"\n[[segment]]\nid = \"MSH\"\n");
+    let e = compile_str("s.toml", &shadow, &root("mappings"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("let.index") && e.contains("built-in variable"),
+        "{e}"
+    );
+    let unknown = format!(
+        "{head}[[segment]]\nid = \"MSH\"\n[[segment]]\nid = \"PID\"\n[[segment.set]]\nat = \"3.1\"\nexpr = \"%nope\"\n"
+    );
+    let e = compile_str("u.toml", &unknown, &root("mappings"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown variable %nope"), "{e}");
 }
