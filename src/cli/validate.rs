@@ -159,6 +159,28 @@ pub fn mapping_warnings(m: &config::MappingFiles) -> Vec<String> {
              the patient up by NHS number itself (docs/mappings.md, \"Patient messages\")"
         ));
     }
+    // Paths from the referral that a STU3 ReferralRequest cannot have: a typo renders empty
+    // without any error, so say so before it reaches a PAS.
+    let patient = m.patient.clone().unwrap_or_default();
+    for (key, file) in [
+        ("new_referral", &m.new_referral),
+        ("changed_referral", &m.changed_referral),
+        ("cancelled_referral", &m.cancelled_referral),
+        ("patient", &patient),
+    ] {
+        if file.is_empty() {
+            continue;
+        }
+        let Ok(compiled) = compile_file(&m.dir.join(file)) else {
+            continue;
+        };
+        for (field, member) in crate::mapping::stu3::unknown_members(&compiled) {
+            out.push(format!(
+                "mappings.{key} = {file:?}: {field} reads `{member}` from the referral, which \
+                 a STU3 ReferralRequest does not have (a typo? it always renders empty)"
+            ));
+        }
+    }
     for (key, file) in [
         ("new_referral", &m.new_referral),
         ("changed_referral", &m.changed_referral),

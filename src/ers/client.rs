@@ -10,7 +10,7 @@ use reqwest::header::{
     HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, IF_MATCH, RETRY_AFTER,
 };
 use secrecy::ExposeSecret;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::call::{api_error, read_capped, transport_error};
@@ -324,27 +324,19 @@ impl ErsClient {
             });
             let err = match outcome {
                 Ok(reply) => {
-                    // Writes at info (each is a clinical decision); reads, several per
-                    // referral, at debug: at info they were most of the log. The metrics
-                    // count every call. (tracing fixes a call site's level, hence two.)
-                    macro_rules! call_line {
-                        ($level:ident) => {
-                            $level!(
-                                operation = op.id(),
-                                correlation_id = %cid,
-                                request_id = reply.request_id.as_deref().unwrap_or(""),
-                                status = reply.status,
-                                attempt,
-                                elapsed_ms,
-                                "e-rs call"
-                            )
-                        };
-                    }
-                    if op.is_write() {
-                        call_line!(info);
-                    } else {
-                        call_line!(debug);
-                    }
+                    // Every call at debug, writes too: the store keeps each decision's
+                    // call with its If-Match and correlation id (the timeline), the metrics
+                    // count them, and `run` says each minute's counts at info.
+                    tracing::debug!(
+                        operation = op.id(),
+                        correlation_id = %cid,
+                        request_id = reply.request_id.as_deref().unwrap_or(""),
+                        status = reply.status,
+                        attempt,
+                        elapsed_ms,
+                        write = op.is_write(),
+                        "e-rs call"
+                    );
                     if attempt == 1 {
                         inner.budget.earn();
                     }

@@ -58,6 +58,9 @@ impl EncodeLabelValue for StatusClass {
 
 pub use super::labels::*;
 
+/// Code-table misses waiting for the store: (table, code) → (count, first ms, last ms).
+pub type PendingMisses = std::collections::HashMap<(String, String), (i64, i64, i64)>;
+
 fn latency_histogram() -> Histogram {
     // 5 ms … ~20 s.
     Histogram::new(exponential_buckets(0.005, 2.0, 13))
@@ -137,6 +140,9 @@ pub struct Metrics {
     pub trend_needs_action: Counter,
     /// Not metrics: the (table, code) misses already logged by this process.
     pub lookup_misses_logged: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    /// Not metrics: misses not yet in the store, by (table, code): (count, first ms, last
+    /// ms); the trend recorder moves them there every few seconds, off the pipeline's path.
+    pub lookup_misses_pending: std::sync::Mutex<PendingMisses>,
 }
 
 impl Metrics {
@@ -189,6 +195,7 @@ impl Metrics {
             trend_from_pas: Counter::default(),
             trend_needs_action: Counter::default(),
             lookup_misses_logged: Default::default(),
+            lookup_misses_pending: Default::default(),
         };
         let r = &mut m.registry;
         r.register(

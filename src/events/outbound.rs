@@ -19,7 +19,8 @@ pub struct Published {
 
 impl InternalEvent for Published {
     fn emit(&self, m: &Metrics) {
-        tracing::info!(
+        // At debug, one per message: the trend recorder says each minute's counts at info.
+        tracing::debug!(
             ubrn = %self.ubrn,
             version = %self.version,
             control_id = %self.control_id,
@@ -148,7 +149,7 @@ pub struct WorklistPolled {
 impl InternalEvent for WorklistPolled {
     fn emit(&self, m: &Metrics) {
         match self.result {
-            PollResult::Ok => tracing::info!(
+            PollResult::Ok => tracing::debug!(
                 service = %self.service,
                 list = self.list,
                 items = self.items,
@@ -219,6 +220,16 @@ impl InternalEvent for LookupMissed {
                 table: self.table.clone(),
             })
             .inc();
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut pending = m
+            .lookup_misses_pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let e = pending
+            .entry((self.table.clone(), self.code.clone()))
+            .or_insert((0, now, now));
+        e.0 += 1;
+        e.2 = now;
     }
 }
 

@@ -23,6 +23,7 @@ mod lets;
 pub mod path;
 pub mod samples;
 pub mod spec;
+pub mod stu3;
 pub mod tables;
 
 pub use apply::{ApplyInput, Rendered};

@@ -2,7 +2,8 @@
 //! dashboard can show "it stopped at 02:14" at a glance. Each process takes the deltas of
 //! its own counters ([`Metrics`]) every [`FLUSH_EVERY`] and adds them to the current
 //! minute's rows (`minute_counts`), so a cluster's rows are its sum and nothing is added to
-//! the pipelines' hot path; a process that dies loses at most its last unflushed seconds of
+//! the pipelines' hot path (the code-table misses counted meanwhile go to the store with
+//! them); a process that dies loses at most its last unflushed seconds of
 //! counts, which are figures for people, not delivery state. `GET /api/trends` sums the
 //! minutes into the buckets of the last hour, day or week.
 
@@ -73,9 +74,10 @@ impl TrendRecorder {
         }
     }
 
-    /// Adds what was counted since the last flush to the minute of `now_ms`. On a store
-    /// error nothing is taken, so the next flush adds it.
-    pub async fn flush(&mut self, now_ms: i64) -> Result<(), StoreError> {
+    /// Adds what was counted since the last flush to the minute of `now_ms`, and moves the
+    /// code-table misses counted meanwhile into the store. On a store error nothing is
+    /// taken, so the next flush adds it. Returns the counts added, in [`SERIES`] order.
+    pub async fn flush(&mut self, now_ms: i64) -> Result<[u64; 10], StoreError> {
         let now = snapshot(self.events.metrics());
         let counts: Vec<(&str, i64)> = SERIES
             .iter()
@@ -84,26 +86,95 @@ impl TrendRecorder {
             .collect();
         let minute = now_ms - now_ms.rem_euclid(MINUTE_MS);
         self.store.add_minute_counts(minute, &counts).await?;
+        self.flush_code_misses().await?;
+        let mut added = [0u64; 10];
+        for (a, (n, l)) in added.iter_mut().zip(now.iter().zip(self.last.iter())) {
+            *a = n.saturating_sub(*l);
+        }
         self.last = now;
+        Ok(added)
+    }
+}
+
+/// The log's progress line: what this process did in the last minute, at info, only
+/// when it did something (a quiet bridge logs nothing; the per-message lines are at debug).
+fn log_minute(done: &[u64; 10]) {
+    if done.iter().all(|n| *n == 0) {
+        return;
+    }
+    let ers: u64 = done[2..7].iter().sum();
+    tracing::info!(
+        to_pas = done[0],
+        from_pas = done[1],
+        ers_calls = ers,
+        ers_4xx = done[4],
+        ers_5xx = done[5] + done[6],
+        ers_429 = done[7],
+        dead_letters = done[8],
+        needs_action = done[9],
+        "the last minute"
+    );
+}
+
+impl TrendRecorder {
+    /// Moves the code-table misses counted since the last flush into the store; those a
+    /// failed write did not take go back, to be added next time.
+    async fn flush_code_misses(&mut self) -> Result<(), StoreError> {
+        let metrics = self.events.metrics();
+        let taken = std::mem::take(
+            &mut *metrics
+                .lookup_misses_pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let mut left = taken.clone();
+        for ((table, code), (n, first, last)) in taken {
+            if let Err(e) = self
+                .store
+                .add_code_misses(&table, &code, n, first, last)
+                .await
+            {
+                let mut pending = metrics
+                    .lookup_misses_pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                for (k, (n, first, last)) in left {
+                    let e = pending.entry(k).or_insert((0, first, last));
+                    e.0 += n;
+                    e.1 = e.1.min(first);
+                    e.2 = e.2.max(last);
+                }
+                return Err(e);
+            }
+            left.remove(&(table, code));
+        }
         Ok(())
     }
 }
 
-/// Flushes every [`FLUSH_EVERY`] until shutdown (and once more then), and drops minutes
-/// older than [`TREND_KEEP_MS`] once an hour.
+/// Flushes every [`FLUSH_EVERY`] until shutdown (and once more then), logs each minute's
+/// counts ([`log_minute`]) and drops minutes older than [`TREND_KEEP_MS`] once an hour.
 pub async fn run(store: Store, events: Events, shutdown: Shutdown) {
     let mut recorder = TrendRecorder::new(store.clone(), events);
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pruned_at = 0i64;
+    let mut minute = [0u64; 10];
+    let mut minute_started = chrono::Utc::now().timestamp_millis();
     loop {
         let stopping = tokio::select! {
             _ = tick.tick() => false,
             () = shutdown.wait() => true,
         };
         let now = chrono::Utc::now().timestamp_millis();
-        if let Err(e) = recorder.flush(now).await {
-            tracing::debug!(error = %e, "trend counts not stored yet");
+        match recorder.flush(now).await {
+            Ok(added) => minute.iter_mut().zip(added).for_each(|(m, a)| *m += a),
+            Err(e) => tracing::debug!(error = %e, "trend counts not stored yet"),
+        }
+        if stopping || now - minute_started >= MINUTE_MS {
+            log_minute(&minute);
+            minute = [0; 10];
+            minute_started = now;
         }
         if stopping {
             return;

@@ -19,6 +19,33 @@ pub struct CodeMiss {
 }
 
 impl Store {
+    /// Adds `n` misses of `code` in `table`, seen first at `first_ms` and last at
+    /// `last_ms` (a process's misses since its last flush, in one statement).
+    pub async fn add_code_misses(
+        &self,
+        table: &str,
+        code: &str,
+        n: i64,
+        first_ms: i64,
+        last_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO code_misses (table_name, code, first_ms, last_ms, count) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (table_name, code) DO UPDATE SET \
+             last_ms = excluded.last_ms, count = code_misses.count + excluded.count",
+        )
+        .bind(table)
+        .bind(code)
+        .bind(first_ms)
+        .bind(last_ms)
+        .bind(n)
+        .execute(&self.pool)
+        .await
+        .op("add_code_misses")?;
+        Ok(())
+    }
+
     /// Counts one miss of `code` in `table` at `now_ms`.
     pub async fn record_code_miss(
         &self,
@@ -26,19 +53,7 @@ impl Store {
         code: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO code_misses (table_name, code, first_ms, last_ms, count) \
-             VALUES ($1, $2, $3, $3, 1) \
-             ON CONFLICT (table_name, code) DO UPDATE SET \
-             last_ms = excluded.last_ms, count = code_misses.count + 1",
-        )
-        .bind(table)
-        .bind(code)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await
-        .op("record_code_miss")?;
-        Ok(())
+        self.add_code_misses(table, code, 1, now_ms, now_ms).await
     }
 
     /// The codes missed, most recently seen first, at most `limit`, and how many in all.

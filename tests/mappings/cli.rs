@@ -408,3 +408,28 @@ fn validate_refuses_decision_rule_keys_the_action_does_not_use() {
         assert!(stderr.contains("inbound.toml:"), "{stderr}");
     }
 }
+
+/// A path the referral cannot have (a typo renders empty, silently) is named by `validate`
+/// as a warning: the mapping, the field and the member; the shipped set has none.
+#[test]
+fn validate_warns_about_a_path_a_referral_request_cannot_have() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mappings, config) = mappings_copy(&dir);
+    let file = mappings.join("ref_i12.v251.toml");
+    let base = std::fs::read_to_string(mappings.join("ref_i12.v24.toml")).unwrap();
+    // The v2.5.1 REF^I12 the config uses by default, with one typo in PID-3.1.
+    let typo = base
+        .replace("hl7_version = \"2.4\"", "hl7_version = \"2.5.1\"")
+        .replacen("subject.identifier", "subjekt.identifier", 1);
+    assert_ne!(typo, base);
+    std::fs::write(&file, typo).unwrap();
+    let out = bridge()
+        .args(["validate", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = assert_success(&out);
+    assert!(
+        stdout.contains("warning: mappings.new_referral = \"ref_i12.v251.toml\": PID-3.1 (NHS number) reads `subjekt` from the referral, which a STU3 ReferralRequest does not have"),
+        "{stdout}"
+    );
+}

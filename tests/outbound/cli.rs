@@ -53,6 +53,10 @@ async fn demo_runs_until_drained_and_prints_a_summary() {
     // stderr is a pipe here, as in a log file or journald: plain text, no colour codes.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.is_empty(), "the demo logs");
+    // Quiet by default: no line per message or per e-RS call at info (26 referrals, each
+    // published and answered, and their decisions applied, in a handful of lines).
+    let lines = stderr.lines().count();
+    assert!(lines < 30, "{lines} log lines at info: {stderr}");
     assert!(
         !stderr.contains('\x1b'),
         "ANSI codes in piped logs: {stderr}"
@@ -160,7 +164,8 @@ async fn run_publishes_until_sigterm_then_exits_cleanly_and_replay_republishes()
         let mut child = bridge()
             .args(["--log-format", "json", "run", "--config"])
             .arg(&config)
-            .env("RUST_LOG", "info")
+            // Each message's line is at debug (the info log is a line a minute).
+            .env("RUST_LOG", "info,ers_bridge::events=debug")
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();

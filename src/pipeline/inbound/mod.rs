@@ -555,7 +555,7 @@ impl Inbound {
                 };
                 let reply = Some(Reply::accept(detail.clone()));
                 self.finish((msg, message), reply, end, now).await?;
-                tracing::info!(ubrn = %ubrn, control_id = %msg.control_id, action = name, "pas decision applied in e-rs");
+                tracing::debug!(ubrn = %ubrn, control_id = %msg.control_id, action = name, "pas decision applied in e-rs");
                 Ok(Handled::Done {
                     action: name.to_string(),
                 })

@@ -30,9 +30,6 @@ struct Rendered<'m> {
     /// For a replay under a new id: the id the message first went out with.
     replay_of: Option<ControlId>,
     body: Vec<u8>,
-    /// The `(table, code)` look-ups that missed (counted when rendered, recorded by the
-    /// caller).
-    lookup_misses: Vec<(String, String)>,
 }
 
 /// The REF message the PAS has for this UBRN: its version, and the message unless retention
@@ -102,14 +99,6 @@ impl Pipeline {
                 return self.park(ubrn, version, &reason, now).await
             }
         };
-        // Kept for the integration team's fix list (`status`, the dashboard); a failed
-        // write costs only that list's count, never the referral.
-        for (table, code) in messages.iter().flat_map(|m| &m.lookup_misses) {
-            let at = now.timestamp_millis();
-            if let Err(e) = self.shared.store.record_code_miss(table, code, at).await {
-                tracing::debug!(error = %e, "code miss not recorded");
-            }
-        }
         let started = Instant::now();
         let mut published = Vec::with_capacity(messages.len());
         for m in messages {
@@ -276,18 +265,15 @@ impl Pipeline {
             });
             match rendered {
                 Ok((control_id, replay_of, r, body)) => {
-                    for (table, code) in &r.lookup_misses {
-                        self.shared.events.emit(LookupMissed {
-                            table: table.clone(),
-                            code: code.clone(),
-                        });
+                    // Counted, and kept for the store by the trend recorder (off this path).
+                    for (table, code) in r.lookup_misses {
+                        self.shared.events.emit(LookupMissed { table, code });
                     }
                     messages.push(Rendered {
                         mapping: m,
                         control_id,
                         replay_of,
                         body,
-                        lookup_misses: r.lookup_misses,
                     });
                 }
                 Err(e) if e.is_retryable() => {
