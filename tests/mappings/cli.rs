@@ -127,27 +127,25 @@ fn test_mappings_renders_the_configured_header_and_blesses_by_name() {
     std::fs::create_dir_all(&goldens).unwrap();
     let mut rewritten = String::new();
     for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("expected = \"") {
-            let rel = rest.trim_end_matches('"');
-            let from = root.join("mappings").join(rel);
-            let to = goldens.join(rel.trim_start_matches("../").replace('/', "_"));
-            std::fs::copy(&from, &to).unwrap();
-            rewritten.push_str(&format!("expected = {:?}\n", to.display().to_string()));
-        } else if let Some(rest) = line.strip_prefix("mapping = \"") {
-            let rel = rest.trim_end_matches('"');
-            let abs = root.join("mappings").join(rel);
-            rewritten.push_str(&format!("mapping = {:?}\n", abs.display().to_string()));
-        } else if let Some(rest) = line.strip_prefix("input = \"") {
-            let rel = rest.trim_end_matches('"');
-            let abs = root.join("mappings").join(rel);
-            rewritten.push_str(&format!("input = {:?}\n", abs.display().to_string()));
-        } else if let Some(rest) = line.strip_prefix("attachments = \"") {
-            let rel = rest.trim_end_matches('"');
-            let abs = root.join("mappings").join(rel);
-            rewritten.push_str(&format!("attachments = {:?}\n", abs.display().to_string()));
-        } else {
-            rewritten.push_str(line);
-            rewritten.push('\n');
+        let key = ["expected", "mapping", "input", "attachments"]
+            .into_iter()
+            .find_map(|k| Some((k, line.strip_prefix(&format!("{k} = \""))?)));
+        match key {
+            // The goldens are copied, so blessing writes only the copies.
+            Some(("expected", rest)) => {
+                let rel = rest.trim_end_matches('"');
+                let to = goldens.join(rel.trim_start_matches("../").replace('/', "_"));
+                std::fs::copy(root.join("mappings").join(rel), &to).unwrap();
+                rewritten.push_str(&format!("expected = {:?}\n", to.display().to_string()));
+            }
+            Some((k, rest)) => {
+                let abs = root.join("mappings").join(rest.trim_end_matches('"'));
+                rewritten.push_str(&format!("{k} = {:?}\n", abs.display().to_string()));
+            }
+            None => {
+                rewritten.push_str(line);
+                rewritten.push('\n');
+            }
         }
     }
     std::fs::write(&manifest, rewritten).unwrap();

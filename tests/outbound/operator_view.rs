@@ -13,13 +13,17 @@ use crate::helpers::{Harness, Opts};
 use crate::inbound::{rri, seeded};
 use crate::monitor::{app_with_monitor, app_with_monitor_text, get, TOKEN};
 
+/// `GET url` with the API token: the status and the JSON body.
+async fn get_json(url: &str) -> (u16, Value) {
+    let r = get(url, Some(TOKEN)).send().await.unwrap();
+    let code = r.status().as_u16();
+    (code, r.json().await.unwrap_or(Value::Null))
+}
+
 async fn summary(base: &str) -> Value {
-    let r = get(&format!("{base}/api/summary"), Some(TOKEN))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    r.json().await.unwrap()
+    let (code, v) = get_json(&format!("{base}/api/summary")).await;
+    assert_eq!(code, 200, "{v}");
+    v
 }
 
 fn pas_row<'a>(s: &'a Value, queue: &str) -> &'a Value {
@@ -169,13 +173,7 @@ async fn needs_action_is_resolved_and_retried_from_the_api_with_who_recorded() {
             "{handled:?}"
         );
     }
-    let listed: Value = get(&format!("{base}/api/needs-action"), Some(TOKEN))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = get_json(&format!("{base}/api/needs-action")).await.1;
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
 
     // `needs-action list --json`: the API's form, newest first.
@@ -345,13 +343,7 @@ async fn code_table_misses_are_kept_and_listed_and_trends_come_from_stored_count
         "every referral's specialty missed: {misses:?}"
     );
     assert_eq!(s["code_misses_total"].as_i64(), Some(misses.len() as i64));
-    let all: Value = get(&format!("{base}/api/code-misses"), Some(TOKEN))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = get_json(&format!("{base}/api/code-misses")).await.1;
     assert_eq!(all["items"], s["code_misses"]);
 
     let config = dir.path().join("ers-bridge.toml");
@@ -429,13 +421,7 @@ async fn code_table_misses_are_kept_and_listed_and_trends_come_from_stored_count
 
     // Trends: the minute of the flush holds what was published (the last bucket, or the
     // one before if the clock has since turned a minute), the rest of the hour nothing.
-    let t: Value = get(&format!("{base}/api/trends?range=hour"), Some(TOKEN))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let t: Value = get_json(&format!("{base}/api/trends?range=hour")).await.1;
     assert_eq!(t["t"].as_array().unwrap().len(), 60);
     let to_pas = t["series"]["to_pas"].as_array().unwrap();
     assert_eq!(to_pas.len(), 60);
@@ -448,13 +434,9 @@ async fn code_table_misses_are_kept_and_listed_and_trends_come_from_stored_count
     assert_eq!(values.iter().sum::<i64>(), published, "{t}");
     assert_eq!(t["last_ms"]["to_pas"].as_i64(), Some(now - now % 60_000));
     for range in ["day", "week"] {
-        let t: Value = get(&format!("{base}/api/trends?range={range}"), Some(TOKEN))
-            .send()
+        let t: Value = get_json(&format!("{base}/api/trends?range={range}"))
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .1;
         let to_pas = t["series"]["to_pas"].as_array().unwrap();
         assert_eq!(
             to_pas.iter().map(|v| v.as_i64().unwrap()).sum::<i64>(),
@@ -462,11 +444,8 @@ async fn code_table_misses_are_kept_and_listed_and_trends_come_from_stored_count
             "{range}"
         );
     }
-    let bad = get(&format!("{base}/api/trends?range=year"), Some(TOKEN))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status().as_u16(), 400);
+    let (code, _) = get_json(&format!("{base}/api/trends?range=year")).await;
+    assert_eq!(code, 400);
 
     shutdown.trigger();
     app.close().await;
@@ -517,18 +496,11 @@ async fn the_message_browser_shows_fields_by_position_the_reply_and_dead_letters
     .await;
     let (app, base, shutdown) = app_with_monitor(&h).await;
     crate::monitor::run_loop(&h, &app).await;
-    let page: Value = get(&format!("{base}/api/messages?direction=out"), Some(TOKEN))
-        .send()
+    let page: Value = get_json(&format!("{base}/api/messages?direction=out"))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     let out_cid = page["items"][0]["control_id"].as_str().unwrap().to_string();
-    let view = |path: String| async move {
-        let r = get(&path, Some(TOKEN)).send().await.unwrap();
-        (r.status().as_u16(), r.json::<Value>().await.unwrap())
-    };
+    let view = |path: String| async move { get_json(&path).await };
     let field = |v: &Value, at: &str| -> Option<String> {
         v["body"]["segments"]
             .as_array()?
@@ -550,16 +522,7 @@ async fn the_message_browser_shows_fields_by_position_the_reply_and_dead_letters
         "{out}"
     );
 
-    let page: Value = get(
-        &format!("{base}/api/messages?direction=in&status=done"),
-        Some(TOKEN),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let (_, page) = get_json(&format!("{base}/api/messages?direction=in&status=done")).await;
     let in_cid = page["items"][0]["control_id"].as_str().unwrap().to_string();
     let (code, inbound) = view(format!("{base}/api/messages/in/{in_cid}")).await;
     assert_eq!(code, 200, "{inbound}");
