@@ -172,7 +172,7 @@ impl InternalEvent for FactsRead {
 /// the queue gauges (a queue that could not be read keeps its last figures).
 #[derive(Debug, Clone)]
 pub struct QueueDepthsRead {
-    pub depths: Vec<crate::amqp::QueueDepth>,
+    pub depths: Vec<crate::transport::QueueDepth>,
 }
 
 impl InternalEvent for QueueDepthsRead {

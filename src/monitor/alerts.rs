@@ -210,31 +210,26 @@ pub async fn queue_depths(
     pas: &PasLink,
     queues: &[(&'static str, String)],
     events: &Events,
-) -> Vec<crate::amqp::QueueDepth> {
-    let Some(publisher) = pas.broker() else {
-        return Vec::new();
-    };
+) -> Vec<crate::transport::QueueDepth> {
     if queues.is_empty() {
         return Vec::new();
     }
-    let depths = match tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        publisher.queue_depths(queues),
-    )
-    .await
-    {
-        Ok(d) => d,
-        Err(_) => queues
-            .iter()
-            .map(|(role, queue)| crate::amqp::QueueDepth {
-                role,
-                queue: queue.clone(),
-                messages: None,
-                consumers: None,
-                error: Some("no answer from the broker within 2s".into()),
-            })
-            .collect(),
-    };
+    let depths =
+        match tokio::time::timeout(std::time::Duration::from_secs(2), pas.queue_depths(queues))
+            .await
+        {
+            Ok(d) => d,
+            Err(_) => queues
+                .iter()
+                .map(|(role, queue)| crate::transport::QueueDepth {
+                    role,
+                    queue: queue.clone(),
+                    messages: None,
+                    consumers: None,
+                    error: Some("no answer from the broker within 2s".into()),
+                })
+                .collect(),
+        };
     events.emit(crate::events::QueueDepthsRead {
         depths: depths.clone(),
     });

@@ -192,7 +192,7 @@ mod tests {
             code: "SPEC_X".into(),
         });
         events.emit(QueueDepthsRead {
-            depths: vec![crate::amqp::QueueDepth {
+            depths: vec![crate::transport::QueueDepth {
                 role: "pas",
                 queue: "pas.referrals".into(),
                 messages: Some(3),

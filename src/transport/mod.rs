@@ -15,6 +15,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// One of the bridge's queues as the broker sees it (the dashboard's Queues panel).
+pub use crate::amqp::QueueDepth;
 use crate::amqp::{AmqpError, DeliveryProperties, OutboundMessage, Publisher, RetryPolicy};
 use crate::backoff::Backoff;
 use crate::hl7::Hl7Out;
@@ -253,6 +255,15 @@ impl PasLink {
         match self {
             PasLink::Amqp { publisher, .. } => Ok(publisher.ensure_connected().await?),
             PasLink::Mllp(sender) => Ok(sender.ensure_connected().await?),
+        }
+    }
+
+    /// The depth of each `(role, queue)` on the broker (passive declares over the
+    /// publisher's connection); empty without a broker (MLLP to the PAS).
+    pub async fn queue_depths(&self, queues: &[(&'static str, String)]) -> Vec<QueueDepth> {
+        match self {
+            PasLink::Amqp { publisher, .. } => publisher.queue_depths(queues).await,
+            PasLink::Mllp(_) => Vec::new(),
         }
     }
 

@@ -266,9 +266,15 @@ fn the_whole_loop_logs_no_patient_data_at_info() {
         assert_no_patient_data(&numbers, line);
     }
     assert_no_patient_data(&numbers, &stdout);
+    // Quiet by default: a handful of lines at info (each checked above); the lines per
+    // message, per poll and per e-RS call are at debug.
     assert!(
-        info_lines > 10,
+        info_lines >= 3,
         "the demo logged {info_lines} lines at info"
+    );
+    assert!(
+        stderr.contains("\"message published\""),
+        "the per-message lines are at debug"
     );
     assert!(
         debug_lines > info_lines,
