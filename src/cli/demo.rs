@@ -344,12 +344,14 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
         Some(_) => app.serve_monitor().await?,
         None => None,
     };
+    let progress = super::progress::Progress::start(&app.shared().events, "demo");
     let summary = app.drain(50).await;
     let looped = match (&summary, args.no_pas_sim, &mllp_pas) {
         (Ok(_), false, None) => Some(close_the_loop(&app, args).await),
         (Ok(_), false, Some(pas)) => Some(close_the_loop_mllp(&app, pas).await),
         _ => None,
     };
+    progress.finish();
     let stats = reqwest::get(format!("{}/_admin/stats", sim.base_url()))
         .await
         .and_then(|r| r.error_for_status());

@@ -10,6 +10,7 @@ mod needs_action;
 mod ops;
 mod parked;
 mod pas_sim;
+mod progress;
 mod render;
 mod replay;
 mod run;

@@ -57,7 +57,9 @@ pub fn run(args: &RunArgs) -> ExitCode {
                 let leases_stop = Shutdown::new();
                 let leases =
                     tokio::spawn(cluster.run(app.shared().ers.clone(), leases_stop.clone()));
+                let progress = super::progress::Progress::start(&app.shared().events, "draining");
                 let summary = app.drain(50).await;
+                progress.finish();
                 leases_stop.trigger();
                 let _ = leases.await;
                 app.close().await;

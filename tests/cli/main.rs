@@ -453,3 +453,30 @@ fn every_kind_of_wrong_configuration_names_file_line_and_key() {
         assert!(err.contains(reason), "{what}: expected `{reason}` in {err}");
     }
 }
+
+/// On a terminal (a pseudo-terminal made by util-linux `script`), `demo` shows a progress
+/// line counting what went to and came from the PAS, cleared before the summary; piped, as
+/// in every other test here, it shows none.
+#[test]
+fn the_demo_shows_progress_on_a_terminal() {
+    let prefix = format!("progress-{}", std::process::id());
+    let command = format!(
+        "{} demo --generate 60 --queue-prefix {prefix}",
+        env!("CARGO_BIN_EXE_ers-bridge")
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", "warn")
+        .env_remove("ERS_BRIDGE_CONFIG")
+        .output()
+        .expect("util-linux script runs the demo on a pseudo-terminal");
+    delete_demo_topology(&prefix);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("demo: ") && text.contains("to the PAS, ") && text.contains(" e-RS calls"),
+        "a progress line: {text}"
+    );
+    assert!(text.contains("referrals published:"), "the summary: {text}");
+}
