@@ -74,7 +74,11 @@ pub fn run(args: &NeedsActionArgs) -> ExitCode {
             let store = Store::connect(&cfg.store.url)
                 .await
                 .context("cannot open the store")?;
-            let r = act(&store, command, args.json).await;
+            // `list` and `resolve` need only the store.
+            let r = match command {
+                NeedsActionCommand::Resolve { id, note, by } => resolve(&store, id, note, by).await,
+                _ => list(&store, args.json).await,
+            };
             store.close().await;
             r
         })
@@ -82,52 +86,48 @@ pub fn run(args: &NeedsActionArgs) -> ExitCode {
     super::exit_code(result)
 }
 
-/// `list` and `resolve`: the store is all they need.
-async fn act(store: &Store, command: &NeedsActionCommand, json: bool) -> anyhow::Result<bool> {
-    match command {
-        NeedsActionCommand::List => {
-            let mut items = store.inbound_needing_action().await?;
-            // Newest first: the most recent are the ones still actionable.
-            items.sort_by_key(|r| std::cmp::Reverse(r.received_at_ms));
-            if json {
-                let all: Vec<_> = items
-                    .iter()
-                    .map(crate::monitor::actions::needs_action_view)
-                    .collect();
-                println!("{}", serde_json::Value::Array(all));
-                return Ok(true);
-            }
-            if items.is_empty() {
-                println!("no decisions need action");
-            }
-            for r in items {
-                let at = chrono::DateTime::from_timestamp_millis(r.received_at_ms)
-                    .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                    .unwrap_or_default();
-                println!(
-                    "{}\t{}\t{}\t{}\t{}",
-                    r.control_id,
-                    r.ubrn.map(|u| u.to_string()).unwrap_or_else(|| "-".into()),
-                    at,
-                    r.action.unwrap_or_else(|| "-".into()),
-                    r.detail.unwrap_or_default()
-                );
-            }
-            Ok(true)
-        }
-        NeedsActionCommand::Resolve { id, note, by } => {
-            let now = chrono::Utc::now().timestamp_millis();
-            let done =
-                crate::monitor::actions::resolve_needs_action(store, id, note, by, now).await?;
-            if done {
-                println!("resolved {id}");
-            } else {
-                println!("{id} is not an open needs-action record");
-            }
-            Ok(done)
-        }
-        NeedsActionCommand::Retry { .. } => unreachable!("a retry is run by `retry`"),
+/// `list`: the store is all it needs; newest first, the most recent still actionable.
+async fn list(store: &Store, json: bool) -> anyhow::Result<bool> {
+    let mut items = store.inbound_needing_action().await?;
+    // Newest first: the most recent are the ones still actionable.
+    items.sort_by_key(|r| std::cmp::Reverse(r.received_at_ms));
+    if json {
+        let all: Vec<_> = items
+            .iter()
+            .map(crate::monitor::actions::needs_action_view)
+            .collect();
+        println!("{}", serde_json::Value::Array(all));
+        return Ok(true);
     }
+    if items.is_empty() {
+        println!("no decisions need action");
+    }
+    for r in items {
+        let at = chrono::DateTime::from_timestamp_millis(r.received_at_ms)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default();
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            r.control_id,
+            r.ubrn.map(|u| u.to_string()).unwrap_or_else(|| "-".into()),
+            at,
+            r.action.unwrap_or_else(|| "-".into()),
+            r.detail.unwrap_or_default()
+        );
+    }
+    Ok(true)
+}
+
+/// `resolve`: closes one record with the note, recorded as `by`'s.
+async fn resolve(store: &Store, id: &ControlId, note: &str, by: &str) -> anyhow::Result<bool> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let done = crate::monitor::actions::resolve_needs_action(store, id, note, by, now).await?;
+    if done {
+        println!("resolved {id}");
+    } else {
+        println!("{id} is not an open needs-action record");
+    }
+    Ok(done)
 }
 
 /// `retry`: this message now, with this configuration's e-RS access, and what became of it.

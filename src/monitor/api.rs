@@ -58,7 +58,7 @@ pub async fn require_token(
 }
 
 /// A store failure as a 500 whose body names the operation (never data).
-fn failed(e: StoreError) -> Response {
+pub(super) fn failed(e: StoreError) -> Response {
     tracing::warn!(error = %e, "monitor api query failed");
     (
         StatusCode::INTERNAL_SERVER_ERROR,

@@ -12,6 +12,7 @@ use axum::Json;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+use super::api::failed;
 use super::MonitorState;
 use crate::ids::ControlId;
 
@@ -65,15 +66,6 @@ fn body_view(text: Option<&str>) -> Value {
 
 fn not_found(what: String) -> Response {
     (StatusCode::NOT_FOUND, Json(json!({"error": what}))).into_response()
-}
-
-fn failed(e: crate::store::StoreError) -> Response {
-    tracing::warn!(error = %e, "monitor api query failed");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({"error": e.to_string()})),
-    )
-        .into_response()
 }
 
 /// `GET /api/messages/{direction}/{control_id}`: `out` (to the PAS) or `in` (from it).

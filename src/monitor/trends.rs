@@ -75,23 +75,27 @@ impl TrendRecorder {
     }
 
     /// Adds what was counted since the last flush to the minute of `now_ms`, and moves the
-    /// code-table misses counted meanwhile into the store. On a store error nothing is
-    /// taken, so the next flush adds it. Returns the counts added, in [`SERIES`] order.
+    /// code-table misses counted meanwhile into the store. When the counts' write fails
+    /// nothing is taken, so the next flush adds them; misses a write refused stay pending.
+    /// Returns the counts added, in [`SERIES`] order.
     pub async fn flush(&mut self, now_ms: i64) -> Result<[u64; 10], StoreError> {
         let now = snapshot(self.events.metrics());
-        let counts: Vec<(&str, i64)> = SERIES
-            .iter()
-            .zip(now.iter().zip(self.last.iter()))
-            .map(|(s, (n, l))| (*s, n.saturating_sub(*l) as i64))
-            .collect();
-        let minute = now_ms - now_ms.rem_euclid(MINUTE_MS);
-        self.store.add_minute_counts(minute, &counts).await?;
-        self.flush_code_misses().await?;
         let mut added = [0u64; 10];
         for (a, (n, l)) in added.iter_mut().zip(now.iter().zip(self.last.iter())) {
             *a = n.saturating_sub(*l);
         }
+        let counts: Vec<(&str, i64)> = SERIES
+            .iter()
+            .zip(added)
+            .map(|(s, n)| (*s, n as i64))
+            .collect();
+        let minute = now_ms - now_ms.rem_euclid(MINUTE_MS);
+        self.store.add_minute_counts(minute, &counts).await?;
+        // Taken: a later failure must not add these counts a second time.
         self.last = now;
+        if let Err(e) = self.flush_code_misses().await {
+            tracing::debug!(error = %e, "code-table misses not stored yet, kept for the next flush");
+        }
         Ok(added)
     }
 }
@@ -120,33 +124,26 @@ impl TrendRecorder {
     /// Moves the code-table misses counted since the last flush into the store; those a
     /// failed write did not take go back, to be added next time.
     async fn flush_code_misses(&mut self) -> Result<(), StoreError> {
-        let metrics = self.events.metrics();
-        let taken = std::mem::take(
-            &mut *metrics
-                .lookup_misses_pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        let mut left = taken.clone();
-        for ((table, code), (n, first, last)) in taken {
+        let pending = &self.events.metrics().lookup_misses_pending;
+        let taken: Vec<_> = std::mem::take(&mut *pending.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .collect();
+        for (i, ((table, code), (n, first, last))) in taken.iter().enumerate() {
             if let Err(e) = self
                 .store
-                .add_code_misses(&table, &code, n, first, last)
+                .add_code_misses(table, code, *n, *first, *last)
                 .await
             {
-                let mut pending = metrics
-                    .lookup_misses_pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                for (k, (n, first, last)) in left {
-                    let e = pending.entry(k).or_insert((0, first, last));
+                // What was not written goes back, merged with what was counted meanwhile.
+                let mut back = pending.lock().unwrap_or_else(|e| e.into_inner());
+                for (k, (n, first, last)) in taken.into_iter().skip(i) {
+                    let e = back.entry(k).or_insert((0, first, last));
                     e.0 += n;
                     e.1 = e.1.min(first);
                     e.2 = e.2.max(last);
                 }
                 return Err(e);
             }
-            left.remove(&(table, code));
         }
         Ok(())
     }
@@ -214,14 +211,7 @@ pub async fn trends(State(s): State<MonitorState>, Query(q): Query<TrendQuery>) 
     let now = chrono::Utc::now().timestamp_millis();
     match view(&s.store, now, bucket_ms, buckets).await {
         Ok(v) => Json(v).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "monitor api query failed");
-            (
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({"error": e.to_string()})),
-            )
-                .into_response()
-        }
+        Err(e) => super::api::failed(e),
     }
 }
 
